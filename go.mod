@@ -1,0 +1,5 @@
+module github.com/tarsws/websocketserver
+
+go 1.26
+
+require golang.org/x/net v0.62.0
