@@ -1,0 +1,420 @@
+// Chat page logic shared by client1.html and client2.html.
+//
+// The server speaks text frames "cmd|data". The page asks for JSON replies
+// ("format|json"); a server that answers in plain text (the original demo)
+// still works: its frames are shown as they are.
+//
+// Everything the server sends is shown with textContent, never innerHTML.
+'use strict';
+
+(() => {
+  const HOME_ROOM = document.body.dataset.room || 'room1';
+  const PING_EVERY_MS = 10_000;
+  const SILENCE_LIMIT_MS = 3 * PING_EVERY_MS; // no frame for this long: the link is dead
+  const RETRY_FIRST_MS = 1_000;
+  const RETRY_MAX_MS = 30_000;
+  const MAX_ENTRIES = 500; // oldest log entries are dropped beyond this
+
+  // Replies that only confirm what the user sees anyway.
+  const QUIET_REPLIES = new Set(['ping', 'format', 'history', 'sendByRoom', 'broadcast']);
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    status: $('status'),
+    statusText: $('status-text'),
+    retryNow: $('retry-now'),
+    myId: $('my-id'),
+    rooms: $('rooms'),
+    joinForm: $('join-form'),
+    joinRoom: $('join-room'),
+    log: $('log'),
+    sendForm: $('send-form'),
+    target: $('target'),
+    message: $('message'),
+    helloForm: $('hello-form'),
+    helloName: $('hello-name'),
+    helloReply: $('hello-reply'),
+  };
+
+  let ws = null;
+  let jsonMode = false;         // the server has answered format|json
+  let myId = '';                // our connection id on the current connection
+  const myIds = new Set();      // every id we had: our old messages stay "ours"
+  const joined = [HOME_ROOM];   // rooms we want to be in, in the order joined
+  const pendingJoins = [];      // subscribes sent and not yet answered
+  const seen = new Set();       // from+time+text of every message shown
+  let attempt = 0;              // failed connection attempts in a row
+  let retryTimer = 0;
+  let countdownTimer = 0;
+  let pingTimer = 0;
+  let lastFrameAt = 0;
+
+  // ---- connection ----------------------------------------------------------
+
+  function serverURL() {
+    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    return scheme + location.host + '/';
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    setStatus('connecting', 'Connecting…');
+    jsonMode = false;
+    myId = '';
+    showMyId();
+    pendingJoins.length = 0;
+
+    const socket = new WebSocket(serverURL());
+    ws = socket;
+    socket.onopen = () => {
+      attempt = 0;
+      lastFrameAt = Date.now();
+      setStatus('online', 'Online');
+      send('format|json');
+      for (const room of joined) {
+        subscribe(room);
+      }
+      pingTimer = setInterval(keepAlive, PING_EVERY_MS);
+    };
+    socket.onmessage = (event) => {
+      lastFrameAt = Date.now();
+      handleFrame(String(event.data));
+    };
+    socket.onclose = () => lost(socket);
+  }
+
+  // lost is called once per socket, when it closes or is found dead.
+  function lost(socket) {
+    if (socket !== ws) return;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    ws = null;
+    clearInterval(pingTimer);
+    if (attempt === 0) notice('Connection lost.', 'warn');
+    scheduleReconnect();
+  }
+
+  // Exponential back-off with jitter: 1 s, 2 s, 4 s … capped at 30 s, each
+  // drawn from the upper half of its range so that many pages reconnecting
+  // after a restart spread out.
+  function scheduleReconnect() {
+    const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** attempt);
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    attempt++;
+    const due = Date.now() + delay;
+    const tick = () => {
+      const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      setStatus('reconnecting', `Reconnecting in ${seconds}s`);
+    };
+    tick();
+    countdownTimer = setInterval(tick, 250);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function retryNow() {
+    if (ws === null) connect();
+  }
+
+  function keepAlive() {
+    if (Date.now() - lastFrameAt > SILENCE_LIMIT_MS) {
+      const socket = ws;
+      lost(socket);
+      socket.close();
+      return;
+    }
+    send('ping');
+  }
+
+  function send(frame) {
+    if (ws === null || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(frame);
+    return true;
+  }
+
+  function subscribe(room) {
+    if (send('subscribe|' + room)) {
+      pendingJoins.push(room);
+      send('history|' + room);
+    }
+  }
+
+  // ---- frames from the server ------------------------------------------------
+
+  function handleFrame(data) {
+    const msg = parseJSON(data);
+    if (msg === null) {
+      if (data !== 'pong') entry({ kind: 'plain', text: data });
+      return;
+    }
+    switch (msg.kind) {
+      case 'message':
+      case 'history':
+        showMessage(msg);
+        break;
+      case 'reply':
+        handleReply(msg);
+        break;
+      case 'error':
+        handleError(msg);
+        break;
+      default:
+        entry({ kind: 'plain', text: data });
+    }
+  }
+
+  // parseJSON returns the frame as an object when it is a JSON reply, else null.
+  function parseJSON(data) {
+    if (!data.startsWith('{')) return null;
+    try {
+      const msg = JSON.parse(data);
+      return msg && typeof msg === 'object' && typeof msg.kind === 'string' ? msg : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function handleReply(msg) {
+    const text = String(msg.text ?? '');
+    switch (msg.cmd) {
+      case 'format':
+        jsonMode = true;
+        if (msg.id) {
+          myId = String(msg.id);
+          myIds.add(myId);
+          showMyId();
+        }
+        break;
+      case 'subscribe':
+      case 'unsubscribe':
+        answered(msg);
+        break;
+      case 'hello':
+        ui.helloReply.textContent = text;
+        break;
+    }
+    if (!QUIET_REPLIES.has(msg.cmd)) notice(text, 'reply');
+  }
+
+  function handleError(msg) {
+    const text = String(msg.text ?? 'Error');
+    if (msg.cmd === 'subscribe') {
+      const room = answered(msg);
+      if (room !== undefined) leaveLocally(room);
+    }
+    if (msg.cmd === 'hello') ui.helloReply.textContent = text;
+    notice(text, 'error');
+  }
+
+  // answered matches a subscribe reply to the request it answers and returns its room.
+  function answered(msg) {
+    if (msg.cmd !== 'subscribe') return msg.room;
+    const i = msg.room ? pendingJoins.indexOf(msg.room) : 0;
+    return i >= 0 ? pendingJoins.splice(i, 1)[0] : msg.room;
+  }
+
+  function showMessage(msg) {
+    const from = String(msg.from ?? '');
+    const time = String(msg.time ?? '');
+    const text = String(msg.text ?? '');
+    const key = from + '\n' + time + '\n' + text;
+    if (seen.has(key)) return;
+    seen.add(key);
+    entry({ kind: msg.kind, from, time, text, room: String(msg.room ?? ''), key });
+  }
+
+  // ---- the log -----------------------------------------------------------------
+
+  function notice(text, tone) {
+    entry({ kind: 'notice', tone, text, time: new Date().toISOString() });
+  }
+
+  function entry(e) {
+    const li = document.createElement('li');
+    li.className = 'entry ' + e.kind;
+    li.dataset.kind = e.kind;
+
+    if (e.kind === 'message' || e.kind === 'history') {
+      const own = myIds.has(e.from);
+      li.classList.toggle('own', own);
+      li.dataset.from = e.from;
+      li.dataset.room = e.room;
+      li.dataset.key = e.key;
+      li.style.setProperty('--hue', hue(e.from));
+
+      const meta = document.createElement('p');
+      meta.className = 'meta';
+      meta.append(
+        span('from', own ? 'You' : senderName(e.from)),
+        span('room', e.room === '' ? 'everyone' : '#' + e.room),
+        timeElement(e.time),
+      );
+      if (e.kind === 'history') meta.append(span('tag', 'earlier'));
+      li.append(meta, paragraph('text', e.text));
+    } else {
+      if (e.tone) li.classList.add(e.tone);
+      li.append(paragraph('text', e.text));
+      if (e.time) li.append(timeElement(e.time));
+    }
+
+    const nearBottom = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 80;
+    ui.log.append(li);
+    while (ui.log.children.length > MAX_ENTRIES) {
+      const old = ui.log.firstElementChild;
+      if (old.dataset.key) seen.delete(old.dataset.key);
+      old.remove();
+    }
+    if (nearBottom) ui.log.scrollTop = ui.log.scrollHeight;
+  }
+
+  function span(className, text) {
+    const s = document.createElement('span');
+    s.className = className;
+    s.textContent = text;
+    return s;
+  }
+
+  function paragraph(className, text) {
+    const p = document.createElement('p');
+    p.className = className;
+    p.textContent = text;
+    return p;
+  }
+
+  function timeElement(iso) {
+    const t = document.createElement('time');
+    const d = new Date(iso);
+    if (iso === '' || Number.isNaN(d.getTime())) {
+      t.textContent = iso;
+      return t;
+    }
+    t.dateTime = iso;
+    t.title = d.toLocaleString();
+    t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    return t;
+  }
+
+  function senderName(from) {
+    if (from === 'http') return 'HTTP push';
+    if (from === 'tars') return 'Tars push';
+    return from || 'unknown';
+  }
+
+  // hue gives each sender a stable colour.
+  function hue(from) {
+    let h = 0;
+    for (const ch of from) h = (h * 31 + ch.codePointAt(0)) % 360;
+    return String(h);
+  }
+
+  // ---- status, rooms and forms --------------------------------------------------
+
+  function setStatus(state, text) {
+    ui.status.dataset.state = state;
+    if (ui.statusText.textContent !== text) ui.statusText.textContent = text;
+    ui.retryNow.hidden = state !== 'reconnecting';
+  }
+
+  function showMyId() {
+    ui.myId.textContent = myId ? 'You are ' + myId : '';
+  }
+
+  function renderRooms() {
+    ui.rooms.replaceChildren();
+    for (const room of joined) {
+      const li = document.createElement('li');
+      li.dataset.room = room;
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'leave';
+      button.textContent = 'Leave';
+      button.setAttribute('aria-label', 'Leave ' + room);
+      button.addEventListener('click', () => leave(room));
+      li.append(span('name', '#' + room), button);
+      ui.rooms.append(li);
+    }
+    if (joined.length === 0) {
+      const li = document.createElement('li');
+      li.className = 'empty';
+      li.textContent = 'No rooms: join one below.';
+      ui.rooms.append(li);
+    }
+
+    const chosen = ui.target.value;
+    ui.target.replaceChildren();
+    for (const room of joined) ui.target.append(new Option('#' + room, room));
+    ui.target.append(new Option('Everyone (broadcast)', ''));
+    const keep = [...ui.target.options].some((o) => o.value === chosen);
+    ui.target.value = keep ? chosen : (joined[0] ?? '');
+  }
+
+  function join(room) {
+    if (!joined.includes(room)) {
+      joined.push(room);
+      renderRooms();
+    }
+    ui.target.value = room;
+    if (ws === null) {
+      notice(`Will join #${room} once connected.`, 'warn');
+      return;
+    }
+    subscribe(room);
+  }
+
+  function leave(room) {
+    leaveLocally(room);
+    send('unsubscribe|' + room);
+    ui.joinRoom.focus();
+  }
+
+  function leaveLocally(room) {
+    const i = joined.indexOf(room);
+    if (i < 0) return;
+    joined.splice(i, 1);
+    renderRooms();
+  }
+
+  ui.joinForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const room = ui.joinRoom.value.trim();
+    if (room === '') return;
+    if (room.includes('|')) {
+      notice('A room name cannot contain "|".', 'error');
+      return;
+    }
+    ui.joinRoom.value = '';
+    join(room);
+  });
+
+  ui.sendForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const message = ui.message.value.trim();
+    if (message === '') return;
+    const room = ui.target.value;
+    const frame = room === ''
+      ? 'broadcast|' + JSON.stringify({ message })
+      : 'sendByRoom|' + JSON.stringify({ roomNum: room, message });
+    if (!send(frame)) {
+      notice('Not connected: the message was not sent. It is still in the box.', 'error');
+      return;
+    }
+    ui.message.value = '';
+    ui.message.focus();
+  });
+
+  ui.helloForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = ui.helloName.value.trim();
+    if (name === '') return;
+    if (send('hello|' + name)) {
+      ui.helloReply.textContent = jsonMode ? 'Calling…' : 'Sent; the reply appears in the chat.';
+    } else {
+      ui.helloReply.textContent = 'Not connected.';
+    }
+  });
+
+  ui.retryNow.addEventListener('click', retryNow);
+  window.addEventListener('online', retryNow);
+
+  renderRooms();
+  connect();
+})();
