@@ -1,0 +1,239 @@
+package tars
+
+import (
+	"encoding/binary"
+	"io"
+	"slices"
+)
+
+// Packet versions (iVersion): how sBuffer carries the arguments.
+const (
+	VersionTars int16 = 1 // parameter i at tag i
+	VersionTUP  int16 = 3 // a map<string,vector<byte>> of named parameters at tag 0
+	VersionJSON int16 = 5 // a JSON object of named parameters
+)
+
+// Packet types (cPacketType).
+const (
+	PacketNormal int8 = 0
+	PacketOneway int8 = 1 // no response is sent
+)
+
+// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
+const DefaultMaxPacket = 10 << 20
+
+// Return codes (iRet).
+const (
+	Success            int32 = 0
+	ServerDecodeErr    int32 = -1 // the server could not decode the arguments
+	ServerEncodeErr    int32 = -2
+	ServerNoFuncErr    int32 = -3 // no such function
+	ServerNoServantErr int32 = -4 // no such servant
+	ServerResetGrid    int32 = -5
+	ServerQueueTimeout int32 = -6 // the request waited longer than its timeout
+	InvokeTimeout      int32 = -7
+	ProxyConnectErr    int32 = -8
+	ServerOverload     int32 = -9
+	AdapterNull        int32 = -10
+	InvokeByInvalidSet int32 = -11
+	ClientDecodeErr    int32 = -12
+	SendRequestErr     int32 = -13
+	ServerUnknownErr   int32 = -99 // sResultDesc carries the text
+)
+
+// RequestPacket is a call: the fields of tags 1 to 10, all required.
+type RequestPacket struct {
+	Version     int16  // 1
+	PacketType  int8   // 2
+	MessageType int32  // 3
+	RequestID   int32  // 4
+	ServantName string // 5
+	FuncName    string // 6
+	Buffer      []byte // 7, the encoded arguments
+	Timeout     int32  // 8, milliseconds
+	Context     map[string]string
+	Status      map[string]string
+}
+
+// Append appends the packet body (no length prefix). Context and Status are
+// always written, even empty, because TarsGo requires them.
+func (p *RequestPacket) Append(b []byte) []byte {
+	b = AppendInt(b, 1, int64(p.Version))
+	b = AppendInt(b, 2, int64(p.PacketType))
+	b = AppendInt(b, 3, int64(p.MessageType))
+	b = AppendInt(b, 4, int64(p.RequestID))
+	b = AppendString(b, 5, p.ServantName)
+	b = AppendString(b, 6, p.FuncName)
+	b = AppendBytes(b, 7, p.Buffer)
+	b = AppendInt(b, 8, int64(p.Timeout))
+	b = AppendStringMap(b, 9, p.Context)
+	return AppendStringMap(b, 10, p.Status)
+}
+
+// AppendFrame appends the packet with its length prefix, ready to send.
+func (p *RequestPacket) AppendFrame(b []byte) []byte {
+	start, b := beginFrame(b)
+	return endFrame(p.Append(b), start)
+}
+
+// Decode replaces p with the packet in body. Buffer aliases body.
+func (p *RequestPacket) Decode(body []byte) error {
+	*p = RequestPacket{}
+	d := Decoder{buf: body}
+	for _, err := range [...]error{
+		d.ReadInt16(&p.Version, 1, true),
+		d.ReadInt8(&p.PacketType, 2, true),
+		d.ReadInt32(&p.MessageType, 3, true),
+		d.ReadInt32(&p.RequestID, 4, true),
+		d.ReadString(&p.ServantName, 5, true),
+		d.ReadString(&p.FuncName, 6, true),
+		d.ReadBytes(&p.Buffer, 7, true),
+		d.ReadInt32(&p.Timeout, 8, true),
+		d.ReadStringMap(&p.Context, 9, true),
+		d.ReadStringMap(&p.Status, 10, true),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ResponsePacket is a reply to a call, or a push when RequestID is 0.
+type ResponsePacket struct {
+	Version     int16             // 1
+	PacketType  int8              // 2
+	RequestID   int32             // 3
+	MessageType int32             // 4
+	Ret         int32             // 5, a return code
+	Buffer      []byte            // 6, the encoded results
+	Status      map[string]string // 7
+	ResultDesc  string            // 8, optional: the error text
+	Context     map[string]string // 9, optional
+}
+
+// Append appends the packet body (no length prefix). The optional fields are
+// left out when empty.
+func (p *ResponsePacket) Append(b []byte) []byte {
+	b = AppendInt(b, 1, int64(p.Version))
+	b = AppendInt(b, 2, int64(p.PacketType))
+	b = AppendInt(b, 3, int64(p.RequestID))
+	b = AppendInt(b, 4, int64(p.MessageType))
+	b = AppendInt(b, 5, int64(p.Ret))
+	b = AppendBytes(b, 6, p.Buffer)
+	b = AppendStringMap(b, 7, p.Status)
+	if p.ResultDesc != "" {
+		b = AppendString(b, 8, p.ResultDesc)
+	}
+	if len(p.Context) > 0 {
+		b = AppendStringMap(b, 9, p.Context)
+	}
+	return b
+}
+
+// AppendFrame appends the packet with its length prefix, ready to send.
+func (p *ResponsePacket) AppendFrame(b []byte) []byte {
+	start, b := beginFrame(b)
+	return endFrame(p.Append(b), start)
+}
+
+// Decode replaces p with the packet in body. Buffer aliases body.
+func (p *ResponsePacket) Decode(body []byte) error {
+	*p = ResponsePacket{}
+	d := Decoder{buf: body}
+	for _, err := range [...]error{
+		d.ReadInt16(&p.Version, 1, true),
+		d.ReadInt8(&p.PacketType, 2, true),
+		d.ReadInt32(&p.RequestID, 3, true),
+		d.ReadInt32(&p.MessageType, 4, true),
+		d.ReadInt32(&p.Ret, 5, true),
+		d.ReadBytes(&p.Buffer, 6, true),
+		d.ReadStringMap(&p.Status, 7, true),
+		d.ReadString(&p.ResultDesc, 8, false),
+		d.ReadStringMap(&p.Context, 9, false),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- Framing ----
+
+// A frame is a 4-byte big-endian length, counting itself, then a packet body.
+
+func beginFrame(b []byte) (start int, _ []byte) {
+	return len(b), append(b, 0, 0, 0, 0)
+}
+
+func endFrame(b []byte, start int) []byte {
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// FrameReader reads frames from a stream, reusing one buffer. Wrap a
+// net.Conn in a bufio.Reader to save system calls.
+type FrameReader struct {
+	R   io.Reader
+	Max int // largest frame accepted, length prefix included; 0 means DefaultMaxPacket
+
+	buf []byte
+}
+
+// Next reads one frame and returns its body, valid until the next call.
+// A length below 4 or above Max is a *FrameError, after which the stream
+// is out of step and should be closed. At a frame boundary the end of the
+// stream is io.EOF; inside a frame it is io.ErrUnexpectedEOF.
+func (f *FrameReader) Next() ([]byte, error) {
+	var prefix [4]byte
+	if _, err := io.ReadFull(f.R, prefix[:]); err != nil {
+		return nil, err
+	}
+	length := int64(binary.BigEndian.Uint32(prefix[:]))
+	limit := f.Max
+	if limit <= 0 {
+		limit = DefaultMaxPacket
+	}
+	if length < 4 || length > int64(limit) {
+		return nil, &FrameError{Length: length, Max: limit}
+	}
+	size := int(length) - 4
+	// Grow the buffer as the bytes arrive, so a peer must send a large frame
+	// before it costs us the memory.
+	f.buf = f.buf[:0]
+	for len(f.buf) < size {
+		chunk := min(size-len(f.buf), max(len(f.buf), 64<<10))
+		f.buf = slices.Grow(f.buf, chunk)
+		n, err := io.ReadFull(f.R, f.buf[len(f.buf):len(f.buf)+chunk])
+		f.buf = f.buf[:len(f.buf)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return f.buf, nil
+}
+
+// SplitFrame finds the first frame in b: it returns the frame's body and the
+// total length of the frame, or n == 0 when b does not hold a whole frame
+// yet. A length below 4 or above limit (0 means DefaultMaxPacket) is a
+// *FrameError.
+func SplitFrame(b []byte, limit int) (body []byte, n int, err error) {
+	if len(b) < 4 {
+		return nil, 0, nil
+	}
+	if limit <= 0 {
+		limit = DefaultMaxPacket
+	}
+	length := int64(binary.BigEndian.Uint32(b))
+	if length < 4 || length > int64(limit) {
+		return nil, 0, &FrameError{Length: length, Max: limit}
+	}
+	if int64(len(b)) < length {
+		return nil, 0, nil
+	}
+	return b[4:length:length], int(length), nil
+}
