@@ -1,0 +1,40 @@
+'use strict';
+// @tars/rpc calls HelloObj `string hello(int no, string name)`, TARS and TUP.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const Tars = require('@tars/rpc');
+const TarsStream = require('@tars/stream');
+const { TestApp } = require('../proxy/HelloProxy.js');
+const server = require('../lib/server.js');
+
+async function call(p) {
+  try {
+    return (await p).response;
+  } catch (e) {
+    const err = e && e.response && e.response.error;
+    throw new Error(err ? `rpc failed: code ${err.code}: ${err.message}` : `rpc failed: ${e && e.stack || e}`);
+  }
+}
+
+test('HelloObj through @tars/rpc', async (t) => {
+  const srv = await server.start();
+  const comms = [Tars.Communicator.New(), Tars.Communicator.New()];
+  t.after(async () => {
+    for (const c of comms) c.destroy();
+    await srv.stop();
+  });
+  const tars = comms[0].stringToProxy(TestApp.HelloProxy, srv.helloProxy);
+  const tup = comms[1].stringToProxy(TestApp.HelloProxy, srv.helloProxy);
+  tup.setVersion(TarsStream.Tup.TUP_SIMPLE);
+
+  for (const [proto, p] of [['tars', tars], ['tup', tup]]) {
+    await t.test(`${proto}: hello answers with the name`, async () => {
+      for (const [no, name] of [[7, 'tars.js'], [0, 'zero'], [-40000, '世界'], [2147483647, 'x'.repeat(300)]]) {
+        const rsp = await call(p.hello(no, name));
+        assert.equal(typeof rsp.return, 'string');
+        assert.ok(rsp.return.includes(name), `hello(${no}, ${name.slice(0, 20)}) = ${JSON.stringify(rsp.return)}`);
+      }
+    });
+  }
+});
