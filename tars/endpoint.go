@@ -1,0 +1,275 @@
+package tars
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// DefaultTimeout is an endpoint's timeout when its string has no -t option.
+const DefaultTimeout = 3000 * time.Millisecond
+
+// Endpoint is one address in Tars form:
+//
+//	tcp -h HOST [-p PORT] [-t TIMEOUT_MS] [-g GRID] [-q QOS] [-w WEIGHT] [-v WEIGHTTYPE] [-e AUTHTYPE]
+//
+// Host "*" means all interfaces. Timeout is also the idle timeout of a
+// connection made to or accepted on the endpoint.
+type Endpoint struct {
+	Proto      string // "tcp", "udp" or "ssl"
+	Host       string
+	Port       int
+	Timeout    time.Duration // whole milliseconds
+	Grid       int
+	Qos        int
+	Weight     int
+	WeightType int
+	AuthType   int
+}
+
+// ParseEndpoint parses an endpoint string. Tokens are separated by white
+// space; an option's value is the next token unless that token starts with
+// "-". Unknown options are ignored, as the C++ parser does, so strings
+// written by newer frameworks still parse. Hosts may be names, IPv4 or IPv6
+// addresses (bare or in brackets) or "*".
+func ParseEndpoint(s string) (Endpoint, error) {
+	e := Endpoint{Timeout: DefaultTimeout}
+	bad := func(format string, args ...any) (Endpoint, error) {
+		return Endpoint{}, fmt.Errorf("tars: endpoint %q: %s", s, fmt.Sprintf(format, args...))
+	}
+	toks := strings.Fields(s)
+	if len(toks) == 0 {
+		return bad("empty")
+	}
+	switch toks[0] {
+	case "tcp", "udp", "ssl":
+		e.Proto = toks[0]
+	default:
+		return bad("unknown protocol %q (want tcp, udp or ssl)", toks[0])
+	}
+	hostSet := false
+	for i := 1; i < len(toks); i++ {
+		opt := toks[i]
+		if !strings.HasPrefix(opt, "-") {
+			return bad("unexpected %q (want an option such as -h, -p, -t)", opt)
+		}
+		val, hasVal := "", false
+		if i+1 < len(toks) && !strings.HasPrefix(toks[i+1], "-") {
+			val, hasVal = toks[i+1], true
+			i++
+		}
+		var num *int
+		switch opt {
+		case "-h":
+			if !hasVal {
+				return bad("-h needs a host")
+			}
+			h, err := parseHost(val)
+			if err != nil {
+				return bad("%v", err)
+			}
+			e.Host, hostSet = h, true
+			continue
+		case "-p":
+			num = &e.Port
+		case "-t":
+			if !hasVal {
+				return bad("-t needs a value")
+			}
+			ms, err := parseInt32(val)
+			if err != nil {
+				return bad("bad timeout %q", val)
+			}
+			e.Timeout = time.Duration(ms) * time.Millisecond
+			continue
+		case "-g":
+			num = &e.Grid
+		case "-q":
+			num = &e.Qos
+		case "-w":
+			num = &e.Weight
+		case "-v":
+			num = &e.WeightType
+		case "-e":
+			num = &e.AuthType
+		default:
+			continue // unknown option (and its value, if any)
+		}
+		name := optionNames[opt]
+		if !hasVal {
+			return bad("%s needs a value", opt)
+		}
+		n, err := parseInt32(val)
+		if err != nil {
+			return bad("bad %s %q", name, val)
+		}
+		if opt == "-p" && n > 65535 {
+			return bad("bad port %q (out of range)", val)
+		}
+		*num = n
+	}
+	if !hostSet {
+		return bad("no host (-h)")
+	}
+	return e, nil
+}
+
+var optionNames = map[string]string{
+	"-p": "port", "-g": "grid", "-q": "qos", "-w": "weight", "-v": "weight type", "-e": "auth type",
+}
+
+// parseInt32 accepts a non-negative decimal that fits the int32 fields of
+// the Tars EndpointF structure.
+func parseInt32(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > math.MaxInt32 {
+		return 0, errors.New("bad number")
+	}
+	return n, nil
+}
+
+// parseHost checks a -h value. A ':' is only allowed as part of an IPv6
+// address, which keeps ':' free to separate the endpoints of a proxy string.
+func parseHost(h string) (string, error) {
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+		if !strings.Contains(h, ":") {
+			return "", fmt.Errorf("bad host %q (brackets are for IPv6 addresses)", "["+h+"]")
+		}
+	}
+	if h == "*" {
+		return h, nil
+	}
+	if h == "" {
+		return "", errors.New("empty host")
+	}
+	for _, r := range h {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			r == '.' || r == '-' || r == '_' || r == ':' || r == '%'
+		if !ok {
+			return "", fmt.Errorf("bad host %q (unexpected %q)", h, r)
+		}
+	}
+	if strings.Contains(h, ":") {
+		a, err := netip.ParseAddr(h)
+		if err != nil || !a.Is6() || strings.Contains(a.Zone(), ":") {
+			return "", fmt.Errorf("bad host %q (not an IPv6 address)", h)
+		}
+	} else if strings.Contains(h, "%") {
+		return "", fmt.Errorf("bad host %q (a zone needs an IPv6 address)", h)
+	}
+	return h, nil
+}
+
+// String formats e so that ParseEndpoint returns it again. Zero grid, qos,
+// weight and type options are left out.
+func (e Endpoint) String() string {
+	var b strings.Builder
+	b.WriteString(e.Proto)
+	b.WriteString(" -h ")
+	b.WriteString(e.Host)
+	b.WriteString(" -p ")
+	b.WriteString(strconv.Itoa(e.Port))
+	b.WriteString(" -t ")
+	b.WriteString(strconv.FormatInt(e.Timeout.Milliseconds(), 10))
+	for _, o := range []struct {
+		opt string
+		v   int
+	}{{"-g", e.Grid}, {"-q", e.Qos}, {"-w", e.Weight}, {"-v", e.WeightType}, {"-e", e.AuthType}} {
+		if o.v != 0 {
+			b.WriteString(" " + o.opt + " " + strconv.Itoa(o.v))
+		}
+	}
+	return b.String()
+}
+
+// Addr returns "host:port" for net.Listen and net.Dial, with IPv6 hosts in
+// brackets and "*" as the empty host (all interfaces).
+func (e Endpoint) Addr() string {
+	h := e.Host
+	if h == "*" {
+		h = ""
+	}
+	return net.JoinHostPort(h, strconv.Itoa(e.Port))
+}
+
+// Proxy is a servant name with the endpoints to reach it:
+//
+//	App.Server.Obj@tcp -h 10.0.0.1 -p 10015:tcp -h 10.0.0.2 -p 10015
+//
+// With no endpoints the name is to be resolved through the registry.
+type Proxy struct {
+	Name      string
+	Endpoints []Endpoint
+}
+
+// ParseProxy parses a proxy string. The name ends at the first '@'. The
+// endpoints after it are separated by ':'; a ':' only separates when the
+// text after it (past any spaces) starts with a protocol word, so IPv6 hosts
+// such as "-h ::1" need no quoting: no IPv6 group can be "tcp", "udp" or "ssl".
+func ParseProxy(s string) (Proxy, error) {
+	name, rest, hasAt := strings.Cut(s, "@")
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return Proxy{}, fmt.Errorf("tars: proxy %q: no servant name", s)
+	}
+	if strings.IndexFunc(name, isSpaceOrControl) >= 0 {
+		return Proxy{}, fmt.Errorf("tars: proxy %q: bad servant name %q", s, name)
+	}
+	p := Proxy{Name: name}
+	if !hasAt {
+		return p, nil
+	}
+	if strings.TrimSpace(rest) == "" {
+		return Proxy{}, fmt.Errorf("tars: proxy %q: no endpoints after '@'", s)
+	}
+	for i, part := range splitEndpoints(rest) {
+		e, err := ParseEndpoint(part)
+		if err != nil {
+			return Proxy{}, fmt.Errorf("tars: proxy %q: endpoint %d: %w", s, i+1, err)
+		}
+		p.Endpoints = append(p.Endpoints, e)
+	}
+	return p, nil
+}
+
+func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
+
+// splitEndpoints cuts s at each ':' followed by optional spaces and a
+// protocol word that ends the string or is followed by white space.
+func splitEndpoints(s string) []string {
+	var parts []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] != ':' {
+			continue
+		}
+		next := strings.TrimLeft(s[i+1:], " \t\r\n\v\f")
+		for _, proto := range []string{"tcp", "udp", "ssl"} {
+			if after, ok := strings.CutPrefix(next, proto); ok && (after == "" || strings.IndexAny(after[:1], " \t\r\n\v\f") == 0) {
+				parts = append(parts, s[start:i])
+				start = i + 1
+				break
+			}
+		}
+	}
+	return append(parts, s[start:])
+}
+
+// String formats p so that ParseProxy returns it again.
+func (p Proxy) String() string {
+	if len(p.Endpoints) == 0 {
+		return p.Name
+	}
+	eps := make([]string, len(p.Endpoints))
+	for i, e := range p.Endpoints {
+		eps[i] = e.String()
+	}
+	return p.Name + "@" + strings.Join(eps, ":")
+}
