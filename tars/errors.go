@@ -3,7 +3,8 @@ package tars
 import "fmt"
 
 // DecodeError reports malformed Tars data: what was wrong, the tag of the
-// value being read (-1 when not known) and the byte offset in the input.
+// value being read and the byte offset in the input; either is -1 when it
+// does not apply.
 type DecodeError struct {
 	Offset int
 	Tag    int
@@ -11,10 +12,14 @@ type DecodeError struct {
 }
 
 func (e *DecodeError) Error() string {
-	if e.Tag < 0 {
-		return fmt.Sprintf("tars: decode at offset %d: %s", e.Offset, e.What)
+	b := []byte("tars: decode")
+	if e.Tag >= 0 {
+		b = fmt.Appendf(b, " tag %d", e.Tag)
 	}
-	return fmt.Sprintf("tars: decode tag %d at offset %d: %s", e.Tag, e.Offset, e.What)
+	if e.Offset >= 0 {
+		b = fmt.Appendf(b, " at offset %d", e.Offset)
+	}
+	return string(fmt.Appendf(b, ": %s", e.What))
 }
 
 func decodeErr(off, tag int, format string, args ...any) *DecodeError {
