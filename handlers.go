@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+//go:embed clients
+var clientFiles embed.FS
+
+// Server is the whole chat server behind one HTTP handler: the WebSocket
+// endpoint, the pages, and the HTTP triggers.
+type Server struct {
+	settings Settings
+	log      *slog.Logger
+	hub      *Hub
+	handler  http.Handler
+}
+
+// newServer builds the server. With the file store, membership goes to
+// dataDir/rooms and history to dataDir/history.
+func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
+	var store FdStore
+	historyDir := ""
+	switch s.Store {
+	case "file", "":
+		fs, err := NewFileStore(filepath.Join(dataDir, "rooms"))
+		if err != nil {
+			return nil, err
+		}
+		store = fs
+		historyDir = filepath.Join(dataDir, "history")
+	case "memory":
+		store = &MemStore{}
+	default:
+		return nil, fmt.Errorf("unknown store %q (want file or memory)", s.Store)
+	}
+	hub, err := NewHub(s, store, historyDir, log)
+	if err != nil {
+		return nil, err
+	}
+	srv := &Server{settings: s, log: log, hub: hub}
+
+	pages, err := fs.Sub(clientFiles, "clients")
+	if err != nil {
+		return nil, err
+	}
+	ws := websocket.Server{
+		Handshake: srv.checkOrigin,
+		Handler:   hub.Serve,
+	}
+	files := http.FileServerFS(pages)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && isUpgrade(r) {
+			ws.ServeHTTP(idleWriter{w, s.IdleTimeout}, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("/Index/pushByRoom", srv.pushByRoom)
+	mux.HandleFunc("/Index/pushAll", srv.pushAll)
+	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "index success!!")
+	})
+	mux.HandleFunc("/Index/stats", srv.stats)
+	mux.HandleFunc("/monitor/monitor", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"code":0}`)
+	})
+	srv.handler = mux
+	return srv, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Hub returns the rooms and connections, for other ways in (Tars RPC, peers).
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Shutdown closes every WebSocket after flushing queued frames (until ctx
+// ends) and saves the history. The HTTP server is shut down by its owner.
+func (s *Server) Shutdown(ctx context.Context) error { return s.hub.Shutdown(ctx) }
+
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// checkOrigin accepts clients that send no Origin (not browsers), pages from
+// the same host, and origins listed in Settings.Origins ("*" allows any).
+func (s *Server) checkOrigin(cfg *websocket.Config, r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return fmt.Errorf("bad Origin %q: %w", origin, err)
+	}
+	cfg.Origin = u
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	if slices.Contains(s.settings.Origins, "*") ||
+		slices.ContainsFunc(s.settings.Origins, func(o string) bool { return strings.EqualFold(o, origin) }) {
+		return nil
+	}
+	s.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
+	return fmt.Errorf("origin %q not allowed", origin)
+}
+
+// param reads a trigger parameter from the query, a POST form or a body.
+func (s *Server) param(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
+	v := r.FormValue(name)
+	if v == "" {
+		http.Error(w, "missing parameter "+name, http.StatusBadRequest)
+		return "", false
+	}
+	return v, true
+}
+
+// limitBody caps a trigger's body before FormValue reads it.
+func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, s.settings.MaxHTTPBody)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func (s *Server) checkTriggerMessage(w http.ResponseWriter, msg string) bool {
+	if len(msg) > s.settings.MaxMessage {
+		http.Error(w, fmt.Sprintf("message longer than %d bytes", s.settings.MaxMessage), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func (s *Server) pushByRoom(w http.ResponseWriter, r *http.Request) {
+	if !s.limitBody(w, r) {
+		return
+	}
+	room, ok := s.param(w, r, "roomNum")
+	if !ok {
+		return
+	}
+	msg, ok := s.param(w, r, "message")
+	if !ok {
+		return
+	}
+	if err := checkRoom(room, s.settings); err != nil {
+		http.Error(w, "roomNum: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !s.checkTriggerMessage(w, msg) {
+		return
+	}
+	s.hub.PushRoom(room, msg, fromHTTP)
+	io.WriteString(w, "pushBy room success")
+}
+
+func (s *Server) pushAll(w http.ResponseWriter, r *http.Request) {
+	if !s.limitBody(w, r) {
+		return
+	}
+	msg, ok := s.param(w, r, "message")
+	if !ok || !s.checkTriggerMessage(w, msg) {
+		return
+	}
+	s.hub.PushAll(msg, fromHTTP)
+	io.WriteString(w, "pushBy all success")
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(s.hub.Stats())
+}
+
+// idleWriter hands the WebSocket a connection whose read deadline moves on
+// whenever bytes arrive, so pongs and other control frames count as traffic.
+type idleWriter struct {
+	http.ResponseWriter
+	idle time.Duration
+}
+
+func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("websocket: %T cannot hijack the connection", w.ResponseWriter)
+	}
+	conn, rw, err := h.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	r := bufio.NewReader(&idleReader{r: rw.Reader, conn: conn, idle: w.idle})
+	return conn, bufio.NewReadWriter(r, rw.Writer), nil
+}
+
+type idleReader struct {
+	r    io.Reader
+	conn net.Conn
+	idle time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.conn.SetReadDeadline(time.Now().Add(r.idle))
+	}
+	return n, err
+}

@@ -1,0 +1,534 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+// WebSocket close codes the server sends.
+const (
+	closeNormal    = 1000
+	closeGoingAway = 1001 // server shutting down
+	closeSlow      = 4000 // "slow: outgoing queue full"
+)
+
+// closeGrace is how long a closing connection waits for the peer's close
+// frame before the socket is closed anyway.
+const closeGrace = time.Second
+
+// maxHistoryRooms bounds how many rooms keep history, so pushes to ever new
+// room names cannot grow memory without limit. Rooms with members are kept.
+const maxHistoryRooms = 10000
+
+// Hub owns the rooms and the connections. Delivery reads only memory; room
+// membership is also written through to an FdStore for operators and tools.
+type Hub struct {
+	settings   Settings
+	store      FdStore
+	historyDir string // "" keeps history in memory only
+	log        *slog.Logger
+
+	// Hello answers hello|NAME; nil means no Hello servant is configured.
+	Hello func(ctx context.Context, name string) (string, error)
+
+	mu      sync.Mutex
+	clients map[*client]struct{}
+	rooms   map[string]map[*client]struct{}
+	history map[string][]event
+	closed  bool
+
+	nextID  atomic.Uint64
+	writers sync.WaitGroup
+	killed  chan struct{} // closed when Shutdown runs out of time
+
+	messagesIn, messagesOut, dropped atomic.Uint64
+}
+
+// NewHub returns a hub that records membership in store. If historyDir is
+// not empty, history saved there by an earlier Shutdown is loaded, and
+// Shutdown saves it again.
+func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hub, error) {
+	h := &Hub{
+		settings:   s,
+		store:      store,
+		historyDir: historyDir,
+		log:        log,
+		clients:    make(map[*client]struct{}),
+		rooms:      make(map[string]map[*client]struct{}),
+		history:    make(map[string][]event),
+		killed:     make(chan struct{}),
+	}
+	if historyDir != "" {
+		if err := h.loadHistory(); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// client is one WebSocket connection: one reader (Serve's goroutine), one
+// writer, and a bounded queue between the hub and the writer.
+type client struct {
+	hub  *Hub
+	id   string // "c<N>"
+	ws   *websocket.Conn
+	json atomic.Bool // frames in json format
+
+	send   chan []byte
+	queued atomic.Int64 // bytes in send
+
+	rooms map[string]struct{} // guarded by hub.mu
+
+	stopOnce sync.Once
+	closing  atomic.Bool
+	code     int           // close code, set before quit is closed
+	quit     chan struct{} // closed to make the writer close the connection
+	readDone chan struct{} // closed when the reader has returned
+	done     chan struct{} // closed when the writer has returned
+}
+
+// Serve runs one WebSocket connection until it ends.
+func (h *Hub) Serve(ws *websocket.Conn) {
+	ws.MaxPayloadBytes = h.settings.MaxMessage
+	c := &client{
+		hub:      h,
+		id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10),
+		ws:       ws,
+		send:     make(chan []byte, h.settings.QueueMessages),
+		rooms:    make(map[string]struct{}),
+		quit:     make(chan struct{}),
+		readDone: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if !h.register(c) {
+		ws.SetWriteDeadline(time.Now().Add(h.settings.WriteTimeout))
+		ws.WriteClose(closeGoingAway)
+		return
+	}
+	go c.writeLoop()
+	c.readLoop()
+	close(c.readDone)
+	h.unregister(c)
+	c.stop(closeNormal)
+	<-c.done
+}
+
+func (h *Hub) register(c *client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.clients[c] = struct{}{}
+	h.writers.Add(1)
+	return true
+}
+
+// unregister removes c from the hub and from all its rooms at once.
+func (h *Hub) unregister(c *client) {
+	h.mu.Lock()
+	delete(h.clients, c)
+	rooms := slices.Collect(maps.Keys(c.rooms))
+	for _, room := range rooms {
+		h.leaveLocked(c, room)
+	}
+	h.mu.Unlock()
+	for _, room := range rooms {
+		h.storeErr("remove", room, c.id, h.store.Remove(room, c.id))
+	}
+}
+
+func (h *Hub) storeErr(op, room, id string, err error) {
+	if err != nil {
+		h.log.Error("room store", "op", op, "room", room, "id", id, "err", err)
+	}
+}
+
+// join adds c to room.
+func (h *Hub) join(c *client, room string) error {
+	h.mu.Lock()
+	if _, ok := c.rooms[room]; !ok && len(c.rooms) >= h.settings.MaxRooms {
+		h.mu.Unlock()
+		return fmt.Errorf("too many rooms (at most %d)", h.settings.MaxRooms)
+	}
+	c.rooms[room] = struct{}{}
+	if h.rooms[room] == nil {
+		h.rooms[room] = make(map[*client]struct{})
+	}
+	h.rooms[room][c] = struct{}{}
+	h.mu.Unlock()
+	h.storeErr("add", room, c.id, h.store.Add(room, c.id))
+	return nil
+}
+
+// leave removes c from room; leaving a room one is not in is no error.
+func (h *Hub) leave(c *client, room string) {
+	h.mu.Lock()
+	h.leaveLocked(c, room)
+	h.mu.Unlock()
+	h.storeErr("remove", room, c.id, h.store.Remove(room, c.id))
+}
+
+func (h *Hub) leaveLocked(c *client, room string) {
+	delete(c.rooms, room)
+	delete(h.rooms[room], c)
+	if len(h.rooms[room]) == 0 {
+		delete(h.rooms, room)
+	}
+}
+
+// PushRoom sends text to every member of room and records it in the room's
+// history. It returns how many connections accepted it.
+func (h *Hub) PushRoom(room, text, from string) (delivered int) {
+	f := frames{ev: event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}}
+	h.messagesIn.Add(1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.remember(f.ev)
+	for c := range h.rooms[room] {
+		if c.enqueue(f.bytes(c)) {
+			delivered++
+		}
+	}
+	return delivered
+}
+
+// PushAll sends text to every connection. It returns how many accepted it.
+func (h *Hub) PushAll(text, from string) (delivered int) {
+	f := frames{ev: event{Kind: kindMessage, From: from, Text: text, Time: time.Now()}}
+	h.messagesIn.Add(1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		if c.enqueue(f.bytes(c)) {
+			delivered++
+		}
+	}
+	return delivered
+}
+
+// frames encodes one event at most once per format, however many receive it.
+type frames struct {
+	ev         event
+	text, json []byte
+}
+
+func (f *frames) bytes(c *client) []byte {
+	if c.json.Load() {
+		if f.json == nil {
+			f.json = f.ev.encode(true)
+		}
+		return f.json
+	}
+	if f.text == nil {
+		f.text = f.ev.encode(false)
+	}
+	return f.text
+}
+
+// remember appends ev to its room's history. h.mu must be held.
+func (h *Hub) remember(ev event) {
+	if h.settings.History <= 0 {
+		return
+	}
+	hist, ok := h.history[ev.Room]
+	if !ok && len(h.history) >= maxHistoryRooms {
+		for room := range h.history {
+			if len(h.rooms[room]) == 0 {
+				delete(h.history, room)
+				break
+			}
+		}
+	}
+	if len(hist) == h.settings.History {
+		hist = append(hist[:0], hist[1:]...)
+	}
+	h.history[ev.Room] = append(hist, ev)
+}
+
+// History returns the room's recent messages, oldest first.
+func (h *Hub) History(room string) []event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.history[room])
+}
+
+// Stats is the hub's state for /Index/stats.
+type Stats struct {
+	Connections int            `json:"connections"`
+	Rooms       map[string]int `json:"rooms"` // members per room
+	MessagesIn  uint64         `json:"messagesIn"`
+	MessagesOut uint64         `json:"messagesOut"`
+	Dropped     uint64         `json:"dropped"` // connections closed as too slow
+}
+
+// Stats returns the hub's counters. MessagesIn counts pushes from any source,
+// MessagesOut frames written to connections.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := Stats{
+		Connections: len(h.clients),
+		Rooms:       make(map[string]int, len(h.rooms)),
+		MessagesIn:  h.messagesIn.Load(),
+		MessagesOut: h.messagesOut.Load(),
+		Dropped:     h.dropped.Load(),
+	}
+	for room, members := range h.rooms {
+		st.Rooms[room] = len(members)
+	}
+	return st
+}
+
+// Shutdown stops accepting connections, lets every writer flush its queue
+// until ctx ends, closes every connection with 1001 and saves the history.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return errors.New("hub: already shut down")
+	}
+	h.closed = true
+	clients := slices.Collect(maps.Keys(h.clients))
+	h.mu.Unlock()
+
+	for _, c := range clients {
+		c.stop(closeGoingAway)
+	}
+	flushed := make(chan struct{})
+	go func() {
+		h.writers.Wait()
+		close(flushed)
+	}()
+	var err error
+	select {
+	case <-flushed:
+	case <-ctx.Done():
+		err = ctx.Err()
+		close(h.killed)
+		for _, c := range clients {
+			c.ws.SetDeadline(time.Now()) // unblock any write in progress
+		}
+		<-flushed
+	}
+	if h.historyDir != "" {
+		err = errors.Join(err, h.saveHistory())
+	}
+	return err
+}
+
+// enqueue queues b for the writer without blocking. A full queue means the
+// peer does not keep up: it is closed with 4000 and others go on.
+func (c *client) enqueue(b []byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	s := c.hub.settings
+	if c.queued.Add(int64(len(b))) <= int64(s.QueueBytes) {
+		select {
+		case c.send <- b:
+			return true
+		default:
+		}
+	}
+	c.queued.Add(-int64(len(b)))
+	if c.stop(closeSlow) {
+		c.hub.dropped.Add(1)
+		c.hub.log.Warn("closing slow connection", "id", c.id, "queued", len(c.send))
+	}
+	return false
+}
+
+// stop asks the writer to close the connection with code. Only the first
+// call counts; it reports whether this was it.
+func (c *client) stop(code int) (first bool) {
+	c.stopOnce.Do(func() {
+		c.code = code
+		c.closing.Store(true)
+		close(c.quit)
+		first = true
+	})
+	return first
+}
+
+// reply sends a command reply to this connection only.
+func (c *client) reply(cmd, room, text string) {
+	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now()}
+	c.enqueue(ev.encode(c.json.Load()))
+}
+
+func (c *client) replyErr(cmd string, err error) {
+	text := (&commandError{Cmd: cmd, Msg: err.Error()}).reply()
+	var ce *commandError
+	if errors.As(err, &ce) {
+		text = ce.reply()
+	}
+	ev := event{Kind: kindError, Cmd: cmd, Text: text, Time: time.Now()}
+	c.enqueue(ev.encode(c.json.Load()))
+}
+
+func (c *client) readLoop() {
+	s := c.hub.settings
+	for {
+		c.ws.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		var frame string
+		err := websocket.Message.Receive(c.ws, &frame)
+		if errors.Is(err, websocket.ErrFrameTooLarge) {
+			c.replyErr("frame", fmt.Errorf("message longer than %d bytes", s.MaxMessage))
+			continue
+		}
+		if err != nil || c.closing.Load() {
+			return
+		}
+		c.handle(frame)
+	}
+}
+
+// handle runs one command from the browser.
+func (c *client) handle(frame string) {
+	h := c.hub
+	cmd, err := parseCommand(frame, h.settings)
+	if err != nil {
+		c.replyErr(cmdName(frame), err)
+		return
+	}
+	switch cmd.Name {
+	case cmdSubscribe:
+		if err := h.join(c, cmd.Room); err != nil {
+			c.replyErr(cmd.Name, err)
+			return
+		}
+		c.reply(cmd.Name, cmd.Room, replySubscribe(cmd.Room))
+	case cmdUnsubscribe:
+		h.leave(c, cmd.Room)
+		c.reply(cmd.Name, cmd.Room, replyUnsubscribe(cmd.Room))
+	case cmdSendByRoom:
+		h.PushRoom(cmd.Room, cmd.Text, c.id)
+		c.reply(cmd.Name, cmd.Room, replySendByRoom)
+	case cmdBroadcast:
+		h.PushAll(cmd.Text, c.id)
+		c.reply(cmd.Name, "", replyBroadcast)
+	case cmdPing:
+		c.reply(cmd.Name, "", replyPong)
+	case cmdHistory:
+		hist := h.History(cmd.Room)
+		jsonFormat := c.json.Load()
+		for _, ev := range hist {
+			ev.Kind = kindHistory
+			c.enqueue(ev.encode(jsonFormat))
+		}
+		c.reply(cmd.Name, cmd.Room, replyHistory(cmd.Room, len(hist)))
+	case cmdFormat:
+		c.json.Store(cmd.JSON)
+		ev := event{Kind: kindReply, Cmd: cmd.Name, ID: c.id, Text: replyFormat(cmd.JSON), Time: time.Now()}
+		c.enqueue(ev.encode(cmd.JSON))
+	case cmdRooms:
+		h.mu.Lock()
+		rooms := slices.Sorted(maps.Keys(c.rooms))
+		h.mu.Unlock()
+		c.reply(cmd.Name, "", "Rooms: "+strings.Join(rooms, ","))
+	case cmdHello:
+		if h.Hello == nil {
+			c.replyErr(cmd.Name, errors.New("no Hello servant configured"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.settings.WriteTimeout)
+		defer cancel()
+		text, err := h.Hello(ctx, cmd.Text)
+		if err != nil {
+			c.replyErr(cmd.Name, err)
+			return
+		}
+		c.reply(cmd.Name, "", text)
+	default:
+		c.reply(cmdName(frame), "", replyUnknown)
+	}
+}
+
+// cmdName is the command part of a frame.
+func cmdName(frame string) string {
+	name, _, _ := strings.Cut(frame, "|")
+	return name
+}
+
+func (c *client) writeLoop() {
+	defer c.hub.writers.Done()
+	defer close(c.done)
+	ping := time.NewTicker(c.hub.settings.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.quit:
+			c.close()
+			return
+		default:
+		}
+		select {
+		case b := <-c.send:
+			c.queued.Add(-int64(len(b)))
+			if err := c.write(websocket.TextFrame, b); err != nil {
+				c.ws.Close()
+				return
+			}
+			c.hub.messagesOut.Add(1)
+		case <-ping.C:
+			if err := c.write(websocket.PingFrame, nil); err != nil {
+				c.ws.Close()
+				return
+			}
+		case <-c.quit:
+			c.close()
+			return
+		}
+	}
+}
+
+// write writes one frame with a deadline. Only the writer calls it, so it
+// may switch the connection's payload type.
+func (c *client) write(payloadType byte, b []byte) error {
+	c.ws.SetWriteDeadline(time.Now().Add(c.hub.settings.WriteTimeout))
+	c.ws.PayloadType = payloadType
+	_, err := c.ws.Write(b)
+	return err
+}
+
+// close ends the connection with c.code: on shutdown it flushes the queue
+// first; then it sends the close frame, waits briefly for the peer's, and
+// closes the socket.
+func (c *client) close() {
+	if c.code == closeGoingAway {
+	flush:
+		for {
+			select {
+			case b := <-c.send:
+				if c.write(websocket.TextFrame, b) != nil {
+					break flush
+				}
+				c.hub.messagesOut.Add(1)
+			default:
+				break flush
+			}
+		}
+	}
+	c.ws.SetWriteDeadline(time.Now().Add(c.hub.settings.WriteTimeout))
+	c.ws.WriteClose(c.code)
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-c.readDone:
+	case <-t.C:
+	case <-c.hub.killed:
+	}
+	c.ws.Close()
+}
