@@ -3,6 +3,8 @@ package tars
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -67,5 +69,107 @@ func TestVerifiedResponse(t *testing.T) {
 	}
 	if q.Version != 1 || q.RequestID != 1 || q.Ret != 0 || q.ResultDesc != "" || q.Context != nil {
 		t.Fatalf("Decode: %+v", q)
+	}
+}
+
+func fullRequest() RequestPacket {
+	return RequestPacket{Version: VersionTUP, PacketType: PacketOneway, MessageType: 0x10, RequestID: -7,
+		ServantName: "TestApp.WebsocketServer.PushObj", FuncName: "pushByRoom", Buffer: bytes.Repeat([]byte{0xAB}, 300),
+		Timeout: 60000, Context: map[string]string{"trace": "1", "user": "u"}, Status: map[string]string{"s": strings.Repeat("v", 256)}}
+}
+
+func fullResponse() ResponsePacket {
+	return ResponsePacket{Version: VersionTars, PacketType: PacketNormal, RequestID: 1 << 30, MessageType: 0x4,
+		Ret: ServerUnknownErr, Buffer: []byte{1, 2, 3}, Status: map[string]string{"a": "b"},
+		ResultDesc: "boom", Context: map[string]string{"c": "d"}}
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	p := fullRequest()
+	var q RequestPacket
+	if err := q.Decode(p.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if q.Version != p.Version || q.PacketType != p.PacketType || q.MessageType != p.MessageType ||
+		q.RequestID != p.RequestID || q.ServantName != p.ServantName || q.FuncName != p.FuncName ||
+		!bytes.Equal(q.Buffer, p.Buffer) || q.Timeout != p.Timeout || !maps.Equal(q.Context, p.Context) ||
+		!maps.Equal(q.Status, p.Status) {
+		t.Fatalf("got %+v", q)
+	}
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	p := fullResponse()
+	q := ResponsePacket{ResultDesc: "left over", Context: map[string]string{"x": "y"}}
+	if err := q.Decode(p.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if q.Version != p.Version || q.PacketType != p.PacketType || q.RequestID != p.RequestID ||
+		q.MessageType != p.MessageType || q.Ret != p.Ret || !bytes.Equal(q.Buffer, p.Buffer) ||
+		!maps.Equal(q.Status, p.Status) || q.ResultDesc != p.ResultDesc || !maps.Equal(q.Context, p.Context) {
+		t.Fatalf("got %+v", q)
+	}
+	// Without the optional fields, Decode leaves them empty, not as they were.
+	p.ResultDesc, p.Context = "", nil
+	if err := q.Decode(p.Append(nil)); err != nil || q.ResultDesc != "" || q.Context != nil {
+		t.Fatalf("got %+v, %v", q, err)
+	}
+}
+
+// TestTruncatedPackets cuts valid packets at every byte: each cut is an
+// error, except where the rest holds only optional response fields.
+func TestTruncatedPackets(t *testing.T) {
+	req := fullRequest()
+	body := req.Append(nil)
+	for i := range len(body) {
+		var q RequestPacket
+		if err := q.Decode(body[:i]); err == nil {
+			t.Fatalf("request cut at %d of %d: no error", i, len(body))
+		}
+	}
+	rsp := fullResponse()
+	body = rsp.Append(nil)
+	bare := rsp
+	bare.ResultDesc, bare.Context = "", nil
+	withDesc := bare
+	withDesc.ResultDesc = rsp.ResultDesc
+	complete := map[int]bool{len(bare.Append(nil)): true, len(withDesc.Append(nil)): true}
+	for i := range len(body) {
+		var q ResponsePacket
+		err := q.Decode(body[:i])
+		if complete[i] != (err == nil) {
+			t.Fatalf("response cut at %d of %d: error %v", i, len(body), err)
+		}
+	}
+}
+
+func TestPacketMissingField(t *testing.T) {
+	// A request without its status map (tag 10).
+	p := fullRequest()
+	b := p.Append(nil)
+	cut := bytes.LastIndex(b, []byte{0xA8}) // the head of tag 10, a MAP
+	var q RequestPacket
+	err := q.Decode(b[:cut])
+	var de *DecodeError
+	if !errors.As(err, &de) || de.Tag != 10 || !strings.Contains(err.Error(), "required field missing") {
+		t.Fatalf("got %v", err)
+	}
+	// A request whose request id is a long.
+	b = AppendInt(nil, 1, 1)
+	b = AppendInt(b, 2, 0)
+	b = AppendInt(b, 3, 0)
+	b = AppendInt(b, 4, 1<<40)
+	if err := q.Decode(b); err == nil || !strings.Contains(err.Error(), "tag 4") || !strings.Contains(err.Error(), "INT8 cannot be read as int32") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestPacketUnknownFields: fields a newer peer adds after the known ones are ignored.
+func TestPacketUnknownFields(t *testing.T) {
+	p := fullResponse()
+	b := AppendString(p.Append(nil), 12, "future")
+	var q ResponsePacket
+	if err := q.Decode(b); err != nil || q.ResultDesc != "boom" {
+		t.Fatalf("got %+v, %v", q, err)
 	}
 }
