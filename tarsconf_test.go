@@ -1,0 +1,527 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+func mustParseConf(t *testing.T, text string) *Conf {
+	t.Helper()
+	c, err := ParseConf("test.conf", []byte(text))
+	if err != nil {
+		t.Fatalf("ParseConf: %v", err)
+	}
+	return c
+}
+
+func TestLoadConfSample(t *testing.T) {
+	c, err := LoadConf("testdata/tarsconf/sample.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/tars/application<enableset>":                                          "n",
+		"/tars/application<setdivision>":                                        "NULL",
+		"/tars/application/client<locator>":                                     "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890",
+		"/tars/application/server<app>":                                         "TestApp",
+		"/tars/application/server<local>":                                       "tcp -h 127.0.0.1 -p 20001 -t 10000",
+		"/tars/application/server<logLevel>":                                    "DEBUG",
+		"/tars/application/server/TestApp.WebsocketServer.objAdapter<protocol>": "not_tars",
+		"/tars/application/server/TestApp.WebsocketServer.objAdapter<allow>":    "",
+	} {
+		got, ok := c.Lookup(path)
+		if !ok || got != want {
+			t.Errorf("Lookup(%q) = %q, %v; want %q", path, got, ok, want)
+		}
+	}
+	if got, want := c.Sections("/tars/application"), []string{"client", "server"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Sections = %q, want %q", got, want)
+	}
+	if got, want := c.Sections("/tars/application/server"), []string{
+		"TestApp.WebsocketServer.objAdapter", "TestApp.WebsocketServer.PushObjAdapter"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Sections = %q, want %q", got, want)
+	}
+	if got, want := c.Keys("/tars/application"), []string{"enableset", "setdivision"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Keys = %q, want %q", got, want)
+	}
+	wantKeys := []string{"allow", "endpoint", "handlegroup", "maxconns", "protocol", "queuecap", "queuetimeout", "servant", "threads"}
+	if got := c.Keys("/tars/application/server/TestApp.WebsocketServer.PushObjAdapter"); !reflect.DeepEqual(got, wantKeys) {
+		t.Errorf("Keys = %q, want %q", got, wantKeys)
+	}
+
+	sc, err := LoadServerConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := time.Millisecond
+	want := &ServerConfig{
+		App: "TestApp", Server: "WebsocketServer", LocalIP: "10.0.0.5",
+		Local:               &tars.Endpoint{Proto: "tcp", Host: "127.0.0.1", Port: 20001, Timeout: 10000 * ms},
+		Node:                "tars.tarsnode.ServerObj@tcp -h 10.0.0.5 -p 19386 -t 60000",
+		ConfigObj:           "tars.tarsconfig.ConfigObj",
+		NotifyObj:           "tars.tarsnotify.NotifyObj",
+		LogObj:              "tars.tarslog.LogObj",
+		BasePath:            "/usr/local/app/tars/tarsnode/data/TestApp.WebsocketServer/bin/",
+		DataPath:            "/usr/local/app/tars/tarsnode/data/TestApp.WebsocketServer/data/",
+		LogPath:             "/usr/local/app/tars/app_log/",
+		LogSize:             10 * 1024 * 1024,
+		LogNum:              10,
+		LogLevel:            "DEBUG",
+		DeactivatingTimeout: 3 * time.Second,
+		MaxPacket:           10 * 1024 * 1024,
+		Adapters: []AdapterConfig{{
+			Name:     "TestApp.WebsocketServer.objAdapter",
+			Endpoint: tars.Endpoint{Proto: "tcp", Host: "10.0.0.5", Port: 18080, Timeout: 60000 * ms},
+			Servant:  "TestApp.WebsocketServer.obj", Protocol: "not_tars",
+			MaxConns: 200000, Threads: 5, QueueCap: 10000, QueueTimeout: time.Minute,
+		}, {
+			Name:     "TestApp.WebsocketServer.PushObjAdapter",
+			Endpoint: tars.Endpoint{Proto: "tcp", Host: "10.0.0.5", Port: 10015, Timeout: 60000 * ms},
+			Servant:  "TestApp.WebsocketServer.PushObj", Protocol: "tars",
+			MaxConns: 200000, Threads: 5, QueueCap: 10000, QueueTimeout: time.Minute,
+		}},
+		Client: ClientConfig{
+			Locator:                 "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890",
+			SyncInvokeTimeout:       3 * time.Second,
+			AsyncInvokeTimeout:      5 * time.Second,
+			RefreshEndpointInterval: time.Minute,
+			ReportInterval:          time.Minute,
+			Stat:                    "tars.tarsstat.StatObj",
+			Property:                "tars.tarsproperty.PropertyObj",
+			ModuleName:              "TestApp.WebsocketServer",
+			KeepAliveInterval:       10 * time.Second,
+		},
+		Settings: DefaultSettings(), // the sample has no websocket section
+	}
+	if !reflect.DeepEqual(sc, want) {
+		t.Errorf("LoadServerConfig =\n%+v\nwant\n%+v", sc, want)
+	}
+	if a, ok := sc.HTTPAdapter(); !ok || a.Servant != "TestApp.WebsocketServer.obj" {
+		t.Errorf("HTTPAdapter() = %+v, %v", a, ok)
+	}
+	if a, ok := sc.AdapterFor("TestApp.WebsocketServer.PushObj"); !ok || a.Endpoint.Port != 10015 {
+		t.Errorf("AdapterFor(PushObj) = %+v, %v", a, ok)
+	}
+	if a, ok := sc.AdapterFor("TestApp.WebsocketServer.HelloObj"); ok {
+		t.Errorf("AdapterFor(HelloObj) = %+v, want none", a)
+	}
+}
+
+func TestParseConfSyntax(t *testing.T) {
+	c := mustParseConf(t, `
+# comment
+<a>
+	k = v with spaces  
+	url=http://x/?a=1&b=2
+	allow=<none>
+	bare
+	   # indented comment
+	esc=tab\there\nnew\rcr\\back\=eq
+	win=C:\data\logs
+	a\=b=c
+	x\\=y
+	trail=ends\
+	dup=1
+	other=
+	dup=2
+	<b>
+		deep=1
+	</b>
+	<c>
+	</c>
+</a>
+<a>
+	again=yes
+	<b>
+		deep=2
+	</b>
+</a>
+top=level
+`)
+	for path, want := range map[string]string{
+		"/a<k>":        "v with spaces",
+		"/a<url>":      "http://x/?a=1&b=2",
+		"/a<allow>":    "<none>",
+		"/a<bare>":     "",
+		"/a<esc>":      "tab\there\nnew\rcr\\back=eq",
+		"/a<win>":      `C:\data\logs`,
+		"/a<a=b>":      "c",
+		`/a<x\>`:       "y",
+		"/a<trail>":    `ends\`,
+		"/a<dup>":      "2",
+		"/a<other>":    "",
+		"/a<again>":    "yes",
+		"/a/b<deep>":   "2",
+		"a/b<deep>":    "2",
+		"//a//b<deep>": "2",
+		"/<top>":       "level",
+		"<top>":        "level",
+	} {
+		got, ok := c.Lookup(path)
+		if !ok || got != want {
+			t.Errorf("Lookup(%q) = %q, %v; want %q", path, got, ok, want)
+		}
+	}
+	for _, path := range []string{"/a<nope>", "/a/b/c<deep>", "/a", "/a<#>", "/a<>", "/z<k>", "/a<K>", "/A<k>"} {
+		if got, ok := c.Lookup(path); ok {
+			t.Errorf("Lookup(%q) = %q, true; want absent", path, got)
+		}
+		if got := c.Get(path); got != "" {
+			t.Errorf("Get(%q) = %q, want empty", path, got)
+		}
+	}
+	wantKeys := []string{"k", "url", "allow", "bare", "esc", "win", "a=b", `x\`, "trail", "dup", "other", "again"}
+	if got := c.Keys("/a"); !reflect.DeepEqual(got, wantKeys) {
+		t.Errorf("Keys(/a) = %q, want %q", got, wantKeys)
+	}
+	if got, want := c.Sections("/a"), []string{"b", "c"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Sections(/a) = %q, want %q", got, want)
+	}
+	if got, want := c.Sections("/"), []string{"a"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Sections(/) = %q, want %q", got, want)
+	}
+	if got := c.Keys("/a/c"); len(got) != 0 {
+		t.Errorf("Keys(/a/c) = %q, want none", got)
+	}
+	if got := c.Keys("/nope"); got != nil {
+		t.Errorf("Keys(/nope) = %q, want nil", got)
+	}
+	if got := c.Sections("/a<k>"); got != nil {
+		t.Errorf("Sections of a key path = %q, want nil", got)
+	}
+}
+
+func TestParseConfBOMAndCRLF(t *testing.T) {
+	c, err := LoadConf("testdata/tarsconf/bom-crlf.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Get("/tars/application/server<server>"); got != "WebsocketServer" {
+		t.Errorf("server = %q, want no trailing CR", got)
+	}
+	if got := c.Get("/tars/application/server<allow>"); got != "<none>" {
+		t.Errorf("allow = %q", got)
+	}
+	if got := c.Sections("/"); !reflect.DeepEqual(got, []string{"tars"}) {
+		t.Errorf("root sections = %q, want the BOM skipped", got)
+	}
+}
+
+func TestZeroConf(t *testing.T) {
+	for _, c := range []*Conf{nil, {}} {
+		if v, ok := c.Lookup("/a<b>"); ok || v != "" {
+			t.Errorf("Lookup on empty config = %q, %v", v, ok)
+		}
+		if c.Sections("/") != nil && len(c.Sections("/")) != 0 || len(c.Keys("/")) != 0 {
+			t.Errorf("empty config has sections or keys")
+		}
+		if c.String() != "" {
+			t.Errorf("String() = %q", c.String())
+		}
+	}
+	if _, err := LoadServerConfig(&Conf{}); err == nil || err.Error() != "config /tars/application/server<app>: not set" {
+		t.Errorf("LoadServerConfig(empty) error = %v", err)
+	}
+}
+
+func TestParseConfErrors(t *testing.T) {
+	files := []struct {
+		file, want string
+	}{
+		{"bad-mismatch.conf", "bad-mismatch.conf:5: </application> does not match <server> opened at line 3"},
+		{"bad-unclosed.conf", "bad-unclosed.conf:8: </tars> does not match <server> opened at line 6"},
+		{"bad-unclosed-eof.conf", "bad-unclosed-eof.conf:1: <tars> is never closed"},
+		{"bad-stray.conf", "bad-stray.conf:4: </tars> closes no open section"},
+		{"bad-tag.conf", `bad-tag.conf:2: section tag "<application" does not end with '>'`},
+		{"bad-empty-key.conf", `bad-empty-key.conf:4: empty key in "=TestApp"`},
+		{"bad-name.conf", `bad-name.conf:2: section name "my server" may not contain ' ' in "<my server>"`},
+	}
+	for _, f := range files {
+		path := filepath.Join("testdata", "tarsconf", f.file)
+		_, err := LoadConf(path)
+		if err == nil {
+			t.Errorf("%s: no error, want %q", f.file, f.want)
+			continue
+		}
+		if want := filepath.Join("testdata", "tarsconf", f.want); err.Error() != want {
+			t.Errorf("%s: error %q, want %q", f.file, err, want)
+		}
+	}
+	inline := []struct{ text, want string }{
+		{"<>", "x.conf:1: empty section name"},
+		{"<a>\n</>", "x.conf:2: empty section name"},
+		{"<", `x.conf:1: section tag "<" does not end with '>'`},
+		{"<a/b>\n</a/b>", `x.conf:1: section name "a/b" may not contain '/'`},
+		{"<a\\b>", `may not contain '\\'`},
+		{"<a<b>>", `may not contain '<'`},
+		{"\n\n\n  =", "x.conf:4: empty key"},
+		{"<a>\n<b>\n</a>\n</b>", "x.conf:3: </a> does not match <b> opened at line 2"},
+		{"<a>\r\n<b>\r\n</b>\r\n", "x.conf:1: <a> is never closed"},
+		{"</a>", "x.conf:1: </a> closes no open section"},
+	}
+	for _, tt := range inline {
+		_, err := ParseConf("x.conf", []byte(tt.text))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseConf(%q) error %v, want %q", tt.text, err, tt.want)
+		}
+	}
+	if _, err := LoadConf("testdata/tarsconf/missing.conf"); !os.IsNotExist(err) {
+		t.Errorf("LoadConf(missing) error %v, want not-exist", err)
+	}
+}
+
+// String writes a file that parses back to the same tree.
+func TestConfString(t *testing.T) {
+	c := mustParseConf(t, "<a>\nk=v=w\nesc=\\t\\n\\\\\\=\n<b>\nx\n</b>\n</a>\n<a>\nk2=2\n</a>\ntop=1\n")
+	want := "top=1\n<a>\n  k=v\\=w\n  esc=\\t\\n\\\\\\=\n  k2=2\n  <b>\n    x\n  </b>\n</a>\n"
+	if got := c.String(); got != want {
+		t.Errorf("String() =\n%s\nwant\n%s", got, want)
+	}
+	again := mustParseConf(t, c.String())
+	if !reflect.DeepEqual(again, c) {
+		t.Errorf("String does not parse back: %q", c.String())
+	}
+}
+
+func TestDefaultConf(t *testing.T) {
+	sc, err := LoadServerConfig(DefaultConf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.App != "TestApp" || sc.Server != "WebsocketServer" {
+		t.Errorf("app/server = %q/%q", sc.App, sc.Server)
+	}
+	if sc.Local == nil || sc.Local.String() != "tcp -h 127.0.0.1 -p 20001 -t 10000" {
+		t.Errorf("local = %v", sc.Local)
+	}
+	if sc.Node != "" || sc.Client.Locator != "" || sc.ConfigObj != "" {
+		t.Errorf("default config talks to a platform: node %q locator %q config %q", sc.Node, sc.Client.Locator, sc.ConfigObj)
+	}
+	if sc.BasePath != "./" || sc.DataPath != "data/" || sc.LogPath != "logs/" || sc.LogLevel != "INFO" {
+		t.Errorf("paths/level = %q %q %q %q", sc.BasePath, sc.DataPath, sc.LogPath, sc.LogLevel)
+	}
+	for _, w := range []struct {
+		servant, protocol, endpoint string
+	}{
+		{"TestApp.WebsocketServer.obj", "not_tars", "tcp -h 127.0.0.1 -p 18080 -t 60000"},
+		{"TestApp.WebsocketServer.PushObj", "tars", "tcp -h 127.0.0.1 -p 10015 -t 60000"},
+		{"TestApp.WebsocketServer.HelloObj", "tars", "tcp -h 127.0.0.1 -p 10016 -t 60000"},
+	} {
+		a, ok := sc.AdapterFor(w.servant)
+		if !ok {
+			t.Errorf("no adapter for %s", w.servant)
+			continue
+		}
+		if a.Name != w.servant+"Adapter" || a.Protocol != w.protocol || a.Endpoint.String() != w.endpoint {
+			t.Errorf("adapter %+v, want %+v", a, w)
+		}
+	}
+	if a, ok := sc.HTTPAdapter(); !ok || a.Endpoint.Addr() != "127.0.0.1:18080" {
+		t.Errorf("HTTPAdapter() = %+v, %v", a, ok)
+	}
+	want := DefaultSettings()
+	want.Hello = "TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p 10016 -t 3000"
+	if !reflect.DeepEqual(sc.Settings, want) {
+		t.Errorf("Settings =\n%+v\nwant\n%+v", sc.Settings, want)
+	}
+	if sc.PullConfigs != nil {
+		t.Errorf("PullConfigs = %q", sc.PullConfigs)
+	}
+	// Every product key is present, so the file documents them all.
+	for k := range websocketKeys {
+		if _, ok := DefaultConf().Lookup(websocketPath + "<" + k + ">"); !ok {
+			t.Errorf("default.conf lacks websocket<%s>", k)
+		}
+	}
+}
+
+// loadWith loads a minimal valid config (app A, server S) with extra lines
+// in the server and websocket sections.
+func loadWith(t *testing.T, server, websocket string) (*ServerConfig, error) {
+	t.Helper()
+	text := "<tars>\n<application>\n<server>\napp=A\nserver=S\n" + server +
+		"\n</server>\n<websocket>\n" + websocket + "\n</websocket>\n</application>\n</tars>\n"
+	c, err := ParseConf("t.conf", []byte(text))
+	if err != nil {
+		t.Fatalf("ParseConf: %v", err)
+	}
+	return LoadServerConfig(c)
+}
+
+func TestLoadServerConfigSettings(t *testing.T) {
+	sc, err := loadWith(t, "logsize=1G\nlognum=3\nlogLevel=warn\nmaxPackageLength=512K\nkeepalive-interval=2500\ndeactivating-timeout=0", `
+store=memory
+history=0
+max-message=1024
+queue-messages=8
+queue-bytes=2M
+max-rooms=3
+max-room-name=16
+origins= https://a.example , ,https://b.example
+max-conns-per-ip=5
+command-rate=0.5
+command-burst=2
+ping-interval=1000
+idle-timeout=3000
+write-timeout=500
+push-token=tok=en
+room-secret=s3cret
+hello=H.S.HelloObj
+peers=A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015
+max-http-body=100
+config-files=a.conf, b.json`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Settings{
+		Store: "memory", History: 0, MaxMessage: 1024, QueueMessages: 8, QueueBytes: 2 << 20,
+		MaxRooms: 3, MaxRoomName: 16, Origins: []string{"https://a.example", "https://b.example"},
+		MaxConnsPerIP: 5, CommandRate: 0.5, CommandBurst: 2,
+		PingInterval: time.Second, IdleTimeout: 3 * time.Second, WriteTimeout: 500 * time.Millisecond,
+		PushToken: "tok=en", RoomSecret: "s3cret", Hello: "H.S.HelloObj",
+		Peers:       "A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015",
+		MaxHTTPBody: 100,
+	}
+	if !reflect.DeepEqual(sc.Settings, want) {
+		t.Errorf("Settings =\n%+v\nwant\n%+v", sc.Settings, want)
+	}
+	if !reflect.DeepEqual(sc.PullConfigs, []string{"a.conf", "b.json"}) {
+		t.Errorf("PullConfigs = %q", sc.PullConfigs)
+	}
+	if sc.LogSize != 1<<30 || sc.LogNum != 3 || sc.LogLevel != "WARN" || sc.MaxPacket != 512<<10 ||
+		sc.Client.KeepAliveInterval != 2500*time.Millisecond || sc.DeactivatingTimeout != 0 {
+		t.Errorf("server values: %+v", sc)
+	}
+	if sc.Client.ModuleName != "A.S" || sc.Local != nil || sc.Adapters != nil {
+		t.Errorf("defaults: module %q local %v adapters %v", sc.Client.ModuleName, sc.Local, sc.Adapters)
+	}
+	if _, ok := sc.HTTPAdapter(); ok {
+		t.Errorf("HTTPAdapter found with no adapters")
+	}
+}
+
+func TestLoadServerConfigAdapterDefaults(t *testing.T) {
+	sc, err := loadWith(t, "<X.S.FooObjAdapter>\nendpoint=tcp -h * -p 1\nservant=X.S.FooObj\nallow=10.0.0.1, 10.0.0.2\n</X.S.FooObjAdapter>", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []AdapterConfig{{
+		Name: "X.S.FooObjAdapter", Endpoint: tars.Endpoint{Proto: "tcp", Host: "*", Port: 1, Timeout: 3 * time.Second},
+		Servant: "X.S.FooObj", Protocol: "tars", Allow: []string{"10.0.0.1", "10.0.0.2"},
+		MaxConns: 1024, Threads: 1, QueueCap: 10240, QueueTimeout: time.Minute,
+	}}
+	if !reflect.DeepEqual(sc.Adapters, want) {
+		t.Errorf("Adapters = %+v, want %+v", sc.Adapters, want)
+	}
+}
+
+func TestLoadServerConfigErrors(t *testing.T) {
+	const ad = "/tars/application/server/X.S.FooObjAdapter"
+	adapter := func(body string) string {
+		return "<X.S.FooObjAdapter>\n" + body + "\n</X.S.FooObjAdapter>"
+	}
+	tests := []struct{ server, websocket, want string }{
+		{"server=", "", "config /tars/application/server<server>: not set"},
+		{"logsize=10X", "", `config /tars/application/server<logsize>: bad value "10X"`},
+		{"logsize=0", "", `config /tars/application/server<logsize>: bad value "0"`},
+		{"logsize=99999999999G", "", `<logsize>: bad value "99999999999G"`},
+		{"lognum=ten", "", `config /tars/application/server<lognum>: bad value "ten" (want a whole number >= 1)`},
+		{"logLevel=LOUD", "", `<logLevel>: bad value "LOUD" (want DEBUG, INFO, WARN, ERROR or NONE)`},
+		{"deactivating-timeout=3s", "", `<deactivating-timeout>: bad value "3s" (want milliseconds >= 0)`},
+		{"maxPackageLength=4G", "", `<maxPackageLength>: bad value "4G" (want a size below 2G)`},
+		{"local=tcp -h x -p abc", "", `config /tars/application/server<local>: tars: endpoint "tcp -h x -p abc": bad port "abc"`},
+		{"node=tars.tarsnode.ServerObj@", "", `config /tars/application/server<node>: tars: proxy`},
+		{"keepalive-interval=0", "", `<keepalive-interval>: bad value "0"`},
+		{adapter("servant=X.S.FooObj"), "", "config " + ad + "<endpoint>: not set"},
+		{adapter("endpoint=tcp -h a -p 1"), "", "config " + ad + "<servant>: not set"},
+		{adapter("endpoint=tcp -p 1\nservant=X.S.FooObj"), "", "config " + ad + `<endpoint>: tars: endpoint "tcp -p 1": no host (-h)`},
+		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nprotocol=http"), "", "config " + ad + `<protocol>: bad value "http" (want tars or not_tars)`},
+		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nthreads=-1"), "", "config " + ad + `<threads>: bad value "-1"`},
+		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nqueuetimeout=x"), "", "config " + ad + `<queuetimeout>: bad value "x"`},
+		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj") + "\n<Y>\nendpoint=tcp -h b\nservant=X.S.FooObj\n</Y>", "",
+			`config /tars/application/server/Y<servant>: "X.S.FooObj" is also served by adapter X.S.FooObjAdapter`},
+		{"", "store=redis", `config /tars/application/websocket<store>: bad value "redis" (want file or memory)`},
+		{"", "max-mesage=10", "config /tars/application/websocket<max-mesage>: unknown key"},
+		{"", "history=-1", `websocket<history>: bad value "-1"`},
+		{"", "max-message=big", `websocket<max-message>: bad value "big"`},
+		{"", "queue-messages=0", `websocket<queue-messages>: bad value "0"`},
+		{"", "command-rate=NaN", `websocket<command-rate>: bad value "NaN"`},
+		{"", "command-rate=-1", `websocket<command-rate>: bad value "-1"`},
+		{"", "command-rate=+Inf", `websocket<command-rate>: bad value "+Inf"`},
+		{"", "ping-interval=0", `websocket<ping-interval>: bad value "0"`},
+		{"", "ping-interval=80000", `websocket<ping-interval>: bad value "80000" (want less than idle-timeout (75000 ms)`},
+		{"", "idle-timeout=1.5", `websocket<idle-timeout>: bad value "1.5"`},
+		{"", "hello=H.S.HelloObj@tcp -h", `config /tars/application/websocket<hello>: tars: proxy "H.S.HelloObj@tcp -h": endpoint 1: `},
+		{"", "peers=A B", `config /tars/application/websocket<peers>: tars: proxy "A B": bad servant name`},
+		{"", "max-http-body=-5", `websocket<max-http-body>: bad value "-5"`},
+	}
+	for _, tt := range tests {
+		_, err := loadWith(t, tt.server, tt.websocket)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("server %q websocket %q: error %v, want %q", tt.server, tt.websocket, err, tt.want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1": 1, "10M": 10 << 20, "10mb": 10 << 20, "1G": 1 << 30, "512k": 512 << 10, "7B": 7, "3KB": 3 << 10} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "B", "0", "-1", "1T", "1.5M", "+1", "9223372036854775807K", " 1"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func FuzzParseConf(f *testing.F) {
+	sample, err := os.ReadFile("testdata/tarsconf/sample.conf")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sample)
+	f.Add(defaultConfData)
+	f.Add([]byte("\xef\xbb\xbf<a>\r\nk\\=x=v\\n\r\n<b>\nbare\n</b>\n</a>\n<a>\nallow=<none>\n</a>"))
+	f.Add([]byte("<a>\n</b>"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConf("f.conf", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f.conf:") {
+				t.Fatalf("error %q does not say where", err)
+			}
+			return
+		}
+		// Every reported section and key can be looked up again.
+		var walk func(path string)
+		walk = func(path string) {
+			for _, k := range c.Keys(path) {
+				v, ok := c.Lookup(path + "<" + k + ">")
+				if !ok || c.Get(path+"<"+k+">") != v {
+					t.Fatalf("key %q of %q reported but Lookup = %q, %v", k, path, v, ok)
+				}
+			}
+			for _, s := range c.Sections(path) {
+				walk(path + "/" + s)
+			}
+		}
+		walk("")
+		// The formatted config parses back to the same tree.
+		again, err := ParseConf("again.conf", []byte(c.String()))
+		if err != nil {
+			t.Fatalf("String() of an accepted file fails: %v\n%s", err, c.String())
+		}
+		if !reflect.DeepEqual(again, c) {
+			t.Fatalf("String() parses to a different tree:\n%s", c.String())
+		}
+		// The typed view never panics, whatever it makes of the values.
+		_, _ = LoadServerConfig(c)
+	})
+}
