@@ -463,8 +463,8 @@ func (r *confReader) intSize(path string, def int) int {
 	return int(n)
 }
 
-func (r *confReader) proxy(path string) string {
-	v := r.str(path, "")
+func (r *confReader) proxy(path, def string) string {
+	v := r.str(path, def)
 	if v != "" {
 		if _, err := tars.ParseProxy(v); err != nil && r.err == nil {
 			r.err = fmt.Errorf("config %s: %w", path, err)
@@ -509,10 +509,10 @@ func LoadServerConfig(c *Conf) (*ServerConfig, error) {
 		App:                 r.str(serverPath+"<app>", ""),
 		Server:              r.str(serverPath+"<server>", ""),
 		LocalIP:             r.str(serverPath+"<localip>", ""),
-		Node:                r.proxy(serverPath + "<node>"),
-		ConfigObj:           r.proxy(serverPath + "<config>"),
-		NotifyObj:           r.proxy(serverPath + "<notify>"),
-		LogObj:              r.proxy(serverPath + "<log>"),
+		Node:                r.proxy(serverPath+"<node>", ""),
+		ConfigObj:           r.proxy(serverPath+"<config>", ""),
+		NotifyObj:           r.proxy(serverPath+"<notify>", ""),
+		LogObj:              r.proxy(serverPath+"<log>", ""),
 		BasePath:            r.str(serverPath+"<basepath>", ""),
 		DataPath:            r.str(serverPath+"<datapath>", ""),
 		LogPath:             r.str(serverPath+"<logpath>", ""),
@@ -539,13 +539,13 @@ func LoadServerConfig(c *Conf) (*ServerConfig, error) {
 	}
 
 	sc.Client = ClientConfig{
-		Locator:                 r.proxy(clientPath + "<locator>"),
+		Locator:                 r.proxy(clientPath+"<locator>", ""),
 		SyncInvokeTimeout:       r.ms(clientPath+"<sync-invoke-timeout>", 3*time.Second, 1),
 		AsyncInvokeTimeout:      r.ms(clientPath+"<async-invoke-timeout>", 5*time.Second, 1),
 		RefreshEndpointInterval: r.ms(clientPath+"<refresh-endpoint-interval>", time.Minute, 1),
 		ReportInterval:          r.ms(clientPath+"<report-interval>", time.Minute, 1),
-		Stat:                    r.proxy(clientPath + "<stat>"),
-		Property:                r.proxy(clientPath + "<property>"),
+		Stat:                    r.proxy(clientPath+"<stat>", ""),
+		Property:                r.proxy(clientPath+"<property>", ""),
 		ModuleName:              r.str(clientPath+"<modulename>", sc.App+"."+sc.Server),
 		KeepAliveInterval:       r.ms(serverPath+"<keepalive-interval>", 10*time.Second, 1),
 	}
@@ -628,8 +628,8 @@ func (r *confReader) settings() (Settings, []string) {
 		WriteTimeout:  r.ms(p("write-timeout"), d.WriteTimeout, 1),
 		PushToken:     r.str(p("push-token"), d.PushToken),
 		RoomSecret:    r.str(p("room-secret"), d.RoomSecret),
-		Hello:         r.proxy(p("hello")),
-		Peers:         r.proxy(p("peers")),
+		Hello:         r.proxy(p("hello"), d.Hello),
+		Peers:         r.proxy(p("peers"), d.Peers),
 		MaxHTTPBody:   r.size(p("max-http-body"), d.MaxHTTPBody),
 	}
 	if s.Store != "file" && s.Store != "memory" {
