@@ -38,9 +38,9 @@
 
   let ws = null;
   let jsonMode = false;         // the server has answered format|json
-  let myId = '';                // our connection id on the current connection
-  const myIds = new Set();      // every id we had: our old messages stay "ours"
+  let myId = '';                // our connection id, to tell our own messages apart
   const joined = [HOME_ROOM];   // rooms we want to be in, in the order joined
+  let target = HOME_ROOM;       // where the composer sends: a room, or '' for everyone
   const pendingJoins = [];      // subscribes sent and not yet answered
   const seen = new Set();       // from+time+text of every message shown
   let attempt = 0;              // failed connection attempts in a row
@@ -68,7 +68,6 @@
     const socket = new WebSocket(serverURL());
     ws = socket;
     socket.onopen = () => {
-      attempt = 0;
       lastFrameAt = Date.now();
       setStatus('online', 'Online');
       send('format|json');
@@ -78,6 +77,9 @@
       pingTimer = setInterval(keepAlive, PING_EVERY_MS);
     };
     socket.onmessage = (event) => {
+      // Back-off restarts only once the server has answered: one that accepts
+      // and then drops every connection is still retried ever more slowly.
+      attempt = 0;
       lastFrameAt = Date.now();
       handleFrame(String(event.data));
     };
@@ -180,7 +182,6 @@
         jsonMode = true;
         if (msg.id) {
           myId = String(msg.id);
-          myIds.add(myId);
           showMyId();
         }
         break;
@@ -234,7 +235,7 @@
     li.dataset.kind = e.kind;
 
     if (e.kind === 'message' || e.kind === 'history') {
-      const own = myIds.has(e.from);
+      const own = myId !== '' && e.from === myId;
       li.classList.toggle('own', own);
       li.dataset.from = e.from;
       li.dataset.room = e.room;
@@ -299,11 +300,12 @@
     return from || 'unknown';
   }
 
-  // hue gives each sender a stable colour.
+  // hue gives each sender a stable colour; the golden angle keeps ids that
+  // differ in one digit (c1, c2) far apart on the colour wheel.
   function hue(from) {
     let h = 0;
-    for (const ch of from) h = (h * 31 + ch.codePointAt(0)) % 360;
-    return String(h);
+    for (const ch of from) h = (h * 31 + ch.codePointAt(0)) % 1000;
+    return String(Math.round((h * 137.508) % 360));
   }
 
   // ---- status, rooms and forms --------------------------------------------------
@@ -339,20 +341,17 @@
       ui.rooms.append(li);
     }
 
-    const chosen = ui.target.value;
     ui.target.replaceChildren();
     for (const room of joined) ui.target.append(new Option('#' + room, room));
-    ui.target.append(new Option('Everyone (broadcast)', ''));
-    const keep = [...ui.target.options].some((o) => o.value === chosen);
-    ui.target.value = keep ? chosen : (joined[0] ?? '');
+    ui.target.append(new Option('Everyone', ''));
+    if (target !== '' && !joined.includes(target)) target = joined[0] ?? '';
+    ui.target.value = target;
   }
 
   function join(room) {
-    if (!joined.includes(room)) {
-      joined.push(room);
-      renderRooms();
-    }
-    ui.target.value = room;
+    if (!joined.includes(room)) joined.push(room);
+    target = room;
+    renderRooms();
     if (ws === null) {
       notice(`Will join #${room} once connected.`, 'warn');
       return;
@@ -412,6 +411,7 @@
     }
   });
 
+  ui.target.addEventListener('change', () => { target = ui.target.value; });
   ui.retryNow.addEventListener('click', retryNow);
   window.addEventListener('online', retryNow);
 

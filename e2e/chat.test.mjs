@@ -1,0 +1,295 @@
+// The chat pages in headless Chromium against the real server binary.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Server, launchBrowser, watch, repoRoot } from './harness.mjs';
+
+const WAIT = 30_000; // upper bound for anything to show up; reached only on failure
+
+let server;
+let browser;
+const pages = {}; // room1, room2: { context, page, watch }
+
+before(async () => {
+  server = await Server.start();
+  browser = await launchBrowser();
+  for (const [room, file] of [['room1', 'client1.html'], ['room2', 'client2.html']]) {
+    // One context per page: separate cookies and network state, like two people.
+    const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    const page = await context.newPage();
+    const w = watch(page);
+    await page.goto(`${server.url}/${file}`);
+    pages[room] = { context, page, watch: w };
+  }
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+// ---- helpers ---------------------------------------------------------------
+
+// A message entry in a page's log (live or from history) whose text is exactly text.
+function entry(page, text) {
+  return page.locator('#log li.entry', { has: page.locator('p.text', { hasText: exact(text) }) });
+}
+
+function exact(text) {
+  return new RegExp('^' + text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '$');
+}
+
+async function shows(page, text) {
+  await entry(page, text).first().waitFor({ timeout: WAIT });
+}
+
+async function lacks(page, text) {
+  assert.equal(await entry(page, text).count(), 0, `page should not show ${JSON.stringify(text)}`);
+}
+
+async function say(page, target, text) {
+  await page.selectOption('#target', target);
+  await page.fill('#message', text);
+  await page.press('#message', 'Enter');
+}
+
+async function state(page) {
+  return page.getAttribute('#status', 'data-state');
+}
+
+async function waitState(page, want) {
+  await page.waitForFunction(
+    (s) => document.getElementById('status').dataset.state === s, want, { timeout: WAIT });
+}
+
+async function myId(page) {
+  await page.waitForFunction(() => /^You are c\d+$/.test(document.getElementById('my-id').textContent),
+    null, { timeout: WAIT });
+  return (await page.textContent('#my-id')).replace('You are ', '');
+}
+
+async function joinedRooms(page) {
+  return page.$$eval('#rooms li[data-room]', (lis) => lis.map((li) => li.dataset.room));
+}
+
+// The conversation shown in the screenshots.
+const CHAT = {
+  room1: 'Morning, room 1! Stand-up in five minutes.',
+  ask: 'Room 2 here: lunch at one, anyone?',
+  answer: 'Count room 1 in, booking a table for six.',
+  push: 'Build 1432 deployed to staging',
+  room2: 'Design review moved to three o\'clock.',
+};
+
+let seq = 0;
+function unique(text) {
+  return `${text} #${++seq}`;
+}
+
+// ---- tests -----------------------------------------------------------------
+
+test('both pages connect, show their id and are in their own room', async () => {
+  for (const room of ['room1', 'room2']) {
+    const { page } = pages[room];
+    await waitState(page, 'online');
+    assert.match(await myId(page), /^c\d+$/);
+    assert.deepEqual(await joinedRooms(page), [room]);
+    assert.equal(await page.inputValue('#target'), room);
+    await page.locator('#log li.notice', { hasText: `Subscribe roomNum:${room} success!` }).waitFor({ timeout: WAIT });
+  }
+});
+
+test('screenshots of a short conversation between the two rooms', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  await say(p1, 'room1', CHAT.room1);
+  await shows(p1, CHAT.room1);
+  await say(p2, '', CHAT.ask);
+  await shows(p1, CHAT.ask);
+  await say(p1, '', CHAT.answer);
+  await shows(p2, CHAT.answer);
+  await server.get(`/Index/pushByRoom?roomNum=room1&message=${encodeURIComponent(CHAT.push)}`);
+  await shows(p1, CHAT.push);
+  await say(p2, 'room2', CHAT.room2);
+  await shows(p2, CHAT.room2);
+  await lacks(p1, CHAT.room2);
+  await lacks(p2, CHAT.room1);
+  await p1.fill('#message', 'See you there');
+
+  const dir = path.join(repoRoot, 'docs', 'screenshots');
+  await mkdir(dir, { recursive: true });
+  await p1.screenshot({ path: path.join(dir, 'client1.png') });
+  await p2.screenshot({ path: path.join(dir, 'client2.png') });
+  await p1.setViewportSize({ width: 390, height: 844 });
+  try {
+    await p1.screenshot({ path: path.join(dir, 'client1-phone.png') });
+  } finally {
+    await p1.setViewportSize({ width: 1100, height: 720 });
+    await p1.fill('#message', '');
+  }
+});
+
+test('a room message reaches only its room; a broadcast reaches both', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  const id1 = await myId(p1);
+
+  const toRoom1 = unique('Hello room 1, anyone here?');
+  const toRoom2 = unique('Room 2 says hi');
+  const toAll = unique('Good morning, everyone');
+  await say(p1, 'room1', toRoom1);
+  await shows(p1, toRoom1);
+  await say(p2, 'room2', toRoom2);
+  await shows(p2, toRoom2);
+  await say(p1, '', toAll);
+  await shows(p1, toAll);
+  await shows(p2, toAll);
+
+  // The broadcast went out after the room messages on the same connections,
+  // so had a room message leaked it would be there by now.
+  await lacks(p2, toRoom1);
+  await lacks(p1, toRoom2);
+
+  // Own messages are told apart; the other page sees the sender's id.
+  assert.equal(await entry(p1, toRoom1).getAttribute('class'), 'entry message own');
+  const seenBy2 = entry(p2, toAll);
+  assert.equal(await seenBy2.getAttribute('class'), 'entry message');
+  assert.equal(await seenBy2.getAttribute('data-from'), id1);
+  assert.equal(await seenBy2.locator('.from').textContent(), id1);
+  assert.equal(await seenBy2.locator('.room').textContent(), 'everyone');
+  assert.match(await seenBy2.locator('time').getAttribute('datetime'), /^\d{4}-\d\d-\d\dT/);
+
+  // Enter cleared the box.
+  assert.equal(await p1.inputValue('#message'), '');
+});
+
+test('an HTTP trigger shows up in the page of that room', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  const pushed = unique('Deploy finished <b>ok</b> & green');
+  const body = await server.get(`/Index/pushByRoom?roomNum=room1&message=${encodeURIComponent(pushed)}`);
+  assert.match(body, /success/);
+  await shows(p1, pushed);
+  assert.equal(await entry(p1, pushed).locator('.from').textContent(), 'HTTP push');
+
+  const toAll = unique('Maintenance at noon');
+  await server.get(`/Index/pushAll?message=${encodeURIComponent(toAll)}`);
+  await shows(p2, toAll);
+  await lacks(p2, pushed);
+});
+
+test('a message with HTML shows as text and runs nothing', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  const html = '<img src=x onerror=alert(1)> <script>alert(2)</script>';
+  await say(p2, '', html);
+  await shows(p1, html);
+  await shows(p2, html);
+  for (const { page, watch } of [pages.room1, pages.room2]) {
+    assert.equal(await page.locator('#log img, #log script').count(), 0);
+    assert.deepEqual(watch.dialogs, []);
+  }
+});
+
+test('join and leave another room from the page', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+
+  const before = unique('Said in room2 before page 1 joined');
+  await say(p2, 'room2', before);
+  await shows(p2, before);
+
+  await p1.fill('#join-room', 'room2');
+  await p1.press('#join-room', 'Enter');
+  await p1.locator('#log li.notice', { hasText: 'Subscribe roomNum:room2 success!' }).waitFor({ timeout: WAIT });
+  assert.deepEqual(await joinedRooms(p1), ['room1', 'room2']);
+  assert.deepEqual(await p1.$$eval('#target option', (os) => os.map((o) => o.value)), ['room1', 'room2', '']);
+
+  // Joining asks for the room's history.
+  await shows(p1, before);
+  assert.equal(await entry(p1, before).getAttribute('data-kind'), 'history');
+
+  const whileIn = unique('Page 1 is in room2 now');
+  await say(p2, 'room2', whileIn);
+  await shows(p1, whileIn);
+
+  await p1.click('#rooms li[data-room="room2"] button.leave');
+  await p1.locator('#log li.notice', { hasText: 'Unsubscribe roomNum:room2 success!' }).waitFor({ timeout: WAIT });
+  assert.deepEqual(await joinedRooms(p1), ['room1']);
+
+  const afterLeave = unique('Page 1 has left room2');
+  const marker = unique('Everyone again');
+  await say(p2, 'room2', afterLeave);
+  await say(p2, '', marker);
+  await shows(p1, marker);
+  await lacks(p1, afterLeave);
+
+  // Joining again brings the room's history again: what the page already
+  // shows is not repeated, what it missed is added.
+  await p1.fill('#join-room', 'room2');
+  await p1.click('#join-form button');
+  const rejoined = unique('Welcome back to room2');
+  await say(p2, 'room2', rejoined);
+  await shows(p1, rejoined);
+  assert.equal(await entry(p1, before).count(), 1);
+  assert.equal(await entry(p1, whileIn).count(), 1);
+  assert.equal(await entry(p1, afterLeave).getAttribute('data-kind'), 'history');
+  await p1.click('#rooms li[data-room="room2"] button.leave');
+  assert.deepEqual(await joinedRooms(p1), ['room1']);
+});
+
+test('the Hello demo shows the answer of the Tars Hello servant', async () => {
+  const p1 = pages.room1.page;
+  await p1.fill('#hello-name', 'Ada');
+  await p1.press('#hello-name', 'Enter');
+  await p1.waitForFunction(() => {
+    const t = document.getElementById('hello-reply').textContent;
+    return t !== '' && t !== 'Calling…';
+  }, null, { timeout: WAIT });
+  const reply = await p1.textContent('#hello-reply');
+  assert.doesNotMatch(reply, /^Error/, reply);
+  assert.match(reply, /Ada/);
+});
+
+test('after a server restart both pages reconnect and page 1 catches up from history', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  await server.kill();
+  await waitState(p1, 'reconnecting');
+  await waitState(p2, 'reconnecting');
+  await p1.locator('#status-text', { hasText: /^Reconnecting in \d+s$/ }).waitFor({ timeout: WAIT });
+
+  // Page 1 is cut off until the missed message has been pushed.
+  await pages.room1.context.setOffline(true);
+  await server.restart();
+  const missed = unique('Pushed while page 1 was away');
+  await server.get(`/Index/pushByRoom?roomNum=room1&message=${encodeURIComponent(missed)}`);
+  assert.equal(await state(p1), 'reconnecting');
+  await pages.room1.context.setOffline(false);
+
+  await waitState(p1, 'online');
+  await waitState(p2, 'online');
+  await shows(p1, missed);
+  assert.equal(await entry(p1, missed).getAttribute('data-kind'), 'history');
+  assert.match(await myId(p1), /^c\d+$/);
+
+  // Re-subscribed: the pages talk again, and history brought no duplicates.
+  const again = unique('Back online');
+  await say(p2, '', again);
+  await shows(p1, again);
+  const back = unique('Room 1 is back too');
+  await say(p1, 'room1', back);
+  await shows(p1, back);
+  assert.equal(await entry(p1, CHAT.room1).count(), 1);
+  assert.equal(await entry(p1, CHAT.push).count(), 1);
+  assert.equal(await entry(p2, CHAT.room2).count(), 1);
+  await p1.locator('#log li.notice', { hasText: 'Connection lost.' }).waitFor({ timeout: WAIT });
+});
+
+test('no script errors and no dialogs on either page', () => {
+  for (const room of ['room1', 'room2']) {
+    assert.deepEqual(pages[room].watch.errors, [], room);
+    assert.deepEqual(pages[room].watch.dialogs, [], room);
+  }
+});
