@@ -119,6 +119,7 @@ func TestParseConfSyntax(t *testing.T) {
 <a>
 	k = v with spaces  
 	url=http://x/?a=1&b=2
+	hash=a#b # not a comment
 	allow=<none>
 	bare
 	   # indented comment
@@ -146,6 +147,7 @@ top=level
 `)
 	for path, want := range map[string]string{
 		"/a<k>":        "v with spaces",
+		"/a<hash>":     "a#b # not a comment",
 		"/a<url>":      "http://x/?a=1&b=2",
 		"/a<allow>":    "<none>",
 		"/a<bare>":     "",
@@ -176,7 +178,7 @@ top=level
 			t.Errorf("Get(%q) = %q, want empty", path, got)
 		}
 	}
-	wantKeys := []string{"k", "url", "allow", "bare", "esc", "win", "a=b", `x\`, "trail", "dup", "other", "again"}
+	wantKeys := []string{"k", "url", "hash", "allow", "bare", "esc", "win", "a=b", `x\`, "trail", "dup", "other", "again"}
 	if got := c.Keys("/a"); !reflect.DeepEqual(got, wantKeys) {
 		t.Errorf("Keys(/a) = %q, want %q", got, wantKeys)
 	}
