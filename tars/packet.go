@@ -80,6 +80,7 @@ func (p *RequestPacket) AppendFrame(b []byte) []byte {
 func (p *RequestPacket) Decode(body []byte) error {
 	*p = RequestPacket{}
 	d := Decoder{buf: body}
+	// The reads run in tag order; the first error is the one reported.
 	for _, err := range [...]error{
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),
@@ -141,6 +142,7 @@ func (p *ResponsePacket) AppendFrame(b []byte) []byte {
 func (p *ResponsePacket) Decode(body []byte) error {
 	*p = ResponsePacket{}
 	d := Decoder{buf: body}
+	// The reads run in tag order; the first error is the one reported.
 	for _, err := range [...]error{
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),

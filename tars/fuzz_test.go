@@ -1,0 +1,104 @@
+package tars
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// Seed corpora live in testdata/fuzz/<FuzzName>/.
+
+// FuzzRequestPacket: any input decodes or fails cleanly, and what decodes
+// re-encodes to a canonical form that decodes to the same bytes again.
+func FuzzRequestPacket(f *testing.F) {
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var p RequestPacket
+		if p.Decode(body) != nil {
+			return
+		}
+		b := p.Append(nil)
+		var q RequestPacket
+		if err := q.Decode(b); err != nil {
+			t.Fatalf("re-encoded packet does not decode: %v", err)
+		}
+		if c := q.Append(nil); !bytes.Equal(c, b) {
+			t.Fatalf("encoding not stable:\n%X\n%X", b, c)
+		}
+	})
+}
+
+// FuzzResponsePacket is FuzzRequestPacket for responses.
+func FuzzResponsePacket(f *testing.F) {
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var p ResponsePacket
+		if p.Decode(body) != nil {
+			return
+		}
+		b := p.Append(nil)
+		var q ResponsePacket
+		if err := q.Decode(b); err != nil {
+			t.Fatalf("re-encoded packet does not decode: %v", err)
+		}
+		if c := q.Append(nil); !bytes.Equal(c, b) {
+			t.Fatalf("encoding not stable:\n%X\n%X", b, c)
+		}
+	})
+}
+
+// FuzzReadFrame: FrameReader on a stream and SplitFrame on the same bytes
+// find the same frames, none longer than the limit.
+func FuzzReadFrame(f *testing.F) {
+	f.Fuzz(func(t *testing.T, stream []byte, limit uint16) {
+		fr := FrameReader{R: bytes.NewReader(stream), Max: int(limit)}
+		rest := stream
+		for {
+			body, err := fr.Next()
+			want, n, serr := SplitFrame(rest, int(limit))
+			if err != nil {
+				var fe *FrameError
+				if n > 0 || errors.As(err, &fe) != (serr != nil) {
+					t.Fatalf("FrameReader: %v; SplitFrame: %d, %v", err, n, serr)
+				}
+				return
+			}
+			if serr != nil || n == 0 || !bytes.Equal(body, want) {
+				t.Fatalf("FrameReader read %X; SplitFrame: %X, %d, %v", body, want, n, serr)
+			}
+			if lim := int(limit); lim == 0 && len(body) > DefaultMaxPacket-4 || lim > 0 && len(body) > lim-4 {
+				t.Fatalf("body of %d bytes over the limit %d", len(body), lim)
+			}
+			rest = rest[n:]
+		}
+	})
+}
+
+// FuzzDecoderSkip walks any input value by value: heads and values stay in
+// bounds, and a value's length depends only on its own bytes.
+func FuzzDecoderSkip(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for off := 0; off < len(b); {
+			_, typ, n, err := ConsumeHead(b[off:])
+			if err != nil {
+				if n != -1 {
+					t.Fatalf("ConsumeHead error with n = %d", n)
+				}
+				return
+			}
+			off += n
+			m, err := Skip(b[off:], typ)
+			if err != nil {
+				if m != -1 {
+					t.Fatalf("Skip error with n = %d", m)
+				}
+				return
+			}
+			if m < 0 || off+m > len(b) {
+				t.Fatalf("Skip = %d at %d of %d", m, off, len(b))
+			}
+			if again, err := Skip(b[off:off+m], typ); again != m || err != nil {
+				t.Fatalf("Skip on the value alone = %d, %v; want %d", again, err, m)
+			}
+			off += m
+		}
+	})
+}
