@@ -48,6 +48,7 @@
   let countdownTimer = 0;
   let pingTimer = 0;
   let lastFrameAt = 0;
+  let everOnline = false;       // a later open is a reconnect
 
   // ---- connection ----------------------------------------------------------
 
@@ -70,6 +71,8 @@
     socket.onopen = () => {
       lastFrameAt = Date.now();
       setStatus('online', 'Online');
+      if (everOnline) notice('Reconnected.', 'reply');
+      everOnline = true;
       send('format|json');
       for (const room of joined) {
         subscribe(room);

@@ -284,7 +284,10 @@ test('after a server restart both pages reconnect and page 1 catches up from his
   assert.equal(await entry(p1, CHAT.room1).count(), 1);
   assert.equal(await entry(p1, CHAT.push).count(), 1);
   assert.equal(await entry(p2, CHAT.room2).count(), 1);
-  await p1.locator('#log li.notice', { hasText: 'Connection lost.' }).waitFor({ timeout: WAIT });
+  for (const page of [p1, p2]) {
+    await page.locator('#log li.notice', { hasText: 'Connection lost.' }).waitFor({ timeout: WAIT });
+    await page.locator('#log li.notice', { hasText: 'Reconnected.' }).waitFor({ timeout: WAIT });
+  }
 });
 
 test('no script errors and no dialogs on either page', () => {

@@ -41,7 +41,7 @@ export async function build(dir) {
 }
 
 // serverConfig renders the config file tarsnode would write for this server.
-export function serverConfig({ dir, port, pushPort, helloPort }) {
+export function serverConfig({ dir, port, pushPort, helloPort, adminPort }) {
   const adapter = (name, p, protocol) => `
       <TestApp.WebsocketServer.${name}Adapter>
         allow
@@ -67,6 +67,7 @@ export function serverConfig({ dir, port, pushPort, helloPort }) {
       app=TestApp
       server=WebsocketServer
       localip=127.0.0.1
+      local=tcp -h 127.0.0.1 -p ${adminPort} -t 10000
       basepath=${dir}/
       datapath=${dir}/data/
       logpath=${dir}/log/
@@ -96,6 +97,7 @@ export class Server {
     s.port = await freePort();
     s.pushPort = await freePort();
     s.helloPort = await freePort();
+    s.adminPort = await freePort();
     s.config = path.join(dir, 'server.conf');
     await writeFile(s.config, serverConfig(s));
     s.url = `http://127.0.0.1:${s.port}`;
