@@ -2,7 +2,10 @@ module github.com/tarsws/websocketserver/interop
 
 go 1.26.0
 
-require github.com/TarsCloud/TarsGo v1.4.5
+require (
+	github.com/TarsCloud/TarsGo v1.4.5
+	golang.org/x/net v0.62.0
+)
 
 require (
 	github.com/tarsws/websocketserver v0.0.0

@@ -84,8 +84,9 @@ type proc struct {
 	cmd     *exec.Cmd
 	mu      sync.Mutex
 	lines   []string
-	changed chan struct{} // closed and replaced when a line arrives or stdout ends
-	done    bool
+	changed chan struct{} // closed and replaced when a line arrives or the process ends
+	done    bool          // the process has ended; exitErr is its Wait error
+	exitErr error
 	stderr  strings.Builder
 }
 
@@ -102,25 +103,26 @@ func start(t *testing.T, cmd *exec.Cmd) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		sc := bufio.NewScanner(out)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			p.mu.Lock()
 			p.lines = append(p.lines, sc.Text())
-			close(p.changed)
-			p.changed = make(chan struct{})
+			p.notify()
 			p.mu.Unlock()
 		}
+		err := cmd.Wait()
 		p.mu.Lock()
-		p.done = true
-		close(p.changed)
-		p.changed = make(chan struct{})
+		p.done, p.exitErr = true, err
+		p.notify()
 		p.mu.Unlock()
 	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 		if t.Failed() {
 			p.mu.Lock()
 			t.Logf("%s stdout:\n%s\nstderr:\n%s", filepath.Base(cmd.Path), strings.Join(p.lines, "\n"), p.stderr.String())
@@ -128,6 +130,28 @@ func start(t *testing.T, cmd *exec.Cmd) *proc {
 		}
 	})
 	return p
+}
+
+// notify wakes the waiters; p.mu is held.
+func (p *proc) notify() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// exited reports whether the process has ended, with its exit code.
+func (p *proc) exited() (bool, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.done {
+		return false, 0
+	}
+	return true, p.cmd.ProcessState.ExitCode()
+}
+
+func (p *proc) stderrText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
 }
 
 type lockedWriter struct {
