@@ -63,8 +63,8 @@ func (s *confSection) set(key, value string) {
 // ParseConf parses a config file; name is used in error messages, which
 // read "NAME:LINE: what".
 //
-// Lines are trimmed of white space (so CRLF files and indentation are fine)
-// and a leading UTF-8 byte order mark is skipped. Blank lines and lines
+// Lines are trimmed of white space and byte order marks, so CRLF files,
+// indentation and a leading BOM are fine. Blank lines and lines
 // starting with '#' are ignored. A line "<name>" opens a section and
 // "</name>" closes it; names must match. Any other line is "key=value",
 // split at the first '=' that is not escaped, with the key and the value
@@ -76,7 +76,6 @@ func (s *confSection) set(key, value string) {
 // duplicate key wins; a section opened twice in the same parent is one
 // section.
 func ParseConf(name string, data []byte) (*Conf, error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	c := &Conf{}
 	stack := []*confSection{&c.root}
 	opened := []int{0} // line of each open tag on the stack
@@ -85,7 +84,7 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 		var raw []byte
 		raw, data, _ = bytes.Cut(data, []byte("\n"))
 		lineNo++
-		line := strings.TrimSpace(string(raw))
+		line := trimConf(string(raw))
 		cur := stack[len(stack)-1]
 		switch {
 		case line == "" || line[0] == '#':
@@ -98,7 +97,7 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 			if closing {
 				inner = inner[1:]
 			}
-			secName := strings.TrimSpace(inner)
+			secName := trimConf(inner)
 			if err := checkSectionName(secName); err != nil {
 				return nil, fmt.Errorf("%s:%d: %s in %q", name, lineNo, err, line)
 			}
@@ -135,6 +134,12 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 	return c, nil
 }
 
+// trimConf trims white space and byte order marks, which editors leave at
+// the start of a file and concatenation leaves at the start of any line.
+func trimConf(s string) string {
+	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
+}
+
 // checkSectionName rejects names that could not be written in a path.
 func checkSectionName(n string) error {
 	if n == "" {
@@ -157,7 +162,7 @@ func splitConfLine(line string) (key, value string) {
 		case '\\':
 			i++ // the next byte is escaped
 		case '=':
-			return unescapeConf(strings.TrimSpace(line[:i])), unescapeConf(strings.TrimSpace(line[i+1:]))
+			return unescapeConf(trimConf(line[:i])), unescapeConf(trimConf(line[i+1:]))
 		}
 	}
 	return unescapeConf(line), ""

@@ -213,6 +213,11 @@ func TestParseConfBOMAndCRLF(t *testing.T) {
 	if got := c.Sections("/"); !reflect.DeepEqual(got, []string{"tars"}) {
 		t.Errorf("root sections = %q, want the BOM skipped", got)
 	}
+	// Concatenated files carry a BOM at the start of a later line.
+	c = mustParseConf(t, "\ufeff<a>\n\ufeff\ufeffk=v\ufeff\n</a>\n")
+	if got, ok := c.Lookup("/a<k>"); !ok || got != "v" {
+		t.Errorf("Lookup(/a<k>) = %q, %v; want BOMs trimmed", got, ok)
+	}
 }
 
 func TestZeroConf(t *testing.T) {
