@@ -116,3 +116,19 @@ func TestSplitFrame(t *testing.T) {
 		t.Fatal("length 256 over max 100: no error")
 	}
 }
+
+// TestFrameReaderReleasesLargeBuffer: after a large frame, a small one does
+// not keep the large buffer alive.
+func TestFrameReaderReleasesLargeBuffer(t *testing.T) {
+	big := RequestPacket{Buffer: make([]byte, 1<<20)}
+	small := RequestPacket{RequestID: 1}
+	fr := FrameReader{R: bytes.NewReader(small.AppendFrame(big.AppendFrame(nil)))}
+	for i := range 2 {
+		if _, err := fr.Next(); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	if c := cap(fr.buf); c > 64<<10 {
+		t.Fatalf("buffer of %d bytes kept after a small frame", c)
+	}
+}

@@ -202,10 +202,15 @@ func (f *FrameReader) Next() ([]byte, error) {
 	}
 	size := int(length) - 4
 	// Grow the buffer as the bytes arrive, so a peer must send a large frame
-	// before it costs us the memory.
+	// before it costs us the memory, and let go of it when frames are small
+	// again, so an idle connection does not hold its largest frame forever.
+	const step = 64 << 10
+	if cap(f.buf) > step && size <= step {
+		f.buf = nil
+	}
 	f.buf = f.buf[:0]
 	for len(f.buf) < size {
-		chunk := min(size-len(f.buf), max(len(f.buf), 64<<10))
+		chunk := min(size-len(f.buf), max(len(f.buf), step))
 		f.buf = slices.Grow(f.buf, chunk)
 		n, err := io.ReadFull(f.R, f.buf[len(f.buf):len(f.buf)+chunk])
 		f.buf = f.buf[:len(f.buf)+n]
