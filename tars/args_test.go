@@ -1,0 +1,193 @@
+package tars
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// The Push IDL: int pushByRoom(string roomNum, string message, out int delivered).
+func putPushArgs(r *Results) {
+	r.PutString(1, "roomNum", "room1")
+	r.PutString(2, "message", "hi")
+}
+
+func TestArgsRoundTrip(t *testing.T) {
+	for _, v := range []int16{VersionTars, VersionTUP, VersionJSON} {
+		r := NewResults(v)
+		r.PutInt32(0, "", 7)
+		r.PutString(1, "s", "héllo")
+		r.PutBool(2, "b", true)
+		r.PutInt64(3, "l", -1<<40)
+		r.PutBytes(4, "raw", []byte{0, 1, 2})
+		r.PutStringMap(5, "m", map[string]string{"k": "v"})
+		buf, err := r.AppendTo(nil)
+		if err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		a, err := NewArgs(v, buf)
+		if err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		ret, err := a.Int32(0, "")
+		if err != nil || ret != 7 {
+			t.Errorf("version %d: return value = %d, %v", v, ret, err)
+		}
+		if s, err := a.String(1, "s"); err != nil || s != "héllo" {
+			t.Errorf("version %d: s = %q, %v", v, s, err)
+		}
+		if b, err := a.Bool(2, "b"); err != nil || !b {
+			t.Errorf("version %d: b = %v, %v", v, b, err)
+		}
+		if l, err := a.Int64(3, "l"); err != nil || l != -1<<40 {
+			t.Errorf("version %d: l = %d, %v", v, l, err)
+		}
+		if p, err := a.Bytes(4, "raw"); err != nil || !bytes.Equal(p, []byte{0, 1, 2}) {
+			t.Errorf("version %d: raw = %x, %v", v, p, err)
+		}
+		if m, err := a.StringMap(5, "m"); err != nil || len(m) != 1 || m["k"] != "v" {
+			t.Errorf("version %d: m = %v, %v", v, m, err)
+		}
+	}
+}
+
+// TestArgsTarsLayout: TARS puts parameter i at tag i.
+func TestArgsTarsLayout(t *testing.T) {
+	r := NewResults(VersionTars)
+	putPushArgs(r)
+	got, _ := r.AppendTo(nil)
+	want := append(AppendString(nil, 1, "room1"), AppendString(nil, 2, "hi")...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %X, want %X", got, want)
+	}
+	var zero Results // the zero value encodes TARS
+	zero.PutInt32(0, "", 1)
+	if b, err := zero.AppendTo(nil); err != nil || !bytes.Equal(b, []byte{0x00, 0x01}) {
+		t.Fatalf("zero Results: %X, %v", b, err)
+	}
+}
+
+// TestArgsTUPVerified checks the TUP argument map of the spec's verified
+// example, notify("tars.viewversion").
+func TestArgsTUPVerified(t *testing.T) {
+	want, _ := hex.DecodeString("0800010607" + hex.EncodeToString([]byte("command")) + "1D000012" +
+		"0610" + hex.EncodeToString([]byte("tars.viewversion")))
+	r := NewResults(VersionTUP)
+	r.PutString(1, "command", "tars.viewversion")
+	got, err := r.AppendTo(nil)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("got %X, %v\nwant %X", got, err, want)
+	}
+	a, err := NewArgs(VersionTUP, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := a.String(1, "command"); err != nil || s != "tars.viewversion" {
+		t.Fatalf("command = %q, %v", s, err)
+	}
+}
+
+// TestArgsTUPReturn: the return value goes under both "" and "tars_ret", and
+// a reply with only "tars_ret" still reads.
+func TestArgsTUPReturn(t *testing.T) {
+	r := NewResults(VersionTUP)
+	r.PutInt32(0, "", 3)
+	r.PutInt32(3, "delivered", 3)
+	buf, _ := r.AppendTo(nil)
+	m, err := DecodeTUP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"", "tars_ret", "delivered"} {
+		if v, err := TUPInt32(m, k); err != nil || v != 3 {
+			t.Errorf("%q = %d, %v", k, v, err)
+		}
+	}
+	only := AppendTUP(nil, map[string][]byte{"tars_ret": AppendInt(nil, 0, 9)})
+	a, _ := NewArgs(VersionTUP, only)
+	if v, err := a.Int32(0, ""); err != nil || v != 9 {
+		t.Fatalf("return from tars_ret = %d, %v", v, err)
+	}
+}
+
+func TestArgsJSONLayout(t *testing.T) {
+	r := NewResults(VersionJSON)
+	r.PutInt32(0, "", 0)
+	r.PutInt32(3, "delivered", 2)
+	got, err := r.AppendTo(nil)
+	if err != nil || string(got) != `{"delivered":2,"tars_ret":0}` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+	a, err := NewArgs(VersionJSON, []byte(`{"roomNum":"room1","message":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := a.String(1, "roomNum"); err != nil || s != "room1" {
+		t.Fatalf("roomNum = %q, %v", s, err)
+	}
+}
+
+func TestArgsErrors(t *testing.T) {
+	tarsArgs, _ := NewArgs(VersionTars, AppendInt(nil, 1, 5))
+	tupArgs, _ := NewArgs(VersionTUP, AppendTUP(nil, map[string][]byte{"n": AppendInt(nil, 0, 5)}))
+	jsonArgs, _ := NewArgs(VersionJSON, []byte(`{"n":5}`))
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"tars missing", second(tarsArgs.String(2, "s")), "argument s (tag 2)"},
+		{"tars wrong type", second(tarsArgs.String(1, "n")), "INT1 cannot be read as string"},
+		{"tup missing", second(tupArgs.String(2, "s")), "argument s (tag 2): missing"},
+		{"tup wrong type", second(tupArgs.String(1, "n")), "cannot be read as string"},
+		{"json missing", second(jsonArgs.String(2, "s")), "argument s (tag 2): missing"},
+		{"json wrong type", second(jsonArgs.String(1, "n")), "cannot unmarshal number"},
+		{"json struct", jsonArgs.Value(1, "n", func(*Decoder, uint8) error { return nil }), "no Tars encoding"},
+		{"return missing", second(tarsArgs.Int32(0, "")), "argument return value (tag 0)"},
+	} {
+		var ae *ArgError
+		if !errors.As(c.err, &ae) || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an *ArgError containing %q", c.name, c.err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		v    int16
+		buf  string
+		want string
+	}{
+		{VersionTUP, "\x08", "TUP argument map"},
+		{VersionTUP, "\x16\x01x", "TUP argument map"},
+		{VersionJSON, "{", "JSON arguments"},
+		{2, "", "unsupported packet version 2"},
+	} {
+		if _, err := NewArgs(c.v, []byte(c.buf)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewArgs(%d, %q) = %v, want %q", c.v, c.buf, err, c.want)
+		}
+	}
+}
+
+func TestResultsErrors(t *testing.T) {
+	r := NewResults(VersionTars)
+	r.PutString(2, "b", "x")
+	r.PutString(1, "a", "y")
+	if _, err := r.AppendTo(nil); err == nil || !strings.Contains(err.Error(), "ascending tag order") {
+		t.Errorf("out of order: %v", err)
+	}
+	j := NewResults(VersionJSON)
+	j.Put(1, "s", func(b []byte, tag uint8) []byte { return b })
+	if _, err := j.AppendTo(nil); err == nil || !strings.Contains(err.Error(), "argument s (tag 1)") {
+		t.Errorf("Put on JSON: %v", err)
+	}
+	if _, err := NewResults(2).AppendTo(nil); err == nil {
+		t.Errorf("version 2 encoded")
+	}
+	jv := NewResults(VersionJSON)
+	jv.PutJSON(1, "ch", make(chan int))
+	if _, err := jv.AppendTo(nil); err == nil {
+		t.Errorf("a channel marshalled as JSON")
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
