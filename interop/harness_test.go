@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -221,6 +222,9 @@ func (p *Peers) Proxy(servant string) string { return servant + "@" + p.Endpoint
 type PeersOptions struct {
 	ConfigDir string            // served by ConfigObj
 	Registry  map[string]string // object id -> endpoints, for QueryObj
+	// RegisterSelf adds every hosted servant to the registry under its own
+	// name, as a real registry knows the framework services.
+	RegisterSelf bool
 }
 
 // Servant names the peers program hosts (see cmd/tarsgopeers).
@@ -244,6 +248,10 @@ func startPeers(t *testing.T, opt PeersOptions, servants ...string) *Peers {
 	t.Helper()
 	bin := build(t, "./cmd/tarsgopeers", "tarsgopeers")
 	dir := t.TempDir()
+	registry := maps.Clone(opt.Registry)
+	if registry == nil {
+		registry = map[string]string{}
+	}
 	var conf strings.Builder
 	conf.WriteString("<tars>\n  <application>\n    <server>\n      app=tars\n      server=peers\n      logLevel=ERROR\n")
 	fmt.Fprintf(&conf, "      logpath=%s\n      datapath=%s\n", dir, dir)
@@ -261,6 +269,9 @@ func startPeers(t *testing.T, opt PeersOptions, servants ...string) *Peers {
 		}
 		defer f.Close()
 		addr := ln.Addr().(*net.TCPAddr)
+		if opt.RegisterSelf {
+			registry[s] = fmt.Sprintf("tcp -h 127.0.0.1 -p %d -t 60000", addr.Port)
+		}
 		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 		cmd.Env = append(cmd.Env, fmt.Sprintf("LISTEN_FD_INHERIT_tcp_127.0.0.1:%d=%d", addr.Port, 3+i))
 		fmt.Fprintf(&conf, "      <%sAdapter>\n        endpoint=tcp -h 127.0.0.1 -p %d -t 60000\n        servant=%s\n        protocol=tars\n        threads=1\n      </%sAdapter>\n",
@@ -268,7 +279,7 @@ func startPeers(t *testing.T, opt PeersOptions, servants ...string) *Peers {
 	}
 	conf.WriteString("    </server>\n  </application>\n  <peers>\n")
 	fmt.Fprintf(&conf, "    configdir=%s\n    <registry>\n", opt.ConfigDir)
-	for id, eps := range opt.Registry {
+	for id, eps := range registry {
 		fmt.Fprintf(&conf, "      %s=%s\n", id, eps)
 	}
 	conf.WriteString("    </registry>\n  </peers>\n</tars>\n")

@@ -34,12 +34,14 @@ const (
 type Product struct {
 	*proc
 	HTTP, Push, Hello, Admin string // host:port of each adapter
+	Dir                      string // its basepath, and working directory
 }
 
 // ProductOptions shape the config startProduct writes.
 type ProductOptions struct {
 	Node    string // tarsnode proxy string (<server>node)
 	Locator string // registry proxy string (<client>locator)
+	Config  string // config service proxy string (<server>config)
 	Hello   string // proxy string of the Hello servant hello|NAME calls
 	Extra   string // more lines for the <websocket> section
 }
@@ -67,7 +69,7 @@ func startProduct(t *testing.T, opt ProductOptions) *Product {
 	t.Helper()
 	bin := buildProduct(t)
 	dir := t.TempDir()
-	p := &Product{HTTP: freeAddr(t), Push: freeAddr(t), Hello: freeAddr(t), Admin: freeAddr(t)}
+	p := &Product{HTTP: freeAddr(t), Push: freeAddr(t), Hello: freeAddr(t), Admin: freeAddr(t), Dir: dir}
 	conf := fmt.Sprintf(`<tars>
   <application>
     <client>
@@ -82,6 +84,7 @@ func startProduct(t *testing.T, opt ProductOptions) *Product {
       localip=127.0.0.1
       local=%s
       node=%s
+      config=%s
       basepath=%s/
       datapath=%s/data/
       logpath=%s/log/
@@ -115,7 +118,7 @@ func startProduct(t *testing.T, opt ProductOptions) *Product {
     </websocket>
   </application>
 </tars>
-`, opt.Locator, endpointOf(p.Admin), opt.Node, dir, dir, dir,
+`, opt.Locator, endpointOf(p.Admin), opt.Node, opt.Config, dir, dir, dir,
 		endpointOf(p.HTTP), endpointOf(p.Push), pushObj, endpointOf(p.Hello), helloObj, opt.Hello, opt.Extra)
 	confPath := filepath.Join(dir, "WebsocketServer.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
@@ -357,4 +360,38 @@ func TestProductReportsToNode(t *testing.T) {
 	peers.waitFn(t, 0, "node", "keepAlive", func(e event) bool {
 		return e.str("app") == "TestApp" && e.str("server") == "WebsocketServer" && e.num("pid") == pid
 	})
+}
+
+// TestProductPullsConfig: with config-files set, the product finds the
+// config service through the registry (TarsGo's QueryF) and pulls the file
+// from it (TarsGo's ConfigF) into its basepath.
+func TestProductPullsConfig(t *testing.T) {
+	cfgDir := t.TempDir()
+	const body = "<extra>\n  key=value\n</extra>\n"
+	must(t, os.WriteFile(filepath.Join(cfgDir, "extra.conf"), []byte(body), 0o644))
+	peers := startPeers(t, PeersOptions{ConfigDir: cfgDir, RegisterSelf: true}, peerQuery, peerConfig)
+	p := startProduct(t, ProductOptions{
+		Locator: peers.Proxy(peerQuery),
+		Config:  peerConfig,
+		Extra:   "      config-files=extra.conf",
+	})
+	peers.waitEvent(t, 0, 10*time.Second, "a registry query for the config service", func(e event) bool {
+		return e.str("peer") == "registry" && e.str("id") == peerConfig
+	})
+	peers.waitEvent(t, 0, 10*time.Second, "a load of extra.conf", func(e event) bool {
+		return e.str("peer") == "config" && strings.HasPrefix(e.str("fn"), "loadConfig") &&
+			e.str("filename") == "extra.conf" && e.num("ret") == 0
+	})
+	path := filepath.Join(p.Dir, "extra.conf")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := os.ReadFile(path)
+		if err == nil && string(got) == body {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q, %v; want the served file", path, got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
