@@ -36,6 +36,13 @@ function demo(ws, frame) {
   }
 }
 
+// stopTime installs a fake clock in the page that moves only when the test
+// runs it forward, so each timer fires exactly when the test says.
+async function stopTime(page) {
+  await page.clock.install({ time: new Date('2026-11-24T12:00:00Z') });
+  await page.clock.pauseAt(new Date('2026-11-24T12:00:01Z'));
+}
+
 // eventually polls cond until it holds: frames reach the test asynchronously.
 async function eventually(cond, what) {
   const deadline = Date.now() + WAIT;
@@ -54,7 +61,7 @@ test('a page works against a server that never answers in JSON', async () => {
   try {
     const page = await context.newPage();
     const w = watch(page);
-    await page.clock.install();
+    await stopTime(page);
 
     const connections = []; // one array of received frames per connection
     const sockets = [];
@@ -120,7 +127,7 @@ test('failed connections back off exponentially, capped, with jitter', async () 
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
-    await page.clock.install();
+    await stopTime(page);
     // Every connection attempt fails before it opens.
     let attempts = 0;
     await page.routeWebSocket(`ws://127.0.0.1:${server.port}/`, (ws) => {
