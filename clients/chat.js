@@ -68,7 +68,9 @@
 
     const socket = new WebSocket(serverURL());
     ws = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       lastFrameAt = Date.now();
       setStatus('online', 'Online');
       if (everOnline) notice('Reconnected.', 'reply');
@@ -86,16 +88,16 @@
       lastFrameAt = Date.now();
       handleFrame(String(event.data));
     };
-    socket.onclose = () => lost(socket);
+    socket.onclose = () => lost(socket, opened);
   }
 
   // lost is called once per socket, when it closes or is found dead.
-  function lost(socket) {
+  function lost(socket, wasOpen) {
     if (socket !== ws) return;
     socket.onopen = socket.onmessage = socket.onclose = null;
     ws = null;
     clearInterval(pingTimer);
-    if (attempt === 0) notice('Connection lost.', 'warn');
+    if (wasOpen) notice('Connection lost.', 'warn');
     scheduleReconnect();
   }
 
@@ -123,7 +125,7 @@
   function keepAlive() {
     if (Date.now() - lastFrameAt > SILENCE_LIMIT_MS) {
       const socket = ws;
-      lost(socket);
+      lost(socket, true);
       socket.close();
       return;
     }
@@ -189,8 +191,7 @@
         }
         break;
       case 'subscribe':
-      case 'unsubscribe':
-        answered(msg);
+        settleJoin(msg);
         break;
       case 'hello':
         ui.helloReply.textContent = text;
@@ -202,18 +203,19 @@
   function handleError(msg) {
     const text = String(msg.text ?? 'Error');
     if (msg.cmd === 'subscribe') {
-      const room = answered(msg);
+      // The server refused the room (bad name, too many rooms): drop it.
+      const room = settleJoin(msg);
       if (room !== undefined) leaveLocally(room);
     }
     if (msg.cmd === 'hello') ui.helloReply.textContent = text;
     notice(text, 'error');
   }
 
-  // answered matches a subscribe reply to the request it answers and returns its room.
-  function answered(msg) {
-    if (msg.cmd !== 'subscribe') return msg.room;
+  // settleJoin takes the subscribe that msg answers off pendingJoins and
+  // returns its room. Replies come in order, so without a room it is the oldest.
+  function settleJoin(msg) {
     const i = msg.room ? pendingJoins.indexOf(msg.room) : 0;
-    return i >= 0 ? pendingJoins.splice(i, 1)[0] : msg.room;
+    return i >= 0 && i < pendingJoins.length ? pendingJoins.splice(i, 1)[0] : msg.room;
   }
 
   function showMessage(msg) {
@@ -379,10 +381,6 @@
     event.preventDefault();
     const room = ui.joinRoom.value.trim();
     if (room === '') return;
-    if (room.includes('|')) {
-      notice('A room name cannot contain "|".', 'error');
-      return;
-    }
     ui.joinRoom.value = '';
     join(room);
   });

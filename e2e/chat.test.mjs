@@ -237,6 +237,15 @@ test('join and leave another room from the page', async () => {
   assert.equal(await entry(p1, afterLeave).getAttribute('data-kind'), 'history');
   await p1.click('#rooms li[data-room="room2"] button.leave');
   assert.deepEqual(await joinedRooms(p1), ['room1']);
+
+  // A room the server refuses (its name is over 128 bytes) is shown as an
+  // error and dropped from the list.
+  const tooLong = 'é'.repeat(100);
+  await p1.fill('#join-room', tooLong);
+  await p1.press('#join-room', 'Enter');
+  await p1.locator('#log li.notice.error', { hasText: /^Error: subscribe: / }).waitFor({ timeout: WAIT });
+  assert.deepEqual(await joinedRooms(p1), ['room1']);
+  assert.equal(await p1.inputValue('#target'), 'room1');
 });
 
 test('the Hello demo shows the answer of the Tars Hello servant', async () => {
