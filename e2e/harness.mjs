@@ -93,7 +93,12 @@ export class Server {
     await mkdir(path.join(dir, 'log'), { recursive: true });
     const s = new Server();
     s.dir = dir;
-    s.bin = await build(dir);
+    try {
+      s.bin = await build(dir);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
     s.port = await freePort();
     s.pushPort = await freePort();
     s.helloPort = await freePort();
@@ -101,7 +106,12 @@ export class Server {
     s.config = path.join(dir, 'server.conf');
     await writeFile(s.config, serverConfig(s));
     s.url = `http://127.0.0.1:${s.port}`;
-    await s.restart();
+    try {
+      await s.restart();
+    } catch (err) {
+      await s.stop();
+      throw err;
+    }
     return s;
   }
 
@@ -139,7 +149,7 @@ export class Server {
   }
 
   async stop() {
-    await this.kill();
+    if (this.proc) await this.kill();
     await rm(this.dir, { recursive: true, force: true });
   }
 
