@@ -1,7 +1,9 @@
 package interop
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,10 +11,14 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	tarsgo "github.com/TarsCloud/TarsGo/tars"
+	"github.com/TarsCloud/TarsGo/tars/protocol"
+	"github.com/TarsCloud/TarsGo/tars/protocol/codec"
 	"github.com/TarsCloud/TarsGo/tars/protocol/res/basef"
 	"github.com/TarsCloud/TarsGo/tars/protocol/res/requestf"
+	"github.com/TarsCloud/TarsGo/tars/util/tools"
 
 	"github.com/tarsws/websocketserver/interop/testapp"
 	"github.com/tarsws/websocketserver/tars"
@@ -62,23 +68,24 @@ func startOurServer(t *testing.T) string {
 }
 
 // TestOurServerWithTarsGoClients: package tars's Server, in process, called
-// by TarsGo's client in TARS and TUP, concurrently on shared connections.
+// by TarsGo's client in TARS and TUP from several goroutines, each with its
+// own communicator (so its own connections).
 func TestOurServerWithTarsGoClients(t *testing.T) {
 	addr := startOurServer(t)
 	for name, v := range versions {
 		t.Run(name, func(t *testing.T) {
-			comm := tarsgo.NewCommunicator()
-			h := new(testapp.Hello)
-			comm.StringToProxy("Test.Our.HelloObj@"+endpointOf(addr), h)
-			h.TarsSetVersion(v)
-			push := new(testapp.Push)
-			comm.StringToProxy("Test.Our.PushObj@"+endpointOf(addr), push)
-			push.TarsSetVersion(v)
-
 			var wg sync.WaitGroup
-			errs := make(chan error, 64)
-			for i := range 32 {
+			errs := make(chan error, 16)
+			for i := range 8 {
 				wg.Go(func() {
+					comm := tarsgo.NewCommunicator()
+					h := new(testapp.Hello)
+					comm.StringToProxy("Test.Our.HelloObj@"+endpointOf(addr), h)
+					h.TarsSetVersion(v)
+					push := new(testapp.Push)
+					comm.StringToProxy("Test.Our.PushObj@"+endpointOf(addr), push)
+					push.TarsSetVersion(v)
+
 					want := fmt.Sprintf("hello n%d from us #%d v%d", i, i, v)
 					if got, err := h.Hello(int32(i), fmt.Sprintf("n%d", i)); err != nil || got != want {
 						errs <- fmt.Errorf("hello(%d) = %q, %v; want %q", i, got, err, want)
@@ -96,6 +103,58 @@ func TestOurServerWithTarsGoClients(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestOurServerPipelined: many TarsGo-encoded requests written at once on
+// one connection; every reply comes back, matched by request id, each
+// decoded by TarsGo.
+func TestOurServerPipelined(t *testing.T) {
+	addr := startOurServer(t)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const n = 50
+	var out []byte
+	for i := 1; i <= n; i++ {
+		args := codec.NewBuffer()
+		must(t, args.WriteInt32(int32(i), 1))
+		must(t, args.WriteString(fmt.Sprintf("p%d", i), 2))
+		frame, err := (&protocol.TarsProtocol{}).RequestPack(&requestf.RequestPacket{
+			IVersion: basef.TARSVERSION, IRequestId: int32(i), SServantName: "Test.Our.HelloObj",
+			SFuncName: "hello", SBuffer: tools.ByteToInt8(args.ToBytes()), ITimeout: 3000,
+			Context: map[string]string{}, Status: map[string]string{},
+		})
+		must(t, err)
+		out = append(out, frame...)
+	}
+	if _, err := conn.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	seen := map[int32]bool{}
+	for range n {
+		var prefix [4]byte
+		if _, err := io.ReadFull(r, prefix[:]); err != nil {
+			t.Fatalf("after %d replies: %v", len(seen), err)
+		}
+		frame := make([]byte, binary.BigEndian.Uint32(prefix[:]))
+		copy(frame, prefix[:])
+		if _, err := io.ReadFull(r, frame[4:]); err != nil {
+			t.Fatal(err)
+		}
+		rsp, err := (&protocol.TarsProtocol{}).ResponseUnpack(frame)
+		must(t, err)
+		var got string
+		must(t, codec.NewReader(tools.Int8ToByte(rsp.SBuffer)).ReadString(&got, 0, true))
+		id := rsp.IRequestId
+		if want := fmt.Sprintf("hello p%d from us #%d v1", id, id); rsp.IRet != 0 || got != want || seen[id] {
+			t.Errorf("reply id %d: ret %d %q (seen before: %v), want %q", id, rsp.IRet, got, seen[id], want)
+		}
+		seen[id] = true
 	}
 }
 
