@@ -119,8 +119,8 @@ func (h *Hub) Serve(ws *websocket.Conn) {
 	go c.writeLoop()
 	c.readLoop()
 	close(c.readDone)
-	h.unregister(c)
 	c.stop(closeNormal)
+	h.unregister(c)
 	<-c.done
 }
 
@@ -135,10 +135,11 @@ func (h *Hub) register(c *client) bool {
 	return true
 }
 
-// unregister removes c from the hub and from all its rooms at once.
+// unregister removes c from all its rooms at once, then from the store, and
+// last from the hub's connections, so a connection count of zero means the
+// store is clean.
 func (h *Hub) unregister(c *client) {
 	h.mu.Lock()
-	delete(h.clients, c)
 	rooms := slices.Collect(maps.Keys(c.rooms))
 	for _, room := range rooms {
 		h.leaveLocked(c, room)
@@ -147,6 +148,9 @@ func (h *Hub) unregister(c *client) {
 	for _, room := range rooms {
 		h.storeErr("remove", room, c.id, h.store.Remove(room, c.id))
 	}
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
 }
 
 func (h *Hub) storeErr(op, room, id string, err error) {
@@ -323,7 +327,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		<-flushed
 	}
 	if h.historyDir != "" {
-		err = errors.Join(err, h.saveHistory())
+		if serr := h.saveHistory(); serr != nil {
+			err = errors.Join(err, serr)
+		}
 	}
 	return err
 }

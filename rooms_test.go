@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSlowReaderIsDropped(t *testing.T) {
+	s := testSettings()
+	s.QueueMessages = 4
+	s.QueueBytes = 1 << 20
+	ts := startServer(t, s, t.TempDir())
+
+	// The slow client stops reading after its subscribe reply.
+	slow, resp := rawDial(t, ts, "")
+	if resp.StatusCode != 101 {
+		t.Fatalf("handshake: %d", resp.StatusCode)
+	}
+	slow.send("subscribe|room1")
+	if got := slow.text(); got != "Subscribe roomNum:room1 success!" {
+		t.Fatalf("slow subscribe: %q", got)
+	}
+	fast := ts.dial(t)
+	fast.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	other := ts.dial(t)
+
+	big := strings.Repeat("x", 128<<10)
+	sent := 0
+	for ts.hub.Stats().Dropped == 0 {
+		if sent == 5000 {
+			t.Fatal("the slow client was never dropped")
+		}
+		msg := fmt.Sprintf("%d %s", sent, big)
+		ts.hub.PushRoom("room1", msg, fromHTTP)
+		sent++
+		// The fast client gets every message, in order.
+		if got := fast.recv(); got != msg {
+			t.Fatalf("fast client: got %.20q, want %.20q", got, msg)
+		}
+	}
+	if got := ts.hub.PushRoom("room1", "after", fromHTTP); got != 1 {
+		t.Errorf("delivered after the drop = %d, want 1", got)
+	}
+	fast.expect("after")
+
+	// The slow client sees the frames that made it, then close code 4000.
+	if code := slow.closeCode(); code != closeSlow {
+		t.Fatalf("close code %d, want %d", code, closeSlow)
+	}
+	waitFor(t, "the slow client to leave", func() bool { return ts.hub.Stats().Connections == 2 })
+	if st := ts.hub.Stats(); st.Rooms["room1"] != 1 || st.Dropped != 1 {
+		t.Fatalf("stats after drop: %+v", st)
+	}
+	other.do("ping", "pong")
+}
+
+func TestShutdownFlushesAndCloses(t *testing.T) {
+	ts := startServer(t, testSettings(), t.TempDir())
+	r, resp := rawDial(t, ts, "")
+	if resp.StatusCode != 101 {
+		t.Fatalf("handshake: %d", resp.StatusCode)
+	}
+	r.send("subscribe|room1")
+	if got := r.text(); got != "Subscribe roomNum:room1 success!" {
+		t.Fatalf("subscribe: %q", got)
+	}
+	for i := range 20 {
+		ts.hub.PushRoom("room1", fmt.Sprint("m", i), fromTars)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- ts.Shutdown(context.Background()) }()
+	for i := range 20 {
+		if got, want := r.text(), fmt.Sprint("m", i); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if code := r.closeCode(); code != closeGoingAway {
+		t.Fatalf("close code %d, want %d", code, closeGoingAway)
+	}
+	r.c.Close()
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	// A shut-down hub refuses new connections with 1001.
+	r2, resp := rawDial(t, ts, "")
+	if resp.StatusCode != 101 {
+		t.Fatalf("handshake after shutdown: %d", resp.StatusCode)
+	}
+	if code := r2.closeCode(); code != closeGoingAway {
+		t.Fatalf("close code after shutdown %d, want %d", code, closeGoingAway)
+	}
+	if n := ts.hub.PushAll("late", fromHTTP); n != 0 {
+		t.Fatalf("push after shutdown delivered to %d", n)
+	}
+}
+
+func TestShutdownGivesUpWhenContextEnds(t *testing.T) {
+	s := testSettings()
+	ts := startServer(t, s, t.TempDir())
+	conn, err := net.Dial("tcp", ts.http.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	r, _ := rawHandshake(t, conn, "")
+	r.send("subscribe|room1")
+	r.text()
+	// Fill the socket so the writer blocks; the client never reads again.
+	big := strings.Repeat("y", 32<<10)
+	for range 200 {
+		ts.hub.PushRoom("room1", big, fromHTTP)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := ts.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want %v", err, context.DeadlineExceeded)
+	}
+}
+
+func TestPingAndIdleTimeout(t *testing.T) {
+	s := testSettings()
+	s.PingInterval = 20 * time.Millisecond
+	s.IdleTimeout = 300 * time.Millisecond
+	ts := startServer(t, s, t.TempDir())
+
+	r, _ := rawDial(t, ts, "")
+	op, _, err := r.next()
+	if err != nil || op != 9 {
+		t.Fatalf("want a ping frame, got opcode %d, %v", op, err)
+	}
+	// A silent client is closed once the idle timeout passes.
+	for {
+		op, _, err := r.next()
+		if err != nil {
+			break // closed
+		}
+		if op == 8 {
+			break
+		}
+	}
+	waitFor(t, "the idle client to be gone", func() bool { return ts.hub.Stats().Connections == 0 })
+
+	// Pongs count as traffic: a client that answers pings stays.
+	r2, _ := rawDial(t, ts, "")
+	deadline := time.Now().Add(3 * s.IdleTimeout)
+	for time.Now().Before(deadline) {
+		op, p, err := r2.next()
+		if err != nil || op != 9 {
+			t.Fatalf("frame %d %q, %v; want pings only", op, p, err)
+		}
+		r2.pong()
+	}
+	r2.send("ping")
+	if got := r2.text(); got != "pong" {
+		t.Fatalf("got %q, want pong", got)
+	}
+}
+
+func TestCorruptStoreFileKeepsServing(t *testing.T) {
+	ts := startServer(t, testSettings(), t.TempDir())
+	a := ts.dial(t)
+	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	file := filepath.Join(ts.dir, "rooms", roomFileName("room1")+roomFileExt)
+	if err := os.WriteFile(file, []byte("\x00\xffgarbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := ts.dial(t)
+	b.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	b.do(`sendByRoom|{"roomNum":"room1","message":"ok"}`, "ok", "SendByRoom success!")
+	a.expect("ok")
+	logs := ts.logs.String()
+	if !strings.Contains(logs, "room store") || !strings.Contains(logs, "bad connection id") || !strings.Contains(logs, file) {
+		t.Fatalf("log lacks a clear store error:\n%s", logs)
+	}
+}
+
+func TestHubWithMemStore(t *testing.T) {
+	s := testSettings()
+	s.Store = "memory"
+	ts := startServer(t, s, t.TempDir())
+	a := ts.dial(t)
+	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	id := a.id()
+	ids, err := ts.hub.store.Members("room1")
+	if err != nil || len(ids) != 1 || ids[0] != id {
+		t.Fatalf("members = %v, %v; want [%s]", ids, err, id)
+	}
+	if entries, _ := os.ReadDir(ts.dir); len(entries) != 0 {
+		t.Fatalf("memory store wrote %d entries to the data dir", len(entries))
+	}
+	s.Store = "redis"
+	if _, err := newServer(s, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), `unknown store "redis"`) {
+		t.Fatalf("unknown store: %v", err)
+	}
+}
