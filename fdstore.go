@@ -230,7 +230,8 @@ func writeIDs(path string, ids []string) error {
 		b.WriteString(id)
 		b.WriteByte('\n')
 	}
-	return writeFileAtomic(path, b.Bytes())
+	// No fsync: membership is purged at start-up, so only atomicity matters.
+	return writeFileAtomic(path, b.Bytes(), false)
 }
 
 // tempPrefix starts the names of files being written; they never end in
@@ -238,14 +239,14 @@ func writeIDs(path string, ids []string) error {
 const tempPrefix = ".tmp-"
 
 // writeFileAtomic writes data to a temporary file next to path and renames it
-// over path.
-func writeFileAtomic(path string, data []byte) error {
+// over path; durable also syncs the data to disk before the rename.
+func writeFileAtomic(path string, data []byte, durable bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = tmp.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -35,6 +35,9 @@ type Server struct {
 // newServer builds the server. With the file store, membership goes to
 // dataDir/rooms and history to dataDir/history.
 func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	var store FdStore
 	historyDir := ""
 	switch s.Store {
@@ -221,7 +224,7 @@ type idleReader struct {
 func (r *idleReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if n > 0 {
-		r.conn.SetReadDeadline(time.Now().Add(r.idle))
+		r.conn.SetReadDeadline(deadline(r.idle))
 	}
 	return n, err
 }

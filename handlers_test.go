@@ -364,6 +364,8 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	a := ts.dial(t)
 	a.do(`sendByRoom|{"roomNum":"room/../1","message":"kept"}`, "SendByRoom success!")
 	ts.hub.PushRoom("room2", "also kept", fromTars)
+	a.ws.Close()
+	waitFor(t, "a to leave", func() bool { return ts.hub.Stats().Connections == 0 })
 	if err := ts.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

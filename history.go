@@ -47,7 +47,7 @@ func (h *Hub) saveHistory() error {
 	for name, f := range files {
 		data, err := json.Marshal(f)
 		if err == nil {
-			err = writeFileAtomic(filepath.Join(h.historyDir, name), data)
+			err = writeFileAtomic(filepath.Join(h.historyDir, name), data, true)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("save history of room %q: %w", f.Room, err))
@@ -110,6 +110,9 @@ func (h *Hub) loadHistoryFile(path, name string) error {
 	}
 	if len(hist) > 0 {
 		h.history[f.Room] = hist
+		for _, ev := range hist {
+			h.historyBytes += len(ev.Text)
+		}
 	}
 	return nil
 }

@@ -27,9 +27,12 @@ const (
 // frame before the socket is closed anyway.
 const closeGrace = time.Second
 
-// maxHistoryRooms bounds how many rooms keep history, so pushes to ever new
-// room names cannot grow memory without limit. Rooms with members are kept.
-const maxHistoryRooms = 10000
+// History memory is bounded however many rooms receive messages: past these
+// limits the oldest rooms' history is forgotten.
+const (
+	maxHistoryRooms = 10000
+	maxHistoryBytes = 64 << 20 // message text, all rooms together
+)
 
 // Hub owns the rooms and the connections. Delivery reads only memory; room
 // membership is also written through to an FdStore for operators and tools.
@@ -48,6 +51,8 @@ type Hub struct {
 	history map[string][]event
 	closed  bool
 
+	historyBytes int // text bytes in history
+
 	nextID  atomic.Uint64
 	writers sync.WaitGroup
 	killed  chan struct{} // closed when Shutdown runs out of time
@@ -58,7 +63,11 @@ type Hub struct {
 // NewHub returns a hub that records membership in store. If historyDir is
 // not empty, history saved there by an earlier Shutdown is loaded, and
 // Shutdown saves it again.
+// A nil log means slog.Default().
 func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hub, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	h := &Hub{
 		settings:   s,
 		store:      store,
@@ -112,7 +121,7 @@ func (h *Hub) Serve(ws *websocket.Conn) {
 		done:     make(chan struct{}),
 	}
 	if !h.register(c) {
-		ws.SetWriteDeadline(time.Now().Add(h.settings.WriteTimeout))
+		ws.SetWriteDeadline(deadline(h.settings.WriteTimeout))
 		ws.WriteClose(closeGoingAway)
 		return
 	}
@@ -246,19 +255,25 @@ func (h *Hub) remember(ev event) {
 	if h.settings.History <= 0 {
 		return
 	}
-	hist, ok := h.history[ev.Room]
-	if !ok && len(h.history) >= maxHistoryRooms {
-		for room := range h.history {
-			if len(h.rooms[room]) == 0 {
-				delete(h.history, room)
-				break
-			}
-		}
-	}
-	if len(hist) == h.settings.History {
+	hist := h.history[ev.Room]
+	if len(hist) >= h.settings.History {
+		h.historyBytes -= len(hist[0].Text)
 		hist = append(hist[:0], hist[1:]...)
 	}
 	h.history[ev.Room] = append(hist, ev)
+	h.historyBytes += len(ev.Text)
+	// Over the bounds, forget other rooms' history, in no particular order.
+	for room, old := range h.history {
+		if h.historyBytes <= maxHistoryBytes && len(h.history) <= maxHistoryRooms {
+			break
+		}
+		if room != ev.Room {
+			for _, e := range old {
+				h.historyBytes -= len(e.Text)
+			}
+			delete(h.history, room)
+		}
+	}
 }
 
 // History returns the room's recent messages, oldest first.
@@ -387,7 +402,7 @@ func (c *client) replyErr(cmd string, err error) {
 func (c *client) readLoop() {
 	s := c.hub.settings
 	for {
-		c.ws.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		c.ws.SetReadDeadline(deadline(s.IdleTimeout))
 		var frame string
 		err := websocket.Message.Receive(c.ws, &frame)
 		if errors.Is(err, websocket.ErrFrameTooLarge) {
@@ -471,8 +486,12 @@ func cmdName(frame string) string {
 func (c *client) writeLoop() {
 	defer c.hub.writers.Done()
 	defer close(c.done)
-	ping := time.NewTicker(c.hub.settings.PingInterval)
-	defer ping.Stop()
+	var ping <-chan time.Time
+	if d := c.hub.settings.PingInterval; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		ping = t.C
+	}
 	for {
 		select {
 		case <-c.quit:
@@ -480,32 +499,43 @@ func (c *client) writeLoop() {
 			return
 		default:
 		}
+		var err error
 		select {
 		case b := <-c.send:
 			c.queued.Add(-int64(len(b)))
-			if err := c.write(websocket.TextFrame, b); err != nil {
-				c.ws.Close()
-				return
-			}
-			c.hub.messagesOut.Add(1)
-		case <-ping.C:
-			if err := c.write(websocket.PingFrame, nil); err != nil {
-				c.ws.Close()
-				return
-			}
+			err = c.write(websocket.TextFrame, b)
+		case <-ping:
+			err = c.write(websocket.PingFrame, nil)
 		case <-c.quit:
 			c.close()
+			return
+		}
+		if err != nil {
+			// The peer is gone or stuck: no close frame can follow a
+			// frame written in part.
+			c.stop(closeNormal)
+			c.ws.Close()
 			return
 		}
 	}
 }
 
+var errKilled = errors.New("shutdown time is up")
+
 // write writes one frame with a deadline. Only the writer calls it, so it
 // may switch the connection's payload type.
 func (c *client) write(payloadType byte, b []byte) error {
-	c.ws.SetWriteDeadline(time.Now().Add(c.hub.settings.WriteTimeout))
+	select {
+	case <-c.hub.killed:
+		return errKilled
+	default:
+	}
+	c.ws.SetWriteDeadline(deadline(c.hub.settings.WriteTimeout))
 	c.ws.PayloadType = payloadType
 	_, err := c.ws.Write(b)
+	if err == nil && payloadType == websocket.TextFrame {
+		c.hub.messagesOut.Add(1)
+	}
 	return err
 }
 
@@ -513,28 +543,38 @@ func (c *client) write(payloadType byte, b []byte) error {
 // first; then it sends the close frame, waits briefly for the peer's, and
 // closes the socket.
 func (c *client) close() {
+	var err error
 	if c.code == closeGoingAway {
 	flush:
-		for {
+		for err == nil {
 			select {
 			case b := <-c.send:
-				if c.write(websocket.TextFrame, b) != nil {
-					break flush
-				}
-				c.hub.messagesOut.Add(1)
+				err = c.write(websocket.TextFrame, b)
 			default:
 				break flush
 			}
 		}
 	}
-	c.ws.SetWriteDeadline(time.Now().Add(c.hub.settings.WriteTimeout))
-	c.ws.WriteClose(c.code)
-	t := time.NewTimer(closeGrace)
-	defer t.Stop()
-	select {
-	case <-c.readDone:
-	case <-t.C:
-	case <-c.hub.killed:
+	if err == nil {
+		c.ws.SetWriteDeadline(deadline(c.hub.settings.WriteTimeout))
+		err = c.ws.WriteClose(c.code)
+	}
+	if err == nil {
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case <-c.readDone:
+		case <-t.C:
+		case <-c.hub.killed:
+		}
 	}
 	c.ws.Close()
+}
+
+// deadline returns the time d from now; d <= 0 means no deadline.
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
 }

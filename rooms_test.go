@@ -201,3 +201,47 @@ func TestHubWithMemStore(t *testing.T) {
 		t.Fatalf("unknown store: %v", err)
 	}
 }
+
+func TestHistoryIsBounded(t *testing.T) {
+	s := testSettings()
+	s.History = 2
+	h, err := NewHub(s, &MemStore{}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxHistoryRooms + 10 {
+		h.PushRoom(fmt.Sprint("r", i), "m", fromHTTP)
+		h.PushRoom(fmt.Sprint("r", i), "n", fromHTTP)
+		h.PushRoom(fmt.Sprint("r", i), "o", fromHTTP)
+	}
+	h.mu.Lock()
+	rooms, bytes := len(h.history), h.historyBytes
+	h.mu.Unlock()
+	if rooms != maxHistoryRooms || bytes != 2*maxHistoryRooms {
+		t.Fatalf("history holds %d rooms, %d bytes; want %d rooms, %d bytes", rooms, bytes, maxHistoryRooms, 2*maxHistoryRooms)
+	}
+	last := fmt.Sprint("r", maxHistoryRooms+9)
+	if got := h.History(last); len(got) != 2 || got[0].Text != "n" || got[1].Text != "o" {
+		t.Fatalf("history of %s = %+v", last, got)
+	}
+
+	big := strings.Repeat("b", 1<<20)
+	for i := range 80 {
+		h.PushRoom(fmt.Sprint("big", i), big, fromHTTP)
+	}
+	h.mu.Lock()
+	bytes = h.historyBytes
+	h.mu.Unlock()
+	if bytes > maxHistoryBytes {
+		t.Fatalf("history holds %d bytes, more than %d", bytes, maxHistoryBytes)
+	}
+}
+
+func TestZeroDurationsMeanNoLimit(t *testing.T) {
+	s := testSettings()
+	s.PingInterval, s.IdleTimeout, s.WriteTimeout = 0, 0, 0
+	ts := startServer(t, s, t.TempDir())
+	c := ts.dial(t)
+	c.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	c.do("ping", "pong")
+}
