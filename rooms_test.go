@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -244,4 +245,39 @@ func TestZeroDurationsMeanNoLimit(t *testing.T) {
 	c := ts.dial(t)
 	c.do("subscribe|room1", "Subscribe roomNum:room1 success!")
 	c.do("ping", "pong")
+}
+
+func TestConcurrentPushesKeepOrderPerSender(t *testing.T) {
+	ts := startServer(t, testSettings(), t.TempDir())
+	const clients, senders, each = 6, 4, 50
+	var cs []*wsClient
+	for range clients {
+		c := ts.dial(t)
+		c.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+		cs = append(cs, c)
+	}
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				if n := ts.hub.PushRoom("room1", fmt.Sprintf("%d:%d", s, i), fromTars); n != clients {
+					t.Errorf("delivered to %d, want %d", n, clients)
+				}
+			}
+		})
+	}
+	for _, c := range cs {
+		next := make([]int, senders)
+		for range senders * each {
+			var s, i int
+			if _, err := fmt.Sscanf(c.recv(), "%d:%d", &s, &i); err != nil {
+				t.Fatal(err)
+			}
+			if i != next[s] {
+				t.Fatalf("from sender %d got message %d, want %d", s, i, next[s])
+			}
+			next[s]++
+		}
+	}
+	wg.Wait()
 }
