@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/websocket"
 )
 
 func TestSlowReaderIsDropped(t *testing.T) {
@@ -280,4 +283,51 @@ func TestConcurrentPushesKeepOrderPerSender(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// BenchmarkPushRoom measures fan-out to 100 members over real sockets.
+func BenchmarkPushRoom(b *testing.B) {
+	s := testSettings()
+	s.Store = "memory"
+	s.QueueMessages = 1 << 16
+	s.QueueBytes = 1 << 30
+	srv, err := newServer(s, b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+	const members = 100
+	var got sync.WaitGroup
+	for i := range members {
+		ws, err := websocket.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/", "", hs.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ws.Close()
+		if i%2 == 1 {
+			websocket.Message.Send(ws, "format|json")
+		}
+		websocket.Message.Send(ws, "subscribe|room1")
+		var frame string
+		for range 1 + i%2 {
+			websocket.Message.Receive(ws, &frame)
+		}
+		got.Add(1)
+		go func() {
+			defer got.Done()
+			for n := 0; n < b.N; n++ {
+				if websocket.Message.Receive(ws, &frame) != nil {
+					return
+				}
+			}
+		}()
+	}
+	b.ResetTimer()
+	for range b.N {
+		srv.hub.PushRoom("room1", "a chat message of ordinary length", fromHTTP)
+	}
+	got.Wait()
+	b.ReportMetric(float64(b.N*members)/b.Elapsed().Seconds(), "frames/s")
 }
