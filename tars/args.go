@@ -79,32 +79,50 @@ func NewArgs(version int16, sBuffer []byte) (*Args, error) {
 // Version returns the packet version the arguments came in.
 func (a *Args) Version() int16 { return a.version }
 
-// Value reads the parameter with a custom decoder, for structs, vectors and
-// maps: read calls the Decoder's methods for the value at the tag it is
-// given. JSON arguments have no Tars encoding, so Value fails on them; use
-// JSON instead.
-func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) error) error {
-	var err error
+// source returns a Decoder over the parameter and the tag to read it at.
+func (a *Args) source(name string) (d Decoder, tag uint8, ok bool, err error) {
 	switch a.version {
 	case VersionTars:
-		err = read(NewDecoder(a.body), tag)
+		return Decoder{buf: a.body}, 0, true, nil
 	case VersionTUP:
 		v, ok := a.tup[name]
 		if !ok && name == "" {
 			v, ok = a.tup[retName]
 		}
 		if !ok {
-			err = errors.New("missing")
-		} else {
-			err = read(NewDecoder(v), 0)
+			return Decoder{}, 0, false, errors.New("missing")
 		}
-	default:
-		err = fmt.Errorf("no Tars encoding in packet version %d", a.version)
+		return Decoder{buf: v}, 0, false, nil
 	}
+	return Decoder{}, 0, false, fmt.Errorf("no Tars encoding in packet version %d", a.version)
+}
+
+// at returns the Decoder for the parameter and the tag to read it at.
+func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
+	d, t, byTag, err := a.source(name)
+	if byTag {
+		t = tag
+	}
+	return d, t, err
+}
+
+func (a *Args) check(tag uint8, name string, err error) error {
 	if err != nil {
 		return &ArgError{Name: name, Tag: tag, Err: err}
 	}
 	return nil
+}
+
+// Value reads the parameter with a custom decoder, for structs, vectors and
+// maps: read calls the Decoder's methods for the value at the tag it is
+// given. JSON arguments have no Tars encoding, so Value fails on them; use
+// JSON instead.
+func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) error) error {
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = read(&d, t)
+	}
+	return a.check(tag, name, err)
 }
 
 // JSON unmarshals the parameter of a JSON (version 5) call into v.
@@ -124,61 +142,101 @@ func (a *Args) JSON(tag uint8, name string, v any) error {
 			err = json.Unmarshal(raw, v)
 		}
 	}
-	if err != nil {
-		return &ArgError{Name: name, Tag: tag, Err: err}
-	}
-	return nil
+	return a.check(tag, name, err)
 }
 
-// get reads one parameter with read, or from JSON into v.
-func (a *Args) get(tag uint8, name string, v any, read func(d *Decoder, tag uint8) error) error {
-	if a.version == VersionJSON {
-		return a.JSON(tag, name, v)
-	}
-	return a.Value(tag, name, read)
-}
+// The typed accessors spell out each case so that reading a parameter does
+// not allocate beyond the value itself.
 
 // String reads a string parameter.
 func (a *Args) String(tag uint8, name string) (string, error) {
+	if a.version == VersionJSON {
+		var j string
+		err := a.JSON(tag, name, &j)
+		return j, err
+	}
 	var v string
-	err := a.get(tag, name, &v, func(d *Decoder, tag uint8) error { return d.ReadString(&v, tag, true) })
-	return v, err
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = d.ReadString(&v, t, true)
+	}
+	return v, a.check(tag, name, err)
 }
 
 // Bool reads a bool parameter.
 func (a *Args) Bool(tag uint8, name string) (bool, error) {
+	if a.version == VersionJSON {
+		var j bool
+		err := a.JSON(tag, name, &j)
+		return j, err
+	}
 	var v bool
-	err := a.get(tag, name, &v, func(d *Decoder, tag uint8) error { return d.ReadBool(&v, tag, true) })
-	return v, err
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = d.ReadBool(&v, t, true)
+	}
+	return v, a.check(tag, name, err)
 }
 
 // Int32 reads an int (or enum) parameter.
 func (a *Args) Int32(tag uint8, name string) (int32, error) {
+	if a.version == VersionJSON {
+		var j int32
+		err := a.JSON(tag, name, &j)
+		return j, err
+	}
 	var v int32
-	err := a.get(tag, name, &v, func(d *Decoder, tag uint8) error { return d.ReadInt32(&v, tag, true) })
-	return v, err
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = d.ReadInt32(&v, t, true)
+	}
+	return v, a.check(tag, name, err)
 }
 
 // Int64 reads a long parameter.
 func (a *Args) Int64(tag uint8, name string) (int64, error) {
+	if a.version == VersionJSON {
+		var j int64
+		err := a.JSON(tag, name, &j)
+		return j, err
+	}
 	var v int64
-	err := a.get(tag, name, &v, func(d *Decoder, tag uint8) error { return d.ReadInt64(&v, tag, true) })
-	return v, err
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = d.ReadInt64(&v, t, true)
+	}
+	return v, a.check(tag, name, err)
 }
 
 // Bytes reads a vector<byte> parameter (base64 in JSON). The result may
 // alias the packet.
 func (a *Args) Bytes(tag uint8, name string) ([]byte, error) {
+	if a.version == VersionJSON {
+		var j []byte
+		err := a.JSON(tag, name, &j)
+		return j, err
+	}
 	var v []byte
-	err := a.get(tag, name, &v, func(d *Decoder, tag uint8) error { return d.ReadBytes(&v, tag, true) })
-	return v, err
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = d.ReadBytes(&v, t, true)
+	}
+	return v, a.check(tag, name, err)
 }
 
 // StringMap reads a map<string,string> parameter.
 func (a *Args) StringMap(tag uint8, name string) (map[string]string, error) {
+	if a.version == VersionJSON {
+		var j map[string]string
+		err := a.JSON(tag, name, &j)
+		return j, err
+	}
 	var v map[string]string
-	err := a.get(tag, name, &v, func(d *Decoder, tag uint8) error { return d.ReadStringMap(&v, tag, true) })
-	return v, err
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = d.ReadStringMap(&v, t, true)
+	}
+	return v, a.check(tag, name, err)
 }
 
 // Results are arguments being encoded: a servant's return value and
@@ -210,23 +268,35 @@ func (r *Results) Version() int16 {
 func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []byte) {
 	switch r.Version() {
 	case VersionTars:
-		if int(tag) < r.last {
-			r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
-			return
+		if r.inOrder(tag, name) {
+			r.buf = write(r.buf, tag)
 		}
-		r.buf, r.last = write(r.buf, tag), int(tag)+1
 	case VersionTUP:
-		if r.tup == nil {
-			r.tup = make(map[string][]byte, 2)
-		}
-		v := write(nil, 0)
-		if name == "" {
-			r.tup[retName] = v
-		}
-		r.tup[name] = v
+		r.putTUP(name, write(nil, 0))
 	default:
 		r.fail(tag, name, fmt.Errorf("no Tars encoding in packet version %d", r.version))
 	}
+}
+
+// inOrder checks that a TARS parameter comes after the previous one, as
+// readers expect, and records it.
+func (r *Results) inOrder(tag uint8, name string) bool {
+	if int(tag) < r.last {
+		r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
+		return false
+	}
+	r.last = int(tag) + 1
+	return true
+}
+
+func (r *Results) putTUP(name string, v []byte) {
+	if r.tup == nil {
+		r.tup = make(map[string][]byte, 2)
+	}
+	if name == "" {
+		r.tup[retName] = v
+	}
+	r.tup[name] = v
 }
 
 // PutJSON adds a parameter of a JSON (version 5) call; v is marshalled with
@@ -251,43 +321,40 @@ func (r *Results) fail(tag uint8, name string, err error) {
 	}
 }
 
-// put adds v as JSON or through write.
-func (r *Results) put(tag uint8, name string, v any, write func(b []byte, tag uint8) []byte) {
-	if r.Version() == VersionJSON {
+// put adds v, encoded by app in TARS and TUP.
+func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
+	switch r.Version() {
+	case VersionTars:
+		if r.inOrder(tag, name) {
+			r.buf = app(r.buf, tag, v)
+		}
+	case VersionTUP:
+		r.putTUP(name, app(nil, 0, v))
+	case VersionJSON:
 		r.PutJSON(tag, name, v)
-		return
+	default:
+		r.fail(tag, name, fmt.Errorf("no Tars encoding in packet version %d", r.version))
 	}
-	r.Put(tag, name, write)
 }
 
 // PutString adds a string parameter.
-func (r *Results) PutString(tag uint8, name string, v string) {
-	r.put(tag, name, v, func(b []byte, tag uint8) []byte { return AppendString(b, tag, v) })
-}
+func (r *Results) PutString(tag uint8, name string, v string) { put(r, tag, name, v, AppendString) }
 
 // PutBool adds a bool parameter.
-func (r *Results) PutBool(tag uint8, name string, v bool) {
-	r.put(tag, name, v, func(b []byte, tag uint8) []byte { return AppendBool(b, tag, v) })
-}
+func (r *Results) PutBool(tag uint8, name string, v bool) { put(r, tag, name, v, AppendBool) }
 
 // PutInt32 adds an int (or enum) parameter.
-func (r *Results) PutInt32(tag uint8, name string, v int32) {
-	r.put(tag, name, v, func(b []byte, tag uint8) []byte { return AppendInt(b, tag, int64(v)) })
-}
+func (r *Results) PutInt32(tag uint8, name string, v int32) { put(r, tag, name, int64(v), AppendInt) }
 
 // PutInt64 adds a long parameter.
-func (r *Results) PutInt64(tag uint8, name string, v int64) {
-	r.put(tag, name, v, func(b []byte, tag uint8) []byte { return AppendInt(b, tag, v) })
-}
+func (r *Results) PutInt64(tag uint8, name string, v int64) { put(r, tag, name, v, AppendInt) }
 
-// PutBytes adds a vector<byte> parameter.
-func (r *Results) PutBytes(tag uint8, name string, v []byte) {
-	r.put(tag, name, v, func(b []byte, tag uint8) []byte { return AppendBytes(b, tag, v) })
-}
+// PutBytes adds a vector<byte> parameter (base64 in JSON).
+func (r *Results) PutBytes(tag uint8, name string, v []byte) { put(r, tag, name, v, AppendBytes) }
 
 // PutStringMap adds a map<string,string> parameter.
 func (r *Results) PutStringMap(tag uint8, name string, v map[string]string) {
-	r.put(tag, name, v, func(b []byte, tag uint8) []byte { return AppendStringMap(b, tag, v) })
+	put(r, tag, name, v, AppendStringMap)
 }
 
 // AppendTo appends the encoded sBuffer to b. TARS parameters must have been
@@ -312,9 +379,4 @@ func (r *Results) AppendTo(b []byte) ([]byte, error) {
 		return append(b, j...), nil
 	}
 	return b, errors.New("tars: unsupported packet version " + strconv.Itoa(int(r.version)))
-}
-
-// reset empties r for reuse with version.
-func (r *Results) reset(version int16) {
-	*r = Results{version: version, buf: r.buf[:0]}
 }

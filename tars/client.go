@@ -165,12 +165,31 @@ type ObjProxy struct {
 
 // proxyState is shared by the copies of an ObjProxy.
 type proxyState struct {
-	static []Endpoint // from the proxy string; nil: resolve
+	static []target // from the proxy string; nil: resolve
 	rr     atomic.Uint32
 
 	mu         sync.Mutex
-	resolved   []Endpoint
+	resolved   []target
 	resolvedAt time.Time
+}
+
+// target is an endpoint with its connection slot, or why it has none.
+type target struct {
+	e   Endpoint
+	ep  *endpointConns
+	err error
+}
+
+func (c *Client) targets(eps []Endpoint) []target {
+	if len(eps) == 0 {
+		return nil
+	}
+	ts := make([]target, len(eps))
+	for i, e := range eps {
+		ep, err := c.endpoint(e)
+		ts[i] = target{e, ep, err}
+	}
+	return ts
 }
 
 // Proxy returns a proxy for a servant: "App.Server.Obj@tcp -h HOST -p PORT
@@ -184,7 +203,7 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	if len(p.Endpoints) == 0 && c.opt.Resolver == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
-	return &ObjProxy{c: c, name: p.Name, version: VersionTars, st: &proxyState{static: p.Endpoints}}, nil
+	return &ObjProxy{c: c, name: p.Name, version: VersionTars, st: &proxyState{static: c.targets(p.Endpoints)}}, nil
 }
 
 // Name returns the servant name.
@@ -198,8 +217,8 @@ func (p *ObjProxy) WithVersion(v int16) *ObjProxy {
 	return &q
 }
 
-// endpoints returns the endpoints to try.
-func (p *ObjProxy) endpoints(ctx context.Context) ([]Endpoint, error) {
+// targets returns the endpoints to try.
+func (p *ObjProxy) targets(ctx context.Context) ([]target, error) {
 	if p.st.static != nil {
 		return p.st.static, nil
 	}
@@ -221,8 +240,8 @@ func (p *ObjProxy) endpoints(ctx context.Context) ([]Endpoint, error) {
 		}
 		return nil, fmt.Errorf("resolve %s: %w", p.name, err)
 	}
-	st.resolved, st.resolvedAt = eps, time.Now()
-	return eps, nil
+	st.resolved, st.resolvedAt = p.c.targets(eps), time.Now()
+	return st.resolved, nil
 }
 
 // Invoke calls fn and waits for its reply. in writes the in-parameters (nil:
@@ -277,21 +296,18 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	if in != nil {
 		in(&args)
 	}
-	frame := getBuf()
 	req := RequestPacket{Version: p.version, ServantName: p.name, FuncName: fn}
 	if oneway {
 		req.PacketType = PacketOneway
 	}
 	sbuf, err := args.AppendTo(nil)
 	if err != nil {
-		putBuf(frame)
 		return fail(SendRequestErr, "encode arguments", err)
 	}
 	req.Buffer = sbuf
 
 	cc, ep, err := p.conn(ctx, deadline)
 	if err != nil {
-		putBuf(frame)
 		if ctx.Err() != nil {
 			return fail(InvokeTimeout, "while connecting", ctx.Err())
 		}
@@ -305,14 +321,15 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	}
 	remaining := time.Until(deadline)
 	if remaining <= 0 {
-		putBuf(frame)
 		return fail(InvokeTimeout, "no time left to send", context.DeadlineExceeded)
 	}
 	req.Timeout = int32(min(remaining.Milliseconds()+1, 1<<31-1))
 	req.RequestID = c.nextID()
+	frame := newFrame()
+	*frame = req.AppendFrame(*frame)
 
 	if oneway {
-		if !cc.w.send(req.AppendFrame(frame)) {
+		if !cc.w.send(frame) {
 			return fail(SendRequestErr, "connection closed", net.ErrClosed)
 		}
 		return nil
@@ -321,11 +338,11 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	call := callPool.Get().(*pendingCall)
 	if err := cc.add(req.RequestID, call); err != nil {
 		callPool.Put(call)
-		putBuf(frame)
+		freeFrame(frame)
 		return fail(SendRequestErr, "connection closed", err)
 	}
 	// If the connection dies, the reader fails every pending call.
-	cc.w.send(req.AppendFrame(frame))
+	cc.w.send(frame)
 
 	timer := time.NewTimer(remaining)
 	var rep reply
@@ -372,19 +389,19 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 // conn returns a connection to one of the proxy's endpoints, taking them in
 // turn and skipping those that cannot be reached.
 func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, Endpoint, error) {
-	eps, err := p.endpoints(ctx)
+	ts, err := p.targets(ctx)
 	if err != nil {
 		return nil, Endpoint{}, err
 	}
-	start := int(p.st.rr.Add(1) % uint32(len(eps)))
+	start := int(p.st.rr.Add(1) % uint32(len(ts)))
 	var errs []error
-	for i := range eps {
-		e := eps[(start+i)%len(eps)]
-		ep, err := p.c.endpoint(e)
+	for i := range ts {
+		t := ts[(start+i)%len(ts)]
+		err := t.err
 		if err == nil {
 			var cc *clientConn
-			if cc, err = ep.get(ctx, e, deadline); err == nil {
-				return cc, e, nil
+			if cc, err = t.ep.get(ctx, t.e, deadline); err == nil {
+				return cc, t.e, nil
 			}
 		}
 		errs = append(errs, err)
@@ -433,6 +450,12 @@ type endpointConns struct {
 // get returns the endpoint's connection, dialing it if there is none.
 func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time) (*clientConn, error) {
 	for {
+		ep.c.mu.Lock()
+		closed := ep.c.closed
+		ep.c.mu.Unlock()
+		if closed {
+			return nil, ErrClientClosed
+		}
 		ep.mu.Lock()
 		if ep.cc != nil {
 			cc := ep.cc

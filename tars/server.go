@@ -299,7 +299,9 @@ func (c *serverConn) drain() {
 		return
 	}
 	push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
-	c.w.send(push.AppendFrame(getBuf()))
+	f := newFrame()
+	*f = push.AppendFrame(*f)
+	c.w.send(f)
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -439,7 +441,9 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 		if ret != Success {
 			buf = nil
 		}
-		c.w.send(appendReply(getBuf(), req, ret, desc, buf))
+		f := newFrame()
+		*f = appendReply(*f, req, ret, desc, buf)
+		c.w.send(f)
 	}
 	if s.OnCall != nil {
 		info := CallInfo{Servant: cur.Servant, Func: cur.Func, Version: cur.Version, Ret: ret,
@@ -531,13 +535,19 @@ func appendReply(b []byte, req *RequestPacket, ret int32, desc string, sBuffer [
 
 // ---- Writing frames ----
 
+// Frames being sent are pooled; the pool holds pointers so that putting
+// one back does not allocate.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+func newFrame() *[]byte {
+	f := bufPool.Get().(*[]byte)
+	*f = (*f)[:0]
+	return f
+}
 
-func putBuf(b []byte) {
-	if cap(b) <= 64<<10 {
-		bufPool.Put(&b)
+func freeFrame(f *[]byte) {
+	if cap(*f) <= 64<<10 {
+		bufPool.Put(f)
 	}
 }
 
@@ -545,21 +555,21 @@ func putBuf(b []byte) {
 // written whole, in the order queued, and flushed when the queue runs dry.
 type frameWriter struct {
 	nc   net.Conn
-	q    chan []byte
+	q    chan *[]byte
 	quit chan struct{} // closed by close: write what is queued, then stop
 	dead chan struct{} // closed when run returns
 	once sync.Once
 }
 
 func newFrameWriter(nc net.Conn) *frameWriter {
-	return &frameWriter{nc: nc, q: make(chan []byte, 256), quit: make(chan struct{}), dead: make(chan struct{})}
+	return &frameWriter{nc: nc, q: make(chan *[]byte, 256), quit: make(chan struct{}), dead: make(chan struct{})}
 }
 
-// send queues a frame taken from getBuf; it reports false if the writer
-// has stopped.
-func (w *frameWriter) send(frame []byte) bool {
+// send queues a frame from newFrame, which the writer frees; it reports
+// false if the writer has stopped.
+func (w *frameWriter) send(f *[]byte) bool {
 	select {
-	case w.q <- frame:
+	case w.q <- f:
 		return true
 	case <-w.dead:
 		return false
@@ -578,11 +588,11 @@ func (w *frameWriter) run() {
 	defer w.nc.Close()
 	bw := bufio.NewWriterSize(w.nc, 32<<10)
 	var err error
-	write := func(f []byte) {
+	write := func(f *[]byte) {
 		if err == nil {
-			_, err = bw.Write(f)
+			_, err = bw.Write(*f)
 		}
-		putBuf(f)
+		freeFrame(f)
 	}
 	for {
 		select {
