@@ -30,8 +30,8 @@ var quietLogger = slog.New(slog.DiscardHandler)
 //	int pushByRoom(string roomNum, string message, out int delivered)
 //
 // returns and delivers len(message). Room "fail" returns an error, "panic"
-// panics, "slow" waits for release (or the caller's timeout) and "ctx"
-// reports the handler's deadline in delivered.
+// panics, "slow" waits for release (or the caller's timeout), "hold" waits
+// for release only and "ctx" reports the handler's deadline in delivered.
 type testServer struct {
 	Server
 	release chan struct{} // closed to let "slow" calls finish
@@ -78,6 +78,8 @@ func (ts *testServer) pushByRoom(ctx context.Context, cur *Current, in *Args, ou
 		return -42, errors.New("custom code")
 	case "panic":
 		panic("boom")
+	case "hold":
+		<-ts.release
 	case "slow":
 		ts.started <- msg
 		select {
@@ -641,4 +643,75 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestServerQueueTimeout: a request that waited for a free slot longer than
+// its iTimeout is answered with ServerQueueTimeout without running.
+func TestServerQueueTimeout(t *testing.T) {
+	ts := newTestServer()
+	addr := serve(t, &ts.Server, ListenOptions{})
+	c := dialRaw(t, addr)
+	var frames []byte
+	for i := range maxInflight {
+		frames = request(VersionTars, int32(i+1), pushObj, "pushByRoom", func(r *Results) {
+			r.PutString(1, "roomNum", "hold")
+			r.PutString(2, "message", "m")
+		}).AppendFrame(frames)
+	}
+	late := request(VersionTars, 5000, pushObj, "pushByRoom", putPushArgs)
+	late.Timeout = 1
+	c.send(late.AppendFrame(frames))
+	for ts.calls.Load() < maxInflight {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // well past the 1 ms iTimeout
+	close(ts.release)
+	for range maxInflight + 1 {
+		rsp := c.response()
+		if rsp.RequestID == 5000 {
+			if rsp.Ret != ServerQueueTimeout {
+				t.Fatalf("late request: %+v", rsp)
+			}
+			if n := ts.calls.Load(); n != maxInflight {
+				t.Fatalf("the late request ran (%d calls)", n)
+			}
+			return
+		}
+	}
+	t.Fatal("no reply to the late request")
+}
+
+// FuzzServerConn: whatever a client sends, the server neither panics nor
+// stops serving others.
+func FuzzServerConn(f *testing.F) {
+	f.Add(mustHex("00000039 1001 2C 3C 4001 5608" + hex.EncodeToString([]byte("AdminObj")) + "6606" +
+		hex.EncodeToString([]byte("notify")) + "7D000012 1610" + hex.EncodeToString([]byte("tars.viewversion")) + "810BB8 980C A80C"))
+	f.Add(request(VersionTUP, 1, pushObj, "pushByRoom", putPushArgs).AppendFrame(nil))
+	f.Add(request(VersionJSON, 1, pushObj, "pushByRoom", putPushArgs).AppendFrame(nil))
+	f.Add(request(VersionTars, 1, pushObj, PingFunc, nil).AppendFrame(request(VersionTars, 2, pushObj, "x", nil).AppendFrame(nil)))
+	f.Add([]byte{0, 0, 0, 3})
+	f.Add([]byte{0, 0, 0, 8, 0x10, 0x01, 0x2C, 0x3C})
+
+	ts := newTestServer()
+	addr := serve(f, &ts.Server, ListenOptions{})
+	watch := dialRaw(f, addr)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		nc.Write(in)
+		nc.(*net.TCPConn).CloseWrite()
+		if _, err := io.Copy(io.Discard, nc); err != nil && !isReset(err) {
+			t.Fatalf("server did not close the connection: %v", err)
+		}
+		watch.t = t
+		watch.nc.SetDeadline(time.Now().Add(5 * time.Second))
+		watch.send(request(VersionTars, 7, pushObj, PingFunc, nil).AppendFrame(nil))
+		if rsp := watch.response(); rsp.RequestID != 7 || rsp.Ret != 0 {
+			t.Fatalf("ping after the input: %+v", rsp)
+		}
+	})
 }
