@@ -112,7 +112,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	eps    map[string]*endpointConns // by dial address
-	closed bool
+	closed atomic.Bool
 	lastID atomic.Uint32
 }
 
@@ -138,7 +138,7 @@ func (c *Client) nextID() int32 {
 // Close closes every connection; calls in flight fail with ErrClientClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	c.closed = true
+	c.closed.Store(true)
 	eps := c.eps
 	c.eps = nil
 	c.mu.Unlock()
@@ -420,7 +420,7 @@ func (c *Client) endpoint(e Endpoint) (*endpointConns, error) {
 	addr := e.Addr()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed.Load() {
 		return nil, ErrClientClosed
 	}
 	ep := c.eps[addr]
@@ -450,10 +450,7 @@ type endpointConns struct {
 // get returns the endpoint's connection, dialing it if there is none.
 func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time) (*clientConn, error) {
 	for {
-		ep.c.mu.Lock()
-		closed := ep.c.closed
-		ep.c.mu.Unlock()
-		if closed {
+		if ep.c.closed.Load() {
 			return nil, ErrClientClosed
 		}
 		ep.mu.Lock()
@@ -499,6 +496,11 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 			ep.lastErr = fmt.Errorf("dial %s: %w", ep.addr, err)
 			ep.mu.Unlock()
 			return nil, ep.lastErr
+		}
+		if ep.c.closed.Load() { // Close ran during the dial
+			ep.mu.Unlock()
+			nc.Close()
+			return nil, ErrClientClosed
 		}
 		ep.failures, ep.lastErr = 0, nil
 		cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc), pending: make(map[int32]*pendingCall)}

@@ -301,7 +301,7 @@ func (c *serverConn) drain() {
 	push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
 	f := newFrame()
 	*f = push.AppendFrame(*f)
-	c.w.send(f)
+	c.w.trySend(f) // a courtesy: never wait for a slow peer here
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -573,6 +573,15 @@ func (w *frameWriter) send(f *[]byte) bool {
 		return true
 	case <-w.dead:
 		return false
+	}
+}
+
+// trySend queues a frame if there is room at once.
+func (w *frameWriter) trySend(f *[]byte) {
+	select {
+	case w.q <- f:
+	default:
+		freeFrame(f)
 	}
 }
 
