@@ -100,7 +100,7 @@ type ClientOptions struct {
 	SyncTimeout time.Duration  // bound on every call; 0: DefaultSyncTimeout
 	MaxPacket   int            // largest reply frame accepted; 0: DefaultMaxPacket
 	Resolver    Resolver       // finds endpoints for names without '@'; nil: such names are an error
-	OnCall      func(CallInfo) // if set, called after each call
+	OnCall      func(CallInfo) // if set, called after each call, from the calling goroutine
 	Logger      *slog.Logger   // nil: slog.Default()
 }
 

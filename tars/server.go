@@ -87,10 +87,10 @@ type ServerStats struct {
 type Server struct {
 	MaxPacket int            // largest frame accepted; 0: DefaultMaxPacket
 	Logger    *slog.Logger   // nil: slog.Default()
-	OnCall    func(CallInfo) // if set, called after each call is answered
-	handlers  map[string]map[string]HandlerFunc
+	OnCall    func(CallInfo) // if set, called after each call is answered, from many goroutines at once
 
 	mu        sync.RWMutex
+	handlers  map[string]map[string]HandlerFunc // servant -> function -> handler
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	closed    bool
@@ -99,8 +99,9 @@ type Server struct {
 	calls, denied, refused, badFrames atomic.Uint64
 }
 
-// Handle registers h for function fn of servant. A servant is known once
-// any of its functions is registered; it then also answers tars_ping.
+// Handle registers h for function fn of servant; it may be called while
+// serving. A servant is known once any of its functions is registered; it
+// then also answers tars_ping.
 func (s *Server) Handle(servant, fn string, h HandlerFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
