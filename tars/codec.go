@@ -235,8 +235,8 @@ func intAt(b []byte, off, tag int, typ byte) (v int64, next int, err error) {
 		return 0, off, decodeErr(off, tag, "want an integer, found %s", typeName(typ))
 	}
 	size := 1 << typ // INT1..INT8 are 1, 2, 4, 8 bytes
-	if err := need(b, off, tag, uint64(size), typeName(typ)+" size"); err != nil {
-		return 0, off, err
+	if left := len(b) - off; size > left {
+		return 0, off, decodeErr(off, tag, "%s size %d exceeds %d bytes left", typeName(typ), size, left)
 	}
 	p := b[off : off+size]
 	switch typ {
