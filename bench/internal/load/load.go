@@ -1,0 +1,422 @@
+// Package load drives a chat/push server over real WebSocket connections
+// and measures what it delivers: rate, push-to-receive latency, losses, and
+// the server process's CPU time and memory.
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tarsws/websocketserver/bench/internal/stats"
+)
+
+// Modes: how messages are pushed, or what else is measured.
+const (
+	ModeHTTP      = "http"      // GET /Index/pushByRoom per message
+	ModeInband    = "inband"    // a room member sends sendByRoom|{...}
+	ModeBroadcast = "broadcast" // a connection sends broadcast|{...} to all
+	ModePushObj   = "pushobj"   // Tars PushObj.pushByRoom (not available yet)
+	ModeChurn     = "churn"     // connect, subscribe, close, at Rate per second
+	ModeIdle      = "idle"      // open Conns, then read the server's memory
+)
+
+// Config describes one run. Zero Dialers, Workers, Size and Drain take
+// defaults.
+type Config struct {
+	WS       string // ws://HOST:PORT/
+	HTTP     string // http://HOST:PORT
+	Scenario string // a name for the report
+	Mode     string
+	Conns    int     // connections held open for the whole run
+	Rooms    int     // connection i joins room "r<i mod Rooms>"
+	Rate     float64 // pushes per second (churn: cycles per second)
+	Duration time.Duration
+	Size     int           // bytes per message, stamp included (at least 48)
+	PID      int           // server process to measure; 0 measures nothing
+	Drain    time.Duration // wait this long without progress for the last messages
+	Settle   time.Duration // wait after connecting, before reading memory
+	Dialers  int           // connection attempts in flight
+	Workers  int           // pushes (or churn cycles) in flight
+}
+
+func (c *Config) check() error {
+	switch c.Mode {
+	case ModeHTTP, ModeInband, ModeBroadcast, ModeChurn, ModeIdle:
+	case ModePushObj:
+		return errors.New("mode pushobj: the server's PushObj is not available yet")
+	default:
+		return fmt.Errorf("unknown mode %q (want http, inband, broadcast, pushobj, churn or idle)", c.Mode)
+	}
+	if c.Dialers <= 0 {
+		c.Dialers = 32
+	}
+	if c.Workers <= 0 {
+		c.Workers = 16
+	}
+	if c.Size <= 0 {
+		c.Size = 64
+	}
+	if c.Drain <= 0 {
+		c.Drain = 3 * time.Second
+	}
+	if c.Rooms <= 0 {
+		c.Rooms = 1
+	}
+	switch {
+	case c.Size < 48:
+		return fmt.Errorf("size %d: a message needs at least 48 bytes for its stamp", c.Size)
+	case c.Conns < 0:
+		return fmt.Errorf("conns %d: negative", c.Conns)
+	case c.Mode != ModeChurn && c.Conns < c.Rooms:
+		return fmt.Errorf("conns %d < rooms %d: every room needs a member", c.Conns, c.Rooms)
+	case c.Mode != ModeIdle && c.Rate <= 0:
+		return fmt.Errorf("rate %v: must be positive", c.Rate)
+	case c.Mode != ModeIdle && c.Duration <= 0:
+		return fmt.Errorf("duration %v: must be positive", c.Duration)
+	}
+	if _, err := url.Parse(c.WS); err != nil {
+		return fmt.Errorf("ws url: %v", err)
+	}
+	if _, err := url.Parse(c.HTTP); err != nil {
+		return fmt.Errorf("http url: %v", err)
+	}
+	return nil
+}
+
+type conn struct {
+	ws   *websocket.Conn
+	room string
+	mu   sync.Mutex // one writer at a time
+}
+
+type gen struct {
+	cfg    Config
+	base   time.Time
+	hist   stats.Histogram
+	dialer websocket.Dialer
+	http   *http.Client
+
+	conns   []*conn
+	members []int32 // per room
+
+	exp  []atomic.Int32 // deliveries owed per sequence number
+	recv []atomic.Int32 // deliveries seen per sequence number
+
+	pushes, pushErrors     atomic.Int64
+	sent                   atomic.Int64 // in-band commands written
+	replies, errs, unknown atomic.Int64
+	delivered, dropped     atomic.Int64
+	cycles, cycleErrs      atomic.Int64
+	lastRecv               atomic.Int64 // ns since base
+	closing                atomic.Bool
+	readers                sync.WaitGroup
+	firstErr               atomic.Pointer[string]
+	closeCodes             sync.Map // close code -> *atomic.Int64
+}
+
+// Run opens the connections, drives the load and returns what it measured.
+func Run(ctx context.Context, cfg Config) (*stats.Result, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	g := &gen{
+		cfg:  cfg,
+		base: time.Now(),
+		dialer: websocket.Dialer{
+			HandshakeTimeout: 10 * time.Second,
+			ReadBufferSize:   1024,
+			WriteBufferSize:  1024,
+		},
+		http: &http.Client{
+			Timeout: 10 * time.Second,
+			Transport: &http.Transport{
+				MaxIdleConnsPerHost: cfg.Workers,
+				MaxConnsPerHost:     cfg.Workers,
+			},
+		},
+		members: make([]int32, cfg.Rooms),
+	}
+	defer g.http.CloseIdleConnections()
+	res := &stats.Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Conns: cfg.Conns, Rooms: cfg.Rooms}
+
+	var err error
+	if cfg.PID > 0 {
+		if res.RSSBefore, err = stats.RSS(cfg.PID); err != nil {
+			return nil, err
+		}
+	}
+	gBefore := g.goroutines()
+	if err := g.connect(ctx); err != nil {
+		g.teardown()
+		return nil, err
+	}
+	defer g.teardown()
+	if cfg.Settle > 0 {
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if cfg.PID > 0 && cfg.Conns > 0 {
+		if res.RSSAfter, err = stats.RSS(cfg.PID); err != nil {
+			return nil, err
+		}
+		res.RSSPerConn = float64(res.RSSAfter-res.RSSBefore) / float64(cfg.Conns)
+	}
+	if gAfter := g.goroutines(); gBefore >= 0 && gAfter >= 0 && cfg.Conns > 0 {
+		res.Goroutines = float64(gAfter-gBefore) / float64(cfg.Conns)
+	}
+
+	phase := cfg
+	if cfg.Mode == ModeIdle {
+		// Check that every idle connection still receives: one push per room.
+		phase.Mode, phase.Rate, phase.Duration = ModeHTTP, float64(cfg.Rooms), time.Second
+	}
+	if err := g.measure(ctx, phase, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// goroutines reads the server's goroutine count if it serves
+// /debug/pprof/goroutine; -1 if not.
+func (g *gen) goroutines() int {
+	resp, err := g.http.Get(g.cfg.HTTP + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 64)
+	n, _ := io.ReadFull(resp.Body, head)
+	io.Copy(io.Discard, resp.Body)
+	rest, ok := strings.CutPrefix(string(head[:n]), "goroutine profile: total ")
+	if resp.StatusCode != http.StatusOK || !ok {
+		return -1
+	}
+	num, _, _ := strings.Cut(rest, "\n")
+	v, err := strconv.Atoi(num)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+func roomName(i int) string { return "r" + strconv.Itoa(i) }
+
+func (g *gen) now() int64 { return int64(time.Since(g.base)) }
+
+func (g *gen) fail(err error) {
+	s := err.Error()
+	g.firstErr.CompareAndSwap(nil, &s)
+}
+
+// connect opens cfg.Conns connections, each subscribed to its room.
+func (g *gen) connect(ctx context.Context) error {
+	n := g.cfg.Conns
+	g.conns = make([]*conn, n)
+	for i := range n {
+		g.members[i%g.cfg.Rooms]++
+	}
+	idx := make(chan int)
+	errc := make(chan error, g.cfg.Dialers)
+	var wg sync.WaitGroup
+	for range min(g.cfg.Dialers, n) {
+		wg.Go(func() {
+			for i := range idx {
+				c, err := g.dial(ctx, roomName(i%g.cfg.Rooms))
+				if err != nil {
+					errc <- fmt.Errorf("connection %d of %d: %w", i+1, n, err)
+					return
+				}
+				g.conns[i] = c
+				g.readers.Add(1)
+				go g.read(c)
+			}
+		})
+	}
+	var err error
+feed:
+	for i := range n {
+		select {
+		case idx <- i:
+		case err = <-errc:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(idx)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errc:
+		default:
+		}
+	}
+	return err
+}
+
+// dial opens one connection and subscribes it to room.
+func (g *gen) dial(ctx context.Context, room string) (*conn, error) {
+	ws, resp, err := g.dialer.DialContext(ctx, g.cfg.WS, nil)
+	if err != nil {
+		if resp != nil {
+			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+		}
+		return nil, err
+	}
+	c := &conn{ws: ws, room: room}
+	ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("subscribe|"+room)); err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	want := "Subscribe roomNum:" + room + " success!"
+	_, p, err := ws.ReadMessage()
+	if err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("waiting for %q: %w", want, err)
+	}
+	if string(p) != want {
+		ws.Close()
+		return nil, fmt.Errorf("subscribe reply %q, want %q", p, want)
+	}
+	ws.SetReadDeadline(time.Time{})
+	ws.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// read counts what arrives on c until the connection ends.
+func (g *gen) read(c *conn) {
+	defer g.readers.Done()
+	buf := make([]byte, 0, 512)
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			if !g.closing.Load() {
+				g.dropped.Add(1)
+				code := -1
+				if ce, ok := err.(*websocket.CloseError); ok {
+					code = ce.Code
+				}
+				v, _ := g.closeCodes.LoadOrStore(code, new(atomic.Int64))
+				v.(*atomic.Int64).Add(1)
+			}
+			return
+		}
+		buf = buf[:0]
+		for {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			n, err := r.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err != nil {
+				break
+			}
+		}
+		g.frame(buf, g.now())
+	}
+}
+
+// frame accounts for one received frame.
+func (g *gen) frame(b []byte, now int64) {
+	seq, stamp, ok := parseStamp(b)
+	if !ok {
+		switch s := string(b); {
+		case s == "SendByRoom success!" || s == "Broadcast success!":
+			g.replies.Add(1)
+		case strings.HasPrefix(s, "Error:"):
+			g.errs.Add(1)
+			g.fail(errors.New(s))
+		default:
+			g.unknown.Add(1)
+		}
+		return
+	}
+	if seq >= len(g.recv) {
+		g.unknown.Add(1)
+		return
+	}
+	g.recv[seq].Add(1)
+	g.delivered.Add(1)
+	g.hist.Record(time.Duration(now - stamp))
+	for {
+		last := g.lastRecv.Load()
+		if now <= last || g.lastRecv.CompareAndSwap(last, now) {
+			break
+		}
+	}
+}
+
+// message is "m<seq>.<ns since base>." padded with 'x' to size bytes; only
+// characters that need no escaping in a URL or JSON.
+func (g *gen) message(seq int) string {
+	b := make([]byte, 0, g.cfg.Size)
+	b = append(b, 'm')
+	b = strconv.AppendInt(b, int64(seq), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, g.now(), 10)
+	b = append(b, '.')
+	for len(b) < g.cfg.Size {
+		b = append(b, 'x')
+	}
+	return string(b)
+}
+
+func parseStamp(b []byte) (seq int, stamp int64, ok bool) {
+	if len(b) < 4 || b[0] != 'm' {
+		return 0, 0, false
+	}
+	i := 1
+	num := func() (int64, bool) {
+		start := i
+		var v int64
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 19 {
+			v = v*10 + int64(b[i]-'0')
+			i++
+		}
+		if i == start || i >= len(b) || b[i] != '.' {
+			return 0, false
+		}
+		i++
+		return v, true
+	}
+	s, ok1 := num()
+	t, ok2 := num()
+	if !ok1 || !ok2 {
+		return 0, 0, false
+	}
+	return int(s), t, true
+}
+
+func (g *gen) teardown() {
+	g.closing.Store(true)
+	for _, c := range g.conns {
+		if c != nil {
+			c.ws.Close()
+		}
+	}
+	g.readers.Wait()
+}
+
+func cpuSelf() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
