@@ -15,8 +15,9 @@
   const RETRY_MAX_MS = 30_000;
   const MAX_ENTRIES = 500; // oldest log entries are dropped beyond this
 
-  // Replies that only confirm what the user sees anyway.
-  const QUIET_REPLIES = new Set(['ping', 'format', 'history', 'sendByRoom', 'broadcast']);
+  // Replies not logged: they confirm what the user sees anyway, or (hello)
+  // have their own place on the page.
+  const QUIET_REPLIES = new Set(['ping', 'format', 'history', 'sendByRoom', 'broadcast', 'hello']);
 
   const $ = (id) => document.getElementById(id);
   const ui = {

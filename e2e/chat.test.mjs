@@ -82,6 +82,14 @@ const CHAT = {
   room2: 'Design review moved to three o\'clock.',
 };
 
+// helloAnswered waits for the Hello box to show an answer (or an error).
+async function helloAnswered(page) {
+  await page.waitForFunction(() => {
+    const t = document.getElementById('hello-reply').textContent;
+    return t !== '' && t !== 'Calling…';
+  }, null, { timeout: WAIT });
+}
+
 let seq = 0;
 function unique(text) {
   return `${text} #${++seq}`;
@@ -134,6 +142,9 @@ test('screenshots of a short conversation between the two rooms', async () => {
   await shows(p2, CHAT.room2);
   await lacks(p1, CHAT.room2);
   await lacks(p2, CHAT.room1);
+  await p2.fill('#hello-name', 'Grace');
+  await p2.press('#hello-name', 'Enter');
+  await helloAnswered(p2);
   await p1.fill('#message', 'See you there');
 
   const dir = path.join(repoRoot, 'docs', 'screenshots');
@@ -271,10 +282,7 @@ test('the Hello demo shows the answer of the Tars Hello servant', async () => {
   const p1 = pages.room1.page;
   await p1.fill('#hello-name', 'Ada');
   await p1.press('#hello-name', 'Enter');
-  await p1.waitForFunction(() => {
-    const t = document.getElementById('hello-reply').textContent;
-    return t !== '' && t !== 'Calling…';
-  }, null, { timeout: WAIT });
+  await helloAnswered(p1);
   const reply = await p1.textContent('#hello-reply');
   assert.doesNotMatch(reply, /^Error/, reply);
   assert.match(reply, /Ada/);
