@@ -1,6 +1,12 @@
 // Command websocketserver is a WebSocket chat-room and push server for the
 // Tars ecosystem. Browsers join rooms over WebSocket; pages, HTTP calls and
 // Tars services push messages to a room or to everyone.
+//
+// On a Tars platform tarsnode starts it as
+//
+//	WebsocketServer --config=/path/App.Server.config.conf
+//
+// Without --config it serves the demo from the embedded default.conf.
 package main
 
 import (
@@ -11,23 +17,27 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tarsws/websocketserver/tars"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout)
+	// After the first signal a second one kills at once, as usual.
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	var u usageError
 	switch {
 	case err == nil:
 	case errors.As(err, &u):
 		if u.msg != "" {
-			fmt.Fprintln(os.Stderr, u.msg)
+			fmt.Fprintln(os.Stderr, "websocketserver:", u.msg)
 		}
 		os.Exit(2)
 	default:
@@ -41,16 +51,23 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// shutdownTimeout bounds how long queued frames may take to flush on exit.
-const shutdownTimeout = 5 * time.Second
+// subcommands are run as "websocketserver NAME ARGS..." (a first argument
+// without a leading '-'). Files add theirs from init.
+var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{}
 
-// run serves until ctx ends, then shuts down gracefully.
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+// run parses the command line and serves until ctx ends or AdminObj asks
+// for a shutdown, then drains gracefully.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, ok := subcommands[args[0]]
+		if !ok {
+			return usageError{fmt.Sprintf("unknown command %q", args[0])}
+		}
+		return cmd(ctx, args[1:], stdout, stderr)
+	}
 	flags := flag.NewFlagSet("websocketserver", flag.ContinueOnError)
-	flags.SetOutput(stdout)
-	config := flags.String("config", "", "Tars config file")
-	listen := flags.String("listen", "127.0.0.1:18080", "address to listen on")
-	dataDir := flags.String("data", "data", "directory for room membership and history")
+	flags.SetOutput(stderr)
+	config := flags.String("config", "", "the config file tarsnode writes (default: the embedded default.conf)")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -60,33 +77,237 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if flags.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", flags.Arg(0))}
 	}
-	if *config != "" {
-		return usageError{"config files are not supported yet"}
+	configSet := false
+	flags.Visit(func(f *flag.Flag) { configSet = configSet || f.Name == "config" })
+	if configSet && *config == "" {
+		return usageError{"--config: empty file name"}
 	}
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	srv, err := newServer(DefaultSettings(), *dataDir, log)
-	if err != nil {
-		return err
+	conf, name := DefaultConf(), "default.conf (embedded)"
+	if configSet {
+		var err error
+		if conf, err = LoadConf(*config); err != nil {
+			return err // names the file, and the line for a syntax error
+		}
+		name = *config
 	}
-	ln, err := net.Listen("tcp", *listen)
+	sc, err := LoadServerConfig(conf)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
-	fmt.Fprintf(stdout, "open http://%s/client1.html and /client2.html\n", ln.Addr())
+	// A person running the demo by hand watches the terminal; on a
+	// platform the log goes to its file.
+	var logTo io.Writer
+	if !configSet {
+		logTo = stderr
+	}
+	logs, err := openLogs(sc, logTo)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer logs.Close()
 
+	app, err := newApp(sc, logs)
+	if err != nil {
+		logs.Logger.Error("cannot start", "config", name, "err", err)
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return app.serve(ctx, stdout)
+}
+
+// App is the running server: what main wires together, and what the
+// framework services (framework.go) and AdminObj report on.
+type App struct {
+	Conf     *ServerConfig
+	Logs     *Logs
+	Log      *slog.Logger
+	Chat     *Server      // HTTP and WebSocket
+	Hub      *Hub         // rooms and connections
+	Tars     *tars.Server // every Tars adapter, AdminObj included
+	Client   *tars.Client // calls other servants (hello|NAME, framework)
+	Adapters []*Adapter   // config order, then AdminAdapter
+	Admin    *Admin
+
+	started  time.Time
+	stopOnce sync.Once
+	stopping chan struct{}
+}
+
+// Stop asks the server to drain and exit; it returns at once.
+func (a *App) Stop() {
+	a.stopOnce.Do(func() { close(a.stopping) })
+}
+
+// newApp binds every adapter and builds the server; nothing is served yet.
+func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
+	log := logs.Logger
+	a := &App{Conf: sc, Logs: logs, Log: log, started: time.Now(), stopping: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			for _, ad := range a.Adapters {
+				ad.ln.Close()
+			}
+		}
+	}()
+
+	cfgs := sc.Adapters
+	if sc.Local != nil {
+		cfgs = append(cfgs[:len(cfgs):len(cfgs)], AdapterConfig{
+			Name: AdminAdapter, Endpoint: *sc.Local, Servant: AdminServant, Protocol: "tars",
+		})
+	} else {
+		log.Warn("no local endpoint in the config: AdminObj is not served, tarsnode cannot stop this server gracefully")
+	}
+	for _, cfg := range cfgs {
+		ad, err := listenAdapter(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		a.Adapters = append(a.Adapters, ad)
+	}
+
+	dataDir := sc.DataPath
+	if dataDir == "" {
+		dataDir = "data"
+	}
+	if a.Chat, err = newServer(sc.Settings, dataDir, log); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	a.Hub = a.Chat.Hub()
+	a.Tars = &tars.Server{MaxPacket: sc.MaxPacket, Logger: log}
+	a.Client = tars.NewClient(tars.ClientOptions{
+		SyncTimeout: sc.Client.SyncInvokeTimeout,
+		MaxPacket:   sc.MaxPacket,
+		Resolver:    frameworkResolver(sc),
+		Logger:      log,
+	})
+	a.Admin = newAdmin(a)
+
+	pushName, helloName := servantName(sc, "PushObj"), servantName(sc, "HelloObj")
+	handlePush(a.Tars, pushName, a.Hub, sc.Settings)
+	handleHello(a.Tars, helloName, sc.App+"."+sc.Server)
+	a.Admin.register(a.Tars)
+
+	ownHello := ""
+	for _, ad := range a.Adapters {
+		switch {
+		case ad.Conf.Protocol == "not_tars":
+			ad.setHTTP(a.Chat.Handler(), log)
+		case ad.Conf.Servant == helloName:
+			ownHello = helloName + "@tcp -h " + loopbackHost(ad.Addr()) + " -p " + portOf(ad.Addr())
+		case ad.Conf.Servant != pushName && ad.Conf.Servant != AdminServant:
+			log.Warn("adapter serves a servant this server does not implement; its calls will fail",
+				"adapter", ad.Conf.Name, "servant", ad.Conf.Servant, "known", []string{pushName, helloName})
+		}
+	}
+	hello := sc.Settings.Hello
+	if hello == "" {
+		hello = ownHello
+	}
+	if hello != "" {
+		if a.Hub.Hello, err = helloCaller(a.Client, hello); err != nil {
+			a.Client.Close()
+			a.Chat.Shutdown(context.Background())
+			return nil, fmt.Errorf("config %s<hello>: %w", websocketPath, err)
+		}
+	}
+	return a, nil
+}
+
+// loopbackHost returns the host to dial addr on this machine.
+func loopbackHost(addr net.Addr) string {
+	host, _, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return host
+}
+
+func portOf(addr net.Addr) string {
+	_, port, _ := net.SplitHostPort(addr.String())
+	return port
+}
+
+// serve serves every adapter until ctx ends, Stop is called or a listener
+// fails, then drains.
+func (a *App) serve(ctx context.Context, stdout io.Writer) error {
+	fwCtx, fwCancel := context.WithCancel(context.Background())
+	defer fwCancel()
+	stopFramework := startFramework(fwCtx, a)
+
+	served := make(chan error, len(a.Adapters))
+	for _, ad := range a.Adapters {
+		go func() {
+			err := ad.serve(a.Tars)
+			if err != nil {
+				err = fmt.Errorf("adapter %s: %w", ad.Conf.Name, err)
+			}
+			served <- err
+		}()
+		a.Log.Info("listening", "adapter", ad.Conf.Name, "addr", ad.Addr().String(), "servant", ad.Conf.Servant, "protocol", ad.Conf.Protocol)
+	}
+	for _, ad := range a.Adapters {
+		if ad.Conf.Protocol == "not_tars" {
+			fmt.Fprintf(stdout, "open http://%s:%s/client1.html and /client2.html\n", loopbackHost(ad.Addr()), portOf(ad.Addr()))
+			break
+		}
+	}
+
+	var failed error
+	pending := len(a.Adapters)
 	select {
-	case err := <-served:
-		srv.Shutdown(context.Background())
-		return err
 	case <-ctx.Done():
+		a.Log.Info("shutting down on a signal")
+	case <-a.stopping:
+	case failed = <-served:
+		pending--
+		a.Log.Error("shutting down: a listener failed", "err", failed)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	fwCancel()
+	err := a.drain()
+	stopFramework()
+	a.Client.Close()
+	for ; pending > 0; pending-- {
+		if e := <-served; e != nil {
+			a.Log.Error("listener", "err", e)
+		}
+	}
+	a.Log.Info("stopped")
+	return errors.Join(failed, err)
+}
+
+// drain stops accepting on every listener, lets HTTP requests and Tars calls
+// in flight finish (their pushes are queued), then lets every WebSocket
+// flush its queue and closes it with 1001, all within the
+// deactivating-timeout. Running out of time is logged, not an error:
+// tarsnode would kill the server anyway.
+func (a *App) drain() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.Conf.DeactivatingTimeout)
 	defer cancel()
-	err = errors.Join(httpSrv.Shutdown(sctx), srv.Shutdown(sctx))
-	<-served
+	var wg sync.WaitGroup
+	for _, ad := range a.Adapters {
+		wg.Go(func() {
+			if err := ad.shutdownHTTP(ctx); err != nil {
+				a.Log.Warn("HTTP requests still running at shutdown", "adapter", ad.Conf.Name, "err", err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := a.Tars.Shutdown(ctx); err != nil {
+			a.Log.Warn("Tars calls still running at shutdown", "err", err)
+		}
+	})
+	wg.Wait()
+	for _, ad := range a.Adapters {
+		ad.ln.Close() // in case a Serve had not started before its Shutdown
+	}
+	err := a.Chat.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		a.Log.Warn("WebSocket queues not flushed within deactivating-timeout", "timeout", a.Conf.DeactivatingTimeout)
+		return nil
+	}
+	if err != nil {
+		a.Log.Error("shutdown", "err", err)
+	}
 	return err
 }

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// Return codes of PushObj calls refused before anything is pushed; the
+// packet's sResultDesc says why. Positive, so they cannot be mistaken for
+// the framework's own (negative) codes.
+const (
+	pushBadArgument int32 = 1 // empty or too long room, empty or too long message
+	pushDenied      int32 = 2 // push-token is set and the call's context lacks it
+)
+
+// pushTokenKey is the request context key that carries the push token.
+const pushTokenKey = "token"
+
+// servantName returns "App.Server.Obj".
+func servantName(sc *ServerConfig, obj string) string {
+	return sc.App + "." + sc.Server + "." + obj
+}
+
+// handlePush registers PushObj (tars/Push.tars) under name:
+//
+//	int pushByRoom(string roomNum, string message, out int delivered);
+//	int pushAll(string message, out int delivered);
+//
+// Both return 0 and the number of connections the message was queued for.
+func handlePush(s *tars.Server, name string, hub *Hub, set Settings) {
+	check := func(cur *tars.Current, room *string, msg string) error {
+		if set.PushToken != "" && cur.Context[pushTokenKey] != set.PushToken {
+			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
+		}
+		if room != nil {
+			if err := checkRoom(*room, set); err != nil {
+				return codeErr{pushBadArgument, fmt.Errorf("%s: roomNum: %w", cur.Func, err)}
+			}
+		}
+		if err := checkMessage(&msg, set); err != nil {
+			return codeErr{pushBadArgument, fmt.Errorf("%s: message: %w", cur.Func, err)}
+		}
+		return nil
+	}
+	s.Handle(name, "pushByRoom", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		room, err := in.String(1, "roomNum")
+		if err != nil {
+			return 0, err
+		}
+		msg, err := in.String(2, "message")
+		if err != nil {
+			return 0, err
+		}
+		if err := check(cur, &room, msg); err != nil {
+			return codeOf(err), err
+		}
+		n := hub.PushRoom(room, msg, fromTars)
+		out.PutInt32(0, "", 0)
+		out.PutInt32(3, "delivered", int32(n))
+		return tars.Success, nil
+	})
+	s.Handle(name, "pushAll", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		msg, err := in.String(1, "message")
+		if err != nil {
+			return 0, err
+		}
+		if err := check(cur, nil, msg); err != nil {
+			return codeOf(err), err
+		}
+		n := hub.PushAll(msg, fromTars)
+		out.PutInt32(0, "", 0)
+		out.PutInt32(2, "delivered", int32(n))
+		return tars.Success, nil
+	})
+}
+
+// codeErr is an error answered with a given return code.
+type codeErr struct {
+	code int32
+	err  error
+}
+
+func (e codeErr) Error() string { return e.err.Error() }
+func (e codeErr) Unwrap() error { return e.err }
+
+func codeOf(err error) int32 {
+	var ce codeErr
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return tars.ServerUnknownErr
+}
+
+// handleHello registers HelloObj (tars/hello.tars) under name:
+//
+//	string hello(int no, string name);
+//
+// The answer names the caller and this server, e.g.
+// "hello ann, no 3, from TestApp.WebsocketServer".
+func handleHello(s *tars.Server, name, server string) {
+	s.Handle(name, "hello", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		no, err := in.Int32(1, "no")
+		if err != nil {
+			return 0, err
+		}
+		who, err := in.String(2, "name")
+		if err != nil {
+			return 0, err
+		}
+		out.PutString(0, "", fmt.Sprintf("hello %s, no %d, from %s", who, no, server))
+		return tars.Success, nil
+	})
+}
+
+// helloCaller returns the Hub.Hello hook: it calls hello(no, name) on the
+// servant named by proxy through c, numbering the calls from 1.
+func helloCaller(c *tars.Client, proxy string) (func(ctx context.Context, name string) (string, error), error) {
+	p, err := c.Proxy(proxy)
+	if err != nil {
+		return nil, err
+	}
+	var calls atomic.Int32
+	return func(ctx context.Context, name string) (string, error) {
+		no := calls.Add(1)
+		var answer string
+		err := p.Invoke(ctx, "hello",
+			func(r *tars.Results) {
+				r.PutInt32(1, "no", no)
+				r.PutString(2, "name", name)
+			},
+			func(a *tars.Args) error {
+				var err error
+				answer, err = a.String(0, "")
+				return err
+			})
+		return answer, err
+	}, nil
+}
