@@ -1,0 +1,241 @@
+// Command bench builds the product and the two reference servers, runs
+// every scenario against each one in its own process, with the load
+// generator in another, and prints a side-by-side table.
+//
+// Run it from the bench directory:
+//
+//	go run ./cmd/bench            # the full run, about 8 minutes
+//	go run ./cmd/bench -short     # 200 connections, 5s per scenario: completion and zero loss
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tarsws/websocketserver/bench/internal/stats"
+)
+
+// scenario is one load, run against every server.
+type scenario struct {
+	name     string
+	mode     string
+	conns    int
+	rooms    int
+	rate     float64
+	duration time.Duration
+	settle   time.Duration
+	workers  int
+}
+
+func scenarios(short bool, d time.Duration) []scenario {
+	if short {
+		d = 5 * time.Second
+		return []scenario{
+			{name: "saturating", mode: "http", conns: 200, rooms: 1, rate: 200, duration: d},
+			{name: "steady", mode: "http", conns: 200, rooms: 1, rate: 20, duration: d},
+			{name: "one-room-100/s", mode: "http", conns: 200, rooms: 1, rate: 100, duration: d},
+			{name: "many-rooms", mode: "http", conns: 200, rooms: 20, rate: 200, duration: d},
+			{name: "broadcast", mode: "broadcast", conns: 100, rooms: 1, rate: 20, duration: d},
+			{name: "churn", mode: "churn", rooms: 1, rate: 100, duration: d, workers: 16},
+			{name: "idle", mode: "idle", conns: 200, rooms: 1, settle: time.Second},
+		}
+	}
+	return []scenario{
+		{name: "saturating", mode: "http", conns: 5000, rooms: 1, rate: 200, duration: d},
+		{name: "steady", mode: "http", conns: 5000, rooms: 1, rate: 20, duration: d},
+		{name: "10k-one-room", mode: "http", conns: 10000, rooms: 1, rate: 100, duration: d},
+		{name: "10k-1000-rooms", mode: "http", conns: 10000, rooms: 1000, rate: 1000, duration: d, workers: 32},
+		{name: "broadcast", mode: "broadcast", conns: 1000, rooms: 1, rate: 50, duration: d},
+		{name: "churn", mode: "churn", rooms: 1, rate: 1000, duration: d, workers: 64},
+		{name: "idle", mode: "idle", conns: 10000, rooms: 1, settle: 5 * time.Second},
+	}
+}
+
+func main() {
+	short := flag.Bool("short", false, "small and quick: 200 connections, 5s per scenario; fail on any loss")
+	only := flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
+	servers := flag.String("servers", "", "comma-separated servers: product, gorilla, raw (default all; -short: product)")
+	duration := flag.Duration("duration", 15*time.Second, "push phase of each full scenario")
+	root := flag.String("root", "..", "the product's module directory")
+	jsonOut := flag.String("json", "", "also write every result to this file as JSON")
+	keep := flag.Bool("keep", false, "keep the work directory (binaries, configs, server logs)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *servers == "" {
+		*servers = "product,gorilla,raw"
+		if *short {
+			*servers = "product"
+		}
+	}
+	failed, err := run(ctx, *short, *only, *servers, *duration, *root, *jsonOut, *keep)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, short bool, only, serverList string, d time.Duration, root, jsonOut string, keep bool) (failed bool, err error) {
+	dir, err := os.MkdirTemp("", "wsbench-")
+	if err != nil {
+		return false, err
+	}
+	if keep {
+		fmt.Fprintln(os.Stderr, "work directory:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	bins, err := build(ctx, root, dir)
+	if err != nil {
+		return false, err
+	}
+	all := map[string]server{
+		"product": product(bins["websocketserver"]),
+		"gorilla": reference("gorilla", bins["gorillaref"]),
+		"raw":     reference("raw", bins["raw"]),
+	}
+	var srvs []server
+	for name := range strings.SplitSeq(serverList, ",") {
+		s, ok := all[name]
+		if !ok {
+			return false, fmt.Errorf("-servers: unknown server %q (want product, gorilla or raw)", name)
+		}
+		srvs = append(srvs, s)
+	}
+	var scs []scenario
+	for _, sc := range scenarios(short, d) {
+		if only == "" || strings.Contains(","+only+",", ","+sc.name+",") {
+			scs = append(scs, sc)
+		}
+	}
+	if len(scs) == 0 {
+		return false, fmt.Errorf("-scenarios %q: no such scenario", only)
+	}
+
+	t := &table{servers: names(srvs)}
+	started := time.Now()
+	for _, sc := range scs {
+		for _, s := range srvs {
+			res, err := runOne(ctx, bins["loadgen"], dir, sc, s)
+			if ctx.Err() != nil {
+				return true, ctx.Err()
+			}
+			status := "ok"
+			switch {
+			case err != nil:
+				status, failed = "FAILED: "+err.Error(), true
+			case res.Failed() != "":
+				status = res.Failed()
+				if res.Notes != "" {
+					status += " (" + res.Notes + ")"
+				}
+				failed = failed || short
+			}
+			fmt.Fprintf(os.Stderr, "%-15s %-8s %6.1fs  %s\n", sc.name, s.name, time.Since(started).Seconds(), status)
+			t.add(sc, s.name, res)
+		}
+	}
+	t.print(os.Stdout)
+	if jsonOut != "" {
+		b, _ := json.MarshalIndent(t.results, "", "  ")
+		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
+			return failed, err
+		}
+	}
+	return failed, nil
+}
+
+func names(srvs []server) []string {
+	var n []string
+	for _, s := range srvs {
+		n = append(n, s.name)
+	}
+	return n
+}
+
+// build compiles the product from root and the bench's own commands into dir.
+func build(ctx context.Context, root, dir string) (map[string]string, error) {
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil || !bytes.Contains(mod, []byte("module github.com/tarsws/websocketserver\n")) {
+		return nil, fmt.Errorf("-root %s: not the product's module directory (run from bench/ or pass -root)", root)
+	}
+	bins := map[string]string{}
+	steps := []struct{ dir, pkg, name string }{
+		{root, ".", "websocketserver"},
+		{".", "./cmd/gorillaref", "gorillaref"},
+		{".", "./cmd/raw", "raw"},
+		{".", "./cmd/loadgen", "loadgen"},
+	}
+	for _, s := range steps {
+		out := filepath.Join(dir, s.name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, s.pkg)
+		cmd.Dir = s.dir
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s in %s: %v\n%s", s.pkg, s.dir, err, b)
+		}
+		bins[s.name] = out
+	}
+	return bins, nil
+}
+
+// runOne starts the server, runs the generator against it and stops it.
+func runOne(ctx context.Context, loadgen, dir string, sc scenario, s server) (*stats.Result, error) {
+	runDir := filepath.Join(dir, sc.name+"-"+s.name)
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := s.start(runDir)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"-addr", p.addr, "-pid", strconv.Itoa(p.cmd.Process.Pid),
+		"-scenario", sc.name, "-mode", sc.mode,
+		"-conns", strconv.Itoa(sc.conns), "-rooms", strconv.Itoa(sc.rooms),
+		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64),
+		"-duration", sc.duration.String(), "-settle", sc.settle.String(),
+		"-workers", strconv.Itoa(sc.workers),
+	}
+	if sc.mode == "idle" {
+		args = append(args, "-duration", "1s", "-rate", "1")
+	}
+	gctx, cancel := context.WithTimeout(ctx, sc.duration+2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(gctx, loadgen, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	stopErr := p.stop()
+
+	var res stats.Result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		return nil, fmt.Errorf("loadgen: %v: %s", runErr, strings.TrimSpace(stderr.String()))
+	}
+	var exit *exec.ExitError
+	if runErr != nil && !(errors.As(runErr, &exit) && exit.ExitCode() == 3) {
+		return &res, fmt.Errorf("loadgen: %v: %s", runErr, strings.TrimSpace(stderr.String()))
+	}
+	if stopErr != nil {
+		return &res, fmt.Errorf("%s: %v; see %s", s.name, stopErr, p.log)
+	}
+	return &res, nil
+}

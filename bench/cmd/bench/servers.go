@@ -1,0 +1,182 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// A server under test: how to start it on a fresh port.
+type server struct {
+	name  string // column name in the table
+	start func(dir string) (*process, error)
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	addr   string // HTTP and WebSocket
+	log    string
+	exited chan struct{} // closed when the process has been waited for
+}
+
+// freePorts returns n distinct ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// startProcess runs bin with args, output to dir/name.log, and waits until
+// addr accepts connections.
+func startProcess(dir, name, bin, addr string, args ...string) (*process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, addr: addr, log: logPath, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.exited) }()
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("%s exited before listening on %s (%s); see %s", name, addr, cmd.ProcessState, logPath)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s: nothing listening on %s after 15s; see %s", name, addr, logPath)
+		}
+	}
+}
+
+// stop asks the process to exit and kills it if it has not after 10s.
+func (p *process) stop() error {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+		return errors.New("did not exit within 10s of SIGTERM: killed")
+	}
+}
+
+// reference starts one of the bench's own servers.
+func reference(name, bin string) server {
+	return server{name: name, start: func(dir string) (*process, error) {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+		return startProcess(dir, name, bin, addr, "-addr", addr)
+	}}
+}
+
+// product starts the product binary the way tarsnode does, with a config
+// file whose adapters listen on free ports.
+func product(bin string) server {
+	return server{name: "product", start: func(dir string) (*process, error) {
+		ports, err := freePorts(4)
+		if err != nil {
+			return nil, err
+		}
+		conf := filepath.Join(dir, "product.conf")
+		if err := os.WriteFile(conf, fmt.Appendf(nil, productConf, dir, ports[0], ports[1], ports[2], ports[3], ports[3]), 0o644); err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(ports[1])
+		return startProcess(dir, "product", bin, addr, "--config="+conf)
+	}}
+}
+
+// productConf is default.conf with every port free and every path in the
+// run's directory. Args: dir, AdminObj, obj (HTTP/WebSocket), PushObj,
+// HelloObj, HelloObj again for the hello proxy.
+const productConf = `<tars>
+  <application>
+    <client>
+      sync-invoke-timeout=3000
+      async-invoke-timeout=5000
+    </client>
+    <server>
+      app=TestApp
+      server=WebsocketServer
+      localip=127.0.0.1
+      local=tcp -h 127.0.0.1 -p %[2]d -t 10000
+      basepath=%[1]s/
+      datapath=%[1]s/data/
+      logpath=%[1]s/logs/
+      logsize=50M
+      lognum=10
+      logLevel=INFO
+      deactivating-timeout=3000
+      <TestApp.WebsocketServer.objAdapter>
+        allow
+        endpoint=tcp -h 127.0.0.1 -p %[3]d -t 60000
+        maxconns=100000
+        protocol=not_tars
+        queuecap=10000
+        queuetimeout=60000
+        servant=TestApp.WebsocketServer.obj
+        threads=5
+      </TestApp.WebsocketServer.objAdapter>
+      <TestApp.WebsocketServer.PushObjAdapter>
+        allow
+        endpoint=tcp -h 127.0.0.1 -p %[4]d -t 60000
+        maxconns=100000
+        protocol=tars
+        queuecap=10000
+        queuetimeout=60000
+        servant=TestApp.WebsocketServer.PushObj
+        threads=5
+      </TestApp.WebsocketServer.PushObjAdapter>
+      <TestApp.WebsocketServer.HelloObjAdapter>
+        allow
+        endpoint=tcp -h 127.0.0.1 -p %[5]d -t 60000
+        maxconns=100000
+        protocol=tars
+        queuecap=10000
+        queuetimeout=60000
+        servant=TestApp.WebsocketServer.HelloObj
+        threads=5
+      </TestApp.WebsocketServer.HelloObjAdapter>
+    </server>
+    <websocket>
+      hello=TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p %[6]d -t 3000
+    </websocket>
+  </application>
+</tars>
+`
