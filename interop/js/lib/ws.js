@@ -178,7 +178,12 @@ class WSClient {
   async until(want) {
     const seen = [];
     for (;;) {
-      const m = await this.next();
+      let m;
+      try {
+        m = await this.next();
+      } catch (e) {
+        throw new Error(`waiting for ${JSON.stringify(want.slice(0, 80))}: ${e.message}; got ${JSON.stringify(seen.map((x) => x.slice(0, 80)))}`);
+      }
       seen.push(m);
       if (m === want) return seen;
     }

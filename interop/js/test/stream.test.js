@@ -13,7 +13,8 @@ const { WSClient } = require('../lib/ws.js');
 const { TarsStream } = P;
 
 test('PushObj over raw @tars/stream packets', async (t) => {
-  const srv = await server.start();
+  const srv = await server.startOrSkip(t);
+  if (!srv) return;
   const conns = [];
   let ws;
   t.after(async () => {
