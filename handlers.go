@@ -30,6 +30,7 @@ type Server struct {
 	log      *slog.Logger
 	hub      *Hub
 	handler  http.Handler
+	conns    connLimiter // WebSocket connections per client address
 }
 
 // newServer builds the server. With the file store, membership goes to
@@ -57,7 +58,7 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{settings: s, log: log, hub: hub}
+	srv := &Server{settings: s, log: log, hub: hub, conns: connLimiter{max: s.MaxConnsPerIP}}
 
 	pages, err := fs.Sub(clientFiles, "clients")
 	if err != nil {
@@ -71,6 +72,21 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" && isUpgrade(r) {
+			// Refused here rather than in the handshake, which answers 403
+			// without saying why.
+			if err := srv.checkOrigin(&websocket.Config{}, r); err != nil {
+				http.Error(w, err.Error(), http.StatusForbidden)
+				return
+			}
+			// Over the limit the handshake is refused before the upgrade, so
+			// the client sees why; the connection counts until it ends.
+			ip := clientIP(r)
+			if !srv.conns.acquire(ip) {
+				srv.log.Warn("websocket refused: too many connections", "ip", ip, "max", s.MaxConnsPerIP)
+				http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, s.MaxConnsPerIP), http.StatusTooManyRequests)
+				return
+			}
+			defer srv.conns.release(ip)
 			ws.ServeHTTP(idleWriter{w, s.IdleTimeout}, r)
 			return
 		}
@@ -156,7 +172,7 @@ func (s *Server) checkTriggerMessage(w http.ResponseWriter, msg string) bool {
 }
 
 func (s *Server) pushByRoom(w http.ResponseWriter, r *http.Request) {
-	if !s.limitBody(w, r) {
+	if !s.limitBody(w, r) || !s.authorizePush(w, r) {
 		return
 	}
 	room, ok := s.param(w, r, "roomNum")
@@ -179,7 +195,7 @@ func (s *Server) pushByRoom(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) pushAll(w http.ResponseWriter, r *http.Request) {
-	if !s.limitBody(w, r) {
+	if !s.limitBody(w, r) || !s.authorizePush(w, r) {
 		return
 	}
 	msg, ok := s.param(w, r, "message")

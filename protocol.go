@@ -11,6 +11,9 @@ import (
 
 // The browser protocol: text frames "cmd|data", split at the first "|".
 // Replies go to the sender only; pushes go to every receiver.
+// subscribe, unsubscribe and history take a room name, or a JSON object
+// {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken);
+// data that starts with "{" is always that object.
 
 // Command names, as the browser sends them.
 const (
@@ -30,10 +33,11 @@ const replyUnknown = "Rsp from server: this is server"
 
 // command is one parsed browser frame.
 type command struct {
-	Name string // one of the cmd constants, or "" for an unknown command
-	Room string // subscribe, unsubscribe, sendByRoom, history
-	Text string // sendByRoom and broadcast message; hello name
-	JSON bool   // format: true for json, false for text
+	Name  string // one of the cmd constants, or "" for an unknown command
+	Room  string // subscribe, unsubscribe, sendByRoom, history
+	Text  string // sendByRoom and broadcast message; hello name
+	Token string // subscribe, history: room token, needed when Settings.RoomSecret is set
+	JSON  bool   // format: true for json, false for text
 }
 
 // commandError is a malformed command; it becomes the reply "Error: cmd: msg".
@@ -59,10 +63,25 @@ func parseCommand(frame string, s Settings) (command, error) {
 	case cmdPing, cmdRooms:
 		return command{Name: name}, nil
 	case cmdSubscribe, cmdUnsubscribe, cmdHistory:
-		if err := checkRoom(data, s); err != nil {
+		room, token := data, ""
+		if strings.HasPrefix(data, "{") {
+			// The form that carries a room token: {"roomNum":"room1","token":"..."}.
+			var m struct {
+				RoomNum *string `json:"roomNum"`
+				Token   string  `json:"token"`
+			}
+			if err := json.Unmarshal([]byte(data), &m); err != nil {
+				return bad("bad JSON: %v", err)
+			}
+			if m.RoomNum == nil {
+				return bad("missing roomNum")
+			}
+			room, token = *m.RoomNum, m.Token
+		}
+		if err := checkRoom(room, s); err != nil {
 			return bad("%s", err)
 		}
-		return command{Name: name, Room: data}, nil
+		return command{Name: name, Room: room, Token: token}, nil
 	case cmdSendByRoom:
 		var m struct {
 			RoomNum *string `json:"roomNum"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,9 +100,12 @@ type client struct {
 
 	rooms map[string]struct{} // guarded by hub.mu
 
+	pongs chan []byte // ping payloads for the writer to answer
+
 	stopOnce sync.Once
 	closing  atomic.Bool
 	code     int           // close code, set before quit is closed
+	reason   string        // close reason, set with code
 	quit     chan struct{} // closed to make the writer close the connection
 	readDone chan struct{} // closed when the reader has returned
 	done     chan struct{} // closed when the writer has returned
@@ -109,13 +113,13 @@ type client struct {
 
 // Serve runs one WebSocket connection until it ends.
 func (h *Hub) Serve(ws *websocket.Conn) {
-	ws.MaxPayloadBytes = h.settings.MaxMessage
 	c := &client{
 		hub:      h,
 		id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10),
 		ws:       ws,
 		send:     make(chan []byte, h.settings.QueueMessages),
 		rooms:    make(map[string]struct{}),
+		pongs:    make(chan []byte, 1),
 		quit:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -373,9 +377,13 @@ func (c *client) enqueue(b []byte) bool {
 
 // stop asks the writer to close the connection with code. Only the first
 // call counts; it reports whether this was it.
-func (c *client) stop(code int) (first bool) {
+func (c *client) stop(code int) (first bool) { return c.stopWith(code, "") }
+
+// stopWith is stop with a reason for the close frame.
+func (c *client) stopWith(code int, reason string) (first bool) {
 	c.stopOnce.Do(func() {
 		c.code = code
+		c.reason = reason
 		c.closing.Store(true)
 		close(c.quit)
 		first = true
@@ -399,20 +407,52 @@ func (c *client) replyErr(cmd string, err error) {
 	c.enqueue(ev.encode(c.json.Load()))
 }
 
+// readLoop reads commands until the peer closes the connection or it
+// fails. Once the connection is closing it goes on reading, ignoring
+// commands, until the peer's close frame arrives or the writer gives up.
 func (c *client) readLoop() {
 	s := c.hub.settings
+	mr := newMessageReader(c.ws, s.MaxMessage, c.queuePong)
+	limit := newCommandLimiter(s)
 	for {
 		c.ws.SetReadDeadline(deadline(s.IdleTimeout))
-		var frame string
-		err := websocket.Message.Receive(c.ws, &frame)
-		if errors.Is(err, websocket.ErrFrameTooLarge) {
-			c.replyErr("frame", fmt.Errorf("message longer than %d bytes", s.MaxMessage))
-			continue
-		}
-		if err != nil || c.closing.Load() {
+		msg, err := mr.read()
+		var ce *closeError
+		if errors.As(err, &ce) {
+			if c.stopWith(ce.Code, ce.Reason) {
+				c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
+			}
+			mr.discard()
 			return
 		}
-		c.handle(frame)
+		if err != nil {
+			return
+		}
+		if c.closing.Load() {
+			continue
+		}
+		frame := string(msg)
+		switch ok, abuse := limit.check(time.Now()); {
+		case abuse:
+			if c.stopWith(closePolicy, "too many commands over the rate limit") {
+				c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
+			}
+		case !ok:
+			c.replyErr(cmdName(frame), errRateLimited)
+		default:
+			c.handle(frame)
+		}
+	}
+}
+
+var errRateLimited = errors.New("rate limit exceeded")
+
+// queuePong hands a ping's payload to the writer. If a pong is already
+// waiting, this ping goes unanswered: one pong shows the peer is alive.
+func (c *client) queuePong(payload []byte) {
+	select {
+	case c.pongs <- payload:
+	default:
 	}
 }
 
@@ -423,6 +463,12 @@ func (c *client) handle(frame string) {
 	if err != nil {
 		c.replyErr(cmdName(frame), err)
 		return
+	}
+	if secret := h.settings.RoomSecret; secret != "" && (cmd.Name == cmdSubscribe || cmd.Name == cmdHistory) {
+		if err := checkRoomToken(secret, cmd.Room, cmd.Token, time.Now()); err != nil {
+			c.replyErr(cmd.Name, err)
+			return
+		}
 	}
 	switch cmd.Name {
 	case cmdSubscribe:
@@ -504,6 +550,8 @@ func (c *client) writeLoop() {
 		case b := <-c.send:
 			c.queued.Add(-int64(len(b)))
 			err = c.write(websocket.TextFrame, b)
+		case p := <-c.pongs:
+			err = c.write(websocket.PongFrame, p)
 		case <-ping:
 			err = c.write(websocket.PingFrame, nil)
 		case <-c.quit:
@@ -514,7 +562,7 @@ func (c *client) writeLoop() {
 			// The peer is gone or stuck: no close frame can follow a
 			// frame written in part.
 			c.stop(closeNormal)
-			c.ws.Close()
+			c.closeSocket()
 			return
 		}
 	}
@@ -556,8 +604,9 @@ func (c *client) close() {
 		}
 	}
 	if err == nil {
-		c.ws.SetWriteDeadline(deadline(c.hub.settings.WriteTimeout))
-		err = c.ws.WriteClose(c.code)
+		// The reason is a short ASCII text of ours: it fits the 123 bytes.
+		p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
+		err = c.write(websocket.CloseFrame, append(p, c.reason...))
 	}
 	if err == nil {
 		t := time.NewTimer(closeGrace)
@@ -568,6 +617,13 @@ func (c *client) close() {
 		case <-c.hub.killed:
 		}
 	}
+	c.closeSocket()
+}
+
+// closeSocket closes the connection without the close frame that x/net's
+// Close would write first.
+func (c *client) closeSocket() {
+	c.ws.SetWriteDeadline(time.Now())
 	c.ws.Close()
 }
 
