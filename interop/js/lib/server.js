@@ -159,11 +159,6 @@ async function start(opts = {}) {
   for (;;) {
     if (exited) {
       fs.rmSync(dir, { recursive: true, force: true });
-      if (/not supported yet/.test(output)) {
-        const err = new Error(`the server does not run from a config file yet: ${output.trim()}`);
-        err.notYet = true;
-        throw err;
-      }
       throw new Error(`server exited early (${JSON.stringify(exited)}); config:\n${configText(dir, ports, opts.websocket || '')}\noutput:\n${output}`);
     }
     let ok = false;
@@ -180,18 +175,4 @@ async function start(opts = {}) {
   }
 }
 
-// startOrSkip starts the server for test t, or marks t skipped when the
-// binary says, in so many words, that it cannot run from a config file yet
-// (any other failure fails the test). It returns null when skipped.
-async function startOrSkip(t, opts) {
-  try {
-    return await start(opts);
-  } catch (err) {
-    if (!err.notYet) throw err;
-    t.diagnostic(err.message);
-    t.skip(err.message);
-    return null;
-  }
-}
-
-module.exports = { start, startOrSkip, get, freePort, PUSH_OBJ, HELLO_OBJ };
+module.exports = { start, get, freePort, PUSH_OBJ, HELLO_OBJ };

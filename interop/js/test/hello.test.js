@@ -10,8 +10,7 @@ const server = require('../lib/server.js');
 const { call, closeNow } = require('../lib/rpc.js');
 
 test('HelloObj through @tars/rpc', async (t) => {
-  const srv = await server.startOrSkip(t);
-  if (!srv) return;
+  const srv = await server.start();
   const comms = [Tars.Communicator.New(), Tars.Communicator.New()];
   t.after(async () => {
     await Promise.all(comms.map(closeNow));
@@ -22,11 +21,11 @@ test('HelloObj through @tars/rpc', async (t) => {
   tup.setVersion(TarsStream.Tup.TUP_SIMPLE);
 
   for (const [proto, p] of [['tars', tars], ['tup', tup]]) {
-    await t.test(`${proto}: hello answers with the name`, async () => {
+    await t.test(`${proto}: hello answers with the name and number`, async () => {
       for (const [no, name] of [[7, 'tars.js'], [0, 'zero'], [-40000, '世界'], [2147483647, 'x'.repeat(300)]]) {
         const rsp = await call(p.hello(no, name));
-        assert.equal(typeof rsp.return, 'string');
-        assert.ok(rsp.return.includes(name), `hello(${no}, ${name.slice(0, 20)}) = ${JSON.stringify(rsp.return)}`);
+        // The answer servants.go documents: it names the caller and the server.
+        assert.equal(rsp.return, `hello ${name}, no ${no}, from TestApp.WebsocketServer`);
       }
     });
   }
