@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// record returns a 30-byte log line numbered n.
+func record(n int) string { return fmt.Sprintf("record %03d %s\n", n, strings.Repeat(".", 18)) }
+
+func TestRotatingFileNamesLikeTars(t *testing.T) {
+	dir := t.TempDir()
+	w, err := openRotating(dir, "A.B", 100, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := w.Write([]byte(record(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	// Three records fit in 100 bytes; the oldest file is dropped.
+	for name, want := range map[string]string{
+		"A.B.log":  record(9),
+		"A.B1.log": record(6) + record(7) + record(8),
+		"A.B2.log": record(3) + record(4) + record(5),
+	} {
+		if got := readFile(t, filepath.Join(dir, name)); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "A.B3.log")); !os.IsNotExist(err) {
+		t.Errorf("A.B3.log exists with lognum=3: %v", err)
+	}
+	if _, err := w.Write([]byte("late\n")); err == nil {
+		t.Error("write after Close succeeded")
+	}
+}
+
+func TestRotatingFileOneFile(t *testing.T) {
+	dir := t.TempDir()
+	w, err := openRotating(dir, "A.B", 100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 5 {
+		w.Write([]byte(record(i) + record(i)))
+	}
+	if got, want := readFile(t, filepath.Join(dir, "A.B.log")), record(4)+record(4); got != want {
+		t.Errorf("A.B.log = %q, want %q", got, want)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d files with lognum=1", len(entries))
+	}
+}
+
+func TestRotatingFileContinuesExistingFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "A.B.log"), []byte(record(0)+record(1)+record(2)), 0o644)
+	w, err := openRotating(dir, "A.B", 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write([]byte(record(3))) // the file already holds 90 bytes
+	if got := readFile(t, filepath.Join(dir, "A.B.log")); got != record(3) {
+		t.Errorf("A.B.log = %q, want only the new record", got)
+	}
+	if got := readFile(t, filepath.Join(dir, "A.B1.log")); got != record(0)+record(1)+record(2) {
+		t.Errorf("A.B1.log = %q, want the earlier records", got)
+	}
+}
+
+func TestRotatingFileConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	w, err := openRotating(dir, "A.B", 300, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				w.Write([]byte(record(g*100 + i)))
+			}
+		})
+	}
+	wg.Wait()
+	w.Close()
+	whole := regexp.MustCompile(`^record \d{3} \.{18}$`)
+	lines := 0
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		text := readFile(t, filepath.Join(dir, e.Name()))
+		if len(text) > 300 {
+			t.Errorf("%s is %d bytes, over the size", e.Name(), len(text))
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+			if !whole.MatchString(line) {
+				t.Fatalf("%s: torn record %q", e.Name(), line)
+			}
+			lines++
+		}
+	}
+	if lines != 400 {
+		t.Errorf("%d records kept in %d files, want all 400", lines, len(entries))
+	}
+}
+
+func TestLogsLevel(t *testing.T) {
+	var out syncBuffer
+	l, err := openLogs(&ServerConfig{App: "A", Server: "B", LogLevel: "WARN"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Logger.Info("hidden-1")
+	l.Logger.Warn("shown-1")
+	for _, c := range []struct {
+		level, shown, hidden string
+		logf                 func(string, ...any)
+	}{
+		{"debug", "shown-2", "", l.Logger.Debug},
+		{"NONE", "", "hidden-2", l.Logger.Error},
+		{"Error", "shown-3", "", l.Logger.Error},
+	} {
+		if err := l.SetLevel(c.level); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.Level(); got != strings.ToUpper(c.level) {
+			t.Errorf("Level() = %q after SetLevel(%q)", got, c.level)
+		}
+		c.logf(c.shown + c.hidden)
+	}
+	got := out.String()
+	for _, s := range []string{"shown-1", "shown-2", "shown-3"} {
+		if !strings.Contains(got, "msg="+s) {
+			t.Errorf("log lacks %s:\n%s", s, got)
+		}
+	}
+	for _, s := range []string{"hidden-1", "hidden-2"} {
+		if strings.Contains(got, s) {
+			t.Errorf("log has %s:\n%s", s, got)
+		}
+	}
+	if err := l.SetLevel("LOUD"); err == nil || l.Level() != "ERROR" {
+		t.Errorf("SetLevel(LOUD) = %v, level now %s", err, l.Level())
+	}
+	if _, err := openLogs(&ServerConfig{LogLevel: "LOUD"}, &out); err == nil {
+		t.Error("openLogs accepted level LOUD")
+	}
+	if l.Path() != "" || l.Close() != nil {
+		t.Error("a stream log has a path or fails to close")
+	}
+}
