@@ -136,13 +136,11 @@ func startProduct(t *testing.T, opt ProductOptions) *Product {
 				break
 			}
 			done, code := p.exited()
-			if done && code == 2 {
-				// Exit status 2 is the product's usage error: it does not
-				// take this tarsnode config yet. Any other way of not
-				// serving is a failure.
-				t.Skipf("the product rejects its tarsnode config: %s", strings.TrimSpace(p.stderrText()))
+			if done {
+				t.Fatalf("product exited with status %d before listening on %s (config %s): %s",
+					code, addr, confPath, strings.TrimSpace(p.stderrText()))
 			}
-			if done || time.Now().After(deadline) {
+			if time.Now().After(deadline) {
 				t.Fatalf("product never listened on %s (config %s): %v", addr, confPath, err)
 			}
 			time.Sleep(20 * time.Millisecond)
