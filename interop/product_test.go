@@ -373,10 +373,10 @@ func TestProductPullsConfig(t *testing.T) {
 		Config:  peerConfig,
 		Extra:   "      config-files=extra.conf",
 	})
-	peers.waitEvent(t, 0, 10*time.Second, "a registry query for the config service", func(e event) bool {
+	peers.waitEvent(t, 0, 10*time.Second, "registry query for the config service", func(e event) bool {
 		return e.str("peer") == "registry" && e.str("id") == peerConfig
 	})
-	peers.waitEvent(t, 0, 10*time.Second, "a load of extra.conf", func(e event) bool {
+	peers.waitEvent(t, 0, 10*time.Second, "load of extra.conf", func(e event) bool {
 		return e.str("peer") == "config" && strings.HasPrefix(e.str("fn"), "loadConfig") &&
 			e.str("filename") == "extra.conf" && e.num("ret") == 0
 	})
