@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -698,5 +699,58 @@ func TestLogRotation(t *testing.T) {
 	old, _ := os.ReadFile(filepath.Join(dir, want[1]))
 	if strings.Contains(string(old), "filler-39") || !strings.Contains(string(old), "filler-") {
 		t.Errorf("%s does not hold older records:\n%s", want[1], old)
+	}
+}
+
+// rawCall sends one TARS request with a context map and reads the reply.
+func rawCall(t *testing.T, addr, servant, fn string, ctx map[string]string, in func(*tars.Results)) tars.ResponsePacket {
+	t.Helper()
+	args := tars.NewResults(tars.VersionTars)
+	in(args)
+	buf, err := args.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := tars.RequestPacket{Version: tars.VersionTars, RequestID: 1, ServantName: servant, FuncName: fn,
+		Buffer: buf, Timeout: 5000, Context: ctx}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(req.AppendFrame(nil)); err != nil {
+		t.Fatal(err)
+	}
+	fr := tars.FrameReader{R: bufio.NewReader(c)}
+	body, err := fr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rsp tars.ResponsePacket
+	if err := rsp.Decode(body); err != nil {
+		t.Fatal(err)
+	}
+	return rsp
+}
+
+func TestPushObjToken(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{websocket: "push-token=s3cret"})
+	c := p.rawWS(t)
+	c.subscribe("room1")
+	in := func(r *tars.Results) { r.PutString(1, "roomNum", "room1"); r.PutString(2, "message", "with token") }
+	for _, ctx := range []map[string]string{nil, {"token": "wrong"}} {
+		rsp := rawCall(t, p.push, testPushObj, "pushByRoom", ctx, in)
+		if want := `pushByRoom: missing or wrong push token (context key "token")`; rsp.Ret != pushDenied || rsp.ResultDesc != want {
+			t.Errorf("context %v: ret %d %q, want %d %q", ctx, rsp.Ret, rsp.ResultDesc, pushDenied, want)
+		}
+	}
+	rsp := rawCall(t, p.push, testPushObj, "pushByRoom", map[string]string{"token": "s3cret"}, in)
+	if rsp.Ret != 0 {
+		t.Fatalf("with the token: ret %d %q", rsp.Ret, rsp.ResultDesc)
+	}
+	if got := c.text(); got != "with token" {
+		t.Errorf("member got %q", got)
 	}
 }

@@ -17,7 +17,8 @@ const (
 	pushDenied      int32 = 2 // push-token is set and the call's context lacks it
 )
 
-// pushTokenKey is the request context key that carries the push token.
+// pushTokenKey is the request context key that carries the push token, as
+// the HTTP triggers' parameter does.
 const pushTokenKey = "token"
 
 // servantName returns "App.Server.Obj".
@@ -33,7 +34,7 @@ func servantName(sc *ServerConfig, obj string) string {
 // Both return 0 and the number of connections the message was queued for.
 func handlePush(s *tars.Server, name string, hub *Hub, set Settings) {
 	check := func(cur *tars.Current, room *string, msg string) error {
-		if set.PushToken != "" && cur.Context[pushTokenKey] != set.PushToken {
+		if !checkPushToken(set, cur.Context[pushTokenKey]) {
 			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
 		}
 		if room != nil {
