@@ -49,14 +49,15 @@ func buildVersion() string {
 // closed with ws.kick.
 const closeKicked = 4001
 
-// Kick closes every member of room with code; it returns how many.
-func (h *Hub) Kick(room string, code int) int {
+// Kick closes every member of room with code and reason; it returns how
+// many.
+func (h *Hub) Kick(room string, code int, reason string) int {
 	h.mu.Lock()
 	members := slices.Collect(maps.Keys(h.rooms[room]))
 	h.mu.Unlock()
 	n := 0
 	for _, c := range members {
-		if c.stop(code) {
+		if c.stopWith(code, reason) {
 			n++
 		}
 	}
@@ -214,7 +215,7 @@ func (ad *Admin) kick(_ context.Context, args []string) string {
 	if len(args) != 1 {
 		return "ws.kick: want one room name"
 	}
-	n := ad.app.Hub.Kick(args[0], closeKicked)
+	n := ad.app.Hub.Kick(args[0], closeKicked, "kicked by an operator")
 	ad.app.Log.Info("kicked a room", "room", args[0], "connections", n)
 	return fmt.Sprintf("ws.kick: closed %d connections in room %s", n, args[0])
 }
