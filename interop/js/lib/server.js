@@ -133,10 +133,17 @@ async function start(opts = {}) {
   proc.stdout.on('data', (c) => { output += c; });
   proc.stderr.on('data', (c) => { output += c; });
   let exited = null;
-  const exit = new Promise((resolve) => proc.once('exit', (code, signal) => {
-    exited = { code, signal };
-    resolve(exited);
-  }));
+  const exit = new Promise((resolve) => {
+    proc.once('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+    // The binary could not be started at all (spawn reports no exit then).
+    proc.once('error', (err) => {
+      exited = exited || { code: null, signal: null, error: `${bin}: ${err.message}` };
+      resolve(exited);
+    });
+  });
 
   const server = {
     dir, ports, conf, proc,

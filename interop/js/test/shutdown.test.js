@@ -72,7 +72,7 @@ test('Tars.js clients read everything a stopping server sends', async (t) => {
   const stop = srv.stop();
   stopped = true;
   const [tarsRest, tupRest] = await Promise.all([drain(tarsConn), drain(tupConn)]);
-  await stop;
+  assert.deepEqual(await stop, { code: 0, signal: null }, 'a graceful stop exits 0');
 
   await t.test('TARS connection', () => {
     for (const pkt of tarsRest) tars.feed(pkt);
