@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -70,6 +71,7 @@ type procOpts struct {
 	server    string // lines in <server>
 	obj, push string // lines in the objAdapter and PushObjAdapter sections
 	websocket string // lines in <websocket>
+	httpIdle  string // the objAdapter endpoint's -t, if not 60000
 	splitFlag bool   // pass "--config FILE" rather than "--config=FILE"
 }
 
@@ -87,6 +89,10 @@ type proc struct {
 
 func writeConf(t *testing.T, p *proc, o procOpts) {
 	t.Helper()
+	httpEndpoint := endpoint(p.http)
+	if o.httpIdle != "" {
+		httpEndpoint = strings.Replace(httpEndpoint, "-t 60000", "-t "+o.httpIdle, 1)
+	}
 	conf := fmt.Sprintf(`<tars>
   <application>
     <client>
@@ -127,7 +133,7 @@ func writeConf(t *testing.T, p *proc, o procOpts) {
     </websocket>
   </application>
 </tars>
-`, endpoint(p.admin), o.server, endpoint(p.http), o.obj, endpoint(p.push), testPushObj, o.push,
+`, endpoint(p.admin), o.server, httpEndpoint, o.obj, endpoint(p.push), testPushObj, o.push,
 		endpoint(p.hello), testHelloObj, o.websocket)
 	if err := os.WriteFile(p.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -752,5 +758,37 @@ func TestPushObjToken(t *testing.T) {
 	}
 	if got := c.text(); got != "with token" {
 		t.Errorf("member got %q", got)
+	}
+}
+
+// TestEndpointTimeout: the HTTP adapter's -t closes idle keep-alive
+// connections; WebSockets keep to Settings.IdleTimeout instead.
+func TestEndpointTimeout(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{httpIdle: "200"})
+	c, err := net.Dial("tcp", p.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /Index/index HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := readResponse(t, resp); code != 200 || body != "index success!!" {
+		t.Fatalf("GET /Index/index = %d %q", code, body)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("idle keep-alive connection: read %d, %v; want it closed by the server", n, err)
+	}
+
+	ws := p.rawWS(t)
+	time.Sleep(time.Second) // five times the endpoint's -t
+	ws.send("ping")
+	if got := ws.text(); got != "pong" {
+		t.Errorf("WebSocket after 1s idle: %q, want pong", got)
 	}
 }
