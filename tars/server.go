@@ -291,6 +291,7 @@ type serverConn struct {
 	calls    sync.WaitGroup
 	inflight atomic.Int32
 	draining atomic.Bool
+	tup      atomic.Bool // the client speaks TUP: pushes take its layout
 }
 
 // drain makes the reader stop after telling the client to reconnect; the
@@ -299,9 +300,16 @@ func (c *serverConn) drain() {
 	if c.draining.Swap(true) {
 		return
 	}
-	push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
 	f := newFrame()
-	*f = push.AppendFrame(*f)
+	if c.tup.Load() {
+		// TUP clients read every packet as a RequestPacket.
+		push := RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
+			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}
+		*f = push.AppendFrame(*f)
+	} else {
+		push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
+		*f = push.AppendFrame(*f)
+	}
 	c.w.trySend(f) // a courtesy: never wait for a slow peer here
 	c.nc.SetReadDeadline(time.Now())
 }
@@ -394,6 +402,9 @@ func (c *serverConn) read() (graceful bool) {
 			return false
 		}
 		req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
+		if req.Version == VersionTUP {
+			c.tup.Store(true)
+		}
 		s.calls.Add(1)
 		select {
 		case slots <- struct{}{}:
