@@ -179,6 +179,7 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 		SyncTimeout: sc.Client.SyncInvokeTimeout,
 		MaxPacket:   sc.MaxPacket,
 		Resolver:    frameworkResolver(sc),
+		OnCall:      frameworkOnCall(sc),
 		Logger:      log,
 	})
 	a.Admin = newAdmin(a)
