@@ -572,3 +572,23 @@ func TestCallStats(t *testing.T) {
 		t.Errorf("serverOf = %s", got)
 	}
 }
+
+// The calls of the last interval are reported at shutdown, not lost.
+func TestFinalReportAtShutdown(t *testing.T) {
+	t.Parallel()
+	f := startFakeFramework(t)
+	p := startProc(t, procOpts{server: clientLines("      stat="+f.proxy(fwStat), "      report-interval=600000")})
+	if _, err := push(p.proxy(t, testPushObj, p.push, tars.VersionTars), "", "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(); n != 0 {
+		t.Fatalf("%d reports before the interval ended", n)
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	f.wait(t, 0, "reportMicMsg", func(m map[string]string) bool {
+		return m["fromClient"] == "false" && m["interface"] == "pushAll" && m["count"] == "1"
+	})
+}
