@@ -31,6 +31,7 @@ type Server struct {
 	hub      *Hub
 	handler  http.Handler
 	conns    connLimiter // WebSocket connections per client address
+	metrics  *Metrics    // served at /metrics
 }
 
 // newServer builds the server. With the file store, membership goes to
@@ -58,7 +59,7 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{settings: s, log: log, hub: hub, conns: connLimiter{max: s.MaxConnsPerIP}}
+	srv := &Server{settings: s, log: log, hub: hub, conns: connLimiter{max: s.MaxConnsPerIP}, metrics: &Metrics{hub: hub}}
 
 	pages, err := fs.Sub(clientFiles, "clients")
 	if err != nil {
@@ -98,6 +99,7 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 		io.WriteString(w, "index success!!")
 	})
 	mux.HandleFunc("/Index/stats", srv.stats)
+	mux.Handle("/metrics", srv.metrics)
 	mux.HandleFunc("/monitor/monitor", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"code":0}`)
@@ -108,6 +110,9 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Metrics returns what /metrics reports, for the App to add its own to.
+func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Hub returns the rooms and connections, for other ways in (Tars RPC, peers).
 func (s *Server) Hub() *Hub { return s.hub }

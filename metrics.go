@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// /metrics serves the counters in the Prometheus text exposition format
+// 0.0.4. It is open like /Index/stats: it shows counts, never room names or
+// message text, and the push token does not apply. Limit who may scrape it
+// with the HTTP adapter's allow list or a proxy in front of it.
+
+const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// Metrics collects what /metrics reports beyond the hub's own counters:
+// Tars calls served and made, and, once Instrument is called, the adapters
+// and the Tars server of an App.
+type Metrics struct {
+	hub   *Hub
+	calls callCounts
+	app   atomic.Pointer[App]
+}
+
+// Instrument reports a's adapters and counts the Tars calls a serves. It
+// must run before a serves; later calls do nothing. Calls a makes are
+// counted when its client's ClientOptions.OnCall goes through CountMade.
+func (m *Metrics) Instrument(a *App) {
+	if !m.app.CompareAndSwap(nil, a) {
+		return
+	}
+	a.Tars.OnCall = m.calls.observer(callServed, a.Tars.OnCall)
+}
+
+// CountMade returns a ClientOptions.OnCall hook that counts each call,
+// then passes it to next (which may be nil).
+func (m *Metrics) CountMade(next func(tars.CallInfo)) func(tars.CallInfo) {
+	return m.calls.observer(callMade, next)
+}
+
+// Sides of a Tars call, the label "side".
+const (
+	callServed = "served"
+	callMade   = "made"
+)
+
+type callKey struct {
+	side, servant, fn string
+	ret               int32
+}
+
+// callCounts counts finished Tars calls since start. Unlike the stat
+// reporter's counts, which start afresh at every report, these only grow,
+// as Prometheus counters must.
+type callCounts struct {
+	mu sync.Mutex
+	m  map[callKey]uint64
+}
+
+func (c *callCounts) observer(side string, next func(tars.CallInfo)) func(tars.CallInfo) {
+	return func(ci tars.CallInfo) {
+		k := callKey{side, ci.Servant, ci.Func, ci.Ret}
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = make(map[callKey]uint64)
+		}
+		c.m[k]++
+		c.mu.Unlock()
+		if next != nil {
+			next(ci)
+		}
+	}
+}
+
+func (c *callCounts) snapshot() map[callKey]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.m)
+}
+
+// queueDepth returns the frames and bytes waiting in every connection's
+// outgoing queue.
+func (h *Hub) queueDepth() (frames, bytes int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		frames += int64(len(c.send))
+		bytes += c.queued.Load()
+	}
+	return frames, bytes
+}
+
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "metrics: method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", metricsContentType)
+	if r.Method == http.MethodHead {
+		return
+	}
+	writeMetrics(w, m.gather())
+}
+
+// gather reads every counter now.
+func (m *Metrics) gather() []*metricFamily {
+	var fams []*metricFamily
+	family := func(name, typ, help string) *metricFamily {
+		f := &metricFamily{name: name, typ: typ, help: help}
+		fams = append(fams, f)
+		return f
+	}
+	st := m.hub.Stats()
+	family("websocketserver_connections", "gauge", "WebSocket connections open now.").
+		add(itoa(st.Connections))
+	family("websocketserver_rooms", "gauge", "Rooms with at least one member.").
+		add(itoa(len(st.Rooms)))
+	family("websocketserver_messages_in_total", "counter", "Messages pushed: sendByRoom, broadcast, HTTP triggers and PushObj.").
+		add(utoa(st.MessagesIn))
+	family("websocketserver_messages_out_total", "counter", "Text frames written to WebSocket connections.").
+		add(utoa(st.MessagesOut))
+	family("websocketserver_dropped_total", "counter", "Connections dropped by the server, by reason (slow: outgoing queue full, close code 4000).").
+		add(utoa(st.Dropped), "reason", "slow")
+	frames, bytes := m.hub.queueDepth()
+	family("websocketserver_queued_frames", "gauge", "Frames waiting in the outgoing queues of all connections.").
+		add(strconv.FormatInt(frames, 10))
+	family("websocketserver_queued_bytes", "gauge", "Bytes waiting in the outgoing queues of all connections.").
+		add(strconv.FormatInt(bytes, 10))
+
+	calls := family("websocketserver_tars_calls_total", "counter", "Tars calls finished, by side (served or made), servant, function and return code.")
+	for k, n := range m.calls.snapshot() {
+		calls.add(utoa(n), "side", k.side, "servant", k.servant, "func", k.fn, "code", strconv.Itoa(int(k.ret)))
+	}
+
+	if a := m.app.Load(); a != nil {
+		conns := family("websocketserver_adapter_connections", "gauge", "Connections open on each adapter.")
+		refused := family("websocketserver_adapter_refused_total", "counter", "Connections refused at accept, by adapter and reason (allow: not in the allow list; maxconns: adapter full).")
+		for _, ad := range a.Adapters {
+			conns.add(itoa(ad.Conns()), "adapter", ad.Conf.Name)
+			refused.add(utoa(ad.Denied()), "adapter", ad.Conf.Name, "reason", "allow")
+			refused.add(utoa(ad.Refused()), "adapter", ad.Conf.Name, "reason", "maxconns")
+		}
+		family("websocketserver_tars_bad_frames_total", "counter", "Tars connections closed for a malformed frame or packet.").
+			add(utoa(a.Tars.Stats().BadFrames))
+		family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
+			add(strconv.FormatFloat(float64(a.started.UnixMilli())/1000, 'f', -1, 64))
+	}
+	return fams
+}
+
+func itoa(n int) string    { return strconv.Itoa(n) }
+func utoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// metricFamily is one metric name with its samples.
+type metricFamily struct {
+	name, typ, help string
+	samples         []metricSample
+}
+
+type metricSample struct {
+	labels string // `{a="x",b="y"}` or "", escaped
+	value  string
+}
+
+// add adds a sample; labels are name, value pairs.
+func (f *metricFamily) add(value string, labels ...string) {
+	var b strings.Builder
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i == 0 {
+			b.WriteByte('{')
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(labels[i])
+		b.WriteString(`="`)
+		b.WriteString(labelEscaper.Replace(labels[i+1]))
+		b.WriteByte('"')
+	}
+	if b.Len() > 0 {
+		b.WriteByte('}')
+	}
+	f.samples = append(f.samples, metricSample{b.String(), value})
+}
+
+var (
+	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+)
+
+// writeMetrics writes the families sorted by name, and each family's
+// samples sorted by labels, so the output is stable.
+func writeMetrics(w io.Writer, fams []*metricFamily) error {
+	bw := bufio.NewWriter(w)
+	slices.SortFunc(fams, func(x, y *metricFamily) int { return cmp.Compare(x.name, y.name) })
+	for _, f := range fams {
+		bw.WriteString("# HELP " + f.name + " " + helpEscaper.Replace(f.help) + "\n")
+		bw.WriteString("# TYPE " + f.name + " " + f.typ + "\n")
+		slices.SortFunc(f.samples, func(x, y metricSample) int { return cmp.Compare(x.labels, y.labels) })
+		for _, s := range f.samples {
+			bw.WriteString(f.name + s.labels + " " + s.value + "\n")
+		}
+	}
+	return bw.Flush()
+}
