@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// runPushBin runs the built binary's push subcommand and returns its exit
+// status, stdout and stderr.
+func runPushBin(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binPath, append([]string{"push"}, args...)...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+func TestPushCommand(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{})
+	member, outsider := p.rawWS(t), p.rawWS(t)
+	member.subscribe("room1")
+	proxy := testPushObj + "@" + endpoint(p.push)
+
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"the config's PushObj", []string{"-config", p.conf, "-room", "room1"}},
+		{"-proxy", []string{"-proxy", proxy, "-room", "room1"}},
+		{"-tup", []string{"-proxy", proxy, "-tup", "-room", "room1"}},
+	} {
+		text := "pushed by the command via " + c.name
+		code, out, errOut := runPushBin(t, p.dir, append(c.args, text)...)
+		if code != 0 || out != "delivered 1\n" {
+			t.Fatalf("%s: exit %d, stdout %q, stderr %q; want 0 and delivered 1", c.name, code, out, errOut)
+		}
+		if got := member.text(); got != text {
+			t.Fatalf("%s: member got %q, want %q", c.name, got, text)
+		}
+	}
+
+	code, out, errOut := runPushBin(t, p.dir, "-proxy", proxy, "-room", strings.Repeat("r", 129), "x")
+	if code != 1 || out != "" || !strings.Contains(errOut, "room name longer than 128 bytes") {
+		t.Errorf("long room: exit %d, stdout %q, stderr %q; want 1 and the server's reason", code, out, errOut)
+	}
+
+	code, out, errOut = runPushBin(t, p.dir, "-proxy", proxy, "-all", "to everyone")
+	if code != 0 || out != "delivered 2\n" {
+		t.Fatalf("-all: exit %d, stdout %q, stderr %q; want delivered 2", code, out, errOut)
+	}
+	for _, c := range []*rawConn{member, outsider} {
+		if got := c.text(); got != "to everyone" {
+			t.Fatalf("-all: got %q", got)
+		}
+	}
+}
+
+func TestPushCommandToken(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{websocket: "push-token=s3cret"})
+	member := p.rawWS(t)
+	member.subscribe("room1")
+
+	code, out, errOut := runPushBin(t, p.dir, "-config", p.conf, "-room", "room1", "no token")
+	if code != 1 || out != "" || !strings.Contains(errOut, "missing or wrong push token") {
+		t.Errorf("without -token: exit %d, stdout %q, stderr %q; want 1 and the server's reason", code, out, errOut)
+	}
+	code, out, errOut = runPushBin(t, p.dir, "-config", p.conf, "-token", "s3cret", "-room", "room1", "with the token")
+	if code != 0 || out != "delivered 1\n" {
+		t.Fatalf("with -token: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if got := member.text(); got != "with the token" {
+		t.Errorf("member got %q", got)
+	}
+}
+
+func TestPushCommandErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	nobody := testPushObj + "@" + endpoint(freeAddr(t))
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-room", "r"}, 2, "no TEXT"},
+		{[]string{"-room", "r", "a", "b"}, 2, `unexpected argument "b"`},
+		{[]string{"text"}, 2, "exactly one of -room ROOM and -all"},
+		{[]string{"-room", "r", "-all", "text"}, 2, "exactly one of -room ROOM and -all"},
+		{[]string{"-room", "r", ""}, 2, "empty TEXT"},
+		{[]string{"-proxy", "NoEndpoints", "-all", "x"}, 1, `proxy "NoEndpoints" has no endpoints`},
+		{[]string{"-proxy", "A.B.PushObj@tcp -h", "-all", "x"}, 1, "A.B.PushObj@tcp -h"},
+		{[]string{"-proxy", nobody, "-all", "x"}, 1, "cannot connect to " + testPushObj},
+		{[]string{"-config", dir + "/missing.conf", "-all", "x"}, 1, "missing.conf"},
+	} {
+		code, out, errOut := runPushBin(t, dir, c.args...)
+		if code != c.code || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("push %q: exit %d, stdout %q, stderr %q; want exit %d and %q", c.args, code, out, errOut, c.code, c.want)
+		}
+	}
+}
