@@ -15,7 +15,7 @@ import (
 
 // FdStore records which connections are in which rooms. It is the record
 // operators and tools read; message delivery uses the Hub's in-memory index.
-// Ids are connection ids such as "c7".
+// Ids are connection ids such as "c7.k3f9q".
 type FdStore interface {
 	Add(room, id string) error
 	Remove(room, id string) error
@@ -262,11 +262,16 @@ func writeFileAtomic(path string, data []byte, durable bool) error {
 	return nil
 }
 
-// checkID reports whether id looks like a connection id "c<N>".
+// checkID reports whether id looks like a connection id: "c<N>" with an
+// optional ".<tag>" of lower-case letters and digits.
 func checkID(id string) error {
-	ok := len(id) > 1 && id[0] == 'c'
-	for i := 1; ok && i < len(id); i++ {
-		ok = '0' <= id[i] && id[i] <= '9'
+	num, tag, dotted := strings.Cut(id, ".")
+	ok := len(num) > 1 && num[0] == 'c' && (!dotted || tag != "")
+	for i := 1; ok && i < len(num); i++ {
+		ok = '0' <= num[i] && num[i] <= '9'
+	}
+	for i := 0; ok && i < len(tag); i++ {
+		ok = '0' <= tag[i] && tag[i] <= '9' || 'a' <= tag[i] && tag[i] <= 'z'
 	}
 	if !ok {
 		return fmt.Errorf("bad connection id %q", id)

@@ -32,6 +32,7 @@ type Server struct {
 	handler  http.Handler
 	conns    connLimiter // WebSocket connections per client address
 	metrics  *Metrics    // served at /metrics
+	cluster  *Cluster    // for the cluster view in /Index/stats; nil: none
 }
 
 // newServer builds the server. With the file store, membership goes to
@@ -213,7 +214,15 @@ func (s *Server) pushAll(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(s.hub.Stats())
+	st := struct {
+		Stats
+		Cluster *ClusterStats `json:"cluster,omitempty"`
+	}{Stats: s.hub.Stats()}
+	if s.cluster != nil {
+		cs := s.cluster.Stats()
+		st.Cluster = &cs
+	}
+	json.NewEncoder(w).Encode(st)
 }
 
 // idleWriter hands the WebSocket a connection whose read deadline moves on

@@ -127,6 +127,7 @@ type App struct {
 	Client   *tars.Client // calls other servants (hello|NAME, framework)
 	Adapters []*Adapter   // config order, then AdminAdapter
 	Admin    *Admin
+	Cluster  *Cluster // the other nodes of this server; nil: none configured
 
 	started  time.Time
 	stopOnce sync.Once
@@ -185,7 +186,13 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 	a.Admin = newAdmin(a)
 
 	pushName, helloName := servantName(sc, "PushObj"), servantName(sc, "HelloObj")
-	handlePush(a.Tars, pushName, a.Hub, sc.Settings)
+	if a.Cluster, err = newCluster(sc, a.Adapters, a.Hub, log); err != nil {
+		a.Client.Close()
+		a.Chat.Shutdown(context.Background())
+		return nil, err
+	}
+	a.Chat.cluster = a.Cluster
+	handlePush(a.Tars, pushName, a.Hub, sc.Settings, a.Cluster)
 	handleHello(a.Tars, helloName, sc.App+"."+sc.Server)
 	a.Admin.register(a.Tars)
 
@@ -235,6 +242,9 @@ func (a *App) serve(ctx context.Context, stdout io.Writer) error {
 	fwCtx, fwCancel := context.WithCancel(context.Background())
 	defer fwCancel()
 	stopFramework := startFramework(fwCtx, a)
+	if a.Cluster != nil {
+		a.Cluster.Start()
+	}
 
 	served := make(chan error, len(a.Adapters))
 	for _, ad := range a.Adapters {
@@ -303,6 +313,13 @@ func (a *App) drain() error {
 		ad.ln.Close() // in case a Serve had not started before its Shutdown
 	}
 	err := a.Chat.Shutdown(ctx)
+	if a.Cluster != nil {
+		// Last, so that what the connections pushed while closing still
+		// goes out.
+		if cerr := a.Cluster.Close(ctx); cerr != nil {
+			a.Log.Warn("cluster", "err", cerr)
+		}
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		a.Log.Warn("WebSocket queues not flushed within deactivating-timeout", "timeout", a.Conf.DeactivatingTimeout)
 		return nil

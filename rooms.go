@@ -46,6 +46,13 @@ type Hub struct {
 	// Hello answers hello|NAME; nil means no Hello servant is configured.
 	Hello func(ctx context.Context, name string) (string, error)
 
+	// Relay, if set, is handed every message pushed on this node (not those
+	// delivered from peers), under the hub's lock so that other nodes see
+	// this node's order. It must not block.
+	Relay func(ev event)
+
+	idTag string // ends every connection id: unique per process (connIDTag)
+
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	rooms   map[string]map[*client]struct{}
@@ -78,6 +85,7 @@ func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hu
 		rooms:      make(map[string]map[*client]struct{}),
 		history:    make(map[string][]event),
 		killed:     make(chan struct{}),
+		idTag:      connIDTag(),
 	}
 	if historyDir != "" {
 		if err := h.loadHistory(); err != nil {
@@ -91,7 +99,7 @@ func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hu
 // writer, and a bounded queue between the hub and the writer.
 type client struct {
 	hub  *Hub
-	id   string // "c<N>"
+	id   string // "c<N>.<tag>", unique across nodes and restarts
 	ws   *websocket.Conn
 	json atomic.Bool // frames in json format
 
@@ -115,7 +123,7 @@ type client struct {
 func (h *Hub) Serve(ws *websocket.Conn) {
 	c := &client{
 		hub:      h,
-		id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10),
+		id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag,
 		ws:       ws,
 		send:     make(chan []byte, h.settings.QueueMessages),
 		rooms:    make(map[string]struct{}),
@@ -206,31 +214,38 @@ func (h *Hub) leaveLocked(c *client, room string) {
 }
 
 // PushRoom sends text to every member of room and records it in the room's
-// history. It returns how many connections accepted it.
+// history. It returns how many connections on this node accepted it.
 func (h *Hub) PushRoom(room, text, from string) (delivered int) {
-	f := frames{ev: event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}}
+	return h.Deliver(event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}, h.Relay)
+}
+
+// PushAll sends text to every connection. It returns how many on this node
+// accepted it.
+func (h *Hub) PushAll(text, from string) (delivered int) {
+	return h.Deliver(event{Kind: kindMessage, From: from, Text: text, Time: time.Now()}, h.Relay)
+}
+
+// Deliver sends a message to this node's connections, keeping its from and
+// time: to the members of ev.Room, and into its history, or to every
+// connection when ev.Room is "". relay, if not nil, is called with ev under
+// the hub's lock. It returns how many connections accepted the message.
+func (h *Hub) Deliver(ev event, relay func(event)) (delivered int) {
+	f := frames{ev: ev}
 	h.messagesIn.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.remember(f.ev)
-	for c := range h.rooms[room] {
+	members := h.clients
+	if ev.Room != "" {
+		h.remember(ev)
+		members = h.rooms[ev.Room]
+	}
+	for c := range members {
 		if c.enqueue(f.bytes(c)) {
 			delivered++
 		}
 	}
-	return delivered
-}
-
-// PushAll sends text to every connection. It returns how many accepted it.
-func (h *Hub) PushAll(text, from string) (delivered int) {
-	f := frames{ev: event{Kind: kindMessage, From: from, Text: text, Time: time.Now()}}
-	h.messagesIn.Add(1)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for c := range h.clients {
-		if c.enqueue(f.bytes(c)) {
-			delivered++
-		}
+	if relay != nil {
+		relay(ev)
 	}
 	return delivered
 }

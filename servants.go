@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/tarsws/websocketserver/tars"
 )
@@ -30,9 +31,19 @@ func servantName(sc *ServerConfig, obj string) string {
 //
 //	int pushByRoom(string roomNum, string message, out int delivered);
 //	int pushAll(string message, out int delivered);
+//	int peerPush(vector<PeerMessage> msgs, string token, out vector<int> delivered);
 //
-// Both return 0 and the number of connections the message was queued for.
-func handlePush(s *tars.Server, name string, hub *Hub, set Settings) {
+// The first two return 0 and the number of connections the message was
+// queued for, on this node and, with a cluster, on the peers that answered
+// in time (Cluster.PushWait). peerPush delivers other nodes' messages here
+// only (cluster.go).
+func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster) {
+	push := func(ctx context.Context, ev event) int {
+		if cl == nil {
+			return hub.Deliver(ev, hub.Relay)
+		}
+		return cl.PushWait(ctx, ev)
+	}
 	check := func(cur *tars.Current, room *string, msg string) error {
 		if !checkPushToken(set, cur.Context[pushTokenKey]) {
 			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
@@ -59,7 +70,7 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings) {
 		if err := check(cur, &room, msg); err != nil {
 			return codeOf(err), err
 		}
-		n := hub.PushRoom(room, msg, fromTars)
+		n := push(ctx, event{Kind: kindMessage, Room: room, From: fromTars, Text: msg, Time: time.Now()})
 		out.PutInt32(0, "", 0)
 		out.PutInt32(3, "delivered", int32(n))
 		return tars.Success, nil
@@ -72,9 +83,43 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings) {
 		if err := check(cur, nil, msg); err != nil {
 			return codeOf(err), err
 		}
-		n := hub.PushAll(msg, fromTars)
+		n := push(ctx, event{Kind: kindMessage, From: fromTars, Text: msg, Time: time.Now()})
 		out.PutInt32(0, "", 0)
 		out.PutInt32(2, "delivered", int32(n))
+		return tars.Success, nil
+	})
+	s.Handle(name, "peerPush", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		var msgs []peerMessage
+		err := in.Value(1, "msgs", func(d *tars.Decoder, tag uint8) (err error) {
+			msgs, err = readPeerMessages(d, tag)
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		token, err := in.String(2, "token")
+		if err != nil {
+			return 0, err
+		}
+		if !checkPushToken(set, token) {
+			return pushDenied, fmt.Errorf("%s: missing or wrong push token (argument token)", cur.Func)
+		}
+		counts := make([]int32, len(msgs))
+		for i, m := range msgs {
+			err := checkMessage(&m.Text, set)
+			if err == nil && m.Room != "" {
+				err = checkRoom(m.Room, set)
+			}
+			if err != nil {
+				counts[i] = -1
+				hub.log.Warn("peerPush: message refused", "origin", m.Origin, "room", m.Room, "err", err)
+				continue
+			}
+			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time)}
+			counts[i] = int32(hub.Deliver(ev, nil))
+		}
+		out.PutInt32(0, "", 0)
+		out.Put(3, "delivered", func(b []byte, tag uint8) []byte { return appendInt32s(b, tag, counts) })
 		return tars.Success, nil
 	})
 }

@@ -1,0 +1,660 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// A room spans every node of the server. The nodes are the endpoints of
+// this server's PushObj: from the registry when a locator is set, otherwise
+// from the static peers key. Every message pushed on a node is delivered
+// there at once and queued for each other node; one sender per peer hands
+// its queue over in batches with PushObj.peerPush, and the receiver
+// delivers them locally without passing them on, so there are no loops.
+//
+// Each peer's queue is bounded: when it is full the oldest message is
+// dropped (and counted), so a slow or dead peer costs memory but never
+// delays local delivery or the other peers. A batch is sent again only if
+// it certainly did not leave (the connection could not be made); a batch
+// that may have reached the peer is never resent, so no member gets a
+// message twice. Messages from one node reach each peer in the order that
+// node delivered them.
+const (
+	peerQueueMax  = 10000                  // messages waiting per peer
+	peerBatchMax  = 256                    // messages per peerPush call
+	peerAckWait   = time.Second            // PushObj waits at most this long for the peers' counts
+	peerRetryWait = 250 * time.Millisecond // pause after a failed call; the client backs dials off
+	peerResolve   = 2 * time.Second        // how often the registry's (cached) list is read
+)
+
+// connIDTag returns 5 random letters and digits that end every connection
+// id of this process ("c7.k3f9q"), so that ids from different nodes, or
+// from before a restart, never meet in one room.
+func connIDTag() string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 5)
+	rand.Read(b)
+	for i := range b {
+		b[i] = digits[int(b[i])%len(digits)]
+	}
+	return string(b)
+}
+
+// ClusterOptions configure a Cluster.
+type ClusterOptions struct {
+	Servant  string          // this server's PushObj, "App.Server.PushObj"
+	Self     []string        // host:port addresses of this node's PushObj, never a peer
+	Resolver tars.Resolver   // finds the nodes; nil: Static
+	Static   []tars.Endpoint // the peers key's endpoints
+	Token    string          // push token the peers require, if any
+	Client   tars.ClientOptions
+	Log      *slog.Logger
+}
+
+// Cluster passes the messages pushed on this node to the other nodes.
+type Cluster struct {
+	hub    *Hub
+	opt    ClusterOptions
+	origin string // this node's name in PeerMessage.origin
+	client *tars.Client
+	log    *slog.Logger
+
+	peers   atomic.Pointer[[]*peer] // read under hub.mu by relay; replaced whole
+	mu      sync.Mutex              // serialises changes of peers
+	closing atomic.Bool
+	ctx     context.Context // ends at Close's deadline: calls in flight are abandoned
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	resolveErr string // last discovery error logged, to log each once
+}
+
+// NewCluster returns a cluster that relays hub's pushes; Start finds the
+// peers and starts sending.
+func NewCluster(hub *Hub, opt ClusterOptions) *Cluster {
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	c := &Cluster{hub: hub, opt: opt, log: opt.Log}
+	if len(opt.Self) > 0 {
+		c.origin = opt.Self[0]
+	}
+	opt.Client.Logger = opt.Log
+	c.client = tars.NewClient(opt.Client)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.peers.Store(&[]*peer{})
+	hub.Relay = func(ev event) { c.relay(ev, nil) }
+	return c
+}
+
+// Start reads the peers (the static list at once, the registry now and
+// then) and sends to them until Close.
+func (c *Cluster) Start() {
+	if c.opt.Resolver == nil {
+		c.setPeers(c.opt.Static)
+		return
+	}
+	c.wg.Go(func() {
+		t := time.NewTicker(peerResolve)
+		defer t.Stop()
+		for {
+			c.discover()
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	})
+}
+
+// discover asks the registry for the nodes; on failure the peers stay.
+func (c *Cluster) discover() {
+	ctx, cancel := context.WithTimeout(c.ctx, 3*time.Second)
+	defer cancel()
+	eps, err := c.opt.Resolver.Resolve(ctx, c.opt.Servant)
+	if c.closing.Load() {
+		return
+	}
+	if err != nil {
+		if msg := err.Error(); msg != c.resolveErr {
+			c.resolveErr = msg
+			c.log.Warn("cluster: cannot list the nodes; keeping the known peers", "servant", c.opt.Servant, "err", err)
+		}
+		return
+	}
+	c.resolveErr = ""
+	c.setPeers(eps)
+}
+
+// setPeers starts a sender for each new endpoint and stops those of
+// endpoints no longer listed; their queued messages are dropped.
+func (c *Cluster) setPeers(eps []tars.Endpoint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() {
+		return
+	}
+	old := *c.peers.Load()
+	var next []*peer
+	for _, e := range eps {
+		addr := e.Addr()
+		if c.isSelf(e) || slices.ContainsFunc(next, func(p *peer) bool { return p.addr == addr }) {
+			continue
+		}
+		if i := slices.IndexFunc(old, func(p *peer) bool { return p.addr == addr }); i >= 0 {
+			next = append(next, old[i])
+			continue
+		}
+		p, err := c.newPeer(e)
+		if err != nil {
+			c.log.Error("cluster: peer not used", "endpoint", e.String(), "err", err)
+			continue
+		}
+		next = append(next, p)
+		c.log.Info("cluster: peer added", "peer", addr)
+		c.wg.Go(func() { c.send(p) })
+	}
+	for _, p := range old {
+		if !slices.Contains(next, p) {
+			c.log.Info("cluster: peer removed", "peer", p.addr)
+			p.cancel()
+		}
+	}
+	c.peers.Store(&next)
+}
+
+// isSelf reports whether e is this node's own PushObj.
+func (c *Cluster) isSelf(e tars.Endpoint) bool {
+	addr := e.Addr()
+	for _, s := range c.opt.Self {
+		if s == addr {
+			return true
+		}
+		// A node listening on every interface is itself at any local
+		// address with its port.
+		host, port, err := net.SplitHostPort(s)
+		if err == nil && (host == "" || host == "0.0.0.0" || host == "::") && port == fmt.Sprint(e.Port) {
+			if ip := net.ParseIP(e.Host); ip != nil && ip.IsLoopback() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// relay queues ev for every peer; a non-nil ack collects their counts. It
+// runs under the hub's lock and never blocks.
+func (c *Cluster) relay(ev event, ack *peerAck) {
+	m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin}
+	for _, p := range *c.peers.Load() {
+		p.enqueue(m, ack)
+	}
+}
+
+// PushWait delivers ev on this node and hands it to every peer, then waits
+// for the peers' counts until they have all answered, peerAckWait has
+// passed, or half the time ctx has left is gone (the rest is for the
+// reply). It returns the connections reached on the nodes that answered.
+func (c *Cluster) PushWait(ctx context.Context, ev event) int {
+	ack := &peerAck{done: make(chan struct{})}
+	ack.left.Store(1) // held until every peer has its share
+	local := c.hub.Deliver(ev, func(ev event) { c.relay(ev, ack) })
+	ack.answer(0)
+
+	wait := peerAckWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ack.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return local + int(ack.delivered.Load())
+}
+
+// Close lets every sender empty its queue until ctx ends, then abandons
+// what is left and closes the connections.
+func (c *Cluster) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closing.Store(true)
+	c.mu.Unlock()
+	for _, p := range *c.peers.Load() {
+		p.signal()
+	}
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("cluster: messages still queued for peers at shutdown: %w", ctx.Err())
+	}
+	c.cancel()
+	<-done
+	c.client.Close()
+	return err
+}
+
+// peerAck gathers the peers' counts for one PushObj call.
+type peerAck struct {
+	left      atomic.Int32 // peers yet to answer, plus one while queueing
+	delivered atomic.Int64
+	done      chan struct{} // closed when left reaches 0
+}
+
+func (a *peerAck) answer(n int32) {
+	if n > 0 {
+		a.delivered.Add(int64(n))
+	}
+	if a.left.Add(-1) == 0 {
+		close(a.done)
+	}
+}
+
+// peerMessage is TestApp.PeerMessage (tars/Push.tars).
+type peerMessage struct {
+	Room, Text, From string
+	Time             int64 // Unix milliseconds
+	Origin           string
+}
+
+func (m *peerMessage) append(b []byte, tag uint8) []byte {
+	b = tars.AppendStructBegin(b, tag)
+	b = tars.AppendString(b, 0, m.Room)
+	b = tars.AppendString(b, 1, m.Text)
+	b = tars.AppendString(b, 2, m.From)
+	b = tars.AppendInt(b, 3, m.Time)
+	b = tars.AppendString(b, 4, m.Origin)
+	return tars.AppendStructEnd(b)
+}
+
+func (m *peerMessage) read(d *tars.Decoder, tag uint8) error {
+	if _, err := d.ReadStructBegin(tag, true); err != nil {
+		return err
+	}
+	for _, err := range []error{
+		d.ReadString(&m.Room, 0, true),
+		d.ReadString(&m.Text, 1, true),
+		d.ReadString(&m.From, 2, true),
+		d.ReadInt64(&m.Time, 3, true),
+		d.ReadString(&m.Origin, 4, true),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return d.ReadStructEnd()
+}
+
+// appendPeerMessages appends msgs as a vector<PeerMessage>.
+func appendPeerMessages(b []byte, tag uint8, msgs []peerMessage) []byte {
+	b = tars.AppendListHead(b, tag, len(msgs))
+	for i := range msgs {
+		b = msgs[i].append(b, 0)
+	}
+	return b
+}
+
+func readPeerMessages(d *tars.Decoder, tag uint8) ([]peerMessage, error) {
+	n, _, err := d.ReadListLen(tag, true)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]peerMessage, n)
+	for i := range msgs {
+		if err := msgs[i].read(d, 0); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+	}
+	return msgs, nil
+}
+
+func appendInt32s(b []byte, tag uint8, v []int32) []byte {
+	b = tars.AppendListHead(b, tag, len(v))
+	for _, n := range v {
+		b = tars.AppendInt(b, 0, int64(n))
+	}
+	return b
+}
+
+func readInt32s(d *tars.Decoder, tag uint8) ([]int32, error) {
+	n, _, err := d.ReadListLen(tag, true)
+	if err != nil {
+		return nil, err
+	}
+	v := make([]int32, n)
+	for i := range v {
+		if err := d.ReadInt32(&v[i], 0, true); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// peer is one other node: its queue and the state of its sender.
+type peer struct {
+	addr   string
+	proxy  *tars.ObjProxy
+	ctx    context.Context // ends when the peer is removed or the cluster stops
+	cancel context.CancelFunc
+	wake   chan struct{} // a message was queued
+
+	mu      sync.Mutex
+	queue   []peerItem
+	state   string // "unknown", "up" or "down"
+	stopped bool   // the sender has returned: nothing more is queued
+	lastErr string
+
+	sent, dropped, lost atomic.Uint64
+}
+
+type peerItem struct {
+	msg peerMessage
+	ack *peerAck // nil: nobody waits for the count
+}
+
+func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
+	proxy, err := c.client.Proxy(c.opt.Servant + "@" + e.String())
+	if err != nil {
+		return nil, err
+	}
+	p := &peer{addr: e.Addr(), proxy: proxy, wake: make(chan struct{}, 1), state: "unknown"}
+	p.ctx, p.cancel = context.WithCancel(c.ctx)
+	return p, nil
+}
+
+func (p *peer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues m, dropping the oldest message when the queue is full. A
+// peer known to be down answers ack at once with nothing: the message
+// waits for it, but the caller does not.
+func (p *peer) enqueue(m peerMessage, ack *peerAck) {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	if ack != nil {
+		if p.state == "down" {
+			ack = nil
+		} else {
+			ack.left.Add(1)
+		}
+	}
+	p.queue = append(p.queue, peerItem{m, ack})
+	p.trim()
+	p.mu.Unlock()
+	p.signal()
+}
+
+// trim drops the oldest messages beyond peerQueueMax; p.mu is held.
+func (p *peer) trim() {
+	for len(p.queue) > peerQueueMax {
+		if a := p.queue[0].ack; a != nil {
+			a.answer(0)
+		}
+		p.queue[0] = peerItem{}
+		p.queue = p.queue[1:]
+		p.dropped.Add(1)
+	}
+}
+
+// take removes up to n messages from the front of the queue.
+func (p *peer) take(n int) []peerItem {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n = min(n, len(p.queue))
+	if n == 0 {
+		p.queue = p.queue[:0]
+		return nil
+	}
+	batch := slices.Clone(p.queue[:n])
+	clear(p.queue[:n])
+	p.queue = p.queue[n:]
+	return batch
+}
+
+// putBack returns a batch that never left to the front of the queue; the
+// callers waiting on it are answered with nothing.
+func (p *peer) putBack(batch []peerItem) {
+	for i := range batch {
+		if a := batch[i].ack; a != nil {
+			a.answer(0)
+			batch[i].ack = nil
+		}
+	}
+	p.mu.Lock()
+	p.queue = append(batch, p.queue...)
+	p.trim()
+	p.mu.Unlock()
+}
+
+// abandon drops what is still queued when the sender stops.
+func (p *peer) abandon() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	for {
+		batch := p.take(peerQueueMax)
+		if batch == nil {
+			return
+		}
+		for _, it := range batch {
+			if it.ack != nil {
+				it.ack.answer(0)
+			}
+		}
+		p.dropped.Add(uint64(len(batch)))
+	}
+}
+
+func (p *peer) setState(state string, err error) {
+	p.mu.Lock()
+	p.state = state
+	p.lastErr = ""
+	if err != nil {
+		p.lastErr = err.Error()
+	}
+	p.mu.Unlock()
+}
+
+// send is the peer's sender: it hands the queue over one batch at a time,
+// each after the previous one was answered, which keeps the order.
+func (c *Cluster) send(p *peer) {
+	defer p.abandon()
+	msgs := make([]peerMessage, 0, peerBatchMax)
+	for {
+		batch := p.take(peerBatchMax)
+		if batch == nil {
+			if c.closing.Load() {
+				return
+			}
+			select {
+			case <-p.wake:
+				continue
+			case <-p.ctx.Done():
+				return
+			}
+		}
+		msgs = msgs[:0]
+		for _, it := range batch {
+			msgs = append(msgs, it.msg)
+		}
+		counts, err := c.peerPush(p, msgs)
+		switch {
+		case err == nil:
+			if p.state != "up" {
+				c.log.Info("cluster: peer up", "peer", p.addr)
+			}
+			p.setState("up", nil)
+			p.sent.Add(uint64(len(batch)))
+			for i, it := range batch {
+				if it.ack != nil {
+					it.ack.answer(counts[i])
+				}
+			}
+			continue
+		case neverSent(err) && p.ctx.Err() == nil:
+			p.putBack(batch)
+		default:
+			// It may have reached the peer: sending it again could
+			// deliver it twice.
+			for _, it := range batch {
+				if it.ack != nil {
+					it.ack.answer(0)
+				}
+			}
+			p.lost.Add(uint64(len(batch)))
+		}
+		if p.state != "down" {
+			c.log.Warn("cluster: peer down", "peer", p.addr, "err", err)
+		}
+		p.setState("down", err)
+		if c.closing.Load() || p.ctx.Err() != nil {
+			return
+		}
+		t := time.NewTimer(peerRetryWait)
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// peerPush calls PushObj.peerPush and returns the count for each message.
+func (c *Cluster) peerPush(p *peer, msgs []peerMessage) ([]int32, error) {
+	var counts []int32
+	err := p.proxy.Invoke(p.ctx, "peerPush",
+		func(r *tars.Results) {
+			r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
+			r.PutString(2, "token", c.opt.Token)
+		},
+		func(a *tars.Args) error {
+			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
+				counts, err = readInt32s(d, tag)
+				return err
+			})
+		})
+	if err == nil && len(counts) != len(msgs) {
+		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(msgs))
+	}
+	return counts, err
+}
+
+// neverSent reports whether a call failed before its request could leave:
+// no connection could be made.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// ClusterStats is the cluster part of /Index/stats.
+type ClusterStats struct {
+	Node      string      `json:"node"`      // this node's PushObj address
+	Discovery string      `json:"discovery"` // "registry" or "static"
+	Peers     []PeerStats `json:"peers"`
+}
+
+// PeerStats describes one peer and its queue.
+type PeerStats struct {
+	Addr    string `json:"addr"`
+	State   string `json:"state"`   // "up", "down" or "unknown" (nothing sent yet)
+	Queued  int    `json:"queued"`  // messages waiting
+	Sent    uint64 `json:"sent"`    // messages the peer acknowledged
+	Dropped uint64 `json:"dropped"` // oldest messages dropped from a full queue
+	Lost    uint64 `json:"lost"`    // in calls that failed after they may have arrived: not resent
+	Error   string `json:"error,omitempty"`
+}
+
+// Stats returns the cluster view, peers sorted by address.
+func (c *Cluster) Stats() ClusterStats {
+	st := ClusterStats{Node: c.origin, Discovery: "static", Peers: []PeerStats{}}
+	if c.opt.Resolver != nil {
+		st.Discovery = "registry"
+	}
+	for _, p := range *c.peers.Load() {
+		p.mu.Lock()
+		ps := PeerStats{Addr: p.addr, State: p.state, Queued: len(p.queue), Error: p.lastErr}
+		p.mu.Unlock()
+		ps.Sent, ps.Dropped, ps.Lost = p.sent.Load(), p.dropped.Load(), p.lost.Load()
+		st.Peers = append(st.Peers, ps)
+	}
+	slices.SortFunc(st.Peers, func(a, b PeerStats) int {
+		if a.Addr < b.Addr {
+			return -1
+		}
+		if a.Addr > b.Addr {
+			return 1
+		}
+		return 0
+	})
+	return st
+}
+
+// newCluster builds the cluster of this server's nodes: from the registry
+// when a locator is set, otherwise from the peers key; nil when neither is
+// configured.
+func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, log *slog.Logger) (*Cluster, error) {
+	resolver := frameworkResolver(sc)
+	if resolver == nil && sc.Settings.Peers == "" {
+		return nil, nil
+	}
+	servant := servantName(sc, "PushObj")
+	opt := ClusterOptions{
+		Servant:  servant,
+		Resolver: resolver,
+		Token:    sc.Settings.PushToken,
+		Client:   tars.ClientOptions{SyncTimeout: sc.Client.SyncInvokeTimeout, MaxPacket: sc.MaxPacket},
+		Log:      log,
+	}
+	for _, ad := range adapters {
+		if ad.Conf.Servant != servant {
+			continue
+		}
+		e := ad.Conf.Endpoint
+		if ip := net.ParseIP(e.Host); e.Host == "*" || ip != nil && ip.IsUnspecified() {
+			// Peers know this node by its address, not its wildcard.
+			host := sc.LocalIP
+			if host == "" {
+				host = loopbackHost(ad.Addr())
+			}
+			opt.Self = append(opt.Self, net.JoinHostPort(host, portOf(ad.Addr())))
+		}
+		opt.Self = append(opt.Self, net.JoinHostPort(e.Host, portOf(ad.Addr())), ad.Addr().String())
+	}
+	if len(opt.Self) == 0 {
+		log.Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here", "servant", servant)
+	}
+	if resolver == nil {
+		p, err := tars.ParseProxy(sc.Settings.Peers)
+		if err != nil {
+			return nil, fmt.Errorf("config %s<peers>: %w", websocketPath, err)
+		}
+		if p.Name != servant || len(p.Endpoints) == 0 {
+			return nil, fmt.Errorf("config %s<peers>: %q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj", websocketPath, sc.Settings.Peers, servant)
+		}
+		opt.Static = p.Endpoints
+	}
+	return NewCluster(hub, opt), nil
+}
