@@ -53,6 +53,10 @@ const (
 	callMade   = "made"
 )
 
+// unknownName stands for the servant or function of a call to one that
+// does not exist.
+const unknownName = "(unknown)"
+
 type callKey struct {
 	side, servant, fn string
 	ret               int32
@@ -69,6 +73,14 @@ type callCounts struct {
 func (c *callCounts) observer(side string, next func(tars.CallInfo)) func(tars.CallInfo) {
 	return func(ci tars.CallInfo) {
 		k := callKey{side, ci.Servant, ci.Func, ci.Ret}
+		// Names a caller made up would add a series per call.
+		switch {
+		case side != callServed:
+		case ci.Ret == tars.ServerNoServantErr:
+			k.servant, k.fn = unknownName, unknownName
+		case ci.Ret == tars.ServerNoFuncErr:
+			k.fn = unknownName
+		}
 		c.mu.Lock()
 		if c.m == nil {
 			c.m = make(map[callKey]uint64)
