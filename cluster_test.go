@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// inNode is a server in this process with its PushObj on a real Tars
+// listener and a cluster of static peers.
+type inNode struct {
+	*testServer
+	ln      net.Listener
+	tars    *tars.Server
+	cluster *Cluster
+	set     Settings
+}
+
+// listenTars binds a PushObj listener for a node.
+func listenTars(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func tarsEndpoint(t *testing.T, addr string) tars.Endpoint {
+	t.Helper()
+	e, err := tars.ParseEndpoint(endpoint(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// startInNode serves a node on ln whose peers are the listed addresses.
+func startInNode(t *testing.T, set Settings, ln net.Listener, peers ...string) *inNode {
+	t.Helper()
+	n := &inNode{testServer: startServer(t, set, t.TempDir()), ln: ln, set: set}
+	var eps []tars.Endpoint
+	for _, p := range peers {
+		eps = append(eps, tarsEndpoint(t, p))
+	}
+	n.cluster = NewCluster(n.hub, ClusterOptions{
+		Servant: testPushObj,
+		Self:    []string{ln.Addr().String()},
+		Static:  eps,
+		Token:   set.PushToken,
+		Client:  tars.ClientOptions{SyncTimeout: 2 * time.Second},
+		Log:     slog.New(slog.NewTextHandler(n.logs, nil)),
+	})
+	n.cluster.Start()
+	n.tars = &tars.Server{}
+	handlePush(n.tars, testPushObj, n.hub, set, n.cluster)
+	go n.tars.Serve(ln, tars.ListenOptions{})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n.cluster.Close(ctx)
+		n.tars.Shutdown(ctx)
+	})
+	return n
+}
+
+func (n *inNode) peer(t *testing.T, addr string) PeerStats {
+	t.Helper()
+	for _, p := range n.cluster.Stats().Peers {
+		if p.Addr == addr {
+			return p
+		}
+	}
+	t.Fatalf("no peer %s in %+v", addr, n.cluster.Stats())
+	return PeerStats{}
+}
+
+// TestClusterRelay: a push on one node reaches the other's members with
+// its from and time, lands in both histories once, and is not sent back.
+func TestClusterRelay(t *testing.T) {
+	la, lb := listenTars(t), listenTars(t)
+	addrs := []string{la.Addr().String(), lb.Addr().String()}
+	a := startInNode(t, testSettings(), la, addrs...) // its own address is skipped
+	b := startInNode(t, testSettings(), lb, addrs...)
+	if st := a.cluster.Stats(); len(st.Peers) != 1 || st.Peers[0].Addr != addrs[1] {
+		t.Fatalf("node A peers %+v, want only B", st.Peers)
+	}
+
+	ca, cb := a.dial(t), b.dial(t)
+	ca.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	cb.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	ida := ca.id()
+	if !regexp.MustCompile(`^c[0-9]+\.[0-9a-z]{5}$`).MatchString(ida) || ida == cb.id() {
+		t.Errorf("connection ids %q and %q: want c<N>.<tag>, different on each node", ida, cb.id())
+	}
+
+	ca.do(`sendByRoom|{"roomNum":"room1","message":"from A"}`, "from A", "SendByRoom success!")
+	cb.expect("from A")
+	b.hub.PushAll("to all from B", fromHTTP)
+	cb.expect("to all from B")
+	ca.expect("to all from B")
+
+	ha, hb := a.hub.History("room1"), b.hub.History("room1")
+	if len(ha) != 1 || len(hb) != 1 {
+		t.Fatalf("histories %v and %v, want the one message on each", ha, hb)
+	}
+	if hb[0].From != ida || hb[0].Text != "from A" || !hb[0].Time.Equal(ha[0].Time.Truncate(time.Millisecond)) {
+		t.Errorf("B's history %+v, want A's message %+v with its from and time (to the millisecond)", hb[0], ha[0])
+	}
+	// Each node took one push of its own and one from the other: nothing
+	// came back.
+	waitFor(t, "both peers to acknowledge", func() bool {
+		return a.peer(t, addrs[1]).Sent == 1 && b.peer(t, addrs[0]).Sent == 1
+	})
+	if ina, inb := a.hub.Stats().MessagesIn, b.hub.Stats().MessagesIn; ina != 2 || inb != 2 {
+		t.Errorf("messages in: A %d, B %d; want 2 each", ina, inb)
+	}
+}
+
+// TestClusterPushWait: PushObj's delivered sums the nodes that answer; a
+// dead peer adds nothing and does not hold the call up.
+func TestClusterPushWait(t *testing.T) {
+	la, lb := listenTars(t), listenTars(t)
+	dead := freeAddr(t) // nothing listens there
+	addrs := []string{la.Addr().String(), lb.Addr().String()}
+	a := startInNode(t, testSettings(), la, addrs[1], dead)
+	b := startInNode(t, testSettings(), lb, addrs[0])
+	a.dial(t).do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	for range 2 {
+		b.dial(t).do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	}
+
+	// Over Tars, as a service calls it.
+	client := tars.NewClient(tars.ClientOptions{SyncTimeout: 5 * time.Second})
+	defer client.Close()
+	p, err := client.Proxy(testPushObj + "@" + endpoint(addrs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivered int32
+	err = p.Invoke(context.Background(), "pushByRoom",
+		func(r *tars.Results) { r.PutString(1, "roomNum", "room1"); r.PutString(2, "message", "hi") },
+		func(a *tars.Args) (err error) { delivered, err = a.Int32(3, "delivered"); return err })
+	if err != nil || delivered != 3 {
+		t.Fatalf("pushByRoom = %d, %v; want 3 (1 member on A, 2 on B, the dead peer none)", delivered, err)
+	}
+	waitFor(t, "the dead peer to be marked down", func() bool { return a.peer(t, dead).State == "down" })
+	if got := a.cluster.PushWait(context.Background(), event{Kind: kindMessage, From: fromTars, Text: "all", Time: time.Now()}); got != 3 {
+		t.Errorf("PushWait(all) = %d, want 3", got)
+	}
+	// The dead peer's messages wait for it: they never left.
+	waitFor(t, "two messages queued for the dead peer", func() bool {
+		d := a.peer(t, dead)
+		return d.Queued == 2 && d.Lost == 0 && d.Error != ""
+	})
+
+	// The queue is bounded: past peerQueueMax the oldest go.
+	for i := range peerQueueMax + 3 {
+		a.hub.PushRoom("nobody", strconv.Itoa(i), fromHTTP)
+	}
+	waitFor(t, "the queue to hold its maximum", func() bool {
+		d := a.peer(t, dead)
+		return d.Queued == peerQueueMax && d.Dropped == 5
+	})
+}
+
+// TestClusterPeerComesBack: a peer that was down when messages were pushed
+// receives them once it listens, in order.
+func TestClusterPeerComesBack(t *testing.T) {
+	la := listenTars(t)
+	addrB := freeAddr(t)
+	a := startInNode(t, testSettings(), la, addrB)
+	for i := range 3 {
+		a.hub.PushRoom("room1", "early "+strconv.Itoa(i), fromHTTP)
+	}
+	waitFor(t, "B to be marked down", func() bool { return a.peer(t, addrB).State == "down" })
+
+	lb, err := net.Listen("tcp", addrB)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addrB, err)
+	}
+	b := startInNode(t, testSettings(), lb, la.Addr().String())
+	waitFor(t, "B to receive the backlog", func() bool { return len(b.hub.History("room1")) == 3 })
+	for i, ev := range b.hub.History("room1") {
+		if want := "early " + strconv.Itoa(i); ev.Text != want || ev.From != fromHTTP {
+			t.Errorf("B's history[%d] = %+v, want %q from http", i, ev, want)
+		}
+	}
+	if p := a.peer(t, addrB); p.State != "up" || p.Sent != 3 || p.Queued != 0 {
+		t.Errorf("peer B %+v, want up with 3 sent", p)
+	}
+}
+
+// TestPeerPushRefuses: peerPush checks the push token and each message.
+func TestPeerPushRefuses(t *testing.T) {
+	set := testSettings()
+	set.PushToken = "s3cret"
+	ln := listenTars(t)
+	n := startInNode(t, set, ln)
+	n.dial(t).do("subscribe|room1", "Subscribe roomNum:room1 success!")
+
+	client := tars.NewClient(tars.ClientOptions{})
+	defer client.Close()
+	p, err := client.Proxy(testPushObj + "@" + endpoint(ln.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(token string, msgs []peerMessage) ([]int32, error) {
+		var counts []int32
+		err := p.Invoke(context.Background(), "peerPush",
+			func(r *tars.Results) {
+				r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
+				r.PutString(2, "token", token)
+			},
+			func(a *tars.Args) error {
+				return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
+					counts, err = readInt32s(d, tag)
+					return err
+				})
+			})
+		return counts, err
+	}
+	ok := peerMessage{Room: "room1", Text: "fine", From: "c1.abcde", Time: 1700000000123, Origin: "10.0.0.1:10015"}
+	var ce *tars.CallError
+	if _, err := call("wrong", []peerMessage{ok}); !errors.As(err, &ce) || ce.Code != pushDenied {
+		t.Errorf("wrong token: %v, want code %d", err, pushDenied)
+	}
+	long := ok
+	long.Text = strings.Repeat("x", set.MaxMessage+1)
+	badRoom := ok
+	badRoom.Room = "a\x00b"
+	counts, err := call("s3cret", []peerMessage{ok, long, badRoom, {Text: "to all", From: "http"}})
+	if err != nil || !slices.Equal(counts, []int32{1, -1, -1, 1}) {
+		t.Errorf("peerPush = %v, %v; want [1 -1 -1 1]", counts, err)
+	}
+	h := n.hub.History("room1")
+	if len(h) != 1 || h[0].From != ok.From || h[0].Time.UnixMilli() != ok.Time {
+		t.Errorf("history %+v, want the one good message with its from and time", h)
+	}
+	// A batch cut short is a decode error, not a panic.
+	err = p.Invoke(context.Background(), "peerPush",
+		func(r *tars.Results) {
+			r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
+				full := appendPeerMessages(b, tag, []peerMessage{ok})
+				return full[:len(full)-4]
+			})
+		}, nil)
+	if !errors.As(err, &ce) || ce.Code != tars.ServerDecodeErr {
+		t.Errorf("truncated batch: %v, want a decode error", err)
+	}
+}
+
+// TestPeerMessageCodec: vector<PeerMessage> round-trips and a damaged one
+// is an error.
+func TestPeerMessageCodec(t *testing.T) {
+	msgs := []peerMessage{
+		{Room: "room1", Text: "héllo|pipe", From: "c7.k3f9q", Time: 1700000000123, Origin: "127.0.0.1:10015"},
+		{Text: strings.Repeat("y", 300), From: "tars", Time: -1},
+	}
+	b := appendPeerMessages(nil, 1, msgs)
+	got, err := readPeerMessages(tars.NewDecoder(b), 1)
+	if err != nil || !slices.Equal(got, msgs) {
+		t.Fatalf("round trip = %+v, %v; want %+v", got, err, msgs)
+	}
+	for n := range len(b) {
+		if _, err := readPeerMessages(tars.NewDecoder(b[:n]), 1); err == nil {
+			t.Fatalf("%d of %d bytes decoded without error", n, len(b))
+		}
+	}
+	counts := []int32{0, 5, -1, 1 << 20}
+	if got, err := readInt32s(tars.NewDecoder(appendInt32s(nil, 3, counts)), 3); err != nil || !slices.Equal(got, counts) {
+		t.Errorf("counts round trip = %v, %v", got, err)
+	}
+}
+
+// TestClusterStatsJSON: /Index/stats carries the cluster view.
+func TestClusterStatsJSON(t *testing.T) {
+	ln := listenTars(t)
+	dead := freeAddr(t)
+	n := startInNode(t, testSettings(), ln, dead)
+	n.Server.cluster = n.cluster
+	n.hub.PushAll("x", fromHTTP)
+	waitFor(t, "the peer to be marked down", func() bool { return n.peer(t, dead).State == "down" })
+	rec := httptest.NewRecorder()
+	n.Server.stats(rec, httptest.NewRequest("GET", "/Index/stats", nil))
+	var st struct {
+		Connections *int
+		Cluster     struct {
+			Node, Discovery string
+			Peers           []map[string]any
+		}
+	}
+	if err := json.NewDecoder(rec.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Connections == nil || st.Cluster.Node != ln.Addr().String() || st.Cluster.Discovery != "static" || len(st.Cluster.Peers) != 1 {
+		t.Fatalf("stats %+v, want the hub's counts and one static peer", st)
+	}
+	p := st.Cluster.Peers[0]
+	if p["addr"] != dead || p["state"] != "down" || p["queued"] != 1.0 || p["dropped"] != 0.0 || p["error"] == nil {
+		t.Errorf("peer %v, want %s down with 1 queued and an error", p, dead)
+	}
+}
+
+// TestNeverSent: only a failed dial counts as a call that never left.
+func TestNeverSent(t *testing.T) {
+	client := tars.NewClient(tars.ClientOptions{SyncTimeout: time.Second})
+	defer client.Close()
+	p, err := client.Proxy(testPushObj + "@" + endpoint(freeAddr(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Ping(context.Background())
+	if err == nil || !neverSent(err) {
+		t.Errorf("dial refused: %v, neverSent false", err)
+	}
+	// A server that reads the request and hangs up may have acted on it.
+	ln := listenTars(t)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Read(make([]byte, 64))
+			c.Close()
+		}
+	}()
+	p, _ = client.Proxy(testPushObj + "@" + endpoint(ln.Addr().String()))
+	if err := p.Ping(context.Background()); err == nil || neverSent(err) {
+		t.Errorf("connection lost after sending: %v, neverSent true", err)
+	}
+}
+
+// TestCheckID: the store takes ids with and without the process tag.
+func TestCheckID(t *testing.T) {
+	for _, id := range []string{"c1", "c7.k3f9q", "c12.0"} {
+		if err := checkID(id); err != nil {
+			t.Errorf("checkID(%q) = %v", id, err)
+		}
+	}
+	for _, id := range []string{"", "c", "c.", "c7.", "c7.K3F9", "c7.a.b", "x7", "c7x", "c7.a b", "c7/../x"} {
+		if err := checkID(id); err == nil {
+			t.Errorf("checkID(%q) accepted", id)
+		}
+	}
+}
