@@ -200,6 +200,17 @@ func Skip(b []byte, typ byte) (n int, err error) {
 // head parses the head at b[off:]; it returns the offset after it. errTag
 // names the enclosing value in errors.
 func head(b []byte, off, errTag int) (tag uint8, typ byte, next int, err error) {
+	// A one-byte head of a known type is the common case; it inlines.
+	if off < len(b) {
+		if h := b[off]; h < 0xF0 && h&0x0F <= TypeSimpleList {
+			return h >> 4, h & 0x0F, off + 1, nil
+		}
+	}
+	return longHead(b, off, errTag)
+}
+
+// longHead parses a two-byte head, or reports why the head at b[off:] is bad.
+func longHead(b []byte, off, errTag int) (tag uint8, typ byte, next int, err error) {
 	if off >= len(b) {
 		return 0, 0, 0, decodeErr(off, errTag, "head: input ends")
 	}
@@ -220,10 +231,15 @@ func head(b []byte, off, errTag int) (tag uint8, typ byte, next int, err error) 
 
 // need checks that n bytes of what are left at b[off:].
 func need(b []byte, off, tag int, n uint64, what string) error {
-	if left := uint64(len(b) - off); n > left {
-		return decodeErr(off, tag, "%s %d exceeds %d bytes left", what, n, left)
+	if n > uint64(len(b)-off) {
+		return shortErr(b, off, tag, n, what)
 	}
 	return nil
+}
+
+// shortErr reports that n bytes of what exceed those left at b[off:].
+func shortErr(b []byte, off, tag int, n uint64, what string) error {
+	return decodeErr(off, tag, "%s %d exceeds %d bytes left", what, n, len(b)-off)
 }
 
 // intAt reads the payload of an integer value of type typ at b[off:].
@@ -235,8 +251,8 @@ func intAt(b []byte, off, tag int, typ byte) (v int64, next int, err error) {
 		return 0, off, decodeErr(off, tag, "want an integer, found %s", typeName(typ))
 	}
 	size := 1 << typ // INT1..INT8 are 1, 2, 4, 8 bytes
-	if left := len(b) - off; size > left {
-		return 0, off, decodeErr(off, tag, "%s size %d exceeds %d bytes left", typeName(typ), size, left)
+	if size > len(b)-off {
+		return 0, off, shortErr(b, off, tag, uint64(size), typeName(typ)+" size")
 	}
 	p := b[off : off+size]
 	switch typ {
@@ -578,19 +594,34 @@ func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
 
 // ReadString reads a string (STRING1 or STRING4).
 func (d *Decoder) ReadString(v *string, tag uint8, required bool) error {
+	s, ok, err := d.stringField(tag, required)
+	if ok {
+		*v = string(s)
+	}
+	return err
+}
+
+// readName reads a string that recurs from message to message, such as a
+// servant or function name, through the shared name cache.
+func (d *Decoder) readName(v *string, tag uint8, required bool) error {
+	s, ok, err := d.stringField(tag, required)
+	if ok {
+		*v = names.get(s)
+	}
+	return err
+}
+
+// stringField reads the bytes of a string field; they alias the input.
+func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err error) {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
-		return err
+		return nil, false, err
 	}
 	if typ != TypeString1 && typ != TypeString4 {
-		return d.wrongType(tag, typ, "string")
+		return nil, false, d.wrongType(tag, typ, "string")
 	}
-	s, next, err := stringAt(d.buf, d.off, int(tag), typ)
-	if err != nil {
-		return err
-	}
-	*v, d.off = string(s), next
-	return nil
+	s, d.off, err = stringAt(d.buf, d.off, int(tag), typ)
+	return s, err == nil, err
 }
 
 // ReadBytes reads a vector<byte>: a SIMPLE_LIST, whose bytes *v aliases

@@ -2,8 +2,10 @@ package tars
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"io"
 	"slices"
+	"sync/atomic"
 )
 
 // Packet versions (iVersion): how sBuffer carries the arguments.
@@ -86,8 +88,8 @@ func (p *RequestPacket) Decode(body []byte) error {
 		d.ReadInt8(&p.PacketType, 2, true),
 		d.ReadInt32(&p.MessageType, 3, true),
 		d.ReadInt32(&p.RequestID, 4, true),
-		d.ReadString(&p.ServantName, 5, true),
-		d.ReadString(&p.FuncName, 6, true),
+		d.readName(&p.ServantName, 5, true),
+		d.readName(&p.FuncName, 6, true),
 		d.ReadBytes(&p.Buffer, 7, true),
 		d.ReadInt32(&p.Timeout, 8, true),
 		d.ReadStringMap(&p.Context, 9, true),
@@ -98,6 +100,36 @@ func (p *RequestPacket) Decode(body []byte) error {
 		}
 	}
 	return nil
+}
+
+// names holds the servant and function names of recent requests: a server
+// sees the same few again and again, and a hit saves copying one.
+var names = nameCache{seed: maphash.MakeSeed()}
+
+// nameCache is a fixed-size cache of short strings keyed by their bytes, safe
+// for concurrent use without locks. Each slot keeps the last string hashed to
+// it, so names that collide, or a peer sending ever new ones, just replace
+// each other and the cache never grows.
+type nameCache struct {
+	seed  maphash.Seed
+	slots [256]atomic.Pointer[string]
+}
+
+// maxName bounds the strings kept, so the cache stays a few kilobytes.
+const maxName = 64
+
+// get returns b as a string, from the cache when it holds b.
+func (c *nameCache) get(b []byte) string {
+	if len(b) > maxName {
+		return string(b)
+	}
+	slot := &c.slots[maphash.Bytes(c.seed, b)%uint64(len(c.slots))]
+	if s := slot.Load(); s != nil && *s == string(b) {
+		return *s
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
 }
 
 // ResponsePacket is a reply to a call, or a push when RequestID is 0.

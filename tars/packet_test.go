@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -171,5 +172,64 @@ func TestPacketUnknownFields(t *testing.T) {
 	var q ResponsePacket
 	if err := q.Decode(b); err != nil || q.ResultDesc != "boom" {
 		t.Fatalf("got %+v, %v", q, err)
+	}
+}
+
+// TestRequestNamesOwnTheirBytes: the servant and function names survive the
+// reuse of the body they were read from, short names (cached) and long ones.
+func TestRequestNamesOwnTheirBytes(t *testing.T) {
+	for _, servant := range []string{"App.Server.Obj", strings.Repeat("S", maxName+1)} {
+		p := fullRequest()
+		p.ServantName = servant
+		body := p.Append(nil)
+		var q RequestPacket
+		if err := q.Decode(body); err != nil {
+			t.Fatal(err)
+		}
+		clear(body)
+		if q.ServantName != servant || q.FuncName != p.FuncName {
+			t.Fatalf("after clearing the body: servant %q, func %q", q.ServantName, q.FuncName)
+		}
+	}
+}
+
+// TestRequestNamesConcurrent decodes far more distinct names than the name
+// cache holds, from several goroutines at once: each packet reads back its
+// own names.
+func TestRequestNamesConcurrent(t *testing.T) {
+	const workers, each = 4, 500
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			var err error
+			for i := range each {
+				p := RequestPacket{ServantName: fmt.Sprintf("App.S%d.Obj", i%300), FuncName: fmt.Sprintf("f%d_%d", w, i)}
+				var q RequestPacket
+				if err = q.Decode(p.Append(nil)); err == nil && (q.ServantName != p.ServantName || q.FuncName != p.FuncName) {
+					err = fmt.Errorf("sent %q %q, read %q %q", p.ServantName, p.FuncName, q.ServantName, q.FuncName)
+				}
+				if err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestDecodeRequestAllocs: once its names are known, a request without
+// context or status decodes without allocating.
+func TestDecodeRequestAllocs(t *testing.T) {
+	p := benchRequest()
+	p.Context = nil
+	body := p.Append(nil)
+	var q RequestPacket
+	if n := testing.AllocsPerRun(100, func() { _ = q.Decode(body) }); n != 0 {
+		t.Fatalf("%v allocations per decode", n)
 	}
 }
