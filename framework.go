@@ -72,10 +72,11 @@ func startFramework(ctx context.Context, app *App) (stop func()) {
 	// Framework calls have a client of their own, so they are not counted
 	// in the stats they report.
 	client := tars.NewClient(tars.ClientOptions{
-		SyncTimeout: sc.Client.SyncInvokeTimeout,
-		MaxPacket:   sc.MaxPacket,
-		Resolver:    frameworkResolver(sc),
-		Logger:      log,
+		SyncTimeout:     sc.Client.SyncInvokeTimeout,
+		MaxPacket:       sc.MaxPacket,
+		Resolver:        frameworkResolver(sc),
+		ResolveInterval: sc.Client.RefreshEndpointInterval,
+		Logger:          log,
 	})
 	proxy := func(key, s string) *tars.ObjProxy {
 		if s == "" {

@@ -24,9 +24,9 @@ const (
 	maxDialBackoff = 5 * time.Second
 )
 
-// resolveInterval is how long endpoints from a Resolver are used before
-// they are asked for again (refresh-endpoint-interval).
-const resolveInterval = time.Minute
+// DefaultResolveInterval is how long endpoints from a Resolver are used
+// before they are asked for again (Tars's refresh-endpoint-interval).
+const DefaultResolveInterval = time.Minute
 
 // ErrClientClosed is returned by calls on a closed Client.
 var ErrClientClosed = errors.New("tars: client closed")
@@ -97,11 +97,13 @@ type Resolver interface {
 
 // ClientOptions configure a Client. The zero value is usable.
 type ClientOptions struct {
-	SyncTimeout time.Duration  // bound on every call; 0: DefaultSyncTimeout
-	MaxPacket   int            // largest reply frame accepted; 0: DefaultMaxPacket
-	Resolver    Resolver       // finds endpoints for names without '@'; nil: such names are an error
-	OnCall      func(CallInfo) // if set, called after each call, from the calling goroutine
-	Logger      *slog.Logger   // nil: slog.Default()
+	SyncTimeout time.Duration // bound on every call; 0: DefaultSyncTimeout
+	MaxPacket   int           // largest reply frame accepted; 0: DefaultMaxPacket
+	Resolver    Resolver      // finds endpoints for names without '@'; nil: such names are an error
+	// ResolveInterval is how long resolved endpoints are reused; 0 means DefaultResolveInterval.
+	ResolveInterval time.Duration
+	OnCall          func(CallInfo) // if set, called after each call, from the calling goroutine
+	Logger          *slog.Logger   // nil: slog.Default()
 }
 
 // Client is a communicator: it keeps one connection per endpoint, shared by
@@ -225,7 +227,11 @@ func (p *ObjProxy) targets(ctx context.Context) ([]target, error) {
 	st := p.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.resolved != nil && time.Since(st.resolvedAt) < resolveInterval {
+	every := p.c.opt.ResolveInterval
+	if every <= 0 {
+		every = DefaultResolveInterval
+	}
+	if st.resolved != nil && time.Since(st.resolvedAt) < every {
 		return st.resolved, nil
 	}
 	eps, err := p.c.opt.Resolver.Resolve(ctx, p.name)
