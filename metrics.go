@@ -164,10 +164,33 @@ func (m *Metrics) gather() []*metricFamily {
 		}
 		family("websocketserver_tars_bad_frames_total", "counter", "Tars connections closed for a malformed frame or packet.").
 			add(utoa(a.Tars.Stats().BadFrames))
+		if a.Cluster != nil {
+			m.gatherCluster(family, a.Cluster.Stats())
+		}
 		family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
 			add(strconv.FormatFloat(float64(a.started.UnixMilli())/1000, 'f', -1, 64))
 	}
 	return fams
+}
+
+// gatherCluster reports each peer node's queue and delivery counts.
+func (m *Metrics) gatherCluster(family func(name, typ, help string) *metricFamily, st ClusterStats) {
+	up := family("websocketserver_cluster_peer_up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.")
+	queued := family("websocketserver_cluster_peer_queued", "gauge", "Messages waiting to be sent to the peer node.")
+	sent := family("websocketserver_cluster_peer_sent_total", "counter", "Messages the peer node acknowledged.")
+	dropped := family("websocketserver_cluster_peer_dropped_total", "counter", "Oldest messages dropped from the peer's full queue.")
+	lost := family("websocketserver_cluster_peer_lost_total", "counter", "Messages in calls to the peer that failed after they may have arrived; not resent.")
+	for _, p := range st.Peers {
+		isUp := "0"
+		if p.State == "up" {
+			isUp = "1"
+		}
+		up.add(isUp, "peer", p.Addr)
+		queued.add(itoa(p.Queued), "peer", p.Addr)
+		sent.add(utoa(p.Sent), "peer", p.Addr)
+		dropped.add(utoa(p.Dropped), "peer", p.Addr)
+		lost.add(utoa(p.Lost), "peer", p.Addr)
+	}
 }
 
 func itoa(n int) string    { return strconv.Itoa(n) }

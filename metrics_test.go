@@ -464,7 +464,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("call to a missing function succeeded")
 	}
 	noFunc := strconv.Itoa(int(tars.ServerNoFuncErr))
-	scrape(t, p).want(t, "after hello calls", map[string]float64{
+	scrapeUntil(t, p, "after hello calls", map[string]float64{
 		series("websocketserver_tars_calls_total", "side", "made", "servant", testHelloObj, "func", "hello", "code", "0"):          2,
 		series("websocketserver_tars_calls_total", "side", "served", "servant", testHelloObj, "func", "hello", "code", "0"):        2,
 		series("websocketserver_tars_calls_total", "side", "made", "servant", testHelloObj, "func", "nosuch", "code", noFunc):      1,
@@ -551,4 +551,22 @@ func TestMetricsMethods(t *testing.T) {
 	if _, ok := e[series("websocketserver_adapter_connections", "adapter", "x")]; ok || strings.Contains(string(body), "adapter_connections") {
 		t.Errorf("adapter metrics without an App:\n%s", body)
 	}
+}
+
+func TestMetricsClusterPeers(t *testing.T) {
+	t.Parallel()
+	dead := freeAddr(t)
+	app, p := startApp(t, procOpts{websocket: "peers=" + testPushObj + "@" + endpoint(dead)})
+	peer := func(name string) string { return series(name, "peer", dead) }
+	scrapeUntil(t, p, "a peer nothing was sent to", map[string]float64{
+		peer("websocketserver_cluster_peer_queued"): 0, peer("websocketserver_cluster_peer_up"): 0,
+		peer("websocketserver_cluster_peer_sent_total"): 0,
+	})
+	app.Hub.PushRoom("room1", "for the other nodes", fromHTTP)
+	app.Hub.PushRoom("room1", "and another", fromHTTP)
+	// The peer is down: both messages wait in its queue.
+	scrapeUntil(t, p, "a dead peer", map[string]float64{
+		peer("websocketserver_cluster_peer_queued"): 2, peer("websocketserver_cluster_peer_up"): 0,
+		peer("websocketserver_cluster_peer_sent_total"): 0, peer("websocketserver_cluster_peer_dropped_total"): 0,
+	})
 }
