@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -23,6 +24,7 @@ type process struct {
 	addr   string // HTTP and WebSocket
 	log    string
 	exited chan struct{} // closed when the process has been waited for
+	pprof  string        // HOST:PORT serving /debug/pprof/, "" if none
 }
 
 // freePorts returns n distinct ports that were free a moment ago.
@@ -47,7 +49,7 @@ func freePorts(n int) ([]int, error) {
 
 // startProcess runs bin with args, output to dir/name.log, and waits until
 // addr accepts connections.
-func startProcess(dir, name, bin, addr string, args ...string) (*process, error) {
+func startProcess(dir, name, bin, addr string, env []string, args ...string) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -56,6 +58,7 @@ func startProcess(dir, name, bin, addr string, args ...string) (*process, error)
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -101,15 +104,20 @@ func reference(name, bin string) server {
 			return nil, err
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-		return startProcess(dir, name, bin, addr, "-addr", addr)
+		p, err := startProcess(dir, name, bin, addr, nil, "-addr", addr)
+		if p != nil {
+			p.pprof = addr
+		}
+		return p, err
 	}}
 }
 
 // product starts the product binary the way tarsnode does, with a config
-// file whose adapters listen on free ports.
-func product(bin string) server {
+// file whose adapters listen on free ports. With pprof, the binary is the
+// profiling build and serves /debug/pprof/ on one more port.
+func product(bin string, pprof bool) server {
 	return server{name: "product", start: func(dir string) (*process, error) {
-		ports, err := freePorts(4)
+		ports, err := freePorts(5)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +126,15 @@ func product(bin string) server {
 			return nil, err
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(ports[1])
-		return startProcess(dir, "product", bin, addr, "--config="+conf)
+		var env []string
+		if pprof {
+			env = []string{pprofEnv + "=127.0.0.1:" + strconv.Itoa(ports[4])}
+		}
+		p, err := startProcess(dir, "product", bin, addr, env, "--config="+conf)
+		if p != nil && pprof {
+			p.pprof = strings.TrimPrefix(env[0], pprofEnv+"=")
+		}
+		return p, err
 	}}
 }
 

@@ -30,6 +30,10 @@ func main() {
 	flag.DurationVar(&cfg.Settle, "settle", 0, "wait after connecting before reading memory")
 	flag.IntVar(&cfg.Dialers, "dialers", 0, "connection attempts in flight (default 32)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "pushes or churn cycles in flight (default 16)")
+	flag.IntVar(&cfg.Window, "window", 0, "hold pushes back while more than this many pushes' deliveries are owed (0: open loop)")
+	flag.DurationVar(&cfg.MaxDrain, "max-drain", 0, "longest wait for the last messages in all (default 20s)")
+	flag.StringVar(&cfg.Pprof, "pprof", "", "HOST:PORT of the server's /debug/pprof/ (default -addr)")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "save heap.pprof (connected) and cpu.pprof (measured phase) from -pprof to this directory")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "loadgen: unexpected argument %q\n", flag.Arg(0))

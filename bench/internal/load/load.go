@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +51,21 @@ type Config struct {
 	Settle   time.Duration // wait after connecting, before reading memory
 	Dialers  int           // connection attempts in flight
 	Workers  int           // pushes (or churn cycles) in flight
+
+	// Window, when positive, holds back the next push while more than
+	// Window pushes' worth of deliveries are still owed (waiting at most a
+	// second each time): the offered rate then adapts to what server and
+	// generator sustain instead of piling up in socket buffers.
+	Window int
+	// Pprof is the HOST:PORT serving the server's /debug/pprof/, if any:
+	// goroutines are counted there, and with ProfileDir set a heap profile
+	// (after connecting) and a CPU profile (of the measured phase) are
+	// saved to ProfileDir. Empty means the server's own address.
+	Pprof      string
+	ProfileDir string
+	// MaxDrain bounds the whole wait for the last messages (default 20s);
+	// what has not arrived by then counts as lost.
+	MaxDrain time.Duration
 }
 
 func (c *Config) check() error {
@@ -70,6 +87,9 @@ func (c *Config) check() error {
 	}
 	if c.Drain <= 0 {
 		c.Drain = 3 * time.Second
+	}
+	if c.MaxDrain <= 0 {
+		c.MaxDrain = 20 * time.Second
 	}
 	if c.Rooms <= 0 {
 		c.Rooms = 1
@@ -113,6 +133,7 @@ type gen struct {
 
 	exp  []atomic.Int32 // deliveries owed per sequence number
 	recv []atomic.Int32 // deliveries seen per sequence number
+	owed atomic.Int64   // sum of exp
 
 	pushes, pushErrors     atomic.Int64
 	sent                   atomic.Int64 // in-band commands written
@@ -176,6 +197,11 @@ func Run(ctx context.Context, cfg Config) (*stats.Result, error) {
 		}
 		res.RSSPerConn = float64(res.RSSAfter-res.RSSBefore) / float64(cfg.Conns)
 	}
+	if cfg.ProfileDir != "" {
+		if err := g.saveProfile("/heap", "heap.pprof"); err != nil {
+			return nil, err
+		}
+	}
 	if gAfter := g.goroutines(); gBefore >= 0 && gAfter >= 0 && cfg.Conns > 0 {
 		res.Goroutines = float64(gAfter-gBefore) / float64(cfg.Conns)
 	}
@@ -194,7 +220,7 @@ func Run(ctx context.Context, cfg Config) (*stats.Result, error) {
 // goroutines reads the server's goroutine count if it serves
 // /debug/pprof/goroutine; -1 if not.
 func (g *gen) goroutines() int {
-	resp, err := g.http.Get(g.cfg.HTTP + "/debug/pprof/goroutine?debug=1")
+	resp, err := g.http.Get(g.pprofURL() + "/goroutine?debug=1")
 	if err != nil {
 		return -1
 	}
@@ -212,6 +238,36 @@ func (g *gen) goroutines() int {
 		return -1
 	}
 	return v
+}
+
+func (g *gen) pprofURL() string {
+	if g.cfg.Pprof != "" {
+		return "http://" + g.cfg.Pprof + "/debug/pprof"
+	}
+	return g.cfg.HTTP + "/debug/pprof"
+}
+
+// saveProfile fetches a profile from the server's /debug/pprof/ into
+// ProfileDir/name.
+func (g *gen) saveProfile(path, name string) error {
+	c := &http.Client{Timeout: g.cfg.Duration + time.Minute}
+	resp, err := c.Get(g.pprofURL() + path)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: GET %s: %s", name, path, resp.Status)
+	}
+	f, err := os.Create(filepath.Join(g.cfg.ProfileDir, name))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile %s: %w", name, err)
+	}
+	return f.Close()
 }
 
 func roomName(i int) string { return "r" + strconv.Itoa(i) }

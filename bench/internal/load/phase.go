@@ -32,6 +32,13 @@ func (g *gen) measure(ctx context.Context, phase Config, res *stats.Result) erro
 	}
 	gen0 := cpuSelf()
 	start := g.now()
+	profiled := make(chan error, 1)
+	if g.cfg.ProfileDir != "" {
+		secs := max(1, int(phase.Duration.Seconds()))
+		go func() { profiled <- g.saveProfile(fmt.Sprintf("/profile?seconds=%d", secs), "cpu.pprof") }()
+	} else {
+		profiled <- nil
+	}
 
 	var work func(seq int)
 	switch phase.Mode {
@@ -47,7 +54,7 @@ func (g *gen) measure(ctx context.Context, phase Config, res *stats.Result) erro
 	pushes := g.pace(ctx, phase, work, n)
 	end := g.now()
 	if phase.Mode != ModeChurn {
-		g.drain(ctx, phase.Drain)
+		g.drain(ctx, phase.Drain, phase.MaxDrain)
 	}
 
 	if g.cfg.PID > 0 {
@@ -58,6 +65,9 @@ func (g *gen) measure(ctx context.Context, phase Config, res *stats.Result) erro
 		res.ServerCPU = us(cpu1 - cpu0)
 	}
 	res.GenCPU = us(cpuSelf() - gen0)
+	if err := <-profiled; err != nil {
+		return err
+	}
 	if last := g.lastRecv.Load(); last > end {
 		end = last
 	}
@@ -105,8 +115,9 @@ func (g *gen) measure(ctx context.Context, phase Config, res *stats.Result) erro
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // pace hands sequence numbers 0, 1, ... to phase.Workers workers at
-// phase.Rate per second for phase.Duration. When the workers fall behind,
-// it waits for them and then catches up. It returns how many it handed out.
+// phase.Rate per second for phase.Duration. When the workers (or the
+// window) fall behind, it waits for them and then catches up, but never
+// past phase.Duration. It returns how many it handed out.
 func (g *gen) pace(ctx context.Context, phase Config, work func(seq int), limit int) int {
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -123,11 +134,14 @@ func (g *gen) pace(ctx context.Context, phase Config, work func(seq int), limit 
 loop:
 	for ; seq < limit; seq++ {
 		due := time.Duration(seq) * interval
-		if due >= phase.Duration {
+		if due >= phase.Duration || time.Since(start) >= phase.Duration {
 			break
 		}
 		if d := due - time.Since(start); d > 0 {
 			time.Sleep(d)
+		}
+		if phase.Window > 0 {
+			g.waitWindow(ctx, phase.Window)
 		}
 		select {
 		case jobs <- seq:
@@ -140,20 +154,28 @@ loop:
 	return seq
 }
 
-// drain waits until everything owed has arrived, or nothing has arrived
-// for the drain time.
-func (g *gen) drain(ctx context.Context, d time.Duration) {
-	owed := func() int64 {
-		var n int64
-		for i := range g.exp {
-			n += int64(g.exp[i].Load())
-		}
-		return n + g.sent.Load()
+// waitWindow waits, up to a second, until at most window pushes' worth of
+// deliveries are owed.
+func (g *gen) waitWindow(ctx context.Context, window int) {
+	per := int64(g.cfg.Conns / g.cfg.Rooms)
+	if g.cfg.Mode == ModeBroadcast {
+		per = int64(g.cfg.Conns)
 	}
-	want := owed()
+	for start := time.Now(); time.Since(start) < time.Second && ctx.Err() == nil; {
+		if g.owed.Load()-g.delivered.Load() <= int64(window)*per {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// drain waits until everything owed has arrived, or nothing has arrived
+// for d, or max has passed.
+func (g *gen) drain(ctx context.Context, d, max time.Duration) {
+	want := g.owed.Load() + g.sent.Load()
 	got := func() int64 { return g.delivered.Load() + g.replies.Load() }
-	last, since := got(), time.Now()
-	for time.Since(since) < d {
+	last, since, start := got(), time.Now(), time.Now()
+	for time.Since(since) < d && time.Since(start) < max {
 		if ctx.Err() != nil {
 			return
 		}
@@ -168,6 +190,12 @@ func (g *gen) drain(ctx context.Context, d time.Duration) {
 	}
 }
 
+// owe records that push seq owes n deliveries.
+func (g *gen) owe(seq int, n int32) {
+	old := g.exp[seq].Swap(n)
+	g.owed.Add(int64(n - old))
+}
+
 // target is the room a push with this sequence number goes to.
 func (g *gen) target(seq int) (room int, owed int32) {
 	room = seq % g.cfg.Rooms
@@ -176,7 +204,7 @@ func (g *gen) target(seq int) (room int, owed int32) {
 
 func (g *gen) pushHTTP(seq int) {
 	room, owed := g.target(seq)
-	g.exp[seq].Store(owed)
+	g.owe(seq, owed)
 	msg := g.message(seq)
 	u := g.cfg.HTTP + "/Index/pushByRoom?roomNum=" + roomName(room) + "&message=" + url.QueryEscape(msg)
 	err := func() error {
@@ -195,7 +223,7 @@ func (g *gen) pushHTTP(seq int) {
 		return nil
 	}()
 	if err != nil {
-		g.exp[seq].Store(0)
+		g.owe(seq, 0)
 		g.pushErrors.Add(1)
 		g.fail(err)
 		return
@@ -208,7 +236,7 @@ func (g *gen) pushInband(seq int) {
 	room, owed := g.target(seq)
 	k := (seq / g.cfg.Rooms) % int(owed)
 	c := g.conns[room+k*g.cfg.Rooms]
-	g.exp[seq].Store(owed)
+	g.owe(seq, owed)
 	msg := `sendByRoom|{"roomNum":"` + roomName(room) + `","message":"` + g.message(seq) + `"}`
 	g.write(c, seq, msg)
 }
@@ -216,7 +244,7 @@ func (g *gen) pushInband(seq int) {
 // pushBroadcast has connection seq mod Conns send the message to everyone.
 func (g *gen) pushBroadcast(seq int) {
 	c := g.conns[seq%len(g.conns)]
-	g.exp[seq].Store(int32(len(g.conns)))
+	g.owe(seq, int32(len(g.conns)))
 	g.write(c, seq, `broadcast|{"message":"`+g.message(seq)+`"}`)
 }
 
@@ -226,7 +254,7 @@ func (g *gen) write(c *conn, seq int, msg string) {
 	err := c.ws.WriteMessage(websocket.TextMessage, []byte(msg))
 	c.mu.Unlock()
 	if err != nil {
-		g.exp[seq].Store(0)
+		g.owe(seq, 0)
 		g.pushErrors.Add(1)
 		g.fail(fmt.Errorf("in-band push: %w", err))
 		return
