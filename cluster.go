@@ -368,6 +368,9 @@ type peerItem struct {
 }
 
 func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
+	// Only what dialing needs: a registry's weight of -1 would not survive
+	// the trip through the proxy string.
+	e = tars.Endpoint{Proto: e.Proto, Host: e.Host, Port: e.Port, Timeout: e.Timeout}
 	proxy, err := c.client.Proxy(c.opt.Servant + "@" + e.String())
 	if err != nil {
 		return nil, err

@@ -353,3 +353,16 @@ func TestCheckID(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRegistryEndpoint: endpoints as a registry lists them, with a
+// weight of -1, make peers.
+func TestClusterRegistryEndpoint(t *testing.T) {
+	ln := listenTars(t)
+	e := tarsEndpoint(t, freeAddr(t))
+	e.Weight, e.WeightType = -1, 0
+	n := startInNode(t, testSettings(), ln)
+	n.cluster.setPeers([]tars.Endpoint{e, tarsEndpoint(t, ln.Addr().String())})
+	if st := n.cluster.Stats(); len(st.Peers) != 1 || st.Peers[0].Addr != e.Addr() {
+		t.Errorf("peers %+v, want only %s", st.Peers, e.Addr())
+	}
+}
