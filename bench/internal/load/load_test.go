@@ -74,9 +74,6 @@ func TestEveryModeDeliversEverything(t *testing.T) {
 				if res.Unknown != 0 {
 					t.Errorf("%d unknown frames", res.Unknown)
 				}
-				if res.ServerCPU <= 0 {
-					t.Errorf("server CPU %v µs: the measured process (this one) did work", res.ServerCPU)
-				}
 				switch cfg.Mode {
 				case ModeChurn:
 					if want := int64(cfg.Rate * cfg.Duration.Seconds()); res.Cycles != want {
