@@ -38,6 +38,7 @@ type scenario struct {
 	settle   time.Duration
 	workers  int
 	window   int // see load.Config.Window; 0: open loop
+	nodes    int // >0: product only, as a static cluster of this many nodes sharing the connections and pushes
 }
 
 func scenarios(short bool, d time.Duration) []scenario {
@@ -51,6 +52,8 @@ func scenarios(short bool, d time.Duration) []scenario {
 			{name: "broadcast", mode: "broadcast", conns: 100, rooms: 1, rate: 20, duration: d},
 			{name: "churn", mode: "churn", rooms: 1, rate: 100, duration: d, workers: 16},
 			{name: "idle", mode: "idle", conns: 200, rooms: 1, settle: time.Second},
+			{name: "cluster-1-node", mode: "http", conns: 150, rooms: 1, rate: 50, duration: d, nodes: 1},
+			{name: "cluster-3-nodes", mode: "http", conns: 150, rooms: 1, rate: 50, duration: d, nodes: 3},
 		}
 	}
 	return []scenario{
@@ -65,6 +68,11 @@ func scenarios(short bool, d time.Duration) []scenario {
 		{name: "broadcast", mode: "broadcast", conns: 1000, rooms: 1, rate: 50, duration: d, window: 50},
 		{name: "churn", mode: "churn", rooms: 1, rate: 1000, duration: d, workers: 64},
 		{name: "idle", mode: "idle", conns: 10000, rooms: 1, settle: 5 * time.Second},
+		// The same load on one node and on three: connections and pushes
+		// spread over the nodes, so two thirds of the deliveries cross to
+		// another node (PushObj.peerPush) first.
+		{name: "cluster-1-node", mode: "http", conns: 3000, rooms: 1, rate: 100, duration: d, window: 20, nodes: 1},
+		{name: "cluster-3-nodes", mode: "http", conns: 3000, rooms: 1, rate: 100, duration: d, window: 20, nodes: 3},
 	}
 }
 
@@ -157,6 +165,10 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 	started := time.Now()
 	for _, sc := range scs {
 		for _, s := range srvs {
+			if sc.nodes > 0 && s.cluster == nil {
+				t.add(sc, s.name, nil) // it has no cluster
+				continue
+			}
 			res, err := runOne(ctx, bins["loadgen"], dir, sc, s, o.pprof)
 			if ctx.Err() != nil {
 				return true, ctx.Err()
@@ -225,7 +237,11 @@ func runOne(ctx context.Context, loadgen, dir string, sc scenario, s server, pro
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return nil, err
 	}
-	p, err := s.start(runDir)
+	start := s.start
+	if sc.nodes > 0 {
+		start = func(dir string) (*process, error) { return s.cluster(dir, sc.nodes) }
+	}
+	p, err := start(runDir)
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +255,13 @@ func runOne(ctx context.Context, loadgen, dir string, sc scenario, s server, pro
 	}
 	if sc.mode == "idle" {
 		args = append(args, "-duration", "1s", "-rate", "1")
+	}
+	if len(p.more) > 0 {
+		var nodes []string
+		for _, q := range p.more {
+			nodes = append(nodes, q.addr)
+		}
+		args = append(args, "-nodes", strings.Join(nodes, ","))
 	}
 	if p.pprof != "" {
 		args = append(args, "-pprof", p.pprof)

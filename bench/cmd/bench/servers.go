@@ -17,6 +17,9 @@ import (
 type server struct {
 	name  string // column name in the table
 	start func(dir string) (*process, error)
+	// cluster starts n nodes that share rooms; the first is returned with
+	// the others in its more. nil: the server has no cluster.
+	cluster func(dir string, n int) (*process, error)
 }
 
 type process struct {
@@ -25,6 +28,7 @@ type process struct {
 	log    string
 	exited chan struct{} // closed when the process has been waited for
 	pprof  string        // HOST:PORT serving /debug/pprof/, "" if none
+	more   []*process    // the other nodes of a cluster, stopped with this one
 }
 
 // freePorts returns n distinct ports that were free a moment ago.
@@ -83,8 +87,17 @@ func startProcess(dir, name, bin, addr string, env []string, args ...string) (*p
 	}
 }
 
-// stop asks the process to exit and kills it if it has not after 10s.
+// stop asks the process (and the other nodes) to exit and kills it if it
+// has not after 10s.
 func (p *process) stop() error {
+	var errs []error
+	for _, q := range p.more {
+		errs = append(errs, q.stop())
+	}
+	return errors.Join(append(errs, p.stopOne())...)
+}
+
+func (p *process) stopOne() error {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
@@ -114,33 +127,76 @@ func reference(name, bin string) server {
 
 // product starts the product binary the way tarsnode does, with a config
 // file whose adapters listen on free ports. With pprof, the binary is the
-// profiling build and serves /debug/pprof/ on one more port.
+// profiling build and serves /debug/pprof/ on one more port. Its cluster
+// is n such processes, each in a directory of its own, whose peers key
+// lists every node's PushObj.
 func product(bin string, pprof bool) server {
-	return server{name: "product", start: func(dir string) (*process, error) {
-		ports, err := freePorts(5)
-		if err != nil {
-			return nil, err
-		}
-		conf := filepath.Join(dir, "product.conf")
-		if err := os.WriteFile(conf, fmt.Appendf(nil, productConf, dir, ports[0], ports[1], ports[2], ports[3], ports[3]), 0o644); err != nil {
-			return nil, err
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(ports[1])
-		var env []string
-		if pprof {
-			env = []string{pprofEnv + "=127.0.0.1:" + strconv.Itoa(ports[4])}
-		}
-		p, err := startProcess(dir, "product", bin, addr, env, "--config="+conf)
-		if p != nil && pprof {
-			p.pprof = strings.TrimPrefix(env[0], pprofEnv+"=")
-		}
-		return p, err
-	}}
+	return server{
+		name: "product",
+		start: func(dir string) (*process, error) {
+			ports, err := freePorts(5)
+			if err != nil {
+				return nil, err
+			}
+			return startProduct(dir, bin, ports, "", pprof)
+		},
+		cluster: func(dir string, n int) (*process, error) {
+			ports, err := freePorts(5 * n)
+			if err != nil {
+				return nil, err
+			}
+			var eps []string
+			for i := range n {
+				eps = append(eps, fmt.Sprintf("tcp -h 127.0.0.1 -p %d -t 60000", ports[5*i+2]))
+			}
+			peers := "peers=TestApp.WebsocketServer.PushObj@" + strings.Join(eps, ":")
+			var first *process
+			for i := range n {
+				nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
+				err := os.MkdirAll(nodeDir, 0o755)
+				var p *process
+				if err == nil {
+					p, err = startProduct(nodeDir, bin, ports[5*i:5*i+5], peers, pprof && i == 0)
+				}
+				if err != nil {
+					if first != nil {
+						first.stop()
+					}
+					return nil, err
+				}
+				if first == nil {
+					first = p
+				} else {
+					first.more = append(first.more, p)
+				}
+			}
+			return first, nil
+		},
+	}
+}
+
+// startProduct runs one product process in dir on five ports (AdminObj,
+// HTTP, PushObj, HelloObj, pprof) with extra lines in <websocket>.
+func startProduct(dir, bin string, ports []int, websocket string, pprof bool) (*process, error) {
+	conf := filepath.Join(dir, "product.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, productConf, dir, ports[0], ports[1], ports[2], ports[3], ports[3], websocket), 0o644); err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	var env []string
+	if pprof {
+		env = []string{pprofEnv + "=127.0.0.1:" + strconv.Itoa(ports[4])}
+	}
+	p, err := startProcess(dir, "product", bin, addr, env, "--config="+conf)
+	if p != nil && pprof {
+		p.pprof = strings.TrimPrefix(env[0], pprofEnv+"=")
+	}
+	return p, err
 }
 
 // productConf is default.conf with every port free and every path in the
 // run's directory. Args: dir, AdminObj, obj (HTTP/WebSocket), PushObj,
-// HelloObj, HelloObj again for the hello proxy.
+// HelloObj, HelloObj again for the hello proxy, more <websocket> lines.
 const productConf = `<tars>
   <application>
     <client>
@@ -192,6 +248,7 @@ const productConf = `<tars>
     </server>
     <websocket>
       hello=TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p %[6]d -t 3000
+      %[7]s
     </websocket>
   </application>
 </tars>

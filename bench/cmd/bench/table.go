@@ -129,6 +129,10 @@ func (t *table) describe(sc scenario) string {
 	case "broadcast":
 		return fmt.Sprintf("**%s**: %d conns, %.0f in-band broadcasts/s", sc.name, sc.conns, sc.rate)
 	}
+	if sc.nodes > 0 {
+		return fmt.Sprintf("**%s**: %d conns, %d room(s), %.0f %s pushes/s over %d node(s) (server CPU: the first node)",
+			sc.name, sc.conns, sc.rooms, sc.rate, sc.mode, sc.nodes)
+	}
 	return fmt.Sprintf("**%s**: %d conns, %d room(s), %.0f %s pushes/s", sc.name, sc.conns, sc.rooms, sc.rate, sc.mode)
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/tarsws/websocketserver/bench/internal/load"
 )
@@ -34,6 +35,7 @@ func main() {
 	flag.DurationVar(&cfg.MaxDrain, "max-drain", 0, "longest wait for the last messages in all (default 20s)")
 	flag.StringVar(&cfg.Pprof, "pprof", "", "HOST:PORT of the server's /debug/pprof/ (default -addr)")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "save heap.pprof (connected) and cpu.pprof (measured phase) from -pprof to this directory")
+	nodes := flag.String("nodes", "", "comma-separated HOST:PORT of the cluster's other nodes: connections and pushes are spread over all nodes")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "loadgen: unexpected argument %q\n", flag.Arg(0))
@@ -44,6 +46,11 @@ func main() {
 	}
 	cfg.WS = "ws://" + *addr + "/"
 	cfg.HTTP = "http://" + *addr
+	if *nodes != "" {
+		for n := range strings.SplitSeq(*nodes, ",") {
+			cfg.Nodes = append(cfg.Nodes, "http://"+n)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

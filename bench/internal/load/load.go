@@ -66,6 +66,10 @@ type Config struct {
 	// MaxDrain bounds the whole wait for the last messages (default 20s);
 	// what has not arrived by then counts as lost.
 	MaxDrain time.Duration
+	// Nodes are the HTTP base URLs ("http://HOST:PORT") of the other nodes
+	// of a cluster: connection i joins, and push number seq is made,
+	// through node i (or seq) modulo 1+len(Nodes), node 0 being WS/HTTP.
+	Nodes []string
 }
 
 func (c *Config) check() error {
@@ -111,6 +115,11 @@ func (c *Config) check() error {
 	}
 	if _, err := url.Parse(c.HTTP); err != nil {
 		return fmt.Errorf("http url: %v", err)
+	}
+	for _, n := range c.Nodes {
+		if u, err := url.Parse(n); err != nil || u.Scheme != "http" || u.Host == "" {
+			return fmt.Errorf("node %q: want http://HOST:PORT", n)
+		}
 	}
 	return nil
 }
@@ -292,7 +301,7 @@ func (g *gen) connect(ctx context.Context) error {
 	for range min(g.cfg.Dialers, n) {
 		wg.Go(func() {
 			for i := range idx {
-				c, err := g.dial(ctx, roomName(i%g.cfg.Rooms))
+				c, err := g.dial(ctx, g.wsURL(i), roomName(i%g.cfg.Rooms))
 				if err != nil {
 					errc <- fmt.Errorf("connection %d of %d: %w", i+1, n, err)
 					return
@@ -326,9 +335,25 @@ feed:
 	return err
 }
 
-// dial opens one connection and subscribes it to room.
-func (g *gen) dial(ctx context.Context, room string) (*conn, error) {
-	ws, resp, err := g.dialer.DialContext(ctx, g.cfg.WS, nil)
+// wsURL and httpURL return the node that connection or push i goes
+// through (Config.Nodes).
+func (g *gen) wsURL(i int) string {
+	if n := i % (1 + len(g.cfg.Nodes)); n > 0 {
+		return "ws" + strings.TrimPrefix(g.cfg.Nodes[n-1], "http") + "/"
+	}
+	return g.cfg.WS
+}
+
+func (g *gen) httpURL(i int) string {
+	if n := i % (1 + len(g.cfg.Nodes)); n > 0 {
+		return g.cfg.Nodes[n-1]
+	}
+	return g.cfg.HTTP
+}
+
+// dial opens one connection to the WebSocket URL u and subscribes it to room.
+func (g *gen) dial(ctx context.Context, u, room string) (*conn, error) {
+	ws, resp, err := g.dialer.DialContext(ctx, u, nil)
 	if err != nil {
 		if resp != nil {
 			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)

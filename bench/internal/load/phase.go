@@ -206,7 +206,7 @@ func (g *gen) pushHTTP(seq int) {
 	room, owed := g.target(seq)
 	g.owe(seq, owed)
 	msg := g.message(seq)
-	u := g.cfg.HTTP + "/Index/pushByRoom?roomNum=" + roomName(room) + "&message=" + url.QueryEscape(msg)
+	u := g.httpURL(seq) + "/Index/pushByRoom?roomNum=" + roomName(room) + "&message=" + url.QueryEscape(msg)
 	err := func() error {
 		resp, err := g.http.Get(u)
 		if err != nil {
@@ -268,7 +268,7 @@ func (g *gen) write(c *conn, seq int, msg string) {
 // dialling to the subscribe reply.
 func (g *gen) churn(seq int) {
 	t0 := g.now()
-	c, err := g.dial(context.Background(), "churn"+roomName(seq%g.cfg.Rooms))
+	c, err := g.dial(context.Background(), g.cfg.WS, "churn"+roomName(seq%g.cfg.Rooms))
 	if err != nil {
 		g.cycleErrs.Add(1)
 		g.fail(fmt.Errorf("churn: %w", err))
