@@ -179,9 +179,9 @@ func sortedKeys[V any](keys []string, m map[string]V) []string {
 // ConsumeHead parses the head at the start of b and returns its tag, its type
 // and its length in bytes (1 or 2). On malformed input n is -1 and err says why.
 func ConsumeHead(b []byte) (tag uint8, typ byte, n int, err error) {
-	tag, typ, n, err = head(b, 0, -1)
-	if err != nil {
-		return 0, 0, -1, err
+	tag, typ, n = head(b, 0)
+	if n < 0 {
+		return 0, 0, -1, headErr(b, 0, -1)
 	}
 	return tag, typ, n, nil
 }
@@ -197,36 +197,39 @@ func Skip(b []byte, typ byte) (n int, err error) {
 	return n, nil
 }
 
-// head parses the head at b[off:]; it returns the offset after it. errTag
-// names the enclosing value in errors.
-func head(b []byte, off, errTag int) (tag uint8, typ byte, next int, err error) {
-	// A one-byte head of a known type is the common case; it inlines.
-	if off < len(b) {
-		if h := b[off]; h < 0xF0 && h&0x0F <= TypeSimpleList {
-			return h >> 4, h & 0x0F, off + 1, nil
-		}
-	}
-	return longHead(b, off, errTag)
-}
-
-// longHead parses a two-byte head, or reports why the head at b[off:] is bad.
-func longHead(b []byte, off, errTag int) (tag uint8, typ byte, next int, err error) {
+// head parses the head at b[off:] and returns the offset after it, or -1
+// when the head is malformed; headErr then says why. Small enough to inline.
+func head(b []byte, off int) (tag uint8, typ byte, next int) {
 	if off >= len(b) {
-		return 0, 0, 0, decodeErr(off, errTag, "head: input ends")
+		return 0, 0, -1
 	}
-	tag, typ = b[off]>>4, b[off]&0x0F
-	next = off + 1
+	tag, typ, next = b[off]>>4, b[off]&0x0F, off+1
 	if tag == 15 {
 		if next >= len(b) {
-			return 0, 0, 0, decodeErr(off, errTag, "head: input ends before the tag byte")
+			return 0, 0, -1
 		}
-		tag = b[next]
-		next++
+		tag, next = b[next], next+1
 	}
 	if typ > TypeSimpleList {
-		return 0, 0, 0, decodeErr(off, int(tag), "unknown type code %d", typ)
+		return 0, 0, -1
 	}
-	return tag, typ, next, nil
+	return tag, typ, next
+}
+
+// headErr reports why the head at b[off:] is malformed. errTag names the
+// enclosing value.
+func headErr(b []byte, off, errTag int) error {
+	switch {
+	case off >= len(b):
+		return decodeErr(off, errTag, "head: input ends")
+	case b[off] >= 0xF0 && off+1 >= len(b):
+		return decodeErr(off, errTag, "head: input ends before the tag byte")
+	}
+	tag := int(b[off] >> 4)
+	if tag == 15 {
+		tag = int(b[off+1])
+	}
+	return decodeErr(off, tag, "unknown type code %d", b[off]&0x0F)
 }
 
 // need checks that n bytes of what are left at b[off:].
@@ -272,9 +275,9 @@ func intAt(b []byte, off, tag int, typ byte) (v int64, next int, err error) {
 // an int at tag 0, checked against the bytes left; each element needs at
 // least per bytes.
 func countAt(b []byte, off, tag int, per uint64, what string) (n int, next int, err error) {
-	ctag, ctyp, next, err := head(b, off, tag)
-	if err != nil {
-		return 0, off, err
+	ctag, ctyp, next := head(b, off)
+	if next < 0 {
+		return 0, off, headErr(b, off, tag)
 	}
 	if ctag != 0 || (ctyp > TypeInt4 && ctyp != TypeZero) {
 		return 0, off, decodeErr(off, tag, "%s count: want an int at tag 0, found %s at tag %d", what, typeName(ctyp), ctag)
@@ -325,9 +328,9 @@ func skip(b []byte, off, tag int, typ byte, depth int) (next int, err error) {
 			return off, err
 		}
 		for range n * values {
-			etag, etyp, after, err := head(b, next, tag)
-			if err != nil {
-				return off, err
+			etag, etyp, after := head(b, next)
+			if after < 0 {
+				return off, headErr(b, next, tag)
 			}
 			if next, err = skip(b, after, int(etag), etyp, depth+1); err != nil {
 				return off, err
@@ -340,9 +343,9 @@ func skip(b []byte, off, tag int, typ byte, depth int) (next int, err error) {
 			if next >= len(b) {
 				return off, decodeErr(next, tag, "struct has no STRUCT_END")
 			}
-			ftag, ftyp, after, err := head(b, next, tag)
-			if err != nil {
-				return off, err
+			ftag, ftyp, after := head(b, next)
+			if after < 0 {
+				return off, headErr(b, next, tag)
 			}
 			if ftyp == TypeStructEnd {
 				return after, nil
@@ -380,9 +383,9 @@ func stringAt(b []byte, off, tag int, typ byte) (s []byte, next int, err error) 
 // simpleListAt reads the payload of a SIMPLE_LIST at b[off:]; the result
 // aliases b.
 func simpleListAt(b []byte, off, tag int) (p []byte, next int, err error) {
-	itag, ityp, next, err := head(b, off, tag)
-	if err != nil {
-		return nil, off, err
+	itag, ityp, next := head(b, off)
+	if next < 0 {
+		return nil, off, headErr(b, off, tag)
 	}
 	if itag != 0 || ityp != TypeInt1 {
 		return nil, off, decodeErr(off, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d", typeName(ityp), itag)
@@ -423,9 +426,9 @@ func (d *Decoder) Offset() int { return d.off }
 // when the field is absent.
 func (d *Decoder) field(tag uint8, required bool) (typ byte, ok bool, err error) {
 	for d.off < len(d.buf) {
-		ftag, ftyp, next, err := head(d.buf, d.off, int(tag))
-		if err != nil {
-			return 0, false, err
+		ftag, ftyp, next := head(d.buf, d.off)
+		if next < 0 {
+			return 0, false, headErr(d.buf, d.off, int(tag))
 		}
 		if ftyp == TypeStructEnd || ftag > tag {
 			break
@@ -646,9 +649,9 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 		}
 		p := make([]byte, n)
 		for i := range p {
-			etag, etyp, after, err := head(d.buf, next, int(tag))
-			if err != nil {
-				return err
+			etag, etyp, after := head(d.buf, next)
+			if after < 0 {
+				return headErr(d.buf, next, int(tag))
 			}
 			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
 				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d", i, typeName(etyp), etag)
@@ -763,9 +766,9 @@ func (d *Decoder) ReadStructEnd() error {
 		if d.off >= len(d.buf) {
 			return decodeErr(d.off, -1, "struct has no STRUCT_END")
 		}
-		ftag, ftyp, next, err := head(d.buf, d.off, -1)
-		if err != nil {
-			return err
+		ftag, ftyp, next := head(d.buf, d.off)
+		if next < 0 {
+			return headErr(d.buf, d.off, -1)
 		}
 		if ftyp == TypeStructEnd {
 			d.off = next
@@ -774,6 +777,7 @@ func (d *Decoder) ReadStructEnd() error {
 			}
 			return nil
 		}
+		var err error
 		if d.off, err = skip(d.buf, next, int(ftag), ftyp, d.depth); err != nil {
 			return err
 		}
