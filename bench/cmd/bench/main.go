@@ -4,7 +4,7 @@
 //
 // Run it from the bench directory:
 //
-//	go run ./cmd/bench            # the full run, about 8 minutes
+//	go run ./cmd/bench            # the full run, under 10 minutes
 //	go run ./cmd/bench -short     # 200 connections, 5s per scenario: completion and zero loss
 package main
 
@@ -80,7 +80,7 @@ func main() {
 	short := flag.Bool("short", false, "small and quick: 200 connections, 5s per scenario; fail on any loss")
 	only := flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
 	servers := flag.String("servers", "", "comma-separated servers: product, gorilla, raw (default all; -short: product)")
-	duration := flag.Duration("duration", 15*time.Second, "push phase of each full scenario")
+	duration := flag.Duration("duration", 12*time.Second, "push phase of each full scenario")
 	root := flag.String("root", "..", "the product's module directory")
 	jsonOut := flag.String("json", "", "also write every result to this file as JSON")
 	keep := flag.Bool("keep", false, "keep the work directory (binaries, configs, server logs)")
