@@ -72,6 +72,8 @@ type Cluster struct {
 	peers   atomic.Pointer[[]*peer] // read under hub.mu by relay; replaced whole
 	mu      sync.Mutex              // serialises changes of peers
 	closing atomic.Bool
+	stopped context.Context // ends when Close starts: discovery stops
+	stop    context.CancelFunc
 	ctx     context.Context // ends at Close's deadline: calls in flight are abandoned
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -86,6 +88,7 @@ func NewCluster(hub *Hub, opt ClusterOptions) *Cluster {
 		opt.Log = slog.Default()
 	}
 	c := &Cluster{hub: hub, opt: opt, log: opt.Log}
+	c.stopped, c.stop = context.WithCancel(context.Background())
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]
 	}
@@ -111,7 +114,7 @@ func (c *Cluster) Start() {
 			c.discover()
 			select {
 			case <-t.C:
-			case <-c.ctx.Done():
+			case <-c.stopped.Done():
 				return
 			}
 		}
@@ -120,7 +123,7 @@ func (c *Cluster) Start() {
 
 // discover asks the registry for the nodes; on failure the peers stay.
 func (c *Cluster) discover() {
-	ctx, cancel := context.WithTimeout(c.ctx, 3*time.Second)
+	ctx, cancel := context.WithTimeout(c.stopped, 3*time.Second)
 	defer cancel()
 	eps, err := c.opt.Resolver.Resolve(ctx, c.opt.Servant)
 	if c.closing.Load() {
@@ -230,7 +233,11 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 // what is left and closes the connections.
 func (c *Cluster) Close(ctx context.Context) error {
 	c.mu.Lock()
-	c.closing.Store(true)
+	if c.closing.Swap(true) {
+		c.mu.Unlock()
+		return errors.New("cluster: already closed")
+	}
+	c.stop()
 	c.mu.Unlock()
 	for _, p := range *c.peers.Load() {
 		p.signal()

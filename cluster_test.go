@@ -366,3 +366,46 @@ func TestClusterRegistryEndpoint(t *testing.T) {
 		t.Errorf("peers %+v, want only %s", st.Peers, e.Addr())
 	}
 }
+
+// endpoints is a Resolver with a fixed answer, standing for a registry.
+type endpoints []tars.Endpoint
+
+func (e endpoints) Resolve(ctx context.Context, obj string) ([]tars.Endpoint, error) {
+	if obj != testPushObj {
+		return nil, errors.New("unknown servant " + obj)
+	}
+	return e, nil
+}
+
+// TestClusterResolvedClose: peers come from the resolver, skipping this
+// node, and Close returns once the queues are empty rather than at its
+// deadline.
+func TestClusterResolvedClose(t *testing.T) {
+	la, lb := listenTars(t), listenTars(t)
+	b := startInNode(t, testSettings(), lb)
+	ts := startServer(t, testSettings(), t.TempDir())
+	hub := ts.hub
+	c := NewCluster(hub, ClusterOptions{
+		Log:      slog.New(slog.NewTextHandler(ts.logs, nil)),
+		Servant:  testPushObj,
+		Self:     []string{la.Addr().String()},
+		Resolver: endpoints{tarsEndpoint(t, la.Addr().String()), tarsEndpoint(t, lb.Addr().String())},
+	})
+	c.Start()
+	waitFor(t, "the resolved peer", func() bool { return len(c.Stats().Peers) == 1 })
+	if st := c.Stats(); st.Discovery != "registry" || st.Peers[0].Addr != lb.Addr().String() {
+		t.Fatalf("cluster view %+v, want B from the registry", st)
+	}
+	hub.PushRoom("room1", "last words", fromHTTP)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Close(ctx); err != nil || ctx.Err() != nil {
+		t.Fatalf("Close: %v; want it to return once the queue is empty, before its deadline", err)
+	}
+	if h := b.hub.History("room1"); len(h) != 1 || h[0].Text != "last words" {
+		t.Errorf("B's history %+v, want the message queued before Close", h)
+	}
+	if err := c.Close(ctx); err == nil {
+		t.Error("second Close: no error")
+	}
+}
