@@ -344,4 +344,12 @@ func TestClusterIntegration(t *testing.T) {
 		collect(t, names[j], m, []string{"A-back#0", "B-back#0", "C-back#0"}, nil)
 	}
 	collect(t, "member on restarted C", fresh, []string{"C-back#0"}, nil)
+
+	// A node with peers stops gracefully.
+	a := nodes[0]
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	<-a.done
+	if a.err != nil {
+		t.Errorf("node A after SIGTERM: %v", a.err)
+	}
 }
