@@ -197,9 +197,11 @@ func TestClusterPeerComesBack(t *testing.T) {
 			t.Errorf("B's history[%d] = %+v, want %q from http", i, ev, want)
 		}
 	}
-	if p := a.peer(t, addrB); p.State != "up" || p.Sent != 3 || p.Queued != 0 {
-		t.Errorf("peer B %+v, want up with 3 sent", p)
-	}
+	// B delivers before it answers: A counts them once the answer is in.
+	waitFor(t, "A to count B up with 3 sent", func() bool {
+		p := a.peer(t, addrB)
+		return p.State == "up" && p.Sent == 3 && p.Queued == 0 && p.Lost == 0
+	})
 }
 
 // TestPeerPushRefuses: peerPush checks the push token and each message.
@@ -308,8 +310,10 @@ func TestClusterStatsJSON(t *testing.T) {
 		t.Fatalf("stats %+v, want the hub's counts and one static peer", st)
 	}
 	p := st.Cluster.Peers[0]
-	if p["addr"] != dead || p["state"] != "down" || p["queued"] != 1.0 || p["dropped"] != 0.0 || p["error"] == nil {
-		t.Errorf("peer %v, want %s down with 1 queued and an error", p, dead)
+	// The sender may hold the message while it tries again: queued is 0 or 1.
+	if q := p["queued"]; p["addr"] != dead || p["state"] != "down" || q != 0.0 && q != 1.0 || p["sent"] != 0.0 ||
+		p["dropped"] != 0.0 || p["lost"] != 0.0 || p["error"] == nil {
+		t.Errorf("peer %v, want %s down with its message queued and an error", p, dead)
 	}
 }
 
