@@ -64,7 +64,7 @@ async function waitState(page, want) {
 }
 
 async function myId(page) {
-  await page.waitForFunction(() => /^You are c\d+$/.test(document.getElementById('my-id').textContent),
+  await page.waitForFunction(() => /^You are c\d+\.[0-9a-z]+$/.test(document.getElementById('my-id').textContent),
     null, { timeout: WAIT });
   return (await page.textContent('#my-id')).replace('You are ', '');
 }
@@ -101,7 +101,7 @@ test('both pages connect, show their id and are in their own room', async () => 
   for (const room of ['room1', 'room2']) {
     const { page } = pages[room];
     await waitState(page, 'online');
-    assert.match(await myId(page), /^c\d+$/);
+    assert.match(await myId(page), /^c\d+\.[0-9a-z]+$/);
     assert.deepEqual(await joinedRooms(page), [room]);
     assert.equal(await page.inputValue('#target'), room);
     await page.locator('#log li.notice', { hasText: `Subscribe roomNum:${room} success!` }).waitFor({ timeout: WAIT });
@@ -311,7 +311,7 @@ test('after a server restart both pages reconnect and page 1 catches up from his
   await waitState(p2, 'online');
   await shows(p1, missed);
   assert.equal(await entry(p1, missed).getAttribute('data-kind'), 'history');
-  assert.match(await myId(p1), /^c\d+$/);
+  assert.match(await myId(p1), /^c\d+\.[0-9a-z]+$/);
 
   // Re-subscribed: the pages talk again, and history brought no duplicates.
   const again = unique('Back online');

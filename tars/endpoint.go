@@ -182,7 +182,9 @@ func (e Endpoint) String() string {
 		opt string
 		v   int
 	}{{"-g", e.Grid}, {"-q", e.Qos}, {"-w", e.Weight}, {"-v", e.WeightType}, {"-e", e.AuthType}} {
-		if o.v != 0 {
+		// Negative values (a registry's -1 for "unset") cannot be written:
+		// the parser reads "-1" as the next option.
+		if o.v > 0 {
 			b.WriteString(" " + o.opt + " " + strconv.Itoa(o.v))
 		}
 	}

@@ -286,3 +286,14 @@ func FuzzParseProxy(f *testing.F) {
 		}
 	})
 }
+
+func TestEndpointStringSkipsUnsetWeight(t *testing.T) {
+	e := Endpoint{Proto: "tcp", Host: "127.0.0.1", Port: 10015, Timeout: DefaultTimeout, Weight: -1}
+	got, err := ParseEndpoint(e.String())
+	if err != nil {
+		t.Fatalf("ParseEndpoint(%q): %v", e.String(), err)
+	}
+	if got.Port != 10015 || got.Weight != 0 {
+		t.Fatalf("ParseEndpoint(%q) = %+v, want port 10015 and no weight", e.String(), got)
+	}
+}
