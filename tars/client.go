@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"sync"
@@ -162,6 +163,7 @@ type ObjProxy struct {
 	c       *Client
 	name    string
 	version int16
+	context map[string]string // sent with every call; never modified
 	st      *proxyState
 }
 
@@ -216,6 +218,14 @@ func (p *ObjProxy) Name() string { return p.name }
 func (p *ObjProxy) WithVersion(v int16) *ObjProxy {
 	q := *p
 	q.version = v
+	return &q
+}
+
+// WithContext returns a proxy to the same servant, sharing connections,
+// whose calls carry ctx as the request context (for example a push token).
+func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
+	q := *p
+	q.context = maps.Clone(ctx)
 	return &q
 }
 
@@ -302,7 +312,7 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	if in != nil {
 		in(&args)
 	}
-	req := RequestPacket{Version: p.version, ServantName: p.name, FuncName: fn}
+	req := RequestPacket{Version: p.version, ServantName: p.name, FuncName: fn, Context: p.context}
 	if oneway {
 		req.PacketType = PacketOneway
 	}

@@ -460,3 +460,27 @@ func BenchmarkClientServerCall(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
 }
+
+func TestClientContext(t *testing.T) {
+	var s Server
+	s.Handle("App.S.Obj", "echo", func(ctx context.Context, cur *Current, in *Args, out *Results) (int32, error) {
+		out.PutString(0, "", cur.Context["token"])
+		return Success, nil
+	})
+	addr := serve(t, &s, ListenOptions{})
+	c := newTestClient(t, ClientOptions{})
+	p := mustProxy(t, c, "App.S.Obj@"+endpointOf(addr))
+	for _, v := range []int16{VersionTars, VersionTUP} {
+		for _, want := range []string{"", "secret"} {
+			q := p.WithVersion(v)
+			if want != "" {
+				q = q.WithContext(map[string]string{"token": want})
+			}
+			var got string
+			err := q.Invoke(context.Background(), "echo", nil, func(out *Args) (err error) { got, err = out.String(0, ""); return err })
+			if err != nil || got != want {
+				t.Errorf("version %d: context token %q, %v; want %q", v, got, err, want)
+			}
+		}
+	}
+}
