@@ -98,9 +98,9 @@ func TestPushCommandErrors(t *testing.T) {
 		{[]string{"text"}, 2, "exactly one of -room ROOM and -all"},
 		{[]string{"-room", "r", "-all", "text"}, 2, "exactly one of -room ROOM and -all"},
 		{[]string{"-room", "r", ""}, 2, "empty TEXT"},
-		{[]string{"-proxy", "NoEndpoints", "-all", "x"}, 1, `proxy "NoEndpoints" has no endpoints`},
+		{[]string{"-proxy", "NoEndpoints", "-all", "x"}, 1, `"NoEndpoints": no endpoints and no resolver`},
 		{[]string{"-proxy", "A.B.PushObj@tcp -h", "-all", "x"}, 1, "A.B.PushObj@tcp -h"},
-		{[]string{"-proxy", nobody, "-all", "x"}, 1, "cannot connect to " + testPushObj},
+		{[]string{"-proxy", nobody, "-all", "x"}, 1, testPushObj + ".pushAll: code -8 (proxy connect error)"},
 		{[]string{"-config", dir + "/missing.conf", "-all", "x"}, 1, "missing.conf"},
 	} {
 		code, out, errOut := runPushBin(t, dir, c.args...)
