@@ -181,7 +181,7 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 		MaxPacket:       sc.MaxPacket,
 		Resolver:        frameworkResolver(sc),
 		ResolveInterval: sc.Client.RefreshEndpointInterval,
-		OnCall:          frameworkOnCall(sc),
+		OnCall:          a.Chat.Metrics().CountMade(frameworkOnCall(sc)),
 		Logger:          log,
 	})
 	a.Admin = newAdmin(a)
@@ -220,6 +220,7 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 			return nil, fmt.Errorf("config %s<hello>: %w", websocketPath, err)
 		}
 	}
+	a.Chat.Metrics().Instrument(a)
 	return a, nil
 }
 
