@@ -62,8 +62,8 @@ type Hub struct {
 	historyBytes int // text bytes in history
 
 	nextID  atomic.Uint64
-	writers sync.WaitGroup
-	killed  chan struct{} // closed when Shutdown runs out of time
+	serving sync.WaitGroup // connections not yet out of their rooms
+	killed  chan struct{}  // closed when Shutdown runs out of time
 
 	messagesIn, messagesOut, dropped atomic.Uint64
 }
@@ -137,6 +137,7 @@ func (h *Hub) Serve(ws *websocket.Conn) {
 		ws.WriteClose(closeGoingAway)
 		return
 	}
+	defer h.serving.Done()
 	go c.writeLoop()
 	c.readLoop()
 	close(c.readDone)
@@ -152,7 +153,7 @@ func (h *Hub) register(c *client) bool {
 		return false
 	}
 	h.clients[c] = struct{}{}
-	h.writers.Add(1)
+	h.serving.Add(1)
 	return true
 }
 
@@ -344,9 +345,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, c := range clients {
 		c.stop(closeGoingAway)
 	}
+	// Wait until every connection has flushed, closed and left its rooms,
+	// so that the store is clean when Shutdown returns.
 	flushed := make(chan struct{})
 	go func() {
-		h.writers.Wait()
+		h.serving.Wait()
 		close(flushed)
 	}()
 	var err error
@@ -356,7 +359,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		close(h.killed)
 		for _, c := range clients {
-			c.ws.SetDeadline(time.Now()) // unblock any write in progress
+			c.closeSocket() // unblocks any write in progress, and the reader
 		}
 		<-flushed
 	}
@@ -545,7 +548,6 @@ func cmdName(frame string) string {
 }
 
 func (c *client) writeLoop() {
-	defer c.hub.writers.Done()
 	defer close(c.done)
 	var ping <-chan time.Time
 	if d := c.hub.settings.PingInterval; d > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
@@ -85,6 +86,24 @@ type frameHeader struct {
 	length           uint64
 }
 
+// maxFrameHeader is the longest frame header: 2 bytes, a 64-bit length and
+// a masking key.
+const maxFrameHeader = 14
+
+// readFrameHeader parses the header that x/net read for frame f.
+func readFrameHeader(f wsFrame) (frameHeader, error) {
+	hr := f.HeaderReader()
+	if hr == nil {
+		return frameHeader{}, &closeError{closeProtocolError, "short frame header"}
+	}
+	var b [maxFrameHeader]byte
+	n, err := io.ReadFull(hr, b[:])
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return frameHeader{}, err
+	}
+	return parseFrameHeader(b[:n])
+}
+
 func parseFrameHeader(h []byte) (frameHeader, error) {
 	if len(h) < 2 {
 		return frameHeader{}, &closeError{closeProtocolError, "short frame header"}
@@ -127,11 +146,7 @@ func (r *messageReader) read() ([]byte, error) {
 			return nil, err
 		}
 		r.cur = f
-		raw, err := io.ReadAll(f.HeaderReader())
-		if err != nil {
-			return nil, err
-		}
-		h, err := parseFrameHeader(raw)
+		h, err := readFrameHeader(f)
 		if err != nil {
 			return nil, err
 		}
@@ -178,7 +193,7 @@ func (r *messageReader) read() ([]byte, error) {
 			return nil, &closeError{closeTooBig, fmt.Sprintf("message longer than %d bytes", r.limit)}
 		}
 		n := len(msg)
-		msg = append(msg, make([]byte, h.length)...)
+		msg = slices.Grow(msg, int(h.length))[:n+int(h.length)]
 		if _, err := io.ReadFull(f, msg[n:]); err != nil {
 			return nil, err
 		}
@@ -206,11 +221,7 @@ func (r *messageReader) discard() {
 		if f, err = r.next(); err != nil {
 			return
 		}
-		raw, err := io.ReadAll(f.HeaderReader())
-		if err != nil {
-			return
-		}
-		if h, err := parseFrameHeader(raw); err != nil || h.opcode == opClose {
+		if h, err := readFrameHeader(f); err != nil || h.opcode == opClose {
 			return
 		}
 	}
