@@ -3,14 +3,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // FdStore records which connections are in which rooms. It is the record
@@ -21,6 +26,8 @@ type FdStore interface {
 	Remove(room, id string) error
 	Members(room string) ([]string, error)
 	RemoveAll(id string) error
+	// Close writes out what is pending, within ctx, at shutdown.
+	Close(ctx context.Context) error
 }
 
 // MemStore is an FdStore in memory. The zero value is ready to use.
@@ -63,6 +70,9 @@ func (m *MemStore) Members(room string) ([]string, error) {
 	return ids, nil
 }
 
+// Close does nothing: there is nothing to write.
+func (m *MemStore) Close(context.Context) error { return nil }
+
 func (m *MemStore) RemoveAll(id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -75,20 +85,42 @@ func (m *MemStore) RemoveAll(id string) error {
 	return nil
 }
 
-// FileStore is an FdStore with one file per room in a directory, one id per
-// line. Every change rewrites the room's file atomically (a temporary file in
-// the same directory, then a rename), so a reader always sees a whole file.
+// FileStore is an FdStore that keeps membership in memory and writes it
+// behind to a directory, one file per room, one id per line. A flusher
+// rewrites each changed room's file atomically (a temporary file in the same
+// directory, then a rename) at most every flushEvery, so joins and leaves never
+// wait for the disk and a reader always sees a whole file.
 type FileStore struct {
 	dir string
-	mu  sync.Mutex // serialises read-modify-write of room files
+	log *slog.Logger
+
+	mu    sync.Mutex
+	rooms map[string]map[string]uint64   // room -> id -> order of joining
+	ids   map[string]map[string]struct{} // id -> rooms
+	dirty map[string]struct{}
+	seq   uint64
+
+	flushMu sync.Mutex    // one flush at a time, so files never go back in time
+	wake    chan struct{} // a room turned dirty
+	quit    chan struct{} // closed by Close
+	done    chan struct{} // closed when the flusher has returned
+	closed  bool          // guarded by mu
 }
+
+// flushEvery is the shortest time between two writes of the store's files.
+const flushEvery = 200 * time.Millisecond
 
 // roomFileExt ends every file the store owns; start-up purges only these.
 const roomFileExt = ".ids"
 
 // NewFileStore opens the store in dir, creating it if needed, and removes the
 // ids an earlier process left: they name connections that no longer exist.
-func NewFileStore(dir string) (*FileStore, error) {
+// Errors of the writes behind go to log (nil means slog.Default()); Close
+// stops the writer.
+func NewFileStore(dir string, log *slog.Logger) (*FileStore, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("room store: %w", err)
 	}
@@ -104,7 +136,18 @@ func NewFileStore(dir string) (*FileStore, error) {
 			}
 		}
 	}
-	return &FileStore{dir: dir}, nil
+	f := &FileStore{
+		dir:   dir,
+		log:   log,
+		rooms: make(map[string]map[string]uint64),
+		ids:   make(map[string]map[string]struct{}),
+		dirty: make(map[string]struct{}),
+		wake:  make(chan struct{}, 1),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	go f.flusher()
+	return f, nil
 }
 
 // Dir returns the directory the store writes.
@@ -120,77 +163,162 @@ func (f *FileStore) Add(room, id string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ids, err := f.read(room)
-	if err != nil {
-		return err
-	}
-	if slices.Contains(ids, id) {
+	ids := f.rooms[room]
+	if _, ok := ids[id]; ok {
 		return nil
 	}
-	return f.write(room, append(ids, id))
+	if ids == nil {
+		ids = make(map[string]uint64)
+		f.rooms[room] = ids
+	}
+	f.seq++
+	ids[id] = f.seq
+	if f.ids[id] == nil {
+		f.ids[id] = make(map[string]struct{})
+	}
+	f.ids[id][room] = struct{}{}
+	f.markLocked(room)
+	return nil
 }
 
 func (f *FileStore) Remove(room, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.remove(room, id)
+	f.removeLocked(room, id)
+	return nil
 }
 
-func (f *FileStore) remove(room, id string) error {
-	ids, err := f.read(room)
-	if err != nil {
-		return err
+func (f *FileStore) removeLocked(room, id string) {
+	ids := f.rooms[room]
+	if _, ok := ids[id]; !ok {
+		return
 	}
-	i := slices.Index(ids, id)
-	if i < 0 {
-		return nil
+	delete(ids, id)
+	if len(ids) == 0 {
+		delete(f.rooms, room)
 	}
-	return f.write(room, slices.Delete(ids, i, i+1))
+	delete(f.ids[id], room)
+	if len(f.ids[id]) == 0 {
+		delete(f.ids, id)
+	}
+	f.markLocked(room)
 }
 
+// markLocked notes that room's file is out of date and wakes the flusher.
+func (f *FileStore) markLocked(room string) {
+	f.dirty[room] = struct{}{}
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Members returns the room's ids in the order they joined.
 func (f *FileStore) Members(room string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.read(room)
+	return f.membersLocked(room), nil
 }
 
-// RemoveAll removes id from every room file. It carries on past a bad file
-// and reports the first error.
+func (f *FileStore) membersLocked(room string) []string {
+	ids := f.rooms[room]
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(ids))
+	for id := range ids {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(ids[a], ids[b]) })
+	return out
+}
+
+// RemoveAll removes id from every room.
 func (f *FileStore) RemoveAll(id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	entries, err := os.ReadDir(f.dir)
-	if err != nil {
-		return fmt.Errorf("room store: %w", err)
+	for room := range f.ids[id] {
+		f.removeLocked(room, id)
 	}
-	var first error
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), roomFileExt) {
-			continue
-		}
-		if err := f.removeFromFile(filepath.Join(f.dir, e.Name()), id); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return nil
 }
 
-func (f *FileStore) removeFromFile(path, id string) error {
-	ids, err := readIDs(path)
-	if err != nil {
+// Flush writes every changed room's file now. A file that is not the store's
+// own (it does not parse) is reported and replaced; a file that cannot be
+// written is reported and the other rooms are still written. The room is
+// written again at its next change.
+func (f *FileStore) Flush() error {
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
+	f.mu.Lock()
+	type snap struct {
+		room string
+		ids  []string
+	}
+	rooms := make([]snap, 0, len(f.dirty))
+	for room := range f.dirty {
+		rooms = append(rooms, snap{room, f.membersLocked(room)})
+	}
+	clear(f.dirty)
+	f.mu.Unlock()
+	var errs []error
+	for _, r := range rooms {
+		path := f.path(r.room)
+		// The store's files are its own: anything else in one was put
+		// there by someone else and is worth a word before it goes.
+		if _, err := readIDs(path); err != nil {
+			errs = append(errs, fmt.Errorf("%w (replaced)", err))
+		}
+		if err := writeIDs(path, r.ids); err != nil {
+			errs = append(errs, fmt.Errorf("room store: room %q: %w", r.room, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// flusher writes dirty rooms behind, at most every flushEvery.
+func (f *FileStore) flusher() {
+	defer close(f.done)
+	t := time.NewTimer(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.wake:
+		case <-f.quit:
+			return
+		}
+		if err := f.Flush(); err != nil {
+			f.log.Error("room store", "dir", f.dir, "err", err)
+		}
+		t.Reset(flushEvery)
+		select {
+		case <-t.C:
+		case <-f.quit:
+			return
+		}
+	}
+}
+
+// Close stops the flusher and writes what is left, unless ctx ends first.
+// The store keeps answering from memory; a second Close only flushes.
+func (f *FileStore) Close(ctx context.Context) error {
+	f.mu.Lock()
+	if !f.closed {
+		f.closed = true
+		close(f.quit)
+	}
+	f.mu.Unlock()
+	flushed := make(chan error, 1)
+	go func() {
+		<-f.done
+		flushed <- f.Flush()
+	}()
+	select {
+	case err := <-flushed:
 		return err
+	case <-ctx.Done():
+		return fmt.Errorf("room store: final flush: %w", ctx.Err())
 	}
-	i := slices.Index(ids, id)
-	if i < 0 {
-		return nil
-	}
-	return writeIDs(path, slices.Delete(ids, i, i+1))
-}
-
-func (f *FileStore) read(room string) ([]string, error) { return readIDs(f.path(room)) }
-
-func (f *FileStore) write(room string, ids []string) error {
-	return writeIDs(f.path(room), ids)
 }
 
 // readIDs reads a room file; a missing file is an empty room.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,13 +13,23 @@ import (
 	"testing"
 )
 
+// newFileStore opens a FileStore in dir whose errors go to the returned
+// buffer, and closes it when the test ends.
+func newFileStore(t *testing.T, dir string) (*FileStore, *syncBuffer) {
+	t.Helper()
+	var logs syncBuffer
+	s, err := NewFileStore(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s, &logs
+}
+
 // stores runs f on each FdStore implementation.
 func stores(t *testing.T, f func(t *testing.T, s FdStore)) {
 	t.Run("file", func(t *testing.T) {
-		s, err := NewFileStore(filepath.Join(t.TempDir(), "rooms"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, _ := newFileStore(t, filepath.Join(t.TempDir(), "rooms"))
 		f(t, s)
 	})
 	t.Run("memory", func(t *testing.T) { f(t, &MemStore{}) })
@@ -107,12 +120,15 @@ func TestStoreConcurrentAdds(t *testing.T) {
 
 func TestFileStorePurgesEarlierProcess(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rooms")
-	s, err := NewFileStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newFileStore(t, dir)
 	s.Add("room1", "c1")
 	s.Add("room2", "c2")
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("%d files before the restart, want 2", len(entries))
+	}
 	keep := filepath.Join(dir, "README")
 	if err := os.WriteFile(keep, []byte("not ours"), 0o644); err != nil {
 		t.Fatal(err)
@@ -121,10 +137,7 @@ func TestFileStorePurgesEarlierProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, err := NewFileStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2, _ := newFileStore(t, dir)
 	if got := members(t, s2, "room1"); len(got) != 0 {
 		t.Fatalf("stale ids survived a restart: %v", got)
 	}
@@ -137,10 +150,7 @@ func TestFileStorePurgesEarlierProcess(t *testing.T) {
 func TestFileStoreHostileRoomNames(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "data", "rooms")
-	s, err := NewFileStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newFileStore(t, dir)
 	names := []string{"../../etc/passwd", "a/b", "..", ".", "", "a\x00b", `a\b`, "/abs", "Room", "room",
 		strings.Repeat("é", 200), strings.Repeat("x", 300)}
 	for i, room := range names {
@@ -153,8 +163,11 @@ func TestFileStoreHostileRoomNames(t *testing.T) {
 			t.Errorf("room %q = %v, want only c%d", room, got, i)
 		}
 	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	// Everything written is directly inside dir.
-	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -173,33 +186,120 @@ func TestFileStoreHostileRoomNames(t *testing.T) {
 
 func TestFileStoreCorruptFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rooms")
-	s, err := NewFileStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newFileStore(t, dir)
 	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
 	if err := os.WriteFile(path, []byte("c1\n\x00\x01garbage\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Members("room1")
-	if err == nil || !strings.Contains(err.Error(), path+":2: bad connection id") {
-		t.Fatalf("Members of a corrupt file: %v", err)
+	// The store's memory is the record: a foreign file changes nothing.
+	if got := members(t, s, "room1"); len(got) != 0 {
+		t.Fatalf("Members read a foreign file: %v", got)
 	}
-	if err := s.Add("room1", "c2"); err == nil {
-		t.Fatal("Add over a corrupt file succeeded")
+	if err := s.Add("room1", "c2"); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Add("room2", "c2"); err != nil {
-		t.Fatalf("other rooms must keep working: %v", err)
+		t.Fatal(err)
 	}
-	if err := s.RemoveAll("c2"); err == nil {
-		t.Fatal("RemoveAll did not report the corrupt file")
+	err := s.Flush()
+	if err == nil || !strings.Contains(err.Error(), path+":2: bad connection id") {
+		t.Fatalf("Flush over a corrupt file: %v", err)
 	}
-	if got := members(t, s, "room2"); len(got) != 0 {
-		t.Fatalf("RemoveAll stopped at the corrupt file: room2 = %v", got)
+	if got := readFile(t, path); got != "c2\n" {
+		t.Fatalf("corrupt file replaced by %q, want c2", got)
+	}
+	if got := readFile(t, filepath.Join(dir, roomFileName("room2")+roomFileExt)); got != "c2\n" {
+		t.Fatalf("room2 = %q: other rooms must be written", got)
 	}
 	if err := s.Add("room1", "bad id"); err == nil || !strings.Contains(err.Error(), `bad connection id "bad id"`) {
 		t.Fatalf("Add with a bad id: %v", err)
 	}
+}
+
+func TestFileStoreUnwritableRoomIsLogged(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rooms")
+	s, logs := newFileStore(t, dir)
+	// A directory where room1's file goes: it cannot be replaced.
+	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Add("room1", "c1")
+	s.Add("room2", "c1")
+	room2 := filepath.Join(dir, roomFileName("room2")+roomFileExt)
+	waitFor(t, "room2 written behind", func() bool {
+		b, _ := os.ReadFile(room2)
+		return string(b) == "c1\n"
+	})
+	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), path) })
+	if got := members(t, s, "room1"); !slices.Equal(got, []string{"c1"}) {
+		t.Fatalf("room1 = %v after a failed write", got)
+	}
+}
+
+func TestFileStoreWritesBehind(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rooms")
+	s, _ := newFileStore(t, dir)
+	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
+	for i := range 100 {
+		s.Add("room1", fmt.Sprint("c", i))
+	}
+	s.Remove("room1", "c0")
+	var want strings.Builder
+	for i := 1; i < 100; i++ {
+		fmt.Fprintf(&want, "c%d\n", i)
+	}
+	// In joining order (not sorted: c10 after c9), without asking.
+	waitFor(t, "the room file", func() bool {
+		b, _ := os.ReadFile(path)
+		return string(b) == want.String()
+	})
+	// Close writes what is left: the room emptied has no file.
+	s.RemoveAll("c5")
+	for i := 1; i < 100; i++ {
+		s.Remove("room1", fmt.Sprint("c", i))
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("empty room's file after Close: %v", err)
+	}
+	// A Close whose time is up says so.
+	s.Add("room1", "c1")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close with a done context: %v", err)
+	}
+}
+
+func TestFileStoreFilesStayWhole(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rooms")
+	s, _ := newFileStore(t, dir)
+	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.Add("room1", fmt.Sprint("c", i))
+			if i%3 == 0 {
+				s.Flush()
+			}
+		}
+	})
+	for range 200 {
+		if _, err := readIDs(path); err != nil {
+			t.Fatalf("a reader saw a broken file: %v", err)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
 
 func TestRoomFileName(t *testing.T) {

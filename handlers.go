@@ -45,7 +45,7 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 	historyDir := ""
 	switch s.Store {
 	case "file", "":
-		fs, err := NewFileStore(filepath.Join(dataDir, "rooms"))
+		fs, err := NewFileStore(filepath.Join(dataDir, "rooms"), log)
 		if err != nil {
 			return nil, err
 		}

@@ -246,12 +246,14 @@ func TestCloseRemovesMembership(t *testing.T) {
 	b.do("subscribe|room1", "Subscribe roomNum:room1 success!")
 	aid, bid := a.id(), b.id()
 
+	flushStore(t, ts)
 	file := filepath.Join(ts.dir, "rooms", "rroom1.ids")
 	if got := readFile(t, file); got != aid+"\n"+bid+"\n" {
 		t.Fatalf("room file = %q, want ids %s and %s", got, aid, bid)
 	}
 	a.ws.Close()
 	waitFor(t, "a to leave", func() bool { return ts.hub.Stats().Connections == 1 })
+	flushStore(t, ts)
 	if got := readFile(t, file); got != bid+"\n" {
 		t.Fatalf("room file after close = %q, want %q", got, bid+"\n")
 	}

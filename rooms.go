@@ -363,6 +363,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		}
 		<-flushed
 	}
+	// Every connection has left: this writes the emptied rooms out.
+	if serr := h.store.Close(ctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
 	if h.historyDir != "" {
 		if serr := h.saveHistory(); serr != nil {
 			err = errors.Join(err, serr)

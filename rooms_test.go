@@ -172,6 +172,7 @@ func TestCorruptStoreFileKeepsServing(t *testing.T) {
 	ts := startServer(t, testSettings(), t.TempDir())
 	a := ts.dial(t)
 	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	flushStore(t, ts)
 	file := filepath.Join(ts.dir, "rooms", roomFileName("room1")+roomFileExt)
 	if err := os.WriteFile(file, []byte("\x00\xffgarbage\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -180,9 +181,22 @@ func TestCorruptStoreFileKeepsServing(t *testing.T) {
 	b.do("subscribe|room1", "Subscribe roomNum:room1 success!")
 	b.do(`sendByRoom|{"roomNum":"room1","message":"ok"}`, "ok", "SendByRoom success!")
 	a.expect("ok")
-	logs := ts.logs.String()
-	if !strings.Contains(logs, "room store") || !strings.Contains(logs, "bad connection id") || !strings.Contains(logs, file) {
-		t.Fatalf("log lacks a clear store error:\n%s", logs)
+	// The file is found corrupt when room1 is next written behind.
+	waitFor(t, "the store error logged", func() bool {
+		logs := ts.logs.String()
+		return strings.Contains(logs, "room store") && strings.Contains(logs, "bad connection id") && strings.Contains(logs, file)
+	})
+	flushStore(t, ts)
+	if got, want := readFile(t, file), a.id()+"\n"+b.id()+"\n"; got != want {
+		t.Fatalf("room file = %q, want %q", got, want)
+	}
+}
+
+// flushStore writes the server's room files now.
+func flushStore(t *testing.T, ts *testServer) {
+	t.Helper()
+	if err := ts.hub.store.(*FileStore).Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
 
