@@ -66,10 +66,6 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws := websocket.Server{
-		Handshake: srv.checkOrigin,
-		Handler:   hub.Serve,
-	}
 	files := http.FileServerFS(pages)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -89,7 +85,13 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 				return
 			}
 			defer srv.conns.release(ip)
-			ws.ServeHTTP(idleWriter{w, s.IdleTimeout}, r)
+			// The hub writes frames to the hijacked connection itself.
+			var conn net.Conn
+			ws := websocket.Server{
+				Handshake: srv.checkOrigin,
+				Handler:   func(ws *websocket.Conn) { hub.Serve(ws, conn) },
+			}
+			ws.ServeHTTP(idleWriter{w, s.IdleTimeout, &conn}, r)
 			return
 		}
 		files.ServeHTTP(w, r)
@@ -227,9 +229,11 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 
 // idleWriter hands the WebSocket a connection whose read deadline moves on
 // whenever bytes arrive, so pongs and other control frames count as traffic.
+// The connection hijacked is also kept in *conn.
 type idleWriter struct {
 	http.ResponseWriter
 	idle time.Duration
+	conn *net.Conn
 }
 
 func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -241,6 +245,7 @@ func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	*w.conn = conn
 	r := bufio.NewReader(&idleReader{r: rw.Reader, conn: conn, idle: w.idle})
 	return conn, bufio.NewReadWriter(r, rw.Writer), nil
 }

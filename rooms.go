@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,19 +97,28 @@ func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hu
 }
 
 // client is one WebSocket connection: one reader (Serve's goroutine), one
-// writer, and a bounded queue between the hub and the writer.
+// writer, and a bounded queue between the hub and the writer. The writer is
+// the only one to write to conn: messages, pongs, pings and the close frame.
 type client struct {
 	hub  *Hub
-	id   string // "c<N>.<tag>", unique across nodes and restarts
-	ws   *websocket.Conn
-	json atomic.Bool // frames in json format
+	id   string          // "c<N>.<tag>", unique across nodes and restarts
+	ws   *websocket.Conn // for reading frames
+	conn net.Conn        // the connection under ws, for writing
+	json atomic.Bool     // frames in json format
 
-	send   chan []byte
-	queued atomic.Int64 // bytes in send
+	qmu   sync.Mutex
+	queue [][]byte // messages for the writer
+	pong  []byte   // payload of a ping to answer; nil: none
+	wake  chan struct{}
+	spare [][]byte // the writer's last batch, emptied, reused as the queue
+
+	// send holds one token per queued message: it bounds the queue, and its
+	// length is the queue's depth for anyone to read. It has no buffer to
+	// allocate.
+	send   chan struct{}
+	queued atomic.Int64 // bytes in queue
 
 	rooms map[string]struct{} // guarded by hub.mu
-
-	pongs chan []byte // ping payloads for the writer to answer
 
 	stopOnce sync.Once
 	closing  atomic.Bool
@@ -119,15 +129,17 @@ type client struct {
 	done     chan struct{} // closed when the writer has returned
 }
 
-// Serve runs one WebSocket connection until it ends.
-func (h *Hub) Serve(ws *websocket.Conn) {
+// Serve runs one WebSocket connection until it ends. conn is the connection
+// under ws: the server writes its frames there itself.
+func (h *Hub) Serve(ws *websocket.Conn, conn net.Conn) {
 	c := &client{
 		hub:      h,
 		id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag,
 		ws:       ws,
-		send:     make(chan []byte, h.settings.QueueMessages),
+		conn:     conn,
+		wake:     make(chan struct{}, 1),
+		send:     make(chan struct{}, h.settings.QueueMessages),
 		rooms:    make(map[string]struct{}),
-		pongs:    make(chan []byte, 1),
 		quit:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -384,7 +396,11 @@ func (c *client) enqueue(b []byte) bool {
 	s := c.hub.settings
 	if c.queued.Add(int64(len(b))) <= int64(s.QueueBytes) {
 		select {
-		case c.send <- b:
+		case c.send <- struct{}{}:
+			c.qmu.Lock()
+			c.queue = append(c.queue, b)
+			c.qmu.Unlock()
+			c.signal()
 			return true
 		default:
 		}
@@ -395,6 +411,14 @@ func (c *client) enqueue(b []byte) bool {
 		c.hub.log.Warn("closing slow connection", "id", c.id, "queued", len(c.send))
 	}
 	return false
+}
+
+// signal wakes the writer if it is not already due to run.
+func (c *client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // stop asks the writer to close the connection with code. Only the first
@@ -472,10 +496,15 @@ var errRateLimited = errors.New("rate limit exceeded")
 // queuePong hands a ping's payload to the writer. If a pong is already
 // waiting, this ping goes unanswered: one pong shows the peer is alive.
 func (c *client) queuePong(payload []byte) {
-	select {
-	case c.pongs <- payload:
-	default:
+	c.qmu.Lock()
+	if c.pong == nil {
+		c.pong = payload
+		if c.pong == nil {
+			c.pong = []byte{}
+		}
 	}
+	c.qmu.Unlock()
+	c.signal()
 }
 
 // handle runs one command from the browser.
@@ -568,13 +597,10 @@ func (c *client) writeLoop() {
 		}
 		var err error
 		select {
-		case b := <-c.send:
-			c.queued.Add(-int64(len(b)))
-			err = c.write(websocket.TextFrame, b)
-		case p := <-c.pongs:
-			err = c.write(websocket.PongFrame, p)
+		case <-c.wake:
+			err = c.writeQueued(nil, nil)
 		case <-ping:
-			err = c.write(websocket.PingFrame, nil)
+			err = c.writeQueued(appendFrame(nil, opPing, nil), nil)
 		case <-c.quit:
 			c.close()
 			return
@@ -591,43 +617,78 @@ func (c *client) writeLoop() {
 
 var errKilled = errors.New("shutdown time is up")
 
-// write writes one frame with a deadline. Only the writer calls it, so it
-// may switch the connection's payload type.
-func (c *client) write(payloadType byte, b []byte) error {
+// batchPool holds the buffers batches are encoded in, so an idle connection
+// holds none.
+var batchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBatch is the largest batch buffer kept for reuse.
+const maxPooledBatch = 64 << 10
+
+// writeQueued writes, in one write with one deadline, the pong owed, the
+// frames in first, every queued message, then the frames in last. Only the
+// writer calls it.
+func (c *client) writeQueued(first, last []byte) error {
+	c.qmu.Lock()
+	msgs, pong := c.queue, c.pong
+	c.queue, c.spare, c.pong = c.spare, nil, nil
+	c.qmu.Unlock()
+	var n int64
+	for _, m := range msgs {
+		<-c.send
+		n += int64(len(m))
+	}
+	c.queued.Add(-n)
+
+	bp := batchPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if pong != nil {
+		buf = appendFrame(buf, opPong, pong)
+	}
+	buf = append(buf, first...)
+	for _, m := range msgs {
+		buf = appendFrame(buf, opText, m)
+	}
+	buf = append(buf, last...)
+	err := c.writeRaw(buf)
+	if err == nil {
+		c.hub.messagesOut.Add(uint64(len(msgs)))
+	}
+	if cap(buf) <= maxPooledBatch {
+		*bp = buf
+		batchPool.Put(bp)
+	}
+	clear(msgs)
+	c.spare = msgs[:0]
+	return err
+}
+
+// writeRaw writes encoded frames to the connection with a deadline.
+func (c *client) writeRaw(b []byte) error {
 	select {
 	case <-c.hub.killed:
 		return errKilled
 	default:
 	}
-	c.ws.SetWriteDeadline(deadline(c.hub.settings.WriteTimeout))
-	c.ws.PayloadType = payloadType
-	_, err := c.ws.Write(b)
-	if err == nil && payloadType == websocket.TextFrame {
-		c.hub.messagesOut.Add(1)
+	if len(b) == 0 {
+		return nil
 	}
+	c.conn.SetWriteDeadline(deadline(c.hub.settings.WriteTimeout))
+	_, err := c.conn.Write(b)
 	return err
 }
 
 // close ends the connection with c.code: on shutdown it flushes the queue
-// first; then it sends the close frame, waits briefly for the peer's, and
-// closes the socket.
+// first, with the close frame after it; then it waits briefly for the peer's
+// close frame and closes the socket.
 func (c *client) close() {
+	// The reason is a short ASCII text of ours: it fits the 123 bytes.
+	p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
+	frame := appendFrame(nil, opClose, append(p, c.reason...))
 	var err error
 	if c.code == closeGoingAway {
-	flush:
-		for err == nil {
-			select {
-			case b := <-c.send:
-				err = c.write(websocket.TextFrame, b)
-			default:
-				break flush
-			}
-		}
-	}
-	if err == nil {
-		// The reason is a short ASCII text of ours: it fits the 123 bytes.
-		p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
-		err = c.write(websocket.CloseFrame, append(p, c.reason...))
+		err = c.writeQueued(nil, frame)
+	} else {
+		err = c.writeRaw(frame)
 	}
 	if err == nil {
 		t := time.NewTimer(closeGrace)
@@ -644,8 +705,8 @@ func (c *client) close() {
 // closeSocket closes the connection without the close frame that x/net's
 // Close would write first.
 func (c *client) closeSocket() {
-	c.ws.SetWriteDeadline(time.Now())
-	c.ws.Close()
+	c.conn.SetWriteDeadline(time.Now())
+	c.conn.Close()
 }
 
 // deadline returns the time d from now; d <= 0 means no deadline.

@@ -226,3 +226,20 @@ func (r *messageReader) discard() {
 		}
 	}
 }
+
+// appendFrame appends one unfragmented server frame (RFC 6455, section 5.2):
+// FIN and the opcode, the payload length in 7, 16 or 64 bits, no mask.
+func appendFrame(b []byte, opcode byte, payload []byte) []byte {
+	b = append(b, 0x80|opcode)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}

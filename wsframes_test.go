@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -124,4 +126,53 @@ func TestServeBytesSeesFrames(t *testing.T) {
 	if string(got) != "hello" {
 		t.Fatalf("got %q", got)
 	}
+}
+
+func TestAppendFrameHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		op     byte
+		n      int
+		header []byte
+	}{
+		{opText, 0, []byte{0x81, 0}},
+		{opText, 125, []byte{0x81, 125}},
+		{opText, 126, []byte{0x81, 126, 0, 126}},
+		{opText, 65535, []byte{0x81, 126, 0xff, 0xff}},
+		{opText, 65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+		{opPing, 0, []byte{0x89, 0}},
+		{opClose, 2, []byte{0x88, 2}},
+	} {
+		payload := bytes.Repeat([]byte{'x'}, tc.n)
+		got := appendFrame([]byte("prefix"), tc.op, payload)
+		want := append(append([]byte("prefix"), tc.header...), payload...)
+		if !bytes.Equal(got, want) {
+			t.Errorf("op %#x, %d bytes: header % x, want % x", tc.op, tc.n, got[6:min(len(got), 6+len(tc.header))], tc.header)
+		}
+	}
+}
+
+// Messages of every length class reach a real client, whole and in order,
+// however many the writer sends in one batch.
+func TestBatchedFramesArrive(t *testing.T) {
+	s := testSettings()
+	s.MaxMessage = 1 << 20
+	ts := startServer(t, s, t.TempDir())
+	c := ts.dial(t)
+	c.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	var want []string
+	for i, n := range []int{1, 125, 126, 65535, 65536, 70000} {
+		want = append(want, string(rune('a'+i))+strings.Repeat("x", n-1))
+	}
+	for i := range 200 {
+		want = append(want, fmt.Sprint("m", i))
+	}
+	for _, m := range want {
+		ts.hub.PushRoom("room1", m, fromHTTP)
+	}
+	for i, m := range want {
+		if got := c.recv(); got != m {
+			t.Fatalf("message %d: %d bytes %.20q, want %d bytes %.20q", i, len(got), got, len(m), m)
+		}
+	}
+	c.do("ping", "pong")
 }
