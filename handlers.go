@@ -246,9 +246,14 @@ func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	*w.conn = conn
-	r := bufio.NewReader(&idleReader{r: rw.Reader, conn: conn, idle: w.idle})
+	// net/http's reader already buffers: this one only has to take
+	// frame headers a byte at a time without a call each.
+	r := bufio.NewReaderSize(&idleReader{r: rw.Reader, conn: conn, idle: w.idle}, idleReaderBuffer)
 	return conn, bufio.NewReadWriter(r, rw.Writer), nil
 }
+
+// idleReaderBuffer is the size of the small buffer over net/http's reader.
+const idleReaderBuffer = 128
 
 type idleReader struct {
 	r    io.Reader

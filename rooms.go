@@ -62,9 +62,10 @@ type Hub struct {
 
 	historyBytes int // text bytes in history
 
-	nextID  atomic.Uint64
-	serving sync.WaitGroup // connections not yet out of their rooms
-	killed  chan struct{}  // closed when Shutdown runs out of time
+	nextID   atomic.Uint64
+	serving  sync.WaitGroup // connections not yet out of their rooms
+	killed   chan struct{}  // closed when Shutdown runs out of time
+	stopping chan struct{}  // closed when Shutdown starts
 
 	messagesIn, messagesOut, dropped atomic.Uint64
 }
@@ -86,6 +87,7 @@ func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hu
 		rooms:      make(map[string]map[*client]struct{}),
 		history:    make(map[string][]event),
 		killed:     make(chan struct{}),
+		stopping:   make(chan struct{}),
 		idTag:      connIDTag(),
 	}
 	if historyDir != "" {
@@ -93,12 +95,17 @@ func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hu
 			return nil, err
 		}
 	}
+	if s.PingInterval > 0 {
+		go h.pingLoop(s.PingInterval)
+	}
 	return h, nil
 }
 
 // client is one WebSocket connection: one reader (Serve's goroutine), one
 // writer, and a bounded queue between the hub and the writer. The writer is
 // the only one to write to conn: messages, pongs, pings and the close frame.
+// It runs only while there is something to write, so an idle connection has
+// one goroutine.
 type client struct {
 	hub  *Hub
 	id   string          // "c<N>.<tag>", unique across nodes and restarts
@@ -106,11 +113,12 @@ type client struct {
 	conn net.Conn        // the connection under ws, for writing
 	json atomic.Bool     // frames in json format
 
-	qmu   sync.Mutex
-	queue [][]byte // messages for the writer
-	pong  []byte   // payload of a ping to answer; nil: none
-	wake  chan struct{}
-	spare [][]byte // the writer's last batch, emptied, reused as the queue
+	qmu     sync.Mutex
+	queue   [][]byte // messages for the writer
+	pong    []byte   // payload of a ping to answer; nil: none
+	ping    bool     // a ping is due
+	writing bool     // a writer runs; once the writer has ended, for good
+	spare   [][]byte // the writer's last batch, emptied, reused as the queue
 
 	// send holds one token per queued message: it bounds the queue, and its
 	// length is the queue's depth for anyone to read. It has no buffer to
@@ -137,7 +145,6 @@ func (h *Hub) Serve(ws *websocket.Conn, conn net.Conn) {
 		id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag,
 		ws:       ws,
 		conn:     conn,
-		wake:     make(chan struct{}, 1),
 		send:     make(chan struct{}, h.settings.QueueMessages),
 		rooms:    make(map[string]struct{}),
 		quit:     make(chan struct{}),
@@ -150,7 +157,6 @@ func (h *Hub) Serve(ws *websocket.Conn, conn net.Conn) {
 		return
 	}
 	defer h.serving.Done()
-	go c.writeLoop()
 	c.readLoop()
 	close(c.readDone)
 	c.stop(closeNormal)
@@ -351,6 +357,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return errors.New("hub: already shut down")
 	}
 	h.closed = true
+	close(h.stopping)
 	clients := slices.Collect(maps.Keys(h.clients))
 	h.mu.Unlock()
 
@@ -399,8 +406,12 @@ func (c *client) enqueue(b []byte) bool {
 		case c.send <- struct{}{}:
 			c.qmu.Lock()
 			c.queue = append(c.queue, b)
+			start := !c.writing
+			c.writing = true
 			c.qmu.Unlock()
-			c.signal()
+			if start {
+				go c.writeLoop()
+			}
 			return true
 		default:
 		}
@@ -413,11 +424,14 @@ func (c *client) enqueue(b []byte) bool {
 	return false
 }
 
-// signal wakes the writer if it is not already due to run.
+// signal starts the writer unless it runs.
 func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.qmu.Lock()
+	start := !c.writing
+	c.writing = true
+	c.qmu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
 }
 
@@ -434,6 +448,9 @@ func (c *client) stopWith(code int, reason string) (first bool) {
 		close(c.quit)
 		first = true
 	})
+	if first {
+		c.signal() // the writer sends the close frame
+	}
 	return first
 }
 
@@ -503,6 +520,14 @@ func (c *client) queuePong(payload []byte) {
 			c.pong = []byte{}
 		}
 	}
+	c.qmu.Unlock()
+	c.signal()
+}
+
+// queuePing has the writer send a ping.
+func (c *client) queuePing() {
+	c.qmu.Lock()
+	c.ping = true
 	c.qmu.Unlock()
 	c.signal()
 }
@@ -580,38 +605,61 @@ func cmdName(frame string) string {
 	return name
 }
 
+// writeLoop writes until nothing is queued, then returns; signal starts it
+// again. Once the connection is stopping it closes it and ends for good.
 func (c *client) writeLoop() {
-	defer close(c.done)
-	var ping <-chan time.Time
-	if d := c.hub.settings.PingInterval; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		ping = t.C
-	}
 	for {
 		select {
 		case <-c.quit:
 			c.close()
+			close(c.done)
 			return
 		default:
 		}
-		var err error
-		select {
-		case <-c.wake:
-			err = c.writeQueued(nil, nil)
-		case <-ping:
-			err = c.writeQueued(appendFrame(nil, opPing, nil), nil)
-		case <-c.quit:
-			c.close()
+		c.qmu.Lock()
+		idle := len(c.queue) == 0 && c.pong == nil && !c.ping
+		if idle {
+			// stop closes quit before it signals: seen here, or the
+			// signal finds no writer and starts one.
+			select {
+			case <-c.quit:
+				idle = false
+			default:
+			}
+		}
+		if idle {
+			c.writing = false
+			c.qmu.Unlock()
 			return
 		}
-		if err != nil {
+		c.qmu.Unlock()
+		if err := c.writeQueued(nil); err != nil {
 			// The peer is gone or stuck: no close frame can follow a
 			// frame written in part.
 			c.stop(closeNormal)
 			c.closeSocket()
+			close(c.done)
 			return
 		}
+	}
+}
+
+// pingLoop has every connection's writer send a ping every d until the hub
+// shuts down.
+func (h *Hub) pingLoop(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-h.stopping:
+			return
+		}
+		h.mu.Lock()
+		for c := range h.clients {
+			c.queuePing()
+		}
+		h.mu.Unlock()
 	}
 }
 
@@ -625,12 +673,12 @@ var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 const maxPooledBatch = 64 << 10
 
 // writeQueued writes, in one write with one deadline, the pong owed, the
-// frames in first, every queued message, then the frames in last. Only the
-// writer calls it.
-func (c *client) writeQueued(first, last []byte) error {
+// ping due, every queued message, then the frames in last. Only the writer
+// calls it.
+func (c *client) writeQueued(last []byte) error {
 	c.qmu.Lock()
-	msgs, pong := c.queue, c.pong
-	c.queue, c.spare, c.pong = c.spare, nil, nil
+	msgs, pong, ping := c.queue, c.pong, c.ping
+	c.queue, c.spare, c.pong, c.ping = c.spare, nil, nil, false
 	c.qmu.Unlock()
 	var n int64
 	for _, m := range msgs {
@@ -644,7 +692,9 @@ func (c *client) writeQueued(first, last []byte) error {
 	if pong != nil {
 		buf = appendFrame(buf, opPong, pong)
 	}
-	buf = append(buf, first...)
+	if ping {
+		buf = appendFrame(buf, opPing, nil)
+	}
 	for _, m := range msgs {
 		buf = appendFrame(buf, opText, m)
 	}
@@ -686,7 +736,7 @@ func (c *client) close() {
 	frame := appendFrame(nil, opClose, append(p, c.reason...))
 	var err error
 	if c.code == closeGoingAway {
-		err = c.writeQueued(nil, frame)
+		err = c.writeQueued(frame)
 	} else {
 		err = c.writeRaw(frame)
 	}

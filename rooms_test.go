@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -344,4 +345,31 @@ func BenchmarkPushRoom(b *testing.B) {
 	}
 	got.Wait()
 	b.ReportMetric(float64(b.N*members)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// An idle connection costs one goroutine, its reader: the writer runs only
+// while there is something to write.
+func TestIdleConnectionHasOneGoroutine(t *testing.T) {
+	s := testSettings()
+	s.PingInterval = time.Hour
+	ts := startServer(t, s, t.TempDir())
+	warm := ts.dial(t)
+	warm.do("ping", "pong")
+	before := runtime.NumGoroutine()
+	const n = 40
+	cs := make([]*wsClient, n)
+	for i := range cs {
+		cs[i] = ts.dial(t)
+		cs[i].do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	}
+	ts.hub.PushRoom("room1", "hi", fromHTTP)
+	for _, c := range cs {
+		c.expect("hi")
+	}
+	waitFor(t, "writers to end", func() bool { return runtime.NumGoroutine()-before <= n })
+	// They start again for the next message.
+	ts.hub.PushRoom("room1", "again", fromHTTP)
+	for _, c := range cs {
+		c.expect("again")
+	}
 }
