@@ -49,6 +49,7 @@ func scenarios(short bool, d time.Duration) []scenario {
 			{name: "steady", mode: "http", conns: 200, rooms: 1, rate: 20, duration: d},
 			{name: "one-room-100/s", mode: "http", conns: 200, rooms: 1, rate: 100, duration: d},
 			{name: "many-rooms", mode: "http", conns: 200, rooms: 20, rate: 200, duration: d},
+			{name: "pushobj-many-rooms", mode: "pushobj", conns: 200, rooms: 20, rate: 200, duration: d},
 			{name: "broadcast", mode: "broadcast", conns: 100, rooms: 1, rate: 20, duration: d},
 			{name: "churn", mode: "churn", rooms: 1, rate: 100, duration: d, workers: 16},
 			{name: "idle", mode: "idle", conns: 200, rooms: 1, settle: time.Second},
@@ -65,6 +66,9 @@ func scenarios(short bool, d time.Duration) []scenario {
 		{name: "steady", mode: "http", conns: 5000, rooms: 1, rate: 20, duration: d, window: 50},
 		{name: "10k-one-room", mode: "http", conns: 10000, rooms: 1, rate: 100, duration: d, window: 4},
 		{name: "10k-1000-rooms", mode: "http", conns: 10000, rooms: 1000, rate: 1000, duration: d, workers: 32},
+		// The same load triggered over Tars RPC (PushObj.pushByRoom, one
+		// connection multiplexed) instead of HTTP: the product only.
+		{name: "pushobj-1000-rooms", mode: "pushobj", conns: 10000, rooms: 1000, rate: 1000, duration: d, workers: 32},
 		{name: "broadcast", mode: "broadcast", conns: 1000, rooms: 1, rate: 50, duration: d, window: 50},
 		{name: "churn", mode: "churn", rooms: 1, rate: 1000, duration: d, workers: 64},
 		{name: "idle", mode: "idle", conns: 10000, rooms: 1, settle: 5 * time.Second},
@@ -169,8 +173,8 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 	started := time.Now()
 	for _, sc := range scs {
 		for _, s := range srvs {
-			if sc.nodes > 0 && s.cluster == nil {
-				t.add(sc, s.name, nil) // it has no cluster
+			if sc.nodes > 0 && s.cluster == nil || sc.mode == "pushobj" && !s.pushObj {
+				t.add(sc, s.name, nil) // it has no cluster, or no PushObj
 				continue
 			}
 			res, err := runOne(ctx, bins["loadgen"], dir, sc, s, o.pprof)
@@ -266,6 +270,9 @@ func runOne(ctx context.Context, loadgen, dir string, sc scenario, s server, pro
 			nodes = append(nodes, q.addr)
 		}
 		args = append(args, "-nodes", strings.Join(nodes, ","))
+	}
+	if sc.mode == "pushobj" {
+		args = append(args, "-push", p.push)
 	}
 	if p.pprof != "" {
 		args = append(args, "-pprof", p.pprof)

@@ -20,6 +20,7 @@ type server struct {
 	// cluster starts n nodes that share rooms; the first is returned with
 	// the others in its more. nil: the server has no cluster.
 	cluster func(dir string, n int) (*process, error)
+	pushObj bool // it serves PushObj (process.push)
 }
 
 type process struct {
@@ -28,6 +29,7 @@ type process struct {
 	log    string
 	exited chan struct{} // closed when the process has been waited for
 	pprof  string        // HOST:PORT serving /debug/pprof/, "" if none
+	push   string        // HOST:PORT of the PushObj adapter, "" if none
 	more   []*process    // the other nodes of a cluster, stopped with this one
 }
 
@@ -132,7 +134,8 @@ func reference(name, bin string) server {
 // lists every node's PushObj.
 func product(bin string, pprof bool) server {
 	return server{
-		name: "product",
+		name:    "product",
+		pushObj: true,
 		start: func(dir string) (*process, error) {
 			ports, err := freePorts(5)
 			if err != nil {
@@ -188,6 +191,9 @@ func startProduct(dir, bin string, ports []int, websocket string, pprof bool) (*
 		env = []string{pprofEnv + "=127.0.0.1:" + strconv.Itoa(ports[4])}
 	}
 	p, err := startProcess(dir, "product", bin, addr, env, "--config="+conf)
+	if p != nil {
+		p.push = "127.0.0.1:" + strconv.Itoa(ports[2])
+	}
 	if p != nil && pprof {
 		p.pprof = strings.TrimPrefix(env[0], pprofEnv+"=")
 	}

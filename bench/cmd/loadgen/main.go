@@ -2,6 +2,7 @@
 // and prints what it measured as one JSON object.
 //
 //	loadgen -addr 127.0.0.1:18080 -pid 1234 -mode http -conns 5000 -rate 200 -duration 20s
+//	loadgen -addr 127.0.0.1:18080 -push 127.0.0.1:18082 -mode pushobj -conns 1000 -rooms 100 -rate 500
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -35,6 +37,8 @@ func main() {
 	flag.DurationVar(&cfg.MaxDrain, "max-drain", 0, "longest wait for the last messages in all (default 20s)")
 	flag.StringVar(&cfg.Pprof, "pprof", "", "HOST:PORT of the server's /debug/pprof/ (default -addr)")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "save heap.pprof (connected) and cpu.pprof (measured phase) from -pprof to this directory")
+	push := flag.String("push", "", "HOST:PORT of the server's PushObj adapter (mode pushobj)")
+	pushObj := flag.String("push-obj", "TestApp.WebsocketServer.PushObj", "the PushObj servant name (mode pushobj)")
 	nodes := flag.String("nodes", "", "comma-separated HOST:PORT of the cluster's other nodes: connections and pushes are spread over all nodes")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -46,6 +50,14 @@ func main() {
 	}
 	cfg.WS = "ws://" + *addr + "/"
 	cfg.HTTP = "http://" + *addr
+	if *push != "" {
+		host, port, err := net.SplitHostPort(*push)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: -push %q: want HOST:PORT\n", *push)
+			os.Exit(2)
+		}
+		cfg.Push = *pushObj + "@tcp -h " + host + " -p " + port
+	}
 	if *nodes != "" {
 		for n := range strings.SplitSeq(*nodes, ",") {
 			cfg.Nodes = append(cfg.Nodes, "http://"+n)

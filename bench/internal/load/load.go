@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/tarsws/websocketserver/bench/internal/stats"
+	"github.com/tarsws/websocketserver/tars"
 )
 
 // Modes: how messages are pushed, or what else is measured.
@@ -29,7 +30,7 @@ const (
 	ModeHTTP      = "http"      // GET /Index/pushByRoom per message
 	ModeInband    = "inband"    // a room member sends sendByRoom|{...}
 	ModeBroadcast = "broadcast" // a connection sends broadcast|{...} to all
-	ModePushObj   = "pushobj"   // Tars PushObj.pushByRoom (not available yet)
+	ModePushObj   = "pushobj"   // Tars PushObj.pushByRoom per message, over Config.Push
 	ModeChurn     = "churn"     // connect, subscribe, close, at Rate per second
 	ModeIdle      = "idle"      // open Conns, then read the server's memory
 )
@@ -70,13 +71,21 @@ type Config struct {
 	// of a cluster: connection i joins, and push number seq is made,
 	// through node i (or seq) modulo 1+len(Nodes), node 0 being WS/HTTP.
 	Nodes []string
+	// Push is the proxy string of the server's PushObj
+	// ("App.Server.PushObj@tcp -h HOST -p PORT"), called in mode pushobj.
+	Push string
 }
 
 func (c *Config) check() error {
 	switch c.Mode {
 	case ModeHTTP, ModeInband, ModeBroadcast, ModeChurn, ModeIdle:
 	case ModePushObj:
-		return errors.New("mode pushobj: the server's PushObj is not available yet")
+		if c.Push == "" {
+			return errors.New("mode pushobj: no PushObj proxy (Config.Push, loadgen -push)")
+		}
+		if len(c.Nodes) > 0 {
+			return errors.New("mode pushobj: pushes go to one PushObj; nodes are for mode http")
+		}
 	default:
 		return fmt.Errorf("unknown mode %q (want http, inband, broadcast, pushobj, churn or idle)", c.Mode)
 	}
@@ -136,6 +145,7 @@ type gen struct {
 	hist   stats.Histogram
 	dialer websocket.Dialer
 	http   *http.Client
+	push   *tars.ObjProxy // mode pushobj
 
 	conns   []*conn
 	members []int32 // per room
@@ -161,6 +171,7 @@ func Run(ctx context.Context, cfg Config) (*stats.Result, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	var err error
 	g := &gen{
 		cfg:  cfg,
 		base: time.Now(),
@@ -179,9 +190,15 @@ func Run(ctx context.Context, cfg Config) (*stats.Result, error) {
 		members: make([]int32, cfg.Rooms),
 	}
 	defer g.http.CloseIdleConnections()
+	if cfg.Mode == ModePushObj {
+		// One client: its calls share one connection, as a Tars caller's do.
+		client := tars.NewClient(tars.ClientOptions{SyncTimeout: 10 * time.Second})
+		defer client.Close()
+		if g.push, err = client.Proxy(cfg.Push); err != nil {
+			return nil, fmt.Errorf("mode pushobj: %w", err)
+		}
+	}
 	res := &stats.Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Conns: cfg.Conns, Rooms: cfg.Rooms}
-
-	var err error
 	if cfg.PID > 0 {
 		if res.RSSBefore, err = stats.RSS(cfg.PID); err != nil {
 			return nil, err

@@ -144,7 +144,9 @@ func TestBadConfig(t *testing.T) {
 		want string
 	}{
 		{Config{Mode: "carrier-pigeon"}, "unknown mode"},
-		{Config{Mode: ModePushObj}, "not available"},
+		{Config{Mode: ModePushObj}, "no PushObj proxy"},
+		{Config{Mode: ModePushObj, Push: "P@tcp -h 127.0.0.1 -p 1", Nodes: []string{"http://127.0.0.1:1"}}, "one PushObj"},
+		{Config{Mode: ModePushObj, Push: "NoEndpoint", Conns: 1, Rate: 1, Duration: time.Second}, "no endpoints"},
 		{Config{Mode: ModeHTTP, Conns: 2, Rooms: 3, Rate: 1, Duration: time.Second}, "every room needs a member"},
 		{Config{Mode: ModeHTTP, Conns: 2, Rate: 0, Duration: time.Second}, "rate"},
 		{Config{Mode: ModeHTTP, Conns: 2, Rate: 1, Duration: time.Second, Size: 10}, "size"},
