@@ -35,7 +35,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "WebsocketServer")
-	if out, err := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", binPath, ".")...).CombinedOutput(); err != nil {
+	if prebuilt := os.Getenv("WS_BIN"); prebuilt != "" {
+		// Runs the process tests against another build, e.g. an older
+		// release, to compare how each one stands up to the same input.
+		binPath = prebuilt
+	} else if out, err := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", binPath, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the server: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
