@@ -104,9 +104,6 @@ func TestSoak(t *testing.T) {
 					co.mu.Lock()
 					co.got = append(co.got, text)
 					co.mu.Unlock()
-					if strings.HasPrefix(text, fmt.Sprintf("core%d:", i)) {
-						record(co.room, text)
-					}
 				case strings.HasPrefix(text, "churn"):
 					co.mu.Lock()
 					co.got = append(co.got, text)
@@ -122,6 +119,9 @@ func TestSoak(t *testing.T) {
 				case <-time.After(time.Duration(5+rand.IntN(10)) * time.Second):
 				}
 				msg := fmt.Sprintf("core%d:%d", i, seq)
+				// Recorded before it is sent: a message that reaches no
+				// member at all, the sender included, still counts as lost.
+				record(co.room, msg)
 				if err := co.c.send(fmt.Sprintf(`sendByRoom|{"roomNum":%q,"message":%q}`, co.room, msg)); err != nil {
 					fail("core %d: send: %v", i, err)
 					return
@@ -149,6 +149,7 @@ func TestSoak(t *testing.T) {
 			}
 			sessions.Add(1)
 			msg := fmt.Sprintf("churn%d.%d", slot, session)
+			record(room, msg)
 			if err := c.send(fmt.Sprintf(`sendByRoom|{"roomNum":%q,"message":%q}`, room, msg)); err != nil {
 				fail("churner %d: send: %v", slot, err)
 				c.c.Close()
@@ -160,7 +161,6 @@ func TestSoak(t *testing.T) {
 				c.c.Close()
 				return
 			}
-			record(room, msg)
 			select {
 			case <-stop:
 			case <-time.After(time.Duration(3000+rand.IntN(9000)) * time.Millisecond):
