@@ -141,9 +141,6 @@ func (h *Hub) loadHistoryFile(path, name string) error {
 	if err := checkRoom(f.Room, s); err != nil {
 		return err
 	}
-	if len(f.Messages) > s.History {
-		f.Messages = f.Messages[len(f.Messages)-s.History:]
-	}
 	var bad error
 	skipped := 0
 	for _, m := range f.Messages {
