@@ -326,8 +326,9 @@ func (h *Hub) remember(ev event) {
 	if e == nil {
 		e = h.recent.PushFront(&roomHistory{room: ev.Room})
 		h.history[ev.Room] = e
+	} else {
+		h.recent.MoveToFront(e)
 	}
-	h.recent.MoveToFront(e)
 	rh := e.Value.(*roomHistory)
 	rh.msgs = append(rh.msgs, ev)
 	rh.bytes += historyCost(ev)
