@@ -172,8 +172,8 @@ func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (s *Server) checkTriggerMessage(w http.ResponseWriter, msg string) bool {
-	if len(msg) > s.settings.MaxMessage {
-		http.Error(w, fmt.Sprintf("message longer than %d bytes", s.settings.MaxMessage), http.StatusBadRequest)
+	if err := checkMessage(&msg, s.settings); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return false
 	}
 	return true

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Room history is saved at shutdown, one JSON file per room under the history
@@ -26,19 +29,31 @@ type historyEntry struct {
 	Text string    `json:"text"`
 }
 
+// maxSavedFrom is the longest sender accepted from a history file.
+const maxSavedFrom = 256
+
 // saveHistory writes every room's history atomically and removes files of
-// rooms that no longer have any.
+// rooms that no longer have any. A message whose time JSON cannot hold is
+// left out, so that it cannot cost its room's whole history.
 func (h *Hub) saveHistory() error {
 	h.mu.Lock()
 	files := make(map[string]historyFile, len(h.history))
-	for room, hist := range h.history {
+	skipped := 0
+	for room, e := range h.history {
 		f := historyFile{Room: room}
-		for _, ev := range hist {
+		for _, ev := range e.Value.(*roomHistory).msgs {
+			if y := ev.Time.Year(); y < 0 || y > 9999 {
+				skipped++
+				continue
+			}
 			f.Messages = append(f.Messages, historyEntry{From: ev.From, Time: ev.Time, Text: ev.Text})
 		}
 		files[roomFileName(room)+historyFileExt] = f
 	}
 	h.mu.Unlock()
+	if skipped > 0 {
+		h.log.Warn("save history: messages with a time out of range left out", "count", skipped)
+	}
 
 	if err := os.MkdirAll(h.historyDir, 0o755); err != nil {
 		return fmt.Errorf("save history: %w", err)
@@ -67,8 +82,9 @@ func (h *Hub) saveHistory() error {
 	return errors.Join(errs...)
 }
 
-// loadHistory reads saved history. A bad file is logged and skipped: losing
-// one room's history must not stop the server.
+// loadHistory reads saved history into the bounds that pushes keep. A bad
+// file or message is logged and skipped: losing one room's history must
+// not stop the server.
 func (h *Hub) loadHistory() error {
 	entries, err := os.ReadDir(h.historyDir)
 	if os.IsNotExist(err) {
@@ -86,10 +102,31 @@ func (h *Hub) loadHistory() error {
 			h.log.Error("load history", "file", path, "err", err)
 		}
 	}
+	// Order the rooms by their last message, latest first, as pushes do.
+	rooms := make([]*roomHistory, 0, len(h.history))
+	for e := h.recent.Front(); e != nil; e = e.Next() {
+		rooms = append(rooms, e.Value.(*roomHistory))
+	}
+	slices.SortStableFunc(rooms, func(a, b *roomHistory) int {
+		return b.msgs[len(b.msgs)-1].Time.Compare(a.msgs[len(a.msgs)-1].Time)
+	})
+	h.recent.Init()
+	for _, rh := range rooms {
+		h.history[rh.room] = h.recent.PushBack(rh)
+	}
 	return nil
 }
 
 func (h *Hub) loadHistoryFile(path, name string) error {
+	s := h.settings
+	// The largest file a save can write with these settings: every string
+	// escaped at most maxEscape times.
+	limit := int64(maxEscape*(s.History*(s.MaxMessage+maxSavedFrom+historyEntryOverhead)+s.MaxRoomName) + 1024)
+	if fi, err := os.Stat(path); err != nil {
+		return err
+	} else if fi.Size() > limit {
+		return fmt.Errorf("file of %d bytes, more than the %d a room's history can take", fi.Size(), limit)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -101,18 +138,29 @@ func (h *Hub) loadHistoryFile(path, name string) error {
 	if roomFileName(f.Room)+historyFileExt != name {
 		return fmt.Errorf("file holds room %q, which belongs in %s", f.Room, roomFileName(f.Room)+historyFileExt)
 	}
-	if len(f.Messages) > h.settings.History {
-		f.Messages = f.Messages[len(f.Messages)-h.settings.History:]
+	if err := checkRoom(f.Room, s); err != nil {
+		return err
 	}
-	hist := make([]event, 0, len(f.Messages))
+	var bad error
+	skipped := 0
 	for _, m := range f.Messages {
-		hist = append(hist, event{Kind: kindMessage, Room: f.Room, From: m.From, Text: m.Text, Time: m.Time})
-	}
-	if len(hist) > 0 {
-		h.history[f.Room] = hist
-		for _, ev := range hist {
-			h.historyBytes += len(ev.Text)
+		err := checkMessage(&m.Text, s)
+		switch {
+		case err != nil:
+		case len(m.From) > maxSavedFrom || !utf8.ValidString(m.From):
+			err = fmt.Errorf("sender longer than %d bytes or not UTF-8", maxSavedFrom)
+		case m.Time.IsZero() || m.Time.After(time.Now().Add(24*time.Hour)):
+			err = fmt.Errorf("time %v out of range", m.Time)
 		}
+		if err != nil {
+			bad = cmp.Or(bad, err)
+			skipped++
+			continue
+		}
+		h.remember(event{Kind: kindMessage, Room: f.Room, From: m.From, Text: m.Text, Time: m.Time})
+	}
+	if skipped > 0 {
+		h.log.Warn("load history: bad messages skipped", "file", path, "count", skipped, "first", bad)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -13,7 +14,8 @@ import (
 // Replies go to the sender only; pushes go to every receiver.
 // subscribe, unsubscribe and history take a room name, or a JSON object
 // {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken);
-// data that starts with "{" is always that object.
+// data that starts with "{" is always that object. sendByRoom's object may
+// carry "token" too: a write token (see RoomWriteToken).
 
 // Command names, as the browser sends them.
 const (
@@ -36,7 +38,7 @@ type command struct {
 	Name  string // one of the cmd constants, or "" for an unknown command
 	Room  string // subscribe, unsubscribe, sendByRoom, history
 	Text  string // sendByRoom and broadcast message; hello name
-	Token string // subscribe, history: room token, needed when Settings.RoomSecret is set
+	Token string // subscribe, history, sendByRoom: room token, needed when Settings.RoomSecret is set
 	JSON  bool   // format: true for json, false for text
 }
 
@@ -86,6 +88,7 @@ func parseCommand(frame string, s Settings) (command, error) {
 		var m struct {
 			RoomNum *string `json:"roomNum"`
 			Message *string `json:"message"`
+			Token   string  `json:"token"`
 		}
 		if err := json.Unmarshal([]byte(data), &m); err != nil {
 			return bad("bad JSON: %v", err)
@@ -99,7 +102,7 @@ func parseCommand(frame string, s Settings) (command, error) {
 		if err := checkMessage(m.Message, s); err != nil {
 			return bad("%s", err)
 		}
-		return command{Name: name, Room: *m.RoomNum, Text: *m.Message}, nil
+		return command{Name: name, Room: *m.RoomNum, Text: *m.Message, Token: m.Token}, nil
 	case cmdBroadcast:
 		var m struct {
 			Message *string `json:"message"`
@@ -147,15 +150,30 @@ func checkRoom(room string, s Settings) error {
 }
 
 // checkMessage reports what is wrong with a pushed message, if anything.
+// Text frames must be valid UTF-8 (RFC 6455): browsers drop a connection
+// that gets anything else.
 func checkMessage(msg *string, s Settings) error {
 	switch {
 	case msg == nil || *msg == "":
 		return fmt.Errorf("missing message")
 	case len(*msg) > s.MaxMessage:
 		return fmt.Errorf("message longer than %d bytes", s.MaxMessage)
+	case !utf8.ValidString(*msg):
+		return fmt.Errorf("message is not valid UTF-8")
 	}
 	return nil
 }
+
+// JSON escaping grows a string at most maxEscape times (a control character
+// becomes \u00XX); frameOverhead bounds the rest of a json frame: field
+// names, kind, time and a sender id.
+const (
+	maxEscape     = 6
+	frameOverhead = 1024
+)
+
+// maxFrame is the largest frame a message can make, once escaped.
+func maxFrame(s Settings) int { return maxEscape*(s.MaxMessage+s.MaxRoomName) + frameOverhead }
 
 // Replies to well-formed commands.
 func replySubscribe(room string) string   { return "Subscribe roomNum:" + room + " success!" }
@@ -205,16 +223,24 @@ const (
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // encode returns the frame for a connection in json or text format. Text
-// format is the bare text, as the demo's pages expect.
+// format is the bare text, as the demo's pages expect; it is made valid
+// UTF-8, as json format is by the encoder. Json frames leave <, > and & as
+// they are: escaping them would make a frame six times longer for nothing.
 func (e event) encode(jsonFormat bool) []byte {
 	if !jsonFormat {
+		if !utf8.ValidString(e.Text) {
+			return []byte(strings.ToValidUTF8(e.Text, "\uFFFD"))
+		}
 		return []byte(e.Text)
 	}
 	type wire struct {
 		event
 		Time string `json:"time"`
 	}
-	// Every field is a string, so Marshal cannot fail.
-	b, _ := json.Marshal(wire{e, e.Time.UTC().Format(timeLayout)})
-	return b
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	// Every field is a string, so Encode cannot fail.
+	enc.Encode(wire{e, e.Time.UTC().Format(timeLayout)})
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

@@ -20,7 +20,10 @@ func newTokenBucket(rate float64, burst int) tokenBucket {
 }
 
 // allow takes a token at time now, if there is one.
-func (b *tokenBucket) allow(now time.Time) bool {
+func (b *tokenBucket) allow(now time.Time) bool { return b.take(now, 1) }
+
+// take takes n tokens at time now, if there are so many.
+func (b *tokenBucket) take(now time.Time, n float64) bool {
 	if b.rate <= 0 {
 		return true
 	}
@@ -28,10 +31,10 @@ func (b *tokenBucket) allow(now time.Time) bool {
 		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	b.last = now
-	if b.tokens < 1 {
+	if b.tokens < n {
 		return false
 	}
-	b.tokens--
+	b.tokens -= n
 	return true
 }
 

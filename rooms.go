@@ -1,6 +1,7 @@
 package main
 
 import (
+	clist "container/list" // list is tarsconf.go's
 	"context"
 	"encoding/binary"
 	"errors"
@@ -30,10 +31,12 @@ const (
 const closeGrace = time.Second
 
 // History memory is bounded however many rooms receive messages: past these
-// limits the oldest rooms' history is forgotten.
+// limits the history of the rooms whose last message is the oldest is
+// forgotten.
 const (
-	maxHistoryRooms = 10000
-	maxHistoryBytes = 64 << 20 // message text, all rooms together
+	maxHistoryRooms      = 10000
+	maxHistoryBytes      = 64 << 20 // every field of every message, all rooms together
+	historyEntryOverhead = 128      // what a message costs besides its strings
 )
 
 // Hub owns the rooms and the connections. Delivery reads only memory; room
@@ -57,10 +60,11 @@ type Hub struct {
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	rooms   map[string]map[*client]struct{}
-	history map[string][]event
+	history map[string]*clist.Element // of *roomHistory, in recent
+	recent  clist.List                // rooms with history, the latest message's first
 	closed  bool
 
-	historyBytes int // text bytes in history
+	historyBytes int // what history holds, by historyCost
 
 	nextID   atomic.Uint64
 	serving  sync.WaitGroup // connections not yet out of their rooms
@@ -85,7 +89,7 @@ func NewHub(s Settings, store FdStore, historyDir string, log *slog.Logger) (*Hu
 		log:        log,
 		clients:    make(map[*client]struct{}),
 		rooms:      make(map[string]map[*client]struct{}),
-		history:    make(map[string][]event),
+		history:    make(map[string]*clist.Element),
 		killed:     make(chan struct{}),
 		stopping:   make(chan struct{}),
 		idTag:      connIDTag(),
@@ -128,6 +132,12 @@ type client struct {
 
 	rooms map[string]struct{} // guarded by hub.mu
 
+	// budget meters the bytes this connection sends to others (sendByRoom,
+	// broadcast), so that it cannot fill their queues. The reader owns it.
+	budget tokenBucket
+	// drained has a token when the writer has taken messages off the queue.
+	drained chan struct{}
+
 	stopOnce sync.Once
 	closing  atomic.Bool
 	code     int           // close code, set before quit is closed
@@ -147,6 +157,8 @@ func (h *Hub) Serve(ws *websocket.Conn, conn net.Conn) {
 		conn:     conn,
 		send:     make(chan struct{}, h.settings.QueueMessages),
 		rooms:    make(map[string]struct{}),
+		budget:   newTokenBucket(float64(h.settings.SendRate), h.settings.QueueBytes/2),
+		drained:  make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -249,7 +261,12 @@ func (h *Hub) PushAll(text, from string) (delivered int) {
 // connection when ev.Room is "". relay, if not nil, is called with ev under
 // the hub's lock. It returns how many connections accepted the message.
 func (h *Hub) Deliver(ev event, relay func(event)) (delivered int) {
-	f := frames{ev: ev}
+	return h.deliver(frames{ev: ev}, relay)
+}
+
+// deliver is Deliver for an event whose frames may be encoded already.
+func (h *Hub) deliver(f frames, relay func(event)) (delivered int) {
+	ev := f.ev
 	h.messagesIn.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -288,37 +305,68 @@ func (f *frames) bytes(c *client) []byte {
 	return f.text
 }
 
+// roomHistory is one room's recent messages and what they cost.
+type roomHistory struct {
+	room  string
+	msgs  []event
+	bytes int
+}
+
+// historyCost is what ev costs in history: every field counts.
+func historyCost(ev event) int {
+	return len(ev.Room) + len(ev.From) + len(ev.Text) + historyEntryOverhead
+}
+
 // remember appends ev to its room's history. h.mu must be held.
 func (h *Hub) remember(ev event) {
 	if h.settings.History <= 0 {
 		return
 	}
-	hist := h.history[ev.Room]
-	if len(hist) >= h.settings.History {
-		h.historyBytes -= len(hist[0].Text)
-		hist = append(hist[:0], hist[1:]...)
+	e := h.history[ev.Room]
+	if e == nil {
+		e = h.recent.PushFront(&roomHistory{room: ev.Room})
+		h.history[ev.Room] = e
+	} else {
+		h.recent.MoveToFront(e)
 	}
-	h.history[ev.Room] = append(hist, ev)
-	h.historyBytes += len(ev.Text)
-	// Over the bounds, forget other rooms' history, in no particular order.
-	for room, old := range h.history {
-		if h.historyBytes <= maxHistoryBytes && len(h.history) <= maxHistoryRooms {
+	rh := e.Value.(*roomHistory)
+	rh.msgs = append(rh.msgs, ev)
+	rh.bytes += historyCost(ev)
+	h.historyBytes += historyCost(ev)
+	if len(rh.msgs) > h.settings.History {
+		h.dropOldest(rh)
+	}
+	// Over the bounds, forget the rooms least recently written to; if this
+	// room alone is over, its oldest messages.
+	for h.historyBytes > maxHistoryBytes || len(h.history) > maxHistoryRooms {
+		old := h.recent.Back().Value.(*roomHistory)
+		if old != rh {
+			h.historyBytes -= old.bytes
+			h.recent.Remove(h.history[old.room])
+			delete(h.history, old.room)
+		} else if len(rh.msgs) > 1 {
+			h.dropOldest(rh)
+		} else {
 			break
 		}
-		if room != ev.Room {
-			for _, e := range old {
-				h.historyBytes -= len(e.Text)
-			}
-			delete(h.history, room)
-		}
 	}
+}
+
+func (h *Hub) dropOldest(rh *roomHistory) {
+	n := historyCost(rh.msgs[0])
+	rh.bytes -= n
+	h.historyBytes -= n
+	rh.msgs = slices.Delete(rh.msgs, 0, 1)
 }
 
 // History returns the room's recent messages, oldest first.
 func (h *Hub) History(room string) []event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slices.Clone(h.history[room])
+	if e := h.history[room]; e != nil {
+		return slices.Clone(e.Value.(*roomHistory).msgs)
+	}
+	return nil
 }
 
 // Stats is the hub's state for /Index/stats.
@@ -524,6 +572,24 @@ func (c *client) queuePong(payload []byte) {
 	c.signal()
 }
 
+// waitRoom waits until n more bytes keep the queue at most half full (the
+// rest is for live messages), or the queue is empty. It reports false if
+// the connection closes first.
+func (c *client) waitRoom(n int) bool {
+	s := c.hub.settings
+	for {
+		q := c.queued.Load()
+		if q == 0 || q+int64(n) <= int64(s.QueueBytes/2) && len(c.send) < cap(c.send)/2 {
+			return !c.closing.Load()
+		}
+		select {
+		case <-c.drained:
+		case <-c.quit:
+			return false
+		}
+	}
+}
+
 // queuePing has the writer send a ping.
 func (c *client) queuePing() {
 	c.qmu.Lock()
@@ -540,8 +606,14 @@ func (c *client) handle(frame string) {
 		c.replyErr(cmdName(frame), err)
 		return
 	}
-	if secret := h.settings.RoomSecret; secret != "" && (cmd.Name == cmdSubscribe || cmd.Name == cmdHistory) {
-		if err := checkRoomToken(secret, cmd.Room, cmd.Token, time.Now()); err != nil {
+	if secret := h.settings.RoomSecret; secret != "" {
+		switch cmd.Name {
+		case cmdSubscribe, cmdHistory:
+			err = checkRoomToken(secret, cmd.Room, cmd.Token, time.Now())
+		case cmdSendByRoom:
+			err = checkRoomWriteToken(secret, cmd.Room, cmd.Token, time.Now())
+		}
+		if err != nil {
 			c.replyErr(cmd.Name, err)
 			return
 		}
@@ -556,20 +628,34 @@ func (c *client) handle(frame string) {
 	case cmdUnsubscribe:
 		h.leave(c, cmd.Room)
 		c.reply(cmd.Name, cmd.Room, replyUnsubscribe(cmd.Room))
-	case cmdSendByRoom:
-		h.PushRoom(cmd.Room, cmd.Text, c.id)
-		c.reply(cmd.Name, cmd.Room, replySendByRoom)
-	case cmdBroadcast:
-		h.PushAll(cmd.Text, c.id)
-		c.reply(cmd.Name, "", replyBroadcast)
+	case cmdSendByRoom, cmdBroadcast:
+		// What others receive is metered as the longest frame they get.
+		ev := event{Kind: kindMessage, Room: cmd.Room, From: c.id, Text: cmd.Text, Time: time.Now()}
+		f := frames{ev: ev, json: ev.encode(true)}
+		if !c.budget.take(ev.Time, float64(len(f.json))) {
+			c.replyErr(cmd.Name, fmt.Errorf("send rate exceeded (%d bytes per second to others)", h.settings.SendRate))
+			return
+		}
+		h.deliver(f, h.Relay)
+		if cmd.Name == cmdBroadcast {
+			c.reply(cmd.Name, "", replyBroadcast)
+		} else {
+			c.reply(cmd.Name, cmd.Room, replySendByRoom)
+		}
 	case cmdPing:
 		c.reply(cmd.Name, "", replyPong)
 	case cmdHistory:
+		// Paced: each message waits for room in the queue, so that a long
+		// history never overflows it. The reader waits meanwhile.
 		hist := h.History(cmd.Room)
 		jsonFormat := c.json.Load()
 		for _, ev := range hist {
 			ev.Kind = kindHistory
-			c.enqueue(ev.encode(jsonFormat))
+			b := ev.encode(jsonFormat)
+			if !c.waitRoom(len(b)) {
+				return
+			}
+			c.enqueue(b)
 		}
 		c.reply(cmd.Name, cmd.Room, replyHistory(cmd.Room, len(hist)))
 	case cmdFormat:
@@ -686,6 +772,10 @@ func (c *client) writeQueued(last []byte) error {
 		n += int64(len(m))
 	}
 	c.queued.Add(-n)
+	select {
+	case c.drained <- struct{}{}:
+	default:
+	}
 
 	bp := batchPool.Get().(*[]byte)
 	buf := (*bp)[:0]

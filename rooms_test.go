@@ -236,8 +236,17 @@ func TestHistoryIsBounded(t *testing.T) {
 	h.mu.Lock()
 	rooms, bytes := len(h.history), h.historyBytes
 	h.mu.Unlock()
-	if rooms != maxHistoryRooms || bytes != 2*maxHistoryRooms {
-		t.Fatalf("history holds %d rooms, %d bytes; want %d rooms, %d bytes", rooms, bytes, maxHistoryRooms, 2*maxHistoryRooms)
+	// The ten rooms written to first are forgotten; each kept message
+	// costs its room name, "http", its one letter and the overhead.
+	want := 0
+	for i := 10; i < maxHistoryRooms+10; i++ {
+		want += 2 * (len(fmt.Sprint("r", i)) + len("http") + 1 + historyEntryOverhead)
+	}
+	if rooms != maxHistoryRooms || bytes != want {
+		t.Fatalf("history holds %d rooms, %d bytes; want %d rooms, %d bytes", rooms, bytes, maxHistoryRooms, want)
+	}
+	if len(h.History("r9")) != 0 || len(h.History("r10")) != 2 {
+		t.Fatalf("history of r9 %v, of r10 %v; want the oldest rooms forgotten first", h.History("r9"), h.History("r10"))
 	}
 	last := fmt.Sprint("r", maxHistoryRooms+9)
 	if got := h.History(last); len(got) != 2 || got[0].Text != "n" || got[1].Text != "o" {

@@ -1,6 +1,9 @@
 package main
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Settings are the server's own knobs, read from the config section
 // /tars/application/websocket. The zero value is not usable; start from
@@ -25,6 +28,7 @@ type Settings struct {
 	Hello         string        // proxy string of the Hello servant that hello|NAME calls
 	Peers         string        // static cluster peers: PushObj proxy string of the other nodes
 	MaxHTTPBody   int64         // largest HTTP trigger body, bytes
+	SendRate      int           // bytes per second a connection may send to others, as json frames
 }
 
 // DefaultSettings returns safe defaults for a public push server.
@@ -43,5 +47,24 @@ func DefaultSettings() Settings {
 		IdleTimeout:   75 * time.Second,
 		WriteTimeout:  10 * time.Second,
 		MaxHTTPBody:   1 << 20,
+		SendRate:      64 << 10,
 	}
+}
+
+// check reports settings that contradict each other. A message, once
+// escaped, must fit in half a queue: half is the most one sender may queue
+// at once (its burst) and the most a history replay fills, so each leaves
+// room for the other. A room's full history must fit the history memory
+// bound.
+func (s Settings) check() error {
+	if f := maxFrame(s); 2*f > s.QueueBytes {
+		return fmt.Errorf("queue-bytes (%d) is too small for max-message (%d) and max-room-name (%d): "+
+			"a message can grow to %d bytes once JSON-escaped and must fit in half the queue; "+
+			"raise queue-bytes to at least %d or lower max-message", s.QueueBytes, s.MaxMessage, s.MaxRoomName, f, 2*f)
+	}
+	if per := s.MaxRoomName + s.MaxMessage + historyEntryOverhead; s.History > maxHistoryBytes/per {
+		return fmt.Errorf("history (%d) x max-message (%d) is more than the %d bytes all rooms' history may hold: "+
+			"keep history at most %d or lower max-message", s.History, s.MaxMessage, maxHistoryBytes, maxHistoryBytes/per)
+	}
+	return nil
 }

@@ -603,7 +603,7 @@ var websocketKeys = map[string]bool{
 	"max-rooms": true, "max-room-name": true, "origins": true, "max-conns-per-ip": true,
 	"command-rate": true, "command-burst": true, "ping-interval": true, "idle-timeout": true,
 	"write-timeout": true, "push-token": true, "room-secret": true, "hello": true, "peers": true,
-	"max-http-body": true, "config-files": true,
+	"max-http-body": true, "config-files": true, "send-rate": true,
 }
 
 // settings reads /tars/application/websocket over DefaultSettings. The
@@ -636,6 +636,7 @@ func (r *confReader) settings() (Settings, []string) {
 		Hello:         r.proxy(p("hello"), d.Hello),
 		Peers:         r.proxy(p("peers"), d.Peers),
 		MaxHTTPBody:   r.size(p("max-http-body"), d.MaxHTTPBody),
+		SendRate:      r.intSize(p("send-rate"), d.SendRate),
 	}
 	if s.Store != "file" && s.Store != "memory" {
 		r.fail(p("store"), s.Store, "file or memory")
@@ -651,6 +652,9 @@ func (r *confReader) settings() (Settings, []string) {
 	if r.err == nil && s.PingInterval >= s.IdleTimeout {
 		r.fail(p("ping-interval"), r.c.Get(p("ping-interval")),
 			fmt.Sprintf("less than idle-timeout (%d ms), or idle connections are dropped between pings", s.IdleTimeout.Milliseconds()))
+	}
+	if err := s.check(); r.err == nil && err != nil {
+		r.err = fmt.Errorf("config %s: %w", websocketPath, err)
 	}
 	return s, list(r.str(p("config-files"), ""))
 }

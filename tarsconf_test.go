@@ -382,6 +382,7 @@ room-secret=s3cret
 hello=H.S.HelloObj
 peers=A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015
 max-http-body=100
+send-rate=8K
 config-files=a.conf, b.json`)
 	if err != nil {
 		t.Fatal(err)
@@ -393,7 +394,7 @@ config-files=a.conf, b.json`)
 		PingInterval: time.Second, IdleTimeout: 3 * time.Second, WriteTimeout: 500 * time.Millisecond,
 		PushToken: "tok=en", RoomSecret: "s3cret", Hello: "H.S.HelloObj",
 		Peers:       "A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015",
-		MaxHTTPBody: 100,
+		MaxHTTPBody: 100, SendRate: 8 << 10,
 	}
 	if !reflect.DeepEqual(sc.Settings, want) {
 		t.Errorf("Settings =\n%+v\nwant\n%+v", sc.Settings, want)
