@@ -25,6 +25,8 @@ type Settings struct {
 	Hello         string        // proxy string of the Hello servant that hello|NAME calls
 	Peers         string        // static cluster peers: PushObj proxy string of the other nodes
 	MaxHTTPBody   int64         // largest HTTP trigger body, bytes
+	Hosts         []string      // Host names served; empty: loopback names on loopback, any elsewhere
+	ReadTimeout   time.Duration // an HTTP request, headers and body, must arrive within it
 }
 
 // DefaultSettings returns safe defaults for a public push server.
@@ -43,5 +45,6 @@ func DefaultSettings() Settings {
 		IdleTimeout:   75 * time.Second,
 		WriteTimeout:  10 * time.Second,
 		MaxHTTPBody:   1 << 20,
+		ReadTimeout:   10 * time.Second,
 	}
 }
