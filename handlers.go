@@ -89,11 +89,13 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 			defer srv.conns.release(ip)
 			// The hub writes frames to the hijacked connection itself.
 			var conn net.Conn
+			raw := &rawFrames{}
+			r = r.WithContext(context.WithValue(r.Context(), rawFramesKey{}, raw))
 			ws := websocket.Server{
 				Handshake: srv.checkOrigin,
 				Handler:   func(ws *websocket.Conn) { hub.Serve(ws, conn) },
 			}
-			ws.ServeHTTP(idleWriter{w, s.IdleTimeout, &conn}, r)
+			ws.ServeHTTP(idleWriter{w, s.IdleTimeout, &conn, raw}, r)
 			return
 		}
 		files.ServeHTTP(w, r)
@@ -294,11 +296,13 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 
 // idleWriter hands the WebSocket a connection whose read deadline moves on
 // whenever bytes arrive, so pongs and other control frames count as traffic.
-// The connection hijacked is also kept in *conn.
+// The connection hijacked is also kept in *conn, and the reader x/net reads
+// frames from in raw.
 type idleWriter struct {
 	http.ResponseWriter
 	idle time.Duration
 	conn *net.Conn
+	raw  *rawFrames
 }
 
 func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -316,6 +320,7 @@ func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// net/http's reader already buffers: this one only has to take
 	// frame headers a byte at a time without a call each.
 	r := bufio.NewReaderSize(&idleReader{r: rw.Reader, conn: conn, idle: w.idle}, idleReaderBuffer)
+	w.raw.br = r
 	return conn, bufio.NewReadWriter(r, rw.Writer), nil
 }
 

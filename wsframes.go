@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -71,7 +72,11 @@ type messageReader struct {
 }
 
 func newMessageReader(ws *websocket.Conn, limit int, ping func([]byte)) *messageReader {
+	raw, _ := ws.Request().Context().Value(rawFramesKey{}).(*rawFrames)
 	next := func() (wsFrame, error) {
+		if err := raw.check(); err != nil {
+			return nil, err
+		}
 		f, err := ws.NewFrameReader()
 		if err != nil {
 			return nil, err
@@ -79,6 +84,27 @@ func newMessageReader(ws *websocket.Conn, limit int, ping func([]byte)) *message
 		return f, nil
 	}
 	return &messageReader{next: next, limit: limit, ping: ping}
+}
+
+// rawFrames is the reader x/net reads a connection's frames from, put in
+// the handshake request's context (see idleWriter). x/net clears the top bit
+// of a 64-bit length, which RFC 6455 requires to be 0; check sees it first.
+type rawFrames struct{ br *bufio.Reader }
+
+type rawFramesKey struct{}
+
+// check refuses a next frame whose 64-bit length has the top bit set. It
+// reads no further than x/net is about to.
+func (raw *rawFrames) check() error {
+	if raw == nil || raw.br == nil {
+		return nil
+	}
+	if h, _ := raw.br.Peek(2); len(h) == 2 && h[1]&0x7f == 127 {
+		if h, _ := raw.br.Peek(3); len(h) == 3 && h[2]&0x80 != 0 {
+			return &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
+		}
+	}
+	return nil
 }
 
 // frameHeader is the part of a frame header that the reader checks.
@@ -128,10 +154,7 @@ func parseFrameHeader(h []byte) (frameHeader, error) {
 		if len(ext) < 8 {
 			return fh, &closeError{closeProtocolError, "short frame header"}
 		}
-		fh.length = binary.BigEndian.Uint64(ext)
-		if fh.length>>63 != 0 {
-			return fh, &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
-		}
+		fh.length = binary.BigEndian.Uint64(ext) // x/net has cleared the top bit
 	}
 	return fh, nil
 }

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Hostile HTTP and WebSocket clients against the real binary. Each test
+// logs what it measured, so WS_BIN=old-binary gives the figures before.
+
+// rawHTTP sends one request as written and returns the status and body;
+// 0 if the connection was closed without an answer.
+func rawHTTP(t *testing.T, addr, req string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// get builds a GET request for path with extra header lines.
+func get(host, path string, headers ...string) string {
+	return "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\n" + strings.Join(append(headers, ""), "\r\n") + "Connection: close\r\n\r\n"
+}
+
+// postForm builds a form POST.
+func postForm(host, path, body string, headers ...string) string {
+	return "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\n" + strings.Join(append(headers, ""), "\r\n") +
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + fmt.Sprint(len(body)) +
+		"\r\nConnection: close\r\n\r\n" + body
+}
+
+// TestHostileSlowBodies: clients that send a trigger's body a byte at a
+// time fill maxconns; they are cut at http-read-timeout (10 s by default),
+// and a normal client is served again.
+func TestHostileSlowBodies(t *testing.T) {
+	t.Parallel()
+	const slots = 4
+	p := startProc(t, procOpts{obj: fmt.Sprintf("maxconns=%d", slots)})
+	p.settle(t)
+	start := time.Now()
+	var wg sync.WaitGroup
+	cut := make(chan time.Duration, slots)
+	for range slots {
+		c, err := net.Dial("tcp", p.http)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST /Index/pushAll HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
+			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nm")
+		wg.Add(1)
+		go func() { // a byte a second until the server lets go
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			go func() {
+				for range 20 {
+					time.Sleep(time.Second)
+					if _, err := c.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			}()
+			io.Copy(io.Discard, c)
+			cut <- time.Since(start)
+		}()
+	}
+	waitFor(t, "the slow clients to hold every slot", func() bool { return p.conns(t, "TestApp.WebsocketServer.objAdapter") == slots })
+	var served time.Duration
+	for served == 0 && time.Since(start) < 15*time.Second {
+		if code, _ := rawHTTP(t, p.http, get("127.0.0.1", "/Index/index")); code == 200 {
+			served = time.Since(start)
+		} else {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if served == 0 {
+		t.Fatalf("a normal client was locked out for %v by %d slow bodies", time.Since(start).Round(time.Second), slots)
+	}
+	t.Logf("normal client served after %v", served.Round(100*time.Millisecond))
+	wg.Wait()
+	for range slots {
+		if d := <-cut; d > 14*time.Second {
+			t.Errorf("a slow body was held for %v", d)
+		} else {
+			t.Logf("slow body cut after %v", d.Round(100*time.Millisecond))
+		}
+	}
+}
+
+// TestHostileHugeHeadersLog: 600 handshakes with a 900 KB Origin (and some
+// with a 900 KB Host) leave the log small, and the records written before
+// them stay in the current file.
+func TestHostileHugeHeadersLog(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{server: "logsize=10M\nlognum=2"})
+	p.settle(t)
+	big := "http://" + strings.Repeat("e", 900<<10) + ".test"
+	n := 600
+	if testing.Short() {
+		n = 60
+	}
+	before := len(p.log())
+	start := time.Now()
+	codes := make(map[int]int)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				host, origin := p.http, big
+				if i%10 == 9 {
+					host, origin = big[7:], ""
+				}
+				req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+					"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+				if origin != "" {
+					req += "Origin: " + origin + "\r\n"
+				}
+				code, _ := rawHTTP(t, p.http, req+"\r\n")
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	grown := len(p.log()) - before
+	t.Logf("%d handshakes with a 900 KB header in %v: answers %v, log grew %d bytes", n, time.Since(start).Round(time.Millisecond), codes, grown)
+	if codes[101] > 0 {
+		t.Errorf("%d handshakes with a foreign Origin or Host were accepted", codes[101])
+	}
+	if grown > 64<<10 {
+		t.Errorf("the log grew %d bytes", grown)
+	}
+	if !strings.Contains(p.log(), "msg=listening") {
+		t.Error("the records from the start were rotated out of the current log")
+	}
+}
+
+// TestHostileCrossSiteTriggers: a page on another site cannot push, by GET
+// (an <img>) or POST (a form), while curl-style triggers and the server's
+// own pages still can.
+func TestHostileCrossSiteTriggers(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{})
+	member := p.rawWS(t)
+	member.subscribe("room1")
+	own := "Origin: http://" + p.http
+	for _, tc := range []struct {
+		name, req string
+	}{
+		{"img GET", get(p.http, "/Index/pushAll?message=img", "Sec-Fetch-Site: cross-site")},
+		{"GET with a foreign Origin", get(p.http, "/Index/pushByRoom?roomNum=room1&message=fetch", "Origin: http://evil.test")},
+		{"form POST", postForm(p.http, "/Index/pushByRoom", "roomNum=room1&message=form", "Origin: http://evil.test", "Sec-Fetch-Site: cross-site")},
+		{"sandboxed form", postForm(p.http, "/Index/pushAll", "message=null", "Origin: null")},
+		{"sibling site img", get(p.http, "/Index/pushAll?message=sibling", "Sec-Fetch-Site: same-site")},
+	} {
+		code, body := rawHTTP(t, p.http, tc.req)
+		t.Logf("%s: %d %q", tc.name, code, strings.TrimSpace(body))
+		if code != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", tc.name, code)
+		}
+	}
+	for i, req := range []string{
+		get(p.http, "/Index/pushByRoom?roomNum=room1&message=ok-0"),
+		postForm(p.http, "/Index/pushAll", "message=ok-1"),
+		postForm(p.http, "/Index/pushByRoom", "roomNum=room1&message=ok-2", own, "Sec-Fetch-Site: same-origin"),
+		get("localhost", "/Index/pushAll?message=ok-3", "Sec-Fetch-Site: none"),
+	} {
+		if code, body := rawHTTP(t, p.http, req); code != 200 {
+			t.Errorf("allowed trigger %d: %d %q", i, code, body)
+		}
+		// Nothing refused reached the member before it.
+		if got, want := member.text(), fmt.Sprint("ok-", i); got != want {
+			t.Fatalf("member got %q, want %q", got, want)
+		}
+	}
+}
+
+// TestHostileRebinding: a name pointed at 127.0.0.1 by another site (DNS
+// rebinding) gets no WebSocket and no stats; loopback names do.
+func TestHostileRebinding(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{})
+	_, port, _ := net.SplitHostPort(p.http)
+	upgrade := func(host, origin string) string {
+		return get(host, "/", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+			"Sec-WebSocket-Version: 13", "Origin: "+origin)
+	}
+	for _, tc := range []struct {
+		name, req string
+		ok        bool
+	}{
+		{"handshake for evil.test", upgrade("evil.test:"+port, "http://evil.test:"+port), false},
+		{"stats for evil.test", get("evil.test:"+port, "/Index/stats"), false},
+		{"trigger for evil.test", get("evil.test", "/Index/pushAll?message=x"), false},
+		{"handshake for localhost", upgrade("localhost:"+port, "http://localhost:"+port), true},
+		{"stats for 127.0.0.1", get(p.http, "/Index/stats"), true},
+		{"stats for [::1]", get("[::1]:"+port, "/Index/stats"), true},
+		{"stats for localhost", get("localhost", "/Index/stats"), true},
+	} {
+		code, body := rawHTTP(t, p.http, tc.req)
+		t.Logf("%s: %d %.60q", tc.name, code, body)
+		if refused := code == 403 || code == 421; tc.ok == refused || code == 0 {
+			t.Errorf("%s: status %d", tc.name, code)
+		}
+	}
+}
+
+// TestHostileStatsToken: with a push token set, /Index/stats (every room
+// name) needs it.
+func TestHostileStatsToken(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{websocket: "push-token=s3cret"})
+	p.rawWS(t).subscribe("secret-room")
+	for _, tc := range []struct {
+		header string
+		code   int
+	}{{"", 401}, {"X-Push-Token: wrong", 403}, {"X-Push-Token: s3cret", 200}} {
+		var hs []string
+		if tc.header != "" {
+			hs = append(hs, tc.header)
+		}
+		code, body := rawHTTP(t, p.http, get(p.http, "/Index/stats", hs...))
+		t.Logf("stats with %q: %d %.60q", tc.header, code, body)
+		if code != tc.code || (code != 200) == strings.Contains(body, "secret-room") {
+			t.Errorf("stats with %q: %d %q, want %d", tc.header, code, body, tc.code)
+		}
+	}
+}
+
+// TestHostileCloseFrames: close frames that break RFC 6455 are answered
+// with 1002 (bad payload or code) or 1007 (reason not UTF-8); good ones
+// with 1000.
+func TestHostileCloseFrames(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{})
+	code := func(c uint16, reason string) []byte { return append(binary.BigEndian.AppendUint16(nil, c), reason...) }
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    int
+	}{
+		{"1-byte payload", []byte{3}, 1002},
+		{"code 999", code(999, ""), 1002},
+		{"code 1004", code(1004, ""), 1002},
+		{"code 1005", code(1005, ""), 1002},
+		{"code 1006", code(1006, ""), 1002},
+		{"code 1015", code(1015, ""), 1002},
+		{"code 1016", code(1016, ""), 1002},
+		{"code 2999", code(2999, ""), 1002},
+		{"code 5000", code(5000, ""), 1002},
+		{"reason not UTF-8", code(1000, "bye\xff"), 1007},
+		{"empty", nil, 1000},
+		{"code 1000", code(1000, "bye"), 1000},
+		{"code 1001", code(1001, ""), 1000},
+		{"code 1014", code(1014, ""), 1000},
+		{"code 3000", code(3000, ""), 1000},
+		{"code 4999", code(4999, "ça va"), 1000},
+	} {
+		c := p.rawWS(t)
+		c.frame(0x88, tc.payload)
+		got, reason := c.closing()
+		t.Logf("%s: close %d %q", tc.name, got, reason)
+		if got != tc.want {
+			t.Errorf("%s: close %d, want %d", tc.name, got, tc.want)
+		}
+		c.c.Close()
+	}
+}
+
+// TestHostileTopBitLength: a 64-bit payload length with its top bit set
+// is a protocol error (1002).
+func TestHostileTopBitLength(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{})
+	c := p.rawWS(t)
+	frame := []byte{0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0}
+	c.c.Write(append(frame, "ping"...))
+	op, payload, err := c.next()
+	t.Logf("answer: opcode %d %q, err %v", op, payload, err)
+	if op != 8 || len(payload) < 2 || binary.BigEndian.Uint16(payload) != 1002 {
+		t.Fatalf("answer opcode %d %q (err %v), want close 1002", op, payload, err)
+	}
+}
