@@ -2,11 +2,16 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -120,7 +125,16 @@ func TestHostileHugeHeadersLog(t *testing.T) {
 	if testing.Short() {
 		n = 60
 	}
-	before := len(p.log())
+	logBytes := func() (n int64) { // every file: the current one may have been rotated
+		files, _ := filepath.Glob(filepath.Join(filepath.Dir(p.logPath()), "*.log"))
+		for _, f := range files {
+			if st, err := os.Stat(f); err == nil {
+				n += st.Size()
+			}
+		}
+		return n
+	}
+	before := logBytes()
 	start := time.Now()
 	codes := make(map[int]int)
 	var mu sync.Mutex
@@ -152,7 +166,7 @@ func TestHostileHugeHeadersLog(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
-	grown := len(p.log()) - before
+	grown := logBytes() - before
 	t.Logf("%d handshakes with a 900 KB header in %v: answers %v, log grew %d bytes", n, time.Since(start).Round(time.Millisecond), codes, grown)
 	if codes[101] > 0 {
 		t.Errorf("%d handshakes with a foreign Origin or Host were accepted", codes[101])
@@ -309,5 +323,120 @@ func TestHostileTopBitLength(t *testing.T) {
 	t.Logf("answer: opcode %d %q, err %v", op, payload, err)
 	if op != 8 || len(payload) < 2 || binary.BigEndian.Uint16(payload) != 1002 {
 		t.Fatalf("answer opcode %d %q (err %v), want close 1002", op, payload, err)
+	}
+}
+
+// FuzzTriggerParams sends the push triggers arbitrary requests: method,
+// query, form body and the headers a browser adds. None panics; a browser
+// request from elsewhere gets 403 and pushes nothing; a push happens only
+// with 200 and a message and room within the limits.
+func FuzzTriggerParams(f *testing.F) {
+	s := DefaultSettings()
+	s.Store, s.History, s.MaxMessage, s.MaxRoomName, s.MaxHTTPBody = "memory", 0, 64, 16, 256
+	srv, err := newServer(s, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var pushed []event
+	srv.hub.Relay = func(ev event) { pushed = append(pushed, ev) }
+	const self = "http://127.0.0.1:8080"
+	for _, seed := range []struct {
+		post, all                 bool
+		query, body, origin, site string
+	}{
+		{false, false, "roomNum=room1&message=hi", "", "", ""},
+		{true, false, "", "roomNum=room1&message=hi", self, "same-origin"},
+		{true, true, "message=a", "message=b", "", ""},
+		{false, true, "message=x", "", "", "cross-site"},
+		{true, true, "", "message=form", "http://evil.test", "cross-site"},
+		{false, false, "roomNum=%FF&message=%00", "", "null", ""},
+		{true, false, "roomNum=r;message=x", "roomNum=" + strings.Repeat("r", 17), "", "none"},
+		{false, true, "message=" + strings.Repeat("m", 65), "", self, ""},
+	} {
+		f.Add(seed.post, seed.all, seed.query, seed.body, seed.origin, seed.site)
+	}
+	f.Fuzz(func(t *testing.T, post, all bool, query, body, origin, site string) {
+		method, path := http.MethodGet, "/Index/pushByRoom"
+		if post {
+			method = http.MethodPost
+		}
+		if all {
+			path = "/Index/pushAll"
+		}
+		req, err := http.NewRequest(method, self+path+"?"+query, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		pushed = pushed[:0]
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+
+		foreign := origin != "" && !strings.EqualFold(origin, self) && !strings.EqualFold(origin, "https://127.0.0.1:8080") ||
+			origin == "" && site != "" && site != "same-origin" && site != "none"
+		switch code := rec.Code; {
+		case foreign && code != http.StatusForbidden:
+			t.Fatalf("origin %q, site %q: status %d, want 403", origin, site, code)
+		case code == http.StatusOK:
+			if len(pushed) != 1 {
+				t.Fatalf("200 with %d pushes", len(pushed))
+			}
+			ev := pushed[0]
+			if ev.Text == "" || len(ev.Text) > s.MaxMessage || all != (ev.Room == "") || len(ev.Room) > s.MaxRoomName {
+				t.Fatalf("pushed room %q, message of %d bytes", ev.Room, len(ev.Text))
+			}
+		case code != http.StatusBadRequest && code != http.StatusForbidden:
+			t.Fatalf("status %d %q", code, rec.Body)
+		case len(pushed) != 0:
+			t.Fatalf("status %d, yet %d pushes", code, len(pushed))
+		case rec.Body.Len() == 0:
+			t.Fatalf("status %d without a reason", code)
+		}
+	})
+}
+
+// TestHostsSetting: which Host names are served, by the address a request
+// came in on and by the hosts setting. net/http puts that address in the
+// request's context; here it is set as it would.
+func TestHostsSetting(t *testing.T) {
+	for _, tc := range []struct {
+		hosts       []string
+		local, host string
+		code        int
+	}{
+		{nil, "127.0.0.1:80", "localhost", 200},
+		{nil, "127.0.0.1:80", "LOCALHOST:8080", 200},
+		{nil, "127.0.0.1:80", "127.0.0.2", 200},
+		{nil, "[::1]:80", "[::1]:80", 200},
+		{nil, "127.0.0.1:80", "evil.test", 421},
+		{nil, "127.0.0.1:80", "10.0.0.5", 421},
+		{nil, "127.0.0.1:80", "", 421},
+		{nil, "10.0.0.5:80", "evil.test", 200}, // not loopback: any name unless hosts is set
+		{[]string{"chat.example"}, "10.0.0.5:80", "chat.example:443", 200},
+		{[]string{"chat.example"}, "10.0.0.5:80", "evil.test", 421},
+		{[]string{"chat.example"}, "127.0.0.1:80", "localhost", 421},
+		{[]string{"*"}, "127.0.0.1:80", "evil.test", 200},
+	} {
+		s := testSettings()
+		s.Store, s.Hosts = "memory", tc.hosts
+		srv, err := newServer(s, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest("GET", "/Index/index", nil)
+		req.Host = tc.host
+		local, _ := net.ResolveTCPAddr("tcp", tc.local)
+		req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, local))
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != tc.code {
+			t.Errorf("hosts %q, on %s, Host %q: %d %q, want %d", tc.hosts, tc.local, tc.host, rec.Code, rec.Body, tc.code)
+		}
 	}
 }
