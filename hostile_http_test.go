@@ -440,3 +440,33 @@ func TestHostsSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestHostilePings: of several pings sent at once, the last pong carries
+// the latest payload (RFC 6455, section 5.5.3).
+func TestHostilePings(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{})
+	c := p.rawWS(t)
+	var b []byte
+	for _, payload := range []string{"a", "b", "c"} {
+		b = append(b, maskedFrame(0x89, []byte(payload))...)
+	}
+	c.c.Write(append(b, maskedFrame(0x81, []byte("ping"))...))
+	var pongs []string
+	for {
+		op, payload, err := c.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op == 10 {
+			pongs = append(pongs, string(payload))
+		}
+		if op == 1 {
+			break
+		}
+	}
+	t.Logf("pongs to pings a, b, c: %q", pongs)
+	if len(pongs) == 0 || pongs[len(pongs)-1] != "c" {
+		t.Fatalf("pongs %q, want the last to carry c", pongs)
+	}
+}
