@@ -62,7 +62,7 @@ func (a *Adapter) Denied() uint64  { return a.ln.denied.Load() }
 // browser that is only listening.
 //
 // A request, headers and body, must arrive within read (see
-// Settings.HTTPReadTimeout), so slow clients cannot hold maxconns slots;
+// Settings.ReadTimeout), so slow clients cannot hold maxconns slots;
 // a WebSocket moves its read deadline on once hijacked (see idleWriter).
 func (a *Adapter) setHTTP(h http.Handler, read time.Duration, log *slog.Logger) {
 	a.http = &http.Server{
