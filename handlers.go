@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -33,6 +34,7 @@ type Server struct {
 	conns    connLimiter // WebSocket connections per client address
 	metrics  *Metrics    // served at /metrics
 	cluster  *Cluster    // for the cluster view in /Index/stats; nil: none
+	quiet    quietLog    // refusals, at the rate clients send them
 }
 
 // newServer builds the server. With the file store, membership goes to
@@ -80,18 +82,20 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 			// the client sees why; the connection counts until it ends.
 			ip := clientIP(r)
 			if !srv.conns.acquire(ip) {
-				srv.log.Warn("websocket refused: too many connections", "ip", ip, "max", s.MaxConnsPerIP)
+				srv.quiet.Warn(srv.log, "websocket refused: too many connections", "ip", ip, "max", s.MaxConnsPerIP)
 				http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, s.MaxConnsPerIP), http.StatusTooManyRequests)
 				return
 			}
 			defer srv.conns.release(ip)
 			// The hub writes frames to the hijacked connection itself.
 			var conn net.Conn
+			raw := &rawFrames{}
+			r = r.WithContext(context.WithValue(r.Context(), rawFramesKey{}, raw))
 			ws := websocket.Server{
 				Handshake: srv.checkOrigin,
 				Handler:   func(ws *websocket.Conn) { hub.Serve(ws, conn) },
 			}
-			ws.ServeHTTP(idleWriter{w, s.IdleTimeout, &conn}, r)
+			ws.ServeHTTP(idleWriter{w, s.IdleTimeout, &conn, raw}, r)
 			return
 		}
 		files.ServeHTTP(w, r)
@@ -107,7 +111,7 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"code":0}`)
 	})
-	srv.handler = mux
+	srv.handler = srv.checkHost(mux)
 	return srv, nil
 }
 
@@ -128,27 +132,85 @@ func isUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// checkOrigin accepts clients that send no Origin (not browsers), pages from
-// the same host, and origins listed in Settings.Origins ("*" allows any).
+// checkHost answers 421 to a request for a Host the server does not serve.
+// A page elsewhere can point its own name at this address (DNS rebinding);
+// its requests then carry that name, which Settings.Hosts does not list.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r) {
+			s.quiet.Warn(s.log, "request refused: host not served", "host", clip(r.Host), "remote", r.RemoteAddr)
+			http.Error(w, fmt.Sprintf("host %q is not served here", clip(r.Host)), http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostAllowed reports whether r's Host is one of Settings.Hosts ("*" allows
+// any). With none set, a request that came in on a loopback address may
+// only name a loopback host (localhost, 127.0.0.1, [::1], any port), and
+// one that came in on another address may name any.
+func (s *Server) hostAllowed(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if len(s.settings.Hosts) > 0 {
+		return slices.Contains(s.settings.Hosts, "*") ||
+			slices.ContainsFunc(s.settings.Hosts, func(h string) bool { return strings.EqualFold(h, host) })
+	}
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if ap, err := netip.ParseAddrPort(fmt.Sprint(local)); err != nil || !ap.Addr().IsLoopback() {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return strings.EqualFold(host, "localhost") || err == nil && ip.IsLoopback()
+}
+
+// originAllowed reports whether a browser page from origin may use the
+// server: a page it served itself (same host as the request, which
+// checkHost has let through), or one of Settings.Origins ("*" allows any).
+func (s *Server) originAllowed(origin string, r *http.Request) bool {
+	if strings.EqualFold(origin, "http://"+r.Host) || strings.EqualFold(origin, "https://"+r.Host) {
+		return true
+	}
+	return slices.Contains(s.settings.Origins, "*") ||
+		slices.ContainsFunc(s.settings.Origins, func(o string) bool { return strings.EqualFold(o, origin) })
+}
+
+// checkOrigin accepts clients that send no Origin (not browsers) and
+// origins that originAllowed accepts.
 func (s *Server) checkOrigin(cfg *websocket.Config, r *http.Request) error {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return nil
 	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return fmt.Errorf("bad Origin %q: %w", origin, err)
+	if !s.originAllowed(origin, r) {
+		s.quiet.Warn(s.log, "websocket origin refused", "origin", clip(origin), "host", clip(r.Host))
+		return fmt.Errorf("origin %q not allowed", clip(origin))
 	}
-	cfg.Origin = u
-	if strings.EqualFold(u.Host, r.Host) {
-		return nil
+	cfg.Origin, _ = url.Parse(origin)
+	return nil
+}
+
+// sameSite answers 403 to a trigger that a browser sends for a page the
+// server does not allow, whatever the method: a form or an <img> on any
+// site must not push. A request with an Origin is judged by it; one
+// without, by Sec-Fetch-Site. Clients that send neither (curl, backends)
+// go through.
+func (s *Server) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if s.originAllowed(origin, r) {
+			return true
+		}
+	} else if site := r.Header.Get("Sec-Fetch-Site"); site == "" || site == "same-origin" || site == "none" {
+		return true
 	}
-	if slices.Contains(s.settings.Origins, "*") ||
-		slices.ContainsFunc(s.settings.Origins, func(o string) bool { return strings.EqualFold(o, origin) }) {
-		return nil
-	}
-	s.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
-	return fmt.Errorf("origin %q not allowed", origin)
+	s.quiet.Warn(s.log, "trigger refused: cross-site request", "path", r.URL.Path,
+		"origin", clip(r.Header.Get("Origin")), "site", clip(r.Header.Get("Sec-Fetch-Site")), "remote", r.RemoteAddr)
+	http.Error(w, "cross-site request refused: the page's origin is not allowed (setting origins)", http.StatusForbidden)
+	return false
 }
 
 // param reads a trigger parameter from the query, a POST form or a body.
@@ -180,7 +242,7 @@ func (s *Server) checkTriggerMessage(w http.ResponseWriter, msg string) bool {
 }
 
 func (s *Server) pushByRoom(w http.ResponseWriter, r *http.Request) {
-	if !s.limitBody(w, r) || !s.authorizePush(w, r) {
+	if !s.sameSite(w, r) || !s.limitBody(w, r) || !s.authorizePush(w, r) {
 		return
 	}
 	room, ok := s.param(w, r, "roomNum")
@@ -203,7 +265,7 @@ func (s *Server) pushByRoom(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) pushAll(w http.ResponseWriter, r *http.Request) {
-	if !s.limitBody(w, r) || !s.authorizePush(w, r) {
+	if !s.sameSite(w, r) || !s.limitBody(w, r) || !s.authorizePush(w, r) {
 		return
 	}
 	msg, ok := s.param(w, r, "message")
@@ -214,7 +276,12 @@ func (s *Server) pushAll(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "pushBy all success")
 }
 
+// stats shows every room name, protected ones too: with a push token set,
+// only those who may push may look.
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	if !s.limitBody(w, r) || !s.authorizePush(w, r) {
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	st := struct {
 		Stats
@@ -229,11 +296,13 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 
 // idleWriter hands the WebSocket a connection whose read deadline moves on
 // whenever bytes arrive, so pongs and other control frames count as traffic.
-// The connection hijacked is also kept in *conn.
+// The connection hijacked is also kept in *conn, and the reader x/net reads
+// frames from in raw.
 type idleWriter struct {
 	http.ResponseWriter
 	idle time.Duration
 	conn *net.Conn
+	raw  *rawFrames
 }
 
 func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -246,9 +315,12 @@ func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	*w.conn = conn
+	// The deadline net/http set for reading the request is no WebSocket's.
+	conn.SetReadDeadline(deadline(w.idle))
 	// net/http's reader already buffers: this one only has to take
 	// frame headers a byte at a time without a call each.
 	r := bufio.NewReaderSize(&idleReader{r: rw.Reader, conn: conn, idle: w.idle}, idleReaderBuffer)
+	w.raw.br = r
 	return conn, bufio.NewReadWriter(r, rw.Writer), nil
 }
 

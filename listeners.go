@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,10 +17,6 @@ import (
 
 	"github.com/tarsws/websocketserver/tars"
 )
-
-// readHeaderTimeout bounds how long a client may take to send a request's
-// headers, so a silent connection cannot hold a slot for the whole idle time.
-const readHeaderTimeout = 10 * time.Second
 
 // Adapter is one adapter section: a listener that serves either HTTP and
 // WebSocket (protocol not_tars) or Tars servants (protocol tars).
@@ -63,12 +60,17 @@ func (a *Adapter) Denied() uint64  { return a.ln.denied.Load() }
 // Settings.IdleTimeout instead: they have their own ping and read deadline,
 // and an endpoint written for short HTTP calls should not cut off a
 // browser that is only listening.
-func (a *Adapter) setHTTP(h http.Handler, log *slog.Logger) {
+//
+// A request, headers and body, must arrive within read (see
+// Settings.ReadTimeout), so slow clients cannot hold maxconns slots;
+// a WebSocket moves its read deadline on once hijacked (see idleWriter).
+func (a *Adapter) setHTTP(h http.Handler, read time.Duration, log *slog.Logger) {
 	a.http = &http.Server{
 		Handler:           h,
 		IdleTimeout:       a.Conf.Endpoint.Timeout,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(log.With("adapter", a.Conf.Name).Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: read,
+		ReadTimeout:       read,
+		ErrorLog:          stdlog.New(&quietWriter{l: log.With("adapter", a.Conf.Name)}, "", 0),
 	}
 }
 
@@ -116,6 +118,7 @@ type limitListener struct {
 	allow []netip.Addr // nil: all
 	max   int          // 0: no cap
 	log   *slog.Logger
+	quiet quietLog // refusals come as fast as clients connect
 
 	conns           atomic.Int64
 	denied, refused atomic.Uint64
@@ -141,14 +144,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		if !l.allowed(c.RemoteAddr()) {
 			l.denied.Add(1)
-			l.log.Warn("connection refused: address not in the allow list", "adapter", l.name, "peer", c.RemoteAddr().String())
+			l.quiet.Warn(l.log, "connection refused: address not in the allow list", "adapter", l.name, "peer", c.RemoteAddr().String())
 			c.Close()
 			continue
 		}
 		if n := l.conns.Add(1); l.max > 0 && n > int64(l.max) {
 			l.conns.Add(-1)
 			l.refused.Add(1)
-			l.log.Warn("connection refused: maxconns reached", "adapter", l.name, "peer", c.RemoteAddr().String(), "maxconns", l.max)
+			l.quiet.Warn(l.log, "connection refused: maxconns reached", "adapter", l.name, "peer", c.RemoteAddr().String(), "maxconns", l.max)
 			c.Close()
 			continue
 		}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+	"unicode/utf8"
 )
 
 // levelNone is above every record's level: at NONE nothing is logged.
@@ -194,4 +196,74 @@ func (w *rotatingFile) Close() error {
 	err := w.f.Close()
 	w.f = nil
 	return err
+}
+
+// clipLen is how much of a value from a request a log record keeps.
+const clipLen = 128
+
+// clip shortens a value a client chose (an Origin, a Host, a room name...)
+// for a log record, so no request can make the log grow by its own size.
+func clip(s string) string {
+	if len(s) <= clipLen {
+		return s
+	}
+	i := clipLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
+}
+
+// quietInterval is how often a quietLog logs the same message.
+const quietInterval = 10 * time.Second
+
+// quietLog logs each message (a kind of refusal) at most once per
+// quietInterval; the next record it lets through counts those it dropped.
+// Refusals come at the rate clients choose: this keeps a flood of them
+// from filling the log and rotating older records away.
+type quietLog struct {
+	mu   sync.Mutex
+	last map[string]quietState
+}
+
+type quietState struct {
+	at      time.Time
+	dropped int
+}
+
+// maxQuietKeys bounds the messages a quietLog remembers.
+const maxQuietKeys = 256
+
+func (q *quietLog) Warn(l *slog.Logger, msg string, args ...any) {
+	now := time.Now()
+	q.mu.Lock()
+	st, seen := q.last[msg]
+	if seen && now.Sub(st.at) < quietInterval {
+		st.dropped++
+		q.last[msg] = st
+		q.mu.Unlock()
+		return
+	}
+	if q.last == nil || len(q.last) >= maxQuietKeys {
+		q.last = make(map[string]quietState)
+	}
+	q.last[msg] = quietState{at: now}
+	q.mu.Unlock()
+	if st.dropped > 0 {
+		args = append(args, "suppressed", st.dropped)
+	}
+	l.Warn(msg, args...)
+}
+
+// quietWriter passes net/http's error log to a slog.Logger through a
+// quietLog: some of its lines come once per request.
+type quietWriter struct {
+	l *slog.Logger
+	q quietLog
+}
+
+func (w *quietWriter) Write(p []byte) (int, error) {
+	msg := clip(strings.TrimSpace(string(p)))
+	w.q.Warn(w.l, msg)
+	return len(p), nil
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 )
 
 // record returns a 30-byte log line numbered n.
@@ -157,5 +159,44 @@ func TestLogsLevel(t *testing.T) {
 	}
 	if l.Path() != "" || l.Close() != nil {
 		t.Error("a stream log has a path or fails to close")
+	}
+}
+
+func TestClip(t *testing.T) {
+	short := strings.Repeat("a", clipLen)
+	if got := clip(short); got != short {
+		t.Errorf("clip of %d bytes changed it: %q", len(short), got)
+	}
+	long := strings.Repeat("é", 500) // 2 bytes each: the cut falls inside none
+	got := clip(long)
+	if want := strings.Repeat("é", clipLen/2) + "…(1000 bytes)"; got != want {
+		t.Errorf("clip = %q, want %q", got, want)
+	}
+	if odd := clip("x" + long); !utf8.ValidString(odd) || !strings.HasSuffix(odd, "…(1001 bytes)") || len(odd) > clipLen+20 {
+		t.Errorf("clip cut a rune or kept too much: %q", odd)
+	}
+}
+
+func TestQuietLog(t *testing.T) {
+	var out syncBuffer
+	l := slog.New(slog.NewTextHandler(&out, nil))
+	var q quietLog
+	for i := range 1000 {
+		q.Warn(l, "refused", "n", i)
+		q.Warn(l, "other", "n", i)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "msg=refused n=0") || !strings.Contains(lines[1], "msg=other n=0") {
+		t.Fatalf("2000 refusals of 2 kinds logged as:\n%s", out.String())
+	}
+	// Once the interval has passed, the next record counts the dropped.
+	q.mu.Lock()
+	st := q.last["refused"]
+	st.at = st.at.Add(-quietInterval)
+	q.last["refused"] = st
+	q.mu.Unlock()
+	q.Warn(l, "refused", "n", 1000)
+	if last := out.String(); !strings.Contains(last, "msg=refused n=1000 suppressed=999") {
+		t.Fatalf("the record after the interval does not count the dropped ones:\n%s", last)
 	}
 }

@@ -201,7 +201,7 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 	for _, ad := range a.Adapters {
 		switch {
 		case ad.Conf.Protocol == "not_tars":
-			ad.setHTTP(a.Chat.Handler(), log)
+			ad.setHTTP(a.Chat.Handler(), sc.Settings.ReadTimeout, log)
 		case ad.Conf.Servant == helloName:
 			ownHello = helloName + "@tcp -h " + loopbackHost(ad.Addr()) + " -p " + portOf(ad.Addr())
 		case ad.Conf.Servant != pushName && ad.Conf.Servant != AdminServant:

@@ -622,7 +622,7 @@ func refused(t *testing.T, addr string, send []byte) bool {
 func TestAllowList(t *testing.T) {
 	t.Parallel()
 	p := startProc(t, procOpts{obj: "allow=127.0.0.2", push: "allow=127.0.0.2, 10.0.0.1"})
-	get := []byte("GET /Index/index HTTP/1.1\r\nHost: x\r\n\r\n")
+	get := []byte("GET /Index/index HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	if !refused(t, p.http, get) {
 		t.Error("HTTP adapter answered 127.0.0.1, which its allow list does not name")
 	}
@@ -652,7 +652,7 @@ func TestMaxConns(t *testing.T) {
 	p.settle(t)
 	a := p.rawWS(t)
 	p.rawWS(t)
-	get := []byte("GET /Index/index HTTP/1.1\r\nHost: x\r\n\r\n")
+	get := []byte("GET /Index/index HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	if !refused(t, p.http, get) {
 		t.Fatal("a third HTTP connection was served with maxconns=2")
 	}
@@ -775,7 +775,7 @@ func TestEndpointTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	io.WriteString(c, "GET /Index/index HTTP/1.1\r\nHost: x\r\n\r\n")
+	io.WriteString(c, "GET /Index/index HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

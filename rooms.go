@@ -559,14 +559,12 @@ func (c *client) readLoop() {
 var errRateLimited = errors.New("rate limit exceeded")
 
 // queuePong hands a ping's payload to the writer. If a pong is already
-// waiting, this ping goes unanswered: one pong shows the peer is alive.
+// waiting, it answers this ping instead: RFC 6455 wants the latest one.
 func (c *client) queuePong(payload []byte) {
 	c.qmu.Lock()
+	c.pong = payload
 	if c.pong == nil {
-		c.pong = payload
-		if c.pong == nil {
-			c.pong = []byte{}
-		}
+		c.pong = []byte{}
 	}
 	c.qmu.Unlock()
 	c.signal()

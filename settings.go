@@ -29,6 +29,8 @@ type Settings struct {
 	Peers         string        // static cluster peers: PushObj proxy string of the other nodes
 	MaxHTTPBody   int64         // largest HTTP trigger body, bytes
 	SendRate      int           // bytes per second a connection may send to others, as json frames
+	Hosts         []string      // Host names served; empty: loopback names on loopback, any elsewhere
+	ReadTimeout   time.Duration // an HTTP request, headers and body, must arrive within it
 }
 
 // DefaultSettings returns safe defaults for a public push server.
@@ -48,6 +50,7 @@ func DefaultSettings() Settings {
 		WriteTimeout:  10 * time.Second,
 		MaxHTTPBody:   1 << 20,
 		SendRate:      64 << 10,
+		ReadTimeout:   10 * time.Second,
 	}
 }
 

@@ -604,6 +604,7 @@ var websocketKeys = map[string]bool{
 	"command-rate": true, "command-burst": true, "ping-interval": true, "idle-timeout": true,
 	"write-timeout": true, "push-token": true, "room-secret": true, "hello": true, "peers": true,
 	"max-http-body": true, "config-files": true, "send-rate": true,
+	"hosts": true, "http-read-timeout": true,
 }
 
 // settings reads /tars/application/websocket over DefaultSettings. The
@@ -637,6 +638,8 @@ func (r *confReader) settings() (Settings, []string) {
 		Peers:         r.proxy(p("peers"), d.Peers),
 		MaxHTTPBody:   r.size(p("max-http-body"), d.MaxHTTPBody),
 		SendRate:      r.intSize(p("send-rate"), d.SendRate),
+		Hosts:         list(r.str(p("hosts"), strings.Join(d.Hosts, ","))),
+		ReadTimeout:   r.ms(p("http-read-timeout"), d.ReadTimeout, 1),
 	}
 	if s.Store != "file" && s.Store != "memory" {
 		r.fail(p("store"), s.Store, "file or memory")

@@ -383,6 +383,8 @@ hello=H.S.HelloObj
 peers=A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015
 max-http-body=100
 send-rate=8K
+hosts=chat.example, localhost
+http-read-timeout=2500
 config-files=a.conf, b.json`)
 	if err != nil {
 		t.Fatal(err)
@@ -395,6 +397,7 @@ config-files=a.conf, b.json`)
 		PushToken: "tok=en", RoomSecret: "s3cret", Hello: "H.S.HelloObj",
 		Peers:       "A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015",
 		MaxHTTPBody: 100, SendRate: 8 << 10,
+		Hosts: []string{"chat.example", "localhost"}, ReadTimeout: 2500 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(sc.Settings, want) {
 		t.Errorf("Settings =\n%+v\nwant\n%+v", sc.Settings, want)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,10 +67,16 @@ type messageReader struct {
 	ping  func([]byte) // gets each ping's payload, to be answered by the writer; may be nil
 	buf   []byte
 	cur   wsFrame // the frame being read
+
+	peerClosed bool // the peer's close frame has been read
 }
 
 func newMessageReader(ws *websocket.Conn, limit int, ping func([]byte)) *messageReader {
+	raw, _ := ws.Request().Context().Value(rawFramesKey{}).(*rawFrames)
 	next := func() (wsFrame, error) {
+		if err := raw.check(); err != nil {
+			return nil, err
+		}
 		f, err := ws.NewFrameReader()
 		if err != nil {
 			return nil, err
@@ -77,6 +84,27 @@ func newMessageReader(ws *websocket.Conn, limit int, ping func([]byte)) *message
 		return f, nil
 	}
 	return &messageReader{next: next, limit: limit, ping: ping}
+}
+
+// rawFrames is the reader x/net reads a connection's frames from, put in
+// the handshake request's context (see idleWriter). x/net clears the top bit
+// of a 64-bit length, which RFC 6455 requires to be 0; check sees it first.
+type rawFrames struct{ br *bufio.Reader }
+
+type rawFramesKey struct{}
+
+// check refuses a next frame whose 64-bit length has the top bit set. It
+// reads no further than x/net is about to.
+func (raw *rawFrames) check() error {
+	if raw == nil || raw.br == nil {
+		return nil
+	}
+	if h, _ := raw.br.Peek(2); len(h) == 2 && h[1]&0x7f == 127 {
+		if h, _ := raw.br.Peek(3); len(h) == 3 && h[2]&0x80 != 0 {
+			return &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
+		}
+	}
+	return nil
 }
 
 // frameHeader is the part of a frame header that the reader checks.
@@ -126,7 +154,7 @@ func parseFrameHeader(h []byte) (frameHeader, error) {
 		if len(ext) < 8 {
 			return fh, &closeError{closeProtocolError, "short frame header"}
 		}
-		fh.length = binary.BigEndian.Uint64(ext) &^ (1 << 63)
+		fh.length = binary.BigEndian.Uint64(ext) // x/net has cleared the top bit
 	}
 	return fh, nil
 }
@@ -167,6 +195,10 @@ func (r *messageReader) read() ([]byte, error) {
 			}
 			switch h.opcode {
 			case opClose:
+				r.peerClosed = true
+				if err := checkClose(p[:h.length]); err != nil {
+					return nil, err
+				}
 				return nil, errPeerClosed
 			case opPing:
 				if r.ping != nil {
@@ -213,7 +245,7 @@ func (r *messageReader) read() ([]byte, error) {
 // *closeError. It returns when that frame arrives or the connection fails.
 func (r *messageReader) discard() {
 	f := r.cur
-	for f != nil {
+	for f != nil && !r.peerClosed {
 		if _, err := io.Copy(io.Discard, f); err != nil {
 			return
 		}
@@ -225,6 +257,27 @@ func (r *messageReader) discard() {
 			return
 		}
 	}
+}
+
+// checkClose checks the payload of a close frame from the peer (RFC 6455,
+// sections 5.5.1 and 7.4): empty, or a code that may be sent and a UTF-8
+// reason.
+func checkClose(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if len(p) == 1 {
+		return &closeError{closeProtocolError, "close frame with a 1-byte payload"}
+	}
+	switch code := binary.BigEndian.Uint16(p); {
+	case code < 1000, code >= 5000, code >= 1016 && code < 3000,
+		code == 1004, code == 1005, code == 1006, code == 1015:
+		return &closeError{closeProtocolError, fmt.Sprintf("close code %d may not be sent", code)}
+	}
+	if !utf8.Valid(p[2:]) {
+		return &closeError{closeBadData, "close reason is not valid UTF-8"}
+	}
+	return nil
 }
 
 // appendFrame appends one unfragmented server frame (RFC 6455, section 5.2):

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,7 @@ func serveBytes(input []byte, f func(*websocket.Conn)) {
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	req.Header.Set("Sec-WebSocket-Version", "13")
+	req = req.WithContext(context.WithValue(req.Context(), rawFramesKey{}, &rawFrames{w.rw.Reader}))
 	websocket.Server{Handler: f}.ServeHTTP(w, req)
 }
 
@@ -71,6 +73,8 @@ func FuzzMessageReader(f *testing.F) {
 		maskedFrame(0x81, []byte("caf\xc3")),
 		append(maskedFrame(0x88, []byte{3, 232}), maskedFrame(0x81, []byte("after close"))...),
 		{0x81, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4},
+		{0x81, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4, 'p', 'i', 'n', 'g'},
+		maskedFrame(0x88, []byte{3, 0xe7, 0xff}),
 		{0x81, 4, 'p', 'i', 'n', 'g'},
 	} {
 		f.Add(seed)
