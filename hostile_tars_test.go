@@ -190,12 +190,12 @@ func TestHostileTarsHugeList(t *testing.T) {
 	stillServes(t, p)
 }
 
-// TestHostileTarsHugeContext: parallel 9 MB requests to AdminObj whose
+// TestHostileTarsHugeContext: parallel 4 MB requests to AdminObj whose
 // context claims millions of entries are refused without allocating for
 // the claim.
 func TestHostileTarsHugeContext(t *testing.T) {
 	p := startProc(t, procOpts{})
-	const n = 4 << 20
+	const n = 2 << 20
 	tail := tars.AppendInt(tars.AppendHead(nil, 9, tars.TypeMap), 0, n)
 	tail = append(tail, bytes.Repeat([]byte{0x0C}, 2*n+1024)...)
 	args := tars.AppendString(nil, 1, "tars.viewversion")

@@ -425,7 +425,13 @@ func (c *serverConn) read() (graceful bool) {
 		}
 		received := time.Now()
 		req := new(RequestPacket)
-		if err := req.Decode(body); err != nil {
+		err = req.Decode(body)
+		if len(body) > 64<<10 {
+			fr.buf = nil // the request keeps a large frame; no idle connection holds one
+		} else {
+			req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
+		}
+		if err != nil {
 			s.badFrames.Add(1)
 			if req.RequestID == 0 {
 				log.Warn("tars: closing connection after an undecodable request", "peer", peer.String(), "err", err)
@@ -442,7 +448,6 @@ func (c *serverConn) read() (graceful bool) {
 			}
 			continue
 		}
-		req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
 		size := len(body)
 		c.w.hold(size)
 		if req.Version == VersionTUP {
