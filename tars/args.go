@@ -1,9 +1,11 @@
 package tars
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -44,6 +46,11 @@ func (e *ArgError) Unwrap() error { return e.Err }
 // Args are decoded arguments: a servant's in-parameters or the results a
 // client receives.
 type Args struct {
+	// MaxLen bounds the lists and maps read next, as Decoder.MaxLen does;
+	// set it before each Value or StringMap whose size you know. JSON
+	// arguments are not bounded by it.
+	MaxLen int
+
 	version int16
 	body    []byte                     // TARS
 	tup     map[string][]byte          // TUP
@@ -66,14 +73,53 @@ func NewArgs(version int16, sBuffer []byte) (*Args, error) {
 		a.tup = m
 	case VersionJSON:
 		if len(sBuffer) > 0 {
-			if err := json.Unmarshal(sBuffer, &a.json); err != nil {
+			m, err := decodeJSONArgs(sBuffer)
+			if err != nil {
 				return nil, fmt.Errorf("tars: JSON arguments: %w", err)
 			}
+			a.json = m
 		}
 	default:
 		return nil, fmt.Errorf("tars: unsupported packet version %d (want 1, 3 or 5)", version)
 	}
 	return a, nil
+}
+
+// decodeJSONArgs reads a JSON object of at most DefaultMaxLen members: each
+// one costs far more memory than its few bytes of text.
+func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if t != json.Delim('{') && t != nil {
+		return nil, errors.New("not an object")
+	}
+	m := make(map[string]json.RawMessage)
+	for t != nil && dec.More() {
+		if len(m) == DefaultMaxLen {
+			return nil, fmt.Errorf("more than %d members", DefaultMaxLen)
+		}
+		key, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		m[key.(string)] = v
+	}
+	if t != nil {
+		if _, err := dec.Token(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the object")
+	}
+	return m, nil
 }
 
 // Version returns the packet version the arguments came in.
@@ -83,7 +129,7 @@ func (a *Args) Version() int16 { return a.version }
 func (a *Args) source(name string) (d Decoder, tag uint8, ok bool, err error) {
 	switch a.version {
 	case VersionTars:
-		return Decoder{buf: a.body}, 0, true, nil
+		return Decoder{buf: a.body, MaxLen: a.MaxLen}, 0, true, nil
 	case VersionTUP:
 		v, ok := a.tup[name]
 		if !ok && name == "" {
@@ -92,7 +138,7 @@ func (a *Args) source(name string) (d Decoder, tag uint8, ok bool, err error) {
 		if !ok {
 			return Decoder{}, 0, false, errors.New("missing")
 		}
-		return Decoder{buf: v}, 0, false, nil
+		return Decoder{buf: v, MaxLen: a.MaxLen}, 0, false, nil
 	}
 	return Decoder{}, 0, false, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -191,3 +192,70 @@ func TestResultsErrors(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestArgsMaxLen: a servant bounds each list or map argument with MaxLen,
+// in TARS and TUP alike, and the default bound holds without it.
+func TestArgsMaxLen(t *testing.T) {
+	three := map[string]string{"a": "1", "b": "2", "c": "3"}
+	for _, v := range []int16{VersionTars, VersionTUP} {
+		r := NewResults(v)
+		r.PutStringMap(1, "m", three)
+		r.Put(2, "l", func(b []byte, tag uint8) []byte {
+			return AppendInt(AppendInt(AppendListHead(b, tag, 2), 0, 7), 0, 8)
+		})
+		buf, _ := r.AppendTo(nil)
+		in, err := NewArgs(v, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := in.StringMap(1, "m"); err != nil || len(m) != 3 {
+			t.Fatalf("version %d: default limit: %v, %v", v, m, err)
+		}
+		in.MaxLen = 2
+		if _, err := in.StringMap(1, "m"); err == nil || !strings.Contains(err.Error(), "argument m (tag 1): tars: decode tag") ||
+			!strings.Contains(err.Error(), "map of 3 elements exceeds the limit of 2") {
+			t.Errorf("version %d: StringMap over MaxLen: %v", v, err)
+		}
+		err = in.Value(2, "l", func(d *Decoder, tag uint8) error { _, _, err := d.ReadListLen(tag, true); return err })
+		if err != nil {
+			t.Errorf("version %d: list of 2 with MaxLen 2: %v", v, err)
+		}
+		in.MaxLen = 1
+		err = in.Value(2, "l", func(d *Decoder, tag uint8) error { _, _, err := d.ReadListLen(tag, true); return err })
+		if err == nil || !strings.Contains(err.Error(), "list of 2 elements exceeds the limit of 1") {
+			t.Errorf("version %d: list over MaxLen: %v", v, err)
+		}
+	}
+	many := []byte(`{"a":0`)
+	for i := range DefaultMaxLen {
+		many = fmt.Appendf(many, `,"%d":0`, i)
+	}
+	if _, err := NewArgs(VersionJSON, append(many, '}')); err == nil || !strings.Contains(err.Error(), "more than 65536 members") {
+		t.Errorf("JSON object of %d members: %v", DefaultMaxLen+1, err)
+	}
+}
+
+// TestArgsSkipDoesNotAllocate: reading a later argument skips a huge earlier
+// one without allocating, so a servant can check a token first.
+func TestArgsSkipDoesNotAllocate(t *testing.T) {
+	b := AppendListHead(nil, 1, 1<<20)
+	for range 1 << 20 {
+		b = AppendStructEnd(AppendStructBegin(b, 0))
+	}
+	b = AppendInt(b, 2, 42)
+	in, err := NewArgs(VersionTars, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(5, func() {
+		if v, err := in.Int32(2, "token"); v != 42 || err != nil {
+			t.Fatalf("Int32 = %d, %v", v, err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations to skip the list", n)
+	}
+	if err := in.Value(1, "msgs", func(d *Decoder, tag uint8) error { _, _, err := d.ReadListLen(tag, true); return err }); err == nil ||
+		!strings.Contains(err.Error(), "list of 1048576 elements exceeds the limit of 65536") {
+		t.Errorf("the list itself: %v", err)
+	}
+}

@@ -519,7 +519,7 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 			return nil, ErrClientClosed
 		}
 		ep.failures, ep.lastErr = 0, nil
-		cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc), pending: make(map[int32]*pendingCall)}
+		cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]*pendingCall)}
 		ep.cc = cc
 		ep.mu.Unlock()
 		go cc.w.run()

@@ -45,6 +45,16 @@ const (
 // so hostile input cannot exhaust the stack.
 const MaxDepth = 100
 
+// DefaultMaxLen is the most elements a Decoder accepts in one list or map
+// unless its MaxLen says otherwise. A decoded element can take far more
+// memory than its smallest encoding (an empty struct is 2 bytes on the wire),
+// so counts are bounded as well as checked against the bytes present.
+const DefaultMaxLen = 1 << 16
+
+// preSize bounds the capacity decoders give a map or slice from a count read
+// off the wire; beyond it, they grow as elements really decode.
+const preSize = 16
+
 var typeNames = [...]string{"INT1", "INT2", "INT4", "INT8", "FLOAT", "DOUBLE", "STRING1", "STRING4",
 	"MAP", "LIST", "STRUCT_BEGIN", "STRUCT_END", "ZERO", "SIMPLE_LIST"}
 
@@ -406,7 +416,15 @@ func simpleListAt(b []byte, off, tag int) (p []byte, next int, err error) {
 // field is absent (that head stays for the next read). An absent required
 // field is a *DecodeError; an absent optional field leaves *v unchanged, so
 // callers preset defaults. The zero Decoder reads empty input.
+//
+// Skipping a field (reading a larger tag first) allocates nothing, so a
+// reader can check a small field before it decodes a large one.
 type Decoder struct {
+	// MaxLen is the most elements ReadListLen, ReadMapLen, ReadStringMap
+	// and ReadBytesMap accept; 0 means DefaultMaxLen. Set it for each list
+	// or map from what the value may hold.
+	MaxLen int
+
 	buf   []byte
 	off   int
 	at    int // offset of the head of the field found last, for errors
@@ -416,8 +434,8 @@ type Decoder struct {
 // NewDecoder returns a Decoder reading b.
 func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
 
-// Reset makes d read b from its start.
-func (d *Decoder) Reset(b []byte) { *d = Decoder{buf: b} }
+// Reset makes d read b from its start; MaxLen is kept.
+func (d *Decoder) Reset(b []byte) { *d = Decoder{buf: b, MaxLen: d.MaxLen} }
 
 // Offset returns the number of bytes consumed so far.
 func (d *Decoder) Offset() int { return d.off }
@@ -670,16 +688,21 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 
 // ReadListLen reads the head and count of a LIST; then read its n elements
 // at tag 0 (structs with ReadStructBegin(0, true) and ReadStructEnd).
+// n is at most MaxLen, and the bytes left hold n elements of the first
+// one's kind at their smallest (1 byte for numbers, 2 for anything else);
+// still, grow what holds them as they decode rather than sizing it by n.
 func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
-	return d.container(tag, required, TypeList, 1, "list")
+	return d.container(tag, required, TypeList, 0, "list")
 }
 
 // ReadMapLen reads the head and count of a MAP; then read its n pairs, each
-// key at tag 0 and value at tag 1.
+// key at tag 0 and value at tag 1. n is bounded as in ReadListLen.
 func (d *Decoder) ReadMapLen(tag uint8, required bool) (n int, ok bool, err error) {
-	return d.container(tag, required, TypeMap, 2, "map")
+	return d.container(tag, required, TypeMap, 0, "map")
 }
 
+// container reads the head and count of a list or map whose elements need
+// at least per bytes each (0: judge by the first element).
 func (d *Decoder) container(tag uint8, required bool, want byte, per uint64, what string) (n int, ok bool, err error) {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
@@ -688,29 +711,67 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64, wha
 	if typ != want {
 		return 0, false, d.wrongType(tag, typ, what)
 	}
-	n, d.off, err = countAt(d.buf, d.off, int(tag), per, what)
-	return n, err == nil, err
+	judge := per == 0
+	if judge {
+		per = 1 // a number may be a bare ZERO head
+		if want == TypeMap {
+			per = 2 // and so may its value
+		}
+	}
+	n, next, err := countAt(d.buf, d.off, int(tag), per, what)
+	if err == nil && judge && n > 0 {
+		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero {
+			// Not numbers: each element takes 2 bytes at least.
+			n, next, err = countAt(d.buf, d.off, int(tag), per+1, what)
+		}
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if limit := d.maxLen(); n > limit {
+		return 0, false, decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
+	}
+	d.off = next
+	return n, true, nil
+}
+
+func (d *Decoder) maxLen() int {
+	if d.MaxLen > 0 {
+		return d.MaxLen
+	}
+	return DefaultMaxLen
 }
 
 // ReadStringMap reads a map<string,string>. An empty map reads as nil.
 func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) error {
-	n, ok, err := d.ReadMapLen(tag, required)
+	return d.readStringMap(v, tag, required, math.MaxInt)
+}
+
+// readStringMap reads a map<string,string> whose keys and values take at
+// most limit bytes in all.
+func (d *Decoder) readStringMap(v *map[string]string, tag uint8, required bool, limit int) error {
+	n, ok, err := d.container(tag, required, TypeMap, 4, "map") // two STRING1 heads and lengths
 	if !ok {
 		return err
 	}
 	var m map[string]string
 	if n > 0 {
-		m = make(map[string]string, n)
+		m = make(map[string]string, min(n, preSize))
 	}
+	size := 0
 	for range n {
-		var k, e string
-		if err := d.ReadString(&k, 0, true); err != nil {
+		k, _, err := d.stringField(0, true)
+		if err != nil {
 			return err
 		}
-		if err := d.ReadString(&e, 1, true); err != nil {
+		e, _, err := d.stringField(1, true)
+		if err != nil {
 			return err
 		}
-		m[k] = e
+		if size += len(k) + len(e); size > limit {
+			return decodeErr(d.at, int(tag), "map keys and values exceed %d bytes", limit)
+		}
+		m[string(k)] = string(e)
 	}
 	*v = m
 	return nil
@@ -719,13 +780,13 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 // ReadBytesMap reads a map<string,vector<byte>>; the values alias the input.
 // An empty map reads as nil.
 func (d *Decoder) ReadBytesMap(v *map[string][]byte, tag uint8, required bool) error {
-	n, ok, err := d.ReadMapLen(tag, required)
+	n, ok, err := d.container(tag, required, TypeMap, 4, "map") // a STRING1 and a LIST or SIMPLE_LIST
 	if !ok {
 		return err
 	}
 	var m map[string][]byte
 	if n > 0 {
-		m = make(map[string][]byte, n)
+		m = make(map[string][]byte, min(n, preSize))
 	}
 	for range n {
 		var k string

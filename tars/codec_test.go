@@ -301,12 +301,17 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown type 14", `0E 00`, readInt, "unknown type code 14"},
 		{"unknown type 15", `FF 00`, readInt, "unknown type code 15"},
 		{"long tag cut", `F0`, readInt, "input ends before the tag byte"},
-		{"map count oversize", `08 01 03 E8 06 01 "a" 16 01 "b"`, readMap, "map count 1000 needs at least 2000 bytes, 6 left"},
+		{"map count oversize", `08 01 03 E8 06 01 "a" 16 01 "b"`, readMap, "map count 1000 needs at least 4000 bytes, 6 left"},
 		{"map count negative", `08 00 FF`, readMap, "negative map count -1"},
 		{"map count as string", `08 06 01 "a"`, readMap, "map count: want an int at tag 0, found STRING1 at tag 0"},
 		{"map count at tag 1", `08 10 01 06 01 "a" 16 01 "b"`, readMap, "found INT1 at tag 1"},
-		{"map value missing", `08 00 01 06 01 "a"`, readMap, "tag 1 at offset 6: required field missing"},
+		{"map value missing", `08 00 01 06 01 "a" 2C`, readMap, "tag 1 at offset 6: required field missing"},
 		{"list count oversize", `09 00 05 0C 0C`, readList, "list count 5 needs at least 5 bytes, 2 left"},
+		{"list of structs oversize", `09 00 03 0A 0B 0A 0B 0C`, readList, "list count 3 needs at least 6 bytes, 5 left"},
+		{"list of strings oversize", `09 00 02 06 00 0C`, readList, "list count 2 needs at least 4 bytes, 3 left"},
+		{"map of structs oversize", `08 00 02 0A 0B 1C 0C`, func(d *Decoder) error { _, _, err := d.ReadMapLen(0, true); return err }, "map count 2 needs at least 6 bytes, 4 left"},
+		{"list over MaxLen", `09 00 03 0C 0C 0C`, readList, "list of 3 elements exceeds the limit of 2"},
+		{"list over DefaultMaxLen", `09 02 00 01 00 01` + strings.Repeat(" 0C", 1<<16+1), readList, "list of 65537 elements exceeds the limit of 65536"},
 		{"list count INT8", `09 03 00 00 00 00 00 00 00 01 0C`, readList, "found INT8 at tag 0"},
 		{"simple list oversize", `0D 00 00 09 01 02`, readBytes, "SIMPLE_LIST count 9 needs at least 9 bytes, 2 left"},
 		{"simple list bad inner head", `0D 06 01 "a"`, readBytes, "SIMPLE_LIST element head: want INT1 at tag 0, found STRING1 at tag 0"},
@@ -315,7 +320,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"int as struct", `00 01`, readStruct, "INT1 cannot be read as struct"},
 		{"skipped value cut", `06 05 "ab" 1C`, func(d *Decoder) error { var v int32; return d.ReadInt32(&v, 1, true) }, "string length 5 exceeds 3 bytes left"},
 	} {
-		err := c.read(NewDecoder(unhex(t, c.in)))
+		d := NewDecoder(unhex(t, c.in))
+		if c.name == "list over MaxLen" {
+			d.MaxLen = 2
+		}
+		err := c.read(d)
 		var de *DecodeError
 		if !errors.As(err, &de) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want *DecodeError containing %q", c.name, err, c.want)

@@ -3,6 +3,7 @@ package tars
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -99,6 +100,37 @@ func FuzzDecoderSkip(f *testing.F) {
 				t.Fatalf("Skip on the value alone = %d, %v; want %d", again, err, m)
 			}
 			off += m
+		}
+	})
+}
+
+// FuzzRequestContext: any bytes in place of a request's context and status
+// maps decode within MaxContextLen and MaxContextBytes or fail cleanly, and
+// what decodes re-encodes to maps that decode the same.
+func FuzzRequestContext(f *testing.F) {
+	f.Add([]byte{0x98, 0x0C, 0xA8, 0x0C})
+	f.Add(AppendStringMap(AppendStringMap(nil, 9, map[string]string{"token": "s3cret"}), 10, map[string]string{"STATUS_DYED_KEY": "x"}))
+	f.Add(append(AppendInt(AppendHead(nil, 9, TypeMap), 0, 1<<30), bytes.Repeat([]byte{0x06, 0x00, 0x16, 0x00}, 100)...))
+	f.Add(AppendInt(AppendHead(nil, 10, TypeMap), 0, -1))
+	prefix := (&RequestPacket{Version: VersionTars, RequestID: 1, ServantName: "S", FuncName: "f"}).Append(nil)
+	prefix = prefix[:len(prefix)-4] // without its empty context and status
+	f.Fuzz(func(t *testing.T, maps []byte) {
+		var p RequestPacket
+		if p.Decode(append(prefix[:len(prefix):len(prefix)], maps...)) != nil {
+			return
+		}
+		for _, m := range []map[string]string{p.Context, p.Status} {
+			size := 0
+			for k, v := range m {
+				size += len(k) + len(v)
+			}
+			if len(m) > MaxContextLen || size > MaxContextBytes {
+				t.Fatalf("decoded a map of %d entries, %d bytes", len(m), size)
+			}
+		}
+		var q RequestPacket
+		if err := q.Decode(p.Append(nil)); err != nil || !reflect.DeepEqual(q.Context, p.Context) || !reflect.DeepEqual(q.Status, p.Status) {
+			t.Fatalf("re-encoded maps: %v; %v, %v", err, q.Context, q.Status)
 		}
 	})
 }

@@ -24,6 +24,14 @@ const (
 // DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
 const DefaultMaxPacket = 10 << 20
 
+// The context and status maps of a packet carry a few short entries
+// (tracing, dyeing, a token); a packet whose maps exceed these does not
+// decode.
+const (
+	MaxContextLen   = 64       // entries in each map
+	MaxContextBytes = 64 << 10 // bytes of keys and values in each map
+)
+
 // Return codes (iRet).
 const (
 	Success            int32 = 0
@@ -81,7 +89,7 @@ func (p *RequestPacket) AppendFrame(b []byte) []byte {
 // Decode replaces p with the packet in body. Buffer aliases body.
 func (p *RequestPacket) Decode(body []byte) error {
 	*p = RequestPacket{}
-	d := Decoder{buf: body}
+	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
 	// The reads run in tag order; the first error is the one reported.
 	for _, err := range [...]error{
 		d.ReadInt16(&p.Version, 1, true),
@@ -92,8 +100,8 @@ func (p *RequestPacket) Decode(body []byte) error {
 		d.readName(&p.FuncName, 6, true),
 		d.ReadBytes(&p.Buffer, 7, true),
 		d.ReadInt32(&p.Timeout, 8, true),
-		d.ReadStringMap(&p.Context, 9, true),
-		d.ReadStringMap(&p.Status, 10, true),
+		d.readStringMap(&p.Context, 9, true, MaxContextBytes),
+		d.readStringMap(&p.Status, 10, true, MaxContextBytes),
 	} {
 		if err != nil {
 			return err
@@ -173,7 +181,7 @@ func (p *ResponsePacket) AppendFrame(b []byte) []byte {
 // Decode replaces p with the packet in body. Buffer aliases body.
 func (p *ResponsePacket) Decode(body []byte) error {
 	*p = ResponsePacket{}
-	d := Decoder{buf: body}
+	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
 	// The reads run in tag order; the first error is the one reported.
 	for _, err := range [...]error{
 		d.ReadInt16(&p.Version, 1, true),
@@ -182,9 +190,9 @@ func (p *ResponsePacket) Decode(body []byte) error {
 		d.ReadInt32(&p.MessageType, 4, true),
 		d.ReadInt32(&p.Ret, 5, true),
 		d.ReadBytes(&p.Buffer, 6, true),
-		d.ReadStringMap(&p.Status, 7, true),
+		d.readStringMap(&p.Status, 7, true, MaxContextBytes),
 		d.ReadString(&p.ResultDesc, 8, false),
-		d.ReadStringMap(&p.Context, 9, false),
+		d.readStringMap(&p.Context, 9, false, MaxContextBytes),
 	} {
 		if err != nil {
 			return err

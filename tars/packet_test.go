@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -231,5 +232,61 @@ func TestDecodeRequestAllocs(t *testing.T) {
 	var q RequestPacket
 	if n := testing.AllocsPerRun(100, func() { _ = q.Decode(body) }); n != 0 {
 		t.Fatalf("%v allocations per decode", n)
+	}
+}
+
+// hugeMapBody returns a request body whose context claims n entries and
+// holds pad bytes of ZERO heads after the claim.
+func hugeMapBody(n int64, pad int) []byte {
+	p := RequestPacket{Version: VersionTars, RequestID: 9, ServantName: "S", FuncName: "f"}
+	b := p.Append(nil)
+	b = b[:len(b)-4] // drop the empty context and status
+	b = AppendInt(AppendHead(b, 9, TypeMap), 0, n)
+	return append(b, bytes.Repeat([]byte{0x0C}, pad)...)
+}
+
+// TestContextLimits: context and status maps are bounded in entries and
+// bytes, and a huge claimed count fails before anything is allocated for it.
+func TestContextLimits(t *testing.T) {
+	big := make(map[string]string)
+	for i := range MaxContextLen {
+		big[fmt.Sprint("k", i)] = "v"
+	}
+	p := RequestPacket{Version: VersionTars, Context: big, Status: big}
+	var q RequestPacket
+	if err := q.Decode(p.Append(nil)); err != nil || !maps.Equal(q.Context, big) {
+		t.Fatalf("%d entries: %v", MaxContextLen, err)
+	}
+	big["one more"] = "v"
+	for name, c := range map[string]struct {
+		ctx, status map[string]string
+		want        string
+	}{
+		"context entries": {big, nil, "decode tag 9 at offset 13: map of 65 elements exceeds the limit of 64"},
+		"status entries":  {nil, big, "decode tag 10 at offset 15: map of 65 elements exceeds the limit of 64"},
+		"context bytes":   {map[string]string{"a": strings.Repeat("x", MaxContextBytes/2), "b": strings.Repeat("y", MaxContextBytes/2)}, nil, "map keys and values exceed 65536 bytes"},
+	} {
+		p := RequestPacket{Version: VersionTars, Context: c.ctx, Status: c.status}
+		err := q.Decode(p.Append(nil))
+		var de *DecodeError
+		if !errors.As(err, &de) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+		rsp := ResponsePacket{Version: VersionTars, Context: c.ctx, Status: c.status}
+		var r ResponsePacket
+		if err := r.Decode(rsp.Append(nil)); !errors.As(err, &de) {
+			t.Errorf("%s in a response: %v", name, err)
+		}
+	}
+	body := hugeMapBody(2<<20, 9<<20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := q.Decode(body)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "map of 2097152 elements exceeds the limit of 64") {
+		t.Fatalf("claimed 2M entries: %v", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+		t.Errorf("a huge claimed context allocated %d bytes", n)
 	}
 }

@@ -215,7 +215,7 @@ func ReadEndpointFs(d *Decoder, tag uint8, required bool) ([]Endpoint, error) {
 	if !ok {
 		return nil, err
 	}
-	eps := make([]Endpoint, 0, n)
+	eps := make([]Endpoint, 0, min(n, preSize))
 	for i := range n {
 		var host string
 		var port, timeout, istcp, grid, qos, weight, weightType, authType int32

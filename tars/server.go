@@ -29,6 +29,15 @@ const PingFunc = "tars_ping"
 // reader waits for a free slot, which pushes back on the peer.
 const maxInflight = 1024
 
+// maxPending bounds the bytes of requests being served and replies not yet
+// written on one connection: past it, no more requests are read until some
+// are answered, so a peer that does not read its replies holds little.
+const maxPending = 4 << 20
+
+// DefaultWriteTimeout is how long a reply may make no progress before its
+// connection is closed, unless ListenOptions.WriteTimeout says otherwise.
+const DefaultWriteTimeout = 10 * time.Second
+
 // Current describes the call a handler is serving.
 type Current struct {
 	Servant     string
@@ -51,6 +60,11 @@ type Current struct {
 // an *ArgError is sent as ServerDecodeErr. ctx ends when the caller's
 // timeout passes or the connection closes (but not during a graceful
 // Shutdown).
+//
+// in reads each argument on demand, and reading one skips those before it
+// without allocating: check a token (an argument or cur.Context) before
+// decoding anything large, and set in.MaxLen to what a list or map argument
+// may hold before reading it.
 type HandlerFunc func(ctx context.Context, cur *Current, in *Args, out *Results) (ret int32, err error)
 
 // CallInfo describes one finished call, for statistics.
@@ -70,6 +84,9 @@ type ListenOptions struct {
 	Allow       []string      // client IP addresses allowed to connect; empty: all
 	IdleTimeout time.Duration // close connections with no traffic and no calls for this long; 0: never
 	MaxConns    int           // connections open at once; excess ones are closed at once; 0: no cap
+	// WriteTimeout closes a connection whose replies make no progress for
+	// this long (the peer stopped reading); 0: DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
 
 // ServerStats are counters since the server started.
@@ -215,7 +232,11 @@ func (s *Server) accept(ls *listenState, nc net.Conn) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &serverConn{s: s, ls: ls, nc: nc, ctx: ctx, cancel: cancel, w: newFrameWriter(nc)}
+	timeout := ls.opt.WriteTimeout
+	if timeout <= 0 {
+		timeout = DefaultWriteTimeout
+	}
+	c := &serverConn{s: s, ls: ls, nc: nc, ctx: ctx, cancel: cancel, w: newFrameWriter(nc, timeout)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -354,6 +375,15 @@ func (c *serverConn) read() (graceful bool) {
 	slots := make(chan struct{}, maxInflight)
 	idle := c.ls.opt.IdleTimeout
 	for {
+		for c.w.pending.Load() >= maxPending {
+			select {
+			case <-c.w.freed:
+			case <-c.w.dead: // the peer stopped reading: the write timed out
+				return false
+			case <-c.ctx.Done():
+				return false
+			}
+		}
 		// Wait for the next frame under the idle timeout, which only
 		// closes the connection when no call is in flight either.
 		var deadline time.Time
@@ -395,13 +425,31 @@ func (c *serverConn) read() (graceful bool) {
 		}
 		received := time.Now()
 		req := new(RequestPacket)
-		if err := req.Decode(body); err != nil {
-			s.badFrames.Add(1)
-			log.Warn("tars: closing connection after an undecodable request", "peer", peer.String(), "err", err)
-			c.abort()
-			return false
+		err = req.Decode(body)
+		if len(body) > 64<<10 {
+			fr.buf = nil // the request keeps a large frame; no idle connection holds one
+		} else {
+			req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
 		}
-		req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
+		if err != nil {
+			s.badFrames.Add(1)
+			if req.RequestID == 0 {
+				log.Warn("tars: closing connection after an undecodable request", "peer", peer.String(), "err", err)
+				c.abort()
+				return false
+			}
+			// Its ids decoded and the frame kept the stream in step: the
+			// caller learns why, and the connection goes on.
+			log.Debug("tars: undecodable request refused", "peer", peer.String(), "err", err)
+			if req.PacketType != PacketOneway {
+				f := newFrame()
+				*f = appendReply(*f, req, ServerDecodeErr, err.Error(), nil)
+				c.w.send(f)
+			}
+			continue
+		}
+		size := len(body)
+		c.w.hold(size)
 		if req.Version == VersionTUP {
 			c.tup.Store(true)
 		}
@@ -409,6 +457,7 @@ func (c *serverConn) read() (graceful bool) {
 		select {
 		case slots <- struct{}{}:
 		case <-c.ctx.Done():
+			c.w.release(size)
 			return false
 		}
 		c.calls.Add(1)
@@ -416,6 +465,7 @@ func (c *serverConn) read() (graceful bool) {
 		go func() {
 			defer func() {
 				c.inflight.Add(-1)
+				c.w.release(size)
 				<-slots
 				c.calls.Done()
 			}()
@@ -566,33 +616,52 @@ func freeFrame(f *[]byte) {
 // frameWriter is the one goroutine writing to a connection: frames are
 // written whole, in the order queued, and flushed when the queue runs dry.
 type frameWriter struct {
-	nc   net.Conn
-	q    chan *[]byte
-	quit chan struct{} // closed by close: write what is queued, then stop
-	dead chan struct{} // closed when run returns
-	once sync.Once
+	nc      net.Conn
+	timeout time.Duration // for each write to make progress; 0: none
+	q       chan *[]byte
+	quit    chan struct{} // closed by close: write what is queued, then stop
+	dead    chan struct{} // closed when run returns
+	once    sync.Once
+	pending atomic.Int64  // bytes of frames not yet written, and those held
+	freed   chan struct{} // signalled when pending falls
 }
 
-func newFrameWriter(nc net.Conn) *frameWriter {
-	return &frameWriter{nc: nc, q: make(chan *[]byte, 256), quit: make(chan struct{}), dead: make(chan struct{})}
+func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
+	return &frameWriter{nc: nc, timeout: timeout, q: make(chan *[]byte, 256), quit: make(chan struct{}),
+		dead: make(chan struct{}), freed: make(chan struct{}, 1)}
+}
+
+// hold counts n bytes in pending until release.
+func (w *frameWriter) hold(n int) { w.pending.Add(int64(n)) }
+
+func (w *frameWriter) release(n int) {
+	w.pending.Add(-int64(n))
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
 }
 
 // send queues a frame from newFrame, which the writer frees; it reports
 // false if the writer has stopped.
 func (w *frameWriter) send(f *[]byte) bool {
+	w.hold(len(*f))
 	select {
 	case w.q <- f:
 		return true
 	case <-w.dead:
+		w.release(len(*f))
 		return false
 	}
 }
 
 // trySend queues a frame if there is room at once.
 func (w *frameWriter) trySend(f *[]byte) {
+	w.hold(len(*f))
 	select {
 	case w.q <- f:
 	default:
+		w.release(len(*f))
 		freeFrame(f)
 	}
 }
@@ -607,12 +676,17 @@ func (w *frameWriter) close() {
 func (w *frameWriter) run() {
 	defer close(w.dead)
 	defer w.nc.Close()
-	bw := bufio.NewWriterSize(w.nc, 32<<10)
+	var out io.Writer = w.nc
+	if w.timeout > 0 {
+		out = deadlineWriter{w.nc, w.timeout}
+	}
+	bw := bufio.NewWriterSize(out, 32<<10)
 	var err error
 	write := func(f *[]byte) {
 		if err == nil {
 			_, err = bw.Write(*f)
 		}
+		w.release(len(*f))
 		freeFrame(f)
 	}
 	for {
@@ -647,6 +721,24 @@ func (w *frameWriter) run() {
 			}
 		}
 	}
+}
+
+// deadlineWriter gives each write of at most 64 KiB timeout to complete, so
+// a large frame is cut off only when the peer stops reading, not when the
+// link is slow.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (n int, err error) {
+	for n < len(p) && err == nil {
+		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		var m int
+		m, err = w.nc.Write(p[n:min(len(p), n+64<<10)])
+		n += m
+	}
+	return n, err
 }
 
 func isEOF(err error) bool {

@@ -763,3 +763,68 @@ func ExampleServer() {
 	// hello tars #7 <nil>
 	// hello tars #7 <nil>
 }
+
+// TestServerBadContextAnswered: a request whose context is over the limits
+// is answered with ServerDecodeErr saying why, and the connection goes on.
+func TestServerBadContextAnswered(t *testing.T) {
+	ts := newTestServer()
+	addr := serve(t, &ts.Server, ListenOptions{})
+	c := dialRaw(t, addr)
+	for _, v := range []int16{VersionTars, VersionTUP} {
+		req := request(v, 3, pushObj, "pushByRoom", putPushArgs)
+		req.Context = map[string]string{}
+		for i := range MaxContextLen + 1 {
+			req.Context[strconv.Itoa(i)] = "x"
+		}
+		c.send(req.AppendFrame(nil))
+		if rsp := c.response(); rsp.RequestID != 3 || rsp.Ret != ServerDecodeErr || !strings.Contains(rsp.ResultDesc, "map of 65 elements exceeds the limit of 64") {
+			t.Fatalf("version %d: reply %+v", v, rsp)
+		}
+	}
+	c.send(request(VersionTars, 4, pushObj, "pushByRoom", putPushArgs).AppendFrame(nil))
+	if rsp := c.response(); rsp.RequestID != 4 || rsp.Ret != 0 {
+		t.Fatalf("after the bad contexts: %+v", rsp)
+	}
+	if ts.calls.Load() != 1 {
+		t.Errorf("%d calls ran, want only the good one", ts.calls.Load())
+	}
+}
+
+// TestServerPeerNotReading: a peer that pipelines requests with big replies
+// and never reads them stops being read once its replies fill the budget,
+// is closed after WriteTimeout, and others are served all along.
+func TestServerPeerNotReading(t *testing.T) {
+	ts := newTestServer()
+	addr := serve(t, &ts.Server, ListenOptions{WriteTimeout: 300 * time.Millisecond})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(64 << 10)
+	// No such function: each reply repeats the 1 MB name.
+	frame := request(VersionTars, 1, pushObj, strings.Repeat("f", 1<<20), nil).AppendFrame(nil)
+	start := time.Now()
+	sent := 0
+	nc.SetWriteDeadline(start.Add(10 * time.Second))
+	for {
+		if _, err := nc.Write(frame); err != nil {
+			break
+		}
+		sent++
+	}
+	closed := time.Since(start)
+	calls := ts.Stats().Calls
+	t.Logf("sent %d requests of 1 MiB, %d read, closed after %v", sent, calls, closed.Round(time.Millisecond))
+	if closed > 8*time.Second {
+		t.Fatalf("a peer that never reads was still open after %v", closed)
+	}
+	if calls > 64 {
+		t.Errorf("the server read %d requests from a peer that reads nothing", calls)
+	}
+	c := dialRaw(t, addr)
+	c.send(request(VersionTars, 2, pushObj, "pushByRoom", putPushArgs).AppendFrame(nil))
+	if rsp := c.response(); rsp.Ret != 0 {
+		t.Fatalf("another client: %+v", rsp)
+	}
+}
