@@ -505,3 +505,66 @@ func TestClusterResolvedClose(t *testing.T) {
 		t.Error("second Close: no error")
 	}
 }
+
+// FuzzPeerPush: whatever peerPush's arguments, reading and checking them
+// never panics, takes nothing without the cluster secret, never holds more
+// than a batch, and lets through only bounded messages timed near now.
+func FuzzPeerPush(f *testing.F) {
+	now := time.Now()
+	ok := peerMessage{Room: "room1", Text: "hi", From: "c1.abcde", Time: now.UnixMilli(), Origin: "127.0.0.1:10015"}
+	seed := func(tup bool, token string, msgs []peerMessage) {
+		version := tars.VersionTars
+		if tup {
+			version = tars.VersionTUP
+		}
+		r := tars.NewResults(version)
+		r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
+		r.PutString(2, "token", token)
+		b, err := r.AppendTo(nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(tup, b)
+	}
+	for _, tup := range []bool{false, true} {
+		seed(tup, testClusterSecret, []peerMessage{ok, {Text: "to all", From: "tars", Time: 1 << 62}})
+		seed(tup, testClusterSecret, []peerMessage{{Room: "r", Text: "x", From: "c2.k3f9q", Time: -1, Origin: "o"}})
+		seed(tup, "wrong", []peerMessage{ok})
+		seed(tup, testClusterSecret, make([]peerMessage, peerBatchMax+1))
+	}
+	set := testSettings()
+	const ownTag = "k3f9q"
+	f.Fuzz(func(t *testing.T, tup bool, body []byte) {
+		version := tars.VersionTars
+		if tup {
+			version = tars.VersionTUP
+		}
+		in, err := tars.NewArgs(version, body)
+		if err != nil {
+			return
+		}
+		msgs, err := readPeerPush(in, testClusterSecret)
+		if err != nil {
+			return
+		}
+		if token, _ := in.String(2, "token"); token != testClusterSecret {
+			t.Fatalf("taken with token %q", token)
+		}
+		if len(msgs) > peerBatchMax {
+			t.Fatalf("%d messages taken", len(msgs))
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if _, err := checkPeerMessage(m, set, ownTag, now); err != nil {
+				continue
+			}
+			if m.Text == "" || len(m.Text) > set.MaxMessage || len(m.Room) > set.MaxRoomName || len(m.From) > peerFromMax ||
+				len(m.Origin) > peerOriginMax || strings.HasSuffix(m.From, "."+ownTag) {
+				t.Fatalf("message taken: %+v", m)
+			}
+			if d := now.Sub(time.UnixMilli(m.Time)); d > peerClockSkew || d < -peerClockSkew {
+				t.Fatalf("time %d taken, %v from now", m.Time, d)
+			}
+		}
+	})
+}
