@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,16 +26,27 @@ import (
 // Each peer's queue is bounded: when it is full the oldest message is
 // dropped (and counted), so a slow or dead peer costs memory but never
 // delays local delivery or the other peers. A batch is sent again only if
-// it certainly did not leave (the connection could not be made); a batch
-// that may have reached the peer is never resent, so no member gets a
-// message twice. Messages from one node reach each peer in the order that
-// node delivered them.
+// it certainly did not leave (the connection could not be made) or the peer
+// refused the call before reading it (peerRefused); a batch that may have
+// reached the peer is never resent, so no member gets a message twice.
+// Messages from one node reach each peer in the order that node delivered
+// them.
+//
+// peerPush is for the nodes only: a call is taken when it comes from the
+// host of a known peer and carries the cluster secret, both checked before
+// its messages are read; each message is then checked on its own
+// (checkPeerMessage).
 const (
 	peerQueueMax  = 10000                  // messages waiting per peer
 	peerBatchMax  = 256                    // messages per peerPush call
 	peerAckWait   = time.Second            // PushObj waits at most this long for the peers' counts
 	peerRetryWait = 250 * time.Millisecond // pause after a failed call; the client backs dials off
 	peerResolve   = 2 * time.Second        // how often the registry's (cached) list is read
+
+	minClusterSecret = 16              // characters of cluster-secret at least
+	peerFromMax      = 64              // bytes of PeerMessage.from
+	peerOriginMax    = 300             // bytes of PeerMessage.origin: a host:port
+	peerClockSkew    = 5 * time.Minute // a message time further from now is replaced by now
 )
 
 // connIDTag returns 5 random letters and digits that end every connection
@@ -56,7 +68,7 @@ type ClusterOptions struct {
 	Self     []string        // host:port addresses of this node's PushObj, never a peer
 	Resolver tars.Resolver   // finds the nodes; nil: Static
 	Static   []tars.Endpoint // the peers key's endpoints
-	Token    string          // push token the peers require, if any
+	Secret   string          // cluster-secret, which the peers require
 	Client   tars.ClientOptions
 	Log      *slog.Logger
 }
@@ -316,10 +328,17 @@ func appendPeerMessages(b []byte, tag uint8, msgs []peerMessage) []byte {
 	return b
 }
 
+// errPeerBatch refuses a peerPush call with more messages than a sender
+// puts in one, before anything is allocated for them.
+var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
+
 func readPeerMessages(d *tars.Decoder, tag uint8) ([]peerMessage, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
 		return nil, err
+	}
+	if n > peerBatchMax {
+		return nil, errPeerBatch
 	}
 	msgs := make([]peerMessage, n)
 	for i := range msgs {
@@ -355,6 +374,7 @@ func readInt32s(d *tars.Decoder, tag uint8) ([]int32, error) {
 // peer is one other node: its queue and the state of its sender.
 type peer struct {
 	addr   string
+	hosts  []netip.Addr // the endpoint host's addresses: its calls come from one of them
 	proxy  *tars.ObjProxy
 	ctx    context.Context // ends when the peer is removed or the cluster stops
 	cancel context.CancelFunc
@@ -384,7 +404,25 @@ func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
 	}
 	p := &peer{addr: e.Addr(), proxy: proxy, wake: make(chan struct{}, 1), state: "unknown"}
 	p.ctx, p.cancel = context.WithCancel(c.ctx)
+	ctx, cancel := context.WithTimeout(c.stopped, peerResolve)
+	defer cancel()
+	if p.hosts, err = net.DefaultResolver.LookupNetIP(ctx, "ip", e.Host); err != nil {
+		c.log.Warn("cluster: peer's address not found; its calls will be refused", "peer", p.addr, "err", err)
+	}
+	for i := range p.hosts {
+		p.hosts[i] = p.hosts[i].Unmap().WithZone("")
+	}
 	return p, nil
+}
+
+// fromPeer reports whether a caller at addr is on the host of a peer.
+func (c *Cluster) fromPeer(addr net.Addr) bool {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	return slices.ContainsFunc(*c.peers.Load(), func(p *peer) bool { return slices.Contains(p.hosts, ip) })
 }
 
 func (p *peer) signal() {
@@ -523,7 +561,7 @@ func (c *Cluster) send(p *peer) {
 				}
 			}
 			continue
-		case neverSent(err) && p.ctx.Err() == nil:
+		case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
 			p.putBack(batch)
 		default:
 			// It may have reached the peer: sending it again could
@@ -558,7 +596,7 @@ func (c *Cluster) peerPush(p *peer, msgs []peerMessage) ([]int32, error) {
 	err := p.proxy.Invoke(p.ctx, "peerPush",
 		func(r *tars.Results) {
 			r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
-			r.PutString(2, "token", c.opt.Token)
+			r.PutString(2, "token", c.opt.Secret)
 		},
 		func(a *tars.Args) error {
 			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
@@ -577,6 +615,14 @@ func (c *Cluster) peerPush(p *peer, msgs []peerMessage) ([]int32, error) {
 func neverSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// peerRefused reports whether the peer refused a whole call before delivering
+// any of it (a wrong secret, or it does not know this node yet): sending it
+// again cannot deliver anything twice.
+func peerRefused(err error) bool {
+	var ce *tars.CallError
+	return errors.As(err, &ce) && ce.Code == pushDenied
 }
 
 // ClusterStats is the cluster part of /Index/stats.
@@ -634,7 +680,7 @@ func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, log *slog.Logge
 	opt := ClusterOptions{
 		Servant:  servant,
 		Resolver: resolver,
-		Token:    sc.Settings.PushToken,
+		Secret:   sc.Settings.ClusterSecret,
 		Client:   tars.ClientOptions{SyncTimeout: sc.Client.SyncInvokeTimeout, MaxPacket: sc.MaxPacket},
 		Log:      log,
 	}

@@ -42,7 +42,7 @@ func startClusterNodes(t *testing.T, n int) []*clusterNode {
 		host, port, _ := net.SplitHostPort(p.push)
 		eps = append(eps, "tcp -h "+host+" -p "+port+" -t 60000")
 	}
-	peers := "peers=" + testPushObj + "@" + strings.Join(eps, ":")
+	peers := "peers=" + testPushObj + "@" + strings.Join(eps, ":") + "\n      cluster-secret=" + testClusterSecret
 	for _, nd := range nodes {
 		nd.opts = procOpts{websocket: "      store=memory\n      " + peers}
 		writeConf(t, nd.proc, nd.opts)

@@ -46,9 +46,15 @@ func tarsEndpoint(t *testing.T, addr string) tars.Endpoint {
 	return e
 }
 
+// testClusterSecret is the nodes' cluster-secret unless a test sets one.
+const testClusterSecret = "0123456789abcdef-test"
+
 // startInNode serves a node on ln whose peers are the listed addresses.
 func startInNode(t *testing.T, set Settings, ln net.Listener, peers ...string) *inNode {
 	t.Helper()
+	if set.ClusterSecret == "" {
+		set.ClusterSecret = testClusterSecret
+	}
 	n := &inNode{testServer: startServer(t, set, t.TempDir()), ln: ln, set: set}
 	var eps []tars.Endpoint
 	for _, p := range peers {
@@ -58,7 +64,7 @@ func startInNode(t *testing.T, set Settings, ln net.Listener, peers ...string) *
 		Servant: testPushObj,
 		Self:    []string{ln.Addr().String()},
 		Static:  eps,
-		Token:   set.PushToken,
+		Secret:  set.ClusterSecret,
 		Client:  tars.ClientOptions{SyncTimeout: 2 * time.Second},
 		Log:     slog.New(slog.NewTextHandler(n.logs, nil)),
 	})
@@ -204,62 +210,147 @@ func TestClusterPeerComesBack(t *testing.T) {
 	})
 }
 
-// TestPeerPushRefuses: peerPush checks the push token and each message.
+// peerPushCall calls peerPush on the node at addr and returns the counts.
+func peerPushCall(t *testing.T, addr, token string, msgs []peerMessage) ([]int32, error) {
+	t.Helper()
+	client := tars.NewClient(tars.ClientOptions{})
+	defer client.Close()
+	p, err := client.Proxy(testPushObj + "@" + endpoint(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts []int32
+	err = p.Invoke(context.Background(), "peerPush",
+		func(r *tars.Results) {
+			r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
+			r.PutString(2, "token", token)
+		},
+		func(a *tars.Args) error {
+			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
+				counts, err = readInt32s(d, tag)
+				return err
+			})
+		})
+	return counts, err
+}
+
+// TestPeerPushRefuses: peerPush takes calls from a peer's host with the
+// cluster secret (not the push token), then checks each message.
 func TestPeerPushRefuses(t *testing.T) {
 	set := testSettings()
 	set.PushToken = "s3cret"
 	ln := listenTars(t)
-	n := startInNode(t, set, ln)
+	// The peer is on this test's host, 127.0.0.1: its calls come from there.
+	n := startInNode(t, set, ln, freeAddr(t))
 	n.dial(t).do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	addr := ln.Addr().String()
 
-	client := tars.NewClient(tars.ClientOptions{})
-	defer client.Close()
-	p, err := client.Proxy(testPushObj + "@" + endpoint(ln.Addr().String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	call := func(token string, msgs []peerMessage) ([]int32, error) {
-		var counts []int32
-		err := p.Invoke(context.Background(), "peerPush",
-			func(r *tars.Results) {
-				r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
-				r.PutString(2, "token", token)
-			},
-			func(a *tars.Args) error {
-				return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-					counts, err = readInt32s(d, tag)
-					return err
-				})
-			})
-		return counts, err
-	}
-	ok := peerMessage{Room: "room1", Text: "fine", From: "c1.abcde", Time: 1700000000123, Origin: "10.0.0.1:10015"}
+	now := time.Now().UnixMilli()
+	ok := peerMessage{Room: "room1", Text: "fine", From: "c1.abcde", Time: now, Origin: "10.0.0.1:10015"}
 	var ce *tars.CallError
-	if _, err := call("wrong", []peerMessage{ok}); !errors.As(err, &ce) || ce.Code != pushDenied {
-		t.Errorf("wrong token: %v, want code %d", err, pushDenied)
+	for _, token := range []string{"", "wrong", "s3cret"} {
+		if _, err := peerPushCall(t, addr, token, []peerMessage{ok}); !errors.As(err, &ce) || ce.Code != pushDenied {
+			t.Errorf("token %q: %v, want code %d", token, err, pushDenied)
+		}
 	}
-	long := ok
-	long.Text = strings.Repeat("x", set.MaxMessage+1)
-	badRoom := ok
-	badRoom.Room = "a\x00b"
-	counts, err := call("s3cret", []peerMessage{ok, long, badRoom, {Text: "to all", From: "http"}})
-	if err != nil || !slices.Equal(counts, []int32{1, -1, -1, 1}) {
-		t.Errorf("peerPush = %v, %v; want [1 -1 -1 1]", counts, err)
+	// A node whose only peer is on another host refuses this one.
+	elsewhere := listenTars(t)
+	startInNode(t, set, elsewhere, "127.0.0.2:10015")
+	if _, err := peerPushCall(t, elsewhere.Addr().String(), testClusterSecret, []peerMessage{ok}); !errors.As(err, &ce) || ce.Code != pushDenied ||
+		!strings.Contains(ce.Desc, "not on a peer's host") {
+		t.Errorf("from a host that is no peer's: %v, want code %d", err, pushDenied)
+	}
+	// So does a node with no peers at all.
+	alone := &tars.Server{}
+	handlePush(alone, testPushObj, n.hub, set, nil)
+	la := listenTars(t)
+	go alone.Serve(la, tars.ListenOptions{})
+	defer alone.Shutdown(context.Background())
+	if _, err := peerPushCall(t, la.Addr().String(), testClusterSecret, []peerMessage{ok}); !errors.As(err, &ce) || ce.Code != pushDenied {
+		t.Errorf("to a node without peers: %v, want code %d", err, pushDenied)
+	}
+
+	own := n.dial(t).id() // this node's own connection: a second one for pushes to all
+	bad := func(f func(m *peerMessage)) peerMessage { m := ok; f(&m); return m }
+	msgs := []peerMessage{
+		ok,
+		bad(func(m *peerMessage) { m.Text = strings.Repeat("x", set.MaxMessage+1) }),
+		bad(func(m *peerMessage) { m.Room = "a\x00b" }),
+		{Text: "to all", From: "http", Time: now},
+		bad(func(m *peerMessage) { m.From = strings.Repeat("c", 100) }),
+		bad(func(m *peerMessage) { m.From = "c1.abcde" + strings.Repeat("x", 60) }),
+		bad(func(m *peerMessage) { m.From = own }),
+		bad(func(m *peerMessage) { m.From = "" }),
+		bad(func(m *peerMessage) { m.Origin = strings.Repeat("o", peerOriginMax+1) }),
+	}
+	counts, err := peerPushCall(t, addr, testClusterSecret, msgs)
+	if want := []int32{1, -1, -1, 2, -1, -1, -1, -1, -1}; err != nil || !slices.Equal(counts, want) {
+		t.Errorf("peerPush = %v, %v; want %v", counts, err, want)
 	}
 	h := n.hub.History("room1")
 	if len(h) != 1 || h[0].From != ok.From || h[0].Time.UnixMilli() != ok.Time {
 		t.Errorf("history %+v, want the one good message with its from and time", h)
 	}
+	// Times far from now are replaced by now; the message is delivered.
+	for _, at := range []int64{1 << 62, -1 << 62, now - 2*peerClockSkew.Milliseconds(), now + 2*peerClockSkew.Milliseconds()} {
+		m := ok
+		m.Time = at
+		before := time.Now()
+		if counts, err := peerPushCall(t, addr, testClusterSecret, []peerMessage{m}); err != nil || !slices.Equal(counts, []int32{1}) {
+			t.Fatalf("time %d: %v, %v", at, counts, err)
+		}
+		h := n.hub.History("room1")
+		if got := h[len(h)-1].Time; got.Before(before.Truncate(time.Millisecond)) || got.After(time.Now()) {
+			t.Errorf("time %d kept as %v, want now", at, got)
+		}
+	}
+	// More messages than a sender puts in a call: refused whole.
+	many := make([]peerMessage, peerBatchMax+1)
+	for i := range many {
+		many[i] = ok
+	}
+	if _, err := peerPushCall(t, addr, testClusterSecret, many); !errors.As(err, &ce) || ce.Code != pushBadArgument {
+		t.Errorf("%d messages: %v, want code %d", len(many), err, pushBadArgument)
+	}
 	// A batch cut short is a decode error, not a panic.
+	client := tars.NewClient(tars.ClientOptions{})
+	defer client.Close()
+	p, _ := client.Proxy(testPushObj + "@" + endpoint(addr))
 	err = p.Invoke(context.Background(), "peerPush",
 		func(r *tars.Results) {
 			r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
 				full := appendPeerMessages(b, tag, []peerMessage{ok})
 				return full[:len(full)-4]
 			})
+			r.PutString(2, "token", testClusterSecret)
 		}, nil)
 	if !errors.As(err, &ce) || ce.Code != tars.ServerDecodeErr {
 		t.Errorf("truncated batch: %v, want a decode error", err)
+	}
+	if log := n.logs.String(); !strings.Contains(log, "peerPush: call refused") || strings.Contains(log, strings.Repeat("x", 100)) {
+		t.Errorf("log: want the refusals, with long values cut:\n%s", log)
+	}
+}
+
+// TestClusterRefusedIsResent: a batch the peer refuses whole (it does not
+// know this node yet, or the secret is wrong) waits and is sent again, not
+// counted lost.
+func TestClusterRefusedIsResent(t *testing.T) {
+	la, lb := listenTars(t), listenTars(t)
+	a := startInNode(t, testSettings(), la, lb.Addr().String())
+	b := startInNode(t, testSettings(), lb, "127.0.0.2:1") // does not list A's host yet
+	a.hub.PushRoom("room1", "wait for me", fromHTTP)
+	waitFor(t, "B to refuse A", func() bool {
+		p := a.peer(t, lb.Addr().String())
+		return p.State == "down" && strings.Contains(p.Error, "not on a peer's host")
+	})
+	if p := a.peer(t, lb.Addr().String()); p.Lost != 0 || p.Sent != 0 {
+		t.Fatalf("refused batch counted: %+v", p)
+	}
+	b.cluster.setPeers([]tars.Endpoint{tarsEndpoint(t, la.Addr().String())})
+	waitFor(t, "the message to reach B", func() bool { return len(b.hub.History("room1")) == 1 })
+	if p := a.peer(t, lb.Addr().String()); p.State != "up" || p.Sent != 1 || p.Lost != 0 {
+		t.Errorf("A's view of B %+v, want up with 1 sent", p)
 	}
 }
 
@@ -386,7 +477,7 @@ func (e endpoints) Resolve(ctx context.Context, obj string) ([]tars.Endpoint, er
 // deadline.
 func TestClusterResolvedClose(t *testing.T) {
 	la, lb := listenTars(t), listenTars(t)
-	b := startInNode(t, testSettings(), lb)
+	b := startInNode(t, testSettings(), lb, la.Addr().String())
 	ts := startServer(t, testSettings(), t.TempDir())
 	hub := ts.hub
 	c := NewCluster(hub, ClusterOptions{
@@ -394,6 +485,7 @@ func TestClusterResolvedClose(t *testing.T) {
 		Servant:  testPushObj,
 		Self:     []string{la.Addr().String()},
 		Resolver: endpoints{tarsEndpoint(t, la.Addr().String()), tarsEndpoint(t, lb.Addr().String())},
+		Secret:   testClusterSecret,
 	})
 	c.Start()
 	waitFor(t, "the resolved peer", func() bool { return len(c.Stats().Peers) == 1 })
@@ -412,4 +504,67 @@ func TestClusterResolvedClose(t *testing.T) {
 	if err := c.Close(ctx); err == nil {
 		t.Error("second Close: no error")
 	}
+}
+
+// FuzzPeerPush: whatever peerPush's arguments, reading and checking them
+// never panics, takes nothing without the cluster secret, never holds more
+// than a batch, and lets through only bounded messages timed near now.
+func FuzzPeerPush(f *testing.F) {
+	now := time.Now()
+	ok := peerMessage{Room: "room1", Text: "hi", From: "c1.abcde", Time: now.UnixMilli(), Origin: "127.0.0.1:10015"}
+	seed := func(tup bool, token string, msgs []peerMessage) {
+		version := tars.VersionTars
+		if tup {
+			version = tars.VersionTUP
+		}
+		r := tars.NewResults(version)
+		r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
+		r.PutString(2, "token", token)
+		b, err := r.AppendTo(nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(tup, b)
+	}
+	for _, tup := range []bool{false, true} {
+		seed(tup, testClusterSecret, []peerMessage{ok, {Text: "to all", From: "tars", Time: 1 << 62}})
+		seed(tup, testClusterSecret, []peerMessage{{Room: "r", Text: "x", From: "c2.k3f9q", Time: -1, Origin: "o"}})
+		seed(tup, "wrong", []peerMessage{ok})
+		seed(tup, testClusterSecret, make([]peerMessage, peerBatchMax+1))
+	}
+	set := testSettings()
+	const ownTag = "k3f9q"
+	f.Fuzz(func(t *testing.T, tup bool, body []byte) {
+		version := tars.VersionTars
+		if tup {
+			version = tars.VersionTUP
+		}
+		in, err := tars.NewArgs(version, body)
+		if err != nil {
+			return
+		}
+		msgs, err := readPeerPush(in, testClusterSecret)
+		if err != nil {
+			return
+		}
+		if token, _ := in.String(2, "token"); token != testClusterSecret {
+			t.Fatalf("taken with token %q", token)
+		}
+		if len(msgs) > peerBatchMax {
+			t.Fatalf("%d messages taken", len(msgs))
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if _, err := checkPeerMessage(m, set, ownTag, now); err != nil {
+				continue
+			}
+			if m.Text == "" || len(m.Text) > set.MaxMessage || len(m.Room) > set.MaxRoomName || len(m.From) > peerFromMax ||
+				len(m.Origin) > peerOriginMax || strings.HasSuffix(m.From, "."+ownTag) {
+				t.Fatalf("message taken: %+v", m)
+			}
+			if d := now.Sub(time.UnixMilli(m.Time)); d > peerClockSkew || d < -peerClockSkew {
+				t.Fatalf("time %d taken, %v from now", m.Time, d)
+			}
+		}
+	})
 }

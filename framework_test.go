@@ -403,7 +403,7 @@ func TestRegistryResolvesPeers(t *testing.T) {
 	f.mu.Unlock()
 	p := startProc(t, procOpts{
 		server:    clientLines("      locator="+f.proxy(fwQuery), "      refresh-endpoint-interval=50"),
-		websocket: "hello=" + fwHello,
+		websocket: "hello=" + fwHello + "\ncluster-secret=" + testClusterSecret,
 	})
 	c := p.rawWS(t)
 	c.send("hello|ann")

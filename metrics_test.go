@@ -556,7 +556,7 @@ func TestMetricsMethods(t *testing.T) {
 func TestMetricsClusterPeers(t *testing.T) {
 	t.Parallel()
 	dead := freeAddr(t)
-	app, p := startApp(t, procOpts{websocket: "peers=" + testPushObj + "@" + endpoint(dead)})
+	app, p := startApp(t, procOpts{websocket: "peers=" + testPushObj + "@" + endpoint(dead) + "\ncluster-secret=" + testClusterSecret})
 	peer := func(name string) string { return series(name, "peer", dead) }
 	scrapeUntil(t, p, "a peer nothing was sent to", map[string]float64{
 		peer("websocketserver_cluster_peer_queued"): 0, peer("websocketserver_cluster_peer_up"): 0,

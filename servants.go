@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,7 +18,7 @@ import (
 // the framework's own (negative) codes.
 const (
 	pushBadArgument int32 = 1 // empty or too long room, empty or too long message
-	pushDenied      int32 = 2 // push-token is set and the call's context lacks it
+	pushDenied      int32 = 2 // push-token is set and the call's context lacks it; peerPush: not a peer, or no cluster secret
 )
 
 // pushTokenKey is the request context key that carries the push token, as
@@ -36,7 +39,8 @@ func servantName(sc *ServerConfig, obj string) string {
 // The first two return 0 and the number of connections the message was
 // queued for, on this node and, with a cluster, on the peers that answered
 // in time (Cluster.PushWait). peerPush delivers other nodes' messages here
-// only (cluster.go).
+// only (cluster.go); it takes calls from the hosts of this node's peers
+// that carry cluster-secret as token, not the push token.
 func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster) {
 	push := func(ctx context.Context, ev event) int {
 		if cl == nil {
@@ -88,40 +92,103 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 		out.PutInt32(2, "delivered", int32(n))
 		return tars.Success, nil
 	})
+	var refusals quietLog // refusals come as fast as callers send them
 	s.Handle(name, "peerPush", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		var msgs []peerMessage
-		err := in.Value(1, "msgs", func(d *tars.Decoder, tag uint8) (err error) {
-			msgs, err = readPeerMessages(d, tag)
-			return err
-		})
+		var err error
+		if cl == nil || !cl.fromPeer(cur.RemoteAddr) {
+			err = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", cur.Func)}
+		} else {
+			msgs, err = readPeerPush(in, set.ClusterSecret)
+		}
 		if err != nil {
-			return 0, err
+			refusals.Warn(hub.log, "peerPush: call refused", "caller", cur.RemoteAddr.String(), "err", err)
+			return codeOf(err), err
 		}
-		token, err := in.String(2, "token")
-		if err != nil {
-			return 0, err
-		}
-		if !checkPushToken(set, token) {
-			return pushDenied, fmt.Errorf("%s: missing or wrong push token (argument token)", cur.Func)
-		}
+		now := time.Now()
 		counts := make([]int32, len(msgs))
-		for i, m := range msgs {
-			err := checkMessage(&m.Text, set)
-			if err == nil && m.Room != "" {
-				err = checkRoom(m.Room, set)
-			}
+		var bad, retimed int
+		var first error
+		for i := range msgs {
+			m := &msgs[i]
+			moved, err := checkPeerMessage(m, set, hub.idTag, now)
 			if err != nil {
 				counts[i] = -1
-				hub.log.Warn("peerPush: message refused", "origin", m.Origin, "room", m.Room, "err", err)
+				if bad++; first == nil {
+					first = fmt.Errorf("message %d (origin %q, room %q, from %q): %w", i, clip(m.Origin), clip(m.Room), clip(m.From), err)
+				}
 				continue
+			}
+			if moved {
+				retimed++
 			}
 			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time)}
 			counts[i] = int32(hub.Deliver(ev, nil))
+		}
+		if bad > 0 || retimed > 0 {
+			refusals.Warn(hub.log, "peerPush: messages refused or retimed", "caller", cur.RemoteAddr.String(),
+				"messages", len(msgs), "refused", bad, "retimed", retimed, "first", first)
 		}
 		out.PutInt32(0, "", 0)
 		out.Put(3, "delivered", func(b []byte, tag uint8) []byte { return appendInt32s(b, tag, counts) })
 		return tars.Success, nil
 	})
+}
+
+// readPeerPush reads peerPush's arguments, the token first: a call without
+// the cluster secret is refused before its message list is decoded, and a
+// list longer than a sender's batch before anything is allocated for it.
+func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
+	token, err := in.String(2, "token")
+	if err != nil {
+		return nil, err
+	}
+	if !sameSecret(secret, token) {
+		return nil, codeErr{pushDenied, errors.New("peerPush: wrong cluster secret (argument token)")}
+	}
+	var msgs []peerMessage
+	err = in.Value(1, "msgs", func(d *tars.Decoder, tag uint8) (err error) {
+		msgs, err = readPeerMessages(d, tag)
+		return err
+	})
+	if errors.Is(err, errPeerBatch) {
+		return nil, codeErr{pushBadArgument, fmt.Errorf("peerPush: msgs: %w", errPeerBatch)}
+	}
+	return msgs, err
+}
+
+// checkPeerMessage reports what is wrong with a message from a peer. Every
+// field is bounded, and from must be "http", "tars" or a connection id of
+// another node, never one of this node's (ownTag). A time further than
+// peerClockSkew from now (a skewed clock, or a message that waited long for
+// its peer) is replaced by now, and retimed says so.
+func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time) (retimed bool, err error) {
+	if err := checkMessage(&m.Text, set); err != nil {
+		return false, fmt.Errorf("text: %w", err)
+	}
+	if m.Room != "" {
+		if err := checkRoom(m.Room, set); err != nil {
+			return false, fmt.Errorf("room: %w", err)
+		}
+	}
+	_, tag, _ := strings.Cut(m.From, ".")
+	if m.From != fromHTTP && m.From != fromTars && (len(m.From) > peerFromMax || checkID(m.From) != nil || tag == "" || tag == ownTag) {
+		return false, errors.New("from: want http, tars or a connection id of another node")
+	}
+	if len(m.Origin) > peerOriginMax {
+		return false, fmt.Errorf("origin longer than %d bytes", peerOriginMax)
+	}
+	if d := now.Sub(time.UnixMilli(m.Time)); d > peerClockSkew || d < -peerClockSkew {
+		m.Time = now.UnixMilli()
+		return true, nil
+	}
+	return false, nil
+}
+
+// sameSecret compares in constant time; an empty secret matches nothing.
+func sameSecret(want, got string) bool {
+	w, g := sha256.Sum256([]byte(want)), sha256.Sum256([]byte(got))
+	return want != "" && subtle.ConstantTimeCompare(w[:], g[:]) == 1
 }
 
 // codeErr is an error answered with a given return code.

@@ -27,6 +27,7 @@ type Settings struct {
 	RoomSecret    string        // when set, subscribe needs a room token signed with it
 	Hello         string        // proxy string of the Hello servant that hello|NAME calls
 	Peers         string        // static cluster peers: PushObj proxy string of the other nodes
+	ClusterSecret string        // peerPush calls between nodes must carry it; required with peers or a locator
 	MaxHTTPBody   int64         // largest HTTP trigger body, bytes
 	SendRate      int           // bytes per second a connection may send to others, as json frames
 	Hosts         []string      // Host names served; empty: loopback names on loopback, any elsewhere

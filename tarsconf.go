@@ -595,6 +595,12 @@ func LoadServerConfig(c *Conf) (*ServerConfig, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	// A node with peers, listed or from the registry, takes their pushes
+	// only with the secret; the value is never shown.
+	if (sc.Settings.Peers != "" || sc.Client.Locator != "") && len(sc.Settings.ClusterSecret) < minClusterSecret {
+		return nil, fmt.Errorf("config %s<cluster-secret>: required, at least %d characters, when peers or a locator is set: the nodes of a cluster prove themselves to each other with it",
+			websocketPath, minClusterSecret)
+	}
 	return sc, nil
 }
 
@@ -604,7 +610,7 @@ var websocketKeys = map[string]bool{
 	"command-rate": true, "command-burst": true, "ping-interval": true, "idle-timeout": true,
 	"write-timeout": true, "push-token": true, "room-secret": true, "hello": true, "peers": true,
 	"max-http-body": true, "config-files": true, "send-rate": true,
-	"hosts": true, "http-read-timeout": true,
+	"hosts": true, "http-read-timeout": true, "cluster-secret": true,
 }
 
 // settings reads /tars/application/websocket over DefaultSettings. The
@@ -636,6 +642,7 @@ func (r *confReader) settings() (Settings, []string) {
 		RoomSecret:    r.str(p("room-secret"), d.RoomSecret),
 		Hello:         r.proxy(p("hello"), d.Hello),
 		Peers:         r.proxy(p("peers"), d.Peers),
+		ClusterSecret: r.str(p("cluster-secret"), d.ClusterSecret),
 		MaxHTTPBody:   r.size(p("max-http-body"), d.MaxHTTPBody),
 		SendRate:      r.intSize(p("send-rate"), d.SendRate),
 		Hosts:         list(r.str(p("hosts"), strings.Join(d.Hosts, ","))),

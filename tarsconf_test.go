@@ -40,7 +40,7 @@ func TestLoadConfSample(t *testing.T) {
 			t.Errorf("Lookup(%q) = %q, %v; want %q", path, got, ok, want)
 		}
 	}
-	if got, want := c.Sections("/tars/application"), []string{"client", "server"}; !reflect.DeepEqual(got, want) {
+	if got, want := c.Sections("/tars/application"), []string{"client", "server", "websocket"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Sections = %q, want %q", got, want)
 	}
 	if got, want := c.Sections("/tars/application/server"), []string{
@@ -97,8 +97,9 @@ func TestLoadConfSample(t *testing.T) {
 			ModuleName:              "TestApp.WebsocketServer",
 			KeepAliveInterval:       10 * time.Second,
 		},
-		Settings: DefaultSettings(), // the sample has no websocket section
+		Settings: DefaultSettings(), // the sample's websocket section has only the cluster secret
 	}
+	want.Settings.ClusterSecret = "sample-cluster-secret-0123"
 	if !reflect.DeepEqual(sc, want) {
 		t.Errorf("LoadServerConfig =\n%+v\nwant\n%+v", sc, want)
 	}
@@ -381,6 +382,7 @@ push-token=tok=en
 room-secret=s3cret
 hello=H.S.HelloObj
 peers=A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015
+cluster-secret=0123456789abcdef
 max-http-body=100
 send-rate=8K
 hosts=chat.example, localhost
@@ -395,8 +397,9 @@ config-files=a.conf, b.json`)
 		MaxConnsPerIP: 5, CommandRate: 0.5, CommandBurst: 2,
 		PingInterval: time.Second, IdleTimeout: 3 * time.Second, WriteTimeout: 500 * time.Millisecond,
 		PushToken: "tok=en", RoomSecret: "s3cret", Hello: "H.S.HelloObj",
-		Peers:       "A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015",
-		MaxHTTPBody: 100, SendRate: 8 << 10,
+		Peers:         "A.S.PushObj@tcp -h 10.0.0.6 -p 10015:tcp -h 10.0.0.7 -p 10015",
+		ClusterSecret: "0123456789abcdef",
+		MaxHTTPBody:   100, SendRate: 8 << 10,
 		Hosts: []string{"chat.example", "localhost"}, ReadTimeout: 2500 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(sc.Settings, want) {
@@ -471,11 +474,13 @@ func TestLoadServerConfigErrors(t *testing.T) {
 		{"", "hello=H.S.HelloObj@tcp -h", `config /tars/application/websocket<hello>: tars: proxy "H.S.HelloObj@tcp -h": endpoint 1: `},
 		{"", "peers=A B", `config /tars/application/websocket<peers>: tars: proxy "A B": bad servant name`},
 		{"", "max-http-body=-5", `websocket<max-http-body>: bad value "-5"`},
+		{"", "peers=A.S.PushObj@tcp -h b -p 1", `config /tars/application/websocket<cluster-secret>: required, at least 16 characters, when peers or a locator is set`},
+		{"", "peers=A.S.PushObj@tcp -h b -p 1\ncluster-secret=short-secret", `websocket<cluster-secret>: required, at least 16 characters`},
 	}
 	for _, tt := range tests {
 		_, err := loadWith(t, tt.server, tt.websocket)
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("server %q websocket %q: error %v, want %q", tt.server, tt.websocket, err, tt.want)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "short-secret") {
+			t.Errorf("server %q websocket %q: error %v, want %q (and no secret)", tt.server, tt.websocket, err, tt.want)
 		}
 	}
 }

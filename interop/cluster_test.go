@@ -61,6 +61,7 @@ func (n *clusterNode) writeConf(t *testing.T, locator string) {
     </server>
     <websocket>
       store=memory
+      cluster-secret=interop-cluster-secret
     </websocket>
   </application>
 </tars>

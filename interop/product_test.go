@@ -113,6 +113,7 @@ func startProduct(t *testing.T, opt ProductOptions) *Product {
     </server>
     <websocket>
       store=memory
+      cluster-secret=interop-cluster-secret
       hello=%s
 %s
     </websocket>

@@ -152,7 +152,7 @@ func product(bin string, pprof bool) server {
 			for i := range n {
 				eps = append(eps, fmt.Sprintf("tcp -h 127.0.0.1 -p %d -t 60000", ports[5*i+2]))
 			}
-			peers := "peers=TestApp.WebsocketServer.PushObj@" + strings.Join(eps, ":")
+			peers := "peers=TestApp.WebsocketServer.PushObj@" + strings.Join(eps, ":") + "\ncluster-secret=bench-cluster-secret"
 			var first *process
 			for i := range n {
 				nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
