@@ -50,7 +50,7 @@ func (s *Server) authorizePush(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, "push token required (header "+pushTokenHeader+" or parameter token)", http.StatusUnauthorized)
 		return false
 	case !checkPushToken(s.settings, got):
-		s.quiet.Warn(s.log, "push refused: wrong token", "path", r.URL.Path, "remote", r.RemoteAddr)
+		s.log.Warn("push refused: wrong token", "path", r.URL.Path, "remote", r.RemoteAddr)
 		http.Error(w, "wrong push token", http.StatusForbidden)
 		return false
 	}

@@ -34,7 +34,6 @@ type Server struct {
 	conns    connLimiter // WebSocket connections per client address
 	metrics  *Metrics    // served at /metrics
 	cluster  *Cluster    // for the cluster view in /Index/stats; nil: none
-	quiet    quietLog    // refusals, at the rate clients send them
 }
 
 // newServer builds the server. With the file store, membership goes to
@@ -82,7 +81,7 @@ func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
 			// the client sees why; the connection counts until it ends.
 			ip := clientIP(r)
 			if !srv.conns.acquire(ip) {
-				srv.quiet.Warn(srv.log, "websocket refused: too many connections", "ip", ip, "max", s.MaxConnsPerIP)
+				srv.log.Warn("websocket refused: too many connections", "ip", ip, "max", s.MaxConnsPerIP)
 				http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, s.MaxConnsPerIP), http.StatusTooManyRequests)
 				return
 			}
@@ -138,7 +137,7 @@ func isUpgrade(r *http.Request) bool {
 func (s *Server) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.hostAllowed(r) {
-			s.quiet.Warn(s.log, "request refused: host not served", "host", clip(r.Host), "remote", r.RemoteAddr)
+			s.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
 			http.Error(w, fmt.Sprintf("host %q is not served here", clip(r.Host)), http.StatusMisdirectedRequest)
 			return
 		}
@@ -187,7 +186,7 @@ func (s *Server) checkOrigin(cfg *websocket.Config, r *http.Request) error {
 		return nil
 	}
 	if !s.originAllowed(origin, r) {
-		s.quiet.Warn(s.log, "websocket origin refused", "origin", clip(origin), "host", clip(r.Host))
+		s.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
 		return fmt.Errorf("origin %q not allowed", clip(origin))
 	}
 	cfg.Origin, _ = url.Parse(origin)
@@ -207,8 +206,8 @@ func (s *Server) sameSite(w http.ResponseWriter, r *http.Request) bool {
 	} else if site := r.Header.Get("Sec-Fetch-Site"); site == "" || site == "same-origin" || site == "none" {
 		return true
 	}
-	s.quiet.Warn(s.log, "trigger refused: cross-site request", "path", r.URL.Path,
-		"origin", clip(r.Header.Get("Origin")), "site", clip(r.Header.Get("Sec-Fetch-Site")), "remote", r.RemoteAddr)
+	s.log.Warn("trigger refused: cross-site request", "path", r.URL.Path,
+		"origin", r.Header.Get("Origin"), "site", r.Header.Get("Sec-Fetch-Site"), "remote", r.RemoteAddr)
 	http.Error(w, "cross-site request refused: the page's origin is not allowed (setting origins)", http.StatusForbidden)
 	return false
 }

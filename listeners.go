@@ -70,7 +70,7 @@ func (a *Adapter) setHTTP(h http.Handler, read time.Duration, log *slog.Logger) 
 		IdleTimeout:       a.Conf.Endpoint.Timeout,
 		ReadHeaderTimeout: read,
 		ReadTimeout:       read,
-		ErrorLog:          stdlog.New(&quietWriter{l: log.With("adapter", a.Conf.Name)}, "", 0),
+		ErrorLog:          stdlog.New(httpErrorLog{log.With("adapter", a.Conf.Name)}, "", 0),
 	}
 }
 
@@ -118,7 +118,6 @@ type limitListener struct {
 	allow []netip.Addr // nil: all
 	max   int          // 0: no cap
 	log   *slog.Logger
-	quiet quietLog // refusals come as fast as clients connect
 
 	conns           atomic.Int64
 	denied, refused atomic.Uint64
@@ -144,14 +143,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		if !l.allowed(c.RemoteAddr()) {
 			l.denied.Add(1)
-			l.quiet.Warn(l.log, "connection refused: address not in the allow list", "adapter", l.name, "peer", c.RemoteAddr().String())
+			l.log.Warn("connection refused: address not in the allow list", "adapter", l.name, "peer", c.RemoteAddr().String())
 			c.Close()
 			continue
 		}
 		if n := l.conns.Add(1); l.max > 0 && n > int64(l.max) {
 			l.conns.Add(-1)
 			l.refused.Add(1)
-			l.quiet.Warn(l.log, "connection refused: maxconns reached", "adapter", l.name, "peer", c.RemoteAddr().String(), "maxconns", l.max)
+			l.log.Warn("connection refused: maxconns reached", "adapter", l.name, "peer", c.RemoteAddr().String(), "maxconns", l.max)
 			c.Close()
 			continue
 		}

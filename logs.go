@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -72,7 +73,7 @@ func openLogs(sc *ServerConfig, w io.Writer) (*Logs, error) {
 		}
 		l.file, w = f, f
 	}
-	l.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: &l.level}))
+	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: &l.level})))
 	return l, nil
 }
 
@@ -214,56 +215,112 @@ func clip(s string) string {
 	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }
 
-// quietInterval is how often a quietLog logs the same message.
+// quietInterval is how often the log takes the same warning.
 const quietInterval = 10 * time.Second
 
-// quietLog logs each message (a kind of refusal) at most once per
-// quietInterval; the next record it lets through counts those it dropped.
-// Refusals come at the rate clients choose: this keeps a flood of them
-// from filling the log and rotating older records away.
-type quietLog struct {
+// maxQuietKeys bounds the messages a quietHandler remembers.
+const maxQuietKeys = 256
+
+// quietHandler guards the log against what clients choose: every string or
+// error value is clipped, and a WARN or ERROR message is written at most
+// once per quietInterval, the next record counting those suppressed.
+// Refusals, slow clients and bad frames come as fast as clients make them;
+// without this a flood of them would fill the log and rotate older records
+// away.
+type quietHandler struct {
+	slog.Handler
+	seen *quietSeen // shared with the handlers made by WithAttrs and WithGroup
+}
+
+type quietSeen struct {
 	mu   sync.Mutex
 	last map[string]quietState
 }
 
 type quietState struct {
-	at      time.Time
-	dropped int
+	at         time.Time
+	suppressed int
 }
 
-// maxQuietKeys bounds the messages a quietLog remembers.
-const maxQuietKeys = 256
+func newQuietHandler(h slog.Handler) quietHandler {
+	return quietHandler{h, &quietSeen{last: make(map[string]quietState)}}
+}
 
-func (q *quietLog) Warn(l *slog.Logger, msg string, args ...any) {
-	now := time.Now()
-	q.mu.Lock()
-	st, seen := q.last[msg]
+// admit says whether a warning with this message may be written at now,
+// and how many were suppressed since the last one that was.
+func (s *quietSeen) admit(msg string, now time.Time) (suppressed int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, seen := s.last[msg]
 	if seen && now.Sub(st.at) < quietInterval {
-		st.dropped++
-		q.last[msg] = st
-		q.mu.Unlock()
-		return
+		st.suppressed++
+		s.last[msg] = st
+		return 0, false
 	}
-	if q.last == nil || len(q.last) >= maxQuietKeys {
-		q.last = make(map[string]quietState)
+	if len(s.last) >= maxQuietKeys {
+		clear(s.last)
 	}
-	q.last[msg] = quietState{at: now}
-	q.mu.Unlock()
-	if st.dropped > 0 {
-		args = append(args, "suppressed", st.dropped)
-	}
-	l.Warn(msg, args...)
+	s.last[msg] = quietState{at: now}
+	return st.suppressed, true
 }
 
-// quietWriter passes net/http's error log to a slog.Logger through a
-// quietLog: some of its lines come once per request.
-type quietWriter struct {
-	l *slog.Logger
-	q quietLog
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, clip(r.Message), r.PC)
+	suppressed := 0
+	if r.Level >= slog.LevelWarn {
+		n, ok := h.seen.admit(out.Message, r.Time)
+		if !ok {
+			return nil
+		}
+		suppressed = n
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(clipAttr(a))
+		return true
+	})
+	if suppressed > 0 {
+		out.AddAttrs(slog.Int("suppressed", suppressed))
+	}
+	return h.Handler.Handle(ctx, out)
 }
 
-func (w *quietWriter) Write(p []byte) (int, error) {
-	msg := clip(strings.TrimSpace(string(p)))
-	w.q.Warn(w.l, msg)
+func clipAttr(a slog.Attr) slog.Attr {
+	switch v := a.Value.Resolve(); v.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(clip(v.String()))
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			a.Value = slog.StringValue(clip(err.Error()))
+		}
+	case slog.KindGroup:
+		as := v.Group()
+		clipped := make([]slog.Attr, len(as))
+		for i, g := range as {
+			clipped[i] = clipAttr(g)
+		}
+		a.Value = slog.GroupValue(clipped...)
+	}
+	return a
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	clipped := make([]slog.Attr, len(as))
+	for i, a := range as {
+		clipped[i] = clipAttr(a)
+	}
+	return quietHandler{h.Handler.WithAttrs(clipped), h.seen}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name), h.seen}
+}
+
+// httpErrorLog passes net/http's error log to the server's log. Some of its
+// lines come once per request, so they share one message, which the log's
+// guard summarises.
+type httpErrorLog struct{ l *slog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	w.l.Warn("http server", "err", strings.TrimSpace(string(p)))
 	return len(p), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -179,24 +180,39 @@ func TestClip(t *testing.T) {
 
 func TestQuietLog(t *testing.T) {
 	var out syncBuffer
-	l := slog.New(slog.NewTextHandler(&out, nil))
-	var q quietLog
+	h := newQuietHandler(slog.NewTextHandler(&out, nil))
+	l := slog.New(h)
 	for i := range 1000 {
-		q.Warn(l, "refused", "n", i)
-		q.Warn(l, "other", "n", i)
+		l.Warn("refused", "n", i)
+		l.With("adapter", "a").Warn("other", "n", i)
+		l.Info("info", "n", i) // below WARN: all kept
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], "msg=refused n=0") || !strings.Contains(lines[1], "msg=other n=0") {
-		t.Fatalf("2000 refusals of 2 kinds logged as:\n%s", out.String())
+	if n := strings.Count(out.String(), "msg=info"); n != 1000 {
+		t.Errorf("%d of 1000 INFO records logged", n)
 	}
-	// Once the interval has passed, the next record counts the dropped.
-	q.mu.Lock()
-	st := q.last["refused"]
+	if n := strings.Count(out.String(), "msg=refused n=0"); n != 1 || strings.Count(out.String(), "msg=refused") != 1 {
+		t.Errorf("1000 refusals logged as:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "msg=other adapter=a n=0") || strings.Count(out.String(), "msg=other") != 1 {
+		t.Errorf("1000 other refusals logged as:\n%s", out.String())
+	}
+	// Once the interval has passed, the next record counts the suppressed.
+	h.seen.mu.Lock()
+	st := h.seen.last["refused"]
 	st.at = st.at.Add(-quietInterval)
-	q.last["refused"] = st
-	q.mu.Unlock()
-	q.Warn(l, "refused", "n", 1000)
-	if last := out.String(); !strings.Contains(last, "msg=refused n=1000 suppressed=999") {
-		t.Fatalf("the record after the interval does not count the dropped ones:\n%s", last)
+	h.seen.last["refused"] = st
+	h.seen.mu.Unlock()
+	l.Warn("refused", "n", 1000)
+	if !strings.Contains(out.String(), "msg=refused n=1000 suppressed=999") {
+		t.Fatalf("the record after the interval does not count the suppressed ones:\n%s", out.String())
+	}
+	// Values from clients are clipped, whatever their kind.
+	out = syncBuffer{}
+	h = newQuietHandler(slog.NewTextHandler(&out, nil))
+	l = slog.New(h)
+	long := strings.Repeat("o", 10000)
+	l.Error(long, "origin", long, "err", errors.New(long), slog.Group("g", "v", long))
+	if got := out.String(); len(got) > 6*clipLen || strings.Count(got, "…(10000 bytes)") != 4 {
+		t.Errorf("a record with four 10,000-byte values logged as %d bytes:\n%s", len(got), got)
 	}
 }

@@ -92,7 +92,6 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 		out.PutInt32(2, "delivered", int32(n))
 		return tars.Success, nil
 	})
-	var refusals quietLog // refusals come as fast as callers send them
 	s.Handle(name, "peerPush", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		var msgs []peerMessage
 		var err error
@@ -102,7 +101,7 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 			msgs, err = readPeerPush(in, set.ClusterSecret)
 		}
 		if err != nil {
-			refusals.Warn(hub.log, "peerPush: call refused", "caller", cur.RemoteAddr.String(), "err", err)
+			hub.log.Warn("peerPush: call refused", "caller", cur.RemoteAddr.String(), "err", err)
 			return codeOf(err), err
 		}
 		now := time.Now()
@@ -115,7 +114,7 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 			if err != nil {
 				counts[i] = -1
 				if bad++; first == nil {
-					first = fmt.Errorf("message %d (origin %q, room %q, from %q): %w", i, clip(m.Origin), clip(m.Room), clip(m.From), err)
+					first = fmt.Errorf("message %d (origin %q, room %q, from %q): %w", i, m.Origin, m.Room, m.From, err)
 				}
 				continue
 			}
@@ -126,7 +125,7 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 			counts[i] = int32(hub.Deliver(ev, nil))
 		}
 		if bad > 0 || retimed > 0 {
-			refusals.Warn(hub.log, "peerPush: messages refused or retimed", "caller", cur.RemoteAddr.String(),
+			hub.log.Warn("peerPush: messages refused or retimed", "caller", cur.RemoteAddr.String(),
 				"messages", len(msgs), "refused", bad, "retimed", retimed, "first", first)
 		}
 		out.PutInt32(0, "", 0)
