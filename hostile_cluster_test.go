@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io/fs"
 	"net"
 	"os"
@@ -89,7 +90,11 @@ func watchUntil(r *rawConn, marker string) <-chan string {
 	go func() {
 		for {
 			op, p, err := r.next()
+			var ne net.Error
 			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				// Only silence while the attacks go on: the caller bounds the wait.
+				continue
 			case err != nil:
 				res <- "read error: " + err.Error()
 				return
