@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	conf, name := DefaultConf(), "default.conf (embedded)"
 	if configSet {
 		var err error
-		if conf, err = LoadConf(*config); err != nil {
+		if conf, err = tars.LoadConf(*config); err != nil {
 			return err // names the file, and the line for a syntax error
 		}
 		name = *config

@@ -286,7 +286,7 @@ func startApp(t *testing.T, o procOpts) (*App, *proc) {
 	p := &proc{t: t, dir: dir, conf: filepath.Join(dir, "app.conf"),
 		http: freeAddr(t), push: freeAddr(t), hello: freeAddr(t), admin: freeAddr(t)}
 	writeConf(t, p, o)
-	conf, err := LoadConf(p.conf)
+	conf, err := tars.LoadConf(p.conf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	conf, name := DefaultConf(), "default.conf (embedded)"
 	if *config != "" {
 		var err error
-		if conf, err = LoadConf(*config); err != nil {
+		if conf, err = tars.LoadConf(*config); err != nil {
 			return err
 		}
 		name = *config

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -72,3 +73,16 @@ func (s Settings) check() error {
 	}
 	return nil
 }
+
+// live holds the settings in force. A config file pulled while the server
+// runs may replace them; readers take the current ones at each use.
+type live struct{ p atomic.Pointer[Settings] }
+
+func newLive(s Settings) *live {
+	l := &live{}
+	l.set(s)
+	return l
+}
+
+func (l *live) get() *Settings { return l.p.Load() }
+func (l *live) set(s Settings) { l.p.Store(&s) }

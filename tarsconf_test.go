@@ -11,9 +11,9 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-func mustParseConf(t *testing.T, text string) *Conf {
+func mustParseConf(t *testing.T, text string) *tars.Conf {
 	t.Helper()
-	c, err := ParseConf("test.conf", []byte(text))
+	c, err := tars.ParseConf("test.conf", []byte(text))
 	if err != nil {
 		t.Fatalf("ParseConf: %v", err)
 	}
@@ -21,7 +21,7 @@ func mustParseConf(t *testing.T, text string) *Conf {
 }
 
 func TestLoadConfSample(t *testing.T) {
-	c, err := LoadConf("testdata/tarsconf/sample.conf")
+	c, err := tars.LoadConf("testdata/tarsconf/sample.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ top=level
 }
 
 func TestParseConfBOMAndCRLF(t *testing.T) {
-	c, err := LoadConf("testdata/tarsconf/bom-crlf.conf")
+	c, err := tars.LoadConf("testdata/tarsconf/bom-crlf.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestParseConfBOMAndCRLF(t *testing.T) {
 }
 
 func TestZeroConf(t *testing.T) {
-	for _, c := range []*Conf{nil, {}} {
+	for _, c := range []*tars.Conf{nil, {}} {
 		if v, ok := c.Lookup("/a<b>"); ok || v != "" {
 			t.Errorf("Lookup on empty config = %q, %v", v, ok)
 		}
@@ -233,7 +233,7 @@ func TestZeroConf(t *testing.T) {
 			t.Errorf("String() = %q", c.String())
 		}
 	}
-	if _, err := LoadServerConfig(&Conf{}); err == nil || err.Error() != "config /tars/application/server<app>: not set" {
+	if _, err := LoadServerConfig(&tars.Conf{}); err == nil || err.Error() != "config /tars/application/server<app>: not set" {
 		t.Errorf("LoadServerConfig(empty) error = %v", err)
 	}
 }
@@ -252,7 +252,7 @@ func TestParseConfErrors(t *testing.T) {
 	}
 	for _, f := range files {
 		path := filepath.Join("testdata", "tarsconf", f.file)
-		_, err := LoadConf(path)
+		_, err := tars.LoadConf(path)
 		if err == nil {
 			t.Errorf("%s: no error, want %q", f.file, f.want)
 			continue
@@ -274,13 +274,13 @@ func TestParseConfErrors(t *testing.T) {
 		{"</a>", "x.conf:1: </a> closes no open section"},
 	}
 	for _, tt := range inline {
-		_, err := ParseConf("x.conf", []byte(tt.text))
+		_, err := tars.ParseConf("x.conf", []byte(tt.text))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("ParseConf(%q) error %v, want %q", tt.text, err, tt.want)
+			t.Errorf("tars.ParseConf(%q) error %v, want %q", tt.text, err, tt.want)
 		}
 	}
-	if _, err := LoadConf("testdata/tarsconf/missing.conf"); !os.IsNotExist(err) {
-		t.Errorf("LoadConf(missing) error %v, want not-exist", err)
+	if _, err := tars.LoadConf("testdata/tarsconf/missing.conf"); !os.IsNotExist(err) {
+		t.Errorf("tars.LoadConf(missing) error %v, want not-exist", err)
 	}
 }
 
@@ -355,7 +355,7 @@ func loadWith(t *testing.T, server, websocket string) (*ServerConfig, error) {
 	t.Helper()
 	text := "<tars>\n<application>\n<server>\napp=A\nserver=S\n" + server +
 		"\n</server>\n<websocket>\n" + websocket + "\n</websocket>\n</application>\n</tars>\n"
-	c, err := ParseConf("t.conf", []byte(text))
+	c, err := tars.ParseConf("t.conf", []byte(text))
 	if err != nil {
 		t.Fatalf("ParseConf: %v", err)
 	}
@@ -508,7 +508,7 @@ func FuzzParseConf(f *testing.F) {
 	f.Add([]byte("\xef\xbb\xbf<a>\r\nk\\=x=v\\n\r\n<b>\nbare\n</b>\n</a>\n<a>\nallow=<none>\n</a>"))
 	f.Add([]byte("<a>\n</b>"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseConf("f.conf", data)
+		c, err := tars.ParseConf("f.conf", data)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "f.conf:") {
 				t.Fatalf("error %q does not say where", err)
@@ -530,7 +530,7 @@ func FuzzParseConf(f *testing.F) {
 		}
 		walk("")
 		// The formatted config parses back to the same tree.
-		again, err := ParseConf("again.conf", []byte(c.String()))
+		again, err := tars.ParseConf("again.conf", []byte(c.String()))
 		if err != nil {
 			t.Fatalf("String() of an accepted file fails: %v\n%s", err, c.String())
 		}
