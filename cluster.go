@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,16 +71,15 @@ type ClusterOptions struct {
 	Resolver tars.Resolver   // finds the nodes; nil: Static
 	Static   []tars.Endpoint // the peers key's endpoints
 	Secret   string          // cluster-secret, which the peers require
-	Client   tars.ClientOptions
 	Log      *slog.Logger
 }
 
 // Cluster passes the messages pushed on this node to the other nodes.
 type Cluster struct {
 	hub    *Hub
+	client *tars.Client
 	opt    ClusterOptions
 	origin string // this node's name in PeerMessage.origin
-	client *tars.Client
 	log    *slog.Logger
 
 	peers   atomic.Pointer[[]*peer] // read under hub.mu by relay; replaced whole
@@ -93,19 +94,17 @@ type Cluster struct {
 	resolveErr string // last discovery error logged, to log each once
 }
 
-// NewCluster returns a cluster that relays hub's pushes; Start finds the
-// peers and starts sending.
-func NewCluster(hub *Hub, opt ClusterOptions) *Cluster {
+// NewCluster returns a cluster that relays hub's pushes through client;
+// Start finds the peers and starts sending.
+func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	c := &Cluster{hub: hub, opt: opt, log: opt.Log}
-	c.stopped, c.stop = context.WithCancel(context.Background())
+	c := &Cluster{hub: hub, client: client, opt: opt, log: opt.Log}
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]
 	}
-	opt.Client.Logger = opt.Log
-	c.client = tars.NewClient(opt.Client)
+	c.stopped, c.stop = context.WithCancel(context.Background())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.peers.Store(&[]*peer{})
 	hub.Relay = func(ev event) { c.relay(ev, nil) }
@@ -164,10 +163,11 @@ func (c *Cluster) setPeers(eps []tars.Endpoint) {
 	var next []*peer
 	for _, e := range eps {
 		addr := e.Addr()
-		if c.isSelf(e) || slices.ContainsFunc(next, func(p *peer) bool { return p.addr == addr }) {
+		at := func(p *peer) bool { return p.addr == addr }
+		if slices.Contains(c.opt.Self, addr) || slices.ContainsFunc(next, at) {
 			continue
 		}
-		if i := slices.IndexFunc(old, func(p *peer) bool { return p.addr == addr }); i >= 0 {
+		if i := slices.IndexFunc(old, at); i >= 0 {
 			next = append(next, old[i])
 			continue
 		}
@@ -187,25 +187,6 @@ func (c *Cluster) setPeers(eps []tars.Endpoint) {
 		}
 	}
 	c.peers.Store(&next)
-}
-
-// isSelf reports whether e is this node's own PushObj.
-func (c *Cluster) isSelf(e tars.Endpoint) bool {
-	addr := e.Addr()
-	for _, s := range c.opt.Self {
-		if s == addr {
-			return true
-		}
-		// A node listening on every interface is itself at any local
-		// address with its port.
-		host, port, err := net.SplitHostPort(s)
-		if err == nil && (host == "" || host == "0.0.0.0" || host == "::") && port == fmt.Sprint(e.Port) {
-			if ip := net.ParseIP(e.Host); ip != nil && ip.IsLoopback() {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // relay queues ev for every peer; a non-nil ack collects their counts. It
@@ -242,7 +223,7 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 }
 
 // Close lets every sender empty its queue until ctx ends, then abandons
-// what is left and closes the connections.
+// what is left. The client is the caller's to close.
 func (c *Cluster) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closing.Swap(true) {
@@ -264,7 +245,6 @@ func (c *Cluster) Close(ctx context.Context) error {
 	}
 	c.cancel()
 	<-done
-	c.client.Close()
 	return err
 }
 
@@ -291,7 +271,7 @@ type peerMessage struct {
 	Origin           string
 }
 
-func (m *peerMessage) append(b []byte, tag uint8) []byte {
+func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
 	b = tars.AppendStructBegin(b, tag)
 	b = tars.AppendString(b, 0, m.Room)
 	b = tars.AppendString(b, 1, m.Text)
@@ -301,8 +281,8 @@ func (m *peerMessage) append(b []byte, tag uint8) []byte {
 	return tars.AppendStructEnd(b)
 }
 
-func (m *peerMessage) read(d *tars.Decoder, tag uint8) error {
-	if _, err := d.ReadStructBegin(tag, true); err != nil {
+func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
+	if _, err := d.ReadStructBegin(0, true); err != nil {
 		return err
 	}
 	for _, err := range []error{
@@ -319,11 +299,15 @@ func (m *peerMessage) read(d *tars.Decoder, tag uint8) error {
 	return d.ReadStructEnd()
 }
 
-// appendPeerMessages appends msgs as a vector<PeerMessage>.
-func appendPeerMessages(b []byte, tag uint8, msgs []peerMessage) []byte {
-	b = tars.AppendListHead(b, tag, len(msgs))
-	for i := range msgs {
-		b = msgs[i].append(b, 0)
+func appendInt32(b []byte, tag uint8, n int32) []byte { return tars.AppendInt(b, tag, int64(n)) }
+
+func readInt32(d *tars.Decoder, n *int32) error { return d.ReadInt32(n, 0, true) }
+
+// appendList appends v as a vector, its elements at tag 0.
+func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) []byte) []byte {
+	b = tars.AppendListHead(b, tag, len(v))
+	for _, x := range v {
+		b = elem(b, 0, x)
 	}
 	return b
 }
@@ -332,40 +316,19 @@ func appendPeerMessages(b []byte, tag uint8, msgs []peerMessage) []byte {
 // puts in one, before anything is allocated for them.
 var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
 
-func readPeerMessages(d *tars.Decoder, tag uint8) ([]peerMessage, error) {
+// readList reads a vector of at most max elements (max < 0: any number).
+func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T) error) ([]T, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
 		return nil, err
 	}
-	if n > peerBatchMax {
+	if max >= 0 && n > max {
 		return nil, errPeerBatch
 	}
-	msgs := make([]peerMessage, n)
-	for i := range msgs {
-		if err := msgs[i].read(d, 0); err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
-		}
-	}
-	return msgs, nil
-}
-
-func appendInt32s(b []byte, tag uint8, v []int32) []byte {
-	b = tars.AppendListHead(b, tag, len(v))
-	for _, n := range v {
-		b = tars.AppendInt(b, 0, int64(n))
-	}
-	return b
-}
-
-func readInt32s(d *tars.Decoder, tag uint8) ([]int32, error) {
-	n, _, err := d.ReadListLen(tag, true)
-	if err != nil {
-		return nil, err
-	}
-	v := make([]int32, n)
+	v := make([]T, n)
 	for i := range v {
-		if err := d.ReadInt32(&v[i], 0, true); err != nil {
-			return nil, err
+		if err := elem(d, &v[i]); err != nil {
+			return nil, fmt.Errorf("element %d: %w", i, err)
 		}
 	}
 	return v, nil
@@ -392,6 +355,18 @@ type peer struct {
 type peerItem struct {
 	msg peerMessage
 	ack *peerAck // nil: nobody waits for the count
+}
+
+// answer answers each item's waiting caller with its count, or with
+// nothing when counts is nil.
+func answer(items []peerItem, counts []int32) {
+	for i, it := range items {
+		if it.ack != nil && counts != nil {
+			it.ack.answer(counts[i])
+		} else if it.ack != nil {
+			it.ack.answer(0)
+		}
+	}
 }
 
 func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
@@ -441,12 +416,10 @@ func (p *peer) enqueue(m peerMessage, ack *peerAck) {
 		p.mu.Unlock()
 		return
 	}
-	if ack != nil {
-		if p.state == "down" {
-			ack = nil
-		} else {
-			ack.left.Add(1)
-		}
+	if p.state == "down" {
+		ack = nil
+	} else if ack != nil {
+		ack.left.Add(1)
 	}
 	p.queue = append(p.queue, peerItem{m, ack})
 	p.trim()
@@ -456,13 +429,11 @@ func (p *peer) enqueue(m peerMessage, ack *peerAck) {
 
 // trim drops the oldest messages beyond peerQueueMax; p.mu is held.
 func (p *peer) trim() {
-	for len(p.queue) > peerQueueMax {
-		if a := p.queue[0].ack; a != nil {
-			a.answer(0)
-		}
-		p.queue[0] = peerItem{}
-		p.queue = p.queue[1:]
-		p.dropped.Add(1)
+	if n := len(p.queue) - peerQueueMax; n > 0 {
+		answer(p.queue[:n], nil)
+		clear(p.queue[:n])
+		p.queue = p.queue[n:]
+		p.dropped.Add(uint64(n))
 	}
 }
 
@@ -484,11 +455,9 @@ func (p *peer) take(n int) []peerItem {
 // putBack returns a batch that never left to the front of the queue; the
 // callers waiting on it are answered with nothing.
 func (p *peer) putBack(batch []peerItem) {
+	answer(batch, nil)
 	for i := range batch {
-		if a := batch[i].ack; a != nil {
-			a.answer(0)
-			batch[i].ack = nil
-		}
+		batch[i].ack = nil
 	}
 	p.mu.Lock()
 	p.queue = append(batch, p.queue...)
@@ -500,25 +469,16 @@ func (p *peer) putBack(batch []peerItem) {
 func (p *peer) abandon() {
 	p.mu.Lock()
 	p.stopped = true
+	rest := p.queue
+	p.queue = nil
 	p.mu.Unlock()
-	for {
-		batch := p.take(peerQueueMax)
-		if batch == nil {
-			return
-		}
-		for _, it := range batch {
-			if it.ack != nil {
-				it.ack.answer(0)
-			}
-		}
-		p.dropped.Add(uint64(len(batch)))
-	}
+	answer(rest, nil)
+	p.dropped.Add(uint64(len(rest)))
 }
 
 func (p *peer) setState(state string, err error) {
 	p.mu.Lock()
-	p.state = state
-	p.lastErr = ""
+	p.state, p.lastErr = state, ""
 	if err != nil {
 		p.lastErr = err.Error()
 	}
@@ -529,7 +489,6 @@ func (p *peer) setState(state string, err error) {
 // each after the previous one was answered, which keeps the order.
 func (c *Cluster) send(p *peer) {
 	defer p.abandon()
-	msgs := make([]peerMessage, 0, peerBatchMax)
 	for {
 		batch := p.take(peerBatchMax)
 		if batch == nil {
@@ -543,11 +502,7 @@ func (c *Cluster) send(p *peer) {
 				return
 			}
 		}
-		msgs = msgs[:0]
-		for _, it := range batch {
-			msgs = append(msgs, it.msg)
-		}
-		counts, err := c.peerPush(p, msgs)
+		counts, err := c.peerPush(p, batch)
 		switch {
 		case err == nil:
 			if p.state != "up" {
@@ -555,22 +510,14 @@ func (c *Cluster) send(p *peer) {
 			}
 			p.setState("up", nil)
 			p.sent.Add(uint64(len(batch)))
-			for i, it := range batch {
-				if it.ack != nil {
-					it.ack.answer(counts[i])
-				}
-			}
+			answer(batch, counts)
 			continue
 		case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
 			p.putBack(batch)
 		default:
 			// It may have reached the peer: sending it again could
 			// deliver it twice.
-			for _, it := range batch {
-				if it.ack != nil {
-					it.ack.answer(0)
-				}
-			}
+			answer(batch, nil)
 			p.lost.Add(uint64(len(batch)))
 		}
 		if p.state != "down" {
@@ -590,22 +537,27 @@ func (c *Cluster) send(p *peer) {
 	}
 }
 
-// peerPush calls PushObj.peerPush and returns the count for each message.
-func (c *Cluster) peerPush(p *peer, msgs []peerMessage) ([]int32, error) {
+// peerPush calls PushObj.peerPush with a batch and returns the count for
+// each message.
+func (c *Cluster) peerPush(p *peer, batch []peerItem) ([]int32, error) {
 	var counts []int32
 	err := p.proxy.Invoke(p.ctx, "peerPush",
 		func(r *tars.Results) {
-			r.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
+			r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
+				return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte {
+					return appendPeerMessage(b, tag, it.msg)
+				})
+			})
 			r.PutString(2, "token", c.opt.Secret)
 		},
 		func(a *tars.Args) error {
 			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-				counts, err = readInt32s(d, tag)
+				counts, err = readList(d, tag, -1, readInt32)
 				return err
 			})
 		})
-	if err == nil && len(counts) != len(msgs) {
-		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(msgs))
+	if err == nil && len(counts) != len(batch) {
+		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
 	}
 	return counts, err
 }
@@ -625,15 +577,15 @@ func peerRefused(err error) bool {
 	return errors.As(err, &ce) && ce.Code == pushDenied
 }
 
-// ClusterStats is the cluster part of /Index/stats.
-type ClusterStats struct {
-	Node      string      `json:"node"`      // this node's PushObj address
-	Discovery string      `json:"discovery"` // "registry" or "static"
-	Peers     []PeerStats `json:"peers"`
+// clusterView is the cluster part of /Index/stats.
+type clusterView struct {
+	Node      string     `json:"node"`      // this node's PushObj address
+	Discovery string     `json:"discovery"` // "registry" or "static"
+	Peers     []peerView `json:"peers"`
 }
 
-// PeerStats describes one peer and its queue.
-type PeerStats struct {
+// peerView describes one peer and its queue.
+type peerView struct {
 	Addr    string `json:"addr"`
 	State   string `json:"state"`   // "up", "down" or "unknown" (nothing sent yet)
 	Queued  int    `json:"queued"`  // messages waiting
@@ -643,61 +595,56 @@ type PeerStats struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// Stats returns the cluster view, peers sorted by address.
-func (c *Cluster) Stats() ClusterStats {
-	st := ClusterStats{Node: c.origin, Discovery: "static", Peers: []PeerStats{}}
+// View returns the cluster view, peers sorted by address.
+func (c *Cluster) View() clusterView {
+	v := clusterView{Node: c.origin, Discovery: "static", Peers: []peerView{}}
 	if c.opt.Resolver != nil {
-		st.Discovery = "registry"
+		v.Discovery = "registry"
 	}
 	for _, p := range *c.peers.Load() {
 		p.mu.Lock()
-		ps := PeerStats{Addr: p.addr, State: p.state, Queued: len(p.queue), Error: p.lastErr}
+		pv := peerView{Addr: p.addr, State: p.state, Queued: len(p.queue), Error: p.lastErr}
 		p.mu.Unlock()
-		ps.Sent, ps.Dropped, ps.Lost = p.sent.Load(), p.dropped.Load(), p.lost.Load()
-		st.Peers = append(st.Peers, ps)
+		pv.Sent, pv.Dropped, pv.Lost = p.sent.Load(), p.dropped.Load(), p.lost.Load()
+		v.Peers = append(v.Peers, pv)
 	}
-	slices.SortFunc(st.Peers, func(a, b PeerStats) int {
-		if a.Addr < b.Addr {
-			return -1
-		}
-		if a.Addr > b.Addr {
-			return 1
-		}
-		return 0
-	})
-	return st
+	slices.SortFunc(v.Peers, func(a, b peerView) int { return cmp.Compare(a.Addr, b.Addr) })
+	return v
+}
+
+// dialable returns e with a wildcard host ("*", 0.0.0.0, ::) replaced by
+// localIP, or by 127.0.0.1 when localIP is "".
+func dialable(e tars.Endpoint, localIP string) tars.Endpoint {
+	if ip := net.ParseIP(e.Host); e.Host == "*" || ip != nil && ip.IsUnspecified() {
+		e.Host = cmp.Or(localIP, "127.0.0.1")
+	}
+	return e
 }
 
 // newCluster builds the cluster of this server's nodes: from the registry
 // when a locator is set, otherwise from the peers key; nil when neither is
 // configured.
-func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, log *slog.Logger) (*Cluster, error) {
+func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, client *tars.Client, log *slog.Logger) (*Cluster, error) {
 	resolver := frameworkResolver(sc)
 	if resolver == nil && sc.Settings.Peers == "" {
 		return nil, nil
 	}
 	servant := servantName(sc, "PushObj")
-	opt := ClusterOptions{
-		Servant:  servant,
-		Resolver: resolver,
-		Secret:   sc.Settings.ClusterSecret,
-		Client:   tars.ClientOptions{SyncTimeout: sc.Client.SyncInvokeTimeout, MaxPacket: sc.MaxPacket},
-		Log:      log,
-	}
+	opt := ClusterOptions{Servant: servant, Resolver: resolver, Secret: sc.Settings.ClusterSecret, Log: log}
 	for _, ad := range adapters {
 		if ad.Conf.Servant != servant {
 			continue
 		}
-		e := ad.Conf.Endpoint
-		if ip := net.ParseIP(e.Host); e.Host == "*" || ip != nil && ip.IsUnspecified() {
-			// Peers know this node by its address, not its wildcard.
-			host := sc.LocalIP
-			if host == "" {
-				host = loopbackHost(ad.Addr())
-			}
-			opt.Self = append(opt.Self, net.JoinHostPort(host, portOf(ad.Addr())))
+		// Peers know this node by an address they can dial, not its
+		// wildcard; one listening on every interface is also itself on
+		// this machine's loopback.
+		e, bound := ad.Conf.Endpoint, ad.Addr().String()
+		_, port, _ := net.SplitHostPort(bound)
+		e.Port, _ = strconv.Atoi(port)
+		opt.Self = append(opt.Self, dialable(e, sc.LocalIP).Addr(), e.Addr(), bound)
+		if dialable(e, "").Host != e.Host {
+			opt.Self = append(opt.Self, net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port))
 		}
-		opt.Self = append(opt.Self, net.JoinHostPort(e.Host, portOf(ad.Addr())), ad.Addr().String())
 	}
 	if len(opt.Self) == 0 {
 		log.Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here", "servant", servant)
@@ -712,5 +659,5 @@ func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, log *slog.Logge
 		}
 		opt.Static = p.Endpoints
 	}
-	return NewCluster(hub, opt), nil
+	return NewCluster(hub, client, opt), nil
 }

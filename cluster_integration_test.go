@@ -151,14 +151,14 @@ func (nd *clusterNode) pushObj(t *testing.T, fn, room, msg string) int32 {
 	return delivered
 }
 
-func (nd *clusterNode) clusterStats(t *testing.T) ClusterStats {
+func (nd *clusterNode) clusterStats(t *testing.T) clusterView {
 	t.Helper()
 	resp, err := http.Get("http://" + nd.http + "/Index/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st struct{ Cluster ClusterStats }
+	var st struct{ Cluster clusterView }
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}

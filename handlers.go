@@ -284,10 +284,10 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	st := struct {
 		Stats
-		Cluster *ClusterStats `json:"cluster,omitempty"`
+		Cluster *clusterView `json:"cluster,omitempty"`
 	}{Stats: s.hub.Stats()}
 	if s.cluster != nil {
-		cs := s.cluster.Stats()
+		cs := s.cluster.View()
 		st.Cluster = &cs
 	}
 	json.NewEncoder(w).Encode(st)

@@ -37,7 +37,7 @@ func knowsClusterSecret(t *testing.T) bool {
 func rawPeerPush(t *testing.T, addr, local, token string, msgs []peerMessage) tars.ResponsePacket {
 	t.Helper()
 	args := tars.NewResults(tars.VersionTars)
-	args.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendPeerMessages(b, tag, msgs) })
+	args.Put(1, "msgs", func(b []byte, tag uint8) []byte { return appendList(b, tag, msgs, appendPeerMessage) })
 	args.PutString(2, "token", token)
 	buf, err := args.AppendTo(nil)
 	if err != nil {
@@ -168,7 +168,7 @@ func TestHostileClusterPeerPush(t *testing.T) {
 			in, err := tars.NewArgs(rsp.Version, rsp.Buffer)
 			if err == nil {
 				err = in.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-					counts, err = readInt32s(d, tag)
+					counts, err = readList(d, tag, -1, readInt32)
 					return err
 				})
 			}

@@ -51,19 +51,18 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// subcommands are run as "websocketserver NAME ARGS..." (a first argument
-// without a leading '-'). Files add theirs from init.
-var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{}
-
 // run parses the command line and serves until ctx ends or AdminObj asks
 // for a shutdown, then drains gracefully.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// A first argument without a leading '-' names a subcommand.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, ok := subcommands[args[0]]
-		if !ok {
-			return usageError{fmt.Sprintf("unknown command %q", args[0])}
+		switch args[0] {
+		case "push":
+			return runPush(ctx, args[1:], stdout, stderr)
+		case "package":
+			return runPackage(ctx, args[1:], stdout, stderr)
 		}
-		return cmd(ctx, args[1:], stdout, stderr)
+		return usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
 	flags := flag.NewFlagSet("websocketserver", flag.ContinueOnError)
 	flags.SetOutput(stderr)
@@ -187,14 +186,14 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 	a.Admin = newAdmin(a)
 
 	pushName, helloName := servantName(sc, "PushObj"), servantName(sc, "HelloObj")
-	if a.Cluster, err = newCluster(sc, a.Adapters, a.Hub, log); err != nil {
+	if a.Cluster, err = newCluster(sc, a.Adapters, a.Hub, a.Client, log); err != nil {
 		a.Client.Close()
 		a.Chat.Shutdown(context.Background())
 		return nil, err
 	}
 	a.Chat.cluster = a.Cluster
-	handlePush(a.Tars, pushName, a.Hub, sc.Settings, a.Cluster)
-	handleHello(a.Tars, helloName, sc.App+"."+sc.Server)
+	registerPush(a.Tars, pushName, a.Hub, newLive(sc.Settings), a.Cluster)
+	registerHello(a.Tars, helloName, sc.App+"."+sc.Server)
 	a.Admin.register(a.Tars)
 
 	ownHello := ""

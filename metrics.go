@@ -165,7 +165,7 @@ func (m *Metrics) gather() []*metricFamily {
 		family("websocketserver_tars_bad_frames_total", "counter", "Tars connections closed for a malformed frame or packet.").
 			add(utoa(a.Tars.Stats().BadFrames))
 		if a.Cluster != nil {
-			m.gatherCluster(family, a.Cluster.Stats())
+			m.gatherCluster(family, a.Cluster.View())
 		}
 		family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
 			add(strconv.FormatFloat(float64(a.started.UnixMilli())/1000, 'f', -1, 64))
@@ -174,7 +174,7 @@ func (m *Metrics) gather() []*metricFamily {
 }
 
 // gatherCluster reports each peer node's queue and delivery counts.
-func (m *Metrics) gatherCluster(family func(name, typ, help string) *metricFamily, st ClusterStats) {
+func (m *Metrics) gatherCluster(family func(name, typ, help string) *metricFamily, st clusterView) {
 	up := family("websocketserver_cluster_peer_up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.")
 	queued := family("websocketserver_cluster_peer_queued", "gauge", "Messages waiting to be sent to the peer node.")
 	sent := family("websocketserver_cluster_peer_sent_total", "counter", "Messages the peer node acknowledged.")

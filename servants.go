@@ -30,7 +30,13 @@ func servantName(sc *ServerConfig, obj string) string {
 	return sc.App + "." + sc.Server + "." + obj
 }
 
-// handlePush registers PushObj (tars/Push.tars) under name:
+// registrar takes servant handlers: a *tars.Server, or the application
+// that serves every adapter.
+type registrar interface {
+	Handle(servant, fn string, h tars.HandlerFunc)
+}
+
+// registerPush registers PushObj (tars/Push.tars) under name:
 //
 //	int pushByRoom(string roomNum, string message, out int delivered);
 //	int pushAll(string message, out int delivered);
@@ -40,8 +46,9 @@ func servantName(sc *ServerConfig, obj string) string {
 // queued for, on this node and, with a cluster, on the peers that answered
 // in time (Cluster.PushWait). peerPush delivers other nodes' messages here
 // only (cluster.go); it takes calls from the hosts of this node's peers
-// that carry cluster-secret as token, not the push token.
-func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster) {
+// that carry cluster-secret as token, not the push token. Each call checks
+// against the settings in force.
+func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	push := func(ctx context.Context, ev event) int {
 		if cl == nil {
 			return hub.Deliver(ev, hub.Relay)
@@ -49,6 +56,7 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 		return cl.PushWait(ctx, ev)
 	}
 	check := func(cur *tars.Current, room *string, msg string) error {
+		set := *l.get()
 		if !checkPushToken(set, cur.Context[pushTokenKey]) {
 			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
 		}
@@ -98,13 +106,13 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 		if cl == nil || !cl.fromPeer(cur.RemoteAddr) {
 			err = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", cur.Func)}
 		} else {
-			msgs, err = readPeerPush(in, set.ClusterSecret)
+			msgs, err = readPeerPush(in, l.get().ClusterSecret)
 		}
 		if err != nil {
 			hub.log.Warn("peerPush: call refused", "caller", cur.RemoteAddr.String(), "err", err)
 			return codeOf(err), err
 		}
-		now := time.Now()
+		now, set := time.Now(), *l.get()
 		counts := make([]int32, len(msgs))
 		var bad, retimed int
 		var first error
@@ -129,7 +137,7 @@ func handlePush(s *tars.Server, name string, hub *Hub, set Settings, cl *Cluster
 				"messages", len(msgs), "refused", bad, "retimed", retimed, "first", first)
 		}
 		out.PutInt32(0, "", 0)
-		out.Put(3, "delivered", func(b []byte, tag uint8) []byte { return appendInt32s(b, tag, counts) })
+		out.Put(3, "delivered", func(b []byte, tag uint8) []byte { return appendList(b, tag, counts, appendInt32) })
 		return tars.Success, nil
 	})
 }
@@ -147,7 +155,7 @@ func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 	}
 	var msgs []peerMessage
 	err = in.Value(1, "msgs", func(d *tars.Decoder, tag uint8) (err error) {
-		msgs, err = readPeerMessages(d, tag)
+		msgs, err = readList(d, tag, peerBatchMax, readPeerMessage)
 		return err
 	})
 	if errors.Is(err, errPeerBatch) {
@@ -207,13 +215,13 @@ func codeOf(err error) int32 {
 	return tars.ServerUnknownErr
 }
 
-// handleHello registers HelloObj (tars/hello.tars) under name:
+// registerHello registers HelloObj (tars/hello.tars) under name:
 //
 //	string hello(int no, string name);
 //
 // The answer names the caller and this server, e.g.
 // "hello ann, no 3, from TestApp.WebsocketServer".
-func handleHello(s *tars.Server, name, server string) {
+func registerHello(s registrar, name, server string) {
 	s.Handle(name, "hello", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		no, err := in.Int32(1, "no")
 		if err != nil {
