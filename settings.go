@@ -2,37 +2,38 @@ package main
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Settings are the server's own knobs, read from the config section
-// /tars/application/websocket. The zero value is not usable; start from
-// DefaultSettings.
+// /tars/application/websocket; each field's conf tag is its key. The zero
+// value is not usable; start from DefaultSettings.
 type Settings struct {
-	Store         string        // "file" (the default) or "memory"
-	History       int           // messages kept per room for history|ROOM
-	MaxMessage    int           // largest WebSocket message accepted, bytes
-	QueueMessages int           // per-connection outgoing queue, messages
-	QueueBytes    int           // per-connection outgoing queue, bytes
-	MaxRooms      int           // rooms one connection may join
-	MaxRoomName   int           // longest room name, bytes
-	Origins       []string      // allowed browser origins besides the page's own; "*" allows any
-	MaxConnsPerIP int           // 0: no limit (many users share an address behind NAT)
-	CommandRate   float64       // commands per second per connection (token bucket refill)
-	CommandBurst  int           // token bucket size
-	PingInterval  time.Duration // protocol-level ping from the writer
-	IdleTimeout   time.Duration // read deadline, refreshed by any traffic
-	WriteTimeout  time.Duration // deadline for each write
-	PushToken     string        // when set, HTTP triggers and PushObj require it
-	RoomSecret    string        // when set, subscribe needs a room token signed with it
-	Hello         string        // proxy string of the Hello servant that hello|NAME calls
-	Peers         string        // static cluster peers: PushObj proxy string of the other nodes
-	ClusterSecret string        // peerPush calls between nodes must carry it; required with peers or a locator
-	MaxHTTPBody   int64         // largest HTTP trigger body, bytes
-	SendRate      int           // bytes per second a connection may send to others, as json frames
-	Hosts         []string      // Host names served; empty: loopback names on loopback, any elsewhere
-	ReadTimeout   time.Duration // an HTTP request, headers and body, must arrive within it
+	Store         string        `conf:"store"`             // "file" (the default) or "memory"
+	History       int           `conf:"history"`           // messages kept per room for history|ROOM
+	MaxMessage    int           `conf:"max-message"`       // largest WebSocket message accepted, bytes
+	QueueMessages int           `conf:"queue-messages"`    // per-connection outgoing queue, messages
+	QueueBytes    int           `conf:"queue-bytes"`       // per-connection outgoing queue, bytes
+	MaxRooms      int           `conf:"max-rooms"`         // rooms one connection may join
+	MaxRoomName   int           `conf:"max-room-name"`     // longest room name, bytes
+	Origins       []string      `conf:"origins"`           // allowed browser origins besides the page's own; "*" allows any
+	MaxConnsPerIP int           `conf:"max-conns-per-ip"`  // 0: no limit (many users share an address behind NAT)
+	CommandRate   float64       `conf:"command-rate"`      // commands per second per connection (token bucket refill)
+	CommandBurst  int           `conf:"command-burst"`     // token bucket size
+	PingInterval  time.Duration `conf:"ping-interval"`     // protocol-level ping from the writer
+	IdleTimeout   time.Duration `conf:"idle-timeout"`      // read deadline, refreshed by any traffic
+	WriteTimeout  time.Duration `conf:"write-timeout"`     // deadline for each write
+	PushToken     string        `conf:"push-token"`        // when set, HTTP triggers and PushObj require it
+	RoomSecret    string        `conf:"room-secret"`       // when set, subscribe needs a room token signed with it
+	Hello         string        `conf:"hello"`             // proxy string of the Hello servant that hello|NAME calls
+	Peers         string        `conf:"peers"`             // static cluster peers: PushObj proxy string of the other nodes
+	ClusterSecret string        `conf:"cluster-secret"`    // peerPush calls between nodes must carry it; required with peers or a locator
+	MaxHTTPBody   int64         `conf:"max-http-body"`     // largest HTTP trigger body, bytes
+	SendRate      int           `conf:"send-rate"`         // bytes per second a connection may send to others, as json frames
+	Hosts         []string      `conf:"hosts"`             // Host names served; empty: loopback names on loopback, any elsewhere
+	ReadTimeout   time.Duration `conf:"http-read-timeout"` // an HTTP request, headers and body, must arrive within it
 }
 
 // DefaultSettings returns safe defaults for a public push server.
@@ -67,6 +68,10 @@ func (s Settings) check() error {
 			"a message can grow to %d bytes once JSON-escaped and must fit in half the queue; "+
 			"raise queue-bytes to at least %d or lower max-message", s.QueueBytes, s.MaxMessage, s.MaxRoomName, f, 2*f)
 	}
+	if s.PingInterval >= s.IdleTimeout {
+		return fmt.Errorf("ping-interval (%d ms) must be less than idle-timeout (%d ms), or idle connections are dropped between pings",
+			s.PingInterval.Milliseconds(), s.IdleTimeout.Milliseconds())
+	}
 	if per := s.MaxRoomName + s.MaxMessage + historyEntryOverhead; s.History > maxHistoryBytes/per {
 		return fmt.Errorf("history (%d) x max-message (%d) is more than the %d bytes all rooms' history may hold: "+
 			"keep history at most %d or lower max-message", s.History, s.MaxMessage, maxHistoryBytes, maxHistoryBytes/per)
@@ -75,8 +80,11 @@ func (s Settings) check() error {
 }
 
 // live holds the settings in force. A config file pulled while the server
-// runs may replace them; readers take the current ones at each use.
-type live struct{ p atomic.Pointer[Settings] }
+// runs may replace them (apply); readers take the current ones at each use.
+type live struct {
+	p  atomic.Pointer[Settings]
+	mu sync.Mutex // serialises apply
+}
 
 func newLive(s Settings) *live {
 	l := &live{}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,38 +309,58 @@ func LoadServerConfig(c *tars.Conf) (*ServerConfig, error) {
 		sc.Adapters = append(sc.Adapters, a)
 	}
 
-	sc.Settings, sc.PullConfigs = r.settings()
 	if r.err != nil {
 		return nil, r.err
 	}
-	// A node with peers, listed or from the registry, takes their pushes
-	// only with the secret; the value is never shown.
-	if (sc.Settings.Peers != "" || sc.Client.Locator != "") && len(sc.Settings.ClusterSecret) < minClusterSecret {
-		return nil, fmt.Errorf("config %s<cluster-secret>: required, at least %d characters, when peers or a locator is set: the nodes of a cluster prove themselves to each other with it",
-			websocketPath, minClusterSecret)
+	var err error
+	if sc.Settings, sc.PullConfigs, err = loadSettings(c, DefaultSettings()); err != nil {
+		return nil, err
 	}
 	return sc, nil
 }
 
-var websocketKeys = map[string]bool{
-	"store": true, "history": true, "max-message": true, "queue-messages": true, "queue-bytes": true,
-	"max-rooms": true, "max-room-name": true, "origins": true, "max-conns-per-ip": true,
-	"command-rate": true, "command-burst": true, "ping-interval": true, "idle-timeout": true,
-	"write-timeout": true, "push-token": true, "room-secret": true, "hello": true, "peers": true,
-	"max-http-body": true, "config-files": true, "send-rate": true,
-	"hosts": true, "http-read-timeout": true, "cluster-secret": true,
+// websocketKeys are the keys of <websocket>: the conf tags of Settings,
+// and config-files.
+var websocketKeys = func() map[string]bool {
+	keys := map[string]bool{"config-files": true}
+	for f := range reflect.TypeFor[Settings]().Fields() {
+		keys[f.Tag.Get("conf")] = true
+	}
+	return keys
+}()
+
+// restartKeys are the keys read only at start: a file pulled later that
+// changes them is applied without them.
+var restartKeys = map[string]bool{
+	"store": true, "hello": true, "peers": true, "cluster-secret": true,
+	"ping-interval": true, "http-read-timeout": true, "config-files": true,
 }
 
-// settings reads /tars/application/websocket over DefaultSettings. The
-// section is ours, so an unknown key is an error: it is most likely a typo.
-func (r *confReader) settings() (Settings, []string) {
-	for _, k := range r.c.Keys(websocketPath) {
-		if !websocketKeys[k] && r.err == nil {
-			r.err = fmt.Errorf("config %s<%s>: unknown key", websocketPath, k)
+// websocketSection returns the path of c's <websocket> section: in a
+// server's config, or at the top of a file that holds only that section.
+func websocketSection(c *tars.Conf) (string, bool) {
+	for _, path := range []string{websocketPath, "/websocket"} {
+		if c.Sections(path) != nil {
+			return path, true
 		}
 	}
-	p := func(key string) string { return websocketPath + "<" + key + ">" }
-	d := DefaultSettings()
+	return websocketPath, false
+}
+
+// loadSettings reads c's <websocket> section over base and checks the
+// result; it returns the settings and the config files to pull at start.
+// The section is ours, so an unknown key is an error: it is most likely a
+// typo. Errors name the key path and the value.
+func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
+	path, _ := websocketSection(c)
+	r := &confReader{c: c}
+	for _, k := range c.Keys(path) {
+		if !websocketKeys[k] && r.err == nil {
+			r.err = fmt.Errorf("config %s<%s>: unknown key", path, k)
+		}
+	}
+	p := func(key string) string { return path + "<" + key + ">" }
+	d := base
 	s := Settings{
 		Store:         r.str(p("store"), d.Store),
 		History:       r.int(p("history"), d.History, 0),
@@ -375,14 +397,64 @@ func (r *confReader) settings() (Settings, []string) {
 			s.CommandRate = f
 		}
 	}
-	if r.err == nil && s.PingInterval >= s.IdleTimeout {
-		r.fail(p("ping-interval"), r.c.Get(p("ping-interval")),
+	if v, ok := c.Lookup(p("ping-interval")); ok && r.err == nil && s.PingInterval >= s.IdleTimeout {
+		r.fail(p("ping-interval"), v,
 			fmt.Sprintf("less than idle-timeout (%d ms), or idle connections are dropped between pings", s.IdleTimeout.Milliseconds()))
 	}
 	if err := s.check(); r.err == nil && err != nil {
-		r.err = fmt.Errorf("config %s: %w", websocketPath, err)
+		r.err = fmt.Errorf("config %s: %w", path, err)
 	}
-	return s, list(r.str(p("config-files"), ""))
+	// A node with peers, listed or from the registry, takes their pushes
+	// only with the secret; the value is never shown.
+	if r.err == nil && (s.Peers != "" || c.Get(clientPath+"<locator>") != "") && len(s.ClusterSecret) < minClusterSecret {
+		r.err = fmt.Errorf("config %s<cluster-secret>: required, at least %d characters, when peers or a locator is set: the nodes of a cluster prove themselves to each other with it",
+			path, minClusterSecret)
+	}
+	return s, list(r.str(p("config-files"), "")), r.err
+}
+
+// apply puts in force the <websocket> section of a config file pulled while
+// the server runs, read over the settings in force with the same checks; on
+// an error nothing changes. Keys in restartKeys keep their value until a
+// restart. The answer names the keys that changed, e.g.
+// "applied: push-token, history; needs a restart: peers".
+func (l *live) apply(name string, c *tars.Conf) (string, error) {
+	if _, ok := websocketSection(c); !ok {
+		return "written, no <websocket> section", nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.get()
+	s, files, err := loadSettings(c, *old)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w; nothing changed", name, err)
+	}
+	var applied, restart []string
+	was, now := reflect.ValueOf(old).Elem(), reflect.ValueOf(&s).Elem()
+	for i := range now.NumField() {
+		if reflect.DeepEqual(was.Field(i).Interface(), now.Field(i).Interface()) {
+			continue
+		}
+		key := now.Type().Field(i).Tag.Get("conf")
+		if restartKeys[key] {
+			restart = append(restart, key)
+			now.Field(i).Set(was.Field(i))
+		} else {
+			applied = append(applied, key)
+		}
+	}
+	if files != nil {
+		restart = append(restart, "config-files")
+	}
+	if err := s.check(); err != nil {
+		return "", fmt.Errorf("%s: with the values kept until a restart, %w; nothing changed", name, err)
+	}
+	l.set(s)
+	answer := "applied: " + cmp.Or(strings.Join(applied, ", "), "nothing")
+	if restart != nil {
+		answer += "; needs a restart: " + strings.Join(restart, ", ")
+	}
+	return answer, nil
 }
 
 // AdapterFor returns the adapter serving servant.

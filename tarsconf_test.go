@@ -541,3 +541,94 @@ func FuzzParseConf(f *testing.F) {
 		_, _ = LoadServerConfig(c)
 	})
 }
+
+// TestLiveApply: a pulled file's <websocket> section is put in force over
+// the settings in force; restart-only keys keep their value; a bad file
+// changes nothing.
+func TestLiveApply(t *testing.T) {
+	sc, err := loadWith(t, "", "push-token=old-token\ncluster-secret=0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLive(sc.Settings)
+	dir := t.TempDir()
+	apply := func(name, text string) (string, error) {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := tars.LoadConf(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.apply(name, c)
+	}
+
+	got, err := apply("ws.conf", "<websocket>\n  push-token=new-token\n  history=10\n"+
+		"  peers=A.S.PushObj@tcp -h 10.0.0.9 -p 10015\n  ping-interval=1000\n  config-files=x.conf\n</websocket>\n")
+	if want := "applied: history, push-token; needs a restart: ping-interval, peers, config-files"; err != nil || got != want {
+		t.Fatalf("apply = %q, %v; want %q", got, err, want)
+	}
+	want := sc.Settings
+	want.PushToken, want.History = "new-token", 10
+	if s := *l.get(); !reflect.DeepEqual(s, want) {
+		t.Errorf("settings in force =\n%+v\nwant\n%+v", s, want)
+	}
+
+	// A server's whole config works too; what it does not set stays.
+	got, err = apply("App.Server.conf", "<tars>\n<application>\n<websocket>\nmax-rooms=5\norigins=https://a.example\n"+
+		"</websocket>\n</application>\n</tars>\n")
+	if err != nil || got != "applied: max-rooms, origins" {
+		t.Fatalf("whole config: apply = %q, %v", got, err)
+	}
+	want.MaxRooms, want.Origins = 5, []string{"https://a.example"}
+	if s := *l.get(); !reflect.DeepEqual(s, want) {
+		t.Errorf("settings in force =\n%+v\nwant\n%+v", s, want)
+	}
+	if got, err := apply("same.conf", "<websocket>\nmax-rooms=5\n</websocket>\n"); err != nil || got != "applied: nothing" {
+		t.Errorf("same value: apply = %q, %v", got, err)
+	}
+	if got, err := apply("other.conf", "<other>\nk=v\n</other>\n"); err != nil || got != "written, no <websocket> section" {
+		t.Errorf("no section: apply = %q, %v", got, err)
+	}
+
+	// Errors name the file and the key, and change nothing.
+	before := l.get()
+	for _, c := range []struct{ text, want string }{
+		{"history=x\npush-token=bad", `bad.conf: config /websocket<history>: bad value "x"`},
+		{"max-mesage=10", "bad.conf: config /websocket<max-mesage>: unknown key"},
+		{"ping-interval=80000", `bad.conf: config /websocket<ping-interval>: bad value "80000" (want less than idle-timeout (75000 ms)`},
+		{"max-message=2M", "bad.conf: config /websocket: queue-bytes (1048576) is too small"},
+		// Valid together, but ping-interval stays 30 s until a restart.
+		{"ping-interval=1000\nidle-timeout=2000", "bad.conf: with the values kept until a restart, ping-interval (30000 ms) must be less than idle-timeout (2000 ms)"},
+	} {
+		got, err := apply("bad.conf", "<websocket>\n"+c.text+"\n</websocket>\n")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasSuffix(err.Error(), "; nothing changed") {
+			t.Errorf("%q: apply = %q, %v; want %q", c.text, got, err, c.want)
+		}
+		if l.get() != before {
+			t.Errorf("%q: the settings in force changed", c.text)
+		}
+	}
+
+	// Without a cluster secret in force, peers in a pulled file are refused.
+	l = newLive(DefaultSettings())
+	if _, err := apply("peers.conf", "<websocket>\npeers=A.S.PushObj@tcp -h b -p 1\n</websocket>\n"); err == nil ||
+		!strings.Contains(err.Error(), "config /websocket<cluster-secret>: required") {
+		t.Errorf("peers without a secret: %v", err)
+	}
+}
+
+// TestWebsocketKeys: every setting has its key, and every restart-only key
+// is one of them.
+func TestWebsocketKeys(t *testing.T) {
+	if len(websocketKeys) != reflect.TypeFor[Settings]().NumField()+1 || websocketKeys[""] {
+		t.Errorf("websocketKeys %v: want one key per Settings field (conf tag) and config-files", websocketKeys)
+	}
+	for k := range restartKeys {
+		if !websocketKeys[k] {
+			t.Errorf("restart key %q is no <websocket> key", k)
+		}
+	}
+}
