@@ -1,10 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tarsws/websocketserver/tars"
 )
 
 // Settings are the server's own knobs, read from the config section
@@ -94,3 +99,54 @@ func newLive(s Settings) *live {
 
 func (l *live) get() *Settings { return l.p.Load() }
 func (l *live) set(s Settings) { l.p.Store(&s) }
+
+// restartKeys are the keys read only at start: a file pulled later that
+// changes them is applied without them.
+var restartKeys = map[string]bool{
+	"store": true, "hello": true, "peers": true, "cluster-secret": true,
+	"ping-interval": true, "http-read-timeout": true, "config-files": true,
+}
+
+// apply puts in force the <websocket> section of a config file pulled while
+// the server runs, read over the settings in force with the same checks; on
+// an error nothing changes. Keys in restartKeys keep their value until a
+// restart. The answer names the keys that changed, e.g.
+// "applied: push-token, history; needs a restart: peers".
+func (l *live) apply(name string, c *tars.Conf) (string, error) {
+	if _, ok := websocketSection(c); !ok {
+		return "written, no <websocket> section", nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.get()
+	s, files, err := loadSettings(c, *old)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w; nothing changed", name, err)
+	}
+	var applied, restart []string
+	was, now := reflect.ValueOf(old).Elem(), reflect.ValueOf(&s).Elem()
+	for i := range now.NumField() {
+		if reflect.DeepEqual(was.Field(i).Interface(), now.Field(i).Interface()) {
+			continue
+		}
+		key := now.Type().Field(i).Tag.Get("conf")
+		if restartKeys[key] {
+			restart = append(restart, key)
+			now.Field(i).Set(was.Field(i))
+		} else {
+			applied = append(applied, key)
+		}
+	}
+	if files != nil {
+		restart = append(restart, "config-files")
+	}
+	if err := s.check(); err != nil {
+		return "", fmt.Errorf("%s: with the values kept until a restart, %w; nothing changed", name, err)
+	}
+	l.set(s)
+	answer := "applied: " + cmp.Or(strings.Join(applied, ", "), "nothing")
+	if restart != nil {
+		answer += "; needs a restart: " + strings.Join(restart, ", ")
+	}
+	return answer, nil
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -36,7 +35,8 @@ type ServerConfig struct {
 	Local                *tars.Endpoint // admin endpoint (local), nil if unset
 
 	// Proxy strings of the framework services; "" when not configured.
-	Node, ConfigObj, NotifyObj, LogObj string
+	// notify and log are accepted and ignored.
+	Node, ConfigObj string
 
 	BasePath, DataPath, LogPath string
 
@@ -57,21 +57,18 @@ type ServerConfig struct {
 
 // AdapterConfig is one adapter section under /tars/application/server.
 type AdapterConfig struct {
-	Name         string // the section name, e.g. TestApp.WebsocketServer.PushObjAdapter
-	Endpoint     tars.Endpoint
-	Servant      string
-	Protocol     string   // "tars" or "not_tars"
-	Allow        []string // addresses allowed to connect; empty allows all
-	MaxConns     int
-	Threads      int
-	QueueCap     int
-	QueueTimeout time.Duration
+	Name     string // the section name, e.g. TestApp.WebsocketServer.PushObjAdapter
+	Endpoint tars.Endpoint
+	Servant  string
+	Protocol string   // "tars" or "not_tars"
+	Allow    []string // addresses allowed to connect; empty allows all
+	MaxConns int      // threads, queuecap and queuetimeout are accepted and ignored
 }
 
 // ClientConfig is /tars/application/client.
 type ClientConfig struct {
-	Locator                                 string // registry proxy; "" runs without one
-	SyncInvokeTimeout, AsyncInvokeTimeout   time.Duration
+	Locator                                 string        // registry proxy; "" runs without one
+	SyncInvokeTimeout                       time.Duration // async-invoke-timeout is accepted and ignored
 	RefreshEndpointInterval, ReportInterval time.Duration
 	Stat, Property, ModuleName              string
 	KeepAliveInterval                       time.Duration // server<keepalive-interval>: tarsnode heartbeats
@@ -84,8 +81,6 @@ const (
 	defaultLogLevel        = "INFO"
 	defaultMaxPacket       = 10 << 20
 	defaultAdapterMaxConns = 1024
-	defaultAdapterThreads  = 1
-	defaultAdapterQueueCap = 10240
 )
 
 const (
@@ -234,8 +229,6 @@ func LoadServerConfig(c *tars.Conf) (*ServerConfig, error) {
 		LocalIP:             r.str(serverPath+"<localip>", ""),
 		Node:                r.proxy(serverPath+"<node>", ""),
 		ConfigObj:           r.proxy(serverPath+"<config>", ""),
-		NotifyObj:           r.proxy(serverPath+"<notify>", ""),
-		LogObj:              r.proxy(serverPath+"<log>", ""),
 		BasePath:            r.str(serverPath+"<basepath>", ""),
 		DataPath:            r.str(serverPath+"<datapath>", ""),
 		LogPath:             r.str(serverPath+"<logpath>", ""),
@@ -264,7 +257,6 @@ func LoadServerConfig(c *tars.Conf) (*ServerConfig, error) {
 	sc.Client = ClientConfig{
 		Locator:                 r.proxy(clientPath+"<locator>", ""),
 		SyncInvokeTimeout:       r.ms(clientPath+"<sync-invoke-timeout>", 3*time.Second, 1),
-		AsyncInvokeTimeout:      r.ms(clientPath+"<async-invoke-timeout>", 5*time.Second, 1),
 		RefreshEndpointInterval: r.ms(clientPath+"<refresh-endpoint-interval>", time.Minute, 1),
 		ReportInterval:          r.ms(clientPath+"<report-interval>", time.Minute, 1),
 		Stat:                    r.proxy(clientPath+"<stat>", ""),
@@ -277,14 +269,11 @@ func LoadServerConfig(c *tars.Conf) (*ServerConfig, error) {
 	for _, name := range c.Sections(serverPath) {
 		p := serverPath + "/" + name
 		a := AdapterConfig{
-			Name:         name,
-			Servant:      r.str(p+"<servant>", ""),
-			Protocol:     r.str(p+"<protocol>", "tars"),
-			Allow:        list(r.str(p+"<allow>", "")),
-			MaxConns:     r.int(p+"<maxconns>", defaultAdapterMaxConns, 1),
-			Threads:      r.int(p+"<threads>", defaultAdapterThreads, 1),
-			QueueCap:     r.int(p+"<queuecap>", defaultAdapterQueueCap, 1),
-			QueueTimeout: r.ms(p+"<queuetimeout>", time.Minute, 1),
+			Name:     name,
+			Servant:  r.str(p+"<servant>", ""),
+			Protocol: r.str(p+"<protocol>", "tars"),
+			Allow:    list(r.str(p+"<allow>", "")),
+			MaxConns: r.int(p+"<maxconns>", defaultAdapterMaxConns, 1),
 		}
 		if r.err != nil {
 			return nil, r.err
@@ -328,13 +317,6 @@ var websocketKeys = func() map[string]bool {
 	}
 	return keys
 }()
-
-// restartKeys are the keys read only at start: a file pulled later that
-// changes them is applied without them.
-var restartKeys = map[string]bool{
-	"store": true, "hello": true, "peers": true, "cluster-secret": true,
-	"ping-interval": true, "http-read-timeout": true, "config-files": true,
-}
 
 // websocketSection returns the path of c's <websocket> section: in a
 // server's config, or at the top of a file that holds only that section.
@@ -413,65 +395,10 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	return s, list(r.str(p("config-files"), "")), r.err
 }
 
-// apply puts in force the <websocket> section of a config file pulled while
-// the server runs, read over the settings in force with the same checks; on
-// an error nothing changes. Keys in restartKeys keep their value until a
-// restart. The answer names the keys that changed, e.g.
-// "applied: push-token, history; needs a restart: peers".
-func (l *live) apply(name string, c *tars.Conf) (string, error) {
-	if _, ok := websocketSection(c); !ok {
-		return "written, no <websocket> section", nil
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	old := l.get()
-	s, files, err := loadSettings(c, *old)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w; nothing changed", name, err)
-	}
-	var applied, restart []string
-	was, now := reflect.ValueOf(old).Elem(), reflect.ValueOf(&s).Elem()
-	for i := range now.NumField() {
-		if reflect.DeepEqual(was.Field(i).Interface(), now.Field(i).Interface()) {
-			continue
-		}
-		key := now.Type().Field(i).Tag.Get("conf")
-		if restartKeys[key] {
-			restart = append(restart, key)
-			now.Field(i).Set(was.Field(i))
-		} else {
-			applied = append(applied, key)
-		}
-	}
-	if files != nil {
-		restart = append(restart, "config-files")
-	}
-	if err := s.check(); err != nil {
-		return "", fmt.Errorf("%s: with the values kept until a restart, %w; nothing changed", name, err)
-	}
-	l.set(s)
-	answer := "applied: " + cmp.Or(strings.Join(applied, ", "), "nothing")
-	if restart != nil {
-		answer += "; needs a restart: " + strings.Join(restart, ", ")
-	}
-	return answer, nil
-}
-
 // AdapterFor returns the adapter serving servant.
 func (sc *ServerConfig) AdapterFor(servant string) (*AdapterConfig, bool) {
 	for i := range sc.Adapters {
 		if sc.Adapters[i].Servant == servant {
-			return &sc.Adapters[i], true
-		}
-	}
-	return nil, false
-}
-
-// HTTPAdapter returns the first adapter with protocol not_tars: the one
-// serving browsers and HTTP triggers.
-func (sc *ServerConfig) HTTPAdapter() (*AdapterConfig, bool) {
-	for i := range sc.Adapters {
-		if sc.Adapters[i].Protocol == "not_tars" {
 			return &sc.Adapters[i], true
 		}
 	}

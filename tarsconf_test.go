@@ -65,8 +65,6 @@ func TestLoadConfSample(t *testing.T) {
 		Local:               &tars.Endpoint{Proto: "tcp", Host: "127.0.0.1", Port: 20001, Timeout: 10000 * ms},
 		Node:                "tars.tarsnode.ServerObj@tcp -h 10.0.0.5 -p 19386 -t 60000",
 		ConfigObj:           "tars.tarsconfig.ConfigObj",
-		NotifyObj:           "tars.tarsnotify.NotifyObj",
-		LogObj:              "tars.tarslog.LogObj",
 		BasePath:            "/usr/local/app/tars/tarsnode/data/TestApp.WebsocketServer/bin/",
 		DataPath:            "/usr/local/app/tars/tarsnode/data/TestApp.WebsocketServer/data/",
 		LogPath:             "/usr/local/app/tars/app_log/",
@@ -79,17 +77,16 @@ func TestLoadConfSample(t *testing.T) {
 			Name:     "TestApp.WebsocketServer.objAdapter",
 			Endpoint: tars.Endpoint{Proto: "tcp", Host: "10.0.0.5", Port: 18080, Timeout: 60000 * ms},
 			Servant:  "TestApp.WebsocketServer.obj", Protocol: "not_tars",
-			MaxConns: 200000, Threads: 5, QueueCap: 10000, QueueTimeout: time.Minute,
+			MaxConns: 200000,
 		}, {
 			Name:     "TestApp.WebsocketServer.PushObjAdapter",
 			Endpoint: tars.Endpoint{Proto: "tcp", Host: "10.0.0.5", Port: 10015, Timeout: 60000 * ms},
 			Servant:  "TestApp.WebsocketServer.PushObj", Protocol: "tars",
-			MaxConns: 200000, Threads: 5, QueueCap: 10000, QueueTimeout: time.Minute,
+			MaxConns: 200000,
 		}},
 		Client: ClientConfig{
 			Locator:                 "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890",
 			SyncInvokeTimeout:       3 * time.Second,
-			AsyncInvokeTimeout:      5 * time.Second,
 			RefreshEndpointInterval: time.Minute,
 			ReportInterval:          time.Minute,
 			Stat:                    "tars.tarsstat.StatObj",
@@ -102,9 +99,6 @@ func TestLoadConfSample(t *testing.T) {
 	want.Settings.ClusterSecret = "sample-cluster-secret-0123"
 	if !reflect.DeepEqual(sc, want) {
 		t.Errorf("LoadServerConfig =\n%+v\nwant\n%+v", sc, want)
-	}
-	if a, ok := sc.HTTPAdapter(); !ok || a.Servant != "TestApp.WebsocketServer.obj" {
-		t.Errorf("HTTPAdapter() = %+v, %v", a, ok)
 	}
 	if a, ok := sc.AdapterFor("TestApp.WebsocketServer.PushObj"); !ok || a.Endpoint.Port != 10015 {
 		t.Errorf("AdapterFor(PushObj) = %+v, %v", a, ok)
@@ -330,9 +324,6 @@ func TestDefaultConf(t *testing.T) {
 			t.Errorf("adapter %+v, want %+v", a, w)
 		}
 	}
-	if a, ok := sc.HTTPAdapter(); !ok || a.Endpoint.Addr() != "127.0.0.1:18080" {
-		t.Errorf("HTTPAdapter() = %+v, %v", a, ok)
-	}
 	want := DefaultSettings()
 	want.Hello = "TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p 10016 -t 3000"
 	if !reflect.DeepEqual(sc.Settings, want) {
@@ -415,20 +406,21 @@ config-files=a.conf, b.json`)
 	if sc.Client.ModuleName != "A.S" || sc.Local != nil || sc.Adapters != nil {
 		t.Errorf("defaults: module %q local %v adapters %v", sc.Client.ModuleName, sc.Local, sc.Adapters)
 	}
-	if _, ok := sc.HTTPAdapter(); ok {
-		t.Errorf("HTTPAdapter found with no adapters")
-	}
 }
 
 func TestLoadServerConfigAdapterDefaults(t *testing.T) {
-	sc, err := loadWith(t, "<X.S.FooObjAdapter>\nendpoint=tcp -h * -p 1\nservant=X.S.FooObj\nallow=10.0.0.1, 10.0.0.2\n</X.S.FooObjAdapter>", "")
+	// threads, queuecap, queuetimeout, notify, log and async-invoke-timeout
+	// are accepted and ignored, whatever their value.
+	sc, err := loadWith(t, "<X.S.FooObjAdapter>\nendpoint=tcp -h * -p 1\nservant=X.S.FooObj\nallow=10.0.0.1, 10.0.0.2\n"+
+		"threads=-1\nqueuecap=x\nqueuetimeout=x\n</X.S.FooObjAdapter>\nnotify=N@\nlog=L@\n"+
+		"</server>\n<client>\nasync-invoke-timeout=x\n</client>\n<server>", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []AdapterConfig{{
 		Name: "X.S.FooObjAdapter", Endpoint: tars.Endpoint{Proto: "tcp", Host: "*", Port: 1, Timeout: 3 * time.Second},
 		Servant: "X.S.FooObj", Protocol: "tars", Allow: []string{"10.0.0.1", "10.0.0.2"},
-		MaxConns: 1024, Threads: 1, QueueCap: 10240, QueueTimeout: time.Minute,
+		MaxConns: 1024,
 	}}
 	if !reflect.DeepEqual(sc.Adapters, want) {
 		t.Errorf("Adapters = %+v, want %+v", sc.Adapters, want)
@@ -456,8 +448,6 @@ func TestLoadServerConfigErrors(t *testing.T) {
 		{adapter("endpoint=tcp -h a -p 1"), "", "config " + ad + "<servant>: not set"},
 		{adapter("endpoint=tcp -p 1\nservant=X.S.FooObj"), "", "config " + ad + `<endpoint>: tars: endpoint "tcp -p 1": no host (-h)`},
 		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nprotocol=http"), "", "config " + ad + `<protocol>: bad value "http" (want tars or not_tars)`},
-		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nthreads=-1"), "", "config " + ad + `<threads>: bad value "-1"`},
-		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nqueuetimeout=x"), "", "config " + ad + `<queuetimeout>: bad value "x"`},
 		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj") + "\n<Y>\nendpoint=tcp -h b\nservant=X.S.FooObj\n</Y>", "",
 			`config /tars/application/server/Y<servant>: "X.S.FooObj" is also served by adapter X.S.FooObjAdapter`},
 		{"", "store=redis", `config /tars/application/websocket<store>: bad value "redis" (want file or memory)`},
