@@ -71,9 +71,7 @@ type conn struct {
 	writing bool     // a writer runs; once the writer has ended, for good
 	spare   [][]byte // the writer's last batch, emptied, reused as the queue
 
-	// send holds one token per queued message: it bounds the queue, and its
-	// length is the queue's depth for anyone to read.
-	send    chan struct{}
+	send    chan struct{} // a token per queued message: the bound, and the depth
 	queued  atomic.Int64  // bytes in queue
 	drained chan struct{} // has a token when the writer has taken messages off
 
@@ -120,8 +118,8 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 }
 
 // readLoop reads commands until the peer closes the connection or it
-// fails. Once the connection is closing it goes on reading, ignoring
-// commands, until the peer's close frame arrives or the writer gives up.
+// fails; once closing, it reads on, ignoring commands, until the peer's
+// close frame arrives or the writer gives up.
 func (c *conn) readLoop() {
 	s := c.set
 	mr := newMessageReader(c.ws, c.br, s.MaxMessage, c.queuePong)
@@ -269,8 +267,6 @@ func (c *conn) writeLoop() {
 // holds none.
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-var errKilled = errors.New("shutdown time is up")
-
 // writeQueued writes, in one write with one deadline, the pong owed, the
 // ping due, every queued message, then the frames in last. Only the writer
 // calls it.
@@ -316,11 +312,6 @@ func (c *conn) writeQueued(last []byte) error {
 
 // writeRaw writes encoded frames to the connection with a deadline.
 func (c *conn) writeRaw(b []byte) error {
-	select {
-	case <-c.hub.killed:
-		return errKilled
-	default:
-	}
 	if len(b) == 0 {
 		return nil
 	}
@@ -348,14 +339,12 @@ func (c *conn) close() {
 		select {
 		case <-c.readDone:
 		case <-t.C:
-		case <-c.hub.killed:
 		}
 	}
 	c.closeSocket()
 }
 
-// closeSocket closes the connection without the close frame that x/net's
-// Close would write first.
+// closeSocket closes the connection without x/net's close frame.
 func (c *conn) closeSocket() {
 	c.nc.SetWriteDeadline(time.Now())
 	c.nc.Close()
@@ -396,15 +385,6 @@ func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %
 // errPeerClosed is returned once the peer's close frame has arrived.
 var errPeerClosed = errors.New("websocket: closed by the peer")
 
-// wsFrame is one frame as golang.org/x/net/websocket reads it: HeaderReader
-// yields the raw header, Len the header and payload length, Read the
-// unmasked payload.
-type wsFrame interface {
-	io.Reader
-	HeaderReader() io.Reader
-	Len() int
-}
-
 // messageReader reassembles whole messages from a server-side connection's
 // frames. x/net's Message.Receive hands out each frame of a fragmented
 // message as a message of its own and leaves control frames to a handler
@@ -415,8 +395,8 @@ type messageReader struct {
 	limit      int           // longest message, bytes
 	ping       func([]byte)  // gets each ping's payload, for the writer; may be nil
 	buf        []byte
-	cur        wsFrame // the frame being read
-	peerClosed bool    // the peer's close frame has been read
+	cur        io.Reader // the payload of the frame being read, unmasked
+	peerClosed bool      // the peer's close frame has been read
 }
 
 func newMessageReader(ws *websocket.Conn, br *bufio.Reader, limit int, ping func([]byte)) *messageReader {
@@ -424,7 +404,7 @@ func newMessageReader(ws *websocket.Conn, br *bufio.Reader, limit int, ping func
 }
 
 // next reads the next frame's header: fin, reserved bits and mask from its
-// first bytes, the payload length from x/net. x/net clears the top bit of a
+// first bytes, the payload length from x/net's header and frame lengths. x/net clears the top bit of a
 // 64-bit length, which RFC 6455 requires to be 0: the peek sees it first,
 // reading no further than x/net is about to.
 func (r *messageReader) next() (fin bool, op byte, n int, err error) {

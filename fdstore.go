@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -123,8 +121,6 @@ func (f *fileStore) Flush() error {
 // flusher writes dirty rooms behind, at most every flushEvery.
 func (f *fileStore) flusher() {
 	defer close(f.done)
-	t := time.NewTimer(flushEvery)
-	defer t.Stop()
 	for {
 		select {
 		case <-f.wake:
@@ -134,9 +130,8 @@ func (f *fileStore) flusher() {
 		if err := f.Flush(); err != nil {
 			f.log.Error("room store", "dir", f.dir, "err", err)
 		}
-		t.Reset(flushEvery)
 		select {
-		case <-t.C:
+		case <-time.After(flushEvery):
 		case <-f.quit:
 			return
 		}
@@ -175,16 +170,11 @@ func readIDs(path string) ([]string, error) {
 		return nil, fmt.Errorf("room store: %w", err)
 	}
 	var ids []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for line := 1; sc.Scan(); line++ {
-		id := sc.Text()
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("room store: %s:%d: %w", path, line, err)
+	for line := range strings.Lines(string(data)) {
+		ids = append(ids, strings.TrimRight(line, "\r\n"))
+		if err := checkID(ids[len(ids)-1]); err != nil {
+			return nil, fmt.Errorf("room store: %s:%d: %w", path, len(ids), err)
 		}
-		ids = append(ids, id)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("room store: %s: %w", path, err)
 	}
 	return ids, nil
 }
@@ -285,7 +275,11 @@ type historyEntry struct {
 // rooms that no longer have any. A message whose time JSON cannot hold is
 // left out, so that it cannot cost its room's whole history.
 func saveHistory(dir string, rooms map[string][]event, log *slog.Logger) error {
-	files := make(map[string]historyFile, len(rooms))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save history: %w", err)
+	}
+	keep := make(map[string]bool, len(rooms))
+	var errs []error
 	skipped := 0
 	for room, msgs := range rooms {
 		f := historyFile{Room: room}
@@ -296,36 +290,30 @@ func saveHistory(dir string, rooms map[string][]event, log *slog.Logger) error {
 			}
 			f.Messages = append(f.Messages, historyEntry{From: ev.From, Time: ev.Time, Text: ev.Text})
 		}
-		files[roomFileName(room)+historyFileExt] = f
-	}
-	if skipped > 0 {
-		log.Warn("save history: messages with a time out of range left out", "count", skipped)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save history: %w", err)
-	}
-	var errs []error
-	for name, f := range files {
+		name := roomFileName(room) + historyFileExt
+		keep[name] = true
 		data, err := json.Marshal(f)
 		if err == nil {
 			err = writeFileAtomic(filepath.Join(dir, name), data, true)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("save history of room %q: %w", f.Room, err))
+			errs = append(errs, fmt.Errorf("room %q: %w", room, err))
 		}
+	}
+	if skipped > 0 {
+		log.Warn("save history: messages with a time out of range left out", "count", skipped)
 	}
 	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("save history: %w", err))...)
-	}
+	errs = append(errs, err)
 	for _, e := range entries {
-		if _, keep := files[e.Name()]; !keep && strings.HasSuffix(e.Name(), historyFileExt) {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				errs = append(errs, fmt.Errorf("save history: %w", err))
-			}
+		if !keep[e.Name()] && strings.HasSuffix(e.Name(), historyFileExt) {
+			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("save history: %w", err)
+	}
+	return nil
 }
 
 // loadHistory reads saved history: each room's messages, the rooms whose

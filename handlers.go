@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -39,7 +40,7 @@ type handler struct {
 // newHandler returns the server's HTTP handler; metrics is served at
 // /metrics.
 func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.Logger) http.Handler {
-	h := &handler{hub: hub, live: l, cluster: cl, log: cmpLog(log), conns: make(map[string]int)}
+	h := &handler{hub: hub, live: l, cluster: cl, log: cmp.Or(log, slog.Default()), conns: make(map[string]int)}
 	pages, _ := fs.Sub(clientFiles, "clients")
 	files := http.FileServerFS(pages)
 	mux := http.NewServeMux()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +63,6 @@ type Hub struct {
 	relayed  chan struct{} // has a token when the outbox has something
 	nextID   atomic.Uint64
 	serving  sync.WaitGroup // connections not yet out of their rooms
-	killed   chan struct{}  // closed when Shutdown runs out of time
 	stopping chan struct{}  // closed when Shutdown starts
 
 	messagesIn, messagesOut, dropped atomic.Uint64
@@ -79,12 +79,11 @@ type relayItem struct {
 // earlier Shutdown is loaded, and Shutdown saves it again.
 func newHub(o hubOptions) (*Hub, error) {
 	h := &Hub{
-		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmpLog(o.Log), idTag: connIDTag(),
+		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()), idTag: connIDTag(),
 		conns:    make(map[*conn]uint64),
 		rooms:    make(map[string]map[*conn]uint64),
 		history:  make(map[string]*clist.Element),
 		relayed:  make(chan struct{}, 1),
-		killed:   make(chan struct{}),
 		stopping: make(chan struct{}),
 	}
 	s := o.Live.get()
@@ -111,25 +110,10 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
-func cmpLog(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.Default()
-	}
-	return l
-}
-
-// connIDTag returns 5 random letters and digits that end every connection
+// connIDTag returns 5 random letters and digits (base32) that end every connection
 // id of this process ("c7.k3f9q"), so that ids from different nodes, or
 // from before a restart, never meet in one room.
-func connIDTag() string {
-	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, 5)
-	rand.Read(b)
-	for i := range b {
-		b[i] = digits[int(b[i])%len(digits)]
-	}
-	return string(b)
-}
+func connIDTag() string { return strings.ToLower(rand.Text()[:5]) }
 
 func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
 
@@ -461,9 +445,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-flushed:
 	case <-ctx.Done():
 		err = ctx.Err()
-		close(h.killed)
 		for _, c := range conns {
-			c.closeSocket() // unblocks any write in progress, and the reader
+			c.closeSocket() // fails any write in progress, and the reader
 		}
 		<-flushed
 	}
