@@ -45,25 +45,6 @@ func buildVersion() string {
 	return v
 }
 
-// closeKicked is the WebSocket close code of connections an operator
-// closed with ws.kick.
-const closeKicked = 4001
-
-// Kick closes every member of room with code and reason; it returns how
-// many.
-func (h *Hub) Kick(room string, code int, reason string) int {
-	h.mu.Lock()
-	members := slices.Collect(maps.Keys(h.rooms[room]))
-	h.mu.Unlock()
-	n := 0
-	for _, c := range members {
-		if c.stopWith(code, reason) {
-			n++
-		}
-	}
-	return n
-}
-
 // AdminServant and AdminAdapter are the names tarsnode uses for the admin
 // servant on the local endpoint.
 const (
@@ -176,7 +157,7 @@ func (ad *Admin) loadConfig(ctx context.Context, args []string) string {
 
 func (ad *Admin) viewStatus(context.Context, []string) string {
 	a := ad.app
-	st := a.Hub.Stats()
+	st := a.Hub.Counts()
 	var b strings.Builder
 	fmt.Fprintf(&b, "server: %s.%s\n", a.Conf.App, a.Conf.Server)
 	fmt.Fprintf(&b, "version: %s\n", buildVersion())
@@ -200,7 +181,7 @@ func (ad *Admin) connections(context.Context, []string) string {
 }
 
 func (ad *Admin) rooms(context.Context, []string) string {
-	st := ad.app.Hub.Stats()
+	st := ad.app.Hub.Counts()
 	if len(st.Rooms) == 0 {
 		return "no rooms"
 	}
@@ -221,7 +202,7 @@ func (ad *Admin) kick(_ context.Context, args []string) string {
 }
 
 func (ad *Admin) stats(context.Context, []string) string {
-	b, err := json.Marshal(ad.app.Hub.Stats())
+	b, err := json.Marshal(ad.app.Hub.Counts())
 	if err != nil {
 		return "ws.stats: " + err.Error()
 	}

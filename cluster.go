@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,19 +50,6 @@ const (
 	peerClockSkew    = 5 * time.Minute // a message time further from now is replaced by now
 )
 
-// connIDTag returns 5 random letters and digits that end every connection
-// id of this process ("c7.k3f9q"), so that ids from different nodes, or
-// from before a restart, never meet in one room.
-func connIDTag() string {
-	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, 5)
-	rand.Read(b)
-	for i := range b {
-		b[i] = digits[int(b[i])%len(digits)]
-	}
-	return string(b)
-}
-
 // ClusterOptions configure a Cluster.
 type ClusterOptions struct {
 	Servant  string          // this server's PushObj, "App.Server.PushObj"
@@ -82,8 +68,9 @@ type Cluster struct {
 	origin string // this node's name in PeerMessage.origin
 	log    *slog.Logger
 
-	peers   atomic.Pointer[[]*peer] // read under hub.mu by relay; replaced whole
+	peers   atomic.Pointer[[]*peer] // replaced whole
 	mu      sync.Mutex              // serialises changes of peers
+	relayMu sync.Mutex              // one relayOutbox at a time
 	closing atomic.Bool
 	stopped context.Context // ends when Close starts: discovery stops
 	stop    context.CancelFunc
@@ -107,8 +94,30 @@ func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	c.stopped, c.stop = context.WithCancel(context.Background())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.peers.Store(&[]*peer{})
-	hub.Relay = func(ev event) { c.relay(ev, nil) }
+	go func() {
+		for {
+			select {
+			case <-hub.Relayed():
+				c.relayOutbox()
+			case <-c.stopped.Done():
+				return
+			}
+		}
+	}()
 	return c
+}
+
+// relayOutbox hands what the hub delivered since the last call to every
+// peer, in the hub's order, and answers the count each ack held.
+func (c *Cluster) relayOutbox() {
+	c.relayMu.Lock()
+	defer c.relayMu.Unlock()
+	for _, it := range c.hub.TakeRelayed() {
+		c.relay(it.f.ev, it.ack)
+		if it.ack != nil {
+			it.ack.answer(0)
+		}
+	}
 }
 
 // Start reads the peers (the static list at once, the registry now and
@@ -190,7 +199,7 @@ func (c *Cluster) setPeers(eps []tars.Endpoint) {
 }
 
 // relay queues ev for every peer; a non-nil ack collects their counts. It
-// runs under the hub's lock and never blocks.
+// never blocks.
 func (c *Cluster) relay(ev event, ack *peerAck) {
 	m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin}
 	for _, p := range *c.peers.Load() {
@@ -204,9 +213,8 @@ func (c *Cluster) relay(ev event, ack *peerAck) {
 // reply). It returns the connections reached on the nodes that answered.
 func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 	ack := &peerAck{done: make(chan struct{})}
-	ack.left.Store(1) // held until every peer has its share
-	local := c.hub.Deliver(ev, func(ev event) { c.relay(ev, ack) })
-	ack.answer(0)
+	ack.left.Store(1) // held until every peer has its share (relayOutbox)
+	local := c.hub.Deliver(newFrames(ev), ack)
 
 	wait := peerAckWait
 	if d, ok := ctx.Deadline(); ok {
@@ -225,6 +233,7 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 // Close lets every sender empty its queue until ctx ends, then abandons
 // what is left. The client is the caller's to close.
 func (c *Cluster) Close(ctx context.Context) error {
+	c.relayOutbox() // what the connections pushed while closing
 	c.mu.Lock()
 	if c.closing.Swap(true) {
 		c.mu.Unlock()

@@ -55,7 +55,7 @@ func startInNode(t *testing.T, set Settings, ln net.Listener, peers ...string) *
 	if set.ClusterSecret == "" {
 		set.ClusterSecret = testClusterSecret
 	}
-	n := &inNode{testServer: startServer(t, set, t.TempDir()), ln: ln, set: set}
+	n := &inNode{testServer: startServerWith(t, set, t.TempDir(), hubOptions{Relay: true}), ln: ln, set: set}
 	var eps []tars.Endpoint
 	for _, p := range peers {
 		eps = append(eps, tarsEndpoint(t, p))
@@ -130,7 +130,7 @@ func TestClusterRelay(t *testing.T) {
 	waitFor(t, "both peers to acknowledge", func() bool {
 		return a.peer(t, addrs[1]).Sent == 1 && b.peer(t, addrs[0]).Sent == 1
 	})
-	if ina, inb := a.hub.Stats().MessagesIn, b.hub.Stats().MessagesIn; ina != 2 || inb != 2 {
+	if ina, inb := a.hub.Counts().MessagesIn, b.hub.Counts().MessagesIn; ina != 2 || inb != 2 {
 		t.Errorf("messages in: A %d, B %d; want 2 each", ina, inb)
 	}
 }
@@ -388,11 +388,10 @@ func TestClusterStatsJSON(t *testing.T) {
 	ln := listenTars(t)
 	dead := freeAddr(t)
 	n := startInNode(t, testSettings(), ln, dead)
-	n.Server.cluster = n.cluster
 	n.hub.PushAll("x", fromHTTP)
 	waitFor(t, "the peer to be marked down", func() bool { return n.peer(t, dead).State == "down" })
 	rec := httptest.NewRecorder()
-	n.Server.stats(rec, httptest.NewRequest("GET", "/Index/stats", nil))
+	newHandler(n.hub, n.live, n.cluster, &Metrics{hub: n.hub}, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/Index/stats", nil))
 	var st struct {
 		Connections *int
 		Cluster     struct {
@@ -484,7 +483,7 @@ func (e endpoints) Resolve(ctx context.Context, obj string) ([]tars.Endpoint, er
 func TestClusterResolvedClose(t *testing.T) {
 	la, lb := listenTars(t), listenTars(t)
 	b := startInNode(t, testSettings(), lb, la.Addr().String())
-	ts := startServer(t, testSettings(), t.TempDir())
+	ts := startServerWith(t, testSettings(), t.TempDir(), hubOptions{Relay: true})
 	hub := ts.hub
 	client := tars.NewClient(tars.ClientOptions{})
 	defer client.Close()

@@ -1,126 +1,58 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
-// FdStore records which connections are in which rooms. It is the record
-// operators and tools read; message delivery uses the Hub's in-memory index.
-// Ids are connection ids such as "c7.k3f9q".
-type FdStore interface {
-	Add(room, id string) error
-	Remove(room, id string) error
-	Members(room string) ([]string, error)
-	RemoveAll(id string) error
-	// Close writes out what is pending, within ctx, at shutdown.
-	Close(ctx context.Context) error
-}
+// fileStore writes room membership to a directory, one file per room, one
+// connection id per line, in joining order: the FdStore of the TarsPHP demo,
+// for operators and tools. It keeps no index of its own: a flusher asks
+// the hub for each changed room's members and rewrites its file atomically
+// (a temporary file in the same directory, then a rename) at most every
+// flushEvery, so joins and leaves never wait for the disk and a reader
+// always sees a whole file.
+type fileStore struct {
+	dir     string
+	members func(room string) []string
+	log     *slog.Logger
 
-// MemStore is an FdStore in memory. The zero value is ready to use.
-type MemStore struct {
-	mu    sync.Mutex
-	rooms map[string]map[string]bool
-}
-
-func (m *MemStore) Add(room, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.rooms == nil {
-		m.rooms = make(map[string]map[string]bool)
-	}
-	if m.rooms[room] == nil {
-		m.rooms[room] = make(map[string]bool)
-	}
-	m.rooms[room][id] = true
-	return nil
-}
-
-func (m *MemStore) Remove(room, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.rooms[room], id)
-	if len(m.rooms[room]) == 0 {
-		delete(m.rooms, room)
-	}
-	return nil
-}
-
-func (m *MemStore) Members(room string) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ids := make([]string, 0, len(m.rooms[room]))
-	for id := range m.rooms[room] {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids, nil
-}
-
-// Close does nothing: there is nothing to write.
-func (m *MemStore) Close(context.Context) error { return nil }
-
-func (m *MemStore) RemoveAll(id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for room, ids := range m.rooms {
-		delete(ids, id)
-		if len(ids) == 0 {
-			delete(m.rooms, room)
-		}
-	}
-	return nil
-}
-
-// FileStore is an FdStore that keeps membership in memory and writes it
-// behind to a directory, one file per room, one id per line. A flusher
-// rewrites each changed room's file atomically (a temporary file in the same
-// directory, then a rename) at most every flushEvery, so joins and leaves never
-// wait for the disk and a reader always sees a whole file.
-type FileStore struct {
-	dir string
-	log *slog.Logger
-
-	mu    sync.Mutex
-	rooms map[string]map[string]uint64   // room -> id -> order of joining
-	ids   map[string]map[string]struct{} // id -> rooms
-	dirty map[string]struct{}
-	seq   uint64
+	mu     sync.Mutex
+	dirty  map[string]struct{}
+	closed bool
 
 	flushMu sync.Mutex    // one flush at a time, so files never go back in time
 	wake    chan struct{} // a room turned dirty
 	quit    chan struct{} // closed by Close
 	done    chan struct{} // closed when the flusher has returned
-	closed  bool          // guarded by mu
 }
 
-// flushEvery is the shortest time between two writes of the store's files.
-const flushEvery = 200 * time.Millisecond
+const (
+	flushEvery     = 200 * time.Millisecond // shortest time between two writes of the files
+	roomFileExt    = ".ids"                 // ends every room file; start-up purges only these
+	historyFileExt = ".json"
+	tempPrefix     = ".tmp-" // starts files being written; never a room's
+	maxSavedFrom   = 256     // longest sender accepted from a history file
+)
 
-// roomFileExt ends every file the store owns; start-up purges only these.
-const roomFileExt = ".ids"
-
-// NewFileStore opens the store in dir, creating it if needed, and removes the
-// ids an earlier process left: they name connections that no longer exist.
-// Errors of the writes behind go to log (nil means slog.Default()); Close
-// stops the writer.
-func NewFileStore(dir string, log *slog.Logger) (*FileStore, error) {
-	if log == nil {
-		log = slog.Default()
-	}
+// newFileStore opens the store in dir, creating it if needed, and removes
+// the ids an earlier process left: they name connections that no longer
+// exist. Close stops the writer.
+func newFileStore(dir string, members func(room string) []string, log *slog.Logger) (*fileStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("room store: %w", err)
 	}
@@ -136,11 +68,8 @@ func NewFileStore(dir string, log *slog.Logger) (*FileStore, error) {
 			}
 		}
 	}
-	f := &FileStore{
-		dir:   dir,
-		log:   log,
-		rooms: make(map[string]map[string]uint64),
-		ids:   make(map[string]map[string]struct{}),
+	f := &fileStore{
+		dir: dir, members: members, log: log,
 		dirty: make(map[string]struct{}),
 		wake:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
@@ -150,137 +79,48 @@ func NewFileStore(dir string, log *slog.Logger) (*FileStore, error) {
 	return f, nil
 }
 
-// Dir returns the directory the store writes.
-func (f *FileStore) Dir() string { return f.dir }
-
-func (f *FileStore) path(room string) string {
-	return filepath.Join(f.dir, roomFileName(room)+roomFileExt)
-}
-
-func (f *FileStore) Add(room, id string) error {
-	if err := checkID(id); err != nil {
-		return err
-	}
+// mark notes that the rooms' files are out of date and wakes the flusher.
+func (f *fileStore) mark(rooms ...string) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	ids := f.rooms[room]
-	if _, ok := ids[id]; ok {
-		return nil
+	for _, room := range rooms {
+		f.dirty[room] = struct{}{}
 	}
-	if ids == nil {
-		ids = make(map[string]uint64)
-		f.rooms[room] = ids
-	}
-	f.seq++
-	ids[id] = f.seq
-	if f.ids[id] == nil {
-		f.ids[id] = make(map[string]struct{})
-	}
-	f.ids[id][room] = struct{}{}
-	f.markLocked(room)
-	return nil
-}
-
-func (f *FileStore) Remove(room, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.removeLocked(room, id)
-	return nil
-}
-
-func (f *FileStore) removeLocked(room, id string) {
-	ids := f.rooms[room]
-	if _, ok := ids[id]; !ok {
-		return
-	}
-	delete(ids, id)
-	if len(ids) == 0 {
-		delete(f.rooms, room)
-	}
-	delete(f.ids[id], room)
-	if len(f.ids[id]) == 0 {
-		delete(f.ids, id)
-	}
-	f.markLocked(room)
-}
-
-// markLocked notes that room's file is out of date and wakes the flusher.
-func (f *FileStore) markLocked(room string) {
-	f.dirty[room] = struct{}{}
+	f.mu.Unlock()
 	select {
 	case f.wake <- struct{}{}:
 	default:
 	}
 }
 
-// Members returns the room's ids in the order they joined.
-func (f *FileStore) Members(room string) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.membersLocked(room), nil
-}
-
-func (f *FileStore) membersLocked(room string) []string {
-	ids := f.rooms[room]
-	if len(ids) == 0 {
-		return nil
-	}
-	out := make([]string, 0, len(ids))
-	for id := range ids {
-		out = append(out, id)
-	}
-	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(ids[a], ids[b]) })
-	return out
-}
-
-// RemoveAll removes id from every room.
-func (f *FileStore) RemoveAll(id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for room := range f.ids[id] {
-		f.removeLocked(room, id)
-	}
-	return nil
-}
-
 // Flush writes every changed room's file now. A file that is not the store's
 // own (it does not parse) is reported and replaced; a file that cannot be
 // written is reported and the other rooms are still written. The room is
 // written again at its next change.
-func (f *FileStore) Flush() error {
+func (f *fileStore) Flush() error {
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.mu.Lock()
-	type snap struct {
-		room string
-		ids  []string
-	}
-	rooms := make([]snap, 0, len(f.dirty))
-	for room := range f.dirty {
-		rooms = append(rooms, snap{room, f.membersLocked(room)})
-	}
+	rooms := slices.Collect(maps.Keys(f.dirty))
 	clear(f.dirty)
 	f.mu.Unlock()
 	var errs []error
-	for _, r := range rooms {
-		path := f.path(r.room)
+	for _, room := range rooms {
+		path := filepath.Join(f.dir, roomFileName(room)+roomFileExt)
 		// The store's files are its own: anything else in one was put
 		// there by someone else and is worth a word before it goes.
 		if _, err := readIDs(path); err != nil {
 			errs = append(errs, fmt.Errorf("%w (replaced)", err))
 		}
-		if err := writeIDs(path, r.ids); err != nil {
-			errs = append(errs, fmt.Errorf("room store: room %q: %w", r.room, err))
+		if err := writeIDs(path, f.members(room)); err != nil {
+			errs = append(errs, fmt.Errorf("room store: room %q: %w", room, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
 // flusher writes dirty rooms behind, at most every flushEvery.
-func (f *FileStore) flusher() {
+func (f *fileStore) flusher() {
 	defer close(f.done)
-	t := time.NewTimer(flushEvery)
-	defer t.Stop()
 	for {
 		select {
 		case <-f.wake:
@@ -290,9 +130,8 @@ func (f *FileStore) flusher() {
 		if err := f.Flush(); err != nil {
 			f.log.Error("room store", "dir", f.dir, "err", err)
 		}
-		t.Reset(flushEvery)
 		select {
-		case <-t.C:
+		case <-time.After(flushEvery):
 		case <-f.quit:
 			return
 		}
@@ -300,8 +139,8 @@ func (f *FileStore) flusher() {
 }
 
 // Close stops the flusher and writes what is left, unless ctx ends first.
-// The store keeps answering from memory; a second Close only flushes.
-func (f *FileStore) Close(ctx context.Context) error {
+// A second Close only flushes.
+func (f *fileStore) Close(ctx context.Context) error {
 	f.mu.Lock()
 	if !f.closed {
 		f.closed = true
@@ -331,16 +170,11 @@ func readIDs(path string) ([]string, error) {
 		return nil, fmt.Errorf("room store: %w", err)
 	}
 	var ids []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for line := 1; sc.Scan(); line++ {
-		id := sc.Text()
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("room store: %s:%d: %w", path, line, err)
+	for line := range strings.Lines(string(data)) {
+		ids = append(ids, strings.TrimRight(line, "\r\n"))
+		if err := checkID(ids[len(ids)-1]); err != nil {
+			return nil, fmt.Errorf("room store: %s:%d: %w", path, len(ids), err)
 		}
-		ids = append(ids, id)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("room store: %s: %w", path, err)
 	}
 	return ids, nil
 }
@@ -353,18 +187,9 @@ func writeIDs(path string, ids []string) error {
 		}
 		return nil
 	}
-	var b bytes.Buffer
-	for _, id := range ids {
-		b.WriteString(id)
-		b.WriteByte('\n')
-	}
 	// No fsync: membership is purged at start-up, so only atomicity matters.
-	return writeFileAtomic(path, b.Bytes(), false)
+	return writeFileAtomic(path, []byte(strings.Join(ids, "\n")+"\n"), false)
 }
-
-// tempPrefix starts the names of files being written; they never end in
-// roomFileExt, so a reader never mistakes one for a room.
-const tempPrefix = ".tmp-"
 
 // writeFileAtomic writes data to a temporary file next to path and renames it
 // over path; durable also syncs the data to disk before the rename.
@@ -431,4 +256,141 @@ func roomFileName(room string) string {
 		}
 	}
 	return b.String()
+}
+
+// Room history is saved at shutdown, one JSON file per room under the
+// history directory, named like the room files, and loaded at start.
+type historyFile struct {
+	Room     string         `json:"room"`
+	Messages []historyEntry `json:"messages"`
+}
+
+type historyEntry struct {
+	From string    `json:"from"`
+	Time time.Time `json:"time"`
+	Text string    `json:"text"`
+}
+
+// saveHistory writes every room's history atomically and removes files of
+// rooms that no longer have any. A message whose time JSON cannot hold is
+// left out, so that it cannot cost its room's whole history.
+func saveHistory(dir string, rooms map[string][]event, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save history: %w", err)
+	}
+	keep := make(map[string]bool, len(rooms))
+	var errs []error
+	skipped := 0
+	for room, msgs := range rooms {
+		f := historyFile{Room: room}
+		for _, ev := range msgs {
+			if y := ev.Time.Year(); y < 0 || y > 9999 {
+				skipped++
+				continue
+			}
+			f.Messages = append(f.Messages, historyEntry{From: ev.From, Time: ev.Time, Text: ev.Text})
+		}
+		name := roomFileName(room) + historyFileExt
+		keep[name] = true
+		data, err := json.Marshal(f)
+		if err == nil {
+			err = writeFileAtomic(filepath.Join(dir, name), data, true)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("room %q: %w", room, err))
+		}
+	}
+	if skipped > 0 {
+		log.Warn("save history: messages with a time out of range left out", "count", skipped)
+	}
+	entries, err := os.ReadDir(dir)
+	errs = append(errs, err)
+	for _, e := range entries {
+		if !keep[e.Name()] && strings.HasSuffix(e.Name(), historyFileExt) {
+			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("save history: %w", err)
+	}
+	return nil
+}
+
+// loadHistory reads saved history: each room's messages, the rooms whose
+// last message is the oldest first. A bad file or message is logged and
+// skipped: losing one room's history must not stop the server.
+func loadHistory(dir string, s *Settings, log *slog.Logger) ([][]event, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load history: %w", err)
+	}
+	var rooms [][]event
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), historyFileExt) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		msgs, err := loadHistoryFile(path, e.Name(), s, log)
+		if err != nil {
+			log.Error("load history", "file", path, "err", err)
+		}
+		if len(msgs) > 0 {
+			rooms = append(rooms, msgs)
+		}
+	}
+	slices.SortStableFunc(rooms, func(a, b []event) int {
+		return a[len(a)-1].Time.Compare(b[len(b)-1].Time)
+	})
+	return rooms, nil
+}
+
+func loadHistoryFile(path, name string, s *Settings, log *slog.Logger) ([]event, error) {
+	// The largest file a save can write with these settings: every string
+	// escaped at most maxEscape times.
+	limit := int64(maxEscape*(s.History*(s.MaxMessage+maxSavedFrom+historyEntryOverhead)+s.MaxRoomName) + 1024)
+	if fi, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if fi.Size() > limit {
+		return nil, fmt.Errorf("file of %d bytes, more than the %d a room's history can take", fi.Size(), limit)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f historyFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, err
+	}
+	if want := roomFileName(f.Room) + historyFileExt; want != name {
+		return nil, fmt.Errorf("file holds room %q, which belongs in %s", f.Room, want)
+	}
+	if err := checkRoom(f.Room, s); err != nil {
+		return nil, err
+	}
+	var msgs []event
+	var bad error
+	skipped := 0
+	for _, m := range f.Messages {
+		err := checkMessage(&m.Text, s)
+		switch {
+		case err != nil:
+		case len(m.From) > maxSavedFrom || !utf8.ValidString(m.From):
+			err = fmt.Errorf("sender longer than %d bytes or not UTF-8", maxSavedFrom)
+		case m.Time.IsZero() || m.Time.After(time.Now().Add(24*time.Hour)):
+			err = fmt.Errorf("time %v out of range", m.Time)
+		}
+		if err != nil {
+			bad = cmp.Or(bad, err)
+			skipped++
+			continue
+		}
+		msgs = append(msgs, event{Kind: kindMessage, Room: f.Room, From: m.From, Text: m.Text, Time: m.Time})
+	}
+	if skipped > 0 {
+		log.Warn("load history: bad messages skipped", "file", path, "count", skipped, "first", bad)
+	}
+	return msgs, nil
 }

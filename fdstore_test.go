@@ -13,117 +13,133 @@ import (
 	"testing"
 )
 
-// newFileStore opens a FileStore in dir whose errors go to the returned
-// buffer, and closes it when the test ends.
-func newFileStore(t *testing.T, dir string) (*FileStore, *syncBuffer) {
+// testRooms is a room index for a fileStore on its own: add and remove
+// change it and mark the room, as the hub does.
+type testRooms struct {
+	mu    sync.Mutex
+	rooms map[string][]string
+	store *fileStore
+}
+
+func (r *testRooms) members(room string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.rooms[room])
+}
+
+func (r *testRooms) add(room, id string) {
+	r.mu.Lock()
+	r.rooms[room] = append(r.rooms[room], id)
+	r.mu.Unlock()
+	r.store.mark(room)
+}
+
+func (r *testRooms) remove(room, id string) {
+	r.mu.Lock()
+	r.rooms[room] = slices.DeleteFunc(r.rooms[room], func(s string) bool { return s == id })
+	r.mu.Unlock()
+	r.store.mark(room)
+}
+
+// newTestStore opens a fileStore in dir over a testRooms, whose errors go
+// to the returned buffer, and closes it when the test ends.
+func newTestStore(t *testing.T, dir string) (*testRooms, *syncBuffer) {
 	t.Helper()
 	var logs syncBuffer
-	s, err := NewFileStore(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	r := &testRooms{rooms: make(map[string][]string)}
+	s, err := newFileStore(dir, r.members, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.store = s
 	t.Cleanup(func() { s.Close(context.Background()) })
-	return s, &logs
+	return r, &logs
 }
 
-// stores runs f on each FdStore implementation.
-func stores(t *testing.T, f func(t *testing.T, s FdStore)) {
-	t.Run("file", func(t *testing.T) {
-		s, _ := newFileStore(t, filepath.Join(t.TempDir(), "rooms"))
-		f(t, s)
-	})
-	t.Run("memory", func(t *testing.T) { f(t, &MemStore{}) })
-}
-
-func members(t *testing.T, s FdStore, room string) []string {
-	t.Helper()
-	ids, err := s.Members(room)
-	if err != nil {
-		t.Fatal(err)
+// The hub is the one index: a connection is in a room's file once however
+// often it joins, in joining order, until it leaves or closes; every id
+// written is one the store reads back.
+func TestRoomFilesFollowMembership(t *testing.T) {
+	ts := startServer(t, testSettings(), t.TempDir())
+	file := func(room string) string { return filepath.Join(ts.dir, "rooms", roomFileName(room)+roomFileExt) }
+	a, b := ts.dial(t), ts.dial(t)
+	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	b.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	a.do("subscribe|room1", "Subscribe roomNum:room1 success!") // never twice
+	a.do("subscribe|room2", "Subscribe roomNum:room2 success!")
+	ida, idb := a.id(), b.id()
+	flushStore(t, ts)
+	if got := readFile(t, file("room1")); got != ida+"\n"+idb+"\n" {
+		t.Fatalf("room1 = %q, want %s then %s", got, ida, idb)
 	}
-	slices.Sort(ids)
-	return ids
-}
-
-func TestStoreMembership(t *testing.T) {
-	stores(t, func(t *testing.T, s FdStore) {
-		must := func(err error) {
-			t.Helper()
-			if err != nil {
-				t.Fatal(err)
-			}
+	if ids, err := readIDs(file("room2")); err != nil || !slices.Equal(ids, []string{ida}) {
+		t.Fatalf("room2 = %v, %v", ids, err)
+	}
+	b.do("unsubscribe|room1", "Unsubscribe roomNum:room1 success!")
+	b.do("unsubscribe|room9", "Unsubscribe roomNum:room9 success!") // not a member: no error
+	flushStore(t, ts)
+	if got := readFile(t, file("room1")); got != ida+"\n" {
+		t.Fatalf("room1 after unsubscribe = %q", got)
+	}
+	a.ws.Close()
+	waitFor(t, "a to leave", func() bool { return ts.hub.Counts().Connections == 1 })
+	flushStore(t, ts)
+	for _, room := range []string{"room1", "room2", "room9"} {
+		if _, err := os.Stat(file(room)); !os.IsNotExist(err) {
+			t.Fatalf("%s has a file after its members left: %v", room, err)
 		}
-		must(s.Add("room1", "c1"))
-		must(s.Add("room1", "c2"))
-		must(s.Add("room1", "c1")) // never twice
-		must(s.Add("room2", "c1"))
-		if got := members(t, s, "room1"); !slices.Equal(got, []string{"c1", "c2"}) {
-			t.Fatalf("room1 = %v", got)
-		}
-		must(s.Remove("room1", "c2"))
-		must(s.Remove("room1", "c9")) // not a member: no error
-		if got := members(t, s, "room1"); !slices.Equal(got, []string{"c1"}) {
-			t.Fatalf("room1 after remove = %v", got)
-		}
-		must(s.RemoveAll("c1"))
-		for _, room := range []string{"room1", "room2", "never"} {
-			if got := members(t, s, room); len(got) != 0 {
-				t.Fatalf("%s after RemoveAll = %v", room, got)
-			}
-		}
-	})
+	}
 }
 
 func TestStoreConcurrentAdds(t *testing.T) {
-	stores(t, func(t *testing.T, s FdStore) {
-		const n = 64
-		var wg sync.WaitGroup
-		stop := make(chan struct{})
-		// A reader checks that the room always parses while writers work.
-		readErr := make(chan error, 1)
-		go func() {
-			defer close(readErr)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := s.Members("room1"); err != nil {
-					readErr <- err
-					return
-				}
+	dir := filepath.Join(t.TempDir(), "rooms")
+	r, _ := newTestStore(t, dir)
+	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
+	const n = 64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	// A reader checks that the room always parses while writers work.
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(readErr)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
 			}
-		}()
-		for i := range n {
-			wg.Go(func() {
-				id := fmt.Sprint("c", i)
-				if err := s.Add("room1", id); err != nil {
-					t.Error(err)
-				}
-				if err := s.Add("room1", id); err != nil {
-					t.Error(err)
-				}
-			})
+			if _, err := readIDs(path); err != nil {
+				readErr <- err
+				return
+			}
 		}
-		wg.Wait()
-		close(stop)
-		if err := <-readErr; err != nil {
-			t.Fatalf("a reader saw a broken file: %v", err)
-		}
-		got := members(t, s, "room1")
-		if len(got) != n || len(slices.Compact(slices.Clone(got))) != n {
-			t.Fatalf("%d ids after %d distinct adds: %v", len(got), n, got)
-		}
-	})
+	}()
+	for i := range n {
+		wg.Go(func() {
+			r.add("room1", fmt.Sprint("c", i))
+			r.store.Flush()
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-readErr; err != nil {
+		t.Fatalf("a reader saw a broken file: %v", err)
+	}
+	if err := r.store.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readIDs(path)
+	if err != nil || len(got) != n || len(slices.Compact(slices.Sorted(slices.Values(got)))) != n {
+		t.Fatalf("%d ids after %d distinct adds: %v, %v", len(got), n, got, err)
+	}
 }
 
 func TestFileStorePurgesEarlierProcess(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rooms")
-	s, _ := newFileStore(t, dir)
-	s.Add("room1", "c1")
-	s.Add("room2", "c2")
-	if err := s.Flush(); err != nil {
+	r, _ := newTestStore(t, dir)
+	r.add("room1", "c1")
+	r.add("room2", "c2")
+	if err := r.store.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
@@ -137,34 +153,30 @@ func TestFileStorePurgesEarlierProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2, _ := newFileStore(t, dir)
-	if got := members(t, s2, "room1"); len(got) != 0 {
-		t.Fatalf("stale ids survived a restart: %v", got)
-	}
+	newTestStore(t, dir)
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 || entries[0].Name() != "README" {
-		t.Fatalf("after purge the dir holds %v, want only README", entries)
+		t.Fatalf("after purge the dir holds %v, want only README: stale ids survived a restart", entries)
 	}
 }
 
 func TestFileStoreHostileRoomNames(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "data", "rooms")
-	s, _ := newFileStore(t, dir)
+	r, _ := newTestStore(t, dir)
 	names := []string{"../../etc/passwd", "a/b", "..", ".", "", "a\x00b", `a\b`, "/abs", "Room", "room",
 		strings.Repeat("é", 200), strings.Repeat("x", 300)}
 	for i, room := range names {
-		if err := s.Add(room, fmt.Sprint("c", i)); err != nil {
-			t.Fatalf("add to %q: %v", room, err)
-		}
+		r.add(room, fmt.Sprint("c", i))
+	}
+	if err := r.store.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	for i, room := range names {
-		if got := members(t, s, room); !slices.Equal(got, []string{fmt.Sprint("c", i)}) {
-			t.Errorf("room %q = %v, want only c%d", room, got, i)
+		path := filepath.Join(dir, roomFileName(room)+roomFileExt)
+		if got, err := readIDs(path); err != nil || !slices.Equal(got, []string{fmt.Sprint("c", i)}) {
+			t.Errorf("room %q = %v, %v; want only c%d", room, got, err, i)
 		}
-	}
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
 	}
 	// Everything written is directly inside dir.
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
@@ -186,24 +198,17 @@ func TestFileStoreHostileRoomNames(t *testing.T) {
 
 func TestFileStoreCorruptFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rooms")
-	s, logs := newFileStore(t, dir)
+	r, logs := newTestStore(t, dir)
 	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
 	if err := os.WriteFile(path, []byte("c1\n\x00\x01garbage\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The store's memory is the record: a foreign file changes nothing.
-	if got := members(t, s, "room1"); len(got) != 0 {
-		t.Fatalf("Members read a foreign file: %v", got)
-	}
-	if err := s.Add("room1", "c2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Add("room2", "c2"); err != nil {
-		t.Fatal(err)
-	}
+	// The hub's memory is the record: a foreign file changes nothing.
+	r.add("room1", "c2")
+	r.add("room2", "c2")
 	// Reported by this Flush, or logged by the flusher if it came first.
 	want := path + ":2: bad connection id"
-	if err := s.Flush(); err == nil || !strings.Contains(err.Error(), want) {
+	if err := r.store.Flush(); err == nil || !strings.Contains(err.Error(), want) {
 		waitFor(t, "the corrupt file reported", func() bool { return strings.Contains(logs.String(), want) })
 	}
 	if got := readFile(t, path); got != "c2\n" {
@@ -212,40 +217,51 @@ func TestFileStoreCorruptFile(t *testing.T) {
 	if got := readFile(t, filepath.Join(dir, roomFileName("room2")+roomFileExt)); got != "c2\n" {
 		t.Fatalf("room2 = %q: other rooms must be written", got)
 	}
-	if err := s.Add("room1", "bad id"); err == nil || !strings.Contains(err.Error(), `bad connection id "bad id"`) {
-		t.Fatalf("Add with a bad id: %v", err)
+	// What the store writes are the hub's ids, which the store reads back.
+	h, err := newHub(hubOptions{Live: newLive(testSettings())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := h.newID(); checkID(id) != nil || checkID("bad id") == nil {
+		t.Fatalf("checkID: a hub's id %q refused, or a bad id accepted", id)
 	}
 }
 
 func TestFileStoreUnwritableRoomIsLogged(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rooms")
-	s, logs := newFileStore(t, dir)
+	r, logs := newTestStore(t, dir)
 	// A directory where room1's file goes: it cannot be replaced.
 	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
 	if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.Add("room1", "c1")
-	s.Add("room2", "c1")
+	r.add("room1", "c1")
+	r.add("room2", "c1")
 	room2 := filepath.Join(dir, roomFileName("room2")+roomFileExt)
 	waitFor(t, "room2 written behind", func() bool {
 		b, _ := os.ReadFile(room2)
 		return string(b) == "c1\n"
 	})
 	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), path) })
-	if got := members(t, s, "room1"); !slices.Equal(got, []string{"c1"}) {
-		t.Fatalf("room1 = %v after a failed write", got)
+	// Written at the room's next change once it can be.
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
 	}
+	r.add("room1", "c2")
+	waitFor(t, "room1 written after the failure", func() bool {
+		b, _ := os.ReadFile(path)
+		return string(b) == "c1\nc2\n"
+	})
 }
 
 func TestFileStoreWritesBehind(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rooms")
-	s, _ := newFileStore(t, dir)
+	r, _ := newTestStore(t, dir)
 	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
 	for i := range 100 {
-		s.Add("room1", fmt.Sprint("c", i))
+		r.add("room1", fmt.Sprint("c", i))
 	}
-	s.Remove("room1", "c0")
+	r.remove("room1", "c0")
 	var want strings.Builder
 	for i := 1; i < 100; i++ {
 		fmt.Fprintf(&want, "c%d\n", i)
@@ -256,28 +272,27 @@ func TestFileStoreWritesBehind(t *testing.T) {
 		return string(b) == want.String()
 	})
 	// Close writes what is left: the room emptied has no file.
-	s.RemoveAll("c5")
 	for i := 1; i < 100; i++ {
-		s.Remove("room1", fmt.Sprint("c", i))
+		r.remove("room1", fmt.Sprint("c", i))
 	}
-	if err := s.Close(context.Background()); err != nil {
+	if err := r.store.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("empty room's file after Close: %v", err)
 	}
 	// A Close whose time is up says so.
-	s.Add("room1", "c1")
+	r.add("room1", "c1")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err := r.store.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("Close with a done context: %v", err)
 	}
 }
 
 func TestFileStoreFilesStayWhole(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rooms")
-	s, _ := newFileStore(t, dir)
+	r, _ := newTestStore(t, dir)
 	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -288,9 +303,9 @@ func TestFileStoreFilesStayWhole(t *testing.T) {
 				return
 			default:
 			}
-			s.Add("room1", fmt.Sprint("c", i))
+			r.add("room1", fmt.Sprint("c", i))
 			if i%3 == 0 {
-				s.Flush()
+				r.store.Flush()
 			}
 		}
 	})

@@ -146,7 +146,7 @@ func startFramework(ctx context.Context, app *App) (stop func()) {
 			}
 		}
 		if property != nil {
-			r.props = &hubProperties{stats: app.Hub.Stats}
+			r.props = &hubProperties{stats: app.Hub.Counts}
 		}
 		wg.Go(func() { r.run(reportCtx, finalReportWait) })
 	}

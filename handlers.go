@@ -1,8 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"context"
+	"cmp"
+	"crypto/sha256"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -13,10 +14,9 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
-	"time"
+	"sync"
 
 	"golang.org/x/net/websocket"
 )
@@ -24,120 +24,91 @@ import (
 //go:embed clients
 var clientFiles embed.FS
 
-// Server is the whole chat server behind one HTTP handler: the WebSocket
-// endpoint, the pages, and the HTTP triggers.
-type Server struct {
-	settings Settings
-	log      *slog.Logger
-	hub      *Hub
-	handler  http.Handler
-	conns    connLimiter // WebSocket connections per client address
-	metrics  *Metrics    // served at /metrics
-	cluster  *Cluster    // for the cluster view in /Index/stats; nil: none
+// handler is the chat server behind one HTTP handler: the WebSocket
+// endpoint, the pages, and the HTTP triggers. It reads the settings in
+// force at each request.
+type handler struct {
+	hub     *Hub
+	live    *live
+	cluster *Cluster // for the cluster view in /Index/stats; nil: none
+	log     *slog.Logger
+
+	mu    sync.Mutex     // guards conns
+	conns map[string]int // WebSocket connections per client address
 }
 
-// newServer builds the server. With the file store, membership goes to
-// dataDir/rooms and history to dataDir/history.
-func newServer(s Settings, dataDir string, log *slog.Logger) (*Server, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	var store FdStore
-	historyDir := ""
-	switch s.Store {
-	case "file", "":
-		fs, err := NewFileStore(filepath.Join(dataDir, "rooms"), log)
-		if err != nil {
-			return nil, err
-		}
-		store = fs
-		historyDir = filepath.Join(dataDir, "history")
-	case "memory":
-		store = &MemStore{}
-	default:
-		return nil, fmt.Errorf("unknown store %q (want file or memory)", s.Store)
-	}
-	hub, err := NewHub(s, store, historyDir, log)
-	if err != nil {
-		return nil, err
-	}
-	srv := &Server{settings: s, log: log, hub: hub, conns: connLimiter{max: s.MaxConnsPerIP}, metrics: &Metrics{hub: hub}}
-
-	pages, err := fs.Sub(clientFiles, "clients")
-	if err != nil {
-		return nil, err
-	}
+// newHandler returns the server's HTTP handler; metrics is served at
+// /metrics.
+func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.Logger) http.Handler {
+	h := &handler{hub: hub, live: l, cluster: cl, log: cmp.Or(log, slog.Default()), conns: make(map[string]int)}
+	pages, _ := fs.Sub(clientFiles, "clients")
 	files := http.FileServerFS(pages)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" && isUpgrade(r) {
-			// Refused here rather than in the handshake, which answers 403
-			// without saying why.
-			if err := srv.checkOrigin(&websocket.Config{}, r); err != nil {
-				http.Error(w, err.Error(), http.StatusForbidden)
-				return
-			}
-			// Over the limit the handshake is refused before the upgrade, so
-			// the client sees why; the connection counts until it ends.
-			ip := clientIP(r)
-			if !srv.conns.acquire(ip) {
-				srv.log.Warn("websocket refused: too many connections", "ip", ip, "max", s.MaxConnsPerIP)
-				http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, s.MaxConnsPerIP), http.StatusTooManyRequests)
-				return
-			}
-			defer srv.conns.release(ip)
-			// The hub writes frames to the hijacked connection itself.
-			var conn net.Conn
-			raw := &rawFrames{}
-			r = r.WithContext(context.WithValue(r.Context(), rawFramesKey{}, raw))
-			ws := websocket.Server{
-				Handshake: srv.checkOrigin,
-				Handler:   func(ws *websocket.Conn) { hub.Serve(ws, conn) },
-			}
-			ws.ServeHTTP(idleWriter{w, s.IdleTimeout, &conn, raw}, r)
+		if r.URL.Path == "/" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			h.upgrade(w, r)
 			return
 		}
 		files.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("/Index/pushByRoom", srv.pushByRoom)
-	mux.HandleFunc("/Index/pushAll", srv.pushAll)
+	mux.HandleFunc("/Index/pushByRoom", h.pushByRoom)
+	mux.HandleFunc("/Index/pushAll", h.pushAll)
 	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "index success!!")
 	})
-	mux.HandleFunc("/Index/stats", srv.stats)
-	mux.Handle("/metrics", srv.metrics)
+	mux.HandleFunc("/Index/stats", h.stats)
+	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/monitor/monitor", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"code":0}`)
 	})
-	srv.handler = srv.checkHost(mux)
-	return srv, nil
+	return h.checkHost(mux)
 }
 
-// Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.handler }
-
-// Metrics returns what /metrics reports, for the App to add its own to.
-func (s *Server) Metrics() *Metrics { return s.metrics }
-
-// Hub returns the rooms and connections, for other ways in (Tars RPC, peers).
-func (s *Server) Hub() *Hub { return s.hub }
-
-// Shutdown closes every WebSocket after flushing queued frames (until ctx
-// ends) and saves the history. The HTTP server is shut down by its owner.
-func (s *Server) Shutdown(ctx context.Context) error { return s.hub.Shutdown(ctx) }
-
-func isUpgrade(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+// upgrade is the gate to a WebSocket: the origin and the connections per
+// client address are checked here rather than in the handshake, which
+// answers 403 without saying why; the connection counts until it ends.
+func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
+	if err := h.checkOrigin(&websocket.Config{}, r); err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	// The peer of the TCP connection: forwarding headers are not trusted,
+	// so behind a reverse proxy all clients share the proxy's address;
+	// keep the limit off there.
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	max := h.live.get().MaxConnsPerIP
+	h.mu.Lock()
+	ok := max <= 0 || h.conns[ip] < max
+	if ok {
+		h.conns[ip]++
+	}
+	h.mu.Unlock()
+	if !ok {
+		h.log.Warn("websocket refused: too many connections", "ip", ip, "max", max)
+		http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, max), http.StatusTooManyRequests)
+		return
+	}
+	defer func() {
+		h.mu.Lock()
+		if h.conns[ip]--; h.conns[ip] <= 0 {
+			delete(h.conns, ip)
+		}
+		h.mu.Unlock()
+	}()
+	serveConn(h.hub, w, r, h.checkOrigin)
 }
 
 // checkHost answers 421 to a request for a Host the server does not serve.
 // A page elsewhere can point its own name at this address (DNS rebinding);
 // its requests then carry that name, which Settings.Hosts does not list.
-func (s *Server) checkHost(next http.Handler) http.Handler {
+func (h *handler) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.hostAllowed(r) {
-			s.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
+		if !h.hostAllowed(r) {
+			h.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
 			http.Error(w, fmt.Sprintf("host %q is not served here", clip(r.Host)), http.StatusMisdirectedRequest)
 			return
 		}
@@ -149,15 +120,14 @@ func (s *Server) checkHost(next http.Handler) http.Handler {
 // any). With none set, a request that came in on a loopback address may
 // only name a loopback host (localhost, 127.0.0.1, [::1], any port), and
 // one that came in on another address may name any.
-func (s *Server) hostAllowed(r *http.Request) bool {
+func (h *handler) hostAllowed(r *http.Request) bool {
 	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if hp, _, err := net.SplitHostPort(host); err == nil {
+		host = hp
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if len(s.settings.Hosts) > 0 {
-		return slices.Contains(s.settings.Hosts, "*") ||
-			slices.ContainsFunc(s.settings.Hosts, func(h string) bool { return strings.EqualFold(h, host) })
+	if hosts := h.live.get().Hosts; len(hosts) > 0 {
+		return anyOf(hosts, host)
 	}
 	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if ap, err := netip.ParseAddrPort(fmt.Sprint(local)); err != nil || !ap.Addr().IsLoopback() {
@@ -167,175 +137,156 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 	return strings.EqualFold(host, "localhost") || err == nil && ip.IsLoopback()
 }
 
+// anyOf reports whether list holds "*" or v, whatever the case.
+func anyOf(list []string, v string) bool {
+	return slices.ContainsFunc(list, func(s string) bool { return s == "*" || strings.EqualFold(s, v) })
+}
+
 // originAllowed reports whether a browser page from origin may use the
 // server: a page it served itself (same host as the request, which
 // checkHost has let through), or one of Settings.Origins ("*" allows any).
-func (s *Server) originAllowed(origin string, r *http.Request) bool {
-	if strings.EqualFold(origin, "http://"+r.Host) || strings.EqualFold(origin, "https://"+r.Host) {
-		return true
-	}
-	return slices.Contains(s.settings.Origins, "*") ||
-		slices.ContainsFunc(s.settings.Origins, func(o string) bool { return strings.EqualFold(o, origin) })
+func (h *handler) originAllowed(origin string, r *http.Request) bool {
+	return strings.EqualFold(origin, "http://"+r.Host) || strings.EqualFold(origin, "https://"+r.Host) ||
+		anyOf(h.live.get().Origins, origin)
 }
 
 // checkOrigin accepts clients that send no Origin (not browsers) and
 // origins that originAllowed accepts.
-func (s *Server) checkOrigin(cfg *websocket.Config, r *http.Request) error {
+func (h *handler) checkOrigin(cfg *websocket.Config, r *http.Request) error {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return nil
 	}
-	if !s.originAllowed(origin, r) {
-		s.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
+	if !h.originAllowed(origin, r) {
+		h.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
 		return fmt.Errorf("origin %q not allowed", clip(origin))
 	}
 	cfg.Origin, _ = url.Parse(origin)
 	return nil
 }
 
-// sameSite answers 403 to a trigger that a browser sends for a page the
-// server does not allow, whatever the method: a form or an <img> on any
-// site must not push. A request with an Origin is judged by it; one
-// without, by Sec-Fetch-Site. Clients that send neither (curl, backends)
-// go through.
-func (s *Server) sameSite(w http.ResponseWriter, r *http.Request) bool {
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if s.originAllowed(origin, r) {
-			return true
-		}
-	} else if site := r.Header.Get("Sec-Fetch-Site"); site == "" || site == "same-origin" || site == "none" {
-		return true
+// trigger checks an HTTP trigger before it pushes, and answers it if it
+// may not: a browser request for a page the server does not allow (403,
+// whatever the method: a form or an <img> on any site must not push), a
+// body over the limit (400), a missing (401) or wrong (403) push token.
+// A request with an Origin is judged by it; one without, by Sec-Fetch-Site.
+// Clients that send neither (curl, backends) go through.
+func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool) bool {
+	s := h.live.get()
+	origin, site := r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site")
+	if sameSite && (origin != "" && !h.originAllowed(origin, r) ||
+		origin == "" && site != "" && site != "same-origin" && site != "none") {
+		h.log.Warn("trigger refused: cross-site request", "path", r.URL.Path, "origin", origin, "site", site, "remote", r.RemoteAddr)
+		http.Error(w, "cross-site request refused: the page's origin is not allowed (setting origins)", http.StatusForbidden)
+		return false
 	}
-	s.log.Warn("trigger refused: cross-site request", "path", r.URL.Path,
-		"origin", r.Header.Get("Origin"), "site", r.Header.Get("Sec-Fetch-Site"), "remote", r.RemoteAddr)
-	http.Error(w, "cross-site request refused: the page's origin is not allowed (setting origins)", http.StatusForbidden)
-	return false
-}
-
-// param reads a trigger parameter from the query, a POST form or a body.
-func (s *Server) param(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
-	v := r.FormValue(name)
-	if v == "" {
-		http.Error(w, "missing parameter "+name, http.StatusBadRequest)
-		return "", false
-	}
-	return v, true
-}
-
-// limitBody caps a trigger's body before FormValue reads it.
-func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, s.settings.MaxHTTPBody)
+	r.Body = http.MaxBytesReader(w, r.Body, s.MaxHTTPBody)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return false
 	}
-	return true
-}
-
-func (s *Server) checkTriggerMessage(w http.ResponseWriter, msg string) bool {
-	if err := checkMessage(&msg, s.settings); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if s.PushToken == "" {
+		return true
+	}
+	got := r.Header.Get(pushTokenHeader)
+	if got == "" {
+		got = r.FormValue("token")
+	}
+	switch {
+	case got == "":
+		w.Header().Set("WWW-Authenticate", `Push-Token realm="push"`)
+		http.Error(w, "push token required (header "+pushTokenHeader+" or parameter token)", http.StatusUnauthorized)
+		return false
+	case !checkPushToken(s, got):
+		h.log.Warn("push refused: wrong token", "path", r.URL.Path, "remote", r.RemoteAddr)
+		http.Error(w, "wrong push token", http.StatusForbidden)
 		return false
 	}
 	return true
 }
 
-func (s *Server) pushByRoom(w http.ResponseWriter, r *http.Request) {
-	if !s.sameSite(w, r) || !s.limitBody(w, r) || !s.authorizePush(w, r) {
+// pushTokenHeader carries the push token of an HTTP trigger; the parameter
+// "token" may carry it instead.
+const pushTokenHeader = "X-Push-Token"
+
+// checkPushToken reports whether got may push under s: always when no push
+// token is configured, else when got is the token. Comparing fixed-size
+// digests keeps the time independent of where, and whether in length, got
+// differs.
+func checkPushToken(s *Settings, got string) bool {
+	if s.PushToken == "" {
+		return true
+	}
+	want, have := sha256.Sum256([]byte(s.PushToken)), sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(want[:], have[:]) == 1
+}
+
+// params reads the named trigger parameters from the query, a POST form or
+// a body; a missing one is answered 400, and so is a message or a room
+// (roomNum) that breaks a limit.
+func (h *handler) params(w http.ResponseWriter, r *http.Request, names ...string) ([]string, bool) {
+	s := h.live.get()
+	vals := make([]string, len(names))
+	for i, name := range names {
+		if vals[i] = r.FormValue(name); vals[i] == "" {
+			http.Error(w, "missing parameter "+name, http.StatusBadRequest)
+			return nil, false
+		}
+	}
+	for i, name := range names {
+		var err error
+		if name == "roomNum" {
+			if err = checkRoom(vals[i], s); err != nil {
+				err = fmt.Errorf("roomNum: %w", err)
+			}
+		} else {
+			err = checkMessage(&vals[i], s)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return nil, false
+		}
+	}
+	return vals, true
+}
+
+func (h *handler) pushByRoom(w http.ResponseWriter, r *http.Request) {
+	if !h.trigger(w, r, true) {
 		return
 	}
-	room, ok := s.param(w, r, "roomNum")
+	p, ok := h.params(w, r, "roomNum", "message")
 	if !ok {
 		return
 	}
-	msg, ok := s.param(w, r, "message")
-	if !ok {
-		return
-	}
-	if err := checkRoom(room, s.settings); err != nil {
-		http.Error(w, "roomNum: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if !s.checkTriggerMessage(w, msg) {
-		return
-	}
-	s.hub.PushRoom(room, msg, fromHTTP)
+	room, msg := p[0], p[1]
+	h.hub.PushRoom(room, msg, fromHTTP)
 	io.WriteString(w, "pushBy room success")
 }
 
-func (s *Server) pushAll(w http.ResponseWriter, r *http.Request) {
-	if !s.sameSite(w, r) || !s.limitBody(w, r) || !s.authorizePush(w, r) {
+func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
+	if !h.trigger(w, r, true) {
 		return
 	}
-	msg, ok := s.param(w, r, "message")
-	if !ok || !s.checkTriggerMessage(w, msg) {
-		return
+	if p, ok := h.params(w, r, "message"); ok {
+		h.hub.PushAll(p[0], fromHTTP)
+		io.WriteString(w, "pushBy all success")
 	}
-	s.hub.PushAll(msg, fromHTTP)
-	io.WriteString(w, "pushBy all success")
 }
 
 // stats shows every room name, protected ones too: with a push token set,
 // only those who may push may look.
-func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
-	if !s.limitBody(w, r) || !s.authorizePush(w, r) {
+func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
+	if !h.trigger(w, r, false) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	st := struct {
-		Stats
+		hubCounts
 		Cluster *clusterView `json:"cluster,omitempty"`
-	}{Stats: s.hub.Stats()}
-	if s.cluster != nil {
-		cs := s.cluster.View()
+	}{hubCounts: h.hub.Counts()}
+	if h.cluster != nil {
+		cs := h.cluster.View()
 		st.Cluster = &cs
 	}
 	json.NewEncoder(w).Encode(st)
-}
-
-// idleWriter hands the WebSocket a connection whose read deadline moves on
-// whenever bytes arrive, so pongs and other control frames count as traffic.
-// The connection hijacked is also kept in *conn, and the reader x/net reads
-// frames from in raw.
-type idleWriter struct {
-	http.ResponseWriter
-	idle time.Duration
-	conn *net.Conn
-	raw  *rawFrames
-}
-
-func (w idleWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, fmt.Errorf("websocket: %T cannot hijack the connection", w.ResponseWriter)
-	}
-	conn, rw, err := h.Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	*w.conn = conn
-	// The deadline net/http set for reading the request is no WebSocket's.
-	conn.SetReadDeadline(deadline(w.idle))
-	// net/http's reader already buffers: this one only has to take
-	// frame headers a byte at a time without a call each.
-	r := bufio.NewReaderSize(&idleReader{r: rw.Reader, conn: conn, idle: w.idle}, idleReaderBuffer)
-	w.raw.br = r
-	return conn, bufio.NewReadWriter(r, rw.Writer), nil
-}
-
-// idleReaderBuffer is the size of the small buffer over net/http's reader.
-const idleReaderBuffer = 128
-
-type idleReader struct {
-	r    io.Reader
-	conn net.Conn
-	idle time.Duration
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.conn.SetReadDeadline(deadline(r.idle))
-	}
-	return n, err
 }

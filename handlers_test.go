@@ -54,7 +54,8 @@ func (b *syncBuffer) String() string {
 }
 
 type testServer struct {
-	*Server
+	hub  *Hub
+	live *live
 	http *httptest.Server
 	dir  string
 	logs *syncBuffer
@@ -62,21 +63,31 @@ type testServer struct {
 
 // startServer runs a server on 127.0.0.1:0 with its data in dir.
 func startServer(t *testing.T, s Settings, dir string) *testServer {
+	return startServerWith(t, s, dir, hubOptions{})
+}
+
+// startServerWith is startServer with the hub's Hello and Relay from o.
+func startServerWith(t *testing.T, s Settings, dir string, o hubOptions) *testServer {
 	t.Helper()
 	logs := &syncBuffer{}
-	srv, err := newServer(s, dir, slog.New(slog.NewTextHandler(logs, nil)))
+	o.Live, o.DataDir, o.Log = newLive(s), dir, slog.New(slog.NewTextHandler(logs, nil))
+	hub, err := newHub(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: srv, http: httptest.NewServer(srv.Handler()), dir: dir, logs: logs}
+	h := newHandler(hub, o.Live, nil, &Metrics{hub: hub}, o.Log)
+	ts := &testServer{hub: hub, live: o.Live, http: httptest.NewServer(h), dir: dir, logs: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx) // a test may have shut it down already
+		hub.Shutdown(ctx) // a test may have shut it down already
 		ts.http.Close()
 	})
 	return ts
 }
+
+// Shutdown shuts the hub down as the server's drain does.
+func (ts *testServer) Shutdown(ctx context.Context) error { return ts.hub.Shutdown(ctx) }
 
 func (ts *testServer) wsURL() string { return "ws" + strings.TrimPrefix(ts.http.URL, "http") + "/" }
 
@@ -252,7 +263,7 @@ func TestCloseRemovesMembership(t *testing.T) {
 		t.Fatalf("room file = %q, want ids %s and %s", got, aid, bid)
 	}
 	a.ws.Close()
-	waitFor(t, "a to leave", func() bool { return ts.hub.Stats().Connections == 1 })
+	waitFor(t, "a to leave", func() bool { return ts.hub.Counts().Connections == 1 })
 	flushStore(t, ts)
 	if got := readFile(t, file); got != bid+"\n" {
 		t.Fatalf("room file after close = %q, want %q", got, bid+"\n")
@@ -260,7 +271,7 @@ func TestCloseRemovesMembership(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(ts.dir, "rooms", "rroom2.ids")); !os.IsNotExist(err) {
 		t.Fatalf("room2 file should be gone with its last member: %v", err)
 	}
-	if got := ts.hub.Stats().Rooms; len(got) != 1 || got["room1"] != 1 {
+	if got := ts.hub.Counts().Rooms; len(got) != 1 || got["room1"] != 1 {
 		t.Fatalf("rooms = %v, want room1:1", got)
 	}
 	b.do(`sendByRoom|{"roomNum":"room1","message":"still here"}`, "still here", "SendByRoom success!")
@@ -364,7 +375,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	a.do(`sendByRoom|{"roomNum":"room/../1","message":"kept"}`, "SendByRoom success!")
 	ts.hub.PushRoom("room2", "also kept", fromTars)
 	a.ws.Close()
-	waitFor(t, "a to leave", func() bool { return ts.hub.Stats().Connections == 0 })
+	waitFor(t, "a to leave", func() bool { return ts.hub.Counts().Connections == 0 })
 	if err := ts.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +477,7 @@ func TestStats(t *testing.T) {
 	b.expect("x")
 	// Out: 3 subscribe replies, 2 pushes, 1 sendByRoom reply. A frame is
 	// counted once written, which may be just after the client has it.
-	waitFor(t, "6 frames out", func() bool { return ts.hub.Stats().MessagesOut == 6 })
+	waitFor(t, "6 frames out", func() bool { return ts.hub.Counts().MessagesOut == 6 })
 
 	resp, err := http.Get(ts.http.URL + "/Index/stats")
 	if err != nil {

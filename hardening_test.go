@@ -76,7 +76,7 @@ func wantClose(t *testing.T, ts *testServer, r *rawConn, code int, reason string
 	if _, _, err := r.next(); err == nil {
 		t.Fatal("the server sent more after its close frame")
 	}
-	waitFor(t, "the connection to be gone", func() bool { return ts.hub.Stats().Connections == 0 })
+	waitFor(t, "the connection to be gone", func() bool { return ts.hub.Counts().Connections == 0 })
 }
 
 func TestOversizedMessageCloses(t *testing.T) {
@@ -84,7 +84,7 @@ func TestOversizedMessageCloses(t *testing.T) {
 	r, _ := rawDial(t, ts, "")
 	// Exactly the limit is fine: an unknown command gets the demo's answer.
 	r.frame(0x81, []byte(strings.Repeat("z", 1024)))
-	if got := r.text(); got != replyUnknown {
+	if got := r.text(); got != "Rsp from server: this is server" {
 		t.Fatalf("message at the limit: got %q", got)
 	}
 	r.frame(0x81, []byte(strings.Repeat("z", 1025)))
@@ -126,7 +126,7 @@ func TestFragmentedMessage(t *testing.T) {
 			t.Fatalf("unexpected frame %d %q", op, p)
 		}
 	}
-	if !slices.Equal(texts, []string{"café au lait", replySendByRoom}) || pongs != 1 {
+	if !slices.Equal(texts, []string{"café au lait", "SendByRoom success!"}) || pongs != 1 {
 		t.Fatalf("got %q and %d pongs, want the reassembled message, the reply and a pong", texts, pongs)
 	}
 
@@ -207,7 +207,7 @@ func TestCrossSiteOriginRefused(t *testing.T) {
 	if code != http.StatusForbidden || body != "origin \"https://attacker.example\" not allowed\n" {
 		t.Fatalf("cross-site handshake: %d %q, want 403 and why", code, body)
 	}
-	if n := ts.hub.Stats().Connections; n != 0 {
+	if n := ts.hub.Counts().Connections; n != 0 {
 		t.Fatalf("%d connections after a refused handshake", n)
 	}
 }
@@ -262,7 +262,7 @@ func TestHTTPPushToken(t *testing.T) {
 		{"", "", true}, {"", "anything", true}, {"t", "t", true},
 		{"t", "", false}, {"t", "T", false}, {"t", "tt", false}, {"tt", "t", false},
 	} {
-		if ok := checkPushToken(Settings{PushToken: tc.token}, tc.got); ok != tc.ok {
+		if ok := checkPushToken(&Settings{PushToken: tc.token}, tc.got); ok != tc.ok {
 			t.Errorf("checkPushToken(token %q, got %q) = %v", tc.token, tc.got, ok)
 		}
 	}
@@ -302,7 +302,7 @@ func TestRoomToken(t *testing.T) {
 		c.do(tc.frame, tc.reply)
 	}
 	// The token is bound to its room and expiry, and nothing else.
-	if err := checkRoomToken("k", "r", RoomToken("k", "r", now.Add(time.Minute)), now); err != nil {
+	if err := checkRoomToken("k", "r", RoomToken("k", "r", now.Add(time.Minute)), now, false); err != nil {
 		t.Errorf("fresh token: %v", err)
 	}
 	tok := RoomToken("k", "r", time.Unix(2000000000, 0))
@@ -310,10 +310,10 @@ func TestRoomToken(t *testing.T) {
 		t.Errorf("token %q: want 2000000000.<64 hex digits>", tok)
 	}
 	exp, mac, _ := strings.Cut(tok, ".")
-	if err := checkRoomToken("k", "r", "2000000001."+mac, now); err == nil || err.Error() != "wrong room token" {
+	if err := checkRoomToken("k", "r", "2000000001."+mac, now, false); err == nil || err.Error() != "wrong room token" {
 		t.Errorf("token with a later expiry: %v", err)
 	}
-	if err := checkRoomToken("k", "r", exp+"."+strings.ToUpper(mac), now); err != nil {
+	if err := checkRoomToken("k", "r", exp+"."+strings.ToUpper(mac), now, false); err != nil {
 		t.Errorf("upper-case hex: %v", err)
 	}
 
@@ -333,7 +333,7 @@ func TestRateLimit(t *testing.T) {
 	other, _ := rawDial(t, ts, "")
 	for range 3 {
 		r.send("ping")
-		if got := r.text(); got != replyPong {
+		if got := r.text(); got != "pong" {
 			t.Fatalf("within the burst: %q", got)
 		}
 	}
@@ -354,11 +354,11 @@ func TestRateLimit(t *testing.T) {
 	}
 	// Others are not affected, and the refused subscribes did nothing.
 	other.send("ping")
-	if got := other.text(); got != replyPong {
+	if got := other.text(); got != "pong" {
 		t.Fatalf("other client: %q", got)
 	}
-	waitFor(t, "the flooder to be gone", func() bool { return ts.hub.Stats().Connections == 1 })
-	if st := ts.hub.Stats(); len(st.Rooms) != 0 {
+	waitFor(t, "the flooder to be gone", func() bool { return ts.hub.Counts().Connections == 1 })
+	if st := ts.hub.Counts(); len(st.Rooms) != 0 {
 		t.Fatalf("rooms after refused subscribes: %v", st.Rooms)
 	}
 }
@@ -368,7 +368,7 @@ func TestTokenBucket(t *testing.T) {
 	b := newTokenBucket(2, 3) // 2 per second, 3 at once
 	var got []bool
 	for _, at := range []time.Duration{0, 0, 0, 0, 499 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond, 10 * time.Second} {
-		got = append(got, b.allow(t0.Add(at)))
+		got = append(got, b.take(t0.Add(at), 1))
 	}
 	want := []bool{true, true, true, false, false, true, false, true}
 	if !slices.Equal(got, want) {
@@ -376,16 +376,16 @@ func TestTokenBucket(t *testing.T) {
 	}
 	// Ten seconds refill only up to the burst.
 	for i := range 2 {
-		if !b.allow(t0.Add(10 * time.Second)) {
+		if !b.take(t0.Add(10*time.Second), 1) {
 			t.Fatalf("token %d of the refilled burst refused", i+2)
 		}
 	}
-	if b.allow(t0.Add(10 * time.Second)) {
+	if b.take(t0.Add(10*time.Second), 1) {
 		t.Fatal("the bucket held more than its burst")
 	}
 	unlimited := newTokenBucket(0, 1)
 	for range 100 {
-		if !unlimited.allow(t0) {
+		if !unlimited.take(t0, 1) {
 			t.Fatal("rate 0 refused a command")
 		}
 	}
@@ -417,7 +417,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 		r, resp := rawDial(t, ts, "")
 		if resp.StatusCode == 101 {
 			r.send("ping")
-			return r.text() == replyPong
+			return r.text() == "pong"
 		}
 		r.c.Close()
 		return false
@@ -448,7 +448,7 @@ func startConnsServer(t *testing.T, s Settings) (*testServer, *connsListener) {
 		t.Fatal(err)
 	}
 	cl := &connsListener{Listener: ln}
-	srv := httptest.NewUnstartedServer(ts.Handler())
+	srv := httptest.NewUnstartedServer(ts.http.Config.Handler)
 	srv.Listener.Close()
 	srv.Listener = cl
 	srv.Start()
@@ -602,7 +602,7 @@ func TestNeverReadingClientAmongThousand(t *testing.T) {
 			return true
 		})
 		ts.hub.PushRoom("room1", msg(i), fromHTTP)
-		if st := ts.hub.Stats(); goneAt < 0 && (st.Dropped > 0 || st.Rooms["room1"] == members) {
+		if st := ts.hub.Counts(); goneAt < 0 && (st.Dropped > 0 || st.Rooms["room1"] == members) {
 			goneAt = i
 		}
 	}
@@ -627,8 +627,8 @@ func TestNeverReadingClientAmongThousand(t *testing.T) {
 	if goneAt < 0 {
 		t.Fatalf("the client that never reads was not dropped after %d messages", total)
 	}
-	waitFor(t, "the silent client to be gone", func() bool { return ts.hub.Stats().Connections == members })
-	st := ts.hub.Stats()
+	waitFor(t, "the silent client to be gone", func() bool { return ts.hub.Counts().Connections == members })
+	st := ts.hub.Counts()
 	t.Logf("the silent client was dropped at message %d (queue %d messages / %d KiB; %d dropped for a full queue)",
 		goneAt, s.QueueMessages, s.QueueBytes>>10, st.Dropped)
 	if st.Rooms["room1"] != members {
@@ -652,7 +652,7 @@ func TestStuckWriterIsDropped(t *testing.T) {
 	big := strings.Repeat("w", 1000)
 	start := time.Now()
 	pushed := 0
-	for ts.hub.Stats().Connections == 2 {
+	for ts.hub.Counts().Connections == 2 {
 		if pushed < 1000 {
 			ts.hub.PushRoom("room1", big, fromHTTP)
 			healthy.expect(big)
@@ -667,7 +667,7 @@ func TestStuckWriterIsDropped(t *testing.T) {
 		t.Logf("read until the end: %v", err)
 	}
 	healthy.do("ping", "pong")
-	if st := ts.hub.Stats(); st.Rooms["room1"] != 1 {
+	if st := ts.hub.Counts(); st.Rooms["room1"] != 1 {
 		t.Fatalf("room1 has %d members after the drop", st.Rooms["room1"])
 	}
 }
@@ -682,7 +682,7 @@ func TestHeartbeats(t *testing.T) {
 	r, _ := rawDial(t, ts, "")
 	for end := time.Now().Add(4 * s.IdleTimeout); time.Now().Before(end); {
 		r.send("ping")
-		if got := r.text(); got != replyPong {
+		if got := r.text(); got != "pong" {
 			t.Fatalf("ping command: %q", got)
 		}
 		time.Sleep(s.IdleTimeout / 4)
@@ -702,7 +702,7 @@ func TestHeartbeats(t *testing.T) {
 		r.c.Write([]byte{b})
 		time.Sleep(s.IdleTimeout / 4)
 	}
-	if got := r.text(); got != replyPong {
+	if got := r.text(); got != "pong" {
 		t.Fatalf("trickled ping: %q", got)
 	}
 	// Silence ends it.
@@ -711,7 +711,7 @@ func TestHeartbeats(t *testing.T) {
 		t.Fatalf("idle close code %d", code)
 	}
 	t.Logf("idle connection closed after %v (idle timeout %v)", time.Since(start).Round(time.Millisecond), s.IdleTimeout)
-	waitFor(t, "the idle connection to be gone", func() bool { return ts.hub.Stats().Connections == 0 })
+	waitFor(t, "the idle connection to be gone", func() bool { return ts.hub.Counts().Connections == 0 })
 }
 
 func TestFloodDoesNotStallOthers(t *testing.T) {

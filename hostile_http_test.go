@@ -334,12 +334,13 @@ func TestHostileTopBitLength(t *testing.T) {
 func FuzzTriggerParams(f *testing.F) {
 	s := DefaultSettings()
 	s.Store, s.History, s.MaxMessage, s.MaxRoomName, s.MaxHTTPBody = "memory", 0, 64, 16, 256
-	srv, err := newServer(s, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l := newLive(s)
+	hub, err := newHub(hubOptions{Live: l, Relay: true, Log: log})
 	if err != nil {
 		f.Fatal(err)
 	}
-	var pushed []event
-	srv.hub.Relay = func(ev event) { pushed = append(pushed, ev) }
+	srv := newHandler(hub, l, nil, &Metrics{hub: hub}, log)
 	const self = "http://127.0.0.1:8080"
 	for _, seed := range []struct {
 		post, all                 bool
@@ -375,9 +376,12 @@ func FuzzTriggerParams(f *testing.F) {
 		if site != "" {
 			req.Header.Set("Sec-Fetch-Site", site)
 		}
-		pushed = pushed[:0]
 		rec := httptest.NewRecorder()
-		srv.Handler().ServeHTTP(rec, req)
+		srv.ServeHTTP(rec, req)
+		var pushed []event
+		for _, it := range hub.TakeRelayed() {
+			pushed = append(pushed, it.f.ev)
+		}
 
 		foreign := origin != "" && !strings.EqualFold(origin, self) && !strings.EqualFold(origin, "https://127.0.0.1:8080") ||
 			origin == "" && site != "" && site != "same-origin" && site != "none"
@@ -426,16 +430,20 @@ func TestHostsSetting(t *testing.T) {
 	} {
 		s := testSettings()
 		s.Store, s.Hosts = "memory", tc.hosts
-		srv, err := newServer(s, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		l := newLive(s)
+		hub, err := newHub(hubOptions{Live: l, Log: log})
 		if err != nil {
 			t.Fatal(err)
 		}
+		srv := newHandler(hub, l, nil, &Metrics{hub: hub}, log)
 		req := httptest.NewRequest("GET", "/Index/index", nil)
 		req.Host = tc.host
 		local, _ := net.ResolveTCPAddr("tcp", tc.local)
 		req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, local))
 		rec := httptest.NewRecorder()
-		srv.Handler().ServeHTTP(rec, req)
+		srv.ServeHTTP(rec, req)
+		hub.Shutdown(context.Background())
 		if rec.Code != tc.code {
 			t.Errorf("hosts %q, on %s, Host %q: %d %q, want %d", tc.hosts, tc.local, tc.host, rec.Code, rec.Body, tc.code)
 		}

@@ -385,7 +385,11 @@ func TestHostileSettingsCrossChecked(t *testing.T) {
 func TestHostileHistoryFiles(t *testing.T) {
 	s := testSettings() // max-message 1 KiB, room names of 16
 	s.History = 4
-	dir := t.TempDir()
+	dataDir := t.TempDir()
+	dir := filepath.Join(dataDir, "history")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	write := func(room string, v any) {
 		data, err := json.Marshal(v)
 		if err != nil {
@@ -411,7 +415,7 @@ func TestHostileHistoryFiles(t *testing.T) {
 	}
 	write("huge", big)
 	var logs syncBuffer
-	h, err := NewHub(s, &MemStore{}, dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	h, err := newHub(hubOptions{Live: newLive(s), DataDir: dataDir, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,12 +432,12 @@ func TestHostileHistoryFiles(t *testing.T) {
 	}
 	// A peer's message dated 1<<62 ms cannot be saved as JSON: it alone is
 	// left out.
-	h.Deliver(event{Kind: kindMessage, Room: "mixed", From: "c1.peer", Text: "from the future", Time: time.UnixMilli(1 << 62)}, nil)
+	h.DeliverLocal(newFrames(event{Kind: kindMessage, Room: "mixed", From: "c1.peer", Text: "from the future", Time: time.UnixMilli(1 << 62)}))
 	h.PushRoom("mixed", "good 3", fromHTTP)
 	if err := h.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	h2, err := NewHub(s, &MemStore{}, dir, nil)
+	h2, err := newHub(hubOptions{Live: newLive(s), DataDir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,8 +453,8 @@ func TestHostileHistoryFiles(t *testing.T) {
 // TestHelloReplyIsUTF8: what a Hello servant answers reaches a text-mode
 // browser as valid UTF-8 whatever its bytes.
 func TestHelloReplyIsUTF8(t *testing.T) {
-	ts := startServer(t, testSettings(), t.TempDir())
-	ts.hub.Hello = func(ctx context.Context, name string) (string, error) { return "hi \xff" + name, nil }
+	hello := func(ctx context.Context, name string) (string, error) { return "hi \xff" + name, nil }
+	ts := startServerWith(t, testSettings(), t.TempDir(), hubOptions{Hello: hello})
 	r, _ := rawDial(t, ts, "")
 	r.send("hello|ann")
 	if got, code := hubRead(r, func(s string) bool { return strings.HasPrefix(s, "hi ") }); got != 0 || code != 0 {

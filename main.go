@@ -120,7 +120,8 @@ type App struct {
 	Conf     *ServerConfig
 	Logs     *Logs
 	Log      *slog.Logger
-	Chat     *Server      // HTTP and WebSocket
+	Live     *live        // the settings in force
+	Metrics  *Metrics     // served at /metrics
 	Hub      *Hub         // rooms and connections
 	Tars     *tars.Server // every Tars adapter, AdminObj included
 	Client   *tars.Client // calls other servants (hello|NAME, framework)
@@ -170,56 +171,61 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 	if dataDir == "" {
 		dataDir = "data"
 	}
-	if a.Chat, err = newServer(sc.Settings, dataDir, log); err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
-	}
-	a.Hub = a.Chat.Hub()
+	a.Live = newLive(sc.Settings)
+	a.Metrics = &Metrics{}
 	a.Tars = &tars.Server{MaxPacket: sc.MaxPacket, Logger: log}
 	a.Client = tars.NewClient(tars.ClientOptions{
 		SyncTimeout:     sc.Client.SyncInvokeTimeout,
 		MaxPacket:       sc.MaxPacket,
 		Resolver:        frameworkResolver(sc),
 		ResolveInterval: sc.Client.RefreshEndpointInterval,
-		OnCall:          a.Chat.Metrics().CountMade(frameworkOnCall(sc)),
+		OnCall:          a.Metrics.CountMade(frameworkOnCall(sc)),
 		Logger:          log,
 	})
 	a.Admin = newAdmin(a)
 
 	pushName, helloName := servantName(sc, "PushObj"), servantName(sc, "HelloObj")
-	if a.Cluster, err = newCluster(sc, a.Adapters, a.Hub, a.Client, log); err != nil {
-		a.Client.Close()
-		a.Chat.Shutdown(context.Background())
-		return nil, err
-	}
-	a.Chat.cluster = a.Cluster
-	registerPush(a.Tars, pushName, a.Hub, newLive(sc.Settings), a.Cluster)
-	registerHello(a.Tars, helloName, sc.App+"."+sc.Server)
-	a.Admin.register(a.Tars)
-
-	ownHello := ""
+	hello := sc.Settings.Hello
 	for _, ad := range a.Adapters {
 		switch {
 		case ad.Conf.Protocol == "not_tars":
-			ad.setHTTP(a.Chat.Handler(), sc.Settings.ReadTimeout, log)
 		case ad.Conf.Servant == helloName:
-			ownHello = helloName + "@tcp -h " + loopbackHost(ad.Addr()) + " -p " + portOf(ad.Addr())
+			if hello == "" {
+				hello = helloName + "@tcp -h " + loopbackHost(ad.Addr()) + " -p " + portOf(ad.Addr())
+			}
 		case ad.Conf.Servant != pushName && ad.Conf.Servant != AdminServant:
 			log.Warn("adapter serves a servant this server does not implement; its calls will fail",
 				"adapter", ad.Conf.Name, "servant", ad.Conf.Servant, "known", []string{pushName, helloName})
 		}
 	}
-	hello := sc.Settings.Hello
-	if hello == "" {
-		hello = ownHello
-	}
+	opt := hubOptions{Live: a.Live, DataDir: dataDir, Log: log,
+		Relay: frameworkResolver(sc) != nil || sc.Settings.Peers != ""}
 	if hello != "" {
-		if a.Hub.Hello, err = helloCaller(a.Client, hello); err != nil {
+		if opt.Hello, err = helloCaller(a.Client, hello); err != nil {
 			a.Client.Close()
-			a.Chat.Shutdown(context.Background())
 			return nil, fmt.Errorf("config %s<hello>: %w", websocketPath, err)
 		}
 	}
-	a.Chat.Metrics().Instrument(a)
+	if a.Hub, err = newHub(opt); err != nil {
+		a.Client.Close()
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	a.Metrics.hub = a.Hub
+	if a.Cluster, err = newCluster(sc, a.Adapters, a.Hub, a.Client, log); err != nil {
+		a.Client.Close()
+		a.Hub.Shutdown(context.Background())
+		return nil, err
+	}
+	registerPush(a.Tars, pushName, a.Hub, a.Live, a.Cluster)
+	registerHello(a.Tars, helloName, sc.App+"."+sc.Server)
+	a.Admin.register(a.Tars)
+	h := newHandler(a.Hub, a.Live, a.Cluster, a.Metrics, log)
+	for _, ad := range a.Adapters {
+		if ad.Conf.Protocol == "not_tars" {
+			ad.setHTTP(h, sc.Settings.ReadTimeout, log)
+		}
+	}
+	a.Metrics.Instrument(a)
 	return a, nil
 }
 
@@ -313,7 +319,7 @@ func (a *App) drain() error {
 	for _, ad := range a.Adapters {
 		ad.ln.Close() // in case a Serve had not started before its Shutdown
 	}
-	err := a.Chat.Shutdown(ctx)
+	err := a.Hub.Shutdown(ctx)
 	if a.Cluster != nil {
 		// Last, so that what the connections pushed while closing still
 		// goes out.

@@ -532,7 +532,7 @@ func TestAdminNotify(t *testing.T) {
 	if got := p.notify(t, "ws.rooms"); got != "lobby 1\n" {
 		t.Errorf("ws.rooms = %q", got)
 	}
-	var st Stats
+	var st hubCounts
 	if err := json.Unmarshal([]byte(p.notify(t, "ws.stats")), &st); err != nil || st.Connections != 1 || st.Rooms["lobby"] != 1 {
 		t.Errorf("ws.stats = %+v, %v", st, err)
 	}

@@ -99,18 +99,6 @@ func (c *callCounts) snapshot() map[callKey]uint64 {
 	return maps.Clone(c.m)
 }
 
-// queueDepth returns the frames and bytes waiting in every connection's
-// outgoing queue.
-func (h *Hub) queueDepth() (frames, bytes int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for c := range h.clients {
-		frames += int64(len(c.send))
-		bytes += c.queued.Load()
-	}
-	return frames, bytes
-}
-
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -132,7 +120,7 @@ func (m *Metrics) gather() []*metricFamily {
 		fams = append(fams, f)
 		return f
 	}
-	st := m.hub.Stats()
+	st := m.hub.Counts()
 	family("websocketserver_connections", "gauge", "WebSocket connections open now.").
 		add(itoa(st.Connections))
 	family("websocketserver_rooms", "gauge", "Rooms with at least one member.").

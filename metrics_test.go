@@ -303,7 +303,7 @@ func startApp(t *testing.T, o procOpts) (*App, *proc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Chat.Metrics().Instrument(a)
+	a.Metrics.Instrument(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- a.serve(ctx, io.Discard) }()
@@ -446,7 +446,7 @@ func TestMetrics(t *testing.T) {
 	})
 
 	// Calls made through a client counted by CountMade.
-	made := tars.NewClient(tars.ClientOptions{OnCall: app.Chat.Metrics().CountMade(nil)})
+	made := tars.NewClient(tars.ClientOptions{OnCall: app.Metrics.CountMade(nil)})
 	defer made.Close()
 	hello, err := made.Proxy(testHelloObj + "@" + endpoint(p.hello))
 	if err != nil {
@@ -476,7 +476,7 @@ func TestMetrics(t *testing.T) {
 	d.subscribe("stuck")
 	big := strings.Repeat("x", 60<<10)
 	seen := false
-	for app.Hub.Stats().Dropped == 0 {
+	for app.Hub.Counts().Dropped == 0 {
 		if frames, _ := app.Hub.queueDepth(); frames > 0 && !seen {
 			// Once the writer is stuck, the queue only grows until the drop.
 			e := scrape(t, p)
@@ -495,7 +495,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("messages in %v after the pushes to the stuck member", e[in])
 	}
 	c.c.Close()
-	waitFor(t, "the stuck and the closed connection to go", func() bool { return app.Hub.Stats().Connections == 2 })
+	waitFor(t, "the stuck and the closed connection to go", func() bool { return app.Hub.Counts().Connections == 2 })
 	scrape(t, p).want(t, "after closing", map[string]float64{conns: 2, rooms: 1})
 }
 

@@ -2,8 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -16,8 +22,6 @@ import (
 // {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken);
 // data that starts with "{" is always that object. sendByRoom's object may
 // carry "token" too: a write token (see RoomWriteToken).
-
-// Command names, as the browser sends them.
 const (
 	cmdSubscribe   = "subscribe"
 	cmdUnsubscribe = "unsubscribe"
@@ -30,9 +34,6 @@ const (
 	cmdHello       = "hello"
 )
 
-// replyUnknown answers anything the server does not understand, as the demo did.
-const replyUnknown = "Rsp from server: this is server"
-
 // command is one parsed browser frame.
 type command struct {
 	Name  string // one of the cmd constants, or "" for an unknown command
@@ -43,99 +44,66 @@ type command struct {
 }
 
 // commandError is a malformed command; it becomes the reply "Error: cmd: msg".
-type commandError struct {
-	Cmd string
-	Msg string
-}
+type commandError struct{ Cmd, Msg string }
 
 func (e *commandError) Error() string { return e.Cmd + ": " + e.Msg }
-
-// reply is the text sent back to the browser for this error.
 func (e *commandError) reply() string { return "Error: " + e.Error() }
 
 // parseCommand parses one frame. It never fails on an unknown command (that
 // has Name ""); it fails with a *commandError on a known command whose data
 // is malformed or breaks a limit in s.
-func parseCommand(frame string, s Settings) (command, error) {
+func parseCommand(frame string, s *Settings) (command, error) {
 	name, data, _ := strings.Cut(frame, "|")
-	bad := func(format string, args ...any) (command, error) {
-		return command{}, &commandError{Cmd: name, Msg: fmt.Sprintf(format, args...)}
+	cmd := command{Name: name}
+	var m struct {
+		RoomNum *string `json:"roomNum"`
+		Message *string `json:"message"`
+		Token   string  `json:"token"`
 	}
+	var err error
 	switch name {
 	case cmdPing, cmdRooms:
-		return command{Name: name}, nil
-	case cmdSubscribe, cmdUnsubscribe, cmdHistory:
-		room, token := data, ""
-		if strings.HasPrefix(data, "{") {
-			// The form that carries a room token: {"roomNum":"room1","token":"..."}.
-			var m struct {
-				RoomNum *string `json:"roomNum"`
-				Token   string  `json:"token"`
-			}
-			if err := json.Unmarshal([]byte(data), &m); err != nil {
-				return bad("bad JSON: %v", err)
-			}
-			if m.RoomNum == nil {
-				return bad("missing roomNum")
-			}
-			room, token = *m.RoomNum, m.Token
-		}
-		if err := checkRoom(room, s); err != nil {
-			return bad("%s", err)
-		}
-		return command{Name: name, Room: room, Token: token}, nil
-	case cmdSendByRoom:
-		var m struct {
-			RoomNum *string `json:"roomNum"`
-			Message *string `json:"message"`
-			Token   string  `json:"token"`
-		}
-		if err := json.Unmarshal([]byte(data), &m); err != nil {
-			return bad("bad JSON: %v", err)
-		}
-		if m.RoomNum == nil {
-			return bad("missing roomNum")
-		}
-		if err := checkRoom(*m.RoomNum, s); err != nil {
-			return bad("%s", err)
-		}
-		if err := checkMessage(m.Message, s); err != nil {
-			return bad("%s", err)
-		}
-		return command{Name: name, Room: *m.RoomNum, Text: *m.Message, Token: m.Token}, nil
-	case cmdBroadcast:
-		var m struct {
-			Message *string `json:"message"`
-		}
-		if err := json.Unmarshal([]byte(data), &m); err != nil {
-			return bad("bad JSON: %v", err)
-		}
-		if err := checkMessage(m.Message, s); err != nil {
-			return bad("%s", err)
-		}
-		return command{Name: name, Text: *m.Message}, nil
 	case cmdFormat:
-		switch data {
-		case "json":
-			return command{Name: name, JSON: true}, nil
-		case "text":
-			return command{Name: name}, nil
+		cmd.JSON = data == "json"
+		if !cmd.JSON && data != "text" {
+			err = fmt.Errorf("unknown format %q (want json or text)", data)
 		}
-		return bad("unknown format %q (want json or text)", data)
 	case cmdHello:
-		if data == "" {
-			return bad("missing name")
+		cmd.Text = data
+		if err = checkMessage(&data, s); data == "" {
+			err = errors.New("missing name")
 		}
-		if err := checkMessage(&data, s); err != nil {
-			return bad("%s", err)
+	case cmdSubscribe, cmdUnsubscribe, cmdHistory, cmdSendByRoom, cmdBroadcast:
+		room := name != cmdBroadcast
+		if room && name != cmdSendByRoom && !strings.HasPrefix(data, "{") {
+			m.RoomNum = &data
+		} else if jerr := json.Unmarshal([]byte(data), &m); jerr != nil {
+			err = fmt.Errorf("bad JSON: %v", jerr)
 		}
-		return command{Name: name, Text: data}, nil
+		switch {
+		case err != nil || !room:
+		case m.RoomNum == nil:
+			err = errors.New("missing roomNum")
+		default:
+			cmd.Room, cmd.Token = *m.RoomNum, m.Token
+			err = checkRoom(cmd.Room, s)
+		}
+		if err == nil && (name == cmdSendByRoom || name == cmdBroadcast) {
+			if err = checkMessage(m.Message, s); err == nil {
+				cmd.Text = *m.Message
+			}
+		}
+	default:
+		return command{}, nil
 	}
-	return command{}, nil
+	if err != nil {
+		return command{}, &commandError{Cmd: name, Msg: err.Error()}
+	}
+	return cmd, nil
 }
 
 // checkRoom reports what is wrong with a room name, if anything.
-func checkRoom(room string, s Settings) error {
+func checkRoom(room string, s *Settings) error {
 	switch {
 	case room == "":
 		return fmt.Errorf("empty room name")
@@ -152,7 +120,7 @@ func checkRoom(room string, s Settings) error {
 // checkMessage reports what is wrong with a pushed message, if anything.
 // Text frames must be valid UTF-8 (RFC 6455): browsers drop a connection
 // that gets anything else.
-func checkMessage(msg *string, s Settings) error {
+func checkMessage(msg *string, s *Settings) error {
 	switch {
 	case msg == nil || *msg == "":
 		return fmt.Errorf("missing message")
@@ -175,24 +143,101 @@ const (
 // maxFrame is the largest frame a message can make, once escaped.
 func maxFrame(s Settings) int { return maxEscape*(s.MaxMessage+s.MaxRoomName) + frameOverhead }
 
-// Replies to well-formed commands.
-func replySubscribe(room string) string   { return "Subscribe roomNum:" + room + " success!" }
-func replyUnsubscribe(room string) string { return "Unsubscribe roomNum:" + room + " success!" }
-func replyHistory(room string, n int) string {
-	return fmt.Sprintf("History roomNum:%s count:%d success!", room, n)
-}
-func replyFormat(json bool) string {
-	if json {
-		return "Format json success!"
+var errRateLimited = errors.New("rate limit exceeded")
+
+// handle runs one command from the browser.
+func (c *conn) handle(frame string) {
+	h, s := c.hub, c.hub.live.get()
+	cmd, err := parseCommand(frame, s)
+	if err == nil && s.RoomSecret != "" {
+		switch cmd.Name {
+		case cmdSubscribe, cmdHistory, cmdSendByRoom:
+			err = checkRoomToken(s.RoomSecret, cmd.Room, cmd.Token, time.Now(), cmd.Name == cmdSendByRoom)
+		}
 	}
-	return "Format text success!"
+	switch {
+	case err != nil:
+		c.replyErr(cmdName(frame), err)
+	case cmd.Name == cmdSubscribe:
+		if err := h.join(c, cmd.Room); err != nil {
+			c.replyErr(cmd.Name, err)
+			return
+		}
+		c.reply(cmd.Name, cmd.Room, "Subscribe roomNum:"+cmd.Room+" success!")
+	case cmd.Name == cmdUnsubscribe:
+		h.leave(c, cmd.Room)
+		c.reply(cmd.Name, cmd.Room, "Unsubscribe roomNum:"+cmd.Room+" success!")
+	case cmd.Name == cmdSendByRoom || cmd.Name == cmdBroadcast:
+		// What others receive is metered as the longest frame they get.
+		f := newFrames(event{Kind: kindMessage, Room: cmd.Room, From: c.id, Text: cmd.Text, Time: time.Now()})
+		if !c.budget.take(f.ev.Time, float64(len(f.json))) {
+			c.replyErr(cmd.Name, fmt.Errorf("send rate exceeded (%d bytes per second to others)", c.set.SendRate))
+			return
+		}
+		h.Deliver(f, nil)
+		if cmd.Name == cmdBroadcast {
+			c.reply(cmd.Name, "", "Broadcast success!")
+		} else {
+			c.reply(cmd.Name, cmd.Room, "SendByRoom success!")
+		}
+	case cmd.Name == cmdPing:
+		c.reply(cmd.Name, "", "pong")
+	case cmd.Name == cmdHistory:
+		// Paced: each message waits for room in the queue, so that a long
+		// history never overflows it. The reader waits meanwhile.
+		hist := h.History(cmd.Room)
+		for _, ev := range hist {
+			ev.Kind = kindHistory
+			b := ev.encode(c.json.Load())
+			if !c.waitRoom(len(b)) {
+				return
+			}
+			c.enqueue(b)
+		}
+		c.reply(cmd.Name, cmd.Room, fmt.Sprintf("History roomNum:%s count:%d success!", cmd.Room, len(hist)))
+	case cmd.Name == cmdFormat:
+		c.json.Store(cmd.JSON)
+		text := "Format text success!"
+		if cmd.JSON {
+			text = "Format json success!"
+		}
+		ev := event{Kind: kindReply, Cmd: cmd.Name, ID: c.id, Text: text, Time: time.Now()}
+		c.enqueue(ev.encode(cmd.JSON))
+	case cmd.Name == cmdRooms:
+		c.reply(cmd.Name, "", "Rooms: "+strings.Join(h.joined(c), ","))
+	case cmd.Name == cmdHello && h.hello == nil:
+		c.replyErr(cmd.Name, errors.New("no Hello servant configured"))
+	case cmd.Name == cmdHello:
+		ctx, cancel := context.WithTimeout(context.Background(), c.set.WriteTimeout)
+		defer cancel()
+		if text, err := h.hello(ctx, cmd.Text); err != nil {
+			c.replyErr(cmd.Name, err)
+		} else {
+			c.reply(cmd.Name, "", text)
+		}
+	default: // anything else gets the demo's answer
+		c.reply(cmdName(frame), "", "Rsp from server: this is server")
+	}
 }
 
-const (
-	replySendByRoom = "SendByRoom success!"
-	replyBroadcast  = "Broadcast success!"
-	replyPong       = "pong"
-)
+// cmdName is the command part of a frame.
+func cmdName(frame string) string {
+	name, _, _ := strings.Cut(frame, "|")
+	return name
+}
+
+// reply sends a command reply to this connection only.
+func (c *conn) reply(cmd, room, text string) {
+	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now()}
+	c.enqueue(ev.encode(c.json.Load()))
+}
+
+func (c *conn) replyErr(cmd string, err error) {
+	ce := &commandError{Cmd: cmd, Msg: err.Error()}
+	errors.As(err, &ce)
+	ev := event{Kind: kindError, Cmd: cmd, Text: ce.reply(), Time: time.Now()}
+	c.enqueue(ev.encode(c.json.Load()))
+}
 
 // Frame kinds in json format.
 const (
@@ -219,19 +264,13 @@ const (
 	fromTars = "tars"
 )
 
-// timeLayout is UTC RFC 3339 with milliseconds.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
-
 // encode returns the frame for a connection in json or text format. Text
 // format is the bare text, as the demo's pages expect; it is made valid
 // UTF-8, as json format is by the encoder. Json frames leave <, > and & as
 // they are: escaping them would make a frame six times longer for nothing.
 func (e event) encode(jsonFormat bool) []byte {
 	if !jsonFormat {
-		if !utf8.ValidString(e.Text) {
-			return []byte(strings.ToValidUTF8(e.Text, "\uFFFD"))
-		}
-		return []byte(e.Text)
+		return []byte(strings.ToValidUTF8(e.Text, "\uFFFD"))
 	}
 	type wire struct {
 		event
@@ -241,6 +280,121 @@ func (e event) encode(jsonFormat bool) []byte {
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	// Every field is a string, so Encode cannot fail.
-	enc.Encode(wire{e, e.Time.UTC().Format(timeLayout)})
+	enc.Encode(wire{e, e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")})
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// frames is one message encoded in both formats before it reaches the hub,
+// however many receive it.
+type frames struct {
+	ev         event
+	text, json []byte
+}
+
+func newFrames(ev event) frames { return frames{ev, ev.encode(false), ev.encode(true)} }
+
+// tokenBucket allows rate events per second on average and burst at once.
+// It is used by one goroutine only. A rate <= 0 allows everything.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newTokenBucket(rate float64, burst int) tokenBucket {
+	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+// take takes n tokens at time now, if there are so many.
+func (b *tokenBucket) take(now time.Time, n float64) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < n {
+		return false
+	}
+	b.tokens -= n
+	return true
+}
+
+// commandLimiter meters one connection's commands. Refused commands are
+// metered in turn: they are forgiven at the command rate, so a client that
+// merely sends too fast is slowed down, while one that keeps flooding (more
+// than abuseFactor bursts of refusals beyond that) is closed with 1008.
+type commandLimiter struct{ commands, refusals tokenBucket }
+
+const abuseFactor = 5
+
+func newCommandLimiter(s *Settings) *commandLimiter {
+	return &commandLimiter{
+		commands: newTokenBucket(s.CommandRate, s.CommandBurst),
+		refusals: newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst),
+	}
+}
+
+// check reports whether a command at time now may run and, if not, whether
+// the connection has been refused so often that it must be closed.
+func (l *commandLimiter) check(now time.Time) (ok, abuse bool) {
+	if l.commands.take(now, 1) {
+		return true, false
+	}
+	return false, !l.refusals.take(now, 1)
+}
+
+// RoomToken returns a token that lets its holder join room and read its
+// history until expiry:
+// "<expiry unix seconds>.<hex HMAC-SHA256(secret, room + "|" + expiry)>".
+// Browsers send it as subscribe|{"roomNum":"room1","token":"..."}.
+func RoomToken(secret, room string, expiry time.Time) string {
+	return roomToken(secret, room, expiry, false)
+}
+
+// RoomWriteToken returns a token that also lets its holder send to room
+// (sendByRoom) until expiry: the same form, with the HMAC of
+// room + "|" + expiry + "|write".
+func RoomWriteToken(secret, room string, expiry time.Time) string {
+	return roomToken(secret, room, expiry, true)
+}
+
+func roomToken(secret, room string, expiry time.Time, write bool) string {
+	exp := strconv.FormatInt(expiry.Unix(), 10)
+	return exp + "." + hex.EncodeToString(roomMAC(secret, room, exp, write))
+}
+
+func roomMAC(secret, room, exp string, write bool) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(room + "|" + exp))
+	if write {
+		m.Write([]byte("|write"))
+	}
+	return m.Sum(nil)
+}
+
+// checkRoomToken reports what is wrong with token as a pass to room at time
+// now, if anything: a read or a write token lets one read, only a write
+// token lets one write.
+func checkRoomToken(secret, room, token string, now time.Time, write bool) error {
+	if token == "" {
+		return errors.New("room token required")
+	}
+	exp, sig, ok := strings.Cut(token, ".")
+	expiry, err := strconv.ParseInt(exp, 10, 64)
+	mac, herr := hex.DecodeString(sig)
+	if !ok || err != nil || herr != nil || len(mac) != sha256.Size {
+		return errors.New("malformed room token (want <expiry>.<hex HMAC-SHA256>)")
+	}
+	switch {
+	case hmac.Equal(mac, roomMAC(secret, room, exp, true)):
+	case !hmac.Equal(mac, roomMAC(secret, room, exp, false)):
+		return errors.New("wrong room token")
+	case write:
+		return errors.New("room token does not allow sending (want a write token)")
+	}
+	if now.Unix() >= expiry {
+		return errors.New("room token expired")
+	}
+	return nil
 }

@@ -43,7 +43,7 @@ func TestParseCommand(t *testing.T) {
 		{frame: "format|", err: `format: unknown format "" (want json or text)`},
 		{frame: "hello|" + strings.Repeat("n", 1025), err: "hello: message longer than 1024 bytes"},
 	} {
-		got, err := parseCommand(tc.frame, s)
+		got, err := parseCommand(tc.frame, &s)
 		if tc.err != "" {
 			var ce *commandError
 			if !errors.As(err, &ce) || err.Error() != tc.err || ce.reply() != "Error: "+tc.err {
@@ -65,7 +65,7 @@ func FuzzParseCommand(f *testing.F) {
 	}
 	s := testSettings()
 	f.Fuzz(func(t *testing.T, frame string) {
-		cmd, err := parseCommand(frame, s)
+		cmd, err := parseCommand(frame, &s)
 		name, _, _ := strings.Cut(frame, "|")
 		if err != nil {
 			var ce *commandError

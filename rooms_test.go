@@ -38,7 +38,7 @@ func TestSlowReaderIsDropped(t *testing.T) {
 
 	big := strings.Repeat("x", 128<<10)
 	sent := 0
-	for ts.hub.Stats().Dropped == 0 {
+	for ts.hub.Counts().Dropped == 0 {
 		if sent == 5000 {
 			t.Fatal("the slow client was never dropped")
 		}
@@ -59,8 +59,8 @@ func TestSlowReaderIsDropped(t *testing.T) {
 	if code := slow.closeCode(); code != closeSlow {
 		t.Fatalf("close code %d, want %d", code, closeSlow)
 	}
-	waitFor(t, "the slow client to leave", func() bool { return ts.hub.Stats().Connections == 2 })
-	if st := ts.hub.Stats(); st.Rooms["room1"] != 1 || st.Dropped != 1 {
+	waitFor(t, "the slow client to leave", func() bool { return ts.hub.Counts().Connections == 2 })
+	if st := ts.hub.Counts(); st.Rooms["room1"] != 1 || st.Dropped != 1 {
 		t.Fatalf("stats after drop: %+v", st)
 	}
 	other.do("ping", "pong")
@@ -151,7 +151,7 @@ func TestPingAndIdleTimeout(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, "the idle client to be gone", func() bool { return ts.hub.Stats().Connections == 0 })
+	waitFor(t, "the idle client to be gone", func() bool { return ts.hub.Counts().Connections == 0 })
 
 	// Pongs count as traffic: a client that answers pings stays.
 	r2, _ := rawDial(t, ts, "")
@@ -196,7 +196,7 @@ func TestCorruptStoreFileKeepsServing(t *testing.T) {
 // flushStore writes the server's room files now.
 func flushStore(t *testing.T, ts *testServer) {
 	t.Helper()
-	if err := ts.hub.store.(*FileStore).Flush(); err != nil {
+	if err := ts.hub.store.Flush(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -208,23 +208,21 @@ func TestHubWithMemStore(t *testing.T) {
 	a := ts.dial(t)
 	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
 	id := a.id()
-	ids, err := ts.hub.store.Members("room1")
-	if err != nil || len(ids) != 1 || ids[0] != id {
-		t.Fatalf("members = %v, %v; want [%s]", ids, err, id)
+	if ids := ts.hub.members("room1"); len(ids) != 1 || ids[0] != id {
+		t.Fatalf("members = %v; want [%s]", ids, id)
+	}
+	if err := ts.hub.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if entries, _ := os.ReadDir(ts.dir); len(entries) != 0 {
 		t.Fatalf("memory store wrote %d entries to the data dir", len(entries))
-	}
-	s.Store = "redis"
-	if _, err := newServer(s, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), `unknown store "redis"`) {
-		t.Fatalf("unknown store: %v", err)
 	}
 }
 
 func TestHistoryIsBounded(t *testing.T) {
 	s := testSettings()
 	s.History = 2
-	h, err := NewHub(s, &MemStore{}, "", nil)
+	h, err := newHub(hubOptions{Live: newLive(s)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,13 +313,13 @@ func BenchmarkPushRoom(b *testing.B) {
 	s.Store = "memory"
 	s.QueueMessages = 1 << 16
 	s.QueueBytes = 1 << 30
-	srv, err := newServer(s, b.TempDir(), nil)
+	hub, err := newHub(hubOptions{Live: newLive(s)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewServer(newHandler(hub, hub.live, nil, &Metrics{hub: hub}, nil))
 	defer hs.Close()
-	defer srv.Shutdown(context.Background())
+	defer hub.Shutdown(context.Background())
 	const members = 100
 	var got sync.WaitGroup
 	for i := range members {
@@ -350,7 +348,7 @@ func BenchmarkPushRoom(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		srv.hub.PushRoom("room1", "a chat message of ordinary length", fromHTTP)
+		hub.PushRoom("room1", "a chat message of ordinary length", fromHTTP)
 	}
 	got.Wait()
 	b.ReportMetric(float64(b.N*members)/b.Elapsed().Seconds(), "frames/s")

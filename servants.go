@@ -51,21 +51,21 @@ type registrar interface {
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	push := func(ctx context.Context, ev event) int {
 		if cl == nil {
-			return hub.Deliver(ev, hub.Relay)
+			return hub.Deliver(newFrames(ev), nil)
 		}
 		return cl.PushWait(ctx, ev)
 	}
 	check := func(cur *tars.Current, room *string, msg string) error {
 		set := *l.get()
-		if !checkPushToken(set, cur.Context[pushTokenKey]) {
+		if !checkPushToken(&set, cur.Context[pushTokenKey]) {
 			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
 		}
 		if room != nil {
-			if err := checkRoom(*room, set); err != nil {
+			if err := checkRoom(*room, &set); err != nil {
 				return codeErr{pushBadArgument, fmt.Errorf("%s: roomNum: %w", cur.Func, err)}
 			}
 		}
-		if err := checkMessage(&msg, set); err != nil {
+		if err := checkMessage(&msg, &set); err != nil {
 			return codeErr{pushBadArgument, fmt.Errorf("%s: message: %w", cur.Func, err)}
 		}
 		return nil
@@ -130,7 +130,7 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 				retimed++
 			}
 			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time)}
-			counts[i] = int32(hub.Deliver(ev, nil))
+			counts[i] = int32(hub.DeliverLocal(newFrames(ev)))
 		}
 		if bad > 0 || retimed > 0 {
 			hub.log.Warn("peerPush: messages refused or retimed", "caller", cur.RemoteAddr.String(),
@@ -170,11 +170,11 @@ func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 // peerClockSkew from now (a skewed clock, or a message that waited long for
 // its peer) is replaced by now, and retimed says so.
 func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time) (retimed bool, err error) {
-	if err := checkMessage(&m.Text, set); err != nil {
+	if err := checkMessage(&m.Text, &set); err != nil {
 		return false, fmt.Errorf("text: %w", err)
 	}
 	if m.Room != "" {
-		if err := checkRoom(m.Room, set); err != nil {
+		if err := checkRoom(m.Room, &set); err != nil {
 			return false, fmt.Errorf("room: %w", err)
 		}
 	}

@@ -156,7 +156,7 @@ func TestSoak(t *testing.T) {
 				return
 			}
 			messages.Add(1)
-			if err := c.until(msg, replySendByRoom); err != nil {
+			if err := c.until(msg, "SendByRoom success!"); err != nil {
 				fail("churner %d: own message: %v", slot, err)
 				c.c.Close()
 				return
@@ -192,7 +192,7 @@ func TestSoak(t *testing.T) {
 		runtime.GC()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		return sample{runtime.NumGoroutine(), m.HeapInuse, ts.hub.Stats().Connections}
+		return sample{runtime.NumGoroutine(), m.HeapInuse, ts.hub.Counts().Connections}
 	}
 	start := time.Now()
 	time.Sleep(duration / 3)
@@ -257,7 +257,7 @@ func TestSoak(t *testing.T) {
 		co.c.c.Close()
 		<-co.done
 	}
-	waitFor(t, "every connection to be gone", func() bool { return ts.hub.Stats().Connections == 0 })
+	waitFor(t, "every connection to be gone", func() bool { return ts.hub.Counts().Connections == 0 })
 	if err := ts.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -214,10 +214,10 @@ func (g *gauge) take(now int64) [][2]string {
 // rooms as gauges, messages in and out and connections dropped as sums
 // per interval.
 type hubProperties struct {
-	stats       func() Stats
+	stats       func() hubCounts
 	conns       gauge
 	rooms       gauge
-	last        Stats // counters at the last report
+	last        hubCounts // counters at the last report
 	initialized bool
 }
 
@@ -231,7 +231,7 @@ func (h *hubProperties) take() []property {
 	st := h.stats()
 	if !h.initialized {
 		h.initialized = true
-		h.last = Stats{} // counters start at zero with the hub
+		h.last = hubCounts{} // counters start at zero with the hub
 	}
 	sum := func(now, then uint64) [][2]string {
 		return [][2]string{{"Sum", strconv.FormatUint(now-then, 10)}}

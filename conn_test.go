@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -43,8 +42,9 @@ type bytesHijacker struct {
 func (w *bytesHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.conn, w.rw, nil }
 
 // serveBytes runs x/net's server handshake on a connection that carries
-// input after it, and hands the server-side *websocket.Conn to f.
-func serveBytes(input []byte, f func(*websocket.Conn)) {
+// input after it, and hands f the server-side *websocket.Conn and the
+// reader it reads frames from.
+func serveBytes(input []byte, f func(*websocket.Conn, *bufio.Reader)) {
 	conn := &bytesConn{r: bytes.NewReader(input)}
 	w := &bytesHijacker{
 		ResponseWriter: httptest.NewRecorder(),
@@ -56,8 +56,7 @@ func serveBytes(input []byte, f func(*websocket.Conn)) {
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	req.Header.Set("Sec-WebSocket-Version", "13")
-	req = req.WithContext(context.WithValue(req.Context(), rawFramesKey{}, &rawFrames{w.rw.Reader}))
-	websocket.Server{Handler: f}.ServeHTTP(w, req)
+	websocket.Server{Handler: func(ws *websocket.Conn) { f(ws, w.rw.Reader) }}.ServeHTTP(w, req)
 }
 
 // FuzzMessageReader feeds arbitrary bytes to the message reader as frames
@@ -81,9 +80,9 @@ func FuzzMessageReader(f *testing.F) {
 	}
 	const limit = 128
 	f.Fuzz(func(t *testing.T, input []byte) {
-		serveBytes(input, func(ws *websocket.Conn) {
+		serveBytes(input, func(ws *websocket.Conn, br *bufio.Reader) {
 			var pings int
-			mr := newMessageReader(ws, limit, func(p []byte) {
+			mr := newMessageReader(ws, br, limit, func(p []byte) {
 				if len(p) > maxControlPayload {
 					t.Fatalf("ping payload of %d bytes", len(p))
 				}
@@ -120,8 +119,8 @@ func FuzzMessageReader(f *testing.F) {
 func TestServeBytesSeesFrames(t *testing.T) {
 	// The harness itself: a masked text frame comes out as its text.
 	var got []byte
-	serveBytes(maskedFrame(0x81, []byte("hello")), func(ws *websocket.Conn) {
-		msg, err := newMessageReader(ws, 64, nil).read()
+	serveBytes(maskedFrame(0x81, []byte("hello")), func(ws *websocket.Conn, br *bufio.Reader) {
+		msg, err := newMessageReader(ws, br, 64, nil).read()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,576 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/websocket"
+)
+
+// One WebSocket connection, end to end. The settings give its deadlines
+// (idle-timeout, write-timeout) and queue bounds; these are fixed.
+const (
+	closeGrace        = time.Second // a closing connection waits this long for the peer's close frame
+	maxControlPayload = 125         // longest payload of a close, ping or pong frame
+	keepBuffer        = 4 << 10     // largest message buffer kept between messages
+	maxPooledBatch    = 64 << 10    // largest batch buffer kept for reuse
+)
+
+// WebSocket close codes the server sends (RFC 6455, section 7.4.1).
+const (
+	closeNormal        = 1000
+	closeGoingAway     = 1001 // server shutting down
+	closeProtocolError = 1002 // a frame breaks the protocol
+	closeUnsupported   = 1003 // a binary message: the protocol is text only
+	closeBadData       = 1007 // a text message that is not valid UTF-8
+	closePolicy        = 1008 // too many commands refused by the rate limit
+	closeTooBig        = 1009 // a message over Settings.MaxMessage
+	closeSlow          = 4000 // "slow: outgoing queue full"
+	closeKicked        = 4001 // an operator's ws.kick
+)
+
+// Frame opcodes.
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xa
+)
+
+// conn is one WebSocket connection: one reader (serve's goroutine), one
+// writer, and a bounded queue between the hub and the writer. The writer is
+// the only one to write to nc: messages, pongs, pings and the close frame.
+// It runs only while there is something to write, so an idle connection has
+// one goroutine.
+type conn struct {
+	hub  *Hub
+	set  *Settings       // in force when the connection opened
+	id   string          // "c<N>.<tag>", unique across nodes and restarts
+	ws   *websocket.Conn // for reading frames
+	nc   net.Conn        // the connection under ws, for writing
+	br   *bufio.Reader   // what x/net reads frames from
+	json atomic.Bool     // frames in json format
+
+	qmu     sync.Mutex
+	queue   [][]byte // messages for the writer
+	pong    []byte   // payload of a ping to answer; nil: none
+	ping    bool     // a ping is due
+	writing bool     // a writer runs; once the writer has ended, for good
+	spare   [][]byte // the writer's last batch, emptied, reused as the queue
+
+	send    chan struct{} // a token per queued message: the bound, and the depth
+	queued  atomic.Int64  // bytes in queue
+	drained chan struct{} // has a token when the writer has taken messages off
+
+	rooms  map[string]struct{} // guarded by hub.mu
+	budget tokenBucket         // bytes sent to others; the reader owns it
+
+	stopOnce sync.Once
+	closing  atomic.Bool
+	code     int           // close code, set before quit is closed
+	reason   string        // close reason, set with code
+	quit     chan struct{} // closed to make the writer close the connection
+	readDone chan struct{} // closed when the reader has returned
+	done     chan struct{} // closed when the writer has returned
+}
+
+// serveConn upgrades r (x/net does the handshake, check judges the origin)
+// and runs the connection until it ends.
+func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error) {
+	s := h.live.get()
+	hj := &hijacker{ResponseWriter: w, idle: s.IdleTimeout}
+	websocket.Server{Handshake: check, Handler: func(ws *websocket.Conn) {
+		c := &conn{
+			hub: h, set: s, id: h.newID(), ws: ws, nc: hj.nc, br: hj.br,
+			send:     make(chan struct{}, s.QueueMessages),
+			drained:  make(chan struct{}, 1),
+			rooms:    make(map[string]struct{}),
+			budget:   newTokenBucket(float64(s.SendRate), s.QueueBytes/2),
+			quit:     make(chan struct{}),
+			readDone: make(chan struct{}),
+			done:     make(chan struct{}),
+		}
+		if !h.register(c) {
+			ws.SetWriteDeadline(deadline(s.WriteTimeout))
+			ws.WriteClose(closeGoingAway)
+			return
+		}
+		defer h.serving.Done()
+		c.readLoop()
+		close(c.readDone)
+		c.stop(closeNormal, "")
+		h.unregister(c)
+		<-c.done
+	}}.ServeHTTP(hj, r)
+}
+
+// readLoop reads commands until the peer closes the connection or it
+// fails; once closing, it reads on, ignoring commands, until the peer's
+// close frame arrives or the writer gives up.
+func (c *conn) readLoop() {
+	s := c.set
+	mr := newMessageReader(c.ws, c.br, s.MaxMessage, c.queuePong)
+	limit := newCommandLimiter(s)
+	for {
+		c.nc.SetReadDeadline(deadline(s.IdleTimeout))
+		msg, err := mr.read()
+		var ce *closeError
+		if errors.As(err, &ce) {
+			if c.stop(ce.Code, ce.Reason) {
+				c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
+			}
+			mr.discard()
+			return
+		}
+		if err != nil {
+			return
+		}
+		if c.closing.Load() {
+			continue
+		}
+		switch ok, abuse := limit.check(time.Now()); {
+		case abuse:
+			if c.stop(closePolicy, "too many commands over the rate limit") {
+				c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
+			}
+		case !ok:
+			c.replyErr(cmdName(string(msg)), errRateLimited)
+		default:
+			c.handle(string(msg))
+		}
+	}
+}
+
+// enqueue queues b for the writer without blocking. A full queue means the
+// peer does not keep up: it is closed with 4000 and others go on.
+func (c *conn) enqueue(b []byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	if c.queued.Add(int64(len(b))) <= int64(c.set.QueueBytes) {
+		select {
+		case c.send <- struct{}{}:
+			c.signal(func() { c.queue = append(c.queue, b) })
+			return true
+		default:
+		}
+	}
+	c.queued.Add(-int64(len(b)))
+	if c.stop(closeSlow, "") {
+		c.hub.dropped.Add(1)
+		c.hub.log.Warn("closing slow connection", "id", c.id, "queued", len(c.send))
+	}
+	return false
+}
+
+// signal runs add under the queue's lock, then starts the writer unless it
+// runs.
+func (c *conn) signal(add func()) {
+	c.qmu.Lock()
+	add()
+	start := !c.writing
+	c.writing = true
+	c.qmu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// queuePong hands a ping's payload to the writer. If a pong is already
+// waiting, it answers this ping instead: RFC 6455 wants the latest one.
+func (c *conn) queuePong(p []byte) { c.signal(func() { c.pong = append([]byte{}, p...) }) }
+
+// queuePing has the writer send a ping.
+func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
+
+// stop asks the writer to close the connection with code and reason. Only
+// the first call counts; it reports whether this was it.
+func (c *conn) stop(code int, reason string) (first bool) {
+	c.stopOnce.Do(func() {
+		c.code, c.reason = code, reason
+		c.closing.Store(true)
+		close(c.quit)
+		first = true
+	})
+	if first {
+		c.signal(func() {}) // the writer sends the close frame
+	}
+	return first
+}
+
+// waitRoom waits until n more bytes keep the queue at most half full (the
+// rest is for live messages), or the queue is empty. It reports false if
+// the connection closes first.
+func (c *conn) waitRoom(n int) bool {
+	for {
+		q := c.queued.Load()
+		if q == 0 || q+int64(n) <= int64(c.set.QueueBytes/2) && len(c.send) < cap(c.send)/2 {
+			return !c.closing.Load()
+		}
+		select {
+		case <-c.drained:
+		case <-c.quit:
+			return false
+		}
+	}
+}
+
+// writeLoop writes until nothing is queued, then returns; signal starts it
+// again. Once the connection is stopping it closes it and ends for good.
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.quit:
+			c.close()
+			close(c.done)
+			return
+		default:
+		}
+		c.qmu.Lock()
+		if len(c.queue) == 0 && c.pong == nil && !c.ping {
+			// stop closes quit before it signals: seen here, or the
+			// signal finds no writer and starts one.
+			select {
+			case <-c.quit:
+			default:
+				c.writing = false
+				c.qmu.Unlock()
+				return
+			}
+		}
+		c.qmu.Unlock()
+		if err := c.writeQueued(nil); err != nil {
+			// The peer is gone or stuck: no close frame can follow a
+			// frame written in part.
+			c.stop(closeNormal, "")
+			c.closeSocket()
+			close(c.done)
+			return
+		}
+	}
+}
+
+// batchPool holds the buffers batches are encoded in, so an idle connection
+// holds none.
+var batchPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeQueued writes, in one write with one deadline, the pong owed, the
+// ping due, every queued message, then the frames in last. Only the writer
+// calls it.
+func (c *conn) writeQueued(last []byte) error {
+	c.qmu.Lock()
+	msgs, pong, ping := c.queue, c.pong, c.ping
+	c.queue, c.spare, c.pong, c.ping = c.spare, nil, nil, false
+	c.qmu.Unlock()
+	var n int64
+	for _, m := range msgs {
+		<-c.send
+		n += int64(len(m))
+	}
+	c.queued.Add(-n)
+	select {
+	case c.drained <- struct{}{}:
+	default:
+	}
+
+	bp := batchPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if pong != nil {
+		buf = appendFrame(buf, opPong, pong)
+	}
+	if ping {
+		buf = appendFrame(buf, opPing, nil)
+	}
+	for _, m := range msgs {
+		buf = appendFrame(buf, opText, m)
+	}
+	err := c.writeRaw(append(buf, last...))
+	if err == nil {
+		c.hub.messagesOut.Add(uint64(len(msgs)))
+	}
+	if cap(buf) <= maxPooledBatch {
+		*bp = buf
+		batchPool.Put(bp)
+	}
+	clear(msgs)
+	c.spare = msgs[:0]
+	return err
+}
+
+// writeRaw writes encoded frames to the connection with a deadline.
+func (c *conn) writeRaw(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	c.nc.SetWriteDeadline(deadline(c.set.WriteTimeout))
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// close ends the connection with c.code: on shutdown it flushes the queue
+// first, with the close frame after it; then it waits briefly for the peer's
+// close frame and closes the socket.
+func (c *conn) close() {
+	// The reason is a short ASCII text of ours: it fits the 123 bytes.
+	p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
+	frame := appendFrame(nil, opClose, append(p, c.reason...))
+	var err error
+	if c.code == closeGoingAway {
+		err = c.writeQueued(frame)
+	} else {
+		err = c.writeRaw(frame)
+	}
+	if err == nil {
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case <-c.readDone:
+		case <-t.C:
+		}
+	}
+	c.closeSocket()
+}
+
+// closeSocket closes the connection without x/net's close frame.
+func (c *conn) closeSocket() {
+	c.nc.SetWriteDeadline(time.Now())
+	c.nc.Close()
+}
+
+// deadline returns the time d from now; d <= 0 means no deadline.
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// appendFrame appends one unfragmented server frame (RFC 6455, section 5.2):
+// FIN and the opcode, the payload length in 7, 16 or 64 bits, no mask.
+func appendFrame(b []byte, opcode byte, payload []byte) []byte {
+	b = append(b, 0x80|opcode)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
+	}
+	return append(b, payload...)
+}
+
+// closeError means the peer sent something the connection cannot go on
+// after: it is closed with Code, and Reason goes in the close frame.
+type closeError struct {
+	Code   int
+	Reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %d)", e.Reason, e.Code) }
+
+// errPeerClosed is returned once the peer's close frame has arrived.
+var errPeerClosed = errors.New("websocket: closed by the peer")
+
+// messageReader reassembles whole messages from a server-side connection's
+// frames. x/net's Message.Receive hands out each frame of a fragmented
+// message as a message of its own and leaves control frames to a handler
+// that writes pongs from the reading goroutine; this reader does neither.
+type messageReader struct {
+	ws         *websocket.Conn
+	br         *bufio.Reader // under ws, to peek at a frame's raw length; may be nil
+	limit      int           // longest message, bytes
+	ping       func([]byte)  // gets each ping's payload, for the writer; may be nil
+	buf        []byte
+	cur        io.Reader // the payload of the frame being read, unmasked
+	peerClosed bool      // the peer's close frame has been read
+}
+
+func newMessageReader(ws *websocket.Conn, br *bufio.Reader, limit int, ping func([]byte)) *messageReader {
+	return &messageReader{ws: ws, br: br, limit: limit, ping: ping}
+}
+
+// next reads the next frame's header: fin, reserved bits and mask from its
+// first bytes, the payload length from x/net's header and frame lengths. x/net clears the top bit of a
+// 64-bit length, which RFC 6455 requires to be 0: the peek sees it first,
+// reading no further than x/net is about to.
+func (r *messageReader) next() (fin bool, op byte, n int, err error) {
+	if r.br != nil {
+		if h, _ := r.br.Peek(3); len(h) == 3 && h[1]&0x7f == 127 && h[2]&0x80 != 0 {
+			return false, 0, 0, &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
+		}
+	}
+	f, err := r.ws.NewFrameReader()
+	if err != nil {
+		return false, 0, 0, err
+	}
+	r.cur = f
+	var h [14]byte // the longest header: 2 bytes, a 64-bit length, a mask
+	hn := 0
+	if hr := f.HeaderReader(); hr != nil {
+		hn, _ = io.ReadFull(hr, h[:])
+	}
+	switch {
+	case hn < 2:
+		return false, 0, 0, &closeError{closeProtocolError, "short frame header"}
+	case h[1]&0x80 == 0:
+		return false, 0, 0, &closeError{closeProtocolError, "unmasked frame from a client"}
+	case h[0]&0x70 != 0:
+		return false, 0, 0, &closeError{closeProtocolError, "reserved bits set without an extension"}
+	}
+	return h[0]&0x80 != 0, h[0] & 0x0f, f.Len() - hn, nil
+}
+
+// read returns the next whole text message. The slice is valid until the
+// next call. A *closeError says how to close the connection; errPeerClosed
+// that the peer closed it; any other error is the connection's own.
+func (r *messageReader) read() ([]byte, error) {
+	if cap(r.buf) > keepBuffer {
+		r.buf = nil
+	}
+	msg := r.buf[:0]
+	var op byte // opcode of the message being read; 0 between messages
+	for {
+		fin, opcode, n, err := r.next()
+		if err != nil {
+			return nil, err
+		}
+		switch opcode {
+		case opClose, opPing, opPong:
+			if !fin || n > maxControlPayload {
+				return nil, &closeError{closeProtocolError, "fragmented or long control frame"}
+			}
+			var p [maxControlPayload]byte
+			if _, err := io.ReadFull(r.cur, p[:n]); err != nil {
+				return nil, err
+			}
+			if opcode == opClose {
+				r.peerClosed = true
+				return nil, cmp.Or(checkClose(p[:n]), errPeerClosed)
+			}
+			if opcode == opPing && r.ping != nil {
+				r.ping(p[:n])
+			}
+			continue
+		case opContinuation:
+			if op == 0 {
+				return nil, &closeError{closeProtocolError, "continuation frame without a message"}
+			}
+		case opText, opBinary:
+			if op != 0 {
+				return nil, &closeError{closeProtocolError, "new message before the last one ended"}
+			}
+			if opcode == opBinary {
+				return nil, &closeError{closeUnsupported, "binary message: the protocol is text"}
+			}
+			op = opcode
+		default:
+			return nil, &closeError{closeProtocolError, fmt.Sprintf("reserved opcode %d", opcode)}
+		}
+		if n > r.limit-len(msg) {
+			return nil, &closeError{closeTooBig, fmt.Sprintf("message longer than %d bytes", r.limit)}
+		}
+		l := len(msg)
+		msg = slices.Grow(msg, n)[:l+n]
+		if _, err := io.ReadFull(r.cur, msg[l:]); err != nil {
+			return nil, err
+		}
+		r.buf = msg
+		if !fin {
+			continue
+		}
+		if !utf8.Valid(msg) {
+			return nil, &closeError{closeBadData, "text message is not valid UTF-8"}
+		}
+		return msg, nil
+	}
+}
+
+// discard reads and drops the rest of the current frame and every frame
+// after it until the peer's close frame, which answers the one sent after a
+// *closeError. It returns when that frame arrives or the connection fails.
+func (r *messageReader) discard() {
+	for r.cur != nil && !r.peerClosed {
+		if _, err := io.Copy(io.Discard, r.cur); err != nil {
+			return
+		}
+		if _, op, _, err := r.next(); err != nil || op == opClose {
+			return
+		}
+	}
+}
+
+// checkClose checks the payload of a close frame from the peer (RFC 6455,
+// sections 5.5.1 and 7.4): empty, or a code that may be sent and a UTF-8
+// reason.
+func checkClose(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if len(p) == 1 {
+		return &closeError{closeProtocolError, "close frame with a 1-byte payload"}
+	}
+	switch code := binary.BigEndian.Uint16(p); {
+	case code < 1000, code >= 5000, code >= 1016 && code < 3000,
+		code == 1004, code == 1005, code == 1006, code == 1015:
+		return &closeError{closeProtocolError, fmt.Sprintf("close code %d may not be sent", code)}
+	}
+	if !utf8.Valid(p[2:]) {
+		return &closeError{closeBadData, "close reason is not valid UTF-8"}
+	}
+	return nil
+}
+
+// hijacker hands x/net a connection whose read deadline moves on whenever
+// bytes arrive, so pongs and other control frames count as traffic. It
+// keeps the connection hijacked, for the writer, and the reader x/net reads
+// frames from, for the peek at raw lengths.
+type hijacker struct {
+	http.ResponseWriter
+	idle time.Duration
+	nc   net.Conn
+	br   *bufio.Reader
+}
+
+func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("websocket: %T cannot hijack the connection", w.ResponseWriter)
+	}
+	nc, rw, err := h.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// The deadline net/http set for reading the request is no WebSocket's.
+	nc.SetReadDeadline(deadline(w.idle))
+	// net/http's reader already buffers: this one only has to take frame
+	// headers a byte at a time without a call each.
+	w.nc, w.br = nc, bufio.NewReaderSize(idleReader{rw.Reader, w}, 128)
+	return nc, bufio.NewReadWriter(w.br, rw.Writer), nil
+}
+
+type idleReader struct {
+	r io.Reader
+	w *hijacker
+}
+
+func (r idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.w.nc.SetReadDeadline(deadline(r.w.idle))
+	}
+	return n, err
+}
