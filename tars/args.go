@@ -25,6 +25,20 @@ import (
 // retName is the TUP and JSON key of the return value.
 const retName = "tars_ret"
 
+// DecodeTUP reads the argument map of a TUP sBuffer. The values alias sBuffer.
+func DecodeTUP(sBuffer []byte) (map[string][]byte, error) {
+	var m map[string][]byte
+	if err := NewDecoder(sBuffer).ReadBytesMap(&m, 0, true); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// AppendTUP appends m as a TUP sBuffer, keys in sorted order.
+func AppendTUP(b []byte, m map[string][]byte) []byte {
+	return AppendBytesMap(b, 0, m)
+}
+
 // ArgError reports an argument that is missing or cannot be read as the
 // type asked for. A server answers it with ServerDecodeErr (-1).
 type ArgError struct {
@@ -47,7 +61,7 @@ func (e *ArgError) Unwrap() error { return e.Err }
 // client receives.
 type Args struct {
 	// MaxLen bounds the lists and maps read next, as Decoder.MaxLen does;
-	// set it before each Value or StringMap whose size you know. JSON
+	// set it before each Value whose size you know. JSON
 	// arguments are not bounded by it.
 	MaxLen int
 
@@ -239,52 +253,6 @@ func (a *Args) Int32(tag uint8, name string) (int32, error) {
 	return v, a.check(tag, name, err)
 }
 
-// Int64 reads a long parameter.
-func (a *Args) Int64(tag uint8, name string) (int64, error) {
-	if a.version == VersionJSON {
-		var j int64
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v int64
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadInt64(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
-
-// Bytes reads a vector<byte> parameter (base64 in JSON). The result may
-// alias the packet.
-func (a *Args) Bytes(tag uint8, name string) ([]byte, error) {
-	if a.version == VersionJSON {
-		var j []byte
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v []byte
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadBytes(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
-
-// StringMap reads a map<string,string> parameter.
-func (a *Args) StringMap(tag uint8, name string) (map[string]string, error) {
-	if a.version == VersionJSON {
-		var j map[string]string
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v map[string]string
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadStringMap(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
-
 // Results are arguments being encoded: a servant's return value and
 // out-parameters, or the in-parameters a client sends. The zero Results
 // encodes TARS (version 1).
@@ -391,17 +359,6 @@ func (r *Results) PutBool(tag uint8, name string, v bool) { put(r, tag, name, v,
 
 // PutInt32 adds an int (or enum) parameter.
 func (r *Results) PutInt32(tag uint8, name string, v int32) { put(r, tag, name, int64(v), AppendInt) }
-
-// PutInt64 adds a long parameter.
-func (r *Results) PutInt64(tag uint8, name string, v int64) { put(r, tag, name, v, AppendInt) }
-
-// PutBytes adds a vector<byte> parameter (base64 in JSON).
-func (r *Results) PutBytes(tag uint8, name string, v []byte) { put(r, tag, name, v, AppendBytes) }
-
-// PutStringMap adds a map<string,string> parameter.
-func (r *Results) PutStringMap(tag uint8, name string, v map[string]string) {
-	put(r, tag, name, v, AppendStringMap)
-}
 
 // AppendTo appends the encoded sBuffer to b. TARS parameters must have been
 // put in ascending tag order.

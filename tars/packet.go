@@ -2,9 +2,11 @@ package tars
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/maphash"
 	"io"
 	"slices"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -50,6 +52,23 @@ const (
 	SendRequestErr     int32 = -13
 	ServerUnknownErr   int32 = -99 // sResultDesc carries the text
 )
+
+var codeTexts = map[int32]string{
+	ServerDecodeErr:    "server decode error",
+	ServerEncodeErr:    "server encode error",
+	ServerNoFuncErr:    "no such function",
+	ServerNoServantErr: "no such servant",
+	ServerResetGrid:    "reset grid",
+	ServerQueueTimeout: "server queue timeout",
+	InvokeTimeout:      "invoke timeout",
+	ProxyConnectErr:    "proxy connect error",
+	ServerOverload:     "server overload",
+	AdapterNull:        "adapter null",
+	InvokeByInvalidSet: "invoke by invalid set",
+	ClientDecodeErr:    "client decode error",
+	SendRequestErr:     "send request error",
+	ServerUnknownErr:   "unknown server error",
+}
 
 // RequestPacket is a call: the fields of tags 1 to 10, all required.
 type RequestPacket struct {
@@ -214,6 +233,20 @@ func endFrame(b []byte, start int) []byte {
 	return b
 }
 
+// FrameError reports a frame length outside [4, Max]. The connection that
+// sent it cannot be resynchronised and should be closed.
+type FrameError struct {
+	Length int64 // the length field as received
+	Max    int   // the limit in force
+}
+
+func (e *FrameError) Error() string {
+	if e.Length < 4 {
+		return fmt.Sprintf("tars: frame length %d is below the 4-byte minimum", e.Length)
+	}
+	return fmt.Sprintf("tars: frame length %d exceeds the limit of %d bytes", e.Length, e.Max)
+}
+
 // FrameReader reads frames from a stream, reusing one buffer. Wrap a
 // net.Conn in a bufio.Reader to save system calls.
 type FrameReader struct {
@@ -264,23 +297,42 @@ func (f *FrameReader) Next() ([]byte, error) {
 	return f.buf, nil
 }
 
-// SplitFrame finds the first frame in b: it returns the frame's body and the
-// total length of the frame, or n == 0 when b does not hold a whole frame
-// yet. A length below 4 or above limit (0 means DefaultMaxPacket) is a
-// *FrameError.
-func SplitFrame(b []byte, limit int) (body []byte, n int, err error) {
-	if len(b) < 4 {
-		return nil, 0, nil
+// A TUP reply (packet version 3) is a RequestPacket: these status keys carry
+// a non-zero return code and its text.
+const (
+	StatusResultCode = "STATUS_RESULT_CODE"
+	StatusResultDesc = "STATUS_RESULT_DESC"
+)
+
+// TUPReply returns the reply to the TUP request req. As TarsCpp does, it is
+// laid out as a RequestPacket echoing the request's ids and names; a non-zero
+// code and its description go into Status. values holds the results by name.
+func TUPReply(req *RequestPacket, code int32, desc string, values map[string][]byte) RequestPacket {
+	rsp := RequestPacket{
+		Version:     req.Version,
+		PacketType:  req.PacketType,
+		MessageType: req.MessageType,
+		RequestID:   req.RequestID,
+		ServantName: req.ServantName,
+		FuncName:    req.FuncName,
+		Buffer:      AppendTUP(nil, values),
 	}
-	if limit <= 0 {
-		limit = DefaultMaxPacket
+	if code != Success {
+		rsp.Status = map[string]string{StatusResultCode: strconv.Itoa(int(code)), StatusResultDesc: desc}
 	}
-	length := int64(binary.BigEndian.Uint32(b))
-	if length < 4 || length > int64(limit) {
-		return nil, 0, &FrameError{Length: length, Max: limit}
+	return rsp
+}
+
+// TUPResult returns the return code and description of a TUP reply (a
+// missing code means Success).
+func TUPResult(rsp *RequestPacket) (code int32, desc string, err error) {
+	s, ok := rsp.Status[StatusResultCode]
+	if !ok {
+		return Success, "", nil
 	}
-	if int64(len(b)) < length {
-		return nil, 0, nil
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, "", &DecodeError{Offset: -1, Tag: 10, What: "status " + StatusResultCode + " is not an int32: " + strconv.Quote(s)}
 	}
-	return b[4:length:length], int(length), nil
+	return int32(n), rsp.Status[StatusResultDesc], nil
 }
