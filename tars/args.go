@@ -139,31 +139,22 @@ func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
 // Version returns the packet version the arguments came in.
 func (a *Args) Version() int16 { return a.version }
 
-// source returns a Decoder over the parameter and the tag to read it at.
-func (a *Args) source(name string) (d Decoder, tag uint8, ok bool, err error) {
+// at returns a Decoder over the parameter and the tag to read it at.
+func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
 	switch a.version {
 	case VersionTars:
-		return Decoder{buf: a.body, MaxLen: a.MaxLen}, 0, true, nil
+		return Decoder{buf: a.body, MaxLen: a.MaxLen}, tag, nil
 	case VersionTUP:
 		v, ok := a.tup[name]
 		if !ok && name == "" {
 			v, ok = a.tup[retName]
 		}
 		if !ok {
-			return Decoder{}, 0, false, errors.New("missing")
+			return Decoder{}, 0, errors.New("missing")
 		}
-		return Decoder{buf: v, MaxLen: a.MaxLen}, 0, false, nil
+		return Decoder{buf: v, MaxLen: a.MaxLen}, 0, nil
 	}
-	return Decoder{}, 0, false, fmt.Errorf("no Tars encoding in packet version %d", a.version)
-}
-
-// at returns the Decoder for the parameter and the tag to read it at.
-func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
-	d, t, byTag, err := a.source(name)
-	if byTag {
-		t = tag
-	}
-	return d, t, err
+	return Decoder{}, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }
 
 func (a *Args) check(tag uint8, name string, err error) error {

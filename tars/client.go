@@ -89,7 +89,8 @@ func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 	if c.reg == nil {
 		return nil, fmt.Errorf("tars: no locator or resolver to find %s", obj)
 	}
-	return c.reg.resolve(ctx, obj)
+	e, err := c.reg.resolve(ctx, obj)
+	return e.eps, err
 }
 
 func (c *Client) logger() *slog.Logger {
@@ -144,14 +145,6 @@ type ObjProxy struct {
 type proxyState struct {
 	static []target // from the proxy string; nil: resolve
 	rr     atomic.Uint32
-	last   atomic.Pointer[resolved]
-}
-
-// resolved holds the targets made for the list the Client's cache gave
-// last, reused for as long as it gives the same list.
-type resolved struct {
-	eps []Endpoint
-	ts  []target
 }
 
 // target is an endpoint with its connection slot, or why it has none.
@@ -208,20 +201,14 @@ func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
 
 // targets returns the endpoints to try.
 func (p *ObjProxy) targets(ctx context.Context) ([]target, error) {
-	st := p.st
-	if st.static != nil {
-		return st.static, nil
+	if p.st.static != nil {
+		return p.st.static, nil
 	}
-	eps, err := p.c.Resolve(ctx, p.name)
+	e, err := p.c.reg.resolve(ctx, p.name) // Proxy checked that reg is set
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", p.name, err)
 	}
-	if r := st.last.Load(); r != nil && len(r.eps) == len(eps) && &r.eps[0] == &eps[0] {
-		return r.ts, nil
-	}
-	r := &resolved{eps, p.c.targets(eps)}
-	st.last.Store(r)
-	return r.ts, nil
+	return e.ts, nil
 }
 
 // Invoke calls fn and waits for its reply. in writes the in-parameters (nil:
@@ -326,25 +313,24 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 
 	timer := time.NewTimer(remaining)
 	var rep reply
+	var why string
+	var cause error
 	select {
 	case rep = <-call.ch:
 	case <-timer.C:
-		if !cc.remove(req.RequestID) {
-			rep = <-call.ch // the reply was being delivered
-			break
-		}
-		callPool.Put(call)
-		return fail(InvokeTimeout, fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond)), context.DeadlineExceeded)
+		why = fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
+		cause = context.DeadlineExceeded
 	case <-ctx.Done():
-		timer.Stop()
-		if !cc.remove(req.RequestID) {
-			rep = <-call.ch
-			break
-		}
-		callPool.Put(call)
-		return fail(InvokeTimeout, "call abandoned", ctx.Err())
+		why, cause = "call abandoned", ctx.Err()
 	}
 	timer.Stop()
+	if cause != nil {
+		if cc.remove(req.RequestID) {
+			callPool.Put(call)
+			return fail(InvokeTimeout, why, cause)
+		}
+		rep = <-call.ch // the reply was being delivered
+	}
 	callPool.Put(call)
 
 	if rep.err != nil {

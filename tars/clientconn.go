@@ -83,13 +83,8 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 		ep.dialing = ch
 		ep.mu.Unlock()
 
-		dctx, cancel := context.WithDeadline(ctx, deadline)
-		if e.Timeout > 0 {
-			dctx, cancel = context.WithTimeout(dctx, e.Timeout)
-		}
-		var d net.Dialer
-		nc, err := d.DialContext(dctx, "tcp", ep.addr)
-		cancel()
+		d := net.Dialer{Deadline: deadline, Timeout: e.Timeout} // the earlier bound wins
+		nc, err := d.DialContext(ctx, "tcp", ep.addr)
 
 		ep.mu.Lock()
 		ep.dialing = nil
@@ -209,25 +204,17 @@ func (cc *clientConn) read() {
 			cc.fail(err)
 			return
 		}
-		if id == 0 {
-			if rep.desc == reconnectDesc {
-				cc.ep.detach(cc)
-				cc.mu.Lock()
-				cc.draining = true
-				idle := len(cc.pending) == 0
-				cc.mu.Unlock()
-				if idle {
-					cc.fail(errors.New("closed at the server's request"))
-					return
-				}
-			}
-			continue
-		}
 		cc.mu.Lock()
-		call := cc.pending[id]
+		call := cc.pending[id] // nil for a push (id 0)
 		delete(cc.pending, id)
-		drained := cc.draining && len(cc.pending) == 0
+		if id == 0 && rep.desc == reconnectDesc {
+			cc.draining = true
+		}
+		draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
 		cc.mu.Unlock()
+		if draining {
+			cc.ep.detach(cc) // new calls go to a new connection
+		}
 		if call != nil {
 			call.ch <- rep
 		}

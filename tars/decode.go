@@ -313,60 +313,46 @@ func (d *Decoder) maxLen() int {
 
 // ReadStringMap reads a map<string,string>. An empty map reads as nil.
 func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) error {
-	return d.readStringMap(v, tag, required, math.MaxInt)
+	return readMap(d, v, tag, required, math.MaxInt)
 }
 
-// readStringMap reads a map<string,string> whose keys and values take at
-// most limit bytes in all.
-func (d *Decoder) readStringMap(v *map[string]string, tag uint8, required bool, limit int) error {
-	n, ok, err := d.container(tag, required, TypeMap, 4, "map") // two STRING1 heads and lengths
+// ReadBytesMap reads a map<string,vector<byte>>; the values alias the input.
+// An empty map reads as nil.
+func (d *Decoder) ReadBytesMap(v *map[string][]byte, tag uint8, required bool) error {
+	return readMap(d, v, tag, required, math.MaxInt)
+}
+
+// readMap reads a map of strings to strings or vector<byte> whose keys and
+// values take at most limit bytes in all.
+func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
+	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
+	// STRING1 and a LIST or SIMPLE_LIST.
+	n, ok, err := d.container(tag, required, TypeMap, 4, "map")
 	if !ok {
 		return err
 	}
-	var m map[string]string
+	var m map[string]V
 	if n > 0 {
-		m = make(map[string]string, min(n, preSize))
+		m = make(map[string]V, min(n, preSize))
 	}
+	_, isString := any(m).(map[string]string)
 	size := 0
 	for range n {
-		k, _, err := d.stringField(0, true)
-		if err != nil {
-			return err
+		var k, e []byte
+		if k, _, err = d.stringField(0, true); err == nil {
+			if isString {
+				e, _, err = d.stringField(1, true)
+			} else {
+				err = d.ReadBytes(&e, 1, true)
+			}
 		}
-		e, _, err := d.stringField(1, true)
 		if err != nil {
 			return err
 		}
 		if size += len(k) + len(e); size > limit {
 			return decodeErr(d.at, int(tag), "map keys and values exceed %d bytes", limit)
 		}
-		m[string(k)] = string(e)
-	}
-	*v = m
-	return nil
-}
-
-// ReadBytesMap reads a map<string,vector<byte>>; the values alias the input.
-// An empty map reads as nil.
-func (d *Decoder) ReadBytesMap(v *map[string][]byte, tag uint8, required bool) error {
-	n, ok, err := d.container(tag, required, TypeMap, 4, "map") // a STRING1 and a LIST or SIMPLE_LIST
-	if !ok {
-		return err
-	}
-	var m map[string][]byte
-	if n > 0 {
-		m = make(map[string][]byte, min(n, preSize))
-	}
-	for range n {
-		var k string
-		var e []byte
-		if err := d.ReadString(&k, 0, true); err != nil {
-			return err
-		}
-		if err := d.ReadBytes(&e, 1, true); err != nil {
-			return err
-		}
-		m[k] = e
+		m[string(k)] = V(e)
 	}
 	*v = m
 	return nil

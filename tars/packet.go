@@ -101,8 +101,8 @@ func (p *RequestPacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *RequestPacket) AppendFrame(b []byte) []byte {
-	start, b := beginFrame(b)
-	return endFrame(p.Append(b), start)
+	start := len(b)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
@@ -119,8 +119,8 @@ func (p *RequestPacket) Decode(body []byte) error {
 		d.readName(&p.FuncName, 6, true),
 		d.ReadBytes(&p.Buffer, 7, true),
 		d.ReadInt32(&p.Timeout, 8, true),
-		d.readStringMap(&p.Context, 9, true, MaxContextBytes),
-		d.readStringMap(&p.Status, 10, true, MaxContextBytes),
+		readMap(&d, &p.Context, 9, true, MaxContextBytes),
+		readMap(&d, &p.Status, 10, true, MaxContextBytes),
 	} {
 		if err != nil {
 			return err
@@ -193,8 +193,8 @@ func (p *ResponsePacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *ResponsePacket) AppendFrame(b []byte) []byte {
-	start, b := beginFrame(b)
-	return endFrame(p.Append(b), start)
+	start := len(b)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
@@ -209,9 +209,9 @@ func (p *ResponsePacket) Decode(body []byte) error {
 		d.ReadInt32(&p.MessageType, 4, true),
 		d.ReadInt32(&p.Ret, 5, true),
 		d.ReadBytes(&p.Buffer, 6, true),
-		d.readStringMap(&p.Status, 7, true, MaxContextBytes),
+		readMap(&d, &p.Status, 7, true, MaxContextBytes),
 		d.ReadString(&p.ResultDesc, 8, false),
-		d.readStringMap(&p.Context, 9, false, MaxContextBytes),
+		readMap(&d, &p.Context, 9, false, MaxContextBytes),
 	} {
 		if err != nil {
 			return err
@@ -222,12 +222,8 @@ func (p *ResponsePacket) Decode(body []byte) error {
 
 // ---- Framing ----
 
-// A frame is a 4-byte big-endian length, counting itself, then a packet body.
-
-func beginFrame(b []byte) (start int, _ []byte) {
-	return len(b), append(b, 0, 0, 0, 0)
-}
-
+// endFrame writes the length of the frame at b[start:]: a frame is a 4-byte
+// big-endian length, counting itself, then a packet body.
 func endFrame(b []byte, start int) []byte {
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b

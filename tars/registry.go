@@ -35,6 +35,7 @@ type registry struct {
 
 type registryEntry struct {
 	eps        []Endpoint
+	ts         []target // eps with their connection slots
 	at         time.Time
 	refreshing bool
 }
@@ -66,9 +67,10 @@ func newRegistry(c *Client) *registry {
 	return r
 }
 
-func (r *registry) resolve(ctx context.Context, obj string) ([]Endpoint, error) {
+// resolve returns the cache entry of obj, filled.
+func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, error) {
 	if r.err != nil {
-		return nil, r.err
+		return registryEntry{}, r.err
 	}
 	r.mu.Lock()
 	if e := r.cache[obj]; e != nil {
@@ -76,31 +78,37 @@ func (r *registry) resolve(ctx context.Context, obj string) ([]Endpoint, error) 
 			e.refreshing = true
 			r.wg.Go(func() { r.update(obj, e) })
 		}
-		eps := e.eps
+		found := *e
 		r.mu.Unlock()
-		return eps, nil
+		return found, nil
 	}
 	r.mu.Unlock()
 
 	eps, err := r.find(ctx, obj)
 	if err != nil {
-		return nil, err
+		return registryEntry{}, err
 	}
+	ts := r.c.targets(eps)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cache == nil {
 		r.cache = make(map[string]*registryEntry)
 	}
 	if e := r.cache[obj]; e != nil { // another caller got there first
-		return e.eps, nil
+		return *e, nil
 	}
-	r.cache[obj] = &registryEntry{eps: eps, at: time.Now()}
-	return eps, nil
+	e := &registryEntry{eps: eps, ts: ts, at: time.Now()}
+	r.cache[obj] = e
+	return *e, nil
 }
 
 // update fetches obj again for the cache entry e.
 func (r *registry) update(obj string, e *registryEntry) {
 	eps, err := r.find(r.ctx, obj)
+	var ts []target
+	if err == nil {
+		ts = r.c.targets(eps)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e.refreshing, e.at = false, time.Now()
@@ -111,7 +119,7 @@ func (r *registry) update(obj string, e *registryEntry) {
 		}
 		return
 	}
-	e.eps = eps
+	e.eps, e.ts = eps, ts
 }
 
 // find asks for the active endpoints of obj, without the cache. A non-zero
