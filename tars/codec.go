@@ -1,8 +1,14 @@
-// Package tars implements the Tars RPC wire format: the tagged value codec,
-// request and response packets, their framing on a stream, and the TUP
-// argument map.
-//
-// Every value is a head (tag and type) followed by the type's payload:
+package tars
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// The Tars wire format: every value is a head (tag and type) followed by the
+// type's payload:
 //
 //	tag < 15:  one byte  tag<<4 | type
 //	tag >= 15: two bytes 0xF0 | type, tag
@@ -15,14 +21,6 @@
 // Encoders append to a caller-owned slice and never allocate beyond growing
 // it. Decoders check every length against the bytes left before using it
 // and never panic.
-package tars
-
-import (
-	"encoding/binary"
-	"fmt"
-	"math"
-	"slices"
-)
 
 // Type codes, the low four bits of a head.
 const (
@@ -65,8 +63,6 @@ func typeName(typ byte) string {
 	}
 	return "unknown type"
 }
-
-// ---- Encoding ----
 
 // AppendHead appends the head of a value of type typ at tag.
 func AppendHead(b []byte, tag uint8, typ byte) []byte {
@@ -185,7 +181,7 @@ func sortedKeys[V any](keys []string, m map[string]V) []string {
 	return keys
 }
 
-// ---- Decoding primitives: b is the input, off where the value starts ----
+// The decoding primitives read the value at b[off:].
 
 // head parses the head at b[off:] and returns the offset after it, or -1
 // when the head is malformed; headErr then says why. Small enough to inline.
