@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -25,10 +26,11 @@ import (
 // retName is the TUP and JSON key of the return value.
 const retName = "tars_ret"
 
-// DecodeTUP reads the argument map of a TUP sBuffer. The values alias sBuffer.
+// DecodeTUP reads the argument map of a TUP sBuffer, a map<string,
+// vector<byte>> at tag 0. The values alias sBuffer.
 func DecodeTUP(sBuffer []byte) (map[string][]byte, error) {
 	var m map[string][]byte
-	if err := NewDecoder(sBuffer).ReadBytesMap(&m, 0, true); err != nil {
+	if err := readMap(NewDecoder(sBuffer), &m, 0, true, math.MaxInt); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -36,7 +38,13 @@ func DecodeTUP(sBuffer []byte) (map[string][]byte, error) {
 
 // AppendTUP appends m as a TUP sBuffer, keys in sorted order.
 func AppendTUP(b []byte, m map[string][]byte) []byte {
-	return AppendBytesMap(b, 0, m)
+	b = AppendMapHead(b, 0, len(m))
+	var stack [16]string
+	for _, k := range sortedKeys(stack[:0], m) {
+		b = AppendString(b, 0, k)
+		b = AppendBytes(b, 1, m[k])
+	}
+	return b
 }
 
 // ArgError reports an argument that is missing or cannot be read as the

@@ -160,17 +160,6 @@ func AppendStringMap(b []byte, tag uint8, m map[string]string) []byte {
 	return b
 }
 
-// AppendBytesMap appends a map<string,vector<byte>> with its keys in sorted order.
-func AppendBytesMap(b []byte, tag uint8, m map[string][]byte) []byte {
-	b = AppendMapHead(b, tag, len(m))
-	var stack [16]string
-	for _, k := range sortedKeys(stack[:0], m) {
-		b = AppendString(b, 0, k)
-		b = AppendBytes(b, 1, m[k])
-	}
-	return b
-}
-
 // sortedKeys appends the keys of m to keys and sorts them. Small maps fit the
 // caller's stack array, keeping encoding free of allocations.
 func sortedKeys[V any](keys []string, m map[string]V) []string {

@@ -15,9 +15,9 @@ import (
 // Skipping a field (reading a larger tag first) allocates nothing, so a
 // reader can check a small field before it decodes a large one.
 type Decoder struct {
-	// MaxLen is the most elements ReadListLen, ReadMapLen, ReadStringMap
-	// and ReadBytesMap accept; 0 means DefaultMaxLen. Set it for each list
-	// or map from what the value may hold.
+	// MaxLen is the most elements ReadListLen, ReadMapLen and ReadStringMap
+	// accept; 0 means DefaultMaxLen. Set it for each list or map from what
+	// the value may hold.
 	MaxLen int
 
 	buf   []byte
@@ -316,14 +316,9 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 	return readMap(d, v, tag, required, math.MaxInt)
 }
 
-// ReadBytesMap reads a map<string,vector<byte>>; the values alias the input.
-// An empty map reads as nil.
-func (d *Decoder) ReadBytesMap(v *map[string][]byte, tag uint8, required bool) error {
-	return readMap(d, v, tag, required, math.MaxInt)
-}
-
-// readMap reads a map of strings to strings or vector<byte> whose keys and
-// values take at most limit bytes in all.
+// readMap reads a map of strings to strings or vector<byte> (aliasing the
+// input) whose keys and values take at most limit bytes in all. An empty map
+// reads as nil.
 func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
 	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
 	// STRING1 and a LIST or SIMPLE_LIST.
