@@ -138,13 +138,8 @@ type ObjProxy struct {
 	name    string
 	version int16
 	context map[string]string // sent with every call; never modified
-	st      *proxyState
-}
-
-// proxyState is shared by the copies of an ObjProxy.
-type proxyState struct {
-	static []target // from the proxy string; nil: resolve
-	rr     atomic.Uint32
+	static  []target          // from the proxy string; nil: resolve
+	rr      *atomic.Uint32    // shared by the copies, to take endpoints in turn
 }
 
 // target is an endpoint with its connection slot, or why it has none.
@@ -177,7 +172,8 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	if len(p.Endpoints) == 0 && c.reg == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
-	return &ObjProxy{c: c, name: p.Name, version: VersionTars, st: &proxyState{static: c.targets(p.Endpoints)}}, nil
+	static := c.targets(p.Endpoints)
+	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: static, rr: new(atomic.Uint32)}, nil
 }
 
 // Name returns the servant name.
@@ -201,8 +197,8 @@ func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
 
 // targets returns the endpoints to try.
 func (p *ObjProxy) targets(ctx context.Context) ([]target, error) {
-	if p.st.static != nil {
-		return p.st.static, nil
+	if p.static != nil {
+		return p.static, nil
 	}
 	e, err := p.c.reg.resolve(ctx, p.name) // Proxy checked that reg is set
 	if err != nil {
@@ -359,7 +355,7 @@ func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, E
 	if err != nil {
 		return nil, Endpoint{}, err
 	}
-	start := int(p.st.rr.Add(1) % uint32(len(ts)))
+	start := int(p.rr.Add(1) % uint32(len(ts)))
 	var errs []error
 	for i := range ts {
 		t := ts[(start+i)%len(ts)]
