@@ -65,7 +65,8 @@ func (d *Decoder) wrongType(tag uint8, typ byte, want string) error {
 // readInt reads an integer field stored in at most the type widest into *v;
 // unsigned types are stored widened to the next signed one, so a value that
 // does not convert back unchanged is out of range.
-func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
+func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
+	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
 		return err

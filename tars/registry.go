@@ -189,7 +189,8 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 			}
 		}
 		if istcp < 0 || int(istcp) >= len(endpointProtos) {
-			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)", i, host, port, istcp)
+			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)",
+				i, host, port, istcp)
 		}
 		if host == "" || port <= 0 || port > 65535 {
 			return nil, fmt.Errorf("tars: EndpointF %d: bad address %q port %d", i, host, port)
