@@ -96,14 +96,9 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		*proxy = servant + "@" + dialable(ad.Endpoint, "").String()
 	}
-	opt := tars.ClientOptions{SyncTimeout: sc.Client.SyncInvokeTimeout, MaxPacket: sc.MaxPacket}
-	if sc.Client.Locator != "" {
-		// A bare servant name is found through the config's registry.
-		reg := &tars.Registry{Locator: sc.Client.Locator}
-		defer reg.Close()
-		opt.Resolver = reg
-	}
-	client := tars.NewClient(opt)
+	// A bare servant name is found through the config's registry.
+	client := tars.NewClient(tars.ClientOptions{SyncTimeout: sc.Client.SyncInvokeTimeout,
+		MaxPacket: sc.MaxPacket, Locator: sc.Client.Locator})
 	defer client.Close()
 	p, err := client.Proxy(*proxy)
 	if err != nil {

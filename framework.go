@@ -17,8 +17,8 @@ import (
 // runs: the registry it resolves through and the counts of the calls it
 // makes. There is one per ServerConfig.
 type framework struct {
-	registry *tars.Registry // nil: no locator
-	made     callStats      // calls made by the App's client
+	registry *tars.Client // resolves through the locator; nil: none
+	made     callStats    // calls made by the App's client
 }
 
 var frameworks sync.Map // *ServerConfig -> *framework
@@ -29,7 +29,7 @@ func frameworkFor(sc *ServerConfig) *framework {
 	}
 	fw := &framework{}
 	if sc.Client.Locator != "" {
-		fw.registry = &tars.Registry{Locator: sc.Client.Locator, Refresh: sc.Client.RefreshEndpointInterval}
+		fw.registry = tars.NewClient(tars.ClientOptions{Locator: sc.Client.Locator, Refresh: sc.Client.RefreshEndpointInterval})
 	}
 	v, _ := frameworks.LoadOrStore(sc, fw)
 	return v.(*framework)
@@ -66,17 +66,14 @@ const finalReportWait = time.Second
 func startFramework(ctx context.Context, app *App) (stop func()) {
 	sc, log := app.Conf, app.Log
 	fw := frameworkFor(sc)
-	if fw.registry != nil && fw.registry.Logger == nil {
-		fw.registry.Logger = log
-	}
 	// Framework calls have a client of their own, so they are not counted
 	// in the stats they report.
 	client := tars.NewClient(tars.ClientOptions{
-		SyncTimeout:     sc.Client.SyncInvokeTimeout,
-		MaxPacket:       sc.MaxPacket,
-		Resolver:        frameworkResolver(sc),
-		ResolveInterval: sc.Client.RefreshEndpointInterval,
-		Logger:          log,
+		SyncTimeout: sc.Client.SyncInvokeTimeout,
+		MaxPacket:   sc.MaxPacket,
+		Resolver:    frameworkResolver(sc),
+		Refresh:     sc.Client.RefreshEndpointInterval,
+		Logger:      log,
 	})
 	proxy := func(key, s string) *tars.ObjProxy {
 		if s == "" {

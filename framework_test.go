@@ -172,8 +172,8 @@ func (f *fakeFramework) handleAll() {
 		eps, ok := f.table[m["id"]]
 		f.mu.Unlock()
 		out.PutInt32(0, "", map[bool]int32{true: 0, false: -1}[ok])
-		out.Put(2, "activeEp", func(b []byte, tag uint8) []byte { return tars.AppendEndpointFs(b, tag, eps) })
-		out.Put(3, "inactiveEp", func(b []byte, tag uint8) []byte { return tars.AppendEndpointFs(b, tag, nil) })
+		out.Put(2, "activeEp", func(b []byte, tag uint8) []byte { return appendEndpointFs(b, tag, eps) })
+		out.Put(3, "inactiveEp", func(b []byte, tag uint8) []byte { return appendEndpointFs(b, tag, nil) })
 		return tars.Success, nil
 	})
 
@@ -418,6 +418,21 @@ func TestRegistryResolvesPeers(t *testing.T) {
 	if got := c.text(); !strings.Contains(got, "greetings bob from the other server") {
 		t.Fatalf("hello|bob with the registry down = %q; want the other server's greeting", got)
 	}
+}
+
+// appendEndpointFs appends tcp endpoints as a vector<EndpointF> (framework.tars).
+func appendEndpointFs(b []byte, tag uint8, eps []tars.Endpoint) []byte {
+	b = tars.AppendListHead(b, tag, len(eps))
+	for _, e := range eps {
+		b = tars.AppendStructBegin(b, 0)
+		b = tars.AppendString(b, 0, e.Host)
+		b = tars.AppendInt(b, 1, int64(e.Port))
+		b = tars.AppendInt(b, 2, e.Timeout.Milliseconds())
+		b = tars.AppendInt(b, 3, 1) // istcp
+		b = tars.AppendInt(b, 4, 0) // grid
+		b = tars.AppendStructEnd(b)
+	}
+	return b
 }
 
 func mustEndpoint(t *testing.T, s string) tars.Endpoint {

@@ -175,12 +175,12 @@ func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
 	a.Metrics = &Metrics{}
 	a.Tars = &tars.Server{MaxPacket: sc.MaxPacket, Logger: log}
 	a.Client = tars.NewClient(tars.ClientOptions{
-		SyncTimeout:     sc.Client.SyncInvokeTimeout,
-		MaxPacket:       sc.MaxPacket,
-		Resolver:        frameworkResolver(sc),
-		ResolveInterval: sc.Client.RefreshEndpointInterval,
-		OnCall:          a.Metrics.CountMade(frameworkOnCall(sc)),
-		Logger:          log,
+		SyncTimeout: sc.Client.SyncInvokeTimeout,
+		MaxPacket:   sc.MaxPacket,
+		Resolver:    frameworkResolver(sc),
+		Refresh:     sc.Client.RefreshEndpointInterval,
+		OnCall:      a.Metrics.CountMade(frameworkOnCall(sc)),
+		Logger:      log,
 	})
 	a.Admin = newAdmin(a)
 

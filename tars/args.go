@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -24,6 +25,27 @@ import (
 
 // retName is the TUP and JSON key of the return value.
 const retName = "tars_ret"
+
+// DecodeTUP reads the argument map of a TUP sBuffer, a map<string,
+// vector<byte>> at tag 0. The values alias sBuffer.
+func DecodeTUP(sBuffer []byte) (map[string][]byte, error) {
+	var m map[string][]byte
+	if err := readMap(NewDecoder(sBuffer), &m, 0, true, math.MaxInt); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// AppendTUP appends m as a TUP sBuffer, keys in sorted order.
+func AppendTUP(b []byte, m map[string][]byte) []byte {
+	b = AppendMapHead(b, 0, len(m))
+	var stack [16]string
+	for _, k := range sortedKeys(stack[:0], m) {
+		b = AppendString(b, 0, k)
+		b = AppendBytes(b, 1, m[k])
+	}
+	return b
+}
 
 // ArgError reports an argument that is missing or cannot be read as the
 // type asked for. A server answers it with ServerDecodeErr (-1).
@@ -47,7 +69,7 @@ func (e *ArgError) Unwrap() error { return e.Err }
 // client receives.
 type Args struct {
 	// MaxLen bounds the lists and maps read next, as Decoder.MaxLen does;
-	// set it before each Value or StringMap whose size you know. JSON
+	// set it before each Value whose size you know. JSON
 	// arguments are not bounded by it.
 	MaxLen int
 
@@ -125,31 +147,22 @@ func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
 // Version returns the packet version the arguments came in.
 func (a *Args) Version() int16 { return a.version }
 
-// source returns a Decoder over the parameter and the tag to read it at.
-func (a *Args) source(name string) (d Decoder, tag uint8, ok bool, err error) {
+// at returns a Decoder over the parameter and the tag to read it at.
+func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
 	switch a.version {
 	case VersionTars:
-		return Decoder{buf: a.body, MaxLen: a.MaxLen}, 0, true, nil
+		return Decoder{buf: a.body, MaxLen: a.MaxLen}, tag, nil
 	case VersionTUP:
 		v, ok := a.tup[name]
 		if !ok && name == "" {
 			v, ok = a.tup[retName]
 		}
 		if !ok {
-			return Decoder{}, 0, false, errors.New("missing")
+			return Decoder{}, 0, errors.New("missing")
 		}
-		return Decoder{buf: v, MaxLen: a.MaxLen}, 0, false, nil
+		return Decoder{buf: v, MaxLen: a.MaxLen}, 0, nil
 	}
-	return Decoder{}, 0, false, fmt.Errorf("no Tars encoding in packet version %d", a.version)
-}
-
-// at returns the Decoder for the parameter and the tag to read it at.
-func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
-	d, t, byTag, err := a.source(name)
-	if byTag {
-		t = tag
-	}
-	return d, t, err
+	return Decoder{}, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }
 
 func (a *Args) check(tag uint8, name string, err error) error {
@@ -235,52 +248,6 @@ func (a *Args) Int32(tag uint8, name string) (int32, error) {
 	d, t, err := a.at(tag, name)
 	if err == nil {
 		err = d.ReadInt32(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
-
-// Int64 reads a long parameter.
-func (a *Args) Int64(tag uint8, name string) (int64, error) {
-	if a.version == VersionJSON {
-		var j int64
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v int64
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadInt64(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
-
-// Bytes reads a vector<byte> parameter (base64 in JSON). The result may
-// alias the packet.
-func (a *Args) Bytes(tag uint8, name string) ([]byte, error) {
-	if a.version == VersionJSON {
-		var j []byte
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v []byte
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadBytes(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
-
-// StringMap reads a map<string,string> parameter.
-func (a *Args) StringMap(tag uint8, name string) (map[string]string, error) {
-	if a.version == VersionJSON {
-		var j map[string]string
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v map[string]string
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadStringMap(&v, t, true)
 	}
 	return v, a.check(tag, name, err)
 }
@@ -391,17 +358,6 @@ func (r *Results) PutBool(tag uint8, name string, v bool) { put(r, tag, name, v,
 
 // PutInt32 adds an int (or enum) parameter.
 func (r *Results) PutInt32(tag uint8, name string, v int32) { put(r, tag, name, int64(v), AppendInt) }
-
-// PutInt64 adds a long parameter.
-func (r *Results) PutInt64(tag uint8, name string, v int64) { put(r, tag, name, v, AppendInt) }
-
-// PutBytes adds a vector<byte> parameter (base64 in JSON).
-func (r *Results) PutBytes(tag uint8, name string, v []byte) { put(r, tag, name, v, AppendBytes) }
-
-// PutStringMap adds a map<string,string> parameter.
-func (r *Results) PutStringMap(tag uint8, name string, v map[string]string) {
-	put(r, tag, name, v, AppendStringMap)
-}
 
 // AppendTo appends the encoded sBuffer to b. TARS parameters must have been
 // put in ascending tag order.

@@ -21,9 +21,9 @@ func TestArgsRoundTrip(t *testing.T) {
 		r.PutInt32(0, "", 7)
 		r.PutString(1, "s", "héllo")
 		r.PutBool(2, "b", true)
-		r.PutInt64(3, "l", -1<<40)
-		r.PutBytes(4, "raw", []byte{0, 1, 2})
-		r.PutStringMap(5, "m", map[string]string{"k": "v"})
+		putVia(r, 3, "l", int64(-1<<40), AppendInt)
+		putVia(r, 4, "raw", []byte{0, 1, 2}, AppendBytes)
+		putVia(r, 5, "m", map[string]string{"k": "v"}, AppendStringMap)
 		buf, err := r.AppendTo(nil)
 		if err != nil {
 			t.Fatalf("version %d: %v", v, err)
@@ -42,16 +42,42 @@ func TestArgsRoundTrip(t *testing.T) {
 		if b, err := a.Bool(2, "b"); err != nil || !b {
 			t.Errorf("version %d: b = %v, %v", v, b, err)
 		}
-		if l, err := a.Int64(3, "l"); err != nil || l != -1<<40 {
+		if l, err := getVia(a, 3, "l", (*Decoder).ReadInt64); err != nil || l != -1<<40 {
 			t.Errorf("version %d: l = %d, %v", v, l, err)
 		}
-		if p, err := a.Bytes(4, "raw"); err != nil || !bytes.Equal(p, []byte{0, 1, 2}) {
+		if p, err := getVia(a, 4, "raw", (*Decoder).ReadBytes); err != nil || !bytes.Equal(p, []byte{0, 1, 2}) {
 			t.Errorf("version %d: raw = %x, %v", v, p, err)
 		}
-		if m, err := a.StringMap(5, "m"); err != nil || len(m) != 1 || m["k"] != "v" {
+		if m, err := getVia(a, 5, "m", (*Decoder).ReadStringMap); err != nil || len(m) != 1 || m["k"] != "v" {
 			t.Errorf("version %d: m = %v, %v", v, m, err)
 		}
 	}
+}
+
+// putVia adds v with PutJSON in JSON and encoded by app otherwise, for the
+// types that have no Put method of their own.
+func putVia[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
+	if r.Version() == VersionJSON {
+		r.PutJSON(tag, name, v)
+		return
+	}
+	r.Put(tag, name, func(b []byte, tag uint8) []byte { return app(b, tag, v) })
+}
+
+// getVia reads what putVia put, with JSON or Value and read.
+func getVia[T any](a *Args, tag uint8, name string, read func(*Decoder, *T, uint8, bool) error) (T, error) {
+	var v T
+	if a.Version() == VersionJSON {
+		return v, a.JSON(tag, name, &v)
+	}
+	return v, a.Value(tag, name, func(d *Decoder, tag uint8) error { return read(d, &v, tag, true) })
+}
+
+// tupInt32 reads the int32 under key in a TUP argument map.
+func tupInt32(m map[string][]byte, key string) (int32, error) {
+	var v int32
+	err := NewDecoder(m[key]).ReadInt32(&v, 0, true)
+	return v, err
 }
 
 // TestArgsTarsLayout: TARS puts parameter i at tag i.
@@ -102,7 +128,7 @@ func TestArgsTUPReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"", "tars_ret", "delivered"} {
-		if v, err := TUPInt32(m, k); err != nil || v != 3 {
+		if v, err := tupInt32(m, k); err != nil || v != 3 {
 			t.Errorf("%q = %d, %v", k, v, err)
 		}
 	}
@@ -199,7 +225,7 @@ func TestArgsMaxLen(t *testing.T) {
 	three := map[string]string{"a": "1", "b": "2", "c": "3"}
 	for _, v := range []int16{VersionTars, VersionTUP} {
 		r := NewResults(v)
-		r.PutStringMap(1, "m", three)
+		putVia(r, 1, "m", three, AppendStringMap)
 		r.Put(2, "l", func(b []byte, tag uint8) []byte {
 			return AppendInt(AppendInt(AppendListHead(b, tag, 2), 0, 7), 0, 8)
 		})
@@ -208,11 +234,11 @@ func TestArgsMaxLen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m, err := in.StringMap(1, "m"); err != nil || len(m) != 3 {
+		if m, err := getVia(in, 1, "m", (*Decoder).ReadStringMap); err != nil || len(m) != 3 {
 			t.Fatalf("version %d: default limit: %v, %v", v, m, err)
 		}
 		in.MaxLen = 2
-		if _, err := in.StringMap(1, "m"); err == nil || !strings.Contains(err.Error(), "argument m (tag 1): tars: decode tag") ||
+		if _, err := getVia(in, 1, "m", (*Decoder).ReadStringMap); err == nil || !strings.Contains(err.Error(), "argument m (tag 1): tars: decode tag") ||
 			!strings.Contains(err.Error(), "map of 3 elements exceeds the limit of 2") {
 			t.Errorf("version %d: StringMap over MaxLen: %v", v, err)
 		}
@@ -257,5 +283,30 @@ func TestArgsSkipDoesNotAllocate(t *testing.T) {
 	if err := in.Value(1, "msgs", func(d *Decoder, tag uint8) error { _, _, err := d.ReadListLen(tag, true); return err }); err == nil ||
 		!strings.Contains(err.Error(), "list of 1048576 elements exceeds the limit of 65536") {
 		t.Errorf("the list itself: %v", err)
+	}
+}
+
+func TestDecodeTUP(t *testing.T) {
+	m, err := DecodeTUP(unhex(t, `08 00 01 06 07 "command" 1D 00 00 12 [06 10 "tars.viewversion"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewArgs(VersionTUP, AppendTUP(nil, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := a.String(1, "command"); err != nil || s != "tars.viewversion" {
+		t.Fatalf("command: %q, %v", s, err)
+	}
+	if _, err := a.String(2, "other"); err == nil || !strings.Contains(err.Error(), "argument other (tag 2): missing") {
+		t.Fatalf("missing name: %v", err)
+	}
+	if _, err := a.Int32(1, "command"); err == nil || !strings.Contains(err.Error(), "STRING1 cannot be read as int32") {
+		t.Fatalf("string as int: %v", err)
+	}
+	for _, bad := range []string{``, `0C`, `06 01 "a"`, `08 00 01 06 01 "a" 16 01 "b"`} {
+		if _, err := DecodeTUP(unhex(t, bad)); err == nil {
+			t.Errorf("DecodeTUP(%s): no error", bad)
+		}
 	}
 }

@@ -349,11 +349,11 @@ func TestDeepNesting(t *testing.T) {
 		for range 1000 {
 			b = append(b, c.tail...)
 		}
-		_, typ, n, err := ConsumeHead(b)
+		_, typ, n, err := consumeHead(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Skip(b[n:], typ); err == nil || !strings.Contains(err.Error(), "nesting deeper than 100") {
+		if _, err := skipValue(b[n:], typ); err == nil || !strings.Contains(err.Error(), "nesting deeper than 100") {
 			t.Errorf("%s: Skip error %v", c.name, err)
 		}
 	}
@@ -365,7 +365,7 @@ func TestDeepNesting(t *testing.T) {
 	for range MaxDepth {
 		b = AppendStructEnd(b)
 	}
-	if n, err := Skip(b[1:], TypeStructBegin); err != nil || n != len(b)-1 {
+	if n, err := skipValue(b[1:], TypeStructBegin); err != nil || n != len(b)-1 {
 		t.Fatalf("depth %d: %d, %v", MaxDepth, n, err)
 	}
 	// The Decoder enforces the same limit on structs entered by its caller.
@@ -377,6 +377,26 @@ func TestDeepNesting(t *testing.T) {
 			t.Fatalf("ReadStructBegin at depth %d: %v", i, err)
 		}
 	}
+}
+
+// consumeHead parses the head at the start of b: its tag, its type and its
+// length in bytes (1 or 2), or n == -1 and why.
+func consumeHead(b []byte) (tag uint8, typ byte, n int, err error) {
+	tag, typ, n = head(b, 0)
+	if n < 0 {
+		return 0, 0, -1, headErr(b, 0, -1)
+	}
+	return tag, typ, n, nil
+}
+
+// skipValue returns the length of the value of type typ at the start of b
+// (the bytes after its head), or -1 and why.
+func skipValue(b []byte, typ byte) (n int, err error) {
+	n, err = skip(b, 0, -1, typ, 0)
+	if err != nil {
+		return -1, err
+	}
+	return n, nil
 }
 
 func TestConsumeHead(t *testing.T) {
@@ -394,15 +414,15 @@ func TestConsumeHead(t *testing.T) {
 		{[]byte{0xF0}, 0, 0, -1, true},
 		{[]byte{0x1E}, 0, 0, -1, true},
 	} {
-		tag, typ, n, err := ConsumeHead(c.in)
+		tag, typ, n, err := consumeHead(c.in)
 		if tag != c.tag || typ != c.typ || n != c.n || (err != nil) != c.fail {
-			t.Errorf("ConsumeHead(%X) = %d, %d, %d, %v", c.in, tag, typ, n, err)
+			t.Errorf("consumeHead(%X) = %d, %d, %d, %v", c.in, tag, typ, n, err)
 		}
 	}
-	if n, err := Skip([]byte{0x01}, TypeInt2); n != -1 || err == nil {
+	if n, err := skipValue([]byte{0x01}, TypeInt2); n != -1 || err == nil {
 		t.Errorf("Skip of a cut INT2 = %d, %v", n, err)
 	}
-	if n, err := Skip(nil, 14); n != -1 || err == nil {
+	if n, err := skipValue(nil, 14); n != -1 || err == nil {
 		t.Errorf("Skip of type 14 = %d, %v", n, err)
 	}
 }

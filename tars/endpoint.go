@@ -47,92 +47,56 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	if len(toks) == 0 {
 		return bad("empty")
 	}
-	switch toks[0] {
-	case "tcp", "udp", "ssl":
-		e.Proto = toks[0]
-	default:
+	if e.Proto = toks[0]; e.Proto != "tcp" && e.Proto != "udp" && e.Proto != "ssl" {
 		return bad("unknown protocol %q (want tcp, udp or ssl)", toks[0])
 	}
-	hostSet := false
+	timeout := -1
+	nums := map[string]*int{"-p": &e.Port, "-t": &timeout, "-g": &e.Grid, "-q": &e.Qos,
+		"-w": &e.Weight, "-v": &e.WeightType, "-e": &e.AuthType}
 	for i := 1; i < len(toks); i++ {
-		opt := toks[i]
+		opt, val := toks[i], ""
 		if !strings.HasPrefix(opt, "-") {
 			return bad("unexpected %q (want an option such as -h, -p, -t)", opt)
 		}
-		val, hasVal := "", false
 		if i+1 < len(toks) && !strings.HasPrefix(toks[i+1], "-") {
-			val, hasVal = toks[i+1], true
+			val = toks[i+1]
 			i++
 		}
-		var num *int
-		switch opt {
-		case "-h":
-			if !hasVal {
-				return bad("-h needs a host")
-			}
+		num := nums[opt]
+		switch {
+		case opt == "-h" && val == "":
+			return bad("-h needs a host")
+		case opt == "-h":
 			h, err := parseHost(val)
 			if err != nil {
 				return bad("%v", err)
 			}
-			e.Host, hostSet = h, true
-			continue
-		case "-p":
-			num = &e.Port
-		case "-t":
-			if !hasVal {
-				return bad("-t needs a value")
-			}
-			ms, err := parseInt32(val)
-			if err != nil {
-				return bad("bad timeout %q", val)
-			}
-			e.Timeout = time.Duration(ms) * time.Millisecond
-			continue
-		case "-g":
-			num = &e.Grid
-		case "-q":
-			num = &e.Qos
-		case "-w":
-			num = &e.Weight
-		case "-v":
-			num = &e.WeightType
-		case "-e":
-			num = &e.AuthType
-		default:
-			continue // unknown option (and its value, if any)
-		}
-		name := optionNames[opt]
-		if !hasVal {
+			e.Host = h
+		case num == nil: // an unknown option (and its value, if any)
+		case val == "":
 			return bad("%s needs a value", opt)
+		default:
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 || n > math.MaxInt32 { // the int32 fields of EndpointF
+				return bad("bad %s %q", optionNames[opt], val)
+			}
+			if opt == "-p" && n > 65535 {
+				return bad("bad port %q (out of range)", val)
+			}
+			*num = n
 		}
-		n, err := parseInt32(val)
-		if err != nil {
-			return bad("bad %s %q", name, val)
-		}
-		if opt == "-p" && n > 65535 {
-			return bad("bad port %q (out of range)", val)
-		}
-		*num = n
 	}
-	if !hostSet {
+	if e.Host == "" {
 		return bad("no host (-h)")
+	}
+	if timeout >= 0 {
+		e.Timeout = time.Duration(timeout) * time.Millisecond
 	}
 	return e, nil
 }
 
-var optionNames = map[string]string{
-	"-p": "port", "-g": "grid", "-q": "qos", "-w": "weight", "-v": "weight type", "-e": "auth type",
-}
-
-// parseInt32 accepts a non-negative decimal that fits the int32 fields of
-// the Tars EndpointF structure.
-func parseInt32(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > math.MaxInt32 {
-		return 0, errors.New("bad number")
-	}
-	return n, nil
-}
+var optionNames = map[string]string{"-p": "port", "-t": "timeout", "-g": "grid", "-q": "qos",
+	"-w": "weight", "-v": "weight type", "-e": "auth type"}
 
 // parseHost checks a -h value. A ':' is only allowed as part of an IPv6
 // address, which keeps ':' free to separate the endpoints of a proxy string.
@@ -170,25 +134,15 @@ func parseHost(h string) (string, error) {
 // String formats e so that ParseEndpoint returns it again. Zero grid, qos,
 // weight and type options are left out.
 func (e Endpoint) String() string {
-	var b strings.Builder
-	b.WriteString(e.Proto)
-	b.WriteString(" -h ")
-	b.WriteString(e.Host)
-	b.WriteString(" -p ")
-	b.WriteString(strconv.Itoa(e.Port))
-	b.WriteString(" -t ")
-	b.WriteString(strconv.FormatInt(e.Timeout.Milliseconds(), 10))
-	for _, o := range []struct {
-		opt string
-		v   int
-	}{{"-g", e.Grid}, {"-q", e.Qos}, {"-w", e.Weight}, {"-v", e.WeightType}, {"-e", e.AuthType}} {
+	s := fmt.Sprintf("%s -h %s -p %d -t %d", e.Proto, e.Host, e.Port, e.Timeout.Milliseconds())
+	for i, v := range [...]int{e.Grid, e.Qos, e.Weight, e.WeightType, e.AuthType} {
 		// Negative values (a registry's -1 for "unset") cannot be written:
 		// the parser reads "-1" as the next option.
-		if o.v > 0 {
-			b.WriteString(" " + o.opt + " " + strconv.Itoa(o.v))
+		if v > 0 {
+			s += fmt.Sprintf(" %s %d", [...]string{"-g", "-q", "-w", "-v", "-e"}[i], v)
 		}
 	}
-	return b.String()
+	return s
 }
 
 // Addr returns "host:port" for net.Listen and net.Dial, with IPv6 hosts in
@@ -199,6 +153,19 @@ func (e Endpoint) Addr() string {
 		h = ""
 	}
 	return net.JoinHostPort(h, strconv.Itoa(e.Port))
+}
+
+// Dialable returns e with a wildcard host ("*", "", 0.0.0.0 or ::) replaced
+// by localIP, or by 127.0.0.1 when localIP is empty: where a server
+// listening on e is reached from this machine, or with localIP from others.
+func (e Endpoint) Dialable(localIP string) Endpoint {
+	if ip, err := netip.ParseAddr(e.Host); e.Host == "*" || e.Host == "" || err == nil && ip.IsUnspecified() {
+		e.Host = localIP
+		if e.Host == "" {
+			e.Host = "127.0.0.1"
+		}
+	}
+	return e
 }
 
 // Proxy is a servant name with the endpoints to reach it:

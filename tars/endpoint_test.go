@@ -3,6 +3,7 @@ package tars
 import (
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -296,4 +297,36 @@ func TestEndpointStringSkipsUnsetWeight(t *testing.T) {
 	if got.Port != 10015 || got.Weight != 0 {
 		t.Fatalf("ParseEndpoint(%q) = %+v, want port 10015 and no weight", e.String(), got)
 	}
+}
+
+func TestEndpointDialable(t *testing.T) {
+	for _, c := range []struct{ host, localIP, want string }{
+		{"*", "", "127.0.0.1"},
+		{"", "", "127.0.0.1"},
+		{"0.0.0.0", "", "127.0.0.1"},
+		{"::", "", "127.0.0.1"},
+		{"*", "10.0.0.7", "10.0.0.7"},
+		{"::", "10.0.0.7", "10.0.0.7"},
+		{"10.0.0.5", "10.0.0.7", "10.0.0.5"},
+		{"::1", "", "::1"},
+		{"example.com", "10.0.0.7", "example.com"},
+	} {
+		e := Endpoint{Proto: "tcp", Host: c.host, Port: 80, Timeout: time.Second}
+		got := e.Dialable(c.localIP)
+		if want := (Endpoint{Proto: "tcp", Host: c.want, Port: 80, Timeout: time.Second}); got != want {
+			t.Errorf("%q.Dialable(%q) = %+v, want host %q", c.host, c.localIP, got, c.want)
+		}
+	}
+	// The result is an address a client really reaches a wildcard listener on.
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	e := mustEndpoint(t, "tcp -h * -p "+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	c, err := net.DialTimeout("tcp", e.Dialable("").Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }

@@ -96,24 +96,28 @@ func TestFrameReaderErrors(t *testing.T) {
 	}
 }
 
-func TestSplitFrame(t *testing.T) {
+// TestFrameReaderPartial: no prefix of a frame reads as a frame; the whole
+// frame reads as its body, and what follows it as a cut frame.
+func TestFrameReaderPartial(t *testing.T) {
 	p := ResponsePacket{RequestID: 5}
 	frame := p.AppendFrame(nil)
-	stream := append(append([]byte(nil), frame...), frame[:3]...)
 	for i := range len(frame) {
-		if body, n, err := SplitFrame(stream[:i], 0); body != nil || n != 0 || err != nil {
-			t.Fatalf("prefix of %d: %X, %d, %v", i, body, n, err)
+		want := io.ErrUnexpectedEOF
+		if i == 0 {
+			want = io.EOF
+		}
+		fr := FrameReader{R: bytes.NewReader(frame[:i])}
+		if body, err := fr.Next(); body != nil || err != want {
+			t.Fatalf("prefix of %d: %X, %v", i, body, err)
 		}
 	}
-	body, n, err := SplitFrame(stream, 0)
-	if err != nil || n != len(frame) || !bytes.Equal(body, frame[4:]) {
-		t.Fatalf("got %X, %d, %v", body, n, err)
+	stream := append(append([]byte(nil), frame...), frame[:3]...)
+	fr := FrameReader{R: bytes.NewReader(stream)}
+	if body, err := fr.Next(); err != nil || !bytes.Equal(body, frame[4:]) {
+		t.Fatalf("got %X, %v", body, err)
 	}
-	if _, _, err := SplitFrame([]byte{0, 0, 0, 2, 0}, 0); err == nil {
-		t.Fatal("length 2: no error")
-	}
-	if _, _, err := SplitFrame([]byte{0, 0, 1, 0}, 100); err == nil {
-		t.Fatal("length 256 over max 100: no error")
+	if _, err := fr.Next(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("after the frame: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package tars
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"testing"
@@ -46,7 +47,26 @@ func FuzzResponsePacket(f *testing.F) {
 	})
 }
 
-// FuzzReadFrame: FrameReader on a stream and SplitFrame on the same bytes
+// splitFrame finds the first frame in b, as FrameReader would: its body and
+// total length, or n == 0 when b does not hold a whole frame yet.
+func splitFrame(b []byte, limit int) (body []byte, n int, err error) {
+	if len(b) < 4 {
+		return nil, 0, nil
+	}
+	if limit <= 0 {
+		limit = DefaultMaxPacket
+	}
+	length := int64(binary.BigEndian.Uint32(b))
+	if length < 4 || length > int64(limit) {
+		return nil, 0, &FrameError{Length: length, Max: limit}
+	}
+	if int64(len(b)) < length {
+		return nil, 0, nil
+	}
+	return b[4:length:length], int(length), nil
+}
+
+// FuzzReadFrame: FrameReader on a stream and splitFrame on the same bytes
 // find the same frames, none longer than the limit.
 func FuzzReadFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte, limit uint16) {
@@ -54,16 +74,16 @@ func FuzzReadFrame(f *testing.F) {
 		rest := stream
 		for {
 			body, err := fr.Next()
-			want, n, serr := SplitFrame(rest, int(limit))
+			want, n, serr := splitFrame(rest, int(limit))
 			if err != nil {
 				var fe *FrameError
 				if n > 0 || errors.As(err, &fe) != (serr != nil) {
-					t.Fatalf("FrameReader: %v; SplitFrame: %d, %v", err, n, serr)
+					t.Fatalf("FrameReader: %v; splitFrame: %d, %v", err, n, serr)
 				}
 				return
 			}
 			if serr != nil || n == 0 || !bytes.Equal(body, want) {
-				t.Fatalf("FrameReader read %X; SplitFrame: %X, %d, %v", body, want, n, serr)
+				t.Fatalf("FrameReader read %X; splitFrame: %X, %d, %v", body, want, n, serr)
 			}
 			if lim := int(limit); lim == 0 && len(body) > DefaultMaxPacket-4 || lim > 0 && len(body) > lim-4 {
 				t.Fatalf("body of %d bytes over the limit %d", len(body), lim)
@@ -78,26 +98,26 @@ func FuzzReadFrame(f *testing.F) {
 func FuzzDecoderSkip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for off := 0; off < len(b); {
-			_, typ, n, err := ConsumeHead(b[off:])
+			_, typ, n, err := consumeHead(b[off:])
 			if err != nil {
 				if n != -1 {
-					t.Fatalf("ConsumeHead error with n = %d", n)
+					t.Fatalf("consumeHead error with n = %d", n)
 				}
 				return
 			}
 			off += n
-			m, err := Skip(b[off:], typ)
+			m, err := skipValue(b[off:], typ)
 			if err != nil {
 				if m != -1 {
-					t.Fatalf("Skip error with n = %d", m)
+					t.Fatalf("skipValue error with n = %d", m)
 				}
 				return
 			}
 			if m < 0 || off+m > len(b) {
-				t.Fatalf("Skip = %d at %d of %d", m, off, len(b))
+				t.Fatalf("skipValue = %d at %d of %d", m, off, len(b))
 			}
-			if again, err := Skip(b[off:off+m], typ); again != m || err != nil {
-				t.Fatalf("Skip on the value alone = %d, %v; want %d", again, err, m)
+			if again, err := skipValue(b[off:off+m], typ); again != m || err != nil {
+				t.Fatalf("skipValue on the value alone = %d, %v; want %d", again, err, m)
 			}
 			off += m
 		}

@@ -2,9 +2,11 @@ package tars
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/maphash"
 	"io"
 	"slices"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -51,6 +53,23 @@ const (
 	ServerUnknownErr   int32 = -99 // sResultDesc carries the text
 )
 
+var codeTexts = map[int32]string{
+	ServerDecodeErr:    "server decode error",
+	ServerEncodeErr:    "server encode error",
+	ServerNoFuncErr:    "no such function",
+	ServerNoServantErr: "no such servant",
+	ServerResetGrid:    "reset grid",
+	ServerQueueTimeout: "server queue timeout",
+	InvokeTimeout:      "invoke timeout",
+	ProxyConnectErr:    "proxy connect error",
+	ServerOverload:     "server overload",
+	AdapterNull:        "adapter null",
+	InvokeByInvalidSet: "invoke by invalid set",
+	ClientDecodeErr:    "client decode error",
+	SendRequestErr:     "send request error",
+	ServerUnknownErr:   "unknown server error",
+}
+
 // RequestPacket is a call: the fields of tags 1 to 10, all required.
 type RequestPacket struct {
 	Version     int16  // 1
@@ -82,8 +101,8 @@ func (p *RequestPacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *RequestPacket) AppendFrame(b []byte) []byte {
-	start, b := beginFrame(b)
-	return endFrame(p.Append(b), start)
+	start := len(b)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
@@ -100,8 +119,8 @@ func (p *RequestPacket) Decode(body []byte) error {
 		d.readName(&p.FuncName, 6, true),
 		d.ReadBytes(&p.Buffer, 7, true),
 		d.ReadInt32(&p.Timeout, 8, true),
-		d.readStringMap(&p.Context, 9, true, MaxContextBytes),
-		d.readStringMap(&p.Status, 10, true, MaxContextBytes),
+		readMap(&d, &p.Context, 9, true, MaxContextBytes),
+		readMap(&d, &p.Status, 10, true, MaxContextBytes),
 	} {
 		if err != nil {
 			return err
@@ -174,8 +193,8 @@ func (p *ResponsePacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *ResponsePacket) AppendFrame(b []byte) []byte {
-	start, b := beginFrame(b)
-	return endFrame(p.Append(b), start)
+	start := len(b)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
@@ -190,9 +209,9 @@ func (p *ResponsePacket) Decode(body []byte) error {
 		d.ReadInt32(&p.MessageType, 4, true),
 		d.ReadInt32(&p.Ret, 5, true),
 		d.ReadBytes(&p.Buffer, 6, true),
-		d.readStringMap(&p.Status, 7, true, MaxContextBytes),
+		readMap(&d, &p.Status, 7, true, MaxContextBytes),
 		d.ReadString(&p.ResultDesc, 8, false),
-		d.readStringMap(&p.Context, 9, false, MaxContextBytes),
+		readMap(&d, &p.Context, 9, false, MaxContextBytes),
 	} {
 		if err != nil {
 			return err
@@ -203,15 +222,25 @@ func (p *ResponsePacket) Decode(body []byte) error {
 
 // ---- Framing ----
 
-// A frame is a 4-byte big-endian length, counting itself, then a packet body.
-
-func beginFrame(b []byte) (start int, _ []byte) {
-	return len(b), append(b, 0, 0, 0, 0)
-}
-
+// endFrame writes the length of the frame at b[start:]: a frame is a 4-byte
+// big-endian length, counting itself, then a packet body.
 func endFrame(b []byte, start int) []byte {
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
+}
+
+// FrameError reports a frame length outside [4, Max]. The connection that
+// sent it cannot be resynchronised and should be closed.
+type FrameError struct {
+	Length int64 // the length field as received
+	Max    int   // the limit in force
+}
+
+func (e *FrameError) Error() string {
+	if e.Length < 4 {
+		return fmt.Sprintf("tars: frame length %d is below the 4-byte minimum", e.Length)
+	}
+	return fmt.Sprintf("tars: frame length %d exceeds the limit of %d bytes", e.Length, e.Max)
 }
 
 // FrameReader reads frames from a stream, reusing one buffer. Wrap a
@@ -264,23 +293,42 @@ func (f *FrameReader) Next() ([]byte, error) {
 	return f.buf, nil
 }
 
-// SplitFrame finds the first frame in b: it returns the frame's body and the
-// total length of the frame, or n == 0 when b does not hold a whole frame
-// yet. A length below 4 or above limit (0 means DefaultMaxPacket) is a
-// *FrameError.
-func SplitFrame(b []byte, limit int) (body []byte, n int, err error) {
-	if len(b) < 4 {
-		return nil, 0, nil
+// A TUP reply (packet version 3) is a RequestPacket: these status keys carry
+// a non-zero return code and its text.
+const (
+	StatusResultCode = "STATUS_RESULT_CODE"
+	StatusResultDesc = "STATUS_RESULT_DESC"
+)
+
+// TUPReply returns the reply to the TUP request req. As TarsCpp does, it is
+// laid out as a RequestPacket echoing the request's ids and names; a non-zero
+// code and its description go into Status. values holds the results by name.
+func TUPReply(req *RequestPacket, code int32, desc string, values map[string][]byte) RequestPacket {
+	rsp := RequestPacket{
+		Version:     req.Version,
+		PacketType:  req.PacketType,
+		MessageType: req.MessageType,
+		RequestID:   req.RequestID,
+		ServantName: req.ServantName,
+		FuncName:    req.FuncName,
+		Buffer:      AppendTUP(nil, values),
 	}
-	if limit <= 0 {
-		limit = DefaultMaxPacket
+	if code != Success {
+		rsp.Status = map[string]string{StatusResultCode: strconv.Itoa(int(code)), StatusResultDesc: desc}
 	}
-	length := int64(binary.BigEndian.Uint32(b))
-	if length < 4 || length > int64(limit) {
-		return nil, 0, &FrameError{Length: length, Max: limit}
+	return rsp
+}
+
+// TUPResult returns the return code and description of a TUP reply (a
+// missing code means Success).
+func TUPResult(rsp *RequestPacket) (code int32, desc string, err error) {
+	s, ok := rsp.Status[StatusResultCode]
+	if !ok {
+		return Success, "", nil
 	}
-	if int64(len(b)) < length {
-		return nil, 0, nil
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, "", &DecodeError{Offset: -1, Tag: 10, What: "status " + StatusResultCode + " is not an int32: " + strconv.Quote(s)}
 	}
-	return b[4:length:length], int(length), nil
+	return int32(n), rsp.Status[StatusResultDesc], nil
 }

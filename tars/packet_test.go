@@ -290,3 +290,43 @@ func TestContextLimits(t *testing.T) {
 		t.Errorf("a huge claimed context allocated %d bytes", n)
 	}
 }
+
+func TestTUPReply(t *testing.T) {
+	req := RequestPacket{Version: VersionTUP, RequestID: 9, ServantName: "A.B.PushObj", FuncName: "pushAll", Timeout: 3000}
+	ret := AppendInt(nil, 0, 3)
+	rsp := TUPReply(&req, Success, "", map[string][]byte{"": ret, "tars_ret": ret, "delivered": AppendInt(nil, 0, 2)})
+	var got RequestPacket
+	if err := got.Decode(rsp.AppendFrame(nil)[4:]); err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != VersionTUP || got.RequestID != 9 || got.ServantName != req.ServantName || got.FuncName != req.FuncName {
+		t.Fatalf("got %+v", got)
+	}
+	if code, desc, err := TUPResult(&got); code != Success || desc != "" || err != nil {
+		t.Fatalf("TUPResult: %d %q %v", code, desc, err)
+	}
+	m, err := DecodeTUP(got.Buffer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := tupInt32(m, "tars_ret")
+	d, err2 := tupInt32(m, "delivered")
+	if n != 3 || d != 2 || err != nil || err2 != nil || !bytes.Equal(m[""], ret) {
+		t.Fatalf("values %v: %d %d %v %v", m, n, d, err, err2)
+	}
+
+	rsp = TUPReply(&req, ServerNoFuncErr, "no function", nil)
+	if err := got.Decode(rsp.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status[StatusResultCode] != "-3" {
+		t.Fatalf("status %v", got.Status)
+	}
+	if code, desc, err := TUPResult(&got); code != ServerNoFuncErr || desc != "no function" || err != nil {
+		t.Fatalf("TUPResult: %d %q %v", code, desc, err)
+	}
+	got.Status[StatusResultCode] = "x"
+	if _, _, err := TUPResult(&got); err == nil {
+		t.Fatal("bad code: no error")
+	}
+}

@@ -11,7 +11,29 @@ import (
 	"time"
 )
 
-// fakeRegistry serves QueryObj's findObjectById4Any from a table the test
+// queryObj is the registry's servant (QueryF in framework.tars).
+const queryObj = "tars.tarsregistry.QueryObj"
+
+// appendEndpointFs appends eps as a vector<EndpointF> (framework.tars).
+func appendEndpointFs(b []byte, tag uint8, eps []Endpoint) []byte {
+	b = AppendListHead(b, tag, len(eps))
+	for _, e := range eps {
+		b = AppendStructBegin(b, 0)
+		b = AppendString(b, 0, e.Host)
+		b = AppendInt(b, 1, int64(e.Port))
+		b = AppendInt(b, 2, e.Timeout.Milliseconds())
+		b = AppendInt(b, 3, int64(slices.Index(endpointProtos[:], e.Proto)))
+		b = AppendInt(b, 4, int64(e.Grid))
+		b = AppendInt(b, 8, int64(e.Qos))
+		b = AppendInt(b, 11, int64(e.Weight))
+		b = AppendInt(b, 12, int64(e.WeightType))
+		b = AppendInt(b, 13, int64(e.AuthType))
+		b = AppendStructEnd(b)
+	}
+	return b
+}
+
+// fakeRegistry serves queryObj's findObjectById4Any from a table the test
 // changes; an unknown id gets -1 and empty lists, as tarsregistry answers.
 type fakeRegistry struct {
 	Server
@@ -23,7 +45,7 @@ func startRegistry(t *testing.T) (*fakeRegistry, string, func()) {
 	t.Helper()
 	r := &fakeRegistry{table: map[string][]Endpoint{}}
 	r.Logger = quietLogger
-	r.Handle(QueryObj, "findObjectById4Any", func(ctx context.Context, cur *Current, in *Args, out *Results) (int32, error) {
+	r.Handle(queryObj, "findObjectById4Any", func(ctx context.Context, cur *Current, in *Args, out *Results) (int32, error) {
 		id, err := in.String(1, "id")
 		if err != nil {
 			return 0, err
@@ -36,8 +58,8 @@ func startRegistry(t *testing.T) (*fakeRegistry, string, func()) {
 			ret = -1
 		}
 		out.PutInt32(0, "", ret)
-		out.Put(2, "activeEp", func(b []byte, tag uint8) []byte { return AppendEndpointFs(b, tag, eps) })
-		out.Put(3, "inactiveEp", func(b []byte, tag uint8) []byte { return AppendEndpointFs(b, tag, nil) })
+		out.Put(2, "activeEp", func(b []byte, tag uint8) []byte { return appendEndpointFs(b, tag, eps) })
+		out.Put(3, "inactiveEp", func(b []byte, tag uint8) []byte { return appendEndpointFs(b, tag, nil) })
 		return Success, nil
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,7 +73,7 @@ func startRegistry(t *testing.T) (*fakeRegistry, string, func()) {
 		r.Shutdown(ctx)
 	})
 	t.Cleanup(stop)
-	return r, QueryObj + "@" + endpointOf(ln.Addr().String()), stop
+	return r, queryObj + "@" + endpointOf(ln.Addr().String()), stop
 }
 
 func (r *fakeRegistry) set(id string, eps ...Endpoint) {
@@ -75,20 +97,20 @@ func TestEndpointFRoundTrip(t *testing.T) {
 		mustEndpoint(t, "udp -h ::1 -p 9"),
 		mustEndpoint(t, "ssl -h example.com -p 443 -t 5"),
 	}
-	b := AppendEndpointFs(nil, 2, eps)
-	got, err := ReadEndpointFs(NewDecoder(b), 2, true)
+	b := appendEndpointFs(nil, 2, eps)
+	got, err := readEndpointFs(NewDecoder(b), 2)
 	if err != nil || !slices.Equal(got, eps) {
 		t.Fatalf("round trip = %+v, %v; want %+v", got, err, eps)
 	}
-	if _, err := ReadEndpointFs(NewDecoder(b), 3, true); err == nil {
+	if _, err := readEndpointFs(NewDecoder(b), 3); err == nil {
 		t.Error("reading a missing required list succeeded")
 	}
-	bad := AppendEndpointFs(nil, 0, []Endpoint{{Proto: "tcp", Host: "h", Port: 0}})
-	if _, err := ReadEndpointFs(NewDecoder(bad), 0, true); err == nil || !strings.Contains(err.Error(), "port 0") {
+	bad := appendEndpointFs(nil, 0, []Endpoint{{Proto: "tcp", Host: "h", Port: 0}})
+	if _, err := readEndpointFs(NewDecoder(bad), 0); err == nil || !strings.Contains(err.Error(), "port 0") {
 		t.Errorf("port 0: %v", err)
 	}
 	for cut := range len(b) {
-		if _, err := ReadEndpointFs(NewDecoder(b[:cut]), 2, true); err == nil {
+		if _, err := readEndpointFs(NewDecoder(b[:cut]), 2); err == nil {
 			t.Fatalf("truncated at %d of %d bytes: no error", cut, len(b))
 		}
 	}
@@ -99,8 +121,7 @@ func TestRegistryResolve(t *testing.T) {
 	a := mustEndpoint(t, "tcp -h 127.0.0.1 -p 10015 -t 60000")
 	b := mustEndpoint(t, "tcp -h 127.0.0.1 -p 10016")
 	reg.set("App.Server.Obj", a)
-	r := &Registry{Locator: locator, Refresh: 20 * time.Millisecond, Logger: quietLogger}
-	defer r.Close()
+	r := newTestClient(t, ClientOptions{Locator: locator, Refresh: 20 * time.Millisecond})
 	ctx := context.Background()
 
 	got, err := r.Resolve(ctx, "App.Server.Obj")
@@ -134,7 +155,7 @@ func TestRegistryResolve(t *testing.T) {
 			t.Fatalf("after the registry died: Resolve = %v, %v; want the last good list", got, err)
 		}
 	}
-	if _, err := r.Resolve(ctx, "Other.Server.Obj"); err == nil || !strings.Contains(err.Error(), QueryObj) {
+	if _, err := r.Resolve(ctx, "Other.Server.Obj"); err == nil || !strings.Contains(err.Error(), queryObj) {
 		t.Errorf("new name with the registry down: %v; want an error naming the registry", err)
 	}
 }
@@ -144,9 +165,8 @@ func TestRegistryClient(t *testing.T) {
 	ts := newTestServer()
 	addr := serve(t, &ts.Server, ListenOptions{})
 	reg.set(pushObj, mustEndpoint(t, endpointOf(addr)))
-	r := &Registry{Locator: locator, Logger: quietLogger}
-	defer r.Close()
-	c := newTestClient(t, ClientOptions{Resolver: r})
+	// The client resolves the name through the registry by calling it itself.
+	c := newTestClient(t, ClientOptions{Locator: locator})
 	p := mustProxy(t, c, pushObj)
 	ret, n, err := pushByRoom(context.Background(), p, "room", "hi")
 	if err != nil || ret != 2 || n != 2 {
@@ -156,19 +176,17 @@ func TestRegistryClient(t *testing.T) {
 
 func TestRegistryBadLocator(t *testing.T) {
 	for _, loc := range []string{"", "tars.tarsregistry.QueryObj", "QueryObj@bogus -h x"} {
-		r := &Registry{Locator: loc}
+		r := newTestClient(t, ClientOptions{Locator: loc})
 		_, err := r.Resolve(context.Background(), "A.B.C")
 		if err == nil || !strings.Contains(err.Error(), "locator") {
 			t.Errorf("locator %q: %v; want an error about the locator", loc, err)
 		}
-		r.Close()
 	}
 	// A registry nobody listens on: the error says so and names the servant.
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	r := &Registry{Locator: QueryObj + "@" + endpointOf(addr), Logger: quietLogger}
-	defer r.Close()
+	r := newTestClient(t, ClientOptions{Locator: queryObj + "@" + endpointOf(addr)})
 	_, err := r.Resolve(context.Background(), "A.B.C")
 	var ce *CallError
 	if !errors.As(err, &ce) || ce.Code != ProxyConnectErr || !strings.Contains(err.Error(), "A.B.C") {

@@ -253,7 +253,7 @@ func TestServerTUPReplyLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"", "tars_ret", "delivered"} {
-		if v, err := TUPInt32(m, k); err != nil || v != 2 {
+		if v, err := tupInt32(m, k); err != nil || v != 2 {
 			t.Errorf("%q = %d, %v", k, v, err)
 		}
 	}

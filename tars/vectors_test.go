@@ -57,11 +57,11 @@ func TestVectors(t *testing.T) {
 				return // a packet is a run of fields, not one value
 			}
 			// Whatever the type, Skip walks exactly over the value.
-			_, typ, n, err := ConsumeHead(want)
+			_, typ, n, err := consumeHead(want)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m, err := Skip(want[n:], typ); err != nil || n+m != len(want) {
+			if m, err := skipValue(want[n:], typ); err != nil || n+m != len(want) {
 				t.Fatalf("Skip: %d, %v; want %d", m, err, len(want)-n)
 			}
 		})

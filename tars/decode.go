@@ -1,0 +1,397 @@
+package tars
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Decoder reads the fields of one struct level, or of a packet body, in
+// ascending tag order. Each Read method looks for its tag: smaller tags are
+// skipped, an equal tag is read, and a larger tag or a STRUCT_END means the
+// field is absent (that head stays for the next read). An absent required
+// field is a *DecodeError; an absent optional field leaves *v unchanged, so
+// callers preset defaults. The zero Decoder reads empty input.
+//
+// Skipping a field (reading a larger tag first) allocates nothing, so a
+// reader can check a small field before it decodes a large one.
+type Decoder struct {
+	// MaxLen is the most elements ReadListLen, ReadMapLen and ReadStringMap
+	// accept; 0 means DefaultMaxLen. Set it for each list or map from what
+	// the value may hold.
+	MaxLen int
+
+	buf   []byte
+	off   int
+	at    int // offset of the head of the field found last, for errors
+	depth int // structs, maps and lists entered
+}
+
+// NewDecoder returns a Decoder reading b.
+func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
+
+// Offset returns the number of bytes consumed so far.
+func (d *Decoder) Offset() int { return d.off }
+
+// field consumes the head of field tag and returns its type; ok is false
+// when the field is absent.
+func (d *Decoder) field(tag uint8, required bool) (typ byte, ok bool, err error) {
+	for d.off < len(d.buf) {
+		ftag, ftyp, next := head(d.buf, d.off)
+		if next < 0 {
+			return 0, false, headErr(d.buf, d.off, int(tag))
+		}
+		if ftyp == TypeStructEnd || ftag > tag {
+			break
+		}
+		if ftag == tag {
+			d.at, d.off = d.off, next
+			return ftyp, true, nil
+		}
+		if d.off, err = skip(d.buf, next, int(ftag), ftyp, d.depth); err != nil {
+			return 0, false, err
+		}
+	}
+	if required {
+		return 0, false, decodeErr(d.off, int(tag), "required field missing")
+	}
+	return 0, false, nil
+}
+
+// wrongType reports a field whose stored type cannot be read as want.
+func (d *Decoder) wrongType(tag uint8, typ byte, want string) error {
+	return decodeErr(d.at, int(tag), "%s cannot be read as %s", typeName(typ), want)
+}
+
+// readInt reads an integer field stored in at most the type widest into *v;
+// unsigned types are stored widened to the next signed one, so a value that
+// does not convert back unchanged is out of range.
+func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
+	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
+	typ, ok, err := d.field(tag, required)
+	if !ok {
+		return err
+	}
+	if typ != TypeZero && typ > widest {
+		return d.wrongType(tag, typ, want)
+	}
+	n, next, err := intAt(d.buf, d.off, int(tag), typ)
+	if err != nil {
+		return err
+	}
+	d.off = next
+	if int64(T(n)) != n {
+		return decodeErr(d.at, int(tag), "value %d out of range for %s", n, want)
+	}
+	*v = T(n)
+	return nil
+}
+
+// ReadBool reads a bool (ZERO or INT1; any non-zero value is true).
+func (d *Decoder) ReadBool(v *bool, tag uint8, required bool) error {
+	var n int8
+	if *v {
+		n = 1 // kept when the field is absent
+	}
+	err := readInt(d, &n, tag, required, TypeInt1, "bool")
+	*v = n != 0
+	return err
+}
+
+// ReadInt8 reads a byte (ZERO or INT1).
+func (d *Decoder) ReadInt8(v *int8, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt1, "int8")
+}
+
+// ReadInt16 reads a short (ZERO, INT1 or INT2).
+func (d *Decoder) ReadInt16(v *int16, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt2, "int16")
+}
+
+// ReadInt32 reads an int or enum (ZERO, INT1, INT2 or INT4).
+func (d *Decoder) ReadInt32(v *int32, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt4, "int32")
+}
+
+// ReadInt64 reads a long (ZERO or INT1 to INT8).
+func (d *Decoder) ReadInt64(v *int64, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt8, "int64")
+}
+
+// ReadUint8 reads an unsigned byte, stored as a short.
+func (d *Decoder) ReadUint8(v *uint8, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt2, "uint8")
+}
+
+// ReadUint16 reads an unsigned short, stored as an int.
+func (d *Decoder) ReadUint16(v *uint16, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt4, "uint16")
+}
+
+// ReadUint32 reads an unsigned int, stored as a long.
+func (d *Decoder) ReadUint32(v *uint32, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt8, "uint32")
+}
+
+// ReadFloat reads a float (ZERO or FLOAT).
+func (d *Decoder) ReadFloat(v *float32, tag uint8, required bool) error {
+	p, ok, err := d.floatField(tag, required, TypeFloat, "float32")
+	if ok {
+		*v = 0
+		if len(p) == 4 {
+			*v = math.Float32frombits(binary.BigEndian.Uint32(p))
+		}
+	}
+	return err
+}
+
+// ReadDouble reads a double (ZERO, FLOAT or DOUBLE).
+func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
+	p, ok, err := d.floatField(tag, required, TypeDouble, "float64")
+	switch {
+	case !ok:
+	case len(p) == 4:
+		*v = float64(math.Float32frombits(binary.BigEndian.Uint32(p)))
+	case len(p) == 8:
+		*v = math.Float64frombits(binary.BigEndian.Uint64(p))
+	default:
+		*v = 0
+	}
+	return err
+}
+
+// floatField reads the payload of a ZERO (empty), a FLOAT or, when widest
+// allows, a DOUBLE.
+func (d *Decoder) floatField(tag uint8, required bool, widest byte, want string) (p []byte, ok bool, err error) {
+	typ, ok, err := d.field(tag, required)
+	if !ok {
+		return nil, false, err
+	}
+	size, what := 0, ""
+	switch {
+	case typ == TypeFloat:
+		size, what = 4, "FLOAT size"
+	case typ == TypeDouble && widest == TypeDouble:
+		size, what = 8, "DOUBLE size"
+	case typ != TypeZero:
+		return nil, false, d.wrongType(tag, typ, want)
+	}
+	if err := need(d.buf, d.off, int(tag), uint64(size), what); err != nil {
+		return nil, false, err
+	}
+	p = d.buf[d.off : d.off+size]
+	d.off += size
+	return p, true, nil
+}
+
+// ReadString reads a string (STRING1 or STRING4).
+func (d *Decoder) ReadString(v *string, tag uint8, required bool) error {
+	s, ok, err := d.stringField(tag, required)
+	if ok {
+		*v = string(s)
+	}
+	return err
+}
+
+// readName reads a string that recurs from message to message, such as a
+// servant or function name, through the shared name cache.
+func (d *Decoder) readName(v *string, tag uint8, required bool) error {
+	s, ok, err := d.stringField(tag, required)
+	if ok {
+		*v = names.get(s)
+	}
+	return err
+}
+
+// stringField reads the bytes of a string field; they alias the input.
+func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err error) {
+	typ, ok, err := d.field(tag, required)
+	if !ok {
+		return nil, false, err
+	}
+	if typ != TypeString1 && typ != TypeString4 {
+		return nil, false, d.wrongType(tag, typ, "string")
+	}
+	s, d.off, err = stringAt(d.buf, d.off, int(tag), typ)
+	return s, err == nil, err
+}
+
+// ReadBytes reads a vector<byte>: a SIMPLE_LIST, whose bytes *v aliases
+// (no copy), or a LIST of INT1, which is copied.
+func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
+	typ, ok, err := d.field(tag, required)
+	if !ok {
+		return err
+	}
+	switch typ {
+	case TypeSimpleList:
+		p, next, err := simpleListAt(d.buf, d.off, int(tag))
+		if err != nil {
+			return err
+		}
+		*v, d.off = p, next
+		return nil
+	case TypeList:
+		n, next, err := countAt(d.buf, d.off, int(tag), 1, "list")
+		if err != nil {
+			return err
+		}
+		p := make([]byte, n)
+		for i := range p {
+			etag, etyp, after := head(d.buf, next)
+			if after < 0 {
+				return headErr(d.buf, next, int(tag))
+			}
+			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
+				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d", i, typeName(etyp), etag)
+			}
+			e, after, err := intAt(d.buf, after, int(tag), etyp)
+			if err != nil {
+				return err
+			}
+			p[i], next = byte(e), after
+		}
+		*v, d.off = p, next
+		return nil
+	}
+	return d.wrongType(tag, typ, "vector<byte>")
+}
+
+// ReadListLen reads the head and count of a LIST; then read its n elements
+// at tag 0 (structs with ReadStructBegin(0, true) and ReadStructEnd).
+// n is at most MaxLen, and the bytes left hold n elements of the first
+// one's kind at their smallest (1 byte for numbers, 2 for anything else);
+// still, grow what holds them as they decode rather than sizing it by n.
+func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
+	return d.container(tag, required, TypeList, 0, "list")
+}
+
+// ReadMapLen reads the head and count of a MAP; then read its n pairs, each
+// key at tag 0 and value at tag 1. n is bounded as in ReadListLen.
+func (d *Decoder) ReadMapLen(tag uint8, required bool) (n int, ok bool, err error) {
+	return d.container(tag, required, TypeMap, 0, "map")
+}
+
+// container reads the head and count of a list or map whose elements need
+// at least per bytes each (0: judge by the first element).
+func (d *Decoder) container(tag uint8, required bool, want byte, per uint64, what string) (n int, ok bool, err error) {
+	typ, ok, err := d.field(tag, required)
+	if !ok {
+		return 0, false, err
+	}
+	if typ != want {
+		return 0, false, d.wrongType(tag, typ, what)
+	}
+	judge := per == 0
+	if judge {
+		per = 1 // a number may be a bare ZERO head
+		if want == TypeMap {
+			per = 2 // and so may its value
+		}
+	}
+	n, next, err := countAt(d.buf, d.off, int(tag), per, what)
+	if err == nil && judge && n > 0 {
+		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero {
+			// Not numbers: each element takes 2 bytes at least.
+			n, next, err = countAt(d.buf, d.off, int(tag), per+1, what)
+		}
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if limit := d.maxLen(); n > limit {
+		return 0, false, decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
+	}
+	d.off = next
+	return n, true, nil
+}
+
+func (d *Decoder) maxLen() int {
+	if d.MaxLen > 0 {
+		return d.MaxLen
+	}
+	return DefaultMaxLen
+}
+
+// ReadStringMap reads a map<string,string>. An empty map reads as nil.
+func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) error {
+	return readMap(d, v, tag, required, math.MaxInt)
+}
+
+// readMap reads a map of strings to strings or vector<byte> (aliasing the
+// input) whose keys and values take at most limit bytes in all. An empty map
+// reads as nil.
+func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
+	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
+	// STRING1 and a LIST or SIMPLE_LIST.
+	n, ok, err := d.container(tag, required, TypeMap, 4, "map")
+	if !ok {
+		return err
+	}
+	var m map[string]V
+	if n > 0 {
+		m = make(map[string]V, min(n, preSize))
+	}
+	_, isString := any(m).(map[string]string)
+	size := 0
+	for range n {
+		var k, e []byte
+		if k, _, err = d.stringField(0, true); err == nil {
+			if isString {
+				e, _, err = d.stringField(1, true)
+			} else {
+				err = d.ReadBytes(&e, 1, true)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if size += len(k) + len(e); size > limit {
+			return decodeErr(d.at, int(tag), "map keys and values exceed %d bytes", limit)
+		}
+		m[string(k)] = V(e)
+	}
+	*v = m
+	return nil
+}
+
+// ReadStructBegin enters the nested struct at tag; read its fields, then
+// call ReadStructEnd.
+func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
+	typ, ok, err := d.field(tag, required)
+	if !ok {
+		return false, err
+	}
+	if typ != TypeStructBegin {
+		return false, d.wrongType(tag, typ, "struct")
+	}
+	if d.depth >= MaxDepth {
+		return false, decodeErr(d.at, int(tag), "nesting deeper than %d", MaxDepth)
+	}
+	d.depth++
+	return true, nil
+}
+
+// ReadStructEnd skips the fields of the current struct that were not read
+// (newer peers add fields) and consumes its STRUCT_END.
+func (d *Decoder) ReadStructEnd() error {
+	for {
+		if d.off >= len(d.buf) {
+			return decodeErr(d.off, -1, "struct has no STRUCT_END")
+		}
+		ftag, ftyp, next := head(d.buf, d.off)
+		if next < 0 {
+			return headErr(d.buf, d.off, -1)
+		}
+		if ftyp == TypeStructEnd {
+			d.off = next
+			if d.depth > 0 {
+				d.depth--
+			}
+			return nil
+		}
+		var err error
+		if d.off, err = skip(d.buf, next, int(ftag), ftyp, d.depth); err != nil {
+			return err
+		}
+	}
+}
