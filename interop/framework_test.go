@@ -138,6 +138,9 @@ func TestFrameworkRemoteConfig(t *testing.T) {
 	if err != nil || strings.Contains(got, "succ") || !strings.Contains(got, "app.conf") || read() != "v2" {
 		t.Errorf("tars.loadconfig of a file the service lacks = %q, %v; file %q; want an error and v2 kept", got, err, read())
 	}
+	// The peer prints each call after answering it: wait for the failed
+	// one before counting, or it may be counted as a refused name's.
+	peers.waitFn(t, 0, "config", "loadConfig", func(e event) bool { return e.str("filename") == "app.conf" && e.num("ret") != 0 })
 	before := peers.count()
 	for _, name := range []string{"../app.conf", "sub/app.conf"} {
 		got, err = admin.Notify("tars.loadconfig " + name)
