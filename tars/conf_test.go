@@ -328,6 +328,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	adapter := func(body string) string {
 		return "<X.S.FooObjAdapter>\n" + body + "\n</X.S.FooObjAdapter>"
 	}
+	dup := adapter("endpoint=tcp -h a\nservant=X.S.FooObj") + "\n<Y>\nendpoint=tcp -h b\nservant=X.S.FooObj\n</Y>"
 	for server, want := range map[string]string{
 		"server=":                       "config /tars/application/server<server>: not set",
 		"logsize=10X":                   `config /tars/application/server<logsize>: bad value "10X" (want a positive size such as 65536, 512K, 10M or 1G)`,
@@ -340,14 +341,13 @@ func TestLoadConfigErrors(t *testing.T) {
 		"local=tcp -h x -p abc":         `config /tars/application/server<local>: tars: endpoint "tcp -h x -p abc": bad port "abc"`,
 		"node=tars.tarsnode.ServerObj@": `config /tars/application/server<node>: tars: proxy`,
 		"keepalive-interval=0":          `<keepalive-interval>: bad value "0"`,
-		"</server>\n<client>\nstat=A B\n</client>\n<server>":                `config /tars/application/client<stat>: tars: proxy "A B"`,
+		"</server>\n<client>\nstat=A B\n</client>\n<server>":            `config /tars/application/client<stat>: tars: proxy "A B"`,
 		adapter("servant=X.S.FooObj"):                                   "config " + ad + "<endpoint>: not set",
 		adapter("endpoint=tcp -h a -p 1"):                               "config " + ad + "<servant>: not set",
 		adapter("endpoint=tcp -p 1\nservant=X.S.FooObj"):                "config " + ad + `<endpoint>: tars: endpoint "tcp -p 1": no host (-h)`,
 		adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nprotocol=http"): "config " + ad + `<protocol>: bad value "http" (want tars or not_tars)`,
 		adapter("endpoint=tcp -h a\nservant=X.S.FooObj\nmaxconns=0"):    "config " + ad + `<maxconns>: bad value "0" (want a whole number >= 1)`,
-		adapter("endpoint=tcp -h a\nservant=X.S.FooObj") + "\n<Y>\nendpoint=tcp -h b\nservant=X.S.FooObj\n</Y>":
-		/**/ `config /tars/application/server/Y<servant>: "X.S.FooObj" is also served by adapter X.S.FooObjAdapter`,
+		dup: `config /tars/application/server/Y<servant>: "X.S.FooObj" is also served by adapter X.S.FooObjAdapter`,
 	} {
 		c := mustParseConf(t, "<tars>\n<application>\n<server>\napp=A\nserver=S\n"+server+"\n</server>\n</application>\n</tars>\n")
 		if _, err := LoadConfig(c); err == nil || !strings.Contains(err.Error(), want) {
