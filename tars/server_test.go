@@ -666,54 +666,6 @@ func FuzzServerConn(f *testing.F) {
 	})
 }
 
-// A servant implementing string hello(int no, string name), and a client
-// calling it in TARS and in TUP.
-func ExampleServer() {
-	var s Server
-	s.Handle("TestApp.HelloServer.HelloObj", "hello", func(ctx context.Context, cur *Current, in *Args, out *Results) (int32, error) {
-		no, err := in.Int32(1, "no")
-		if err != nil {
-			return 0, err
-		}
-		name, err := in.String(2, "name")
-		if err != nil {
-			return 0, err
-		}
-		out.PutString(0, "", fmt.Sprintf("hello %s #%d", name, no)) // the return value
-		return Success, nil
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	go s.Serve(ln, ListenOptions{})
-	defer s.Shutdown(context.Background())
-
-	c := NewClient(ClientOptions{})
-	defer c.Close()
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	p, err := c.Proxy("TestApp.HelloServer.HelloObj@tcp -h " + host + " -p " + port + " -t 3000")
-	if err != nil {
-		panic(err)
-	}
-	for _, proxy := range []*ObjProxy{p, p.WithVersion(VersionTUP)} {
-		var greeting string
-		err := proxy.Invoke(context.Background(), "hello",
-			func(in *Results) {
-				in.PutInt32(1, "no", 7)
-				in.PutString(2, "name", "tars")
-			},
-			func(out *Args) (err error) {
-				greeting, err = out.String(0, "")
-				return err
-			})
-		fmt.Println(greeting, err)
-	}
-	// Output:
-	// hello tars #7 <nil>
-	// hello tars #7 <nil>
-}
-
 // TestServerBadContextAnswered: a request whose context is over the limits
 // is answered with ServerDecodeErr saying why, and the connection goes on.
 func TestServerBadContextAnswered(t *testing.T) {
