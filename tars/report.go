@@ -299,13 +299,17 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 // finalReportWait bounds the last report at shutdown.
 const finalReportWait = time.Second
 
-func (a *App) reportCall(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) {
-	var ret int32
-	err := p.Invoke(ctx, fn, in, func(out *Args) (err error) {
+// callRet calls fn on a framework service, which answers an int.
+func callRet(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) (ret int32, err error) {
+	err = p.Invoke(ctx, fn, in, func(out *Args) (err error) {
 		ret, err = out.Int32(0, "")
 		return err
 	})
-	if err != nil {
+	return ret, err
+}
+
+func (a *App) reportCall(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) {
+	if ret, err := callRet(ctx, p, fn, in); err != nil {
 		a.log.Warn("report not delivered; its counts are dropped", "call", fn, "service", p.Name(), "err", err)
 	} else if ret != 0 {
 		a.log.Warn("report refused", "call", fn, "service", p.Name(), "ret", ret)
@@ -325,11 +329,7 @@ func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 		var wg sync.WaitGroup
 		call := func(fn string, in func(*Results)) {
 			wg.Go(func() {
-				var ret int32
-				err := node.Invoke(rctx, fn, in, func(out *Args) (err error) {
-					ret, err = out.Int32(0, "")
-					return err
-				})
+				ret, err := callRet(rctx, node, fn, in)
 				if err != nil && ctx.Err() == nil {
 					a.log.Warn("tarsnode did not take a heartbeat", "call", fn, "node", node.Name(), "err", err)
 				} else if err == nil && ret != 0 {
