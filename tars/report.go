@@ -226,10 +226,11 @@ func (p *property) take() [][2]string {
 	return out
 }
 
-// appendPropMap appends map<StatPropMsgHead,StatPropMsgBody>.
-func (a *App) appendPropMap(b []byte, tag uint8) []byte {
+// appendPropMap appends map<StatPropMsgHead,StatPropMsgBody>, with the
+// values taken from each property.
+func (a *App) appendPropMap(b []byte, tag uint8, values [][][2]string) []byte {
 	b = AppendMapHead(b, tag, len(a.props))
-	for _, p := range a.props {
+	for i, p := range a.props {
 		b = AppendStructBegin(b, 0)
 		b = AppendString(b, 0, a.cfg.ModuleName)
 		b = AppendString(b, 1, a.cfg.LocalIP)
@@ -237,10 +238,9 @@ func (a *App) appendPropMap(b []byte, tag uint8) []byte {
 		b = AppendInt(b, 7, 2) // iPropertyVer, as TarsGo sends
 		b = AppendStructEnd(b)
 
-		values := p.take()
 		b = AppendStructBegin(b, 1)
-		b = AppendListHead(b, 0, len(values))
-		for _, v := range values {
+		b = AppendListHead(b, 0, len(values[i]))
+		for _, v := range values[i] {
 			b = AppendStructBegin(b, 0)
 			b = AppendString(b, 0, v[0])
 			b = AppendString(b, 1, v[1])
@@ -270,8 +270,12 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 			}
 		}
 		if property != nil && len(a.props) > 0 {
+			values := make([][][2]string, len(a.props))
+			for i, p := range a.props {
+				values[i] = p.take()
+			}
 			a.reportCall(ctx, property, "reportPropMsg", func(in *Results) {
-				in.Put(1, "statmsg", a.appendPropMap)
+				in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return a.appendPropMap(b, tag, values) })
 			})
 		}
 	}
