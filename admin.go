@@ -167,7 +167,7 @@ func (ad *Admin) viewStatus(context.Context, []string) string {
 	fmt.Fprintf(&b, "adapters: %d\n", len(a.Adapters))
 	fmt.Fprintf(&b, "websocket connections: %d\n", st.Connections)
 	fmt.Fprintf(&b, "rooms: %d\n", len(st.Rooms))
-	fmt.Fprintf(&b, "tars calls: %d\n", a.Tars.Stats().Calls)
+	fmt.Fprintf(&b, "tars calls: %d\n", a.Tars.Calls())
 	return b.String()
 }
 

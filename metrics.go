@@ -151,7 +151,7 @@ func (m *Metrics) gather() []*metricFamily {
 			refused.add(utoa(ad.Refused()), "adapter", ad.Conf.Name, "reason", "maxconns")
 		}
 		family("websocketserver_tars_bad_frames_total", "counter", "Tars connections closed for a malformed frame or packet.").
-			add(utoa(a.Tars.Stats().BadFrames))
+			add(utoa(a.Tars.BadFrames()))
 		if a.Cluster != nil {
 			m.gatherCluster(family, a.Cluster.View())
 		}

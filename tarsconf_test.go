@@ -25,36 +25,6 @@ func TestLoadConfSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]string{
-		"/tars/application<enableset>":                                          "n",
-		"/tars/application<setdivision>":                                        "NULL",
-		"/tars/application/client<locator>":                                     "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890",
-		"/tars/application/server<app>":                                         "TestApp",
-		"/tars/application/server<local>":                                       "tcp -h 127.0.0.1 -p 20001 -t 10000",
-		"/tars/application/server<logLevel>":                                    "DEBUG",
-		"/tars/application/server/TestApp.WebsocketServer.objAdapter<protocol>": "not_tars",
-		"/tars/application/server/TestApp.WebsocketServer.objAdapter<allow>":    "",
-	} {
-		got, ok := c.Lookup(path)
-		if !ok || got != want {
-			t.Errorf("Lookup(%q) = %q, %v; want %q", path, got, ok, want)
-		}
-	}
-	if got, want := c.Sections("/tars/application"), []string{"client", "server", "websocket"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Sections = %q, want %q", got, want)
-	}
-	if got, want := c.Sections("/tars/application/server"), []string{
-		"TestApp.WebsocketServer.objAdapter", "TestApp.WebsocketServer.PushObjAdapter"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Sections = %q, want %q", got, want)
-	}
-	if got, want := c.Keys("/tars/application"), []string{"enableset", "setdivision"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Keys = %q, want %q", got, want)
-	}
-	wantKeys := []string{"allow", "endpoint", "handlegroup", "maxconns", "protocol", "queuecap", "queuetimeout", "servant", "threads"}
-	if got := c.Keys("/tars/application/server/TestApp.WebsocketServer.PushObjAdapter"); !reflect.DeepEqual(got, wantKeys) {
-		t.Errorf("Keys = %q, want %q", got, wantKeys)
-	}
-
 	sc, err := LoadServerConfig(c)
 	if err != nil {
 		t.Fatal(err)
@@ -108,113 +78,6 @@ func TestLoadConfSample(t *testing.T) {
 	}
 }
 
-func TestParseConfSyntax(t *testing.T) {
-	c := mustParseConf(t, `
-# comment
-<a>
-	k = v with spaces  
-	url=http://x/?a=1&b=2
-	hash=a#b # not a comment
-	allow=<none>
-	bare
-	   # indented comment
-	esc=tab\there\nnew\rcr\\back\=eq
-	win=C:\data\logs
-	a\=b=c
-	x\\=y
-	trail=ends\
-	dup=1
-	other=
-	dup=2
-	<b>
-		deep=1
-	</b>
-	<c>
-	</c>
-</a>
-<a>
-	again=yes
-	<b>
-		deep=2
-	</b>
-</a>
-top=level
-`)
-	for path, want := range map[string]string{
-		"/a<k>":        "v with spaces",
-		"/a<hash>":     "a#b # not a comment",
-		"/a<url>":      "http://x/?a=1&b=2",
-		"/a<allow>":    "<none>",
-		"/a<bare>":     "",
-		"/a<esc>":      "tab\there\nnew\rcr\\back=eq",
-		"/a<win>":      `C:\data\logs`,
-		"/a<a=b>":      "c",
-		`/a<x\>`:       "y",
-		"/a<trail>":    `ends\`,
-		"/a<dup>":      "2",
-		"/a<other>":    "",
-		"/a<again>":    "yes",
-		"/a/b<deep>":   "2",
-		"a/b<deep>":    "2",
-		"//a//b<deep>": "2",
-		"/<top>":       "level",
-		"<top>":        "level",
-	} {
-		got, ok := c.Lookup(path)
-		if !ok || got != want {
-			t.Errorf("Lookup(%q) = %q, %v; want %q", path, got, ok, want)
-		}
-	}
-	for _, path := range []string{"/a<nope>", "/a/b/c<deep>", "/a", "/a<#>", "/a<>", "/z<k>", "/a<K>", "/A<k>"} {
-		if got, ok := c.Lookup(path); ok {
-			t.Errorf("Lookup(%q) = %q, true; want absent", path, got)
-		}
-		if got := c.Get(path); got != "" {
-			t.Errorf("Get(%q) = %q, want empty", path, got)
-		}
-	}
-	wantKeys := []string{"k", "url", "hash", "allow", "bare", "esc", "win", "a=b", `x\`, "trail", "dup", "other", "again"}
-	if got := c.Keys("/a"); !reflect.DeepEqual(got, wantKeys) {
-		t.Errorf("Keys(/a) = %q, want %q", got, wantKeys)
-	}
-	if got, want := c.Sections("/a"), []string{"b", "c"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Sections(/a) = %q, want %q", got, want)
-	}
-	if got, want := c.Sections("/"), []string{"a"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Sections(/) = %q, want %q", got, want)
-	}
-	if got := c.Keys("/a/c"); len(got) != 0 {
-		t.Errorf("Keys(/a/c) = %q, want none", got)
-	}
-	if got := c.Keys("/nope"); got != nil {
-		t.Errorf("Keys(/nope) = %q, want nil", got)
-	}
-	if got := c.Sections("/a<k>"); got != nil {
-		t.Errorf("Sections of a key path = %q, want nil", got)
-	}
-}
-
-func TestParseConfBOMAndCRLF(t *testing.T) {
-	c, err := tars.LoadConf("testdata/tarsconf/bom-crlf.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := c.Get("/tars/application/server<server>"); got != "WebsocketServer" {
-		t.Errorf("server = %q, want no trailing CR", got)
-	}
-	if got := c.Get("/tars/application/server<allow>"); got != "<none>" {
-		t.Errorf("allow = %q", got)
-	}
-	if got := c.Sections("/"); !reflect.DeepEqual(got, []string{"tars"}) {
-		t.Errorf("root sections = %q, want the BOM skipped", got)
-	}
-	// Concatenated files carry a BOM at the start of a later line.
-	c = mustParseConf(t, "\ufeff<a>\n\ufeff\ufeffk=v\ufeff\n</a>\n")
-	if got, ok := c.Lookup("/a<k>"); !ok || got != "v" {
-		t.Errorf("Lookup(/a<k>) = %q, %v; want BOMs trimmed", got, ok)
-	}
-}
-
 func TestZeroConf(t *testing.T) {
 	for _, c := range []*tars.Conf{nil, {}} {
 		if v, ok := c.Lookup("/a<b>"); ok || v != "" {
@@ -223,71 +86,9 @@ func TestZeroConf(t *testing.T) {
 		if c.Sections("/") != nil && len(c.Sections("/")) != 0 || len(c.Keys("/")) != 0 {
 			t.Errorf("empty config has sections or keys")
 		}
-		if c.String() != "" {
-			t.Errorf("String() = %q", c.String())
-		}
 	}
 	if _, err := LoadServerConfig(&tars.Conf{}); err == nil || err.Error() != "config /tars/application/server<app>: not set" {
 		t.Errorf("LoadServerConfig(empty) error = %v", err)
-	}
-}
-
-func TestParseConfErrors(t *testing.T) {
-	files := []struct {
-		file, want string
-	}{
-		{"bad-mismatch.conf", "bad-mismatch.conf:5: </application> does not match <server> opened at line 3"},
-		{"bad-unclosed.conf", "bad-unclosed.conf:8: </tars> does not match <server> opened at line 6"},
-		{"bad-unclosed-eof.conf", "bad-unclosed-eof.conf:1: <tars> is never closed"},
-		{"bad-stray.conf", "bad-stray.conf:4: </tars> closes no open section"},
-		{"bad-tag.conf", `bad-tag.conf:2: section tag "<application" does not end with '>'`},
-		{"bad-empty-key.conf", `bad-empty-key.conf:4: empty key in "=TestApp"`},
-		{"bad-name.conf", `bad-name.conf:2: section name "my server" may not contain ' ' in "<my server>"`},
-	}
-	for _, f := range files {
-		path := filepath.Join("testdata", "tarsconf", f.file)
-		_, err := tars.LoadConf(path)
-		if err == nil {
-			t.Errorf("%s: no error, want %q", f.file, f.want)
-			continue
-		}
-		if want := filepath.Join("testdata", "tarsconf", f.want); err.Error() != want {
-			t.Errorf("%s: error %q, want %q", f.file, err, want)
-		}
-	}
-	inline := []struct{ text, want string }{
-		{"<>", "x.conf:1: empty section name"},
-		{"<a>\n</>", "x.conf:2: empty section name"},
-		{"<", `x.conf:1: section tag "<" does not end with '>'`},
-		{"<a/b>\n</a/b>", `x.conf:1: section name "a/b" may not contain '/'`},
-		{"<a\\b>", `may not contain '\\'`},
-		{"<a<b>>", `may not contain '<'`},
-		{"\n\n\n  =", "x.conf:4: empty key"},
-		{"<a>\n<b>\n</a>\n</b>", "x.conf:3: </a> does not match <b> opened at line 2"},
-		{"<a>\r\n<b>\r\n</b>\r\n", "x.conf:1: <a> is never closed"},
-		{"</a>", "x.conf:1: </a> closes no open section"},
-	}
-	for _, tt := range inline {
-		_, err := tars.ParseConf("x.conf", []byte(tt.text))
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("tars.ParseConf(%q) error %v, want %q", tt.text, err, tt.want)
-		}
-	}
-	if _, err := tars.LoadConf("testdata/tarsconf/missing.conf"); !os.IsNotExist(err) {
-		t.Errorf("tars.LoadConf(missing) error %v, want not-exist", err)
-	}
-}
-
-// String writes a file that parses back to the same tree.
-func TestConfString(t *testing.T) {
-	c := mustParseConf(t, "<a>\nk=v=w\nesc=\\t\\n\\\\\\=\n<b>\nx\n</b>\n</a>\n<a>\nk2=2\n</a>\ntop=1\n")
-	want := "top=1\n<a>\n  k=v\\=w\n  esc=\\t\\n\\\\\\=\n  k2=2\n  <b>\n    x\n  </b>\n</a>\n"
-	if got := c.String(); got != want {
-		t.Errorf("String() =\n%s\nwant\n%s", got, want)
-	}
-	again := mustParseConf(t, c.String())
-	if !reflect.DeepEqual(again, c) {
-		t.Errorf("String does not parse back: %q", c.String())
 	}
 }
 
@@ -519,14 +320,6 @@ func FuzzParseConf(f *testing.F) {
 			}
 		}
 		walk("")
-		// The formatted config parses back to the same tree.
-		again, err := tars.ParseConf("again.conf", []byte(c.String()))
-		if err != nil {
-			t.Fatalf("String() of an accepted file fails: %v\n%s", err, c.String())
-		}
-		if !reflect.DeepEqual(again, c) {
-			t.Fatalf("String() parses to a different tree:\n%s", c.String())
-		}
 		// The typed view never panics, whatever it makes of the values.
 		_, _ = LoadServerConfig(c)
 	})

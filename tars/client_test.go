@@ -73,7 +73,7 @@ func TestClientRoundTrip(t *testing.T) {
 			t.Errorf("version %d: notify = %q, %v", v, version, err)
 		}
 	}
-	if n := ts.Stats().Conns; n != 1 {
+	if n := ts.openConns(); n != 1 {
 		t.Errorf("%d connections, want 1 shared by every proxy", n)
 	}
 }
@@ -137,8 +137,8 @@ func TestClientConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if s := ts.Stats(); s.Conns != 1 || s.Calls != 200 {
-		t.Errorf("stats %+v, want 1 connection and 200 calls", s)
+	if n, calls := ts.openConns(), ts.Calls(); n != 1 || calls != 200 {
+		t.Errorf("%d connections and %d calls, want 1 and 200", n, calls)
 	}
 }
 

@@ -260,32 +260,3 @@ func (c *Conf) Keys(path string) []string {
 	}
 	return append([]string(nil), s.keys...)
 }
-
-// String formats c in the same file format; ParseConf reads it back to an
-// equal Conf.
-func (c *Conf) String() string {
-	var b strings.Builder
-	if c != nil {
-		writeSection(&b, &c.root, "")
-	}
-	return b.String()
-}
-
-func writeSection(b *strings.Builder, s *confSection, indent string) {
-	for _, k := range s.keys {
-		b.WriteString(indent + escapeConf(k))
-		if v := s.values[k]; v != "" {
-			b.WriteString("=" + escapeConf(v))
-		}
-		b.WriteByte('\n')
-	}
-	for _, sub := range s.subs {
-		b.WriteString(indent + "<" + sub.name + ">\n")
-		writeSection(b, sub, indent+"  ")
-		b.WriteString(indent + "</" + sub.name + ">\n")
-	}
-}
-
-var confEscaper = strings.NewReplacer(`\`, `\\`, "=", `\=`, "\n", `\n`, "\r", `\r`, "\t", `\t`)
-
-func escapeConf(s string) string { return confEscaper.Replace(s) }

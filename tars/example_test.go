@@ -1,11 +1,61 @@
 package tars_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/tarsws/websocketserver/tars"
 )
+
+// A Tars server with one servant implementing string hello(int no,
+// string name), and a client calling it in TARS and in TUP.
+func Example() {
+	var s tars.Server
+	s.Handle("TestApp.HelloServer.HelloObj", "hello", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		no, err := in.Int32(1, "no")
+		if err != nil {
+			return 0, err
+		}
+		name, err := in.String(2, "name")
+		if err != nil {
+			return 0, err
+		}
+		out.PutString(0, "", fmt.Sprintf("hello %s #%d", name, no)) // the return value
+		return tars.Success, nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go s.Serve(ln, tars.ListenOptions{})
+	defer s.Shutdown(context.Background())
+
+	c := tars.NewClient(tars.ClientOptions{})
+	defer c.Close()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, err := c.Proxy("TestApp.HelloServer.HelloObj@tcp -h " + host + " -p " + port + " -t 3000")
+	if err != nil {
+		panic(err)
+	}
+	for _, proxy := range []*tars.ObjProxy{p, p.WithVersion(tars.VersionTUP)} {
+		var greeting string
+		err := proxy.Invoke(context.Background(), "hello",
+			func(in *tars.Results) {
+				in.PutInt32(1, "no", 7)
+				in.PutString(2, "name", "tars")
+			},
+			func(out *tars.Args) (err error) {
+				greeting, err = out.String(0, "")
+				return err
+			})
+		fmt.Println(greeting, err)
+	}
+	// Output:
+	// hello tars #7 <nil>
+	// hello tars #7 <nil>
+}
 
 // The arguments of int f(string a, out int b) in a version 1 request:
 // parameter i at tag i.

@@ -1,17 +1,12 @@
 package tars
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime/debug"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -78,24 +73,14 @@ type CallInfo struct {
 	Err      error    // nil on success
 }
 
-// ListenOptions say what one listener (a Tars adapter) accepts.
+// ListenOptions say what one listener (a Tars adapter) serves. Who may
+// connect, and how many at once, is the listener's business: App wraps it.
 type ListenOptions struct {
 	Servants    []string      // servants served on this listener; empty: all
-	Allow       []string      // client IP addresses allowed to connect; empty: all
 	IdleTimeout time.Duration // close connections with no traffic and no calls for this long; 0: never
-	MaxConns    int           // connections open at once; excess ones are closed at once; 0: no cap
 	// WriteTimeout closes a connection whose replies make no progress for
 	// this long (the peer stopped reading); 0: DefaultWriteTimeout.
 	WriteTimeout time.Duration
-}
-
-// ServerStats are counters since the server started.
-type ServerStats struct {
-	Conns     int    // connections open now
-	Calls     uint64 // requests dispatched
-	Denied    uint64 // connections refused by an Allow list
-	Refused   uint64 // connections refused by MaxConns
-	BadFrames uint64 // connections closed for a bad frame or packet
 }
 
 // Server serves Tars servants on any number of listeners. Register
@@ -113,7 +98,7 @@ type Server struct {
 	closed    bool
 	connsDone sync.WaitGroup
 
-	calls, denied, refused, badFrames atomic.Uint64
+	calls, badFrames atomic.Uint64
 }
 
 // Handle registers h for function fn of servant; it may be called while
@@ -138,25 +123,27 @@ func (s *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// Stats returns the server's counters.
-func (s *Server) Stats() ServerStats {
-	s.mu.Lock()
-	n := len(s.conns)
-	s.mu.Unlock()
-	return ServerStats{Conns: n, Calls: s.calls.Load(), Denied: s.denied.Load(),
-		Refused: s.refused.Load(), BadFrames: s.badFrames.Load()}
+// Calls returns the requests dispatched since the server started.
+func (s *Server) Calls() uint64 { return s.calls.Load() }
+
+// BadFrames returns the connections closed for a bad frame or packet.
+func (s *Server) BadFrames() uint64 { return s.badFrames.Load() }
+
+// serves reports whether any function of servant is registered.
+func (s *Server) serves(servant string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.handlers[servant] != nil
 }
 
 // listenState is one Serve call.
 type listenState struct {
 	opt      ListenOptions
 	servants map[string]bool // nil: all
-	allow    []netip.Addr    // nil: all
-	conns    atomic.Int32
 }
 
 // Serve accepts connections on ln until Shutdown, then returns
-// ErrServerClosed. It returns at once with an error if opt is invalid.
+// ErrServerClosed.
 func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 	ls := &listenState{opt: opt}
 	if len(opt.Servants) > 0 {
@@ -164,13 +151,6 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 		for _, name := range opt.Servants {
 			ls.servants[name] = true
 		}
-	}
-	for _, a := range opt.Allow {
-		ip, err := netip.ParseAddr(strings.TrimSpace(a))
-		if err != nil {
-			return fmt.Errorf("tars: listener %s: allow list entry %q is not an IP address", ln.Addr(), a)
-		}
-		ls.allow = append(ls.allow, ip.Unmap())
 	}
 
 	s.mu.Lock()
@@ -215,22 +195,8 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 	}
 }
 
-// accept checks a new connection against the listener's limits and starts
-// serving it.
+// accept starts serving a new connection.
 func (s *Server) accept(ls *listenState, nc net.Conn) {
-	if ls.allow != nil && !allowed(ls.allow, nc.RemoteAddr()) {
-		s.denied.Add(1)
-		s.logger().Warn("tars: connection refused: address not in the allow list", "peer", nc.RemoteAddr().String(), "listener", nc.LocalAddr().String())
-		nc.Close()
-		return
-	}
-	if n := ls.conns.Add(1); ls.opt.MaxConns > 0 && int(n) > ls.opt.MaxConns {
-		ls.conns.Add(-1)
-		s.refused.Add(1)
-		s.logger().Warn("tars: connection refused: too many connections", "peer", nc.RemoteAddr().String(), "listener", nc.LocalAddr().String(), "max_conns", ls.opt.MaxConns)
-		nc.Close()
-		return
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	timeout := ls.opt.WriteTimeout
 	if timeout <= 0 {
@@ -240,7 +206,6 @@ func (s *Server) accept(ls *listenState, nc net.Conn) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		ls.conns.Add(-1)
 		nc.Close()
 		return
 	}
@@ -252,14 +217,6 @@ func (s *Server) accept(ls *listenState, nc net.Conn) {
 	s.mu.Unlock()
 	go c.w.run()
 	go c.serve()
-}
-
-func allowed(list []netip.Addr, addr net.Addr) bool {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return false
-	}
-	return slices.Contains(list, ap.Addr().Unmap())
 }
 
 // Shutdown stops accepting connections, tells every client to reconnect
@@ -296,181 +253,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		return ctx.Err()
-	}
-}
-
-// serverConn is one accepted connection: a reader (serve), a goroutine per
-// call in flight and one writer.
-type serverConn struct {
-	s      *Server
-	ls     *listenState
-	nc     net.Conn
-	ctx    context.Context // ends when the connection is aborted
-	cancel context.CancelFunc
-	w      *frameWriter
-
-	calls    sync.WaitGroup
-	inflight atomic.Int32
-	draining atomic.Bool
-	tup      atomic.Bool // the client speaks TUP: pushes take its layout
-}
-
-// drain makes the reader stop after telling the client to reconnect; the
-// calls in flight are still answered.
-func (c *serverConn) drain() {
-	if c.draining.Swap(true) {
-		return
-	}
-	f := newFrame()
-	if c.tup.Load() {
-		// TUP clients read every packet as a RequestPacket.
-		push := RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
-			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}
-		*f = push.AppendFrame(*f)
-	} else {
-		push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
-		*f = push.AppendFrame(*f)
-	}
-	c.w.trySend(f) // a courtesy: never wait for a slow peer here
-	c.nc.SetReadDeadline(time.Now())
-}
-
-// abort closes the connection at once; calls in flight see ctx end.
-func (c *serverConn) abort() {
-	c.cancel()
-	c.nc.Close()
-}
-
-func (c *serverConn) serve() {
-	s := c.s
-	defer func() {
-		c.calls.Wait()
-		c.w.close() // flushes the last replies and closes the connection
-		c.cancel()
-		c.ls.conns.Add(-1)
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.connsDone.Done()
-	}()
-	if !c.read() {
-		// The peer is gone or broke the protocol: nobody will read the
-		// replies, so the handlers may stop early.
-		c.cancel()
-	}
-}
-
-// read reads and dispatches requests until the connection ends; it reports
-// whether it stopped for a graceful Shutdown or the idle timeout.
-func (c *serverConn) read() (graceful bool) {
-	s := c.s
-	log := s.logger()
-	peer := c.nc.RemoteAddr()
-	isTimeout := func(err error) bool {
-		var ne net.Error
-		return errors.As(err, &ne) && ne.Timeout()
-	}
-	br := bufio.NewReaderSize(c.nc, 16<<10)
-	fr := FrameReader{R: br, Max: s.MaxPacket}
-	slots := make(chan struct{}, maxInflight)
-	idle := c.ls.opt.IdleTimeout
-	for {
-		for c.w.pending.Load() >= maxPending {
-			select {
-			case <-c.w.freed:
-			case <-c.w.dead: // the peer stopped reading: the write timed out
-				return false
-			case <-c.ctx.Done():
-				return false
-			}
-		}
-		// Wait for the next frame under the idle timeout, which only
-		// closes the connection when no call is in flight either.
-		var deadline time.Time
-		if idle > 0 {
-			deadline = time.Now().Add(idle)
-		}
-		c.nc.SetReadDeadline(deadline)
-		if c.draining.Load() {
-			return true
-		}
-		if _, err := br.Peek(1); err != nil {
-			switch {
-			case isTimeout(err) && c.draining.Load():
-				return true
-			case isTimeout(err) && c.inflight.Load() > 0:
-				continue
-			case isTimeout(err):
-				log.Debug("tars: closing idle connection", "peer", peer.String(), "idle_timeout", idle)
-				return true
-			case !errors.Is(err, net.ErrClosed) && !isEOF(err):
-				log.Debug("tars: connection read failed", "peer", peer.String(), "err", err)
-			}
-			return false
-		}
-		body, err := fr.Next()
-		if err != nil {
-			var fe *FrameError
-			switch {
-			case isTimeout(err) && c.draining.Load():
-				return true
-			case errors.As(err, &fe):
-				s.badFrames.Add(1)
-				log.Warn("tars: closing connection after a bad frame", "peer", peer.String(), "err", err)
-				c.abort()
-			case !errors.Is(err, net.ErrClosed) && !isEOF(err):
-				log.Debug("tars: connection read failed", "peer", peer.String(), "err", err)
-			}
-			return false
-		}
-		received := time.Now()
-		req := new(RequestPacket)
-		err = req.Decode(body)
-		if len(body) > 64<<10 {
-			fr.buf = nil // the request keeps a large frame; no idle connection holds one
-		} else {
-			req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
-		}
-		if err != nil {
-			s.badFrames.Add(1)
-			if req.RequestID == 0 {
-				log.Warn("tars: closing connection after an undecodable request", "peer", peer.String(), "err", err)
-				c.abort()
-				return false
-			}
-			// Its ids decoded and the frame kept the stream in step: the
-			// caller learns why, and the connection goes on.
-			log.Debug("tars: undecodable request refused", "peer", peer.String(), "err", err)
-			if req.PacketType != PacketOneway {
-				f := newFrame()
-				*f = appendReply(*f, req, ServerDecodeErr, err.Error(), nil)
-				c.w.send(f)
-			}
-			continue
-		}
-		size := len(body)
-		c.w.hold(size)
-		if req.Version == VersionTUP {
-			c.tup.Store(true)
-		}
-		s.calls.Add(1)
-		select {
-		case slots <- struct{}{}:
-		case <-c.ctx.Done():
-			c.w.release(size)
-			return false
-		}
-		c.calls.Add(1)
-		c.inflight.Add(1)
-		go func() {
-			defer func() {
-				c.inflight.Add(-1)
-				c.w.release(size)
-				<-slots
-				c.calls.Done()
-			}()
-			c.dispatch(req, received)
-		}()
 	}
 }
 
@@ -593,154 +375,4 @@ func appendReply(b []byte, req *RequestPacket, ret int32, desc string, sBuffer [
 	rsp := ResponsePacket{Version: version, PacketType: req.PacketType, RequestID: req.RequestID,
 		MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
 	return rsp.AppendFrame(b)
-}
-
-// ---- Writing frames ----
-
-// Frames being sent are pooled; the pool holds pointers so that putting
-// one back does not allocate.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func newFrame() *[]byte {
-	f := bufPool.Get().(*[]byte)
-	*f = (*f)[:0]
-	return f
-}
-
-func freeFrame(f *[]byte) {
-	if cap(*f) <= 64<<10 {
-		bufPool.Put(f)
-	}
-}
-
-// frameWriter is the one goroutine writing to a connection: frames are
-// written whole, in the order queued, and flushed when the queue runs dry.
-type frameWriter struct {
-	nc      net.Conn
-	timeout time.Duration // for each write to make progress; 0: none
-	q       chan *[]byte
-	quit    chan struct{} // closed by close: write what is queued, then stop
-	dead    chan struct{} // closed when run returns
-	once    sync.Once
-	pending atomic.Int64  // bytes of frames not yet written, and those held
-	freed   chan struct{} // signalled when pending falls
-}
-
-func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
-	return &frameWriter{nc: nc, timeout: timeout, q: make(chan *[]byte, 256), quit: make(chan struct{}),
-		dead: make(chan struct{}), freed: make(chan struct{}, 1)}
-}
-
-// hold counts n bytes in pending until release.
-func (w *frameWriter) hold(n int) { w.pending.Add(int64(n)) }
-
-func (w *frameWriter) release(n int) {
-	w.pending.Add(-int64(n))
-	select {
-	case w.freed <- struct{}{}:
-	default:
-	}
-}
-
-// send queues a frame from newFrame, which the writer frees; it reports
-// false if the writer has stopped.
-func (w *frameWriter) send(f *[]byte) bool {
-	w.hold(len(*f))
-	select {
-	case w.q <- f:
-		return true
-	case <-w.dead:
-		w.release(len(*f))
-		return false
-	}
-}
-
-// trySend queues a frame if there is room at once.
-func (w *frameWriter) trySend(f *[]byte) {
-	w.hold(len(*f))
-	select {
-	case w.q <- f:
-	default:
-		w.release(len(*f))
-		freeFrame(f)
-	}
-}
-
-// close makes run write the queued frames and close the connection; it
-// waits for that.
-func (w *frameWriter) close() {
-	w.once.Do(func() { close(w.quit) })
-	<-w.dead
-}
-
-func (w *frameWriter) run() {
-	defer close(w.dead)
-	defer w.nc.Close()
-	var out io.Writer = w.nc
-	if w.timeout > 0 {
-		out = deadlineWriter{w.nc, w.timeout}
-	}
-	bw := bufio.NewWriterSize(out, 32<<10)
-	var err error
-	write := func(f *[]byte) {
-		if err == nil {
-			_, err = bw.Write(*f)
-		}
-		w.release(len(*f))
-		freeFrame(f)
-	}
-	for {
-		select {
-		case f := <-w.q:
-			write(f)
-			for more := true; more; {
-				select {
-				case f := <-w.q:
-					write(f)
-				default:
-					more = false
-				}
-			}
-			if err == nil {
-				err = bw.Flush()
-			}
-			if err != nil {
-				w.nc.Close() // the reader sees it and stops
-			}
-		case <-w.quit:
-			for {
-				select {
-				case f := <-w.q:
-					write(f)
-				default:
-					if err == nil {
-						bw.Flush()
-					}
-					return
-				}
-			}
-		}
-	}
-}
-
-// deadlineWriter gives each write of at most 64 KiB timeout to complete, so
-// a large frame is cut off only when the peer stops reading, not when the
-// link is slow.
-type deadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
-}
-
-func (w deadlineWriter) Write(p []byte) (n int, err error) {
-	for n < len(p) && err == nil {
-		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-		var m int
-		m, err = w.nc.Write(p[n:min(len(p), n+64<<10)])
-		n += m
-	}
-	return n, err
-}
-
-func isEOF(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -1,0 +1,336 @@
+package tars
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// One connection of a Server: its reader and the writer both sides use.
+
+// serverConn is one accepted connection: a reader (serve), a goroutine per
+// call in flight and one writer.
+type serverConn struct {
+	s      *Server
+	ls     *listenState
+	nc     net.Conn
+	ctx    context.Context // ends when the connection is aborted
+	cancel context.CancelFunc
+	w      *frameWriter
+
+	calls    sync.WaitGroup
+	inflight atomic.Int32
+	draining atomic.Bool
+	tup      atomic.Bool // the client speaks TUP: pushes take its layout
+}
+
+// drain makes the reader stop after telling the client to reconnect; the
+// calls in flight are still answered.
+func (c *serverConn) drain() {
+	if c.draining.Swap(true) {
+		return
+	}
+	f := newFrame()
+	if c.tup.Load() {
+		// TUP clients read every packet as a RequestPacket.
+		push := RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
+			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}
+		*f = push.AppendFrame(*f)
+	} else {
+		push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
+		*f = push.AppendFrame(*f)
+	}
+	c.w.trySend(f) // a courtesy: never wait for a slow peer here
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// abort closes the connection at once; calls in flight see ctx end.
+func (c *serverConn) abort() {
+	c.cancel()
+	c.nc.Close()
+}
+
+func (c *serverConn) serve() {
+	s := c.s
+	defer func() {
+		c.calls.Wait()
+		c.w.close() // flushes the last replies and closes the connection
+		c.cancel()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.connsDone.Done()
+	}()
+	if !c.read() {
+		// The peer is gone or broke the protocol: nobody will read the
+		// replies, so the handlers may stop early.
+		c.cancel()
+	}
+}
+
+// read reads and dispatches requests until the connection ends; it reports
+// whether it stopped for a graceful Shutdown or the idle timeout.
+func (c *serverConn) read() (graceful bool) {
+	s := c.s
+	log := s.logger()
+	peer := c.nc.RemoteAddr()
+	isTimeout := func(err error) bool {
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
+	br := bufio.NewReaderSize(c.nc, 16<<10)
+	fr := FrameReader{R: br, Max: s.MaxPacket}
+	slots := make(chan struct{}, maxInflight)
+	idle := c.ls.opt.IdleTimeout
+	for {
+		for c.w.pending.Load() >= maxPending {
+			select {
+			case <-c.w.freed:
+			case <-c.w.dead: // the peer stopped reading: the write timed out
+				return false
+			case <-c.ctx.Done():
+				return false
+			}
+		}
+		// Wait for the next frame under the idle timeout, which only
+		// closes the connection when no call is in flight either.
+		var deadline time.Time
+		if idle > 0 {
+			deadline = time.Now().Add(idle)
+		}
+		c.nc.SetReadDeadline(deadline)
+		if c.draining.Load() {
+			return true
+		}
+		if _, err := br.Peek(1); err != nil {
+			switch {
+			case isTimeout(err) && c.draining.Load():
+				return true
+			case isTimeout(err) && c.inflight.Load() > 0:
+				continue
+			case isTimeout(err):
+				log.Debug("tars: closing idle connection", "peer", peer.String(), "idle_timeout", idle)
+				return true
+			case !errors.Is(err, net.ErrClosed) && !isEOF(err):
+				log.Debug("tars: connection read failed", "peer", peer.String(), "err", err)
+			}
+			return false
+		}
+		body, err := fr.Next()
+		if err != nil {
+			var fe *FrameError
+			switch {
+			case isTimeout(err) && c.draining.Load():
+				return true
+			case errors.As(err, &fe):
+				s.badFrames.Add(1)
+				log.Warn("tars: closing connection after a bad frame", "peer", peer.String(), "err", err)
+				c.abort()
+			case !errors.Is(err, net.ErrClosed) && !isEOF(err):
+				log.Debug("tars: connection read failed", "peer", peer.String(), "err", err)
+			}
+			return false
+		}
+		received := time.Now()
+		req := new(RequestPacket)
+		err = req.Decode(body)
+		if len(body) > 64<<10 {
+			fr.buf = nil // the request keeps a large frame; no idle connection holds one
+		} else {
+			req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
+		}
+		if err != nil {
+			s.badFrames.Add(1)
+			if req.RequestID == 0 {
+				log.Warn("tars: closing connection after an undecodable request", "peer", peer.String(), "err", err)
+				c.abort()
+				return false
+			}
+			// Its ids decoded and the frame kept the stream in step: the
+			// caller learns why, and the connection goes on.
+			log.Debug("tars: undecodable request refused", "peer", peer.String(), "err", err)
+			if req.PacketType != PacketOneway {
+				f := newFrame()
+				*f = appendReply(*f, req, ServerDecodeErr, err.Error(), nil)
+				c.w.send(f)
+			}
+			continue
+		}
+		size := len(body)
+		c.w.hold(size)
+		if req.Version == VersionTUP {
+			c.tup.Store(true)
+		}
+		s.calls.Add(1)
+		select {
+		case slots <- struct{}{}:
+		case <-c.ctx.Done():
+			c.w.release(size)
+			return false
+		}
+		c.calls.Add(1)
+		c.inflight.Add(1)
+		go func() {
+			defer func() {
+				c.inflight.Add(-1)
+				c.w.release(size)
+				<-slots
+				c.calls.Done()
+			}()
+			c.dispatch(req, received)
+		}()
+	}
+}
+
+// Frames being sent are pooled; the pool holds pointers so that putting
+// one back does not allocate.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func newFrame() *[]byte {
+	f := bufPool.Get().(*[]byte)
+	*f = (*f)[:0]
+	return f
+}
+
+func freeFrame(f *[]byte) {
+	if cap(*f) <= 64<<10 {
+		bufPool.Put(f)
+	}
+}
+
+// frameWriter is the one goroutine writing to a connection: frames are
+// written whole, in the order queued, and flushed when the queue runs dry.
+type frameWriter struct {
+	nc      net.Conn
+	timeout time.Duration // for each write to make progress; 0: none
+	q       chan *[]byte
+	quit    chan struct{} // closed by close: write what is queued, then stop
+	dead    chan struct{} // closed when run returns
+	once    sync.Once
+	pending atomic.Int64  // bytes of frames not yet written, and those held
+	freed   chan struct{} // signalled when pending falls
+}
+
+func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
+	return &frameWriter{nc: nc, timeout: timeout, q: make(chan *[]byte, 256), quit: make(chan struct{}),
+		dead: make(chan struct{}), freed: make(chan struct{}, 1)}
+}
+
+// hold counts n bytes in pending until release.
+func (w *frameWriter) hold(n int) { w.pending.Add(int64(n)) }
+
+func (w *frameWriter) release(n int) {
+	w.pending.Add(-int64(n))
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
+}
+
+// send queues a frame from newFrame, which the writer frees; it reports
+// false if the writer has stopped.
+func (w *frameWriter) send(f *[]byte) bool {
+	w.hold(len(*f))
+	select {
+	case w.q <- f:
+		return true
+	case <-w.dead:
+		w.release(len(*f))
+		return false
+	}
+}
+
+// trySend queues a frame if there is room at once.
+func (w *frameWriter) trySend(f *[]byte) {
+	w.hold(len(*f))
+	select {
+	case w.q <- f:
+	default:
+		w.release(len(*f))
+		freeFrame(f)
+	}
+}
+
+// close makes run write the queued frames and close the connection; it
+// waits for that.
+func (w *frameWriter) close() {
+	w.once.Do(func() { close(w.quit) })
+	<-w.dead
+}
+
+func (w *frameWriter) run() {
+	defer close(w.dead)
+	defer w.nc.Close()
+	var out io.Writer = w.nc
+	if w.timeout > 0 {
+		out = deadlineWriter{w.nc, w.timeout}
+	}
+	bw := bufio.NewWriterSize(out, 32<<10)
+	var err error
+	write := func(f *[]byte) {
+		if err == nil {
+			_, err = bw.Write(*f)
+		}
+		w.release(len(*f))
+		freeFrame(f)
+	}
+	for {
+		select {
+		case f := <-w.q:
+			write(f)
+			for more := true; more; {
+				select {
+				case f := <-w.q:
+					write(f)
+				default:
+					more = false
+				}
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			if err != nil {
+				w.nc.Close() // the reader sees it and stops
+			}
+		case <-w.quit:
+			for {
+				select {
+				case f := <-w.q:
+					write(f)
+				default:
+					if err == nil {
+						bw.Flush()
+					}
+					return
+				}
+			}
+		}
+	}
+}
+
+// deadlineWriter gives each write of at most 64 KiB timeout to complete, so
+// a large frame is cut off only when the peer stops reading, not when the
+// link is slow.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (n int, err error) {
+	for n < len(p) && err == nil {
+		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		var m int
+		m, err = w.nc.Write(p[n:min(len(p), n+64<<10)])
+		n += m
+	}
+	return n, err
+}
+
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}

@@ -1,0 +1,292 @@
+package tars
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// logLevels are the names logLevel and tars.setloglevel accept; at NONE,
+// above every record's level, nothing is logged.
+var logLevels = map[string]slog.Level{
+	"DEBUG": slog.LevelDebug, "INFO": slog.LevelInfo, "WARN": slog.LevelWarn,
+	"ERROR": slog.LevelError, "NONE": slog.Level(1 << 20),
+}
+
+// Logs is the server's log: text records from log/slog at a level that may
+// change while the server runs.
+type Logs struct {
+	Logger *slog.Logger
+	level  slog.LevelVar
+	file   *rotatingFile // nil: records go to another writer (stderr)
+}
+
+// OpenLogs opens the log in Tars's layout, logpath/App/Server/App.Server.log,
+// rotated at logsize with lognum files kept. If logpath is empty, or w is
+// not nil, records go to w (or stderr) instead: a person running the server
+// by hand is watching the terminal, not a file.
+func OpenLogs(cfg *Config, w io.Writer) (*Logs, error) {
+	l := &Logs{}
+	if err := l.SetLevel(cfg.LogLevel); err != nil {
+		return nil, err
+	}
+	if w == nil && cfg.LogPath == "" {
+		w = os.Stderr
+	}
+	if w == nil {
+		dir := filepath.Join(cfg.LogPath, cfg.App, cfg.Server)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("log directory: %w", err)
+		}
+		f := &rotatingFile{base: filepath.Join(dir, cfg.App+"."+cfg.Server), max: cfg.LogSize, num: max(cfg.LogNum, 1)}
+		if err := f.open(os.O_APPEND); err != nil {
+			return nil, err
+		}
+		l.file, w = f, f
+	}
+	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: &l.level})))
+	return l, nil
+}
+
+// SetLevel changes the level of every record logged from now on.
+func (l *Logs) SetLevel(name string) error {
+	v, ok := logLevels[strings.ToUpper(name)]
+	if !ok {
+		return fmt.Errorf("unknown log level %q (want DEBUG, INFO, WARN, ERROR or NONE)", name)
+	}
+	l.level.Set(v)
+	return nil
+}
+
+// Level returns the current level's name.
+func (l *Logs) Level() string {
+	for name, v := range logLevels {
+		if v == l.level.Level() {
+			return name
+		}
+	}
+	return l.level.Level().String()
+}
+
+// Path returns the log file's path, or "" when logging to a stream.
+func (l *Logs) Path() string {
+	if l.file == nil {
+		return ""
+	}
+	return l.file.path(0)
+}
+
+// Close closes the log file; records logged later are dropped.
+func (l *Logs) Close() error {
+	if l.file == nil {
+		return nil
+	}
+	l.file.mu.Lock()
+	defer l.file.mu.Unlock()
+	l.file.shut = true
+	if l.file.f == nil {
+		return nil
+	}
+	return l.file.f.Close()
+}
+
+// rotatingFile is a log file rotated by size as TarsGo does: NAME.log
+// becomes NAME1.log, NAME1.log becomes NAME2.log, and so on, keeping num
+// files in all. It is safe for concurrent writers.
+type rotatingFile struct {
+	base string // path without the number and ".log"
+	max  int64
+	num  int
+
+	mu   sync.Mutex
+	f    *os.File // nil after a failed reopen
+	size int64
+	shut bool
+}
+
+// path returns the name of the i-th file: 0 is the one being written.
+func (w *rotatingFile) path(i int) string {
+	if i == 0 {
+		return w.base + ".log"
+	}
+	return w.base + strconv.Itoa(i) + ".log"
+}
+
+func (w *rotatingFile) open(mode int) error {
+	f, err := os.OpenFile(w.path(0), os.O_CREATE|os.O_WRONLY|mode, 0o644)
+	if err == nil {
+		var st os.FileInfo
+		if st, err = f.Stat(); err != nil {
+			f.Close()
+		} else {
+			w.f, w.size = f, st.Size()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	return nil
+}
+
+// Write writes one record. A record that would take the file past its size
+// starts a new file, so files stay within the size unless one record is
+// larger.
+func (w *rotatingFile) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.shut {
+		return 0, errors.New("log file closed")
+	}
+	if w.f != nil && w.size > 0 && w.size+int64(len(p)) > w.max {
+		w.f.Close()
+		w.f = nil
+		for i := w.num - 1; i >= 1; i-- {
+			// A file missing from the sequence is no error: there were fewer.
+			os.Rename(w.path(i-1), w.path(i))
+		}
+	}
+	if w.f == nil {
+		// Rotated, or an earlier reopen failed: try again now.
+		if err := w.open(os.O_TRUNC); err != nil {
+			return 0, err
+		}
+	}
+	n, err := w.f.Write(p)
+	w.size += int64(n)
+	return n, err
+}
+
+// clipLen is how much of a value from a request a log record keeps.
+const clipLen = 128
+
+// clip shortens a value a client chose (an Origin, a Host, a room name...)
+// for a log record, so no request can make the log grow by its own size.
+func clip(s string) string {
+	if len(s) <= clipLen {
+		return s
+	}
+	i := clipLen
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
+}
+
+// quietInterval is how often the log takes the same warning, and
+// maxQuietKeys bounds the messages remembered.
+const (
+	quietInterval = 10 * time.Second
+	maxQuietKeys  = 256
+)
+
+// quietHandler guards the log against what clients choose: every string or
+// error value is clipped, and a WARN or ERROR message is written at most
+// once per quietInterval, the next record counting those suppressed.
+// Refusals, slow clients and bad frames come as fast as clients make them;
+// without this a flood of them would fill the log and rotate older records
+// away.
+type quietHandler struct {
+	slog.Handler
+	seen *quietSeen // shared with the handlers made by WithAttrs and WithGroup
+}
+
+type quietSeen struct {
+	mu   sync.Mutex
+	last map[string]quietState
+}
+
+type quietState struct {
+	at         time.Time
+	suppressed int
+}
+
+func newQuietHandler(h slog.Handler) quietHandler {
+	return quietHandler{h, &quietSeen{last: make(map[string]quietState)}}
+}
+
+// admit says whether a warning with this message may be written at now,
+// and how many were suppressed since the last one that was.
+func (s *quietSeen) admit(msg string, now time.Time) (suppressed int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, seen := s.last[msg]
+	if seen && now.Sub(st.at) < quietInterval {
+		st.suppressed++
+		s.last[msg] = st
+		return 0, false
+	}
+	if len(s.last) >= maxQuietKeys {
+		clear(s.last)
+	}
+	s.last[msg] = quietState{at: now}
+	return st.suppressed, true
+}
+
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, clip(r.Message), r.PC)
+	suppressed := 0
+	if r.Level >= slog.LevelWarn {
+		n, ok := h.seen.admit(out.Message, r.Time)
+		if !ok {
+			return nil
+		}
+		suppressed = n
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(clipAttr(a))
+		return true
+	})
+	if suppressed > 0 {
+		out.AddAttrs(slog.Int("suppressed", suppressed))
+	}
+	return h.Handler.Handle(ctx, out)
+}
+
+func clipAttr(a slog.Attr) slog.Attr {
+	switch v := a.Value.Resolve(); v.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(clip(v.String()))
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			a.Value = slog.StringValue(clip(err.Error()))
+		}
+	case slog.KindGroup:
+		a.Value = slog.GroupValue(clipAttrs(v.Group())...)
+	}
+	return a
+}
+
+func clipAttrs(as []slog.Attr) []slog.Attr {
+	clipped := make([]slog.Attr, len(as))
+	for i, a := range as {
+		clipped[i] = clipAttr(a)
+	}
+	return clipped
+}
+
+func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.seen}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name), h.seen}
+}
+
+// httpErrorLog passes net/http's error log to the server's log. Some of its
+// lines come once per request, so they share one message, which the log's
+// guard summarises.
+type httpErrorLog struct{ l *slog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	w.l.Warn("http server", "err", strings.TrimSpace(string(p)))
+	return len(p), nil
+}

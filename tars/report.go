@@ -1,0 +1,382 @@
+package tars
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CallCount is how many calls of one kind finished since the App started.
+type CallCount struct {
+	Side    string // "served" or "made"
+	Servant string // "(unknown)" for a served call to a servant or function that does not exist
+	Func    string
+	Ret     int32
+	N       uint64
+}
+
+// statBounds are the response time buckets of StatMicMsgBody.intervalCount,
+// in milliseconds, as TarsGo reports them: a call is counted under the
+// first bound it is faster than.
+var statBounds = [...]int32{5, 10, 50, 100, 200, 500, 1000, 2000, 3000}
+
+// callKey is one row of the call table: who called what, and how it ended.
+type callKey struct {
+	side, servant, fn, ip string // ip: the other side's
+	port, ret             int32
+}
+
+// callRow counts the calls of a row since start (n, which only grows, as
+// Prometheus counters must) and since the last stat report (the rest; times
+// in milliseconds, of the successful calls).
+type callRow struct {
+	n                       uint64
+	count, timeouts, errors int32
+	intervals               [len(statBounds)]int32
+	total                   int64
+	max, min                int32
+}
+
+// callTable is the one table of finished calls, served and made.
+type callTable struct {
+	mu sync.Mutex
+	m  map[callKey]*callRow
+}
+
+func (t *callTable) add(side string, c CallInfo) {
+	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
+	k.ip, k.port = splitAddr(c.Peer)
+	if side == "served" {
+		k.port = 0 // a new one for each connection
+		// Names a caller made up would add a row per call.
+		switch c.Ret {
+		case ServerNoServantErr:
+			k.servant, k.fn = "(unknown)", "(unknown)"
+		case ServerNoFuncErr:
+			k.fn = "(unknown)"
+		}
+	}
+	ms := int32(min(c.Duration.Milliseconds(), 1<<31-1))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[callKey]*callRow)
+	}
+	r := t.m[k]
+	if r == nil {
+		r = &callRow{}
+		t.m[k] = r
+	}
+	r.n++
+	switch c.Ret {
+	case Success:
+		if r.count == 0 || ms < r.min {
+			r.min = ms
+		}
+		r.count++
+		r.total += int64(ms)
+		r.max = max(r.max, ms)
+		if i := slices.IndexFunc(statBounds[:], func(b int32) bool { return ms < b }); i >= 0 {
+			r.intervals[i]++
+		}
+	case InvokeTimeout:
+		r.timeouts++
+	default:
+		r.errors++
+	}
+}
+
+// take returns the rows of side with calls since the last report, in a
+// fixed order, and starts their report counts afresh.
+func (t *callTable) take(side string) (keys []callKey, rows []callRow) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range slices.SortedFunc(maps.Keys(t.m), compareKeys) {
+		if r := t.m[k]; k.side == side && r.count+r.timeouts+r.errors > 0 {
+			keys, rows = append(keys, k), append(rows, *r)
+			*r = callRow{n: r.n}
+		}
+	}
+	return keys, rows
+}
+
+func compareKeys(x, y callKey) int {
+	return cmp.Or(cmp.Compare(x.side, y.side), cmp.Compare(x.servant, y.servant), cmp.Compare(x.fn, y.fn),
+		cmp.Compare(x.ret, y.ret), cmp.Compare(x.ip, y.ip), cmp.Compare(x.port, y.port))
+}
+
+// Calls returns the calls served and made since the App started, by side,
+// servant, function and return code.
+func (a *App) Calls() []CallCount {
+	a.calls.mu.Lock()
+	defer a.calls.mu.Unlock()
+	var out []CallCount
+	for _, k := range slices.SortedFunc(maps.Keys(a.calls.m), compareKeys) {
+		c := CallCount{k.side, k.servant, k.fn, k.ret, a.calls.m[k].n}
+		if n := len(out); n > 0 && out[n-1].Side == c.Side && out[n-1].Servant == c.Servant &&
+			out[n-1].Func == c.Func && out[n-1].Ret == c.Ret {
+			out[n-1].N += c.N // the same call with another peer
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// splitAddr returns the IP and port of a peer address; nil gives "", 0.
+func splitAddr(a net.Addr) (string, int32) {
+	if a == nil {
+		return "", 0
+	}
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String(), 0
+	}
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
+
+// appendStatMap appends map<StatMicMsgHead,StatMicMsgBody> (framework.tars).
+// A call this server made is keyed by its module and the callee's
+// App.Server; one it served by "stat_from_server", as TarsGo names a caller
+// it cannot know, and this server.
+func (a *App) appendStatMap(b []byte, tag uint8, keys []callKey, rows []callRow) []byte {
+	b = AppendMapHead(b, tag, len(keys))
+	for i, k := range keys {
+		master, slave, masterIP, slaveIP, port := "stat_from_server", a.cfg.App+"."+a.cfg.Server, k.ip, a.cfg.LocalIP, int32(0)
+		if k.side == "made" {
+			master, slave, masterIP, slaveIP, port = a.cfg.ModuleName, k.servant, a.cfg.LocalIP, k.ip, k.port
+			if j := strings.LastIndexByte(slave, '.'); j > 0 && strings.Count(slave, ".") >= 2 {
+				slave = slave[:j]
+			}
+		}
+		b = AppendStructBegin(b, 0)
+		for j, s := range []string{master, slave, k.fn, masterIP, slaveIP} {
+			b = AppendString(b, uint8(j), s)
+		}
+		b = AppendInt(b, 5, int64(port))
+		b = AppendInt(b, 6, int64(k.ret))
+		b = AppendStructEnd(b)
+
+		r := rows[i]
+		b = AppendStructBegin(b, 1)
+		b = AppendInt(b, 0, int64(r.count))
+		b = AppendInt(b, 1, int64(r.timeouts))
+		b = AppendInt(b, 2, int64(r.errors))
+		b = AppendMapHead(b, 3, len(statBounds))
+		for j, bound := range statBounds {
+			b = AppendInt(b, 0, int64(bound))
+			b = AppendInt(b, 1, int64(r.intervals[j]))
+		}
+		b = AppendInt(b, 4, r.total)
+		b = AppendInt(b, 5, int64(r.max))
+		b = AppendInt(b, 6, int64(r.min))
+		b = AppendStructEnd(b)
+	}
+	return b
+}
+
+// PropertyKind says how a property is reported.
+type PropertyKind int
+
+const (
+	Gauge PropertyKind = iota // Avg and Max of the values sampled every second
+	Sum                       // the increase of a counter over the interval
+)
+
+type property struct {
+	name        string
+	kind        PropertyKind
+	value       func() int64
+	sum, n, max int64 // Gauge: the samples since the last report
+	last        int64 // Sum: the counter at the last report
+}
+
+// Property reports value to the property service (client<property>) every
+// report-interval; call it before Run.
+func (a *App) Property(name string, kind PropertyKind, value func() int64) {
+	a.props = append(a.props, &property{name: name, kind: kind, value: value})
+}
+
+func (p *property) sample(v int64) {
+	p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v)
+}
+
+// take returns the policy and value pairs to report and starts afresh.
+func (p *property) take() [][2]string {
+	v := p.value()
+	if p.kind == Sum {
+		d := v - p.last
+		p.last = v
+		return [][2]string{{"Sum", strconv.FormatInt(d, 10)}}
+	}
+	if p.n == 0 {
+		p.sample(v)
+	}
+	avg := strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64)
+	out := [][2]string{{"Avg", avg}, {"Max", strconv.FormatInt(p.max, 10)}}
+	p.sum, p.n, p.max = 0, 0, 0
+	return out
+}
+
+// appendPropMap appends map<StatPropMsgHead,StatPropMsgBody>, with the
+// values taken from each property.
+func (a *App) appendPropMap(b []byte, tag uint8, values [][][2]string) []byte {
+	b = AppendMapHead(b, tag, len(a.props))
+	for i, p := range a.props {
+		b = AppendStructBegin(b, 0)
+		b = AppendString(b, 0, a.cfg.ModuleName)
+		b = AppendString(b, 1, a.cfg.LocalIP)
+		b = AppendString(b, 2, p.name)
+		b = AppendInt(b, 7, 2) // iPropertyVer, as TarsGo sends
+		b = AppendStructEnd(b)
+
+		b = AppendStructBegin(b, 1)
+		b = AppendListHead(b, 0, len(values[i]))
+		for _, v := range values[i] {
+			b = AppendStructBegin(b, 0)
+			b = AppendString(b, 0, v[0])
+			b = AppendString(b, 1, v[1])
+			b = AppendStructEnd(b)
+		}
+		b = AppendStructEnd(b)
+	}
+	return b
+}
+
+// report sends call statistics to the stat service (StatF reportMicMsg) and
+// properties to the property service (PropertyF reportPropMsg) every
+// report-interval until ctx ends, then once more within finalReportWait, so
+// the calls of the last interval are not lost.
+func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
+	interval := a.cfg.ReportInterval
+	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
+	defer tick.Stop()
+	defer sample.Stop()
+	send := func(ctx context.Context) {
+		for _, side := range []string{"made", "served"} {
+			if keys, rows := a.calls.take(side); stat != nil && len(keys) > 0 {
+				a.reportCall(ctx, stat, "reportMicMsg", func(in *Results) {
+					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
+					in.PutBool(2, "bFromClient", side == "made")
+				})
+			}
+		}
+		if property != nil && len(a.props) > 0 {
+			values := make([][][2]string, len(a.props))
+			for i, p := range a.props {
+				values[i] = p.take()
+			}
+			a.reportCall(ctx, property, "reportPropMsg", func(in *Results) {
+				in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return a.appendPropMap(b, tag, values) })
+			})
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), finalReportWait)
+			send(fctx)
+			cancel()
+			return
+		case <-sample.C:
+			for _, p := range a.props {
+				if p.kind == Gauge {
+					p.sample(p.value())
+				}
+			}
+		case <-tick.C:
+			rctx, cancel := context.WithTimeout(ctx, interval)
+			send(rctx)
+			cancel()
+		}
+	}
+}
+
+// finalReportWait bounds the last report at shutdown.
+const finalReportWait = time.Second
+
+// callRet calls fn on a framework service, which answers an int.
+func callRet(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) (ret int32, err error) {
+	err = p.Invoke(ctx, fn, in, func(out *Args) (err error) {
+		ret, err = out.Int32(0, "")
+		return err
+	})
+	return ret, err
+}
+
+func (a *App) reportCall(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) {
+	if ret, err := callRet(ctx, p, fn, in); err != nil {
+		a.log.Warn("report not delivered; its counts are dropped", "call", fn, "service", p.Name(), "err", err)
+	} else if ret != 0 {
+		a.log.Warn("report refused", "call", fn, "service", p.Name(), "ret", ret)
+	}
+}
+
+// keepAlive reports to tarsnode (ServerF, framework.tars) that the server
+// lives: reportVersion and keepAlive with adapter "" at start, then every
+// interval one keepAlive with adapter "" and one per adapter. Each round
+// is bounded by the interval, so a slow or dead tarsnode costs abandoned
+// calls, never a stuck loop. It returns when ctx ends.
+func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
+	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
+	round := func(first bool) {
+		rctx, cancel := context.WithTimeout(ctx, interval)
+		defer cancel()
+		var wg sync.WaitGroup
+		call := func(fn string, in func(*Results)) {
+			wg.Go(func() {
+				ret, err := callRet(rctx, node, fn, in)
+				if err != nil && ctx.Err() == nil {
+					a.log.Warn("tarsnode did not take a heartbeat", "call", fn, "node", node.Name(), "err", err)
+				} else if err == nil && ret != 0 {
+					a.log.Warn("tarsnode refused a heartbeat", "call", fn, "node", node.Name(), "ret", ret)
+				}
+			})
+		}
+		beat := func(adapter string) {
+			call("keepAlive", func(in *Results) {
+				in.Put(1, "serverInfo", func(b []byte, tag uint8) []byte { // nodef::ServerInfo
+					b = AppendStructBegin(b, tag)
+					b = AppendString(b, 0, cfg.App)
+					b = AppendString(b, 1, cfg.Server)
+					b = AppendInt(b, 2, int64(os.Getpid()))
+					b = AppendString(b, 3, adapter)
+					return AppendStructEnd(b)
+				})
+			})
+		}
+		if first {
+			call("reportVersion", func(in *Results) {
+				in.PutString(1, "app", cfg.App)
+				in.PutString(2, "serverName", cfg.Server)
+				in.PutString(3, "version", a.version())
+			})
+			beat("")
+		} else {
+			beat("")
+			for _, ad := range a.adapters {
+				beat(ad.cfg.Name)
+			}
+		}
+		wg.Wait()
+	}
+	round(true)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			round(false)
+		}
+	}
+}
