@@ -20,7 +20,6 @@
 package tars
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +43,6 @@ type App struct {
 	log      *slog.Logger
 	srv      Server
 	client   *Client
-	registry *Registry // nil: no locator
 	config   *ObjProxy // the config service; nil: none
 	adapters []*adapter
 	commands map[string]command
@@ -102,10 +100,7 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 				a.calls.add("made", c)
 			}
 		}}
-	if cfg.Locator != "" {
-		a.registry = &Registry{Locator: cfg.Locator, Refresh: cfg.RefreshEndpointInterval, Logger: a.log}
-		opt.Resolver, opt.ResolveInterval = a.registry, cfg.RefreshEndpointInterval
-	}
+	opt.Locator, opt.Refresh = cfg.Locator, cfg.RefreshEndpointInterval
 	a.client = NewClient(opt)
 	a.config = a.framework(serverPath+"<config>", cfg.ConfigObj)
 	a.adminObj()
@@ -166,10 +161,7 @@ func (a *App) Reachable(servant string) (Endpoint, bool) {
 			e := ad.cfg.Endpoint
 			ap, _ := netip.ParseAddrPort(ad.ln.Addr().String())
 			e.Port = int(ap.Port())
-			if ip, err := netip.ParseAddr(e.Host); e.Host == "*" || err == nil && ip.IsUnspecified() {
-				e.Host = cmp.Or(a.cfg.LocalIP, "127.0.0.1")
-			}
-			return e, true
+			return e.Dialable(a.cfg.LocalIP), true
 		}
 	}
 	return Endpoint{}, false
@@ -333,9 +325,6 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	endReports()
 	fw.Wait()
 	a.client.Close()
-	if a.registry != nil {
-		a.registry.Close()
-	}
 	for ; pending > 0; pending-- {
 		if e := <-served; e != nil {
 			a.log.Error("listener", "err", e)
