@@ -44,7 +44,6 @@ type App struct {
 	log      *slog.Logger
 	srv      Server
 	client   *Client
-	registry *Registry // nil: no locator
 	config   *ObjProxy // the config service; nil: none
 	adapters []*adapter
 	commands map[string]command
@@ -103,8 +102,7 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 			}
 		}}
 	if cfg.Locator != "" {
-		a.registry = &Registry{Locator: cfg.Locator, Refresh: cfg.RefreshEndpointInterval, Logger: a.log}
-		opt.Resolver, opt.ResolveInterval = a.registry, cfg.RefreshEndpointInterval
+		opt.Locator, opt.Refresh = cfg.Locator, cfg.RefreshEndpointInterval
 	}
 	a.client = NewClient(opt)
 	a.config = a.framework(serverPath+"<config>", cfg.ConfigObj)
@@ -333,9 +331,6 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	endReports()
 	fw.Wait()
 	a.client.Close()
-	if a.registry != nil {
-		a.registry.Close()
-	}
 	for ; pending > 0; pending-- {
 		if e := <-served; e != nil {
 			a.log.Error("listener", "err", e)
