@@ -134,53 +134,34 @@ func (d *Decoder) ReadUint32(v *uint32, tag uint8, required bool) error {
 
 // ReadFloat reads a float (ZERO or FLOAT).
 func (d *Decoder) ReadFloat(v *float32, tag uint8, required bool) error {
-	p, ok, err := d.floatField(tag, required, TypeFloat, "float32")
-	if ok {
-		*v = 0
-		if len(p) == 4 {
-			*v = math.Float32frombits(binary.BigEndian.Uint32(p))
-		}
-	}
-	return err
+	return readFloat(d, v, tag, required, TypeFloat, "float32")
 }
 
 // ReadDouble reads a double (ZERO, FLOAT or DOUBLE).
 func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
-	p, ok, err := d.floatField(tag, required, TypeDouble, "float64")
-	switch {
-	case !ok:
-	case len(p) == 4:
-		*v = float64(math.Float32frombits(binary.BigEndian.Uint32(p)))
-	case len(p) == 8:
-		*v = math.Float64frombits(binary.BigEndian.Uint64(p))
-	default:
-		*v = 0
-	}
-	return err
+	return readFloat(d, v, tag, required, TypeDouble, "float64")
 }
 
-// floatField reads the payload of a ZERO (empty), a FLOAT or, when widest
-// allows, a DOUBLE.
-func (d *Decoder) floatField(tag uint8, required bool, widest byte, want string) (p []byte, ok bool, err error) {
+func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
-		return nil, false, err
+		return err
 	}
-	size, what := 0, ""
+	if typ != TypeZero && typ != TypeFloat && typ != widest {
+		return d.wrongType(tag, typ, want)
+	}
+	p := d.buf[d.off:]
 	switch {
-	case typ == TypeFloat:
-		size, what = 4, "FLOAT size"
-	case typ == TypeDouble && widest == TypeDouble:
-		size, what = 8, "DOUBLE size"
-	case typ != TypeZero:
-		return nil, false, d.wrongType(tag, typ, want)
+	case typ == TypeZero:
+		*v = 0
+	case typ == TypeFloat && len(p) >= 4:
+		*v, d.off = T(math.Float32frombits(binary.BigEndian.Uint32(p))), d.off+4
+	case typ == TypeDouble && len(p) >= 8:
+		*v, d.off = T(math.Float64frombits(binary.BigEndian.Uint64(p))), d.off+8
+	default:
+		return shortErr(d.buf, d.off, int(tag), uint64(4<<(typ-TypeFloat)), typeName(typ)+" size")
 	}
-	if err := need(d.buf, d.off, int(tag), uint64(size), what); err != nil {
-		return nil, false, err
-	}
-	p = d.buf[d.off : d.off+size]
-	d.off += size
-	return p, true, nil
+	return nil
 }
 
 // ReadString reads a string (STRING1 or STRING4).
@@ -374,24 +355,11 @@ func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error)
 // ReadStructEnd skips the fields of the current struct that were not read
 // (newer peers add fields) and consumes its STRUCT_END.
 func (d *Decoder) ReadStructEnd() error {
-	for {
-		if d.off >= len(d.buf) {
-			return decodeErr(d.off, -1, "struct has no STRUCT_END")
-		}
-		ftag, ftyp, next := head(d.buf, d.off)
-		if next < 0 {
-			return headErr(d.buf, d.off, -1)
-		}
-		if ftyp == TypeStructEnd {
-			d.off = next
-			if d.depth > 0 {
-				d.depth--
-			}
-			return nil
-		}
-		var err error
-		if d.off, err = skip(d.buf, next, int(ftag), ftyp, d.depth); err != nil {
-			return err
-		}
+	// skip reads the rest of a struct, fields one level deeper than depth.
+	next, err := skip(d.buf, d.off, -1, TypeStructBegin, d.depth-1)
+	if err != nil {
+		return err
 	}
+	d.off, d.depth = next, max(d.depth-1, 0)
+	return nil
 }
