@@ -204,50 +204,33 @@ func (a *Args) JSON(tag uint8, name string, v any) error {
 	return a.check(tag, name, err)
 }
 
-// The typed accessors spell out each case so that reading a parameter does
-// not allocate beyond the value itself.
-
 // String reads a string parameter.
-func (a *Args) String(tag uint8, name string) (string, error) {
-	if a.version == VersionJSON {
-		var j string
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v string
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadString(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
+func (a *Args) String(tag uint8, name string) (string, error) { return arg[string](a, tag, name) }
 
 // Bool reads a bool parameter.
-func (a *Args) Bool(tag uint8, name string) (bool, error) {
-	if a.version == VersionJSON {
-		var j bool
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v bool
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadBool(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
+func (a *Args) Bool(tag uint8, name string) (bool, error) { return arg[bool](a, tag, name) }
 
 // Int32 reads an int (or enum) parameter.
-func (a *Args) Int32(tag uint8, name string) (int32, error) {
+func (a *Args) Int32(tag uint8, name string) (int32, error) { return arg[int32](a, tag, name) }
+
+// arg reads a parameter of a basic type. It calls the Decoder directly, not
+// through Value, so that reading one does not allocate.
+func arg[T string | bool | int32](a *Args, tag uint8, name string) (v T, err error) {
 	if a.version == VersionJSON {
-		var j int32
+		var j T
 		err := a.JSON(tag, name, &j)
 		return j, err
 	}
-	var v int32
 	d, t, err := a.at(tag, name)
 	if err == nil {
-		err = d.ReadInt32(&v, t, true)
+		switch p := any(&v).(type) {
+		case *string:
+			err = d.ReadString(p, t, true)
+		case *bool:
+			err = d.ReadBool(p, t, true)
+		case *int32:
+			err = d.ReadInt32(p, t, true)
+		}
 	}
 	return v, a.check(tag, name, err)
 }
