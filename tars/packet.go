@@ -101,16 +101,14 @@ func (p *RequestPacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *RequestPacket) AppendFrame(b []byte) []byte {
-	start := len(b)
-	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), len(b))
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
 func (p *RequestPacket) Decode(body []byte) error {
 	*p = RequestPacket{}
 	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
-	// The reads run in tag order; the first error is the one reported.
-	for _, err := range [...]error{
+	return firstErr(
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),
 		d.ReadInt32(&p.MessageType, 3, true),
@@ -121,12 +119,7 @@ func (p *RequestPacket) Decode(body []byte) error {
 		d.ReadInt32(&p.Timeout, 8, true),
 		readMap(&d, &p.Context, 9, true, MaxContextBytes),
 		readMap(&d, &p.Status, 10, true, MaxContextBytes),
-	} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	)
 }
 
 // names holds the servant and function names of recent requests: a server
@@ -193,16 +186,14 @@ func (p *ResponsePacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *ResponsePacket) AppendFrame(b []byte) []byte {
-	start := len(b)
-	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), len(b))
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
 func (p *ResponsePacket) Decode(body []byte) error {
 	*p = ResponsePacket{}
 	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
-	// The reads run in tag order; the first error is the one reported.
-	for _, err := range [...]error{
+	return firstErr(
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),
 		d.ReadInt32(&p.RequestID, 3, true),
@@ -212,21 +203,25 @@ func (p *ResponsePacket) Decode(body []byte) error {
 		readMap(&d, &p.Status, 7, true, MaxContextBytes),
 		d.ReadString(&p.ResultDesc, 8, false),
 		readMap(&d, &p.Context, 9, false, MaxContextBytes),
-	} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	)
 }
-
-// ---- Framing ----
 
 // endFrame writes the length of the frame at b[start:]: a frame is a 4-byte
 // big-endian length, counting itself, then a packet body.
 func endFrame(b []byte, start int) []byte {
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
+}
+
+// firstErr returns the first error of errs: decoders read their fields in
+// tag order as arguments, so the first one that fails is reported.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // FrameError reports a frame length outside [4, Max]. The connection that

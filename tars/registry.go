@@ -178,15 +178,14 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 		if _, err := d.ReadStructBegin(0, true); err != nil {
 			return nil, err
 		}
-		for _, err := range []error{
+		err := firstErr(
 			d.ReadString(&host, 0, true), d.ReadInt32(&port, 1, true), d.ReadInt32(&timeout, 2, true),
 			d.ReadInt32(&istcp, 3, true), d.ReadInt32(&grid, 4, true), d.ReadInt32(&qos, 8, false),
 			d.ReadInt32(&weight, 11, false), d.ReadInt32(&weightType, 12, false),
 			d.ReadInt32(&authType, 13, false), d.ReadStructEnd(),
-		} {
-			if err != nil {
-				return nil, err
-			}
+		)
+		if err != nil {
+			return nil, err
 		}
 		if istcp < 0 || int(istcp) >= len(endpointProtos) {
 			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)",
