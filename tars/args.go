@@ -37,15 +37,7 @@ func DecodeTUP(sBuffer []byte) (map[string][]byte, error) {
 }
 
 // AppendTUP appends m as a TUP sBuffer, keys in sorted order.
-func AppendTUP(b []byte, m map[string][]byte) []byte {
-	b = AppendMapHead(b, 0, len(m))
-	var stack [16]string
-	for _, k := range sortedKeys(stack[:0], m) {
-		b = AppendString(b, 0, k)
-		b = AppendBytes(b, 1, m[k])
-	}
-	return b
-}
+func AppendTUP(b []byte, m map[string][]byte) []byte { return appendMap(b, 0, m, AppendBytes) }
 
 // ArgError reports an argument that is missing or cannot be read as the
 // type asked for. A server answers it with ServerDecodeErr (-1).
