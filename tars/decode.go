@@ -5,19 +5,14 @@ import (
 	"math"
 )
 
-// Decoder reads the fields of one struct level, or of a packet body, in
-// ascending tag order. Each Read method looks for its tag: smaller tags are
-// skipped, an equal tag is read, and a larger tag or a STRUCT_END means the
-// field is absent (that head stays for the next read). An absent required
-// field is a *DecodeError; an absent optional field leaves *v unchanged, so
-// callers preset defaults. The zero Decoder reads empty input.
-//
-// Skipping a field (reading a larger tag first) allocates nothing, so a
-// reader can check a small field before it decodes a large one.
+// Decoder reads the fields of a struct or packet body in ascending tag
+// order. Each Read method skips smaller tags (without allocating) and reads
+// its own; a larger tag or a STRUCT_END means the field is absent. An absent
+// required field is a *DecodeError; an absent optional one leaves *v as it
+// was, so callers preset defaults. The zero Decoder reads empty input.
 type Decoder struct {
 	// MaxLen is the most elements ReadListLen, ReadMapLen and ReadStringMap
-	// accept; 0 means DefaultMaxLen. Set it for each list or map from what
-	// the value may hold.
+	// accept; 0 means DefaultMaxLen. Set it for each list or map.
 	MaxLen int
 
 	buf   []byte
@@ -62,9 +57,9 @@ func (d *Decoder) wrongType(tag uint8, typ byte, want string) error {
 	return decodeErr(d.at, int(tag), "%s cannot be read as %s", typeName(typ), want)
 }
 
-// readInt reads an integer field stored in at most the type widest into *v;
-// unsigned types are stored widened to the next signed one, so a value that
-// does not convert back unchanged is out of range.
+// readInt reads an integer stored in at most the type widest. Unsigned types
+// are stored widened to the next signed one: a value that does not convert
+// back unchanged is out of range.
 func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
 	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required)
@@ -196,8 +191,8 @@ func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err 
 	return s, err == nil, err
 }
 
-// ReadBytes reads a vector<byte>: a SIMPLE_LIST, whose bytes *v aliases
-// (no copy), or a LIST of INT1, which is copied.
+// ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a
+// LIST of INT1, which is copied.
 func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
@@ -237,10 +232,9 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 	return d.wrongType(tag, typ, "vector<byte>")
 }
 
-// ReadListLen reads the head and count of a LIST; then read its n elements
-// at tag 0 (structs with ReadStructBegin(0, true) and ReadStructEnd).
-// n is at most MaxLen, and the bytes left hold n elements of the first
-// one's kind at their smallest (1 byte for numbers, 2 for anything else);
+// ReadListLen reads the head and count of a LIST; read its n elements at
+// tag 0 next. n is at most MaxLen and the bytes left hold n elements of the
+// first one's kind at their smallest (1 byte for numbers, 2 for others);
 // still, grow what holds them as they decode rather than sizing it by n.
 func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
 	return d.container(tag, required, TypeList, 0, "list")
@@ -271,8 +265,7 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64, wha
 	}
 	n, next, err := countAt(d.buf, d.off, int(tag), per, what)
 	if err == nil && judge && n > 0 {
-		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero {
-			// Not numbers: each element takes 2 bytes at least.
+		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero { // 2 bytes at least
 			n, next, err = countAt(d.buf, d.off, int(tag), per+1, what)
 		}
 	}
@@ -298,9 +291,8 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 	return readMap(d, v, tag, required, math.MaxInt)
 }
 
-// readMap reads a map of strings to strings or vector<byte> (aliasing the
-// input) whose keys and values take at most limit bytes in all. An empty map
-// reads as nil.
+// readMap reads a map of string to string or vector<byte> (aliasing the
+// input) whose keys and values take at most limit bytes. Empty reads as nil.
 func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
 	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
 	// STRING1 and a LIST or SIMPLE_LIST.
@@ -335,8 +327,8 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 	return nil
 }
 
-// ReadStructBegin enters the nested struct at tag; read its fields, then
-// call ReadStructEnd.
+// ReadStructBegin enters the struct at tag; read its fields, then call
+// ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
