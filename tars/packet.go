@@ -26,9 +26,8 @@ const (
 // DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
 const DefaultMaxPacket = 10 << 20
 
-// The context and status maps of a packet carry a few short entries
-// (tracing, dyeing, a token); a packet whose maps exceed these does not
-// decode.
+// A packet's context and status maps carry a few short entries (tracing,
+// dyeing, a token); a packet whose maps exceed these does not decode.
 const (
 	MaxContextLen   = 64       // entries in each map
 	MaxContextBytes = 64 << 10 // bytes of keys and values in each map
@@ -126,10 +125,9 @@ func (p *RequestPacket) Decode(body []byte) error {
 // sees the same few again and again, and a hit saves copying one.
 var names = nameCache{seed: maphash.MakeSeed()}
 
-// nameCache is a fixed-size cache of short strings keyed by their bytes, safe
-// for concurrent use without locks. Each slot keeps the last string hashed to
-// it, so names that collide, or a peer sending ever new ones, just replace
-// each other and the cache never grows.
+// nameCache is a fixed-size, lock-free cache of short strings. Each slot
+// keeps the last string hashed to it, so colliding names, or a peer sending
+// ever new ones, replace each other and the cache never grows.
 type nameCache struct {
 	seed  maphash.Seed
 	slots [256]atomic.Pointer[string]
@@ -165,8 +163,8 @@ type ResponsePacket struct {
 	Context     map[string]string // 9, optional
 }
 
-// Append appends the packet body (no length prefix). The optional fields are
-// left out when empty.
+// Append appends the packet body (no length prefix), leaving out the
+// optional fields when empty.
 func (p *ResponsePacket) Append(b []byte) []byte {
 	b = AppendInt(b, 1, int64(p.Version))
 	b = AppendInt(b, 2, int64(p.PacketType))
@@ -238,8 +236,8 @@ func (e *FrameError) Error() string {
 	return fmt.Sprintf("tars: frame length %d exceeds the limit of %d bytes", e.Length, e.Max)
 }
 
-// FrameReader reads frames from a stream, reusing one buffer. Wrap a
-// net.Conn in a bufio.Reader to save system calls.
+// FrameReader reads frames from a stream (a bufio.Reader saves system
+// calls), reusing one buffer.
 type FrameReader struct {
 	R   io.Reader
 	Max int // largest frame accepted, length prefix included; 0 means DefaultMaxPacket
@@ -247,10 +245,9 @@ type FrameReader struct {
 	buf []byte
 }
 
-// Next reads one frame and returns its body, valid until the next call.
-// A length below 4 or above Max is a *FrameError, after which the stream
-// is out of step and should be closed. At a frame boundary the end of the
-// stream is io.EOF; inside a frame it is io.ErrUnexpectedEOF.
+// Next reads one frame and returns its body, valid until the next call. A
+// length below 4 or above Max is a *FrameError. The end of the stream is
+// io.EOF at a frame boundary, io.ErrUnexpectedEOF inside a frame.
 func (f *FrameReader) Next() ([]byte, error) {
 	var prefix [4]byte
 	if _, err := io.ReadFull(f.R, prefix[:]); err != nil {
@@ -288,16 +285,16 @@ func (f *FrameReader) Next() ([]byte, error) {
 	return f.buf, nil
 }
 
-// A TUP reply (packet version 3) is a RequestPacket: these status keys carry
-// a non-zero return code and its text.
+// The status keys of a TUP reply (a RequestPacket) for a non-zero return
+// code and its text.
 const (
 	StatusResultCode = "STATUS_RESULT_CODE"
 	StatusResultDesc = "STATUS_RESULT_DESC"
 )
 
-// TUPReply returns the reply to the TUP request req. As TarsCpp does, it is
-// laid out as a RequestPacket echoing the request's ids and names; a non-zero
-// code and its description go into Status. values holds the results by name.
+// TUPReply returns the reply to the TUP request req: as in TarsCpp, a
+// RequestPacket echoing its ids and names, the results by name in Buffer,
+// a non-zero code and its description in Status.
 func TUPReply(req *RequestPacket, code int32, desc string, values map[string][]byte) RequestPacket {
 	rsp := RequestPacket{
 		Version:     req.Version,
