@@ -2,6 +2,7 @@ package tars
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,11 +18,8 @@ import (
 //	          return value under both "" and "tars_ret"
 //	JSON (5): a JSON object by IDL name; the return value is "tars_ret"
 //
-// Args and Results hide the difference: every accessor takes both the tag
-// and the name of a parameter, and the return value is the parameter with
-// tag 0 and the empty name. A servant reads its in-parameters from Args and
-// writes its return value and out-parameters into Results; a client does the
-// opposite.
+// Args (decoded) and Results (to encode) hide the difference: accessors take
+// a parameter's tag and name; the return value has tag 0 and name "".
 
 // retName is the TUP and JSON key of the return value.
 const retName = "tars_ret"
@@ -37,18 +35,10 @@ func DecodeTUP(sBuffer []byte) (map[string][]byte, error) {
 }
 
 // AppendTUP appends m as a TUP sBuffer, keys in sorted order.
-func AppendTUP(b []byte, m map[string][]byte) []byte {
-	b = AppendMapHead(b, 0, len(m))
-	var stack [16]string
-	for _, k := range sortedKeys(stack[:0], m) {
-		b = AppendString(b, 0, k)
-		b = AppendBytes(b, 1, m[k])
-	}
-	return b
-}
+func AppendTUP(b []byte, m map[string][]byte) []byte { return appendMap(b, 0, m, AppendBytes) }
 
-// ArgError reports an argument that is missing or cannot be read as the
-// type asked for. A server answers it with ServerDecodeErr (-1).
+// ArgError reports an argument missing or not of the type asked for; a
+// server answers it with ServerDecodeErr (-1).
 type ArgError struct {
 	Name string // IDL name, "" for the return value
 	Tag  uint8
@@ -65,12 +55,10 @@ func (e *ArgError) Error() string {
 
 func (e *ArgError) Unwrap() error { return e.Err }
 
-// Args are decoded arguments: a servant's in-parameters or the results a
-// client receives.
+// Args are decoded arguments: a servant's in-parameters or a call's results.
 type Args struct {
-	// MaxLen bounds the lists and maps read next, as Decoder.MaxLen does;
-	// set it before each Value whose size you know. JSON
-	// arguments are not bounded by it.
+	// MaxLen bounds the lists and maps read next, as Decoder.MaxLen does
+	// (not JSON arguments); set it before each Value whose size you know.
 	MaxLen int
 
 	version int16
@@ -79,9 +67,8 @@ type Args struct {
 	json    map[string]json.RawMessage // JSON
 }
 
-// NewArgs reads sBuffer as version. A TUP or JSON buffer is parsed at once,
-// so a malformed one is reported here; TARS fields are read on demand. The
-// Args may alias sBuffer.
+// NewArgs reads sBuffer, which it may alias, as version: a TUP or JSON
+// buffer at once, TARS fields on demand.
 func NewArgs(version int16, sBuffer []byte) (*Args, error) {
 	a := &Args{version: version}
 	switch version {
@@ -172,10 +159,8 @@ func (a *Args) check(tag uint8, name string, err error) error {
 	return nil
 }
 
-// Value reads the parameter with a custom decoder, for structs, vectors and
-// maps: read calls the Decoder's methods for the value at the tag it is
-// given. JSON arguments have no Tars encoding, so Value fails on them; use
-// JSON instead.
+// Value reads a struct, vector or map parameter: read decodes the value at
+// the tag it is given. It fails on JSON arguments; use JSON there.
 func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) error) error {
 	d, t, err := a.at(tag, name)
 	if err == nil {
@@ -186,75 +171,50 @@ func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) er
 
 // JSON unmarshals the parameter of a JSON (version 5) call into v.
 func (a *Args) JSON(tag uint8, name string, v any) error {
-	var err error
-	if a.version != VersionJSON {
+	raw, ok := a.json[cmp.Or(name, retName)]
+	err := errors.New("missing")
+	switch {
+	case a.version != VersionJSON:
 		err = fmt.Errorf("not JSON but packet version %d", a.version)
-	} else {
-		key := name
-		if key == "" {
-			key = retName
-		}
-		raw, ok := a.json[key]
-		if !ok {
-			err = errors.New("missing")
-		} else {
-			err = json.Unmarshal(raw, v)
-		}
+	case ok:
+		err = json.Unmarshal(raw, v)
 	}
 	return a.check(tag, name, err)
 }
 
-// The typed accessors spell out each case so that reading a parameter does
-// not allocate beyond the value itself.
-
 // String reads a string parameter.
-func (a *Args) String(tag uint8, name string) (string, error) {
-	if a.version == VersionJSON {
-		var j string
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v string
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadString(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
+func (a *Args) String(tag uint8, name string) (string, error) { return arg[string](a, tag, name) }
 
 // Bool reads a bool parameter.
-func (a *Args) Bool(tag uint8, name string) (bool, error) {
-	if a.version == VersionJSON {
-		var j bool
-		err := a.JSON(tag, name, &j)
-		return j, err
-	}
-	var v bool
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = d.ReadBool(&v, t, true)
-	}
-	return v, a.check(tag, name, err)
-}
+func (a *Args) Bool(tag uint8, name string) (bool, error) { return arg[bool](a, tag, name) }
 
 // Int32 reads an int (or enum) parameter.
-func (a *Args) Int32(tag uint8, name string) (int32, error) {
+func (a *Args) Int32(tag uint8, name string) (int32, error) { return arg[int32](a, tag, name) }
+
+// arg reads a parameter of a basic type. It calls the Decoder directly, not
+// through Value, so that reading one does not allocate.
+func arg[T string | bool | int32](a *Args, tag uint8, name string) (v T, err error) {
 	if a.version == VersionJSON {
-		var j int32
+		var j T
 		err := a.JSON(tag, name, &j)
 		return j, err
 	}
-	var v int32
 	d, t, err := a.at(tag, name)
 	if err == nil {
-		err = d.ReadInt32(&v, t, true)
+		switch p := any(&v).(type) {
+		case *string:
+			err = d.ReadString(p, t, true)
+		case *bool:
+			err = d.ReadBool(p, t, true)
+		case *int32:
+			err = d.ReadInt32(p, t, true)
+		}
 	}
 	return v, a.check(tag, name, err)
 }
 
-// Results are arguments being encoded: a servant's return value and
-// out-parameters, or the in-parameters a client sends. The zero Results
-// encodes TARS (version 1).
+// Results are arguments to encode: a servant's return value and
+// out-parameters, or a call's in-parameters. The zero Results encodes TARS.
 type Results struct {
 	version int16
 	buf     []byte            // TARS: fields so far
@@ -275,9 +235,8 @@ func (r *Results) Version() int16 {
 	return r.version
 }
 
-// Put adds a parameter written by write, for structs, vectors and maps:
-// write appends the value at the tag it is given. JSON has no Tars encoding;
-// use PutJSON there.
+// Put adds a struct, vector or map parameter: write appends the value at
+// the tag it is given. Use PutJSON for JSON.
 func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []byte) {
 	switch r.Version() {
 	case VersionTars:
@@ -292,7 +251,7 @@ func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []
 }
 
 // inOrder checks that a TARS parameter comes after the previous one, as
-// readers expect, and records it.
+// readers expect.
 func (r *Results) inOrder(tag uint8, name string) bool {
 	if int(tag) < r.last {
 		r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
@@ -322,10 +281,7 @@ func (r *Results) PutJSON(tag uint8, name string, v any) {
 	if r.json == nil {
 		r.json = make(map[string]any, 2)
 	}
-	if name == "" {
-		name = retName
-	}
-	r.json[name] = v
+	r.json[cmp.Or(name, retName)] = v
 }
 
 func (r *Results) fail(tag uint8, name string, err error) {
@@ -359,8 +315,7 @@ func (r *Results) PutBool(tag uint8, name string, v bool) { put(r, tag, name, v,
 // PutInt32 adds an int (or enum) parameter.
 func (r *Results) PutInt32(tag uint8, name string, v int32) { put(r, tag, name, int64(v), AppendInt) }
 
-// AppendTo appends the encoded sBuffer to b. TARS parameters must have been
-// put in ascending tag order.
+// AppendTo appends the encoded sBuffer to b.
 func (r *Results) AppendTo(b []byte) ([]byte, error) {
 	if r.err != nil {
 		return b, r.err

@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,9 +21,8 @@ const DefaultSyncTimeout = 3 * time.Second
 // ErrClientClosed is returned by calls on a closed Client.
 var ErrClientClosed = errors.New("tars: client closed")
 
-// CallError is a call that did not succeed: a non-zero return code from the
-// server, or a local failure with the client-side codes (InvokeTimeout,
-// ProxyConnectErr, ClientDecodeErr, SendRequestErr).
+// CallError is a failed call: the server's non-zero return code, or a local
+// failure (InvokeTimeout, ProxyConnectErr, ClientDecodeErr, SendRequestErr).
 type CallError struct {
 	Code    int32
 	Desc    string // the server's sResultDesc or the local reason
@@ -44,8 +44,7 @@ func (e *CallError) Error() string {
 
 func (e *CallError) Unwrap() error { return e.Err }
 
-// Resolver finds the endpoints of a servant name, as the Tars registry
-// (QueryObj findObjectById) does.
+// Resolver finds the endpoints of a servant, as the Tars registry does.
 type Resolver interface {
 	Resolve(ctx context.Context, obj string) ([]Endpoint, error)
 }
@@ -63,9 +62,9 @@ type ClientOptions struct {
 	Logger   *slog.Logger   // nil: slog.Default()
 }
 
-// Client is a communicator: it keeps one connection per endpoint, shared by
-// all proxies made from it, and multiplexes calls over it. The zero value
-// is usable; it is safe for concurrent use.
+// Client is a communicator: it multiplexes the calls of all its proxies over
+// one connection per endpoint. The zero value is usable; it is safe for
+// concurrent use.
 type Client struct {
 	opt ClientOptions
 	reg *registry // nil: no Locator or Resolver
@@ -83,8 +82,8 @@ func NewClient(opt ClientOptions) *Client {
 	return c
 }
 
-// Resolve returns the active endpoints of obj from the registry, or the
-// Resolver, through the Client's cache (see ClientOptions.Refresh).
+// Resolve returns the active endpoints of obj from the registry or Resolver,
+// through the Client's cache (see ClientOptions.Refresh).
 func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 	if c.reg == nil {
 		return nil, fmt.Errorf("tars: no locator or resolver to find %s", obj)
@@ -131,8 +130,7 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// ObjProxy calls one servant. It is cheap to copy with WithVersion and safe
-// for concurrent use.
+// ObjProxy calls one servant; it is safe for concurrent use.
 type ObjProxy struct {
 	c       *Client
 	name    string
@@ -161,9 +159,8 @@ func (c *Client) targets(eps []Endpoint) []target {
 	return ts
 }
 
-// Proxy returns a proxy for a servant: "App.Server.Obj@tcp -h HOST -p PORT
-// [-t MS][:tcp ...]", or a bare name resolved at each call (see Resolve).
-// Calls use TARS (version 1); see WithVersion.
+// Proxy returns a proxy for "App.Server.Obj@tcp -h HOST -p PORT[:tcp ...]",
+// or a bare name resolved at each call (see Resolve). Calls use TARS.
 func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	p, err := ParseProxy(proxy)
 	if err != nil {
@@ -179,45 +176,30 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 // Name returns the servant name.
 func (p *ObjProxy) Name() string { return p.name }
 
-// WithVersion returns a proxy to the same servant, sharing connections,
-// whose calls use packet version v (VersionTars, VersionTUP or VersionJSON).
+// WithVersion returns a copy of p whose calls use packet version v.
 func (p *ObjProxy) WithVersion(v int16) *ObjProxy {
 	q := *p
 	q.version = v
 	return &q
 }
 
-// WithContext returns a proxy to the same servant, sharing connections,
-// whose calls carry ctx as the request context (for example a push token).
+// WithContext returns a copy of p whose calls carry ctx as the request
+// context (for example a push token).
 func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
 	q := *p
 	q.context = maps.Clone(ctx)
 	return &q
 }
 
-// targets returns the endpoints to try.
-func (p *ObjProxy) targets(ctx context.Context) ([]target, error) {
-	if p.static != nil {
-		return p.static, nil
-	}
-	e, err := p.c.reg.resolve(ctx, p.name) // Proxy checked that reg is set
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", p.name, err)
-	}
-	return e.ts, nil
-}
-
-// Invoke calls fn and waits for its reply. in writes the in-parameters (nil:
-// none); out reads the return value (tag 0, name "") and out-parameters
-// (nil: ignore them). The call is bounded by ctx, the endpoint's -t timeout
-// and ClientOptions.SyncTimeout, whichever ends first. Errors are
+// Invoke calls fn and waits for its reply. in writes the in-parameters, out
+// reads the return value and out-parameters (either may be nil). ctx, the
+// endpoint's -t timeout and SyncTimeout bound the call. Errors are
 // *CallError.
 func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) error {
 	return p.invoke(ctx, fn, in, out, false)
 }
 
-// InvokeOneway sends a call that gets no reply; it returns once the request
-// is queued on a connection.
+// InvokeOneway sends a call that gets no reply, returning once it is queued.
 func (p *ObjProxy) InvokeOneway(ctx context.Context, fn string, in func(*Results)) error {
 	return p.invoke(ctx, fn, in, nil, true)
 }
@@ -245,16 +227,10 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	fail := func(code int32, desc string, cause error) error {
 		return &CallError{Code: code, Desc: desc, Servant: p.name, Func: fn, Err: cause}
 	}
-
-	limit := c.opt.SyncTimeout
-	if limit <= 0 {
-		limit = DefaultSyncTimeout
-	}
-	deadline := start.Add(limit)
+	deadline := start.Add(cmp.Or(max(c.opt.SyncTimeout, 0), DefaultSyncTimeout))
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-
 	args := Results{version: p.version}
 	if in != nil {
 		in(&args)
@@ -263,11 +239,9 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	if oneway {
 		req.PacketType = PacketOneway
 	}
-	sbuf, err := args.AppendTo(nil)
-	if err != nil {
+	if req.Buffer, err = args.AppendTo(nil); err != nil {
 		return fail(SendRequestErr, "encode arguments", err)
 	}
-	req.Buffer = sbuf
 
 	cc, ep, err := p.conn(ctx, deadline)
 	if err != nil {
@@ -277,10 +251,8 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(ProxyConnectErr, err.Error(), err)
 	}
 	peer = cc.nc.RemoteAddr()
-	if ep.Timeout > 0 {
-		if d := start.Add(ep.Timeout); d.Before(deadline) {
-			deadline = d
-		}
+	if d := start.Add(ep.Timeout); ep.Timeout > 0 && d.Before(deadline) {
+		deadline = d
 	}
 	remaining := time.Until(deadline)
 	if remaining <= 0 {
@@ -351,9 +323,13 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 // conn returns a connection to one of the proxy's endpoints, taking them in
 // turn and skipping those that cannot be reached.
 func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, Endpoint, error) {
-	ts, err := p.targets(ctx)
-	if err != nil {
-		return nil, Endpoint{}, err
+	ts := p.static
+	if ts == nil {
+		e, err := p.c.reg.resolve(ctx, p.name) // Proxy checked that reg is set
+		if err != nil {
+			return nil, Endpoint{}, fmt.Errorf("resolve %s: %w", p.name, err)
+		}
+		ts = e.ts
 	}
 	start := int(p.rr.Add(1) % uint32(len(ts)))
 	var errs []error

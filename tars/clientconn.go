@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Reconnection back-off after a failed dial: it doubles from the first to
-// the last value while the endpoint keeps failing.
+// The back-off after a failed dial doubles from min to max while the
+// endpoint keeps failing.
 const (
 	minDialBackoff = 100 * time.Millisecond
 	maxDialBackoff = 5 * time.Second
@@ -225,9 +225,8 @@ func (cc *clientConn) read() {
 	}
 }
 
-// decodeReply reads a reply: a ResponsePacket, or for TUP (version 3) a
-// RequestPacket with the code in its status. The buffer is copied out of
-// body.
+// decodeReply reads a reply, a ResponsePacket or for TUP a RequestPacket,
+// copying its buffer out of body.
 func decodeReply(body []byte) (id int32, rep reply, err error) {
 	d := NewDecoder(body)
 	if err := d.ReadInt16(&rep.version, 1, true); err != nil {

@@ -7,20 +7,13 @@ import (
 	"slices"
 )
 
-// The Tars wire format: every value is a head (tag and type) followed by the
-// type's payload:
-//
-//	tag < 15:  one byte  tag<<4 | type
-//	tag >= 15: two bytes 0xF0 | type, tag
-//
-// Numbers are big-endian. Integers are written in the narrowest signed type
-// that holds them and 0 is written as a bare ZERO head. A struct is its
-// fields in ascending tag order; readers skip fields they do not know, so
-// newer peers may add fields.
-//
-// Encoders append to a caller-owned slice and never allocate beyond growing
-// it. Decoders check every length against the bytes left before using it
-// and never panic.
+// The Tars wire format: every value is a head, then the type's payload. The
+// head is tag<<4 | type for a tag below 15, else the two bytes 0xF0 | type,
+// tag. Numbers are big-endian; integers take the narrowest signed type that
+// holds them, 0 a bare ZERO head. A struct is its fields in ascending tag
+// order; readers skip fields they do not know, so newer peers may add some.
+// Encoders append to a caller-owned slice; decoders check every length
+// against the bytes left before using it and never panic.
 
 // Type codes, the low four bits of a head.
 const (
@@ -45,9 +38,8 @@ const (
 const MaxDepth = 100
 
 // DefaultMaxLen is the most elements a Decoder accepts in one list or map
-// unless its MaxLen says otherwise. A decoded element can take far more
-// memory than its smallest encoding (an empty struct is 2 bytes on the wire),
-// so counts are bounded as well as checked against the bytes present.
+// unless its MaxLen says otherwise: a decoded element can take far more
+// memory than its smallest encoding (an empty struct is 2 bytes on the wire).
 const DefaultMaxLen = 1 << 16
 
 // preSize bounds the capacity decoders give a map or slice from a count read
@@ -151,29 +143,27 @@ func AppendStructEnd(b []byte) []byte {
 // AppendStringMap appends a map<string,string> with its keys in sorted order,
 // so equal maps give equal bytes.
 func AppendStringMap(b []byte, tag uint8, m map[string]string) []byte {
-	b = AppendMapHead(b, tag, len(m))
-	var stack [16]string
-	for _, k := range sortedKeys(stack[:0], m) {
-		b = AppendString(b, 0, k)
-		b = AppendString(b, 1, m[k])
-	}
-	return b
+	return appendMap(b, tag, m, AppendString)
 }
 
-// sortedKeys appends the keys of m to keys and sorts them. Small maps fit the
-// caller's stack array, keeping encoding free of allocations.
-func sortedKeys[V any](keys []string, m map[string]V) []string {
+// appendMap appends m, keys sorted. Small maps sort in a stack array, keeping
+// encoding free of allocations.
+func appendMap[V any](b []byte, tag uint8, m map[string]V, value func([]byte, uint8, V) []byte) []byte {
+	var stack [16]string
+	keys := stack[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return keys
+	b = AppendMapHead(b, tag, len(m))
+	for _, k := range keys {
+		b = value(AppendString(b, 0, k), 1, m[k])
+	}
+	return b
 }
 
-// The decoding primitives read the value at b[off:].
-
 // head parses the head at b[off:] and returns the offset after it, or -1
-// when the head is malformed; headErr then says why. Small enough to inline.
+// when it is malformed (headErr says why). Small enough to inline.
 func head(b []byte, off int) (tag uint8, typ byte, next int) {
 	if off >= len(b) {
 		return 0, 0, -1
@@ -191,8 +181,8 @@ func head(b []byte, off int) (tag uint8, typ byte, next int) {
 	return tag, typ, next
 }
 
-// headErr reports why the head at b[off:] is malformed. errTag names the
-// enclosing value.
+// headErr reports why the head at b[off:] is malformed; errTag is that of
+// the enclosing value.
 func headErr(b []byte, off, errTag int) error {
 	switch {
 	case off >= len(b):
@@ -207,7 +197,6 @@ func headErr(b []byte, off, errTag int) error {
 	return decodeErr(off, tag, "unknown type code %d", b[off]&0x0F)
 }
 
-// need checks that n bytes of what are left at b[off:].
 func need(b []byte, off, tag int, n uint64, what string) error {
 	if n > uint64(len(b)-off) {
 		return shortErr(b, off, tag, n, what)
@@ -215,12 +204,11 @@ func need(b []byte, off, tag int, n uint64, what string) error {
 	return nil
 }
 
-// shortErr reports that n bytes of what exceed those left at b[off:].
 func shortErr(b []byte, off, tag int, n uint64, what string) error {
 	return decodeErr(off, tag, "%s %d exceeds %d bytes left", what, n, len(b)-off)
 }
 
-// intAt reads the payload of an integer value of type typ at b[off:].
+// intAt reads the payload of an integer of type typ at b[off:].
 func intAt(b []byte, off, tag int, typ byte) (v int64, next int, err error) {
 	if typ == TypeZero {
 		return 0, off, nil

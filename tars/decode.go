@@ -5,19 +5,14 @@ import (
 	"math"
 )
 
-// Decoder reads the fields of one struct level, or of a packet body, in
-// ascending tag order. Each Read method looks for its tag: smaller tags are
-// skipped, an equal tag is read, and a larger tag or a STRUCT_END means the
-// field is absent (that head stays for the next read). An absent required
-// field is a *DecodeError; an absent optional field leaves *v unchanged, so
-// callers preset defaults. The zero Decoder reads empty input.
-//
-// Skipping a field (reading a larger tag first) allocates nothing, so a
-// reader can check a small field before it decodes a large one.
+// Decoder reads the fields of a struct or packet body in ascending tag
+// order. Each Read method skips smaller tags (without allocating) and reads
+// its own; a larger tag or a STRUCT_END means the field is absent. An absent
+// required field is a *DecodeError; an absent optional one leaves *v as it
+// was, so callers preset defaults. The zero Decoder reads empty input.
 type Decoder struct {
 	// MaxLen is the most elements ReadListLen, ReadMapLen and ReadStringMap
-	// accept; 0 means DefaultMaxLen. Set it for each list or map from what
-	// the value may hold.
+	// accept; 0 means DefaultMaxLen. Set it for each list or map.
 	MaxLen int
 
 	buf   []byte
@@ -62,9 +57,9 @@ func (d *Decoder) wrongType(tag uint8, typ byte, want string) error {
 	return decodeErr(d.at, int(tag), "%s cannot be read as %s", typeName(typ), want)
 }
 
-// readInt reads an integer field stored in at most the type widest into *v;
-// unsigned types are stored widened to the next signed one, so a value that
-// does not convert back unchanged is out of range.
+// readInt reads an integer stored in at most the type widest. Unsigned types
+// are stored widened to the next signed one: a value that does not convert
+// back unchanged is out of range.
 func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
 	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required)
@@ -134,53 +129,34 @@ func (d *Decoder) ReadUint32(v *uint32, tag uint8, required bool) error {
 
 // ReadFloat reads a float (ZERO or FLOAT).
 func (d *Decoder) ReadFloat(v *float32, tag uint8, required bool) error {
-	p, ok, err := d.floatField(tag, required, TypeFloat, "float32")
-	if ok {
-		*v = 0
-		if len(p) == 4 {
-			*v = math.Float32frombits(binary.BigEndian.Uint32(p))
-		}
-	}
-	return err
+	return readFloat(d, v, tag, required, TypeFloat, "float32")
 }
 
 // ReadDouble reads a double (ZERO, FLOAT or DOUBLE).
 func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
-	p, ok, err := d.floatField(tag, required, TypeDouble, "float64")
-	switch {
-	case !ok:
-	case len(p) == 4:
-		*v = float64(math.Float32frombits(binary.BigEndian.Uint32(p)))
-	case len(p) == 8:
-		*v = math.Float64frombits(binary.BigEndian.Uint64(p))
-	default:
-		*v = 0
-	}
-	return err
+	return readFloat(d, v, tag, required, TypeDouble, "float64")
 }
 
-// floatField reads the payload of a ZERO (empty), a FLOAT or, when widest
-// allows, a DOUBLE.
-func (d *Decoder) floatField(tag uint8, required bool, widest byte, want string) (p []byte, ok bool, err error) {
+func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
-		return nil, false, err
+		return err
 	}
-	size, what := 0, ""
+	if typ != TypeZero && typ != TypeFloat && typ != widest {
+		return d.wrongType(tag, typ, want)
+	}
+	p := d.buf[d.off:]
 	switch {
-	case typ == TypeFloat:
-		size, what = 4, "FLOAT size"
-	case typ == TypeDouble && widest == TypeDouble:
-		size, what = 8, "DOUBLE size"
-	case typ != TypeZero:
-		return nil, false, d.wrongType(tag, typ, want)
+	case typ == TypeZero:
+		*v = 0
+	case typ == TypeFloat && len(p) >= 4:
+		*v, d.off = T(math.Float32frombits(binary.BigEndian.Uint32(p))), d.off+4
+	case typ == TypeDouble && len(p) >= 8:
+		*v, d.off = T(math.Float64frombits(binary.BigEndian.Uint64(p))), d.off+8
+	default:
+		return shortErr(d.buf, d.off, int(tag), uint64(4<<(typ-TypeFloat)), typeName(typ)+" size")
 	}
-	if err := need(d.buf, d.off, int(tag), uint64(size), what); err != nil {
-		return nil, false, err
-	}
-	p = d.buf[d.off : d.off+size]
-	d.off += size
-	return p, true, nil
+	return nil
 }
 
 // ReadString reads a string (STRING1 or STRING4).
@@ -215,8 +191,8 @@ func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err 
 	return s, err == nil, err
 }
 
-// ReadBytes reads a vector<byte>: a SIMPLE_LIST, whose bytes *v aliases
-// (no copy), or a LIST of INT1, which is copied.
+// ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a
+// LIST of INT1, which is copied.
 func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
@@ -256,10 +232,9 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 	return d.wrongType(tag, typ, "vector<byte>")
 }
 
-// ReadListLen reads the head and count of a LIST; then read its n elements
-// at tag 0 (structs with ReadStructBegin(0, true) and ReadStructEnd).
-// n is at most MaxLen, and the bytes left hold n elements of the first
-// one's kind at their smallest (1 byte for numbers, 2 for anything else);
+// ReadListLen reads the head and count of a LIST; read its n elements at
+// tag 0 next. n is at most MaxLen and the bytes left hold n elements of the
+// first one's kind at their smallest (1 byte for numbers, 2 for others);
 // still, grow what holds them as they decode rather than sizing it by n.
 func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
 	return d.container(tag, required, TypeList, 0, "list")
@@ -290,8 +265,7 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64, wha
 	}
 	n, next, err := countAt(d.buf, d.off, int(tag), per, what)
 	if err == nil && judge && n > 0 {
-		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero {
-			// Not numbers: each element takes 2 bytes at least.
+		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero { // 2 bytes at least
 			n, next, err = countAt(d.buf, d.off, int(tag), per+1, what)
 		}
 	}
@@ -317,9 +291,8 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 	return readMap(d, v, tag, required, math.MaxInt)
 }
 
-// readMap reads a map of strings to strings or vector<byte> (aliasing the
-// input) whose keys and values take at most limit bytes in all. An empty map
-// reads as nil.
+// readMap reads a map of string to string or vector<byte> (aliasing the
+// input) whose keys and values take at most limit bytes. Empty reads as nil.
 func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
 	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
 	// STRING1 and a LIST or SIMPLE_LIST.
@@ -354,8 +327,8 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 	return nil
 }
 
-// ReadStructBegin enters the nested struct at tag; read its fields, then
-// call ReadStructEnd.
+// ReadStructBegin enters the struct at tag; read its fields, then call
+// ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
@@ -374,24 +347,11 @@ func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error)
 // ReadStructEnd skips the fields of the current struct that were not read
 // (newer peers add fields) and consumes its STRUCT_END.
 func (d *Decoder) ReadStructEnd() error {
-	for {
-		if d.off >= len(d.buf) {
-			return decodeErr(d.off, -1, "struct has no STRUCT_END")
-		}
-		ftag, ftyp, next := head(d.buf, d.off)
-		if next < 0 {
-			return headErr(d.buf, d.off, -1)
-		}
-		if ftyp == TypeStructEnd {
-			d.off = next
-			if d.depth > 0 {
-				d.depth--
-			}
-			return nil
-		}
-		var err error
-		if d.off, err = skip(d.buf, next, int(ftag), ftyp, d.depth); err != nil {
-			return err
-		}
+	// skip reads the rest of a struct, fields one level deeper than depth.
+	next, err := skip(d.buf, d.off, -1, TypeStructBegin, d.depth-1)
+	if err != nil {
+		return err
 	}
+	d.off, d.depth = next, max(d.depth-1, 0)
+	return nil
 }

@@ -1,11 +1,13 @@
 package tars
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,10 +35,9 @@ type Endpoint struct {
 	AuthType   int
 }
 
-// ParseEndpoint parses an endpoint string. Tokens are separated by white
-// space; an option's value is the next token unless that token starts with
-// "-". Unknown options are ignored, as the C++ parser does, so strings
-// written by newer frameworks still parse. Hosts may be names, IPv4 or IPv6
+// ParseEndpoint parses an endpoint string. An option's value is the next
+// token unless it starts with "-". Unknown options are ignored, as in C++,
+// so strings of newer frameworks parse. Hosts are names, IPv4 or IPv6
 // addresses (bare or in brackets) or "*".
 func ParseEndpoint(s string) (Endpoint, error) {
 	e := Endpoint{Timeout: DefaultTimeout}
@@ -51,8 +52,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		return bad("unknown protocol %q (want tcp, udp or ssl)", toks[0])
 	}
 	timeout := -1
-	nums := map[string]*int{"-p": &e.Port, "-t": &timeout, "-g": &e.Grid, "-q": &e.Qos,
-		"-w": &e.Weight, "-v": &e.WeightType, "-e": &e.AuthType}
+	nums := [...]*int{&e.Port, &timeout, &e.Grid, &e.Qos, &e.Weight, &e.WeightType, &e.AuthType}
 	for i := 1; i < len(toks); i++ {
 		opt, val := toks[i], ""
 		if !strings.HasPrefix(opt, "-") {
@@ -62,7 +62,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 			val = toks[i+1]
 			i++
 		}
-		num := nums[opt]
+		num := slices.Index(endpointOptions[:], opt)
 		switch {
 		case opt == "-h" && val == "":
 			return bad("-h needs a host")
@@ -72,18 +72,18 @@ func ParseEndpoint(s string) (Endpoint, error) {
 				return bad("%v", err)
 			}
 			e.Host = h
-		case num == nil: // an unknown option (and its value, if any)
+		case num < 0: // an unknown option (and its value, if any)
 		case val == "":
 			return bad("%s needs a value", opt)
 		default:
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 || n > math.MaxInt32 { // the int32 fields of EndpointF
-				return bad("bad %s %q", optionNames[opt], val)
+				return bad("bad %s %q", optionNames[num], val)
 			}
 			if opt == "-p" && n > 65535 {
 				return bad("bad port %q (out of range)", val)
 			}
-			*num = n
+			*nums[num] = n
 		}
 	}
 	if e.Host == "" {
@@ -95,8 +95,11 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	return e, nil
 }
 
-var optionNames = map[string]string{"-p": "port", "-t": "timeout", "-g": "grid", "-q": "qos",
-	"-w": "weight", "-v": "weight type", "-e": "auth type"}
+// The numeric options, in the order of String.
+var (
+	endpointOptions = [...]string{"-p", "-t", "-g", "-q", "-w", "-v", "-e"}
+	optionNames     = [...]string{"port", "timeout", "grid", "qos", "weight", "weight type", "auth type"}
+)
 
 // parseHost checks a -h value. A ':' is only allowed as part of an IPv6
 // address, which keeps ':' free to separate the endpoints of a proxy string.
@@ -131,15 +134,14 @@ func parseHost(h string) (string, error) {
 	return h, nil
 }
 
-// String formats e so that ParseEndpoint returns it again. Zero grid, qos,
-// weight and type options are left out.
+// String formats e so that ParseEndpoint returns it again, leaving out the
+// options after -t when they are 0 or negative (a registry's -1 for "unset",
+// which the parser would read as the next option).
 func (e Endpoint) String() string {
 	s := fmt.Sprintf("%s -h %s -p %d -t %d", e.Proto, e.Host, e.Port, e.Timeout.Milliseconds())
 	for i, v := range [...]int{e.Grid, e.Qos, e.Weight, e.WeightType, e.AuthType} {
-		// Negative values (a registry's -1 for "unset") cannot be written:
-		// the parser reads "-1" as the next option.
 		if v > 0 {
-			s += fmt.Sprintf(" %s %d", [...]string{"-g", "-q", "-w", "-v", "-e"}[i], v)
+			s += fmt.Sprintf(" %s %d", endpointOptions[i+2], v)
 		}
 	}
 	return s
@@ -156,14 +158,11 @@ func (e Endpoint) Addr() string {
 }
 
 // Dialable returns e with a wildcard host ("*", "", 0.0.0.0 or ::) replaced
-// by localIP, or by 127.0.0.1 when localIP is empty: where a server
-// listening on e is reached from this machine, or with localIP from others.
+// by localIP, or 127.0.0.1 when localIP is empty: where a server listening
+// on e is reached from this machine, or with localIP from others.
 func (e Endpoint) Dialable(localIP string) Endpoint {
 	if ip, err := netip.ParseAddr(e.Host); e.Host == "*" || e.Host == "" || err == nil && ip.IsUnspecified() {
-		e.Host = localIP
-		if e.Host == "" {
-			e.Host = "127.0.0.1"
-		}
+		e.Host = cmp.Or(localIP, "127.0.0.1")
 	}
 	return e
 }
@@ -178,10 +177,10 @@ type Proxy struct {
 	Endpoints []Endpoint
 }
 
-// ParseProxy parses a proxy string. The name ends at the first '@'. The
-// endpoints after it are separated by ':'; a ':' only separates when the
-// text after it (past any spaces) starts with a protocol word, so IPv6 hosts
-// such as "-h ::1" need no quoting: no IPv6 group can be "tcp", "udp" or "ssl".
+// ParseProxy parses a proxy string. The name ends at the first '@'; a ':'
+// separates endpoints only when a protocol word follows it (past spaces), so
+// IPv6 hosts such as "-h ::1" need no quoting: no IPv6 group is "tcp", "udp"
+// or "ssl".
 func ParseProxy(s string) (Proxy, error) {
 	name, rest, hasAt := strings.Cut(s, "@")
 	name = strings.TrimSpace(name)

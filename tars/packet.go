@@ -26,9 +26,8 @@ const (
 // DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
 const DefaultMaxPacket = 10 << 20
 
-// The context and status maps of a packet carry a few short entries
-// (tracing, dyeing, a token); a packet whose maps exceed these does not
-// decode.
+// A packet's context and status maps carry a few short entries (tracing,
+// dyeing, a token); a packet whose maps exceed these does not decode.
 const (
 	MaxContextLen   = 64       // entries in each map
 	MaxContextBytes = 64 << 10 // bytes of keys and values in each map
@@ -101,16 +100,14 @@ func (p *RequestPacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *RequestPacket) AppendFrame(b []byte) []byte {
-	start := len(b)
-	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), len(b))
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
 func (p *RequestPacket) Decode(body []byte) error {
 	*p = RequestPacket{}
 	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
-	// The reads run in tag order; the first error is the one reported.
-	for _, err := range [...]error{
+	return firstErr(
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),
 		d.ReadInt32(&p.MessageType, 3, true),
@@ -121,22 +118,16 @@ func (p *RequestPacket) Decode(body []byte) error {
 		d.ReadInt32(&p.Timeout, 8, true),
 		readMap(&d, &p.Context, 9, true, MaxContextBytes),
 		readMap(&d, &p.Status, 10, true, MaxContextBytes),
-	} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	)
 }
 
 // names holds the servant and function names of recent requests: a server
 // sees the same few again and again, and a hit saves copying one.
 var names = nameCache{seed: maphash.MakeSeed()}
 
-// nameCache is a fixed-size cache of short strings keyed by their bytes, safe
-// for concurrent use without locks. Each slot keeps the last string hashed to
-// it, so names that collide, or a peer sending ever new ones, just replace
-// each other and the cache never grows.
+// nameCache is a fixed-size, lock-free cache of short strings. Each slot
+// keeps the last string hashed to it, so colliding names, or a peer sending
+// ever new ones, replace each other and the cache never grows.
 type nameCache struct {
 	seed  maphash.Seed
 	slots [256]atomic.Pointer[string]
@@ -172,8 +163,8 @@ type ResponsePacket struct {
 	Context     map[string]string // 9, optional
 }
 
-// Append appends the packet body (no length prefix). The optional fields are
-// left out when empty.
+// Append appends the packet body (no length prefix), leaving out the
+// optional fields when empty.
 func (p *ResponsePacket) Append(b []byte) []byte {
 	b = AppendInt(b, 1, int64(p.Version))
 	b = AppendInt(b, 2, int64(p.PacketType))
@@ -193,16 +184,14 @@ func (p *ResponsePacket) Append(b []byte) []byte {
 
 // AppendFrame appends the packet with its length prefix, ready to send.
 func (p *ResponsePacket) AppendFrame(b []byte) []byte {
-	start := len(b)
-	return endFrame(p.Append(append(b, 0, 0, 0, 0)), start)
+	return endFrame(p.Append(append(b, 0, 0, 0, 0)), len(b))
 }
 
 // Decode replaces p with the packet in body. Buffer aliases body.
 func (p *ResponsePacket) Decode(body []byte) error {
 	*p = ResponsePacket{}
 	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
-	// The reads run in tag order; the first error is the one reported.
-	for _, err := range [...]error{
+	return firstErr(
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),
 		d.ReadInt32(&p.RequestID, 3, true),
@@ -212,21 +201,25 @@ func (p *ResponsePacket) Decode(body []byte) error {
 		readMap(&d, &p.Status, 7, true, MaxContextBytes),
 		d.ReadString(&p.ResultDesc, 8, false),
 		readMap(&d, &p.Context, 9, false, MaxContextBytes),
-	} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	)
 }
-
-// ---- Framing ----
 
 // endFrame writes the length of the frame at b[start:]: a frame is a 4-byte
 // big-endian length, counting itself, then a packet body.
 func endFrame(b []byte, start int) []byte {
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
+}
+
+// firstErr returns the first error of errs: decoders read their fields in
+// tag order as arguments, so the first one that fails is reported.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // FrameError reports a frame length outside [4, Max]. The connection that
@@ -243,8 +236,8 @@ func (e *FrameError) Error() string {
 	return fmt.Sprintf("tars: frame length %d exceeds the limit of %d bytes", e.Length, e.Max)
 }
 
-// FrameReader reads frames from a stream, reusing one buffer. Wrap a
-// net.Conn in a bufio.Reader to save system calls.
+// FrameReader reads frames from a stream (a bufio.Reader saves system
+// calls), reusing one buffer.
 type FrameReader struct {
 	R   io.Reader
 	Max int // largest frame accepted, length prefix included; 0 means DefaultMaxPacket
@@ -252,10 +245,9 @@ type FrameReader struct {
 	buf []byte
 }
 
-// Next reads one frame and returns its body, valid until the next call.
-// A length below 4 or above Max is a *FrameError, after which the stream
-// is out of step and should be closed. At a frame boundary the end of the
-// stream is io.EOF; inside a frame it is io.ErrUnexpectedEOF.
+// Next reads one frame and returns its body, valid until the next call. A
+// length below 4 or above Max is a *FrameError. The end of the stream is
+// io.EOF at a frame boundary, io.ErrUnexpectedEOF inside a frame.
 func (f *FrameReader) Next() ([]byte, error) {
 	var prefix [4]byte
 	if _, err := io.ReadFull(f.R, prefix[:]); err != nil {
@@ -293,16 +285,16 @@ func (f *FrameReader) Next() ([]byte, error) {
 	return f.buf, nil
 }
 
-// A TUP reply (packet version 3) is a RequestPacket: these status keys carry
-// a non-zero return code and its text.
+// The status keys of a TUP reply (a RequestPacket) for a non-zero return
+// code and its text.
 const (
 	StatusResultCode = "STATUS_RESULT_CODE"
 	StatusResultDesc = "STATUS_RESULT_DESC"
 )
 
-// TUPReply returns the reply to the TUP request req. As TarsCpp does, it is
-// laid out as a RequestPacket echoing the request's ids and names; a non-zero
-// code and its description go into Status. values holds the results by name.
+// TUPReply returns the reply to the TUP request req: as in TarsCpp, a
+// RequestPacket echoing its ids and names, the results by name in Buffer,
+// a non-zero code and its description in Status.
 func TUPReply(req *RequestPacket, code int32, desc string, values map[string][]byte) RequestPacket {
 	rsp := RequestPacket{
 		Version:     req.Version,

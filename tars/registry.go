@@ -12,12 +12,11 @@ import (
 // again (refresh-endpoint-interval).
 const defaultRefresh = time.Minute
 
-// registry is a Client's one resolve cache. It finds a servant's active
-// endpoints through the Tars registry (QueryF findObjectById4Any, called by
-// the Client itself) or a Resolver, and keeps the answer per name: a list
-// older than refresh is still returned at once while one background call
-// fetches a new one, and when that call fails the last good list stays in
-// use. Only a name never resolved waits.
+// registry is a Client's one resolve cache of the active endpoints of each
+// servant, found through the Tars registry (QueryF findObjectById4Any, called
+// by the Client itself) or a Resolver. A list older than refresh is still
+// returned while one background call fetches a new one; if that fails, the
+// last good list stays. Only a name never resolved waits.
 type registry struct {
 	query    *ObjProxy // the registry's QueryObj; nil: resolver
 	resolver Resolver
@@ -40,8 +39,7 @@ type registryEntry struct {
 	refreshing bool
 }
 
-// newRegistry returns c's cache, or nil when c has neither a locator nor a
-// Resolver.
+// newRegistry returns c's cache; nil without a locator or Resolver.
 func newRegistry(c *Client) *registry {
 	o := c.opt
 	if o.Locator == "" && o.Resolver == nil {
@@ -122,8 +120,7 @@ func (r *registry) update(obj string, e *registryEntry) {
 	e.eps, e.ts = eps, ts
 }
 
-// find asks for the active endpoints of obj, without the cache. A non-zero
-// return code or an empty list is an error.
+// find asks for the active endpoints of obj, without the cache.
 func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
 	if r.query == nil {
 		eps, err := r.resolver.Resolve(ctx, obj)
@@ -178,15 +175,14 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 		if _, err := d.ReadStructBegin(0, true); err != nil {
 			return nil, err
 		}
-		for _, err := range []error{
+		err := firstErr(
 			d.ReadString(&host, 0, true), d.ReadInt32(&port, 1, true), d.ReadInt32(&timeout, 2, true),
 			d.ReadInt32(&istcp, 3, true), d.ReadInt32(&grid, 4, true), d.ReadInt32(&qos, 8, false),
 			d.ReadInt32(&weight, 11, false), d.ReadInt32(&weightType, 12, false),
 			d.ReadInt32(&authType, 13, false), d.ReadStructEnd(),
-		} {
-			if err != nil {
-				return nil, err
-			}
+		)
+		if err != nil {
+			return nil, err
 		}
 		if istcp < 0 || int(istcp) >= len(endpointProtos) {
 			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)",
