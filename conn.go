@@ -25,6 +25,7 @@ const (
 	maxControlPayload = 125         // longest payload of a close, ping or pong frame
 	keepBuffer        = 4 << 10     // largest message buffer kept between messages
 	maxPooledBatch    = 64 << 10    // largest batch buffer kept for reuse
+	abuseFactor       = 5           // bursts of refused commands before a connection is closed
 )
 
 // WebSocket close codes the server sends (RFC 6455, section 7.4.1).
@@ -78,8 +79,7 @@ type conn struct {
 	rooms  map[string]struct{} // guarded by hub.mu
 	budget tokenBucket         // bytes sent to others; the reader owns it
 
-	stopOnce sync.Once
-	closing  atomic.Bool
+	closing  atomic.Bool   // set once, by the first stop
 	code     int           // close code, set before quit is closed
 	reason   string        // close reason, set with code
 	quit     chan struct{} // closed to make the writer close the connection
@@ -120,10 +120,15 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 // readLoop reads commands until the peer closes the connection or it
 // fails; once closing, it reads on, ignoring commands, until the peer's
 // close frame arrives or the writer gives up.
+//
+// Commands are metered, and so are refusals: forgiven at the command rate,
+// so that a client that merely sends too fast is slowed down, while one that
+// keeps flooding (abuseFactor bursts of refusals beyond that) is closed.
 func (c *conn) readLoop() {
 	s := c.set
-	mr := newMessageReader(c.ws, c.br, s.MaxMessage, c.queuePong)
-	limit := newCommandLimiter(s)
+	mr := &messageReader{ws: c.ws, br: c.br, limit: s.MaxMessage, ping: c.queuePong}
+	commands := newTokenBucket(s.CommandRate, s.CommandBurst)
+	refusals := newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst)
 	for {
 		c.nc.SetReadDeadline(deadline(s.IdleTimeout))
 		msg, err := mr.read()
@@ -141,15 +146,13 @@ func (c *conn) readLoop() {
 		if c.closing.Load() {
 			continue
 		}
-		switch ok, abuse := limit.check(time.Now()); {
-		case abuse:
-			if c.stop(closePolicy, "too many commands over the rate limit") {
-				c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
-			}
-		case !ok:
-			c.replyErr(cmdName(string(msg)), errRateLimited)
-		default:
+		switch now := time.Now(); {
+		case commands.take(now, 1):
 			c.handle(string(msg))
+		case refusals.take(now, 1):
+			c.reply(cmdName(string(msg)), "", "", errors.New("rate limit exceeded"))
+		case c.stop(closePolicy, "too many commands over the rate limit"):
+			c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
 		}
 	}
 }
@@ -193,22 +196,18 @@ func (c *conn) signal(add func()) {
 // waiting, it answers this ping instead: RFC 6455 wants the latest one.
 func (c *conn) queuePong(p []byte) { c.signal(func() { c.pong = append([]byte{}, p...) }) }
 
-// queuePing has the writer send a ping.
 func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
 
 // stop asks the writer to close the connection with code and reason. Only
 // the first call counts; it reports whether this was it.
-func (c *conn) stop(code int, reason string) (first bool) {
-	c.stopOnce.Do(func() {
-		c.code, c.reason = code, reason
-		c.closing.Store(true)
-		close(c.quit)
-		first = true
-	})
-	if first {
-		c.signal(func() {}) // the writer sends the close frame
+func (c *conn) stop(code int, reason string) bool {
+	if !c.closing.CompareAndSwap(false, true) {
+		return false
 	}
-	return first
+	c.code, c.reason = code, reason
+	close(c.quit)
+	c.signal(func() {}) // the writer sends the close frame
+	return true
 }
 
 // waitRoom waits until n more bytes keep the queue at most half full (the
@@ -232,35 +231,32 @@ func (c *conn) waitRoom(n int) bool {
 // again. Once the connection is stopping it closes it and ends for good.
 func (c *conn) writeLoop() {
 	for {
+		c.qmu.Lock()
+		// stop closes quit before it signals: seen here, or the signal
+		// finds no writer and starts one.
 		select {
 		case <-c.quit:
+			c.qmu.Unlock()
 			c.close()
 			close(c.done)
 			return
 		default:
 		}
-		c.qmu.Lock()
 		if len(c.queue) == 0 && c.pong == nil && !c.ping {
-			// stop closes quit before it signals: seen here, or the
-			// signal finds no writer and starts one.
-			select {
-			case <-c.quit:
-			default:
-				c.writing = false
-				c.qmu.Unlock()
-				return
-			}
-		}
-		c.qmu.Unlock()
-		if err := c.writeQueued(nil); err != nil {
-			// The peer is gone or stuck: no close frame can follow a
-			// frame written in part.
-			c.stop(closeNormal, "")
-			c.closeSocket()
-			close(c.done)
+			c.writing = false
+			c.qmu.Unlock()
 			return
 		}
+		c.qmu.Unlock()
+		if c.writeQueued(nil) != nil {
+			break
+		}
 	}
+	// The peer is gone or stuck: no close frame can follow a frame
+	// written in part.
+	c.stop(closeNormal, "")
+	c.closeSocket()
+	close(c.done)
 }
 
 // batchPool holds the buffers batches are encoded in, so an idle connection
@@ -310,11 +306,7 @@ func (c *conn) writeQueued(last []byte) error {
 	return err
 }
 
-// writeRaw writes encoded frames to the connection with a deadline.
 func (c *conn) writeRaw(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
 	c.nc.SetWriteDeadline(deadline(c.set.WriteTimeout))
 	_, err := c.nc.Write(b)
 	return err
@@ -327,18 +319,14 @@ func (c *conn) close() {
 	// The reason is a short ASCII text of ours: it fits the 123 bytes.
 	p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
 	frame := appendFrame(nil, opClose, append(p, c.reason...))
-	var err error
+	write := c.writeRaw
 	if c.code == closeGoingAway {
-		err = c.writeQueued(frame)
-	} else {
-		err = c.writeRaw(frame)
+		write = c.writeQueued
 	}
-	if err == nil {
-		t := time.NewTimer(closeGrace)
-		defer t.Stop()
+	if write(frame) == nil {
 		select {
 		case <-c.readDone:
-		case <-t.C:
+		case <-time.After(closeGrace):
 		}
 	}
 	c.closeSocket()
@@ -399,14 +387,10 @@ type messageReader struct {
 	peerClosed bool      // the peer's close frame has been read
 }
 
-func newMessageReader(ws *websocket.Conn, br *bufio.Reader, limit int, ping func([]byte)) *messageReader {
-	return &messageReader{ws: ws, br: br, limit: limit, ping: ping}
-}
-
 // next reads the next frame's header: fin, reserved bits and mask from its
-// first bytes, the payload length from x/net's header and frame lengths. x/net clears the top bit of a
-// 64-bit length, which RFC 6455 requires to be 0: the peek sees it first,
-// reading no further than x/net is about to.
+// first bytes, the payload length from x/net's header and frame lengths.
+// x/net clears the top bit of a 64-bit length, which RFC 6455 requires to
+// be 0: the peek sees it first, reading no further than x/net is about to.
 func (r *messageReader) next() (fin bool, op byte, n int, err error) {
 	if r.br != nil {
 		if h, _ := r.br.Peek(3); len(h) == 3 && h[1]&0x7f == 127 && h[2]&0x80 != 0 {
@@ -542,15 +526,12 @@ type hijacker struct {
 	http.ResponseWriter
 	idle time.Duration
 	nc   net.Conn
-	br   *bufio.Reader
+	br   *bufio.Reader // reads through Read
+	r    io.Reader     // net/http's reader of nc
 }
 
 func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, fmt.Errorf("websocket: %T cannot hijack the connection", w.ResponseWriter)
-	}
-	nc, rw, err := h.Hijack()
+	nc, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -558,19 +539,14 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc.SetReadDeadline(deadline(w.idle))
 	// net/http's reader already buffers: this one only has to take frame
 	// headers a byte at a time without a call each.
-	w.nc, w.br = nc, bufio.NewReaderSize(idleReader{rw.Reader, w}, 128)
+	w.nc, w.r, w.br = nc, rw.Reader, bufio.NewReaderSize(w, 128)
 	return nc, bufio.NewReadWriter(w.br, rw.Writer), nil
 }
 
-type idleReader struct {
-	r io.Reader
-	w *hijacker
-}
-
-func (r idleReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
+func (w *hijacker) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
 	if n > 0 {
-		r.w.nc.SetReadDeadline(deadline(r.w.idle))
+		w.nc.SetReadDeadline(deadline(w.idle))
 	}
 	return n, err
 }
