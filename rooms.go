@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,13 +41,12 @@ type hubOptions struct {
 // hub only queues: each connection's enqueue never blocks, and messages for
 // the other nodes wait in the outbox for the cluster to take.
 type Hub struct {
-	live       *live
-	store      *fileStore // nil: no room files
-	historyDir string     // "": history in memory only
-	hello      func(ctx context.Context, name string) (string, error)
-	relay      bool
-	log        *slog.Logger
-	idTag      string // ends every connection id: unique per process (connIDTag)
+	live  *live
+	store *fileStore // nil: no room files, history in memory only
+	hello func(ctx context.Context, name string) (string, error)
+	relay bool
+	log   *slog.Logger
+	idTag string // ends every connection id: unique per process (connIDTag)
 
 	mu           sync.Mutex
 	conns        map[*conn]uint64            // every connection, by the order it came
@@ -89,19 +87,16 @@ func newHub(o hubOptions) (*Hub, error) {
 	s := o.Live.get()
 	if o.DataDir != "" && s.Store != "memory" {
 		var err error
-		if h.store, err = newFileStore(filepath.Join(o.DataDir, "rooms"), h.members, h.log); err != nil {
+		if h.store, err = newFileStore(o.DataDir, h.members, h.log); err != nil {
 			return nil, err
 		}
-		h.historyDir = filepath.Join(o.DataDir, "history")
-		rooms, err := loadHistory(h.historyDir, s, h.log)
+		msgs, err := h.store.loadHistory(s)
 		if err != nil {
 			h.store.Close(context.Background())
 			return nil, err
 		}
-		for _, msgs := range rooms {
-			for _, ev := range msgs {
-				h.remember(ev)
-			}
+		for _, ev := range msgs {
+			h.remember(ev)
 		}
 	}
 	if s.PingInterval > 0 {
@@ -110,12 +105,29 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
-// connIDTag returns 5 random letters and digits (base32) that end every connection
-// id of this process ("c7.k3f9q"), so that ids from different nodes, or
-// from before a restart, never meet in one room.
+// connIDTag returns 5 random letters and digits (base32) that end every
+// connection id of this process ("c7.k3f9q"), so that ids from different
+// nodes, or from before a restart, never meet in one room.
 func connIDTag() string { return strings.ToLower(rand.Text()[:5]) }
 
 func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
+
+// checkID reports whether id looks like a connection id: "c<N>" with an
+// optional ".<tag>" of lower-case letters and digits.
+func checkID(id string) error {
+	num, tag, dotted := strings.Cut(id, ".")
+	ok := len(num) > 1 && num[0] == 'c' && (!dotted || tag != "")
+	for i := 1; ok && i < len(num); i++ {
+		ok = '0' <= num[i] && num[i] <= '9'
+	}
+	for i := 0; ok && i < len(tag); i++ {
+		ok = '0' <= tag[i] && tag[i] <= '9' || 'a' <= tag[i] && tag[i] <= 'z'
+	}
+	if !ok {
+		return fmt.Errorf("bad connection id %q", id)
+	}
+	return nil
+}
 
 func (h *Hub) register(c *conn) bool {
 	h.mu.Lock()
@@ -211,11 +223,8 @@ func (h *Hub) PushRoom(room, text, from string) int {
 	return h.Deliver(newFrames(event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}), nil)
 }
 
-// PushAll sends text to every connection. It returns how many on this node
-// accepted it.
-func (h *Hub) PushAll(text, from string) int {
-	return h.Deliver(newFrames(event{Kind: kindMessage, From: from, Text: text, Time: time.Now()}), nil)
-}
+// PushAll sends text to every connection.
+func (h *Hub) PushAll(text, from string) int { return h.PushRoom("", text, from) }
 
 // Deliver sends a message to this node's connections, keeping its from and
 // time: to the members of its room, and into the room's history, or to
@@ -451,16 +460,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		<-flushed
 	}
 	if h.store != nil {
-		err = errors.Join(err, h.store.Close(ctx))
-	}
-	if h.historyDir != "" {
 		h.mu.Lock()
-		rooms := make(map[string][]event, len(h.history))
-		for room, e := range h.history {
-			rooms[room] = slices.Clone(e.Value.(*roomHistory).msgs)
+		var msgs []event
+		for _, e := range h.history {
+			msgs = append(msgs, e.Value.(*roomHistory).msgs...)
 		}
 		h.mu.Unlock()
-		err = errors.Join(err, saveHistory(h.historyDir, rooms, h.log))
+		err = errors.Join(err, h.store.Close(ctx), h.store.saveHistory(msgs))
 	}
 	return err
 }
