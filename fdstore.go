@@ -84,10 +84,7 @@ func (f *fileStore) mark(rooms ...string) {
 		f.dirty[room] = struct{}{}
 	}
 	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
+	notify(f.wake)
 }
 
 // Flush writes every changed room's file now; an empty room has none. A

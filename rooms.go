@@ -262,10 +262,7 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 			h.outbox = h.outbox[1:]
 		}
 		h.outbox = append(h.outbox, relayItem{f, ack})
-		select {
-		case h.relayed <- struct{}{}:
-		default:
-		}
+		notify(h.relayed)
 	}
 	h.mu.Unlock()
 	if lost != nil {
@@ -385,8 +382,10 @@ func (h *Hub) queueDepth() (frames, bytes int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.conns {
-		frames += int64(len(c.send))
-		bytes += c.queued.Load()
+		c.qmu.Lock()
+		frames += int64(len(c.queue))
+		bytes += int64(c.queued)
+		c.qmu.Unlock()
 	}
 	return frames, bytes
 }
