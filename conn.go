@@ -50,9 +50,9 @@ const (
 	opPong         = 0xa
 )
 
-// conn is one WebSocket connection: a reader (x/net's goroutine), a writer, the only one to
-// write to nc, and a bounded queue between the hub and the writer. The writer runs only while
-// there is something to write, so an idle connection has one goroutine.
+// conn is one WebSocket connection: a reader (x/net's goroutine), a writer, the only one to write
+// to nc, and a bounded queue between the hub and the writer. The writer runs only while there is
+// something to write, so an idle connection has one goroutine.
 type conn struct {
 	hub  *Hub
 	set  *Settings   // in force when the connection opened
@@ -80,8 +80,8 @@ type conn struct {
 	done     chan struct{} // closed when the writer has returned
 }
 
-// serveConn upgrades r (x/net does the handshake, check judges the origin)
-// and runs the connection until it ends.
+// serveConn upgrades r (x/net does the handshake, check judges the origin) and runs the connection
+// until it ends.
 func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error) {
 	s := h.live.get()
 	hj := &hijacker{ResponseWriter: w, idle: s.IdleTimeout}
@@ -109,10 +109,10 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	}}.ServeHTTP(hj, r)
 }
 
-// readLoop reads commands until the peer closes the connection or it fails; once closing, it
-// reads on, ignoring commands, until the peer's close frame arrives or the writer gives up.
-// Refused commands are metered too, forgiven at the command rate: a client that merely sends
-// too fast is slowed down, one that keeps flooding (abuseFactor bursts more) is closed.
+// readLoop reads commands until the peer closes the connection or it fails; once closing, it reads
+// on, ignoring commands, until the peer's close frame arrives or the writer gives up. Refused
+// commands are metered too, forgiven at the command rate: a client that merely sends too fast is
+// slowed down, one that keeps flooding (abuseFactor bursts more) is closed.
 func (c *conn) readLoop(mr *messageReader) {
 	s := c.set
 	commands := newTokenBucket(s.CommandRate, s.CommandBurst)
@@ -145,8 +145,8 @@ func (c *conn) readLoop(mr *messageReader) {
 	}
 }
 
-// enqueue queues b for the writer without blocking. A full queue means the
-// peer does not keep up: it is closed with 4000 and others go on.
+// enqueue queues b for the writer without blocking. A full queue means the peer does not keep up:
+// it is closed with 4000 and others go on.
 func (c *conn) enqueue(b []byte) bool {
 	ok, n := false, 0
 	c.signal(func() {
@@ -176,14 +176,14 @@ func (c *conn) signal(add func()) {
 	}
 }
 
-// queuePong hands a ping's payload to the writer. If a pong is already
-// waiting, it answers this ping instead: RFC 6455 wants the latest one.
+// queuePong hands a ping's payload to the writer. If a pong is already waiting, it answers this
+// ping instead: RFC 6455 wants the latest one.
 func (c *conn) queuePong(p []byte) { c.signal(func() { c.pong = append([]byte{}, p...) }) }
 
 func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
 
-// stop asks the writer to close the connection with code and reason. Only
-// the first call counts; it reports whether this was it.
+// stop asks the writer to close the connection with code and reason. Only the first call counts; it
+// reports whether this was it.
 func (c *conn) stop(code int, reason string) bool {
 	if !c.closing.CompareAndSwap(false, true) {
 		return false
@@ -212,13 +212,13 @@ func (c *conn) waitRoom(n int) bool {
 	}
 }
 
-// writeLoop writes until nothing is queued, then returns; signal starts it
-// again. Once the connection is stopping it closes it and ends for good.
+// writeLoop writes until nothing is queued, then returns; signal starts it again. Once the
+// connection is stopping it closes it and ends for good.
 func (c *conn) writeLoop() {
 	for {
 		c.qmu.Lock()
-		// stop closes quit before it signals: seen here, or the signal
-		// finds no writer and starts one.
+		// stop closes quit before it signals: seen here, or the signal finds no writer and starts
+		// one.
 		select {
 		case <-c.quit:
 			c.qmu.Unlock()
@@ -237,8 +237,7 @@ func (c *conn) writeLoop() {
 			break
 		}
 	}
-	// The peer is gone or stuck: no close frame can follow a frame
-	// written in part.
+	// The peer is gone or stuck: no close frame can follow a frame written in part.
 	c.stop(closeNormal, "")
 	c.closeSocket()
 	close(c.done)
@@ -247,8 +246,8 @@ func (c *conn) writeLoop() {
 // batchPool holds the buffers batches are encoded in, so an idle connection holds none.
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// writeQueued writes, in one write with one deadline, the pong owed, the ping due, every
-// queued message, then the frames in last. Only the writer calls it.
+// writeQueued writes, in one write with one deadline, the pong owed, the ping due, every queued
+// message, then the frames in last. Only the writer calls it.
 func (c *conn) writeQueued(last []byte) error {
 	c.qmu.Lock()
 	msgs, pong, ping := c.queue, c.pong, c.ping
@@ -285,8 +284,8 @@ func (c *conn) writeRaw(b []byte) error {
 	return err
 }
 
-// close ends the connection with c.code: on shutdown it flushes the queue first, with the
-// close frame after it; then it waits briefly for the peer's close frame and closes the socket.
+// close ends the connection with c.code: on shutdown it flushes the queue first, with the close
+// frame after it; then it waits briefly for the peer's close frame and closes the socket.
 func (c *conn) close() {
 	// The reason is a short ASCII text of ours: it fits the 123 bytes.
 	p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
@@ -326,8 +325,8 @@ func deadline(d time.Duration) time.Time {
 	return time.Now().Add(d)
 }
 
-// appendFrame appends one unfragmented server frame (RFC 6455, section 5.2): FIN and the
-// opcode, the payload length in 7, 16 or 64 bits, no mask.
+// appendFrame appends one unfragmented server frame (RFC 6455, section 5.2): FIN and the opcode,
+// the payload length in 7, 16 or 64 bits, no mask.
 func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	b = append(b, 0x80|opcode)
 	switch n := len(payload); {
@@ -341,8 +340,8 @@ func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// closeError means the peer sent something the connection cannot go on after: it is closed
-// with Code, and Reason goes in the close frame.
+// closeError means the peer sent something the connection cannot go on after: it is closed with
+// Code, and Reason goes in the close frame.
 type closeError struct {
 	Code   int
 	Reason string
@@ -353,9 +352,9 @@ func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %
 var errPeerClosed = errors.New("websocket: closed by the peer")
 
 // messageReader reassembles whole messages from a server-side connection's frames. x/net's
-// Message.Receive hands out each frame of a fragmented message as a message of its own and
-// leaves control frames to a handler that writes pongs from the reading goroutine; this
-// reader does neither.
+// Message.Receive hands out each frame of a fragmented message as a message of its own and leaves
+// control frames to a handler that writes pongs from the reading goroutine; this reader does
+// neither.
 type messageReader struct {
 	ws         *websocket.Conn
 	br         *bufio.Reader // under ws, to peek at a frame's raw length
@@ -366,10 +365,9 @@ type messageReader struct {
 	peerClosed bool      // the peer's close frame has been read
 }
 
-// next reads the next frame's header: fin, reserved bits and mask from its first bytes, the
-// payload length from x/net's header and frame lengths. x/net clears the top bit of a 64-bit
-// length, which RFC 6455 requires to be 0: the peek sees it first, reading no further than
-// x/net is about to.
+// next reads the next frame's header: fin, reserved bits and mask from its first bytes, the payload
+// length from x/net's header and frame lengths. x/net clears the top bit of a 64-bit length, which
+// RFC 6455 requires to be 0: the peek sees it first, reading no further than x/net is about to.
 func (r *messageReader) next() (fin bool, op byte, n int, err error) {
 	if h, _ := r.br.Peek(3); len(h) == 3 && h[1]&0x7f == 127 && h[2]&0x80 != 0 {
 		return false, 0, 0, &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
@@ -395,9 +393,9 @@ func (r *messageReader) next() (fin bool, op byte, n int, err error) {
 	return h[0]&0x80 != 0, h[0] & 0x0f, f.Len() - hn, nil
 }
 
-// read returns the next whole text message, valid until the next call. A *closeError says how
-// to close the connection; errPeerClosed that the peer closed it; any other error is the
-// connection's own.
+// read returns the next whole text message, valid until the next call. A *closeError says how to
+// close the connection; errPeerClosed that the peer closed it; any other error is the connection's
+// own.
 func (r *messageReader) read() ([]byte, error) {
 	if cap(r.buf) > keepBuffer {
 		r.buf = nil
@@ -493,9 +491,9 @@ func checkClose(p []byte) error {
 	return nil
 }
 
-// hijacker hands x/net a connection whose read deadline moves on whenever bytes arrive, so
-// pongs and other control frames count as traffic. It keeps the connection hijacked, for the
-// writer, and the reader x/net reads frames from, for the peek at raw lengths.
+// hijacker hands x/net a connection whose read deadline moves on whenever bytes arrive, so pongs
+// and other control frames count as traffic. It keeps the connection hijacked, for the writer, and
+// the reader x/net reads frames from, for the peek at raw lengths.
 type hijacker struct {
 	http.ResponseWriter
 	idle time.Duration
@@ -511,8 +509,8 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// The deadline net/http set for reading the request is no WebSocket's.
 	nc.SetReadDeadline(deadline(w.idle))
-	// net/http's reader already buffers: this one only has to take frame headers a byte at a
-	// time without a call each.
+	// net/http's reader already buffers: this one only has to take frame headers a byte at a time
+	// without a call each.
 	w.nc, w.r, w.br = nc, rw.Reader, bufio.NewReaderSize(w, 128)
 	return nc, bufio.NewReadWriter(w.br, rw.Writer), nil
 }

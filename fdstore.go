@@ -19,14 +19,12 @@ import (
 	"unicode/utf8"
 )
 
-// fileStore writes room membership under a data directory, in rooms/, one
-// file per room, one connection id per line, in joining order: the FdStore
-// of the TarsPHP demo, for operators and tools. It keeps no index of its
-// own: a flusher asks the hub for each changed room's members and rewrites
-// its file atomically (a temporary file in the same directory, then a
-// rename) at most every flushEvery, so joins and leaves never wait for the
-// disk and a reader always sees a whole file. Room history is saved in
-// history/ at shutdown and loaded at start.
+// fileStore writes room membership under a data directory, in rooms/, one file per room, one
+// connection id per line, in joining order: the FdStore of the TarsPHP demo, for operators and
+// tools. It keeps no index of its own: a flusher asks the hub for each changed room's members and
+// rewrites its file atomically (a temporary file in the same directory, then a rename) at most
+// every flushEvery, so joins and leaves never wait for the disk and a reader always sees a whole
+// file. Room history is saved in history/ at shutdown and loaded at start.
 type fileStore struct {
 	dir, historyDir string
 	members         func(room string) []string
@@ -50,8 +48,8 @@ const (
 	maxSavedFrom   = 256     // longest sender accepted from a history file
 )
 
-// newFileStore opens the store under dataDir and removes the room files an
-// earlier process left: they name connections that no longer exist.
+// newFileStore opens the store under dataDir and removes the room files an earlier process left:
+// they name connections that no longer exist.
 func newFileStore(dataDir string, members func(room string) []string, log *slog.Logger) (*fileStore, error) {
 	dir := filepath.Join(dataDir, "rooms")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -87,10 +85,9 @@ func (f *fileStore) mark(rooms ...string) {
 	notify(f.wake)
 }
 
-// Flush writes every changed room's file now; an empty room has none. A
-// file that is not the store's own (it does not parse) is reported and
-// replaced; a file that cannot be written is reported, and written again at
-// the room's next change.
+// Flush writes every changed room's file now; an empty room has none. A file that is not the
+// store's own (it does not parse) is reported and replaced; a file that cannot be written is
+// reported, and written again at the room's next change.
 func (f *fileStore) Flush() error {
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
@@ -138,8 +135,8 @@ func (f *fileStore) flusher() {
 	}
 }
 
-// Close stops the flusher and writes what is left, unless ctx ends first.
-// A second Close only flushes.
+// Close stops the flusher and writes what is left, unless ctx ends first. A second Close only
+// flushes.
 func (f *fileStore) Close(ctx context.Context) error {
 	f.stop.Do(func() { close(f.quit) })
 	flushed := make(chan error, 1)
@@ -174,8 +171,8 @@ func readIDs(path string) ([]string, error) {
 	return ids, nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path and renames it
-// over path; durable also syncs the data to disk before the rename.
+// writeFileAtomic writes data to a temporary file next to path and renames it over path; durable
+// also syncs the data to disk before the rename.
 func writeFileAtomic(path string, data []byte, durable bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix)
 	if err != nil {
@@ -198,12 +195,11 @@ func writeFileAtomic(path string, data []byte, durable bool) error {
 	return nil
 }
 
-// roomFileName maps any room name to a distinct, safe file name (without
-// extension): a single path element that is never "." or "..", holds no
-// separator or NUL, and stays distinct on case-insensitive file systems.
-// Letters a-z, digits, '-' and '_' stay; every other byte becomes %XX with
-// upper-case hex. Names whose escaped form is long use a SHA-256 digest
-// instead, under a different prefix so the two forms never meet.
+// roomFileName maps any room name to a distinct, safe file name (without extension): a single path
+// element that is never "." or "..", holds no separator or NUL, and stays distinct on
+// case-insensitive file systems. Letters a-z, digits, '-' and '_' stay; every other byte becomes
+// %XX with upper-case hex. Names whose escaped form is long use a SHA-256 digest instead, under a
+// different prefix so the two forms never meet.
 func roomFileName(room string) string {
 	const maxEscaped = 200 // file names are limited to 255 bytes
 	var b strings.Builder
@@ -223,8 +219,7 @@ func roomFileName(room string) string {
 	return b.String()
 }
 
-// historyFile is one room's saved history, in a file named like its room
-// file.
+// historyFile is one room's saved history, in a file named like its room file.
 type historyFile struct {
 	Room     string         `json:"room"`
 	Messages []historyEntry `json:"messages"`
@@ -236,10 +231,9 @@ type historyEntry struct {
 	Text string    `json:"text"`
 }
 
-// saveHistory writes every room's history atomically, msgs room by room,
-// and removes the files of rooms that no longer have any. A message whose
-// time JSON cannot hold is left out, so that it cannot cost its room's
-// whole history.
+// saveHistory writes every room's history atomically, msgs room by room, and removes the files of
+// rooms that no longer have any. A message whose time JSON cannot hold is left out, so that it
+// cannot cost its room's whole history.
 func (f *fileStore) saveHistory(msgs []event) error {
 	files := make(map[string]*historyFile)
 	skipped := 0
@@ -281,16 +275,15 @@ func (f *fileStore) saveHistory(msgs []event) error {
 	return nil
 }
 
-// loadHistory reads saved history, room by room, the rooms whose last
-// message is the oldest first. A bad file or message is logged and skipped:
-// losing one room's history must not stop the server.
+// loadHistory reads saved history, room by room, the rooms whose last message is the oldest first.
+// A bad file or message is logged and skipped: losing one room's history must not stop the server.
 func (f *fileStore) loadHistory(s *Settings) ([]event, error) {
 	entries, err := os.ReadDir(f.historyDir)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("load history: %w", err)
 	}
-	// The largest file a save can write with these settings: every string
-	// escaped at most maxEscape times.
+	// The largest file a save can write with these settings: every string escaped at most maxEscape
+	// times.
 	limit := int64(maxEscape*(s.History*(s.MaxMessage+maxSavedFrom+historyEntryOverhead)+s.MaxRoomName) + 1024)
 	var rooms [][]event
 	for _, e := range entries {
@@ -331,8 +324,8 @@ func (f *fileStore) loadHistory(s *Settings) ([]event, error) {
 	return slices.Concat(rooms...), nil
 }
 
-// readHistoryFile reads a history file whose name is name, if its size,
-// name and room are what a save writes.
+// readHistoryFile reads a history file whose name is name, if its size, name and room are what a
+// save writes.
 func readHistoryFile(path, name string, limit int64, s *Settings) (h historyFile, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {

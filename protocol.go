@@ -16,12 +16,10 @@ import (
 	"unicode/utf8"
 )
 
-// The browser protocol: text frames "cmd|data", split at the first "|".
-// Replies go to the sender only; pushes go to every receiver.
-// subscribe, unsubscribe and history take a room name, or a JSON object
-// {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken);
-// data that starts with "{" is always that object. sendByRoom's object may
-// carry "token" too: a write token.
+// The browser protocol: text frames "cmd|data", split at the first "|". Replies go to the sender
+// only; pushes go to every receiver. subscribe, unsubscribe and history take a room name, or a JSON
+// object {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken); data that starts
+// with "{" is always that object. sendByRoom's object may carry "token" too: a write token.
 const (
 	cmdSubscribe   = "subscribe"
 	cmdUnsubscribe = "unsubscribe"
@@ -49,9 +47,8 @@ type commandError struct{ Cmd, Msg string }
 func (e *commandError) Error() string { return e.Cmd + ": " + e.Msg }
 func (e *commandError) reply() string { return "Error: " + e.Error() }
 
-// parseCommand parses one frame. It never fails on an unknown command (that
-// has Name ""); it fails with a *commandError on a known command whose data
-// is malformed or breaks a limit in s.
+// parseCommand parses one frame. It never fails on an unknown command (that has Name ""); it fails
+// with a *commandError on a known command whose data is malformed or breaks a limit in s.
 func parseCommand(frame string, s *Settings) (command, error) {
 	name, data, _ := strings.Cut(frame, "|")
 	cmd := command{Name: name}
@@ -117,9 +114,8 @@ func checkRoom(room string, s *Settings) error {
 	return nil
 }
 
-// checkMessage reports what is wrong with a pushed message, if anything.
-// Text frames must be valid UTF-8 (RFC 6455): browsers drop a connection
-// that gets anything else.
+// checkMessage reports what is wrong with a pushed message, if anything. Text frames must be valid
+// UTF-8 (RFC 6455): browsers drop a connection that gets anything else.
 func checkMessage(msg *string, s *Settings) error {
 	switch {
 	case msg == nil || *msg == "":
@@ -132,9 +128,8 @@ func checkMessage(msg *string, s *Settings) error {
 	return nil
 }
 
-// JSON escaping grows a string at most maxEscape times (a control character
-// becomes \u00XX); frameOverhead bounds the rest of a json frame: field
-// names, kind, time and a sender id.
+// JSON escaping grows a string at most maxEscape times (a control character becomes \u00XX);
+// frameOverhead bounds the rest of a json frame: field names, kind, time and a sender id.
 const (
 	maxEscape     = 6
 	frameOverhead = 1024
@@ -177,8 +172,8 @@ func (c *conn) handle(frame string) {
 	case cmdPing:
 		c.reply(name, "", "pong", nil)
 	case cmdHistory:
-		// Paced: each message waits for room in the queue, so that a long
-		// history never overflows it. The reader waits meanwhile.
+		// Paced: each message waits for room in the queue, so that a long history never overflows
+		// it. The reader waits meanwhile.
 		hist := h.History(cmd.Room)
 		for _, ev := range hist {
 			ev.Kind = kindHistory
@@ -218,8 +213,8 @@ func cmdName(frame string) string {
 	return name
 }
 
-// reply answers a command on this connection only: text, or with err
-// "Error: cmd: msg". The format command's reply tells the page its id.
+// reply answers a command on this connection only: text, or with err "Error: cmd: msg". The format
+// command's reply tells the page its id.
 func (c *conn) reply(cmd, room, text string, err error) {
 	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now()}
 	if cmd == cmdFormat {
@@ -258,10 +253,9 @@ const (
 	fromTars = "tars"
 )
 
-// encode returns the frame for a connection in json or text format. Text
-// format is the bare text, as the demo's pages expect; it is made valid
-// UTF-8, as json format is by the encoder. Json frames leave <, > and & as
-// they are: escaping them would make a frame six times longer for nothing.
+// encode returns the frame for a connection in json or text format. Text format is the bare text,
+// as the demo's pages expect; it is made valid UTF-8, as json format is by the encoder. Json frames
+// leave <, > and & as they are: escaping them would make a frame six times longer for nothing.
 func (e event) encode(jsonFormat bool) []byte {
 	if !jsonFormat {
 		return []byte(strings.ToValidUTF8(e.Text, "\uFFFD"))
@@ -278,8 +272,7 @@ func (e event) encode(jsonFormat bool) []byte {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-// frames is one message encoded in both formats before it reaches the hub,
-// however many receive it.
+// frames is one message encoded in both formats before it reaches the hub, however many receive it.
 type frames struct {
 	ev         event
 	text, json []byte
@@ -287,8 +280,8 @@ type frames struct {
 
 func newFrames(ev event) frames { return frames{ev, ev.encode(false), ev.encode(true)} }
 
-// tokenBucket allows rate events per second on average and burst at once.
-// It is used by one goroutine only. A rate <= 0 allows everything.
+// tokenBucket allows rate events per second on average and burst at once. It is used by one
+// goroutine only. A rate <= 0 allows everything.
 type tokenBucket struct {
 	rate, burst, tokens float64
 	last                time.Time
@@ -314,10 +307,9 @@ func (b *tokenBucket) take(now time.Time, n float64) bool {
 	return true
 }
 
-// RoomToken returns a token that lets its holder join room and read its
-// history until expiry, and with write also send to it (sendByRoom):
-// "<expiry unix seconds>.<hex HMAC-SHA256(secret, room|expiry[|write])>".
-// Browsers send it as subscribe|{"roomNum":"room1","token":"..."}.
+// RoomToken returns a token that lets its holder join room and read its history until expiry, and
+// with write also send to it (sendByRoom): "<expiry unix seconds>.<hex HMAC-SHA256(secret,
+// room|expiry[|write])>". Browsers send it as subscribe|{"roomNum":"room1","token":"..."}.
 func RoomToken(secret, room string, expiry time.Time, write bool) string {
 	exp := strconv.FormatInt(expiry.Unix(), 10)
 	return exp + "." + hex.EncodeToString(roomMAC(secret, room, exp, write))
@@ -332,9 +324,8 @@ func roomMAC(secret, room, exp string, write bool) []byte {
 	return m.Sum(nil)
 }
 
-// checkRoomToken reports what is wrong with token as a pass to room at time
-// now, if anything: a read or a write token lets one read, only a write
-// token lets one write.
+// checkRoomToken reports what is wrong with token as a pass to room at time now, if anything: a
+// read or a write token lets one read, only a write token lets one write.
 func checkRoomToken(secret, room, token string, now time.Time, write bool) error {
 	if token == "" {
 		return errors.New("room token required")

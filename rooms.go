@@ -17,9 +17,8 @@ import (
 	"time"
 )
 
-// History memory is bounded however many rooms receive messages: past these
-// limits the history of the rooms whose last message is the oldest is
-// forgotten.
+// History memory is bounded however many rooms receive messages: past these limits the history of
+// the rooms whose last message is the oldest is forgotten.
 const (
 	maxHistoryRooms      = 10000
 	maxHistoryBytes      = 64 << 20 // every field of every message, all rooms together
@@ -36,10 +35,9 @@ type hubOptions struct {
 	Log   *slog.Logger
 }
 
-// Hub is the one index of rooms and connections. Delivery reads only
-// memory; the room files are written behind from it. Under its lock the
-// hub only queues: each connection's enqueue never blocks, and messages for
-// the other nodes wait in the outbox for the cluster to take.
+// Hub is the one index of rooms and connections. Delivery reads only memory; the room files are
+// written behind from it. Under its lock the hub only queues: each connection's enqueue never
+// blocks, and messages for the other nodes wait in the outbox for the cluster to take.
 type Hub struct {
 	live  *live
 	store *fileStore // nil: no room files, history in memory only
@@ -66,15 +64,15 @@ type Hub struct {
 	messagesIn, messagesOut, dropped atomic.Uint64
 }
 
-// relayItem is a message for the other nodes; ack, if not nil, waits for
-// their counts and holds one count the taker answers.
+// relayItem is a message for the other nodes; ack, if not nil, waits for their counts and holds one
+// count the taker answers.
 type relayItem struct {
 	f   frames
 	ack *peerAck
 }
 
-// newHub returns a hub. With a data directory, history saved there by an
-// earlier Shutdown is loaded, and Shutdown saves it again.
+// newHub returns a hub. With a data directory, history saved there by an earlier Shutdown is
+// loaded, and Shutdown saves it again.
 func newHub(o hubOptions) (*Hub, error) {
 	h := &Hub{
 		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()), idTag: connIDTag(),
@@ -105,15 +103,15 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
-// connIDTag returns 5 random letters and digits (base32) that end every
-// connection id of this process ("c7.k3f9q"), so that ids from different
-// nodes, or from before a restart, never meet in one room.
+// connIDTag returns 5 random letters and digits (base32) that end every connection id of this
+// process ("c7.k3f9q"), so that ids from different nodes, or from before a restart, never meet in
+// one room.
 func connIDTag() string { return strings.ToLower(rand.Text()[:5]) }
 
 func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
 
-// checkID reports whether id looks like a connection id: "c<N>" with an
-// optional ".<tag>" of lower-case letters and digits.
+// checkID reports whether id looks like a connection id: "c<N>" with an optional ".<tag>" of
+// lower-case letters and digits.
 func checkID(id string) error {
 	num, tag, dotted := strings.Cut(id, ".")
 	ok := len(num) > 1 && num[0] == 'c' && (!dotted || tag != "")
@@ -217,8 +215,8 @@ func (h *Hub) joined(c *conn) []string {
 	return slices.Sorted(maps.Keys(c.rooms))
 }
 
-// PushRoom sends text to every member of room and records it in the room's
-// history. It returns how many connections on this node accepted it.
+// PushRoom sends text to every member of room and records it in the room's history. It returns how
+// many connections on this node accepted it.
 func (h *Hub) PushRoom(room, text, from string) int {
 	return h.Deliver(newFrames(event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}), nil)
 }
@@ -226,11 +224,10 @@ func (h *Hub) PushRoom(room, text, from string) int {
 // PushAll sends text to every connection.
 func (h *Hub) PushAll(text, from string) int { return h.PushRoom("", text, from) }
 
-// Deliver sends a message to this node's connections, keeping its from and
-// time: to the members of its room, and into the room's history, or to
-// every connection when the room is "". With Relay it also goes to the
-// outbox, in this order; ack waits there for the other nodes' counts. It
-// returns how many connections on this node accepted the message.
+// Deliver sends a message to this node's connections, keeping its from and time: to the members of
+// its room, and into the room's history, or to every connection when the room is "". With Relay it
+// also goes to the outbox, in this order; ack waits there for the other nodes' counts. It returns
+// how many connections on this node accepted the message.
 func (h *Hub) Deliver(f frames, ack *peerAck) int { return h.deliver(f, h.relay, ack) }
 
 // DeliverLocal is Deliver for a message from another node: never relayed.
@@ -274,8 +271,7 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 // Relayed has a token when TakeRelayed has something.
 func (h *Hub) Relayed() <-chan struct{} { return h.relayed }
 
-// TakeRelayed empties the outbox: this node's messages since the last
-// call, in delivery order.
+// TakeRelayed empties the outbox: this node's messages since the last call, in delivery order.
 func (h *Hub) TakeRelayed() []relayItem {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -316,8 +312,8 @@ func (h *Hub) remember(ev event) {
 	for len(rh.msgs) > max {
 		h.dropOldest(rh)
 	}
-	// Over the bounds, forget the rooms least recently written to; if this
-	// room alone is over, its oldest messages.
+	// Over the bounds, forget the rooms least recently written to; if this room alone is over, its
+	// oldest messages.
 	for h.historyBytes > maxHistoryBytes || len(h.history) > maxHistoryRooms {
 		old := h.recent.Back().Value.(*roomHistory)
 		if old != rh {
@@ -358,8 +354,8 @@ type hubCounts struct {
 	Dropped     uint64         `json:"dropped"` // connections closed as too slow
 }
 
-// Counts returns the hub's counters. MessagesIn counts pushes from any
-// source, MessagesOut frames written to connections.
+// Counts returns the hub's counters. MessagesIn counts pushes from any source, MessagesOut frames
+// written to connections.
 func (h *Hub) Counts() hubCounts {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -376,8 +372,7 @@ func (h *Hub) Counts() hubCounts {
 	return st
 }
 
-// queueDepth returns the frames and bytes waiting in every connection's
-// outgoing queue.
+// queueDepth returns the frames and bytes waiting in every connection's outgoing queue.
 func (h *Hub) queueDepth() (frames, bytes int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -390,8 +385,7 @@ func (h *Hub) queueDepth() (frames, bytes int64) {
 	return frames, bytes
 }
 
-// Kick closes every member of room with code and reason; it returns how
-// many.
+// Kick closes every member of room with code and reason; it returns how many.
 func (h *Hub) Kick(room string, code int, reason string) int {
 	h.mu.Lock()
 	members := slices.Collect(maps.Keys(h.rooms[room]))
@@ -405,8 +399,7 @@ func (h *Hub) Kick(room string, code int, reason string) int {
 	return n
 }
 
-// pingLoop has every connection's writer send a ping every d until the hub
-// shuts down.
+// pingLoop has every connection's writer send a ping every d until the hub shuts down.
 func (h *Hub) pingLoop(d time.Duration) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -424,9 +417,8 @@ func (h *Hub) pingLoop(d time.Duration) {
 	}
 }
 
-// Shutdown stops accepting connections, lets every writer flush its queue
-// until ctx ends, closes every connection with 1001, writes the room files
-// and saves the history.
+// Shutdown stops accepting connections, lets every writer flush its queue until ctx ends, closes
+// every connection with 1001, writes the room files and saves the history.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -441,8 +433,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.stop(closeGoingAway, "")
 	}
-	// Wait until every connection has flushed, closed and left its rooms,
-	// so that the room files are empty when Shutdown returns.
+	// Wait until every connection has flushed, closed and left its rooms, so that the room files
+	// are empty when Shutdown returns.
 	flushed := make(chan struct{})
 	go func() {
 		h.serving.Wait()
