@@ -18,13 +18,13 @@ import (
 	"golang.org/x/net/websocket"
 )
 
-// One WebSocket connection, end to end. The settings give its deadlines
-// (idle-timeout, write-timeout) and queue bounds; these are fixed.
+// One WebSocket connection, end to end. The settings give its deadlines and queue bounds.
 const (
 	closeGrace        = time.Second // a closing connection waits this long for the peer's close frame
 	maxControlPayload = 125         // longest payload of a close, ping or pong frame
 	keepBuffer        = 4 << 10     // largest message buffer kept between messages
 	maxPooledBatch    = 64 << 10    // largest batch buffer kept for reuse
+	abuseFactor       = 5           // bursts of refused commands before a connection is closed
 )
 
 // WebSocket close codes the server sends (RFC 6455, section 7.4.1).
@@ -50,36 +50,29 @@ const (
 	opPong         = 0xa
 )
 
-// conn is one WebSocket connection: one reader (serve's goroutine), one
-// writer, and a bounded queue between the hub and the writer. The writer is
-// the only one to write to nc: messages, pongs, pings and the close frame.
-// It runs only while there is something to write, so an idle connection has
-// one goroutine.
+// conn is one WebSocket connection: a reader (x/net's goroutine), a writer, the only one to write
+// to nc, and a bounded queue between the hub and the writer. The writer runs only while there is
+// something to write, so an idle connection has one goroutine.
 type conn struct {
 	hub  *Hub
-	set  *Settings       // in force when the connection opened
-	id   string          // "c<N>.<tag>", unique across nodes and restarts
-	ws   *websocket.Conn // for reading frames
-	nc   net.Conn        // the connection under ws, for writing
-	br   *bufio.Reader   // what x/net reads frames from
-	json atomic.Bool     // frames in json format
+	set  *Settings   // in force when the connection opened
+	id   string      // "c<N>.<tag>", unique across nodes and restarts
+	nc   net.Conn    // the connection under x/net's, for writing
+	json atomic.Bool // frames in json format
 
 	qmu     sync.Mutex
-	queue   [][]byte // messages for the writer
-	pong    []byte   // payload of a ping to answer; nil: none
-	ping    bool     // a ping is due
-	writing bool     // a writer runs; once the writer has ended, for good
-	spare   [][]byte // the writer's last batch, emptied, reused as the queue
-
-	send    chan struct{} // a token per queued message: the bound, and the depth
-	queued  atomic.Int64  // bytes in queue
+	queue   [][]byte      // messages for the writer
+	queued  int           // bytes in queue
+	pong    []byte        // payload of a ping to answer; nil: none
+	ping    bool          // a ping is due
+	writing bool          // a writer runs; once the writer has ended, for good
+	spare   [][]byte      // the writer's last batch, emptied, reused as the queue
 	drained chan struct{} // has a token when the writer has taken messages off
 
 	rooms  map[string]struct{} // guarded by hub.mu
 	budget tokenBucket         // bytes sent to others; the reader owns it
 
-	stopOnce sync.Once
-	closing  atomic.Bool
+	closing  atomic.Bool   // set once, by the first stop
 	code     int           // close code, set before quit is closed
 	reason   string        // close reason, set with code
 	quit     chan struct{} // closed to make the writer close the connection
@@ -87,15 +80,14 @@ type conn struct {
 	done     chan struct{} // closed when the writer has returned
 }
 
-// serveConn upgrades r (x/net does the handshake, check judges the origin)
-// and runs the connection until it ends.
+// serveConn upgrades r (x/net does the handshake, check judges the origin) and runs the connection
+// until it ends.
 func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error) {
 	s := h.live.get()
 	hj := &hijacker{ResponseWriter: w, idle: s.IdleTimeout}
 	websocket.Server{Handshake: check, Handler: func(ws *websocket.Conn) {
 		c := &conn{
-			hub: h, set: s, id: h.newID(), ws: ws, nc: hj.nc, br: hj.br,
-			send:     make(chan struct{}, s.QueueMessages),
+			hub: h, set: s, id: h.newID(), nc: hj.nc,
 			drained:  make(chan struct{}, 1),
 			rooms:    make(map[string]struct{}),
 			budget:   newTokenBucket(float64(s.SendRate), s.QueueBytes/2),
@@ -109,7 +101,7 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 			return
 		}
 		defer h.serving.Done()
-		c.readLoop()
+		c.readLoop(&messageReader{ws: ws, br: hj.br, limit: s.MaxMessage, ping: c.queuePong})
 		close(c.readDone)
 		c.stop(closeNormal, "")
 		h.unregister(c)
@@ -117,13 +109,14 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	}}.ServeHTTP(hj, r)
 }
 
-// readLoop reads commands until the peer closes the connection or it
-// fails; once closing, it reads on, ignoring commands, until the peer's
-// close frame arrives or the writer gives up.
-func (c *conn) readLoop() {
+// readLoop reads commands until the peer closes the connection or it fails; once closing, it reads
+// on, ignoring commands, until the peer's close frame arrives or the writer gives up. Refused
+// commands are metered too, forgiven at the command rate: a client that merely sends too fast is
+// slowed down, one that keeps flooding (abuseFactor bursts more) is closed.
+func (c *conn) readLoop(mr *messageReader) {
 	s := c.set
-	mr := newMessageReader(c.ws, c.br, s.MaxMessage, c.queuePong)
-	limit := newCommandLimiter(s)
+	commands := newTokenBucket(s.CommandRate, s.CommandBurst)
+	refusals := newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst)
 	for {
 		c.nc.SetReadDeadline(deadline(s.IdleTimeout))
 		msg, err := mr.read()
@@ -141,43 +134,37 @@ func (c *conn) readLoop() {
 		if c.closing.Load() {
 			continue
 		}
-		switch ok, abuse := limit.check(time.Now()); {
-		case abuse:
-			if c.stop(closePolicy, "too many commands over the rate limit") {
-				c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
-			}
-		case !ok:
-			c.replyErr(cmdName(string(msg)), errRateLimited)
-		default:
+		switch now := time.Now(); {
+		case commands.take(now, 1):
 			c.handle(string(msg))
+		case refusals.take(now, 1):
+			c.reply(cmdName(string(msg)), "", "", errors.New("rate limit exceeded"))
+		case c.stop(closePolicy, "too many commands over the rate limit"):
+			c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
 		}
 	}
 }
 
-// enqueue queues b for the writer without blocking. A full queue means the
-// peer does not keep up: it is closed with 4000 and others go on.
+// enqueue queues b for the writer without blocking. A full queue means the peer does not keep up:
+// it is closed with 4000 and others go on.
 func (c *conn) enqueue(b []byte) bool {
-	if c.closing.Load() {
-		return false
-	}
-	if c.queued.Add(int64(len(b))) <= int64(c.set.QueueBytes) {
-		select {
-		case c.send <- struct{}{}:
-			c.signal(func() { c.queue = append(c.queue, b) })
-			return true
-		default:
+	ok, n := false, 0
+	c.signal(func() {
+		ok = !c.closing.Load() && len(c.queue) < c.set.QueueMessages && c.queued+len(b) <= c.set.QueueBytes
+		if ok {
+			c.queue = append(c.queue, b)
+			c.queued += len(b)
 		}
-	}
-	c.queued.Add(-int64(len(b)))
-	if c.stop(closeSlow, "") {
+		n = len(c.queue)
+	})
+	if !ok && c.stop(closeSlow, "") {
 		c.hub.dropped.Add(1)
-		c.hub.log.Warn("closing slow connection", "id", c.id, "queued", len(c.send))
+		c.hub.log.Warn("closing slow connection", "id", c.id, "queued", n)
 	}
-	return false
+	return ok
 }
 
-// signal runs add under the queue's lock, then starts the writer unless it
-// runs.
+// signal runs add under the queue's lock, then starts the writer unless it runs.
 func (c *conn) signal(add func()) {
 	c.qmu.Lock()
 	add()
@@ -189,35 +176,32 @@ func (c *conn) signal(add func()) {
 	}
 }
 
-// queuePong hands a ping's payload to the writer. If a pong is already
-// waiting, it answers this ping instead: RFC 6455 wants the latest one.
+// queuePong hands a ping's payload to the writer. If a pong is already waiting, it answers this
+// ping instead: RFC 6455 wants the latest one.
 func (c *conn) queuePong(p []byte) { c.signal(func() { c.pong = append([]byte{}, p...) }) }
 
-// queuePing has the writer send a ping.
 func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
 
-// stop asks the writer to close the connection with code and reason. Only
-// the first call counts; it reports whether this was it.
-func (c *conn) stop(code int, reason string) (first bool) {
-	c.stopOnce.Do(func() {
-		c.code, c.reason = code, reason
-		c.closing.Store(true)
-		close(c.quit)
-		first = true
-	})
-	if first {
-		c.signal(func() {}) // the writer sends the close frame
+// stop asks the writer to close the connection with code and reason. Only the first call counts; it
+// reports whether this was it.
+func (c *conn) stop(code int, reason string) bool {
+	if !c.closing.CompareAndSwap(false, true) {
+		return false
 	}
-	return first
+	c.code, c.reason = code, reason
+	close(c.quit)
+	c.signal(func() {}) // the writer sends the close frame
+	return true
 }
 
-// waitRoom waits until n more bytes keep the queue at most half full (the
-// rest is for live messages), or the queue is empty. It reports false if
-// the connection closes first.
+// waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
+// messages), or the queue is empty. It reports false if the connection closes first.
 func (c *conn) waitRoom(n int) bool {
 	for {
-		q := c.queued.Load()
-		if q == 0 || q+int64(n) <= int64(c.set.QueueBytes/2) && len(c.send) < cap(c.send)/2 {
+		c.qmu.Lock()
+		q, ok := c.queued, c.queued+n <= c.set.QueueBytes/2 && len(c.queue) < c.set.QueueMessages/2
+		c.qmu.Unlock()
+		if q == 0 || ok {
 			return !c.closing.Load()
 		}
 		select {
@@ -228,64 +212,48 @@ func (c *conn) waitRoom(n int) bool {
 	}
 }
 
-// writeLoop writes until nothing is queued, then returns; signal starts it
-// again. Once the connection is stopping it closes it and ends for good.
+// writeLoop writes until nothing is queued, then returns; signal starts it again. Once the
+// connection is stopping it closes it and ends for good.
 func (c *conn) writeLoop() {
 	for {
+		c.qmu.Lock()
+		// stop closes quit before it signals: seen here, or the signal finds no writer and starts
+		// one.
 		select {
 		case <-c.quit:
+			c.qmu.Unlock()
 			c.close()
 			close(c.done)
 			return
 		default:
 		}
-		c.qmu.Lock()
 		if len(c.queue) == 0 && c.pong == nil && !c.ping {
-			// stop closes quit before it signals: seen here, or the
-			// signal finds no writer and starts one.
-			select {
-			case <-c.quit:
-			default:
-				c.writing = false
-				c.qmu.Unlock()
-				return
-			}
-		}
-		c.qmu.Unlock()
-		if err := c.writeQueued(nil); err != nil {
-			// The peer is gone or stuck: no close frame can follow a
-			// frame written in part.
-			c.stop(closeNormal, "")
-			c.closeSocket()
-			close(c.done)
+			c.writing = false
+			c.qmu.Unlock()
 			return
 		}
+		c.qmu.Unlock()
+		if c.writeQueued(nil) != nil {
+			break
+		}
 	}
+	// The peer is gone or stuck: no close frame can follow a frame written in part.
+	c.stop(closeNormal, "")
+	c.closeSocket()
+	close(c.done)
 }
 
-// batchPool holds the buffers batches are encoded in, so an idle connection
-// holds none.
+// batchPool holds the buffers batches are encoded in, so an idle connection holds none.
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// writeQueued writes, in one write with one deadline, the pong owed, the
-// ping due, every queued message, then the frames in last. Only the writer
-// calls it.
+// writeQueued writes, in one write with one deadline, the pong owed, the ping due, every queued
+// message, then the frames in last. Only the writer calls it.
 func (c *conn) writeQueued(last []byte) error {
 	c.qmu.Lock()
 	msgs, pong, ping := c.queue, c.pong, c.ping
-	c.queue, c.spare, c.pong, c.ping = c.spare, nil, nil, false
+	c.queue, c.queued, c.spare, c.pong, c.ping = c.spare, 0, nil, nil, false
 	c.qmu.Unlock()
-	var n int64
-	for _, m := range msgs {
-		<-c.send
-		n += int64(len(m))
-	}
-	c.queued.Add(-n)
-	select {
-	case c.drained <- struct{}{}:
-	default:
-	}
-
+	notify(c.drained)
 	bp := batchPool.Get().(*[]byte)
 	buf := (*bp)[:0]
 	if pong != nil {
@@ -310,35 +278,26 @@ func (c *conn) writeQueued(last []byte) error {
 	return err
 }
 
-// writeRaw writes encoded frames to the connection with a deadline.
 func (c *conn) writeRaw(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
 	c.nc.SetWriteDeadline(deadline(c.set.WriteTimeout))
 	_, err := c.nc.Write(b)
 	return err
 }
 
-// close ends the connection with c.code: on shutdown it flushes the queue
-// first, with the close frame after it; then it waits briefly for the peer's
-// close frame and closes the socket.
+// close ends the connection with c.code: on shutdown it flushes the queue first, with the close
+// frame after it; then it waits briefly for the peer's close frame and closes the socket.
 func (c *conn) close() {
 	// The reason is a short ASCII text of ours: it fits the 123 bytes.
 	p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
 	frame := appendFrame(nil, opClose, append(p, c.reason...))
-	var err error
+	write := c.writeRaw
 	if c.code == closeGoingAway {
-		err = c.writeQueued(frame)
-	} else {
-		err = c.writeRaw(frame)
+		write = c.writeQueued
 	}
-	if err == nil {
-		t := time.NewTimer(closeGrace)
-		defer t.Stop()
+	if write(frame) == nil {
 		select {
 		case <-c.readDone:
-		case <-t.C:
+		case <-time.After(closeGrace):
 		}
 	}
 	c.closeSocket()
@@ -350,6 +309,14 @@ func (c *conn) closeSocket() {
 	c.nc.Close()
 }
 
+// notify leaves a token in ch, a channel of capacity 1, unless one waits there already.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // deadline returns the time d from now; d <= 0 means no deadline.
 func deadline(d time.Duration) time.Time {
 	if d <= 0 {
@@ -358,8 +325,8 @@ func deadline(d time.Duration) time.Time {
 	return time.Now().Add(d)
 }
 
-// appendFrame appends one unfragmented server frame (RFC 6455, section 5.2):
-// FIN and the opcode, the payload length in 7, 16 or 64 bits, no mask.
+// appendFrame appends one unfragmented server frame (RFC 6455, section 5.2): FIN and the opcode,
+// the payload length in 7, 16 or 64 bits, no mask.
 func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	b = append(b, 0x80|opcode)
 	switch n := len(payload); {
@@ -373,8 +340,8 @@ func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// closeError means the peer sent something the connection cannot go on
-// after: it is closed with Code, and Reason goes in the close frame.
+// closeError means the peer sent something the connection cannot go on after: it is closed with
+// Code, and Reason goes in the close frame.
 type closeError struct {
 	Code   int
 	Reason string
@@ -382,16 +349,15 @@ type closeError struct {
 
 func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %d)", e.Reason, e.Code) }
 
-// errPeerClosed is returned once the peer's close frame has arrived.
 var errPeerClosed = errors.New("websocket: closed by the peer")
 
-// messageReader reassembles whole messages from a server-side connection's
-// frames. x/net's Message.Receive hands out each frame of a fragmented
-// message as a message of its own and leaves control frames to a handler
-// that writes pongs from the reading goroutine; this reader does neither.
+// messageReader reassembles whole messages from a server-side connection's frames. x/net's
+// Message.Receive hands out each frame of a fragmented message as a message of its own and leaves
+// control frames to a handler that writes pongs from the reading goroutine; this reader does
+// neither.
 type messageReader struct {
 	ws         *websocket.Conn
-	br         *bufio.Reader // under ws, to peek at a frame's raw length; may be nil
+	br         *bufio.Reader // under ws, to peek at a frame's raw length
 	limit      int           // longest message, bytes
 	ping       func([]byte)  // gets each ping's payload, for the writer; may be nil
 	buf        []byte
@@ -399,19 +365,12 @@ type messageReader struct {
 	peerClosed bool      // the peer's close frame has been read
 }
 
-func newMessageReader(ws *websocket.Conn, br *bufio.Reader, limit int, ping func([]byte)) *messageReader {
-	return &messageReader{ws: ws, br: br, limit: limit, ping: ping}
-}
-
-// next reads the next frame's header: fin, reserved bits and mask from its
-// first bytes, the payload length from x/net's header and frame lengths. x/net clears the top bit of a
-// 64-bit length, which RFC 6455 requires to be 0: the peek sees it first,
-// reading no further than x/net is about to.
+// next reads the next frame's header: fin, reserved bits and mask from its first bytes, the payload
+// length from x/net's header and frame lengths. x/net clears the top bit of a 64-bit length, which
+// RFC 6455 requires to be 0: the peek sees it first, reading no further than x/net is about to.
 func (r *messageReader) next() (fin bool, op byte, n int, err error) {
-	if r.br != nil {
-		if h, _ := r.br.Peek(3); len(h) == 3 && h[1]&0x7f == 127 && h[2]&0x80 != 0 {
-			return false, 0, 0, &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
-		}
+	if h, _ := r.br.Peek(3); len(h) == 3 && h[1]&0x7f == 127 && h[2]&0x80 != 0 {
+		return false, 0, 0, &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
 	}
 	f, err := r.ws.NewFrameReader()
 	if err != nil {
@@ -434,9 +393,9 @@ func (r *messageReader) next() (fin bool, op byte, n int, err error) {
 	return h[0]&0x80 != 0, h[0] & 0x0f, f.Len() - hn, nil
 }
 
-// read returns the next whole text message. The slice is valid until the
-// next call. A *closeError says how to close the connection; errPeerClosed
-// that the peer closed it; any other error is the connection's own.
+// read returns the next whole text message, valid until the next call. A *closeError says how to
+// close the connection; errPeerClosed that the peer closed it; any other error is the connection's
+// own.
 func (r *messageReader) read() ([]byte, error) {
 	if cap(r.buf) > keepBuffer {
 		r.buf = nil
@@ -499,9 +458,8 @@ func (r *messageReader) read() ([]byte, error) {
 	}
 }
 
-// discard reads and drops the rest of the current frame and every frame
-// after it until the peer's close frame, which answers the one sent after a
-// *closeError. It returns when that frame arrives or the connection fails.
+// discard drops the rest of the current frame and every frame after it until the peer's close
+// frame, which answers the one sent after a *closeError, or the connection fails.
 func (r *messageReader) discard() {
 	for r.cur != nil && !r.peerClosed {
 		if _, err := io.Copy(io.Discard, r.cur); err != nil {
@@ -513,9 +471,8 @@ func (r *messageReader) discard() {
 	}
 }
 
-// checkClose checks the payload of a close frame from the peer (RFC 6455,
-// sections 5.5.1 and 7.4): empty, or a code that may be sent and a UTF-8
-// reason.
+// checkClose checks the payload of a close frame from the peer (RFC 6455, sections 5.5.1 and
+// 7.4): empty, or a code that may be sent and a UTF-8 reason.
 func checkClose(p []byte) error {
 	if len(p) == 0 {
 		return nil
@@ -534,43 +491,34 @@ func checkClose(p []byte) error {
 	return nil
 }
 
-// hijacker hands x/net a connection whose read deadline moves on whenever
-// bytes arrive, so pongs and other control frames count as traffic. It
-// keeps the connection hijacked, for the writer, and the reader x/net reads
-// frames from, for the peek at raw lengths.
+// hijacker hands x/net a connection whose read deadline moves on whenever bytes arrive, so pongs
+// and other control frames count as traffic. It keeps the connection hijacked, for the writer, and
+// the reader x/net reads frames from, for the peek at raw lengths.
 type hijacker struct {
 	http.ResponseWriter
 	idle time.Duration
 	nc   net.Conn
-	br   *bufio.Reader
+	br   *bufio.Reader // reads through Read
+	r    io.Reader     // net/http's reader of nc
 }
 
 func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := w.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, fmt.Errorf("websocket: %T cannot hijack the connection", w.ResponseWriter)
-	}
-	nc, rw, err := h.Hijack()
+	nc, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	// The deadline net/http set for reading the request is no WebSocket's.
 	nc.SetReadDeadline(deadline(w.idle))
-	// net/http's reader already buffers: this one only has to take frame
-	// headers a byte at a time without a call each.
-	w.nc, w.br = nc, bufio.NewReaderSize(idleReader{rw.Reader, w}, 128)
+	// net/http's reader already buffers: this one only has to take frame headers a byte at a time
+	// without a call each.
+	w.nc, w.r, w.br = nc, rw.Reader, bufio.NewReaderSize(w, 128)
 	return nc, bufio.NewReadWriter(w.br, rw.Writer), nil
 }
 
-type idleReader struct {
-	r io.Reader
-	w *hijacker
-}
-
-func (r idleReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
+func (w *hijacker) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
 	if n > 0 {
-		r.w.nc.SetReadDeadline(deadline(r.w.idle))
+		w.nc.SetReadDeadline(deadline(w.idle))
 	}
 	return n, err
 }

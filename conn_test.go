@@ -82,12 +82,12 @@ func FuzzMessageReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte) {
 		serveBytes(input, func(ws *websocket.Conn, br *bufio.Reader) {
 			var pings int
-			mr := newMessageReader(ws, br, limit, func(p []byte) {
+			mr := &messageReader{ws: ws, br: br, limit: limit, ping: func(p []byte) {
 				if len(p) > maxControlPayload {
 					t.Fatalf("ping payload of %d bytes", len(p))
 				}
 				pings++
-			})
+			}}
 			for {
 				msg, err := mr.read()
 				var ce *closeError
@@ -120,7 +120,7 @@ func TestServeBytesSeesFrames(t *testing.T) {
 	// The harness itself: a masked text frame comes out as its text.
 	var got []byte
 	serveBytes(maskedFrame(0x81, []byte("hello")), func(ws *websocket.Conn, br *bufio.Reader) {
-		msg, err := newMessageReader(ws, br, 64, nil).read()
+		msg, err := (&messageReader{ws: ws, br: br, limit: 64}).read()
 		if err != nil {
 			t.Fatal(err)
 		}

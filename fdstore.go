@@ -19,24 +19,23 @@ import (
 	"unicode/utf8"
 )
 
-// fileStore writes room membership to a directory, one file per room, one
-// connection id per line, in joining order: the FdStore of the TarsPHP demo,
-// for operators and tools. It keeps no index of its own: a flusher asks
-// the hub for each changed room's members and rewrites its file atomically
-// (a temporary file in the same directory, then a rename) at most every
-// flushEvery, so joins and leaves never wait for the disk and a reader
-// always sees a whole file.
+// fileStore writes room membership under a data directory, in rooms/, one file per room, one
+// connection id per line, in joining order: the FdStore of the TarsPHP demo, for operators and
+// tools. It keeps no index of its own: a flusher asks the hub for each changed room's members and
+// rewrites its file atomically (a temporary file in the same directory, then a rename) at most
+// every flushEvery, so joins and leaves never wait for the disk and a reader always sees a whole
+// file. Room history is saved in history/ at shutdown and loaded at start.
 type fileStore struct {
-	dir     string
-	members func(room string) []string
-	log     *slog.Logger
+	dir, historyDir string
+	members         func(room string) []string
+	log             *slog.Logger
 
-	mu     sync.Mutex
-	dirty  map[string]struct{}
-	closed bool
+	mu    sync.Mutex
+	dirty map[string]struct{}
 
 	flushMu sync.Mutex    // one flush at a time, so files never go back in time
 	wake    chan struct{} // a room turned dirty
+	stop    sync.Once
 	quit    chan struct{} // closed by Close
 	done    chan struct{} // closed when the flusher has returned
 }
@@ -49,27 +48,24 @@ const (
 	maxSavedFrom   = 256     // longest sender accepted from a history file
 )
 
-// newFileStore opens the store in dir, creating it if needed, and removes
-// the ids an earlier process left: they name connections that no longer
-// exist. Close stops the writer.
-func newFileStore(dir string, members func(room string) []string, log *slog.Logger) (*fileStore, error) {
+// newFileStore opens the store under dataDir and removes the room files an earlier process left:
+// they name connections that no longer exist.
+func newFileStore(dataDir string, members func(room string) []string, log *slog.Logger) (*fileStore, error) {
+	dir := filepath.Join(dataDir, "rooms")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("room store: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("room store: %w", err)
-	}
 	for _, e := range entries {
-		name := e.Name()
-		if e.Type().IsRegular() && (strings.HasSuffix(name, roomFileExt) || strings.HasPrefix(name, tempPrefix)) {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("room store: purge: %w", err)
-			}
+		if n := e.Name(); e.Type().IsRegular() && (strings.HasSuffix(n, roomFileExt) || strings.HasPrefix(n, tempPrefix)) {
+			err = errors.Join(err, os.Remove(filepath.Join(dir, n)))
 		}
 	}
+	if err != nil {
+		return nil, fmt.Errorf("room store: purge: %w", err)
+	}
 	f := &fileStore{
-		dir: dir, members: members, log: log,
+		dir: dir, historyDir: filepath.Join(dataDir, "history"), members: members, log: log,
 		dirty: make(map[string]struct{}),
 		wake:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
@@ -86,16 +82,12 @@ func (f *fileStore) mark(rooms ...string) {
 		f.dirty[room] = struct{}{}
 	}
 	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
+	notify(f.wake)
 }
 
-// Flush writes every changed room's file now. A file that is not the store's
-// own (it does not parse) is reported and replaced; a file that cannot be
-// written is reported and the other rooms are still written. The room is
-// written again at its next change.
+// Flush writes every changed room's file now; an empty room has none. A file that is not the
+// store's own (it does not parse) is reported and replaced; a file that cannot be written is
+// reported, and written again at the room's next change.
 func (f *fileStore) Flush() error {
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
@@ -106,12 +98,17 @@ func (f *fileStore) Flush() error {
 	var errs []error
 	for _, room := range rooms {
 		path := filepath.Join(f.dir, roomFileName(room)+roomFileExt)
-		// The store's files are its own: anything else in one was put
-		// there by someone else and is worth a word before it goes.
 		if _, err := readIDs(path); err != nil {
 			errs = append(errs, fmt.Errorf("%w (replaced)", err))
 		}
-		if err := writeIDs(path, f.members(room)); err != nil {
+		var err error
+		if ids := f.members(room); len(ids) == 0 {
+			err = os.Remove(path)
+		} else {
+			// No fsync: membership is purged at start-up, so only atomicity matters.
+			err = writeFileAtomic(path, []byte(strings.Join(ids, "\n")+"\n"), false)
+		}
+		if err != nil && !os.IsNotExist(err) {
 			errs = append(errs, fmt.Errorf("room store: room %q: %w", room, err))
 		}
 	}
@@ -138,15 +135,10 @@ func (f *fileStore) flusher() {
 	}
 }
 
-// Close stops the flusher and writes what is left, unless ctx ends first.
-// A second Close only flushes.
+// Close stops the flusher and writes what is left, unless ctx ends first. A second Close only
+// flushes.
 func (f *fileStore) Close(ctx context.Context) error {
-	f.mu.Lock()
-	if !f.closed {
-		f.closed = true
-		close(f.quit)
-	}
-	f.mu.Unlock()
+	f.stop.Do(func() { close(f.quit) })
 	flushed := make(chan error, 1)
 	go func() {
 		<-f.done
@@ -179,20 +171,8 @@ func readIDs(path string) ([]string, error) {
 	return ids, nil
 }
 
-// writeIDs replaces a room file atomically; an empty room has no file.
-func writeIDs(path string, ids []string) error {
-	if len(ids) == 0 {
-		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("room store: %w", err)
-		}
-		return nil
-	}
-	// No fsync: membership is purged at start-up, so only atomicity matters.
-	return writeFileAtomic(path, []byte(strings.Join(ids, "\n")+"\n"), false)
-}
-
-// writeFileAtomic writes data to a temporary file next to path and renames it
-// over path; durable also syncs the data to disk before the rename.
+// writeFileAtomic writes data to a temporary file next to path and renames it over path; durable
+// also syncs the data to disk before the rename.
 func writeFileAtomic(path string, data []byte, durable bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix)
 	if err != nil {
@@ -215,30 +195,11 @@ func writeFileAtomic(path string, data []byte, durable bool) error {
 	return nil
 }
 
-// checkID reports whether id looks like a connection id: "c<N>" with an
-// optional ".<tag>" of lower-case letters and digits.
-func checkID(id string) error {
-	num, tag, dotted := strings.Cut(id, ".")
-	ok := len(num) > 1 && num[0] == 'c' && (!dotted || tag != "")
-	for i := 1; ok && i < len(num); i++ {
-		ok = '0' <= num[i] && num[i] <= '9'
-	}
-	for i := 0; ok && i < len(tag); i++ {
-		ok = '0' <= tag[i] && tag[i] <= '9' || 'a' <= tag[i] && tag[i] <= 'z'
-	}
-	if !ok {
-		return fmt.Errorf("bad connection id %q", id)
-	}
-	return nil
-}
-
-// roomFileName maps any room name to a distinct, safe file name (without
-// extension): a single path element that is never "." or "..", holds no
-// separator or NUL, and stays distinct on case-insensitive file systems.
-//
-// Letters a-z, digits, '-' and '_' stay; every other byte becomes %XX with
-// upper-case hex. Names whose escaped form is long use a SHA-256 digest
-// instead, under a different prefix so the two forms never meet.
+// roomFileName maps any room name to a distinct, safe file name (without extension): a single path
+// element that is never "." or "..", holds no separator or NUL, and stays distinct on
+// case-insensitive file systems. Letters a-z, digits, '-' and '_' stay; every other byte becomes
+// %XX with upper-case hex. Names whose escaped form is long use a SHA-256 digest instead, under a
+// different prefix so the two forms never meet.
 func roomFileName(room string) string {
 	const maxEscaped = 200 // file names are limited to 255 bytes
 	var b strings.Builder
@@ -258,8 +219,7 @@ func roomFileName(room string) string {
 	return b.String()
 }
 
-// Room history is saved at shutdown, one JSON file per room under the
-// history directory, named like the room files, and loaded at start.
+// historyFile is one room's saved history, in a file named like its room file.
 type historyFile struct {
 	Room     string         `json:"room"`
 	Messages []historyEntry `json:"messages"`
@@ -271,43 +231,42 @@ type historyEntry struct {
 	Text string    `json:"text"`
 }
 
-// saveHistory writes every room's history atomically and removes files of
-// rooms that no longer have any. A message whose time JSON cannot hold is
-// left out, so that it cannot cost its room's whole history.
-func saveHistory(dir string, rooms map[string][]event, log *slog.Logger) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save history: %w", err)
-	}
-	keep := make(map[string]bool, len(rooms))
-	var errs []error
+// saveHistory writes every room's history atomically, msgs room by room, and removes the files of
+// rooms that no longer have any. A message whose time JSON cannot hold is left out, so that it
+// cannot cost its room's whole history.
+func (f *fileStore) saveHistory(msgs []event) error {
+	files := make(map[string]*historyFile)
 	skipped := 0
-	for room, msgs := range rooms {
-		f := historyFile{Room: room}
-		for _, ev := range msgs {
-			if y := ev.Time.Year(); y < 0 || y > 9999 {
-				skipped++
-				continue
-			}
-			f.Messages = append(f.Messages, historyEntry{From: ev.From, Time: ev.Time, Text: ev.Text})
+	for _, ev := range msgs {
+		name := roomFileName(ev.Room) + historyFileExt
+		if files[name] == nil {
+			files[name] = &historyFile{Room: ev.Room}
 		}
-		name := roomFileName(room) + historyFileExt
-		keep[name] = true
-		data, err := json.Marshal(f)
-		if err == nil {
-			err = writeFileAtomic(filepath.Join(dir, name), data, true)
+		if y := ev.Time.Year(); y < 0 || y > 9999 {
+			skipped++
+			continue
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("room %q: %w", room, err))
-		}
+		h := files[name]
+		h.Messages = append(h.Messages, historyEntry{From: ev.From, Time: ev.Time, Text: ev.Text})
 	}
 	if skipped > 0 {
-		log.Warn("save history: messages with a time out of range left out", "count", skipped)
+		f.log.Warn("save history: messages with a time out of range left out", "count", skipped)
 	}
-	entries, err := os.ReadDir(dir)
+	errs := []error{os.MkdirAll(f.historyDir, 0o755)}
+	for name, h := range files {
+		data, err := json.Marshal(h)
+		if err == nil {
+			err = writeFileAtomic(filepath.Join(f.historyDir, name), data, true)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("room %q: %w", h.Room, err))
+		}
+	}
+	entries, err := os.ReadDir(f.historyDir)
 	errs = append(errs, err)
 	for _, e := range entries {
-		if !keep[e.Name()] && strings.HasSuffix(e.Name(), historyFileExt) {
-			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
+		if files[e.Name()] == nil && strings.HasSuffix(e.Name(), historyFileExt) {
+			errs = append(errs, os.Remove(filepath.Join(f.historyDir, e.Name())))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -316,81 +275,71 @@ func saveHistory(dir string, rooms map[string][]event, log *slog.Logger) error {
 	return nil
 }
 
-// loadHistory reads saved history: each room's messages, the rooms whose
-// last message is the oldest first. A bad file or message is logged and
-// skipped: losing one room's history must not stop the server.
-func loadHistory(dir string, s *Settings, log *slog.Logger) ([][]event, error) {
-	entries, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
+// loadHistory reads saved history, room by room, the rooms whose last message is the oldest first.
+// A bad file or message is logged and skipped: losing one room's history must not stop the server.
+func (f *fileStore) loadHistory(s *Settings) ([]event, error) {
+	entries, err := os.ReadDir(f.historyDir)
+	if err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("load history: %w", err)
 	}
+	// The largest file a save can write with these settings: every string escaped at most maxEscape
+	// times.
+	limit := int64(maxEscape*(s.History*(s.MaxMessage+maxSavedFrom+historyEntryOverhead)+s.MaxRoomName) + 1024)
 	var rooms [][]event
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), historyFileExt) {
 			continue
 		}
-		path := filepath.Join(dir, e.Name())
-		msgs, err := loadHistoryFile(path, e.Name(), s, log)
+		path := filepath.Join(f.historyDir, e.Name())
+		h, err := readHistoryFile(path, e.Name(), limit, s)
 		if err != nil {
-			log.Error("load history", "file", path, "err", err)
+			f.log.Error("load history", "file", path, "err", err)
+			continue
+		}
+		var msgs []event
+		var bad error
+		for _, m := range h.Messages {
+			err := checkMessage(&m.Text, s)
+			switch {
+			case err != nil:
+			case len(m.From) > maxSavedFrom || !utf8.ValidString(m.From):
+				err = fmt.Errorf("sender longer than %d bytes or not UTF-8", maxSavedFrom)
+			case m.Time.IsZero() || m.Time.After(time.Now().Add(24*time.Hour)):
+				err = fmt.Errorf("time %v out of range", m.Time)
+			}
+			if err != nil {
+				bad = cmp.Or(bad, err)
+				continue
+			}
+			msgs = append(msgs, event{Kind: kindMessage, Room: h.Room, From: m.From, Text: m.Text, Time: m.Time})
+		}
+		if skipped := len(h.Messages) - len(msgs); skipped > 0 {
+			f.log.Warn("load history: bad messages skipped", "file", path, "count", skipped, "first", bad)
 		}
 		if len(msgs) > 0 {
 			rooms = append(rooms, msgs)
 		}
 	}
-	slices.SortStableFunc(rooms, func(a, b []event) int {
-		return a[len(a)-1].Time.Compare(b[len(b)-1].Time)
-	})
-	return rooms, nil
+	slices.SortStableFunc(rooms, func(a, b []event) int { return a[len(a)-1].Time.Compare(b[len(b)-1].Time) })
+	return slices.Concat(rooms...), nil
 }
 
-func loadHistoryFile(path, name string, s *Settings, log *slog.Logger) ([]event, error) {
-	// The largest file a save can write with these settings: every string
-	// escaped at most maxEscape times.
-	limit := int64(maxEscape*(s.History*(s.MaxMessage+maxSavedFrom+historyEntryOverhead)+s.MaxRoomName) + 1024)
-	if fi, err := os.Stat(path); err != nil {
-		return nil, err
-	} else if fi.Size() > limit {
-		return nil, fmt.Errorf("file of %d bytes, more than the %d a room's history can take", fi.Size(), limit)
+// readHistoryFile reads a history file whose name is name, if its size, name and room are what a
+// save writes.
+func readHistoryFile(path, name string, limit int64, s *Settings) (h historyFile, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return h, err
+	}
+	if fi.Size() > limit {
+		return h, fmt.Errorf("file of %d bytes, more than the %d a room's history can take", fi.Size(), limit)
 	}
 	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = json.Unmarshal(data, &h)
 	}
-	var f historyFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, err
+	if want := roomFileName(h.Room) + historyFileExt; err == nil && want != name {
+		err = fmt.Errorf("file holds room %q, which belongs in %s", h.Room, want)
 	}
-	if want := roomFileName(f.Room) + historyFileExt; want != name {
-		return nil, fmt.Errorf("file holds room %q, which belongs in %s", f.Room, want)
-	}
-	if err := checkRoom(f.Room, s); err != nil {
-		return nil, err
-	}
-	var msgs []event
-	var bad error
-	skipped := 0
-	for _, m := range f.Messages {
-		err := checkMessage(&m.Text, s)
-		switch {
-		case err != nil:
-		case len(m.From) > maxSavedFrom || !utf8.ValidString(m.From):
-			err = fmt.Errorf("sender longer than %d bytes or not UTF-8", maxSavedFrom)
-		case m.Time.IsZero() || m.Time.After(time.Now().Add(24*time.Hour)):
-			err = fmt.Errorf("time %v out of range", m.Time)
-		}
-		if err != nil {
-			bad = cmp.Or(bad, err)
-			skipped++
-			continue
-		}
-		msgs = append(msgs, event{Kind: kindMessage, Room: f.Room, From: m.From, Text: m.Text, Time: m.Time})
-	}
-	if skipped > 0 {
-		log.Warn("load history: bad messages skipped", "file", path, "count", skipped, "first", bad)
-	}
-	return msgs, nil
+	return h, cmp.Or(err, checkRoom(h.Room, s))
 }

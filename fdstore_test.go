@@ -41,13 +41,13 @@ func (r *testRooms) remove(room, id string) {
 	r.store.mark(room)
 }
 
-// newTestStore opens a fileStore in dir over a testRooms, whose errors go
+// newTestStore opens a fileStore whose rooms are in dir over a testRooms, whose errors go
 // to the returned buffer, and closes it when the test ends.
 func newTestStore(t *testing.T, dir string) (*testRooms, *syncBuffer) {
 	t.Helper()
 	var logs syncBuffer
 	r := &testRooms{rooms: make(map[string][]string)}
-	s, err := newFileStore(dir, r.members, slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := newFileStore(filepath.Dir(dir), r.members, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,8 @@ import (
 //go:embed clients
 var clientFiles embed.FS
 
-// handler is the chat server behind one HTTP handler: the WebSocket
-// endpoint, the pages, and the HTTP triggers. It reads the settings in
-// force at each request.
+// handler is the chat server behind one HTTP handler: the WebSocket endpoint, the pages, and the
+// HTTP triggers. It reads the settings in force at each request.
 type handler struct {
 	hub     *Hub
 	live    *live
@@ -37,8 +36,7 @@ type handler struct {
 	conns map[string]int // WebSocket connections per client address
 }
 
-// newHandler returns the server's HTTP handler; metrics is served at
-// /metrics.
+// newHandler returns the server's HTTP handler; metrics is served at /metrics.
 func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.Logger) http.Handler {
 	h := &handler{hub: hub, live: l, cluster: cl, log: cmp.Or(log, slog.Default()), conns: make(map[string]int)}
 	pages, _ := fs.Sub(clientFiles, "clients")
@@ -65,17 +63,16 @@ func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.
 	return h.checkHost(mux)
 }
 
-// upgrade is the gate to a WebSocket: the origin and the connections per
-// client address are checked here rather than in the handshake, which
-// answers 403 without saying why; the connection counts until it ends.
+// upgrade is the gate to a WebSocket: the origin and the connections per client address are checked
+// here rather than in the handshake, which answers 403 without saying why; the connection counts
+// until it ends.
 func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 	if err := h.checkOrigin(&websocket.Config{}, r); err != nil {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
-	// The peer of the TCP connection: forwarding headers are not trusted,
-	// so behind a reverse proxy all clients share the proxy's address;
-	// keep the limit off there.
+	// The peer of the TCP connection: forwarding headers are not trusted, so behind a reverse proxy
+	// all clients share the proxy's address; keep the limit off there.
 	ip, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		ip = r.RemoteAddr
@@ -102,9 +99,9 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 	serveConn(h.hub, w, r, h.checkOrigin)
 }
 
-// checkHost answers 421 to a request for a Host the server does not serve.
-// A page elsewhere can point its own name at this address (DNS rebinding);
-// its requests then carry that name, which Settings.Hosts does not list.
+// checkHost answers 421 to a request for a Host the server does not serve. A page elsewhere can
+// point its own name at this address (DNS rebinding); its requests then carry that name, which
+// Settings.Hosts does not list.
 func (h *handler) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !h.hostAllowed(r) {
@@ -116,10 +113,9 @@ func (h *handler) checkHost(next http.Handler) http.Handler {
 	})
 }
 
-// hostAllowed reports whether r's Host is one of Settings.Hosts ("*" allows
-// any). With none set, a request that came in on a loopback address may
-// only name a loopback host (localhost, 127.0.0.1, [::1], any port), and
-// one that came in on another address may name any.
+// hostAllowed reports whether r's Host is one of Settings.Hosts ("*" allows any). With none set, a
+// request that came in on a loopback address may only name a loopback host (localhost, 127.0.0.1,
+// [::1], any port), and one that came in on another address may name any.
 func (h *handler) hostAllowed(r *http.Request) bool {
 	host := r.Host
 	if hp, _, err := net.SplitHostPort(host); err == nil {
@@ -142,16 +138,16 @@ func anyOf(list []string, v string) bool {
 	return slices.ContainsFunc(list, func(s string) bool { return s == "*" || strings.EqualFold(s, v) })
 }
 
-// originAllowed reports whether a browser page from origin may use the
-// server: a page it served itself (same host as the request, which
-// checkHost has let through), or one of Settings.Origins ("*" allows any).
+// originAllowed reports whether a browser page from origin may use the server: a page it served
+// itself (same host as the request, which checkHost has let through), or one of Settings.Origins
+// ("*" allows any).
 func (h *handler) originAllowed(origin string, r *http.Request) bool {
 	return strings.EqualFold(origin, "http://"+r.Host) || strings.EqualFold(origin, "https://"+r.Host) ||
 		anyOf(h.live.get().Origins, origin)
 }
 
-// checkOrigin accepts clients that send no Origin (not browsers) and
-// origins that originAllowed accepts.
+// checkOrigin accepts clients that send no Origin (not browsers) and origins that originAllowed
+// accepts.
 func (h *handler) checkOrigin(cfg *websocket.Config, r *http.Request) error {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -165,12 +161,11 @@ func (h *handler) checkOrigin(cfg *websocket.Config, r *http.Request) error {
 	return nil
 }
 
-// trigger checks an HTTP trigger before it pushes, and answers it if it
-// may not: a browser request for a page the server does not allow (403,
-// whatever the method: a form or an <img> on any site must not push), a
-// body over the limit (400), a missing (401) or wrong (403) push token.
-// A request with an Origin is judged by it; one without, by Sec-Fetch-Site.
-// Clients that send neither (curl, backends) go through.
+// trigger checks an HTTP trigger before it pushes, and answers it if it may not: a browser request
+// for a page the server does not allow (403, whatever the method: a form or an <img> on any site
+// must not push), a body over the limit (400), a missing (401) or wrong (403) push token. A request
+// with an Origin is judged by it; one without, by Sec-Fetch-Site. Clients that send neither (curl,
+// backends) go through.
 func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool) bool {
 	s := h.live.get()
 	origin, site := r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site")
@@ -205,14 +200,13 @@ func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool)
 	return true
 }
 
-// pushTokenHeader carries the push token of an HTTP trigger; the parameter
-// "token" may carry it instead.
+// pushTokenHeader carries the push token of an HTTP trigger; the parameter "token" may carry it
+// instead.
 const pushTokenHeader = "X-Push-Token"
 
-// checkPushToken reports whether got may push under s: always when no push
-// token is configured, else when got is the token. Comparing fixed-size
-// digests keeps the time independent of where, and whether in length, got
-// differs.
+// checkPushToken reports whether got may push under s: always when no push token is configured,
+// else when got is the token. Comparing fixed-size digests keeps the time independent of where, and
+// whether in length, got differs.
 func checkPushToken(s *Settings, got string) bool {
 	if s.PushToken == "" {
 		return true
@@ -221,9 +215,8 @@ func checkPushToken(s *Settings, got string) bool {
 	return subtle.ConstantTimeCompare(want[:], have[:]) == 1
 }
 
-// params reads the named trigger parameters from the query, a POST form or
-// a body; a missing one is answered 400, and so is a message or a room
-// (roomNum) that breaks a limit.
+// params reads the named trigger parameters from the query, a POST form or a body; a missing one is
+// answered 400, and so is a message or a room (roomNum) that breaks a limit.
 func (h *handler) params(w http.ResponseWriter, r *http.Request, names ...string) ([]string, bool) {
 	s := h.live.get()
 	vals := make([]string, len(names))
@@ -273,8 +266,8 @@ func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// stats shows every room name, protected ones too: with a push token set,
-// only those who may push may look.
+// stats shows every room name, protected ones too: with a push token set, only those who may push
+// may look.
 func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 	if !h.trigger(w, r, false) {
 		return

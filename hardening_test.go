@@ -277,20 +277,20 @@ func TestRoomToken(t *testing.T) {
 	sub := func(room, token string) string {
 		return fmt.Sprintf(`subscribe|{"roomNum":%q,"token":%q}`, room, token)
 	}
-	good := RoomToken(s.RoomSecret, "room1", now.Add(time.Hour))
+	good := RoomToken(s.RoomSecret, "room1", now.Add(time.Hour), false)
 	// A token made by hand:
 	// printf 'room1|4102444800' | openssl dgst -sha256 -hmac room-secret
 	const byHand = "4102444800.108619e84c8a8cf425058a14ac95f01dc02303f4ced844bd67c0ca84b9183113"
-	if got := RoomToken(s.RoomSecret, "room1", time.Unix(4102444800, 0)); got != byHand {
+	if got := RoomToken(s.RoomSecret, "room1", time.Unix(4102444800, 0), false); got != byHand {
 		t.Errorf("RoomToken = %q, want %q", got, byHand)
 	}
 	for _, tc := range []struct{ frame, reply string }{
 		{"subscribe|room1", "Error: subscribe: room token required"},
 		{"history|room1", "Error: history: room token required"},
 		{sub("room1", "nonsense"), "Error: subscribe: malformed room token (want <expiry>.<hex HMAC-SHA256>)"},
-		{sub("room1", RoomToken("other secret", "room1", now.Add(time.Hour))), "Error: subscribe: wrong room token"},
+		{sub("room1", RoomToken("other secret", "room1", now.Add(time.Hour), false)), "Error: subscribe: wrong room token"},
 		{sub("room2", good), "Error: subscribe: wrong room token"},
-		{sub("room1", RoomToken(s.RoomSecret, "room1", now.Add(-time.Second))), "Error: subscribe: room token expired"},
+		{sub("room1", RoomToken(s.RoomSecret, "room1", now.Add(-time.Second), false)), "Error: subscribe: room token expired"},
 		{`subscribe|{"token":"x"}`, "Error: subscribe: missing roomNum"},
 		{`subscribe|{"roomNum":`, "Error: subscribe: bad JSON: unexpected end of JSON input"},
 		{sub("room1", good), "Subscribe roomNum:room1 success!"},
@@ -302,10 +302,10 @@ func TestRoomToken(t *testing.T) {
 		c.do(tc.frame, tc.reply)
 	}
 	// The token is bound to its room and expiry, and nothing else.
-	if err := checkRoomToken("k", "r", RoomToken("k", "r", now.Add(time.Minute)), now, false); err != nil {
+	if err := checkRoomToken("k", "r", RoomToken("k", "r", now.Add(time.Minute), false), now, false); err != nil {
 		t.Errorf("fresh token: %v", err)
 	}
-	tok := RoomToken("k", "r", time.Unix(2000000000, 0))
+	tok := RoomToken("k", "r", time.Unix(2000000000, 0), false)
 	if !strings.HasPrefix(tok, "2000000000.") || len(tok) != len("2000000000.")+64 {
 		t.Errorf("token %q: want 2000000000.<64 hex digits>", tok)
 	}

@@ -233,12 +233,12 @@ func TestHostileSendToProtectedRoom(t *testing.T) {
 	p := startProc(t, procOpts{websocket: "room-secret=" + secret})
 	exp := time.Now().Add(time.Hour)
 	member := p.rawWS(t)
-	member.send(`subscribe|{"roomNum":"vault","token":"` + RoomToken(secret, "vault", exp) + `"}`)
+	member.send(`subscribe|{"roomNum":"vault","token":"` + RoomToken(secret, "vault", exp, false) + `"}`)
 	if got := member.text(); got != "Subscribe roomNum:vault success!" {
 		t.Fatalf("subscribe with a token: %q", got)
 	}
-	if got, want := RoomWriteToken(secret, "vault", exp), hubWriteToken(secret, "vault", exp.Unix()); got != want {
-		t.Fatalf("RoomWriteToken = %q, by hand %q", got, want)
+	if got, want := RoomToken(secret, "vault", exp, true), hubWriteToken(secret, "vault", exp.Unix()); got != want {
+		t.Fatalf("RoomToken(write) = %q, by hand %q", got, want)
 	}
 	intruder := p.rawWS(t)
 	send := func(token string) string {
@@ -247,9 +247,9 @@ func TestHostileSendToProtectedRoom(t *testing.T) {
 	}
 	for _, c := range []struct{ what, token string }{
 		{"no token", ""},
-		{"a read token", RoomToken(secret, "vault", exp)},
-		{"another room's write token", RoomWriteToken(secret, "other", exp)},
-		{"a write token signed with a guess", RoomWriteToken("guess", "vault", exp)},
+		{"a read token", RoomToken(secret, "vault", exp, false)},
+		{"another room's write token", RoomToken(secret, "other", exp, true)},
+		{"a write token signed with a guess", RoomToken("guess", "vault", exp, true)},
 	} {
 		got := send(c.token)
 		t.Logf("sendByRoom with %s: %q", c.what, got)
@@ -257,14 +257,14 @@ func TestHostileSendToProtectedRoom(t *testing.T) {
 			t.Errorf("sendByRoom with %s: %q; want an error", c.what, got)
 		}
 	}
-	if got := send(RoomWriteToken(secret, "vault", exp)); got != "SendByRoom success!" {
+	if got := send(RoomToken(secret, "vault", exp, true)); got != "SendByRoom success!" {
 		t.Fatalf("sendByRoom with a write token: %q", got)
 	}
 	// The member's next frame is the one sent with the write token.
-	if got := member.text(); !strings.HasPrefix(got, "intruder ") || got != "intruder "+RoomWriteToken(secret, "vault", exp) {
+	if got := member.text(); !strings.HasPrefix(got, "intruder ") || got != "intruder "+RoomToken(secret, "vault", exp, true) {
 		t.Fatalf("member got %.40q first; want the message sent with the write token", got)
 	}
-	member.send(`history|{"roomNum":"vault","token":"` + RoomToken(secret, "vault", exp) + `"}`)
+	member.send(`history|{"roomNum":"vault","token":"` + RoomToken(secret, "vault", exp, false) + `"}`)
 	if got, code := hubRead(member, func(s string) bool { return strings.HasPrefix(s, "History roomNum:vault") }); got != 1 || code != 0 {
 		t.Fatalf("history of vault: %d messages, close code %d; want 1", got, code)
 	}

@@ -16,12 +16,10 @@ import (
 	"unicode/utf8"
 )
 
-// The browser protocol: text frames "cmd|data", split at the first "|".
-// Replies go to the sender only; pushes go to every receiver.
-// subscribe, unsubscribe and history take a room name, or a JSON object
-// {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken);
-// data that starts with "{" is always that object. sendByRoom's object may
-// carry "token" too: a write token (see RoomWriteToken).
+// The browser protocol: text frames "cmd|data", split at the first "|". Replies go to the sender
+// only; pushes go to every receiver. subscribe, unsubscribe and history take a room name, or a JSON
+// object {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken); data that starts
+// with "{" is always that object. sendByRoom's object may carry "token" too: a write token.
 const (
 	cmdSubscribe   = "subscribe"
 	cmdUnsubscribe = "unsubscribe"
@@ -49,9 +47,8 @@ type commandError struct{ Cmd, Msg string }
 func (e *commandError) Error() string { return e.Cmd + ": " + e.Msg }
 func (e *commandError) reply() string { return "Error: " + e.Error() }
 
-// parseCommand parses one frame. It never fails on an unknown command (that
-// has Name ""); it fails with a *commandError on a known command whose data
-// is malformed or breaks a limit in s.
+// parseCommand parses one frame. It never fails on an unknown command (that has Name ""); it fails
+// with a *commandError on a known command whose data is malformed or breaks a limit in s.
 func parseCommand(frame string, s *Settings) (command, error) {
 	name, data, _ := strings.Cut(frame, "|")
 	cmd := command{Name: name}
@@ -117,9 +114,8 @@ func checkRoom(room string, s *Settings) error {
 	return nil
 }
 
-// checkMessage reports what is wrong with a pushed message, if anything.
-// Text frames must be valid UTF-8 (RFC 6455): browsers drop a connection
-// that gets anything else.
+// checkMessage reports what is wrong with a pushed message, if anything. Text frames must be valid
+// UTF-8 (RFC 6455): browsers drop a connection that gets anything else.
 func checkMessage(msg *string, s *Settings) error {
 	switch {
 	case msg == nil || *msg == "":
@@ -132,9 +128,8 @@ func checkMessage(msg *string, s *Settings) error {
 	return nil
 }
 
-// JSON escaping grows a string at most maxEscape times (a control character
-// becomes \u00XX); frameOverhead bounds the rest of a json frame: field
-// names, kind, time and a sender id.
+// JSON escaping grows a string at most maxEscape times (a control character becomes \u00XX);
+// frameOverhead bounds the rest of a json frame: field names, kind, time and a sender id.
 const (
 	maxEscape     = 6
 	frameOverhead = 1024
@@ -143,48 +138,42 @@ const (
 // maxFrame is the largest frame a message can make, once escaped.
 func maxFrame(s Settings) int { return maxEscape*(s.MaxMessage+s.MaxRoomName) + frameOverhead }
 
-var errRateLimited = errors.New("rate limit exceeded")
-
-// handle runs one command from the browser.
+// handle runs one command from the browser and answers it.
 func (c *conn) handle(frame string) {
 	h, s := c.hub, c.hub.live.get()
+	name := cmdName(frame)
 	cmd, err := parseCommand(frame, s)
-	if err == nil && s.RoomSecret != "" {
-		switch cmd.Name {
-		case cmdSubscribe, cmdHistory, cmdSendByRoom:
-			err = checkRoomToken(s.RoomSecret, cmd.Room, cmd.Token, time.Now(), cmd.Name == cmdSendByRoom)
-		}
+	if err == nil && s.RoomSecret != "" && (name == cmdSubscribe || name == cmdHistory || name == cmdSendByRoom) {
+		err = checkRoomToken(s.RoomSecret, cmd.Room, cmd.Token, time.Now(), name == cmdSendByRoom)
 	}
-	switch {
-	case err != nil:
-		c.replyErr(cmdName(frame), err)
-	case cmd.Name == cmdSubscribe:
-		if err := h.join(c, cmd.Room); err != nil {
-			c.replyErr(cmd.Name, err)
-			return
-		}
-		c.reply(cmd.Name, cmd.Room, "Subscribe roomNum:"+cmd.Room+" success!")
-	case cmd.Name == cmdUnsubscribe:
+	if err != nil {
+		c.reply(name, "", "", err)
+		return
+	}
+	switch cmd.Name {
+	case cmdSubscribe:
+		c.reply(name, cmd.Room, "Subscribe roomNum:"+cmd.Room+" success!", h.join(c, cmd.Room))
+	case cmdUnsubscribe:
 		h.leave(c, cmd.Room)
-		c.reply(cmd.Name, cmd.Room, "Unsubscribe roomNum:"+cmd.Room+" success!")
-	case cmd.Name == cmdSendByRoom || cmd.Name == cmdBroadcast:
+		c.reply(name, cmd.Room, "Unsubscribe roomNum:"+cmd.Room+" success!", nil)
+	case cmdSendByRoom, cmdBroadcast:
 		// What others receive is metered as the longest frame they get.
 		f := newFrames(event{Kind: kindMessage, Room: cmd.Room, From: c.id, Text: cmd.Text, Time: time.Now()})
 		if !c.budget.take(f.ev.Time, float64(len(f.json))) {
-			c.replyErr(cmd.Name, fmt.Errorf("send rate exceeded (%d bytes per second to others)", c.set.SendRate))
-			return
-		}
-		h.Deliver(f, nil)
-		if cmd.Name == cmdBroadcast {
-			c.reply(cmd.Name, "", "Broadcast success!")
+			err = fmt.Errorf("send rate exceeded (%d bytes per second to others)", c.set.SendRate)
 		} else {
-			c.reply(cmd.Name, cmd.Room, "SendByRoom success!")
+			h.Deliver(f, nil)
 		}
-	case cmd.Name == cmdPing:
-		c.reply(cmd.Name, "", "pong")
-	case cmd.Name == cmdHistory:
-		// Paced: each message waits for room in the queue, so that a long
-		// history never overflows it. The reader waits meanwhile.
+		text := "SendByRoom success!"
+		if name == cmdBroadcast {
+			text = "Broadcast success!"
+		}
+		c.reply(name, cmd.Room, text, err)
+	case cmdPing:
+		c.reply(name, "", "pong", nil)
+	case cmdHistory:
+		// Paced: each message waits for room in the queue, so that a long history never overflows
+		// it. The reader waits meanwhile.
 		hist := h.History(cmd.Room)
 		for _, ev := range hist {
 			ev.Kind = kindHistory
@@ -194,29 +183,27 @@ func (c *conn) handle(frame string) {
 			}
 			c.enqueue(b)
 		}
-		c.reply(cmd.Name, cmd.Room, fmt.Sprintf("History roomNum:%s count:%d success!", cmd.Room, len(hist)))
-	case cmd.Name == cmdFormat:
+		c.reply(name, cmd.Room, fmt.Sprintf("History roomNum:%s count:%d success!", cmd.Room, len(hist)), nil)
+	case cmdFormat:
 		c.json.Store(cmd.JSON)
 		text := "Format text success!"
 		if cmd.JSON {
 			text = "Format json success!"
 		}
-		ev := event{Kind: kindReply, Cmd: cmd.Name, ID: c.id, Text: text, Time: time.Now()}
-		c.enqueue(ev.encode(cmd.JSON))
-	case cmd.Name == cmdRooms:
-		c.reply(cmd.Name, "", "Rooms: "+strings.Join(h.joined(c), ","))
-	case cmd.Name == cmdHello && h.hello == nil:
-		c.replyErr(cmd.Name, errors.New("no Hello servant configured"))
-	case cmd.Name == cmdHello:
+		c.reply(name, "", text, nil)
+	case cmdRooms:
+		c.reply(name, "", "Rooms: "+strings.Join(h.joined(c), ","), nil)
+	case cmdHello:
+		if h.hello == nil {
+			c.reply(name, "", "", errors.New("no Hello servant configured"))
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.set.WriteTimeout)
 		defer cancel()
-		if text, err := h.hello(ctx, cmd.Text); err != nil {
-			c.replyErr(cmd.Name, err)
-		} else {
-			c.reply(cmd.Name, "", text)
-		}
+		text, err := h.hello(ctx, cmd.Text)
+		c.reply(name, "", text, err)
 	default: // anything else gets the demo's answer
-		c.reply(cmdName(frame), "", "Rsp from server: this is server")
+		c.reply(name, "", "Rsp from server: this is server", nil)
 	}
 }
 
@@ -226,16 +213,18 @@ func cmdName(frame string) string {
 	return name
 }
 
-// reply sends a command reply to this connection only.
-func (c *conn) reply(cmd, room, text string) {
+// reply answers a command on this connection only: text, or with err "Error: cmd: msg". The format
+// command's reply tells the page its id.
+func (c *conn) reply(cmd, room, text string, err error) {
 	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now()}
-	c.enqueue(ev.encode(c.json.Load()))
-}
-
-func (c *conn) replyErr(cmd string, err error) {
-	ce := &commandError{Cmd: cmd, Msg: err.Error()}
-	errors.As(err, &ce)
-	ev := event{Kind: kindError, Cmd: cmd, Text: ce.reply(), Time: time.Now()}
+	if cmd == cmdFormat {
+		ev.ID = c.id
+	}
+	if err != nil {
+		ce := &commandError{Cmd: cmd, Msg: err.Error()}
+		errors.As(err, &ce)
+		ev = event{Kind: kindError, Cmd: cmd, Text: ce.reply(), Time: ev.Time}
+	}
 	c.enqueue(ev.encode(c.json.Load()))
 }
 
@@ -264,10 +253,9 @@ const (
 	fromTars = "tars"
 )
 
-// encode returns the frame for a connection in json or text format. Text
-// format is the bare text, as the demo's pages expect; it is made valid
-// UTF-8, as json format is by the encoder. Json frames leave <, > and & as
-// they are: escaping them would make a frame six times longer for nothing.
+// encode returns the frame for a connection in json or text format. Text format is the bare text,
+// as the demo's pages expect; it is made valid UTF-8, as json format is by the encoder. Json frames
+// leave <, > and & as they are: escaping them would make a frame six times longer for nothing.
 func (e event) encode(jsonFormat bool) []byte {
 	if !jsonFormat {
 		return []byte(strings.ToValidUTF8(e.Text, "\uFFFD"))
@@ -284,8 +272,7 @@ func (e event) encode(jsonFormat bool) []byte {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-// frames is one message encoded in both formats before it reaches the hub,
-// however many receive it.
+// frames is one message encoded in both formats before it reaches the hub, however many receive it.
 type frames struct {
 	ev         event
 	text, json []byte
@@ -293,8 +280,8 @@ type frames struct {
 
 func newFrames(ev event) frames { return frames{ev, ev.encode(false), ev.encode(true)} }
 
-// tokenBucket allows rate events per second on average and burst at once.
-// It is used by one goroutine only. A rate <= 0 allows everything.
+// tokenBucket allows rate events per second on average and burst at once. It is used by one
+// goroutine only. A rate <= 0 allows everything.
 type tokenBucket struct {
 	rate, burst, tokens float64
 	last                time.Time
@@ -320,46 +307,10 @@ func (b *tokenBucket) take(now time.Time, n float64) bool {
 	return true
 }
 
-// commandLimiter meters one connection's commands. Refused commands are
-// metered in turn: they are forgiven at the command rate, so a client that
-// merely sends too fast is slowed down, while one that keeps flooding (more
-// than abuseFactor bursts of refusals beyond that) is closed with 1008.
-type commandLimiter struct{ commands, refusals tokenBucket }
-
-const abuseFactor = 5
-
-func newCommandLimiter(s *Settings) *commandLimiter {
-	return &commandLimiter{
-		commands: newTokenBucket(s.CommandRate, s.CommandBurst),
-		refusals: newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst),
-	}
-}
-
-// check reports whether a command at time now may run and, if not, whether
-// the connection has been refused so often that it must be closed.
-func (l *commandLimiter) check(now time.Time) (ok, abuse bool) {
-	if l.commands.take(now, 1) {
-		return true, false
-	}
-	return false, !l.refusals.take(now, 1)
-}
-
-// RoomToken returns a token that lets its holder join room and read its
-// history until expiry:
-// "<expiry unix seconds>.<hex HMAC-SHA256(secret, room + "|" + expiry)>".
-// Browsers send it as subscribe|{"roomNum":"room1","token":"..."}.
-func RoomToken(secret, room string, expiry time.Time) string {
-	return roomToken(secret, room, expiry, false)
-}
-
-// RoomWriteToken returns a token that also lets its holder send to room
-// (sendByRoom) until expiry: the same form, with the HMAC of
-// room + "|" + expiry + "|write".
-func RoomWriteToken(secret, room string, expiry time.Time) string {
-	return roomToken(secret, room, expiry, true)
-}
-
-func roomToken(secret, room string, expiry time.Time, write bool) string {
+// RoomToken returns a token that lets its holder join room and read its history until expiry, and
+// with write also send to it (sendByRoom): "<expiry unix seconds>.<hex HMAC-SHA256(secret,
+// room|expiry[|write])>". Browsers send it as subscribe|{"roomNum":"room1","token":"..."}.
+func RoomToken(secret, room string, expiry time.Time, write bool) string {
 	exp := strconv.FormatInt(expiry.Unix(), 10)
 	return exp + "." + hex.EncodeToString(roomMAC(secret, room, exp, write))
 }
@@ -373,9 +324,8 @@ func roomMAC(secret, room, exp string, write bool) []byte {
 	return m.Sum(nil)
 }
 
-// checkRoomToken reports what is wrong with token as a pass to room at time
-// now, if anything: a read or a write token lets one read, only a write
-// token lets one write.
+// checkRoomToken reports what is wrong with token as a pass to room at time now, if anything: a
+// read or a write token lets one read, only a write token lets one write.
 func checkRoomToken(secret, room, token string, now time.Time, write bool) error {
 	if token == "" {
 		return errors.New("room token required")

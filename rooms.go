@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,9 +17,8 @@ import (
 	"time"
 )
 
-// History memory is bounded however many rooms receive messages: past these
-// limits the history of the rooms whose last message is the oldest is
-// forgotten.
+// History memory is bounded however many rooms receive messages: past these limits the history of
+// the rooms whose last message is the oldest is forgotten.
 const (
 	maxHistoryRooms      = 10000
 	maxHistoryBytes      = 64 << 20 // every field of every message, all rooms together
@@ -37,18 +35,16 @@ type hubOptions struct {
 	Log   *slog.Logger
 }
 
-// Hub is the one index of rooms and connections. Delivery reads only
-// memory; the room files are written behind from it. Under its lock the
-// hub only queues: each connection's enqueue never blocks, and messages for
-// the other nodes wait in the outbox for the cluster to take.
+// Hub is the one index of rooms and connections. Delivery reads only memory; the room files are
+// written behind from it. Under its lock the hub only queues: each connection's enqueue never
+// blocks, and messages for the other nodes wait in the outbox for the cluster to take.
 type Hub struct {
-	live       *live
-	store      *fileStore // nil: no room files
-	historyDir string     // "": history in memory only
-	hello      func(ctx context.Context, name string) (string, error)
-	relay      bool
-	log        *slog.Logger
-	idTag      string // ends every connection id: unique per process (connIDTag)
+	live  *live
+	store *fileStore // nil: no room files, history in memory only
+	hello func(ctx context.Context, name string) (string, error)
+	relay bool
+	log   *slog.Logger
+	idTag string // ends every connection id: unique per process (connIDTag)
 
 	mu           sync.Mutex
 	conns        map[*conn]uint64            // every connection, by the order it came
@@ -68,15 +64,15 @@ type Hub struct {
 	messagesIn, messagesOut, dropped atomic.Uint64
 }
 
-// relayItem is a message for the other nodes; ack, if not nil, waits for
-// their counts and holds one count the taker answers.
+// relayItem is a message for the other nodes; ack, if not nil, waits for their counts and holds one
+// count the taker answers.
 type relayItem struct {
 	f   frames
 	ack *peerAck
 }
 
-// newHub returns a hub. With a data directory, history saved there by an
-// earlier Shutdown is loaded, and Shutdown saves it again.
+// newHub returns a hub. With a data directory, history saved there by an earlier Shutdown is
+// loaded, and Shutdown saves it again.
 func newHub(o hubOptions) (*Hub, error) {
 	h := &Hub{
 		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()), idTag: connIDTag(),
@@ -89,19 +85,16 @@ func newHub(o hubOptions) (*Hub, error) {
 	s := o.Live.get()
 	if o.DataDir != "" && s.Store != "memory" {
 		var err error
-		if h.store, err = newFileStore(filepath.Join(o.DataDir, "rooms"), h.members, h.log); err != nil {
+		if h.store, err = newFileStore(o.DataDir, h.members, h.log); err != nil {
 			return nil, err
 		}
-		h.historyDir = filepath.Join(o.DataDir, "history")
-		rooms, err := loadHistory(h.historyDir, s, h.log)
+		msgs, err := h.store.loadHistory(s)
 		if err != nil {
 			h.store.Close(context.Background())
 			return nil, err
 		}
-		for _, msgs := range rooms {
-			for _, ev := range msgs {
-				h.remember(ev)
-			}
+		for _, ev := range msgs {
+			h.remember(ev)
 		}
 	}
 	if s.PingInterval > 0 {
@@ -110,12 +103,29 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
-// connIDTag returns 5 random letters and digits (base32) that end every connection
-// id of this process ("c7.k3f9q"), so that ids from different nodes, or
-// from before a restart, never meet in one room.
+// connIDTag returns 5 random letters and digits (base32) that end every connection id of this
+// process ("c7.k3f9q"), so that ids from different nodes, or from before a restart, never meet in
+// one room.
 func connIDTag() string { return strings.ToLower(rand.Text()[:5]) }
 
 func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
+
+// checkID reports whether id looks like a connection id: "c<N>" with an optional ".<tag>" of
+// lower-case letters and digits.
+func checkID(id string) error {
+	num, tag, dotted := strings.Cut(id, ".")
+	ok := len(num) > 1 && num[0] == 'c' && (!dotted || tag != "")
+	for i := 1; ok && i < len(num); i++ {
+		ok = '0' <= num[i] && num[i] <= '9'
+	}
+	for i := 0; ok && i < len(tag); i++ {
+		ok = '0' <= tag[i] && tag[i] <= '9' || 'a' <= tag[i] && tag[i] <= 'z'
+	}
+	if !ok {
+		return fmt.Errorf("bad connection id %q", id)
+	}
+	return nil
+}
 
 func (h *Hub) register(c *conn) bool {
 	h.mu.Lock()
@@ -205,23 +215,19 @@ func (h *Hub) joined(c *conn) []string {
 	return slices.Sorted(maps.Keys(c.rooms))
 }
 
-// PushRoom sends text to every member of room and records it in the room's
-// history. It returns how many connections on this node accepted it.
+// PushRoom sends text to every member of room and records it in the room's history. It returns how
+// many connections on this node accepted it.
 func (h *Hub) PushRoom(room, text, from string) int {
 	return h.Deliver(newFrames(event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}), nil)
 }
 
-// PushAll sends text to every connection. It returns how many on this node
-// accepted it.
-func (h *Hub) PushAll(text, from string) int {
-	return h.Deliver(newFrames(event{Kind: kindMessage, From: from, Text: text, Time: time.Now()}), nil)
-}
+// PushAll sends text to every connection.
+func (h *Hub) PushAll(text, from string) int { return h.PushRoom("", text, from) }
 
-// Deliver sends a message to this node's connections, keeping its from and
-// time: to the members of its room, and into the room's history, or to
-// every connection when the room is "". With Relay it also goes to the
-// outbox, in this order; ack waits there for the other nodes' counts. It
-// returns how many connections on this node accepted the message.
+// Deliver sends a message to this node's connections, keeping its from and time: to the members of
+// its room, and into the room's history, or to every connection when the room is "". With Relay it
+// also goes to the outbox, in this order; ack waits there for the other nodes' counts. It returns
+// how many connections on this node accepted the message.
 func (h *Hub) Deliver(f frames, ack *peerAck) int { return h.deliver(f, h.relay, ack) }
 
 // DeliverLocal is Deliver for a message from another node: never relayed.
@@ -253,10 +259,7 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 			h.outbox = h.outbox[1:]
 		}
 		h.outbox = append(h.outbox, relayItem{f, ack})
-		select {
-		case h.relayed <- struct{}{}:
-		default:
-		}
+		notify(h.relayed)
 	}
 	h.mu.Unlock()
 	if lost != nil {
@@ -268,8 +271,7 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 // Relayed has a token when TakeRelayed has something.
 func (h *Hub) Relayed() <-chan struct{} { return h.relayed }
 
-// TakeRelayed empties the outbox: this node's messages since the last
-// call, in delivery order.
+// TakeRelayed empties the outbox: this node's messages since the last call, in delivery order.
 func (h *Hub) TakeRelayed() []relayItem {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -310,8 +312,8 @@ func (h *Hub) remember(ev event) {
 	for len(rh.msgs) > max {
 		h.dropOldest(rh)
 	}
-	// Over the bounds, forget the rooms least recently written to; if this
-	// room alone is over, its oldest messages.
+	// Over the bounds, forget the rooms least recently written to; if this room alone is over, its
+	// oldest messages.
 	for h.historyBytes > maxHistoryBytes || len(h.history) > maxHistoryRooms {
 		old := h.recent.Back().Value.(*roomHistory)
 		if old != rh {
@@ -352,8 +354,8 @@ type hubCounts struct {
 	Dropped     uint64         `json:"dropped"` // connections closed as too slow
 }
 
-// Counts returns the hub's counters. MessagesIn counts pushes from any
-// source, MessagesOut frames written to connections.
+// Counts returns the hub's counters. MessagesIn counts pushes from any source, MessagesOut frames
+// written to connections.
 func (h *Hub) Counts() hubCounts {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -370,20 +372,20 @@ func (h *Hub) Counts() hubCounts {
 	return st
 }
 
-// queueDepth returns the frames and bytes waiting in every connection's
-// outgoing queue.
+// queueDepth returns the frames and bytes waiting in every connection's outgoing queue.
 func (h *Hub) queueDepth() (frames, bytes int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.conns {
-		frames += int64(len(c.send))
-		bytes += c.queued.Load()
+		c.qmu.Lock()
+		frames += int64(len(c.queue))
+		bytes += int64(c.queued)
+		c.qmu.Unlock()
 	}
 	return frames, bytes
 }
 
-// Kick closes every member of room with code and reason; it returns how
-// many.
+// Kick closes every member of room with code and reason; it returns how many.
 func (h *Hub) Kick(room string, code int, reason string) int {
 	h.mu.Lock()
 	members := slices.Collect(maps.Keys(h.rooms[room]))
@@ -397,8 +399,7 @@ func (h *Hub) Kick(room string, code int, reason string) int {
 	return n
 }
 
-// pingLoop has every connection's writer send a ping every d until the hub
-// shuts down.
+// pingLoop has every connection's writer send a ping every d until the hub shuts down.
 func (h *Hub) pingLoop(d time.Duration) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -416,9 +417,8 @@ func (h *Hub) pingLoop(d time.Duration) {
 	}
 }
 
-// Shutdown stops accepting connections, lets every writer flush its queue
-// until ctx ends, closes every connection with 1001, writes the room files
-// and saves the history.
+// Shutdown stops accepting connections, lets every writer flush its queue until ctx ends, closes
+// every connection with 1001, writes the room files and saves the history.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -433,8 +433,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.stop(closeGoingAway, "")
 	}
-	// Wait until every connection has flushed, closed and left its rooms,
-	// so that the room files are empty when Shutdown returns.
+	// Wait until every connection has flushed, closed and left its rooms, so that the room files
+	// are empty when Shutdown returns.
 	flushed := make(chan struct{})
 	go func() {
 		h.serving.Wait()
@@ -451,16 +451,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		<-flushed
 	}
 	if h.store != nil {
-		err = errors.Join(err, h.store.Close(ctx))
-	}
-	if h.historyDir != "" {
 		h.mu.Lock()
-		rooms := make(map[string][]event, len(h.history))
-		for room, e := range h.history {
-			rooms[room] = slices.Clone(e.Value.(*roomHistory).msgs)
+		var msgs []event
+		for _, e := range h.history {
+			msgs = append(msgs, e.Value.(*roomHistory).msgs...)
 		}
 		h.mu.Unlock()
-		err = errors.Join(err, saveHistory(h.historyDir, rooms, h.log))
+		err = errors.Join(err, h.store.Close(ctx), h.store.saveHistory(msgs))
 	}
 	return err
 }
