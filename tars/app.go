@@ -42,7 +42,6 @@ type App struct {
 	stopping chan struct{}
 }
 
-
 // New binds every adapter of cfg, then AdminAdapter on cfg.Local; it
 // serves nothing yet.
 func New(cfg *Config, logs *Logs) (*App, error) {
