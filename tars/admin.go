@@ -29,11 +29,6 @@ type command struct {
 	run         func(ctx context.Context, args []string) string
 }
 
-type statusLine struct {
-	label string
-	value func() any
-}
-
 // Command adds an operator command to AdminObj.notify: name, usage (its
 // arguments, "" for none) and help (one line) are listed by tars.help, and
 // run answers the command split on spaces. Call it before Run.
@@ -43,7 +38,7 @@ func (a *App) Command(name, usage, help string, run func(ctx context.Context, ar
 
 // Status adds a line "label: value" to what tars.viewstatus shows.
 func (a *App) Status(label string, value func() any) {
-	a.status = append(a.status, statusLine{label, value})
+	a.status = append(a.status, func() string { return fmt.Sprintf("%s: %v\n", label, value()) })
 }
 
 // adminObj serves AdminObj (AdminF): shutdown and the operator commands.
@@ -75,18 +70,16 @@ func (a *App) adminObj() {
 		}
 		res, err := a.pull(ctx, args[0])
 		if err != nil {
-			a.log.Error("tars.loadconfig failed; the old file is kept", "file", args[0], "err", err)
 			return "tars.loadconfig " + args[0] + ": " + err.Error()
 		}
-		a.log.Info("tars.loadconfig", "file", args[0], "result", res)
 		return res
 	})
 	a.Command("tars.viewstatus", "", "shows the server's state", func(context.Context, []string) string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "server: %s.%s\nversion: %s\npid: %d\n", a.cfg.App, a.cfg.Server, a.version(), os.Getpid())
 		fmt.Fprintf(&b, "uptime: %s\nloglevel: %s\nadapters: %d\n", time.Since(a.started).Round(time.Second), a.logs.Level(), len(a.adapters))
-		for _, s := range a.status {
-			fmt.Fprintf(&b, "%s: %v\n", s.label, s.value())
+		for _, line := range a.status {
+			b.WriteString(line())
 		}
 		fmt.Fprintf(&b, "tars calls: %d\n", a.srv.Calls())
 		return b.String()
@@ -149,31 +142,35 @@ func checkConfigName(name string) error {
 // writes it atomically under the base path; on any failure the file
 // already there is kept. A file that parses as a config is then given to
 // RunOptions.Apply, whose answer is added to the result.
-func (a *App) pull(ctx context.Context, name string) (string, error) {
+func (a *App) pull(ctx context.Context, name string) (res string, err error) {
+	defer func() {
+		if err != nil {
+			a.log.Error("config file not pulled; the old file is kept", "file", name, "err", err)
+		} else {
+			a.log.Info("pulled a config file", "file", name, "result", res)
+		}
+	}()
 	if err := checkConfigName(name); err != nil {
 		return "", err
 	}
 	var ret int32
 	var text string
-	err := a.config.Invoke(ctx, "loadConfig",
-		func(in *Results) {
-			in.PutString(1, "app", a.cfg.App)
-			in.PutString(2, "server", a.cfg.Server)
-			in.PutString(3, "filename", name)
-		},
-		func(out *Args) (err error) {
-			if ret, err = out.Int32(0, ""); err != nil || ret != 0 {
-				return err
-			}
-			text, err = out.String(4, "config")
+	err = a.config.Invoke(ctx, "loadConfig", func(in *Results) {
+		in.PutString(1, "app", a.cfg.App)
+		in.PutString(2, "server", a.cfg.Server)
+		in.PutString(3, "filename", name)
+	}, func(out *Args) (err error) {
+		if ret, err = out.Int32(0, ""); err != nil || ret != 0 {
 			return err
-		})
+		}
+		text, err = out.String(4, "config")
+		return err
+	})
+	if err == nil && ret != 0 {
+		err = fmt.Errorf("loadConfig(%s, %s, %s) returned %d (no such file?)", a.cfg.App, a.cfg.Server, name, ret)
+	}
 	if err != nil {
 		return "", fmt.Errorf("config service %s: %w", a.config.Name(), err)
-	}
-	if ret != 0 {
-		return "", fmt.Errorf("config service %s: loadConfig(%s, %s, %s) returned %d (no such file?)",
-			a.config.Name(), a.cfg.App, a.cfg.Server, name, ret)
 	}
 	dir := cmp.Or(a.cfg.BasePath, ".")
 	path := filepath.Join(dir, name)
@@ -193,7 +190,7 @@ func (a *App) pull(ctx context.Context, name string) (string, error) {
 		os.Remove(tmp.Name())
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
-	res := fmt.Sprintf("[succ] get remote config: %s (%d bytes to %s)", name, len(text), path)
+	res = fmt.Sprintf("[succ] get remote config: %s (%d bytes to %s)", name, len(text), path)
 	if c, err := ParseConf(name, []byte(text)); err == nil && a.apply != nil {
 		applied, err := a.apply(name, c)
 		if err != nil {

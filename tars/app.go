@@ -1,22 +1,9 @@
 // Package tars is a Tars runtime for Go servers with no dependency beyond
 // the standard library: the wire codec (TARS, TUP and JSON packets), a
 // client (Client, ObjProxy), a server for servants (Server), and App, the
-// application object of a server run by tarsnode.
-//
-// App reads the framework keys of the config tarsnode writes (LoadConf,
-// LoadConfig), binds every adapter behind one admission layer (allow list,
-// maxconns), serves servants on the tars adapters and an http.Handler on
-// the not_tars ones, answers AdminObj (shutdown and a table of operator
-// commands the server may extend), and talks to the framework services:
-// heartbeats to tarsnode, the registry, stat and property reports and the
-// config service. Its log follows the Tars layout (OpenLogs).
-//
-//	cfg, err := tars.LoadConfig(conf)
-//	logs, err := tars.OpenLogs(cfg, nil)
-//	app, err := tars.New(cfg, logs)
-//	app.Handle(cfg.ServantName("HelloObj"), "hello", hello)
-//	app.ServeHTTP(mux, 10*time.Second)
-//	err = app.Run(ctx, tars.RunOptions{})
+// application object of a server run by tarsnode: adapters behind one
+// admission layer, AdminObj, heartbeats, stat and property reports, config
+// pulls and the Tars log layout.
 package tars
 
 import (
@@ -46,21 +33,13 @@ type App struct {
 	config   *ObjProxy // the config service; nil: none
 	adapters []*adapter
 	commands map[string]command
-	status   []statusLine
+	status   []func() string // lines of tars.viewstatus
 	calls    callTable
 	props    []*property
 	apply    func(name string, c *Conf) (string, error)
 	started  time.Time
 	stopOnce sync.Once
 	stopping chan struct{}
-}
-
-// adapter is one adapter section: a listener behind the admission layer,
-// served by the Tars server or, for not_tars, by an http.Server.
-type adapter struct {
-	cfg  AdapterConfig
-	ln   *admitListener
-	http *http.Server
 }
 
 // New binds every adapter of cfg, then AdminAdapter on cfg.Local; it
@@ -75,14 +54,14 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 		a.log.Warn("no local endpoint in the config: AdminObj is not served, tarsnode cannot stop this server gracefully")
 	}
 	for _, ac := range cfgs {
-		ln, err := admit(ac, a.log)
+		ad, err := admit(ac, a.log)
 		if err != nil {
 			for _, ad := range a.adapters {
-				ad.ln.Close()
+				ad.Close()
 			}
 			return nil, err
 		}
-		a.adapters = append(a.adapters, &adapter{cfg: ac, ln: ln})
+		a.adapters = append(a.adapters, ad)
 	}
 	a.srv = Server{MaxPacket: cfg.MaxPacket, Logger: a.log, OnCall: func(c CallInfo) { a.calls.add("served", c) }}
 
@@ -94,14 +73,12 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 			framework[p.Name] = true
 		}
 	}
-	opt := ClientOptions{SyncTimeout: cfg.SyncInvokeTimeout, MaxPacket: cfg.MaxPacket, Logger: a.log,
-		OnCall: func(c CallInfo) {
+	a.client = NewClient(ClientOptions{SyncTimeout: cfg.SyncInvokeTimeout, MaxPacket: cfg.MaxPacket, Logger: a.log,
+		Locator: cfg.Locator, Refresh: cfg.RefreshEndpointInterval, OnCall: func(c CallInfo) {
 			if !framework[c.Servant] {
 				a.calls.add("made", c)
 			}
-		}}
-	opt.Locator, opt.Refresh = cfg.Locator, cfg.RefreshEndpointInterval
-	a.client = NewClient(opt)
+		}})
 	a.config = a.framework(serverPath+"<config>", cfg.ConfigObj)
 	a.adminObj()
 	return a, nil
@@ -147,7 +124,7 @@ func (a *App) ServeHTTP(h http.Handler, read time.Duration) {
 func (a *App) HTTPAddr() (net.Addr, bool) {
 	for _, ad := range a.adapters {
 		if ad.cfg.Protocol == "not_tars" {
-			return ad.ln.Addr(), true
+			return ad.Addr(), true
 		}
 	}
 	return nil, false
@@ -159,7 +136,7 @@ func (a *App) Reachable(servant string) (Endpoint, bool) {
 	for _, ad := range a.adapters {
 		if ad.cfg.Servant == servant {
 			e := ad.cfg.Endpoint
-			ap, _ := netip.ParseAddrPort(ad.ln.Addr().String())
+			ap, _ := netip.ParseAddrPort(ad.Addr().String())
 			e.Port = int(ap.Port())
 			return e.Dialable(a.cfg.LocalIP), true
 		}
@@ -178,27 +155,28 @@ type AdapterStats struct {
 func (a *App) Adapters() []AdapterStats {
 	out := make([]AdapterStats, len(a.adapters))
 	for i, ad := range a.adapters {
-		out[i] = AdapterStats{ad.cfg.Name, ad.cfg.Servant, ad.cfg.Protocol, ad.ln.Addr().String(),
-			int(ad.ln.conns.Load()), ad.cfg.MaxConns, ad.ln.denied.Load(), ad.ln.refused.Load()}
+		out[i] = AdapterStats{ad.cfg.Name, ad.cfg.Servant, ad.cfg.Protocol, ad.Addr().String(),
+			int(ad.conns.Load()), ad.cfg.MaxConns, ad.denied.Load(), ad.refused.Load()}
 	}
 	return out
 }
 
-// admitListener applies an adapter's allow list and maxconns to whatever
-// serves it, HTTP or Tars: refused connections are closed at accept,
-// counted and logged, and never reach the server.
-type admitListener struct {
+// adapter is one adapter section: a listener that applies the allow list
+// and maxconns to whatever serves it, the Tars server or, for not_tars, an
+// http.Server. Refused connections are closed at accept, counted and
+// logged, and never reach the server.
+type adapter struct {
 	net.Listener
-	name            string
+	cfg             AdapterConfig
+	http            *http.Server
 	allow           []netip.Addr // nil: all
-	max             int          // 0: no cap
 	log             *slog.Logger
 	conns           atomic.Int64
 	denied, refused atomic.Uint64
 }
 
-func admit(cfg AdapterConfig, log *slog.Logger) (*admitListener, error) {
-	l := &admitListener{name: cfg.Name, max: cfg.MaxConns, log: log}
+func admit(cfg AdapterConfig, log *slog.Logger) (*adapter, error) {
+	l := &adapter{cfg: cfg, log: log}
 	for _, s := range cfg.Allow {
 		ip, err := netip.ParseAddr(strings.TrimSpace(s))
 		if err != nil {
@@ -216,27 +194,25 @@ func admit(cfg AdapterConfig, log *slog.Logger) (*admitListener, error) {
 	return l, nil
 }
 
-func (l *admitListener) Accept() (net.Conn, error) {
+func (l *adapter) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
 		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		peer, max := c.RemoteAddr().String(), int64(l.cfg.MaxConns)
 		if l.allow != nil && !slices.Contains(l.allow, ap.Addr().Unmap()) {
 			l.denied.Add(1)
-			l.log.Warn("connection refused: address not in the allow list", "adapter", l.name, "peer", c.RemoteAddr().String())
-			c.Close()
-			continue
-		}
-		if n := l.conns.Add(1); l.max > 0 && n > int64(l.max) {
+			l.log.Warn("connection refused: address not in the allow list", "adapter", l.cfg.Name, "peer", peer)
+		} else if n := l.conns.Add(1); max > 0 && n > max {
 			l.conns.Add(-1)
 			l.refused.Add(1)
-			l.log.Warn("connection refused: maxconns reached", "adapter", l.name, "peer", c.RemoteAddr().String(), "maxconns", l.max)
-			c.Close()
-			continue
+			l.log.Warn("connection refused: maxconns reached", "adapter", l.cfg.Name, "peer", peer, "maxconns", max)
+		} else {
+			return &admitConn{Conn: c, l: l}, nil
 		}
-		return &admitConn{Conn: c, l: l}, nil
+		c.Close()
 	}
 }
 
@@ -244,7 +220,7 @@ func (l *admitListener) Accept() (net.Conn, error) {
 // a handler that hijacked it or the Tars server.
 type admitConn struct {
 	net.Conn
-	l    *admitListener
+	l    *adapter
 	once sync.Once
 }
 
@@ -282,11 +258,7 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	} else if len(opt.Pull) > 0 {
 		fw.Go(func() {
 			for _, f := range opt.Pull {
-				if res, err := a.pull(fwCtx, f); err != nil {
-					a.log.Error("cannot pull a config file at start; the old file is kept", "file", f, "err", err)
-				} else {
-					a.log.Info("pulled a config file", "file", f, "result", res)
-				}
+				a.pull(fwCtx, f)
 			}
 		})
 	}
@@ -296,15 +268,14 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 		fw.Go(func() { a.report(reportCtx, stat, property) })
 	}
 
+	served := make(chan error, len(a.adapters))
 	for _, ad := range a.adapters {
 		if ad.cfg.Protocol == "not_tars" && ad.http == nil {
 			a.ServeHTTP(http.NotFoundHandler(), 0) // none was given
 		}
-	}
-	served := make(chan error, len(a.adapters))
-	for _, ad := range a.adapters {
 		go func() { served <- ad.serve(&a.srv) }()
-		a.log.Info("listening", "adapter", ad.cfg.Name, "addr", ad.ln.Addr().String(), "servant", ad.cfg.Servant, "protocol", ad.cfg.Protocol)
+		a.log.Info("listening", "adapter", ad.cfg.Name, "addr", ad.Addr().String(), "servant", ad.cfg.Servant,
+			"protocol", ad.cfg.Protocol)
 		if ad.cfg.Protocol == "tars" && !a.srv.serves(ad.cfg.Servant) {
 			a.log.Warn("adapter serves a servant this server does not implement; its calls will fail",
 				"adapter", ad.cfg.Name, "servant", ad.cfg.Servant)
@@ -337,11 +308,11 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 func (ad *adapter) serve(s *Server) error {
 	var err error
 	if ad.http != nil {
-		err = ad.http.Serve(ad.ln)
+		err = ad.http.Serve(ad)
 	} else {
 		// The endpoint's -t closes connections with no traffic and no call
 		// in flight.
-		err = s.Serve(ad.ln, ListenOptions{Servants: []string{ad.cfg.Servant}, IdleTimeout: ad.cfg.Endpoint.Timeout})
+		err = s.Serve(ad, ListenOptions{Servants: []string{ad.cfg.Servant}, IdleTimeout: ad.cfg.Endpoint.Timeout})
 	}
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, ErrServerClosed) {
 		return nil
@@ -357,21 +328,13 @@ func (a *App) drain(fn func(ctx context.Context) error) error {
 	var wg sync.WaitGroup
 	for _, ad := range a.adapters {
 		if ad.http != nil {
-			wg.Go(func() {
-				if err := ad.http.Shutdown(ctx); err != nil {
-					a.log.Warn("HTTP requests still running at shutdown", "adapter", ad.cfg.Name, "err", err)
-				}
-			})
+			wg.Go(func() { warnIf(a.log, ad.http.Shutdown(ctx), "HTTP requests still running at shutdown") })
 		}
 	}
-	wg.Go(func() {
-		if err := a.srv.Shutdown(ctx); err != nil {
-			a.log.Warn("Tars calls still running at shutdown", "err", err)
-		}
-	})
+	wg.Go(func() { warnIf(a.log, a.srv.Shutdown(ctx), "Tars calls still running at shutdown") })
 	wg.Wait()
 	for _, ad := range a.adapters {
-		ad.ln.Close() // in case a Serve had not started before its Shutdown
+		ad.Close() // in case a Serve had not started before its Shutdown
 	}
 	if fn == nil {
 		return nil
@@ -385,4 +348,10 @@ func (a *App) drain(fn func(ctx context.Context) error) error {
 		a.log.Error("shutdown", "err", err)
 	}
 	return err
+}
+
+func warnIf(log *slog.Logger, err error, msg string) {
+	if err != nil {
+		log.Warn(msg, "err", err)
+	}
 }

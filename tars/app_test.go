@@ -308,7 +308,7 @@ func TestAppListenerFails(t *testing.T) {
 	a.Handle("A.S.PushObj", "f", nil)
 	_, done := run(t, a, RunOptions{})
 	waitUntil(t, "serving", func() bool { return ping(t, addrOf(t, a, "A.S.PushObjAdapter")).Ret == 0 })
-	a.adapters[0].ln.Listener.Close()
+	a.adapters[0].Listener.Close()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "adapter A.S.PushObjAdapter: tars: accept on") {
@@ -334,7 +334,7 @@ func TestAppReachable(t *testing.T) {
 		t.Errorf("HTTPAddr = %v, %v", addr, ok)
 	}
 	for _, ad := range a.adapters {
-		ad.ln.Close()
+		ad.Close()
 	}
 }
 

@@ -377,12 +377,12 @@ func TestConfReader(t *testing.T) {
 
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"1": 1, "10M": 10 << 20, "10mb": 10 << 20, "1G": 1 << 30, "512k": 512 << 10, "7B": 7, "3KB": 3 << 10} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		if got, ok := parseSize(in); !ok || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, ok, want)
 		}
 	}
 	for _, in := range []string{"", "M", "B", "0", "-1", "1T", "1.5M", "+1", "9223372036854775807K", " 1"} {
-		if got, err := parseSize(in); err == nil {
+		if got, ok := parseSize(in); ok {
 			t.Errorf("parseSize(%q) = %d, want an error", in, got)
 		}
 	}

@@ -1,7 +1,6 @@
 package tars
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -19,8 +18,12 @@ type ConfReader struct {
 
 // Fail records that the value at path is not what was wanted.
 func (r *ConfReader) Fail(path, value, want string) {
-	if r.Err == nil {
-		r.Err = fmt.Errorf("config %s: bad value %q (want %s)", path, value, want)
+	r.check(path, fmt.Errorf("bad value %q (want %s)", value, want))
+}
+
+func (r *ConfReader) check(path string, err error) {
+	if err != nil && r.Err == nil {
+		r.Err = fmt.Errorf("config %s: %w", path, err)
 	}
 }
 
@@ -31,50 +34,43 @@ func (r *ConfReader) Str(path, def string) string {
 	return def
 }
 
-// Int reads a whole number of at least min.
-func (r *ConfReader) Int(path string, def, min int) int {
+// read parses the value at path; a bad one is recorded and gives def.
+func read[T any](r *ConfReader, path string, def T, want string, parse func(string) (T, bool)) T {
 	v := r.Str(path, "")
-	n, err := strconv.Atoi(v)
-	switch {
-	case v == "":
-	case err != nil || n < min:
-		r.Fail(path, v, fmt.Sprintf("a whole number >= %d", min))
-	default:
+	if v == "" {
+		return def
+	}
+	if n, ok := parse(v); ok {
 		return n
 	}
+	r.Fail(path, v, want)
 	return def
+}
+
+// Int reads a whole number of at least min.
+func (r *ConfReader) Int(path string, def, min int) int {
+	return read(r, path, def, fmt.Sprintf("a whole number >= %d", min), func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= min
+	})
 }
 
 // Ms reads a duration written in milliseconds, as Tars writes them.
 func (r *ConfReader) Ms(path string, def time.Duration, min int) time.Duration {
-	v := r.Str(path, "")
-	n, err := strconv.ParseInt(v, 10, 64)
-	switch {
-	case v == "":
-	case err != nil || n < int64(min) || n > math.MaxInt64/int64(time.Millisecond):
-		r.Fail(path, v, fmt.Sprintf("milliseconds >= %d", min))
-	default:
-		return time.Duration(n) * time.Millisecond
-	}
-	return def
+	return read(r, path, def, fmt.Sprintf("milliseconds >= %d", min), func(v string) (time.Duration, bool) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		ok := err == nil && n >= int64(min) && n <= math.MaxInt64/int64(time.Millisecond)
+		return time.Duration(n) * time.Millisecond, ok
+	})
 }
 
 // Size reads a byte count: a number with an optional K, M or G suffix
 // (powers of 1024, an optional trailing B, any case).
 func (r *ConfReader) Size(path string, def int64) int64 {
-	v := r.Str(path, "")
-	n, err := parseSize(v)
-	switch {
-	case v == "":
-	case err != nil:
-		r.Fail(path, v, "a positive size such as 65536, 512K, 10M or 1G")
-	default:
-		return n
-	}
-	return def
+	return read(r, path, def, "a positive size such as 65536, 512K, 10M or 1G", parseSize)
 }
 
-func parseSize(s string) (int64, error) {
+func parseSize(s string) (int64, bool) {
 	num := strings.TrimSuffix(strings.ToUpper(s), "B")
 	mult := int64(1)
 	if i := strings.IndexAny(num, "KMG"); i >= 0 && i == len(num)-1 {
@@ -82,10 +78,7 @@ func parseSize(s string) (int64, error) {
 		num = num[:i]
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > math.MaxInt64/mult || strings.HasPrefix(num, "+") {
-		return 0, errors.New("bad size")
-	}
-	return n * mult, nil
+	return n * mult, err == nil && n > 0 && n <= math.MaxInt64/mult && !strings.HasPrefix(num, "+")
 }
 
 // IntSize reads a size below 2G.
@@ -102,9 +95,8 @@ func (r *ConfReader) IntSize(path string, def int) int {
 func (r *ConfReader) Proxy(path, def string) string {
 	v := r.Str(path, def)
 	if v != "" {
-		if _, err := ParseProxy(v); err != nil && r.Err == nil {
-			r.Err = fmt.Errorf("config %s: %w", path, err)
-		}
+		_, err := ParseProxy(v)
+		r.check(path, err)
 	}
 	return v
 }
@@ -118,18 +110,6 @@ func (r *ConfReader) List(path string) []string {
 		}
 	}
 	return out
-}
-
-func (r *ConfReader) endpoint(path string) (Endpoint, bool) {
-	v := r.Str(path, "")
-	if v == "" {
-		return Endpoint{}, false
-	}
-	e, err := ParseEndpoint(v)
-	if err != nil && r.Err == nil {
-		r.Err = fmt.Errorf("config %s: %w", path, err)
-	}
-	return e, err == nil
 }
 
 // Config is what the framework reads from <tars><application>: the
@@ -180,73 +160,65 @@ func LoadConfig(c *Conf) (*Config, error) {
 	s := func(key string) string { return serverPath + "<" + key + ">" }
 	cl := func(key string) string { return clientPath + "<" + key + ">" }
 	cfg := &Config{
-		App:                 r.Str(s("app"), ""),
-		Server:              r.Str(s("server"), ""),
-		LocalIP:             r.Str(s("localip"), ""),
-		Node:                r.Proxy(s("node"), ""),
-		ConfigObj:           r.Proxy(s("config"), ""),
-		BasePath:            r.Str(s("basepath"), ""),
-		DataPath:            r.Str(s("datapath"), ""),
-		LogPath:             r.Str(s("logpath"), ""),
-		LogSize:             r.Size(s("logsize"), 50<<20),
-		LogNum:              r.Int(s("lognum"), 10, 1),
-		DeactivatingTimeout: r.Ms(s("deactivating-timeout"), 3*time.Second, 0),
-		MaxPacket:           r.IntSize(s("maxPackageLength"), DefaultMaxPacket),
+		App:                     r.Str(s("app"), ""),
+		Server:                  r.Str(s("server"), ""),
+		LocalIP:                 r.Str(s("localip"), ""),
+		Node:                    r.Proxy(s("node"), ""),
+		ConfigObj:               r.Proxy(s("config"), ""),
+		BasePath:                r.Str(s("basepath"), ""),
+		DataPath:                r.Str(s("datapath"), ""),
+		LogPath:                 r.Str(s("logpath"), ""),
+		LogSize:                 r.Size(s("logsize"), 50<<20),
+		LogNum:                  r.Int(s("lognum"), 10, 1),
+		LogLevel:                strings.ToUpper(r.Str(s("logLevel"), "INFO")),
+		DeactivatingTimeout:     r.Ms(s("deactivating-timeout"), 3*time.Second, 0),
+		MaxPacket:               r.IntSize(s("maxPackageLength"), DefaultMaxPacket),
+		KeepAliveInterval:       r.Ms(s("keepalive-interval"), 10*time.Second, 1),
+		Locator:                 r.Proxy(cl("locator"), ""),
+		SyncInvokeTimeout:       r.Ms(cl("sync-invoke-timeout"), 3*time.Second, 1),
+		RefreshEndpointInterval: r.Ms(cl("refresh-endpoint-interval"), time.Minute, 1),
+		ReportInterval:          r.Ms(cl("report-interval"), time.Minute, 1),
+		Stat:                    r.Proxy(cl("stat"), ""),
+		Property:                r.Proxy(cl("property"), ""),
 	}
-	if cfg.App == "" {
-		return nil, fmt.Errorf("config %s: not set", s("app"))
+	cfg.ModuleName = r.Str(cl("modulename"), cfg.App+"."+cfg.Server)
+	for _, k := range []string{"app", "server"} {
+		if r.Str(s(k), "") == "" {
+			return nil, fmt.Errorf("config %s: not set", s(k))
+		}
 	}
-	if cfg.Server == "" {
-		return nil, fmt.Errorf("config %s: not set", s("server"))
+	if _, ok := logLevels[cfg.LogLevel]; !ok {
+		r.Fail(s("logLevel"), r.Str(s("logLevel"), ""), "DEBUG, INFO, WARN, ERROR or NONE")
 	}
-	if e, ok := r.endpoint(s("local")); ok {
+	if v := r.Str(s("local"), ""); v != "" {
+		e, err := ParseEndpoint(v)
+		r.check(s("local"), err)
 		cfg.Local = &e
 	}
-	level := r.Str(s("logLevel"), "INFO")
-	if _, ok := logLevels[strings.ToUpper(level)]; ok {
-		cfg.LogLevel = strings.ToUpper(level)
-	} else {
-		r.Fail(s("logLevel"), level, "DEBUG, INFO, WARN, ERROR or NONE")
-	}
-	cfg.Locator = r.Proxy(cl("locator"), "")
-	cfg.SyncInvokeTimeout = r.Ms(cl("sync-invoke-timeout"), 3*time.Second, 1)
-	cfg.RefreshEndpointInterval = r.Ms(cl("refresh-endpoint-interval"), time.Minute, 1)
-	cfg.ReportInterval = r.Ms(cl("report-interval"), time.Minute, 1)
-	cfg.Stat = r.Proxy(cl("stat"), "")
-	cfg.Property = r.Proxy(cl("property"), "")
-	cfg.ModuleName = r.Str(cl("modulename"), cfg.App+"."+cfg.Server)
-	cfg.KeepAliveInterval = r.Ms(s("keepalive-interval"), 10*time.Second, 1)
-
 	servants := map[string]string{}
 	for _, name := range c.Sections(serverPath) {
 		p := serverPath + "/" + name
-		a := AdapterConfig{
-			Name:     name,
-			Servant:  r.Str(p+"<servant>", ""),
-			Protocol: r.Str(p+"<protocol>", "tars"),
-			Allow:    r.List(p + "<allow>"),
-			MaxConns: r.Int(p+"<maxconns>", 1024, 1),
+		a := AdapterConfig{Name: name, Servant: r.Str(p+"<servant>", ""), Protocol: r.Str(p+"<protocol>", "tars"),
+			Allow: r.List(p + "<allow>"), MaxConns: r.Int(p+"<maxconns>", 1024, 1)}
+		var err error
+		switch v := r.Str(p+"<endpoint>", ""); {
+		case r.Err != nil:
+		case v == "":
+			return nil, fmt.Errorf("config %s<endpoint>: not set", p)
+		case a.Servant == "":
+			return nil, fmt.Errorf("config %s<servant>: not set", p)
+		case servants[a.Servant] != "":
+			return nil, fmt.Errorf("config %s<servant>: %q is also served by adapter %s", p, a.Servant, servants[a.Servant])
+		case a.Protocol != "tars" && a.Protocol != "not_tars":
+			r.Fail(p+"<protocol>", a.Protocol, "tars or not_tars")
+		default:
+			a.Endpoint, err = ParseEndpoint(v)
+			r.check(p+"<endpoint>", err)
 		}
 		if r.Err != nil {
 			return nil, r.Err
-		}
-		if c.Get(p+"<endpoint>") == "" {
-			return nil, fmt.Errorf("config %s<endpoint>: not set", p)
-		}
-		a.Endpoint, _ = r.endpoint(p + "<endpoint>")
-		if a.Servant == "" {
-			return nil, fmt.Errorf("config %s<servant>: not set", p)
-		}
-		if other, dup := servants[a.Servant]; dup {
-			return nil, fmt.Errorf("config %s<servant>: %q is also served by adapter %s", p, a.Servant, other)
 		}
 		servants[a.Servant] = name
-		if a.Protocol != "tars" && a.Protocol != "not_tars" {
-			r.Fail(p+"<protocol>", a.Protocol, "tars or not_tars")
-		}
-		if r.Err != nil {
-			return nil, r.Err
-		}
 		cfg.Adapters = append(cfg.Adapters, a)
 	}
 	if r.Err != nil {

@@ -11,22 +11,27 @@ import (
 	"time"
 )
 
-// One connection of a Server: its reader and the writer both sides use.
-
 // serverConn is one accepted connection: a reader (serve), a goroutine per
 // call in flight and one writer.
 type serverConn struct {
-	s      *Server
-	ls     *listenState
-	nc     net.Conn
-	ctx    context.Context // ends when the connection is aborted
-	cancel context.CancelFunc
-	w      *frameWriter
+	s        *Server
+	servants map[string]bool // served here; nil: all
+	idle     time.Duration
+	nc       net.Conn
+	ctx      context.Context // ends when the connection is aborted
+	cancel   context.CancelFunc
+	w        *frameWriter
 
 	calls    sync.WaitGroup
 	inflight atomic.Int32
 	draining atomic.Bool
 	tup      atomic.Bool // the client speaks TUP: pushes take its layout
+}
+
+func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, buf []byte) {
+	f := newFrame()
+	*f = appendReply(*f, req, ret, desc, buf)
+	c.w.send(f)
 }
 
 // drain makes the reader stop after telling the client to reconnect; the
@@ -78,15 +83,25 @@ func (c *serverConn) serve() {
 func (c *serverConn) read() (graceful bool) {
 	s := c.s
 	log := s.logger()
-	peer := c.nc.RemoteAddr()
+	peer := c.nc.RemoteAddr().String()
 	isTimeout := func(err error) bool {
 		var ne net.Error
 		return errors.As(err, &ne) && ne.Timeout()
 	}
+	// failed says whether err ended the connection gracefully, logging
+	// other failures.
+	failed := func(err error) bool {
+		if isTimeout(err) && c.draining.Load() {
+			return true
+		}
+		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			log.Debug("tars: connection read failed", "peer", peer, "err", err)
+		}
+		return false
+	}
 	br := bufio.NewReaderSize(c.nc, 16<<10)
 	fr := FrameReader{R: br, Max: s.MaxPacket}
 	slots := make(chan struct{}, maxInflight)
-	idle := c.ls.opt.IdleTimeout
 	for {
 		for c.w.pending.Load() >= maxPending {
 			select {
@@ -100,8 +115,8 @@ func (c *serverConn) read() (graceful bool) {
 		// Wait for the next frame under the idle timeout, which only
 		// closes the connection when no call is in flight either.
 		var deadline time.Time
-		if idle > 0 {
-			deadline = time.Now().Add(idle)
+		if c.idle > 0 {
+			deadline = time.Now().Add(c.idle)
 		}
 		c.nc.SetReadDeadline(deadline)
 		if c.draining.Load() {
@@ -109,32 +124,23 @@ func (c *serverConn) read() (graceful bool) {
 		}
 		if _, err := br.Peek(1); err != nil {
 			switch {
-			case isTimeout(err) && c.draining.Load():
-				return true
-			case isTimeout(err) && c.inflight.Load() > 0:
+			case isTimeout(err) && c.inflight.Load() > 0 && !c.draining.Load():
 				continue
-			case isTimeout(err):
-				log.Debug("tars: closing idle connection", "peer", peer.String(), "idle_timeout", idle)
+			case isTimeout(err) && !c.draining.Load():
+				log.Debug("tars: closing idle connection", "peer", peer, "idle_timeout", c.idle)
 				return true
-			case !errors.Is(err, net.ErrClosed) && !isEOF(err):
-				log.Debug("tars: connection read failed", "peer", peer.String(), "err", err)
 			}
-			return false
+			return failed(err)
 		}
 		body, err := fr.Next()
-		if err != nil {
-			var fe *FrameError
-			switch {
-			case isTimeout(err) && c.draining.Load():
-				return true
-			case errors.As(err, &fe):
-				s.badFrames.Add(1)
-				log.Warn("tars: closing connection after a bad frame", "peer", peer.String(), "err", err)
-				c.abort()
-			case !errors.Is(err, net.ErrClosed) && !isEOF(err):
-				log.Debug("tars: connection read failed", "peer", peer.String(), "err", err)
-			}
+		var fe *FrameError
+		if errors.As(err, &fe) {
+			s.badFrames.Add(1)
+			log.Warn("tars: closing connection after a bad frame", "peer", peer, "err", err)
+			c.abort()
 			return false
+		} else if err != nil {
+			return failed(err)
 		}
 		received := time.Now()
 		req := new(RequestPacket)
@@ -147,17 +153,15 @@ func (c *serverConn) read() (graceful bool) {
 		if err != nil {
 			s.badFrames.Add(1)
 			if req.RequestID == 0 {
-				log.Warn("tars: closing connection after an undecodable request", "peer", peer.String(), "err", err)
+				log.Warn("tars: closing connection after an undecodable request", "peer", peer, "err", err)
 				c.abort()
 				return false
 			}
 			// Its ids decoded and the frame kept the stream in step: the
 			// caller learns why, and the connection goes on.
-			log.Debug("tars: undecodable request refused", "peer", peer.String(), "err", err)
+			log.Debug("tars: undecodable request refused", "peer", peer, "err", err)
 			if req.PacketType != PacketOneway {
-				f := newFrame()
-				*f = appendReply(*f, req, ServerDecodeErr, err.Error(), nil)
-				c.w.send(f)
+				c.reply(req, ServerDecodeErr, err.Error(), nil)
 			}
 			continue
 		}
@@ -203,8 +207,9 @@ func freeFrame(f *[]byte) {
 	}
 }
 
-// frameWriter is the one goroutine writing to a connection: frames are
-// written whole, in the order queued, and flushed when the queue runs dry.
+// frameWriter is the one goroutine writing to a connection, client or
+// server: frames are written whole, in the order queued, and flushed when
+// the queue runs dry.
 type frameWriter struct {
 	nc      net.Conn
 	timeout time.Duration // for each write to make progress; 0: none
@@ -279,36 +284,31 @@ func (w *frameWriter) run() {
 		w.release(len(*f))
 		freeFrame(f)
 	}
+	// writeQueued writes what else is queued, so one flush takes it all.
+	writeQueued := func() {
+		for {
+			select {
+			case f := <-w.q:
+				write(f)
+			default:
+				if err == nil {
+					err = bw.Flush()
+				}
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case f := <-w.q:
 			write(f)
-			for more := true; more; {
-				select {
-				case f := <-w.q:
-					write(f)
-				default:
-					more = false
-				}
-			}
-			if err == nil {
-				err = bw.Flush()
-			}
+			writeQueued()
 			if err != nil {
 				w.nc.Close() // the reader sees it and stops
 			}
 		case <-w.quit:
-			for {
-				select {
-				case f := <-w.q:
-					write(f)
-				default:
-					if err == nil {
-						bw.Flush()
-					}
-					return
-				}
-			}
+			writeQueued()
+			return
 		}
 	}
 }
@@ -329,8 +329,4 @@ func (w deadlineWriter) Write(p []byte) (n int, err error) {
 		n += m
 	}
 	return n, err
-}
-
-func isEOF(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

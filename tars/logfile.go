@@ -123,17 +123,11 @@ func (w *rotatingFile) path(i int) string {
 
 func (w *rotatingFile) open(mode int) error {
 	f, err := os.OpenFile(w.path(0), os.O_CREATE|os.O_WRONLY|mode, 0o644)
-	if err == nil {
-		var st os.FileInfo
-		if st, err = f.Stat(); err != nil {
-			f.Close()
-		} else {
-			w.f, w.size = f, st.Size()
-		}
-	}
 	if err != nil {
 		return fmt.Errorf("log file: %w", err)
 	}
+	w.f = f
+	w.size, _ = f.Seek(0, io.SeekEnd)
 	return nil
 }
 
@@ -181,19 +175,17 @@ func clip(s string) string {
 	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }
 
-// quietInterval is how often the log takes the same warning, and
-// maxQuietKeys bounds the messages remembered.
-const (
-	quietInterval = 10 * time.Second
-	maxQuietKeys  = 256
-)
-
 // quietHandler guards the log against what clients choose: every string or
 // error value is clipped, and a WARN or ERROR message is written at most
 // once per quietInterval, the next record counting those suppressed.
 // Refusals, slow clients and bad frames come as fast as clients make them;
 // without this a flood of them would fill the log and rotate older records
-// away.
+// away. At most maxQuietKeys messages are remembered.
+const (
+	quietInterval = 10 * time.Second
+	maxQuietKeys  = 256
+)
+
 type quietHandler struct {
 	slog.Handler
 	seen *quietSeen // shared with the handlers made by WithAttrs and WithGroup

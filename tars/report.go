@@ -5,6 +5,7 @@ import (
 	"context"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -22,18 +23,17 @@ type CallCount struct {
 	N       uint64
 }
 
-// statBounds are the response time buckets of StatMicMsgBody.intervalCount,
-// in milliseconds, as TarsGo reports them: a call is counted under the
-// first bound it is faster than.
+// statBounds are the response time buckets of StatMicMsgBody.intervalCount
+// in milliseconds, as TarsGo reports them: a call counts under the first
+// bound it is faster than.
 var statBounds = [...]int32{5, 10, 50, 100, 200, 500, 1000, 2000, 3000}
 
-// callKey is one row of the call table: who called what, and how it ended.
 type callKey struct {
 	side, servant, fn, ip string // ip: the other side's
 	port, ret             int32
 }
 
-// callRow counts the calls of a row since start (n, which only grows, as
+// callRow counts a row's calls since start (n, which only grows, as
 // Prometheus counters must) and since the last stat report (the rest; times
 // in milliseconds, of the successful calls).
 type callRow struct {
@@ -120,9 +120,8 @@ func (a *App) Calls() []CallCount {
 	var out []CallCount
 	for _, k := range slices.SortedFunc(maps.Keys(a.calls.m), compareKeys) {
 		c := CallCount{k.side, k.servant, k.fn, k.ret, a.calls.m[k].n}
-		if n := len(out); n > 0 && out[n-1].Side == c.Side && out[n-1].Servant == c.Servant &&
-			out[n-1].Func == c.Func && out[n-1].Ret == c.Ret {
-			out[n-1].N += c.N // the same call with another peer
+		if n := len(out) - 1; n >= 0 && out[n] == (CallCount{c.Side, c.Servant, c.Func, c.Ret, out[n].N}) {
+			out[n].N += c.N // the same call with another peer
 			continue
 		}
 		out = append(out, c)
@@ -130,17 +129,32 @@ func (a *App) Calls() []CallCount {
 	return out
 }
 
-// splitAddr returns the IP and port of a peer address; nil gives "", 0.
 func splitAddr(a net.Addr) (string, int32) {
 	if a == nil {
 		return "", 0
 	}
-	host, port, err := net.SplitHostPort(a.String())
+	ap, err := netip.ParseAddrPort(a.String())
 	if err != nil {
 		return a.String(), 0
 	}
-	p, _ := strconv.Atoi(port)
-	return host, int32(p)
+	return ap.Addr().String(), int32(ap.Port())
+}
+
+// appendStruct appends a struct of vals tagged from 0: each a string, an
+// int64 or an appender; nil leaves its tag out.
+func appendStruct(b []byte, tag uint8, vals ...any) []byte {
+	b = AppendStructBegin(b, tag)
+	for i, v := range vals {
+		switch v := v.(type) {
+		case string:
+			b = AppendString(b, uint8(i), v)
+		case int64:
+			b = AppendInt(b, uint8(i), v)
+		case func([]byte, uint8) []byte:
+			b = v(b, uint8(i))
+		}
+	}
+	return AppendStructEnd(b)
 }
 
 // appendStatMap appends map<StatMicMsgHead,StatMicMsgBody> (framework.tars).
@@ -150,35 +164,26 @@ func splitAddr(a net.Addr) (string, int32) {
 func (a *App) appendStatMap(b []byte, tag uint8, keys []callKey, rows []callRow) []byte {
 	b = AppendMapHead(b, tag, len(keys))
 	for i, k := range keys {
-		master, slave, masterIP, slaveIP, port := "stat_from_server", a.cfg.App+"."+a.cfg.Server, k.ip, a.cfg.LocalIP, int32(0)
+		master, slave := "stat_from_server", a.cfg.App+"."+a.cfg.Server
+		masterIP, slaveIP, port := k.ip, a.cfg.LocalIP, int32(0)
 		if k.side == "made" {
 			master, slave, masterIP, slaveIP, port = a.cfg.ModuleName, k.servant, a.cfg.LocalIP, k.ip, k.port
 			if j := strings.LastIndexByte(slave, '.'); j > 0 && strings.Count(slave, ".") >= 2 {
 				slave = slave[:j]
 			}
 		}
-		b = AppendStructBegin(b, 0)
-		for j, s := range []string{master, slave, k.fn, masterIP, slaveIP} {
-			b = AppendString(b, uint8(j), s)
-		}
-		b = AppendInt(b, 5, int64(port))
-		b = AppendInt(b, 6, int64(k.ret))
-		b = AppendStructEnd(b)
-
+		b = appendStruct(b, 0, master, slave, k.fn, masterIP, slaveIP, int64(port), int64(k.ret))
 		r := rows[i]
-		b = AppendStructBegin(b, 1)
-		b = AppendInt(b, 0, int64(r.count))
-		b = AppendInt(b, 1, int64(r.timeouts))
-		b = AppendInt(b, 2, int64(r.errors))
-		b = AppendMapHead(b, 3, len(statBounds))
-		for j, bound := range statBounds {
-			b = AppendInt(b, 0, int64(bound))
-			b = AppendInt(b, 1, int64(r.intervals[j]))
+		intervals := func(b []byte, tag uint8) []byte {
+			b = AppendMapHead(b, tag, len(statBounds))
+			for j, bound := range statBounds {
+				b = AppendInt(b, 0, int64(bound))
+				b = AppendInt(b, 1, int64(r.intervals[j]))
+			}
+			return b
 		}
-		b = AppendInt(b, 4, r.total)
-		b = AppendInt(b, 5, int64(r.max))
-		b = AppendInt(b, 6, int64(r.min))
-		b = AppendStructEnd(b)
+		b = appendStruct(b, 1, int64(r.count), int64(r.timeouts), int64(r.errors), intervals,
+			r.total, int64(r.max), int64(r.min))
 	}
 	return b
 }
@@ -226,44 +231,38 @@ func (p *property) take() [][2]string {
 	return out
 }
 
-// appendPropMap appends map<StatPropMsgHead,StatPropMsgBody>, with the
-// values taken from each property.
+// appendPropMap appends map<StatPropMsgHead,StatPropMsgBody>.
 func (a *App) appendPropMap(b []byte, tag uint8, values [][][2]string) []byte {
 	b = AppendMapHead(b, tag, len(a.props))
 	for i, p := range a.props {
-		b = AppendStructBegin(b, 0)
-		b = AppendString(b, 0, a.cfg.ModuleName)
-		b = AppendString(b, 1, a.cfg.LocalIP)
-		b = AppendString(b, 2, p.name)
-		b = AppendInt(b, 7, 2) // iPropertyVer, as TarsGo sends
-		b = AppendStructEnd(b)
-
-		b = AppendStructBegin(b, 1)
-		b = AppendListHead(b, 0, len(values[i]))
-		for _, v := range values[i] {
-			b = AppendStructBegin(b, 0)
-			b = AppendString(b, 0, v[0])
-			b = AppendString(b, 1, v[1])
-			b = AppendStructEnd(b)
-		}
-		b = AppendStructEnd(b)
+		// iPropertyVer (tag 7) is 2, as TarsGo sends.
+		b = appendStruct(b, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
+		b = appendStruct(b, 1, func(b []byte, tag uint8) []byte {
+			b = AppendListHead(b, tag, len(values[i]))
+			for _, v := range values[i] {
+				b = appendStruct(b, 0, v[0], v[1])
+			}
+			return b
+		})
 	}
 	return b
 }
 
 // report sends call statistics to the stat service (StatF reportMicMsg) and
 // properties to the property service (PropertyF reportPropMsg) every
-// report-interval until ctx ends, then once more within finalReportWait, so
-// the calls of the last interval are not lost.
+// report-interval until ctx ends, then once more within a second, so the
+// calls of the last interval are not lost.
 func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 	interval := a.cfg.ReportInterval
 	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
 	defer tick.Stop()
 	defer sample.Stop()
-	send := func(ctx context.Context) {
+	send := func(ctx context.Context, timeout time.Duration) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		for _, side := range []string{"made", "served"} {
 			if keys, rows := a.calls.take(side); stat != nil && len(keys) > 0 {
-				a.reportCall(ctx, stat, "reportMicMsg", func(in *Results) {
+				a.frameworkCall(ctx, stat, "reportMicMsg", func(in *Results) {
 					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
 					in.PutBool(2, "bFromClient", side == "made")
 				})
@@ -274,7 +273,7 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 			for i, p := range a.props {
 				values[i] = p.take()
 			}
-			a.reportCall(ctx, property, "reportPropMsg", func(in *Results) {
+			a.frameworkCall(ctx, property, "reportPropMsg", func(in *Results) {
 				in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return a.appendPropMap(b, tag, values) })
 			})
 		}
@@ -282,9 +281,7 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), finalReportWait)
-			send(fctx)
-			cancel()
+			send(context.Background(), time.Second)
 			return
 		case <-sample.C:
 			for _, p := range a.props {
@@ -293,63 +290,42 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 				}
 			}
 		case <-tick.C:
-			rctx, cancel := context.WithTimeout(ctx, interval)
-			send(rctx)
-			cancel()
+			send(ctx, interval)
 		}
 	}
 }
 
-// finalReportWait bounds the last report at shutdown.
-const finalReportWait = time.Second
-
-// callRet calls fn on a framework service, which answers an int.
-func callRet(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) (ret int32, err error) {
-	err = p.Invoke(ctx, fn, in, func(out *Args) (err error) {
+// frameworkCall calls fn on a framework service, which answers an int,
+// and logs a failure unless ctx has ended (the process is stopping).
+func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) {
+	var ret int32
+	err := p.Invoke(ctx, fn, in, func(out *Args) (err error) {
 		ret, err = out.Int32(0, "")
 		return err
 	})
-	return ret, err
-}
-
-func (a *App) reportCall(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) {
-	if ret, err := callRet(ctx, p, fn, in); err != nil {
-		a.log.Warn("report not delivered; its counts are dropped", "call", fn, "service", p.Name(), "err", err)
-	} else if ret != 0 {
-		a.log.Warn("report refused", "call", fn, "service", p.Name(), "ret", ret)
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("framework call failed", "call", fn, "service", p.Name(), "err", err)
+	} else if err == nil && ret != 0 {
+		a.log.Warn("framework call refused", "call", fn, "service", p.Name(), "ret", ret)
 	}
 }
 
-// keepAlive reports to tarsnode (ServerF, framework.tars) that the server
-// lives: reportVersion and keepAlive with adapter "" at start, then every
-// interval one keepAlive with adapter "" and one per adapter. Each round
-// is bounded by the interval, so a slow or dead tarsnode costs abandoned
-// calls, never a stuck loop. It returns when ctx ends.
+// keepAlive reports to tarsnode (ServerF) that the server lives:
+// reportVersion and keepAlive with adapter "" at start, then every interval
+// one keepAlive with adapter "" and one per adapter. Each round is bounded
+// by the interval, so a slow or dead tarsnode costs abandoned calls, never
+// a stuck loop. It returns when ctx ends.
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
 	round := func(first bool) {
 		rctx, cancel := context.WithTimeout(ctx, interval)
 		defer cancel()
 		var wg sync.WaitGroup
-		call := func(fn string, in func(*Results)) {
-			wg.Go(func() {
-				ret, err := callRet(rctx, node, fn, in)
-				if err != nil && ctx.Err() == nil {
-					a.log.Warn("tarsnode did not take a heartbeat", "call", fn, "node", node.Name(), "err", err)
-				} else if err == nil && ret != 0 {
-					a.log.Warn("tarsnode refused a heartbeat", "call", fn, "node", node.Name(), "ret", ret)
-				}
-			})
-		}
+		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(rctx, node, fn, in) }) }
 		beat := func(adapter string) {
 			call("keepAlive", func(in *Results) {
 				in.Put(1, "serverInfo", func(b []byte, tag uint8) []byte { // nodef::ServerInfo
-					b = AppendStructBegin(b, tag)
-					b = AppendString(b, 0, cfg.App)
-					b = AppendString(b, 1, cfg.Server)
-					b = AppendInt(b, 2, int64(os.Getpid()))
-					b = AppendString(b, 3, adapter)
-					return AppendStructEnd(b)
+					return appendStruct(b, tag, cfg.App, cfg.Server, int64(os.Getpid()), adapter)
 				})
 			})
 		}
@@ -359,13 +335,12 @@ func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 				in.PutString(2, "serverName", cfg.Server)
 				in.PutString(3, "version", a.version())
 			})
-			beat("")
 		} else {
-			beat("")
 			for _, ad := range a.adapters {
 				beat(ad.cfg.Name)
 			}
 		}
+		beat("")
 		wg.Wait()
 	}
 	round(true)

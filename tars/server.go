@@ -16,80 +16,72 @@ import (
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("tars: server closed")
 
-// PingFunc is the function every servant answers with Success and no
-// results, used by the framework to check liveness.
+// PingFunc is answered with Success by every servant, for liveness checks.
 const PingFunc = "tars_ping"
 
-// maxInflight bounds the calls served at once on one connection; the
-// reader waits for a free slot, which pushes back on the peer.
-const maxInflight = 1024
-
-// maxPending bounds the bytes of requests being served and replies not yet
-// written on one connection: past it, no more requests are read until some
-// are answered, so a peer that does not read its replies holds little.
-const maxPending = 4 << 20
-
-// DefaultWriteTimeout is how long a reply may make no progress before its
-// connection is closed, unless ListenOptions.WriteTimeout says otherwise.
-const DefaultWriteTimeout = 10 * time.Second
+const (
+	// maxInflight bounds the calls served at once on one connection; the
+	// reader waits for a free slot, which pushes back on the peer.
+	maxInflight = 1024
+	// maxPending bounds the bytes of requests being served and replies not
+	// yet written on one connection: past it no more requests are read, so
+	// a peer that does not read its replies holds little.
+	maxPending = 4 << 20
+	// defaultWriteTimeout: a reply making no progress this long (the peer
+	// stopped reading) closes its connection.
+	defaultWriteTimeout = 10 * time.Second
+)
 
 // Current describes the call a handler is serving.
 type Current struct {
-	Servant     string
-	Func        string
-	Version     int16
-	RequestID   int32
-	MessageType int32
-	Oneway      bool          // no reply will be sent
-	Timeout     time.Duration // the caller's iTimeout; 0 if none
-	Context     map[string]string
-	Status      map[string]string
-	RemoteAddr  net.Addr
-	LocalAddr   net.Addr
+	Servant, Func string
+	Version       int16
+	RequestID     int32
+	MessageType   int32
+	Oneway        bool          // no reply will be sent
+	Timeout       time.Duration // the caller's iTimeout; 0 if none
+	Context       map[string]string
+	Status        map[string]string
+	RemoteAddr    net.Addr
+	LocalAddr     net.Addr
 }
 
 // HandlerFunc serves one function of a servant: it reads the in-parameters
 // from in and writes the return value (tag 0, name "") and out-parameters to
-// out. ret is the packet's return code (Success normally). A non-nil err is
-// sent as ret, or ServerUnknownErr when ret is Success, with the error's text;
-// an *ArgError is sent as ServerDecodeErr. ctx ends when the caller's
-// timeout passes or the connection closes (but not during a graceful
-// Shutdown).
+// out. A non-nil err is sent as ret, or ServerUnknownErr when ret is
+// Success, with the error's text; an *ArgError as ServerDecodeErr. ctx ends
+// when the caller's timeout passes or the connection closes (not during a
+// graceful Shutdown).
 //
-// in reads each argument on demand, and reading one skips those before it
-// without allocating: check a token (an argument or cur.Context) before
-// decoding anything large, and set in.MaxLen to what a list or map argument
-// may hold before reading it.
+// in reads each argument on demand, skipping those before it without
+// allocating: check a token before decoding anything large, and set
+// in.MaxLen to what a list or map argument may hold before reading it.
 type HandlerFunc func(ctx context.Context, cur *Current, in *Args, out *Results) (ret int32, err error)
 
 // CallInfo describes one finished call, for statistics.
 type CallInfo struct {
-	Servant  string
-	Func     string
-	Version  int16
-	Ret      int32 // the return code; InvokeTimeout for a client timeout
-	Duration time.Duration
-	Peer     net.Addr // the other side
-	Err      error    // nil on success
+	Servant, Func string
+	Version       int16
+	Ret           int32 // InvokeTimeout for a client timeout
+	Duration      time.Duration
+	Peer          net.Addr // the other side
+	Err           error    // nil on success
 }
 
-// ListenOptions say what one listener (a Tars adapter) serves. Who may
-// connect, and how many at once, is the listener's business: App wraps it.
+// ListenOptions say what one listener serves. Who may connect, and how
+// many at once, is the listener's business: App wraps it.
 type ListenOptions struct {
-	Servants    []string      // servants served on this listener; empty: all
-	IdleTimeout time.Duration // close connections with no traffic and no calls for this long; 0: never
-	// WriteTimeout closes a connection whose replies make no progress for
-	// this long (the peer stopped reading); 0: DefaultWriteTimeout.
-	WriteTimeout time.Duration
+	Servants     []string      // empty: all
+	IdleTimeout  time.Duration // no traffic and no call in flight this long closes; 0: never
+	WriteTimeout time.Duration // a reply stuck this long closes; 0: 10 s
 }
 
-// Server serves Tars servants on any number of listeners. Register
-// handlers with Handle, then call Serve for each listener. The zero value
-// is ready to use; set the fields before the first Serve.
+// Server serves Tars servants on any number of listeners. The zero value
+// is ready; set the fields before the first Serve.
 type Server struct {
 	MaxPacket int            // largest frame accepted; 0: DefaultMaxPacket
 	Logger    *slog.Logger   // nil: slog.Default()
-	OnCall    func(CallInfo) // if set, called after each call is answered, from many goroutines at once
+	OnCall    func(CallInfo) // called after each call is answered, from many goroutines at once
 
 	mu        sync.RWMutex
 	handlers  map[string]map[string]HandlerFunc // servant -> function -> handler
@@ -102,8 +94,7 @@ type Server struct {
 }
 
 // Handle registers h for function fn of servant; it may be called while
-// serving. A servant is known once any of its functions is registered; it
-// then also answers tars_ping.
+// serving. A servant with any function registered also answers tars_ping.
 func (s *Server) Handle(servant, fn string, h HandlerFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -129,54 +120,56 @@ func (s *Server) Calls() uint64 { return s.calls.Load() }
 // BadFrames returns the connections closed for a bad frame or packet.
 func (s *Server) BadFrames() uint64 { return s.badFrames.Load() }
 
-// serves reports whether any function of servant is registered.
 func (s *Server) serves(servant string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.handlers[servant] != nil
 }
 
-// listenState is one Serve call.
-type listenState struct {
-	opt      ListenOptions
-	servants map[string]bool // nil: all
+// track adds a listener or connection to those Shutdown closes, unless the
+// server is closed already.
+func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if *m == nil {
+		*m = make(map[T]struct{})
+	}
+	(*m)[v] = struct{}{}
+	return true
 }
 
 // Serve accepts connections on ln until Shutdown, then returns
 // ErrServerClosed.
 func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
-	ls := &listenState{opt: opt}
-	if len(opt.Servants) > 0 {
-		ls.servants = make(map[string]bool, len(opt.Servants))
-		for _, name := range opt.Servants {
-			ls.servants[name] = true
+	var servants map[string]bool // nil: all
+	for _, name := range opt.Servants {
+		if servants == nil {
+			servants = make(map[string]bool)
 		}
+		servants[name] = true
 	}
-
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if opt.WriteTimeout <= 0 {
+		opt.WriteTimeout = defaultWriteTimeout
+	}
+	if !track(s, &s.listeners, ln) {
 		ln.Close()
 		return ErrServerClosed
 	}
-	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			s.mu.Lock()
+			s.mu.RLock()
 			closed := s.closed
-			s.mu.Unlock()
+			s.mu.RUnlock()
 			if closed {
 				return ErrServerClosed
 			}
@@ -191,32 +184,17 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 			return fmt.Errorf("tars: accept on %s: %w", ln.Addr(), err)
 		}
 		delay = 0
-		s.accept(ls, nc)
+		ctx, cancel := context.WithCancel(context.Background())
+		c := &serverConn{s: s, servants: servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
+			w: newFrameWriter(nc, opt.WriteTimeout)}
+		if !track(s, &s.conns, c) {
+			nc.Close()
+			continue
+		}
+		s.connsDone.Add(1)
+		go c.w.run()
+		go c.serve()
 	}
-}
-
-// accept starts serving a new connection.
-func (s *Server) accept(ls *listenState, nc net.Conn) {
-	ctx, cancel := context.WithCancel(context.Background())
-	timeout := ls.opt.WriteTimeout
-	if timeout <= 0 {
-		timeout = DefaultWriteTimeout
-	}
-	c := &serverConn{s: s, ls: ls, nc: nc, ctx: ctx, cancel: cancel, w: newFrameWriter(nc, timeout)}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	if s.conns == nil {
-		s.conns = make(map[*serverConn]struct{})
-	}
-	s.conns[c] = struct{}{}
-	s.connsDone.Add(1)
-	s.mu.Unlock()
-	go c.w.run()
-	go c.serve()
 }
 
 // Shutdown stops accepting connections, tells every client to reconnect
@@ -229,15 +207,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	conns := make([]*serverConn, 0, len(s.conns))
 	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-
-	for _, c := range conns {
 		c.drain()
 	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.connsDone.Wait()
@@ -269,13 +242,9 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 	out := NewResults(req.Version)
 	ret, desc := c.call(cur, req, out, received)
 
+	// Past its iTimeout the caller has stopped waiting: a reply would only
+	// race with its own timeout error.
 	late := cur.Timeout > 0 && ret != ServerQueueTimeout && time.Since(received) > cur.Timeout
-	if late {
-		// The caller stopped waiting at its iTimeout: a reply would only
-		// race with its own timeout error.
-		s.logger().Debug("tars: dropping the reply to a call that outlived its timeout", "servant", cur.Servant,
-			"func", cur.Func, "timeout", cur.Timeout, "peer", cur.RemoteAddr.String())
-	}
 	if !cur.Oneway && !late {
 		buf, err := out.AppendTo(nil)
 		if ret == Success && err != nil {
@@ -285,9 +254,7 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 		if ret != Success {
 			buf = nil
 		}
-		f := newFrame()
-		*f = appendReply(*f, req, ret, desc, buf)
-		c.w.send(f)
+		c.reply(req, ret, desc, buf)
 	}
 	if s.OnCall != nil {
 		info := CallInfo{Servant: cur.Servant, Func: cur.Func, Version: cur.Version, Ret: ret,
@@ -303,23 +270,21 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 // that is not Success, a description.
 func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, received time.Time) (ret int32, desc string) {
 	s := c.s
-	if c.ls.servants != nil && !c.ls.servants[cur.Servant] {
+	if c.servants != nil && !c.servants[cur.Servant] {
 		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
 	}
 	s.mu.RLock()
 	fns, ok := s.handlers[cur.Servant]
 	h := fns[cur.Func]
 	s.mu.RUnlock()
-	if !ok {
+	switch {
+	case !ok:
 		return ServerNoServantErr, "no servant " + cur.Servant
-	}
-	if cur.Func == PingFunc && h == nil {
+	case cur.Func == PingFunc && h == nil:
 		return Success, ""
-	}
-	if h == nil {
+	case h == nil:
 		return ServerNoFuncErr, "no function " + cur.Func + " in servant " + cur.Servant
-	}
-	if cur.Timeout > 0 && time.Since(received) > cur.Timeout {
+	case cur.Timeout > 0 && time.Since(received) > cur.Timeout:
 		return ServerQueueTimeout, fmt.Sprintf("request waited longer than its timeout of %v", cur.Timeout)
 	}
 	in, err := NewArgs(req.Version, req.Buffer)
@@ -334,22 +299,21 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			s.logger().Error("tars: handler panicked", "servant", cur.Servant, "func", cur.Func, "panic", p, "stack", string(debug.Stack()))
+			s.logger().Error("tars: handler panicked", "servant", cur.Servant, "func", cur.Func, "panic", p,
+				"stack", string(debug.Stack()))
 			ret, desc = ServerUnknownErr, fmt.Sprintf("panic in %s.%s: %v", cur.Servant, cur.Func, p)
 		}
 	}()
 	ret, err = h(ctx, cur, in, out)
-	if err != nil {
-		var ae *ArgError
-		switch {
-		case errors.As(err, &ae):
-			return ServerDecodeErr, err.Error()
-		case ret == Success:
-			return ServerUnknownErr, err.Error()
-		}
+	var ae *ArgError
+	switch {
+	case errors.As(err, &ae):
+		return ServerDecodeErr, err.Error()
+	case err != nil && ret == Success:
+		return ServerUnknownErr, err.Error()
+	case err != nil:
 		return ret, err.Error()
-	}
-	if ret != Success {
+	case ret != Success:
 		return ret, fmt.Sprintf("%s.%s returned code %d", cur.Servant, cur.Func, ret)
 	}
 	return Success, ""
