@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -19,35 +20,25 @@ import (
 
 // A room spans every node of the server. The nodes are the endpoints of
 // this server's PushObj: from the registry when a locator is set, otherwise
-// from the static peers key. Every message pushed on a node is delivered
-// there at once and queued for each other node; one sender per peer hands
-// its queue over in batches with PushObj.peerPush, and the receiver
-// delivers them locally without passing them on, so there are no loops.
+// from the static peers key. A message pushed on a node is delivered there
+// at once and appended to one log of relayed messages; each peer's sender
+// hands the log over from its own cursor in batches (PushObj.peerPush), so
+// a peer gets this node's messages in the order this node delivered them.
+// The receiver delivers them locally and does not pass them on: no loops.
 //
-// Each peer's queue is bounded: when it is full the oldest message is
-// dropped (and counted), so a slow or dead peer costs memory but never
-// delays local delivery or the other peers. A batch is sent again only if
-// it certainly did not leave (the connection could not be made) or the peer
-// refused the call before reading it (peerRefused); a batch that may have
-// reached the peer is never resent, so no member gets a message twice.
-// Messages from one node reach each peer in the order that node delivered
-// them.
-//
-// peerPush is for the nodes only: a call is taken when it comes from the
-// host of a known peer and carries the cluster secret, both checked before
-// its messages are read; each message is then checked on its own
-// (checkPeerMessage).
+// A cursor may lag at most peerQueueMax messages: what falls off the log
+// before it was sent is dropped (and counted) for that peer, so a slow or
+// dead peer costs bounded memory and never delays local delivery or the
+// other peers. A batch is sent again only if it certainly did not leave (no
+// connection) or the peer refused the whole call before reading it
+// (peerRefused); one that may have arrived is never resent, so no member
+// gets a message twice.
 const (
-	peerQueueMax  = 10000                  // messages waiting per peer
+	peerQueueMax  = 10000                  // messages a peer's cursor may lag
 	peerBatchMax  = 256                    // messages per peerPush call
 	peerAckWait   = time.Second            // PushObj waits at most this long for the peers' counts
 	peerRetryWait = 250 * time.Millisecond // pause after a failed call; the client backs dials off
 	peerResolve   = 2 * time.Second        // how often the registry's (cached) list is read
-
-	minClusterSecret = 16              // characters of cluster-secret at least
-	peerFromMax      = 64              // bytes of PeerMessage.from
-	peerOriginMax    = 300             // bytes of PeerMessage.origin: a host:port
-	peerClockSkew    = 5 * time.Minute // a message time further from now is replaced by now
 )
 
 // ClusterOptions configure a Cluster.
@@ -68,37 +59,53 @@ type Cluster struct {
 	origin string // this node's name in PeerMessage.origin
 	log    *slog.Logger
 
-	peers   atomic.Pointer[[]*peer] // replaced whole
-	mu      sync.Mutex              // serialises changes of peers
-	relayMu sync.Mutex              // one relayOutbox at a time
-	closing atomic.Bool
+	setMu   sync.Mutex // one setPeers at a time
+	mu      sync.Mutex // guards what follows and the peers' cursors, state and counts
+	peers   []*peer
+	relayed []peerItem // the log; relayed[0] is message number base
+	base    int
+	closing bool
+
 	stopped context.Context // ends when Close starts: discovery stops
 	stop    context.CancelFunc
 	ctx     context.Context // ends at Close's deadline: calls in flight are abandoned
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+}
 
-	resolveErr string // last discovery error logged, to log each once
+type peerItem struct {
+	msg peerMessage
+	ack *peerAck // nil: nobody waits for the count
+}
+
+// peer is one other node and the state of its sender.
+type peer struct {
+	peerView              // guarded by Cluster.mu, but Queued (View works it out)
+	hosts    []netip.Addr // the endpoint host's addresses: its calls come from one of them
+	proxy    *tars.ObjProxy
+	ctx      context.Context // ends when the peer is removed or the cluster stops
+	cancel   context.CancelFunc
+	wake     chan struct{} // the log grew
+
+	// Guarded by Cluster.mu: the batch in a call is [from, next); the peer
+	// owes the callers waiting on messages from owes on their count.
+	from, next, owes int
 }
 
 // NewCluster returns a cluster that relays hub's pushes through client;
 // Start finds the peers and starts sending.
 func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
-	if opt.Log == nil {
-		opt.Log = slog.Default()
-	}
-	c := &Cluster{hub: hub, client: client, opt: opt, log: opt.Log}
+	c := &Cluster{hub: hub, client: client, opt: opt, log: cmp.Or(opt.Log, slog.Default())}
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]
 	}
 	c.stopped, c.stop = context.WithCancel(context.Background())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.peers.Store(&[]*peer{})
 	go func() {
 		for {
 			select {
 			case <-hub.Relayed():
-				c.relayOutbox()
+				c.relay()
 			case <-c.stopped.Done():
 				return
 			}
@@ -107,33 +114,93 @@ func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	return c
 }
 
-// relayOutbox hands what the hub delivered since the last call to every
-// peer, in the hub's order, and answers the count each ack held.
-func (c *Cluster) relayOutbox() {
-	c.relayMu.Lock()
-	defer c.relayMu.Unlock()
-	for _, it := range c.hub.TakeRelayed() {
-		c.relay(it.f.ev, it.ack)
+// relay appends what the hub delivered since the last call to the log. A
+// waiting caller counts on each peer not known to be down (nor stopping).
+func (c *Cluster) relay() {
+	c.mu.Lock()
+	items := c.hub.TakeRelayed()
+	for _, it := range items {
+		for _, p := range c.peers {
+			if p.State == "down" || c.closing {
+				p.owes = max(p.owes, c.end()+1)
+			} else if it.ack != nil {
+				it.ack.left.Add(1)
+			}
+			p.signal()
+		}
+		ev := it.f.ev
+		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin}
+		c.relayed = append(c.relayed, peerItem{m, it.ack})
+	}
+	c.trim()
+	c.mu.Unlock()
+	for _, it := range items {
 		if it.ack != nil {
-			it.ack.answer(0)
+			it.ack.answer(0) // the count PushWait held while queueing
 		}
 	}
 }
 
+// end is the number of the next message appended to the log.
+func (c *Cluster) end() int { return c.base + len(c.relayed) }
+
+// trim cuts from the log what every peer has sent, and what lies more than
+// peerQueueMax messages back: a peer that had not sent that drops it.
+func (c *Cluster) trim() {
+	to := c.end()
+	for _, p := range c.peers {
+		to = min(to, p.from) // a batch in a call may be sent again
+	}
+	to = max(to, c.end()-peerQueueMax)
+	if to <= c.base {
+		return
+	}
+	for _, p := range c.peers {
+		c.settle(p, to)
+		if p.next < to {
+			p.Dropped += uint64(to - p.next)
+			p.next = to
+		}
+	}
+	clear(c.relayed[:to-c.base])
+	c.relayed = c.relayed[to-c.base:]
+	c.base = to
+}
+
+// settle answers with nothing the counts p owes for the messages before
+// number to (math.MaxInt: all, and it owes no more).
+func (c *Cluster) settle(p *peer, to int) {
+	for n := max(p.owes, c.base); n < min(to, c.end()); n++ {
+		if a := c.relayed[n-c.base].ack; a != nil {
+			a.answer(0)
+		}
+	}
+	p.owes = max(p.owes, to)
+}
+
 // Start reads the peers (the static list at once, the registry now and
-// then) and sends to them until Close.
+// then) and sends to them until Close. A failed read keeps the peers.
 func (c *Cluster) Start() {
 	if c.opt.Resolver == nil {
 		c.setPeers(c.opt.Static)
 		return
 	}
 	c.wg.Go(func() {
-		t := time.NewTicker(peerResolve)
-		defer t.Stop()
+		logged := "" // the last error, logged once
 		for {
-			c.discover()
+			ctx, cancel := context.WithTimeout(c.stopped, 3*time.Second)
+			eps, err := c.opt.Resolver.Resolve(ctx, c.opt.Servant)
+			cancel()
+			if err == nil {
+				logged = ""
+				c.setPeers(eps)
+			} else if err.Error() != logged && c.stopped.Err() == nil {
+				logged = err.Error()
+				c.log.Warn("cluster: cannot list the nodes; keeping the known peers",
+					"servant", c.opt.Servant, "err", err)
+			}
 			select {
-			case <-t.C:
+			case <-time.After(peerResolve):
 			case <-c.stopped.Done():
 				return
 			}
@@ -141,70 +208,83 @@ func (c *Cluster) Start() {
 	})
 }
 
-// discover asks the registry for the nodes; on failure the peers stay.
-func (c *Cluster) discover() {
-	ctx, cancel := context.WithTimeout(c.stopped, 3*time.Second)
-	defer cancel()
-	eps, err := c.opt.Resolver.Resolve(ctx, c.opt.Servant)
-	if c.closing.Load() {
-		return
-	}
-	if err != nil {
-		if msg := err.Error(); msg != c.resolveErr {
-			c.resolveErr = msg
-			c.log.Warn("cluster: cannot list the nodes; keeping the known peers", "servant", c.opt.Servant, "err", err)
-		}
-		return
-	}
-	c.resolveErr = ""
-	c.setPeers(eps)
-}
-
 // setPeers starts a sender for each new endpoint and stops those of
-// endpoints no longer listed; their queued messages are dropped.
+// endpoints no longer listed, dropping what they had not sent.
 func (c *Cluster) setPeers(eps []tars.Endpoint) {
+	c.setMu.Lock()
+	defer c.setMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing.Load() {
-		return
-	}
-	old := *c.peers.Load()
+	old := c.peers
+	c.mu.Unlock()
 	var next []*peer
 	for _, e := range eps {
 		addr := e.Addr()
-		at := func(p *peer) bool { return p.addr == addr }
+		at := func(p *peer) bool { return p.Addr == addr }
 		if slices.Contains(c.opt.Self, addr) || slices.ContainsFunc(next, at) {
 			continue
 		}
 		if i := slices.IndexFunc(old, at); i >= 0 {
 			next = append(next, old[i])
-			continue
-		}
-		p, err := c.newPeer(e)
-		if err != nil {
+		} else if p, err := c.newPeer(e); err == nil {
+			next = append(next, p)
+		} else {
 			c.log.Error("cluster: peer not used", "endpoint", e.String(), "err", err)
-			continue
 		}
-		next = append(next, p)
-		c.log.Info("cluster: peer added", "peer", addr)
-		c.wg.Go(func() { c.send(p) })
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
 	}
 	for _, p := range old {
 		if !slices.Contains(next, p) {
-			c.log.Info("cluster: peer removed", "peer", p.addr)
+			c.log.Info("cluster: peer removed", "peer", p.Addr)
+			c.settle(p, math.MaxInt)
 			p.cancel()
 		}
 	}
-	c.peers.Store(&next)
+	for _, p := range next {
+		if !slices.Contains(old, p) {
+			c.log.Info("cluster: peer added", "peer", p.Addr)
+			p.from, p.next, p.owes = c.end(), c.end(), c.end()
+			c.wg.Go(func() { c.send(p) })
+		}
+	}
+	c.peers = next
+	c.trim()
 }
 
-// relay queues ev for every peer; a non-nil ack collects their counts. It
-// never blocks.
-func (c *Cluster) relay(ev event, ack *peerAck) {
-	m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin}
-	for _, p := range *c.peers.Load() {
-		p.enqueue(m, ack)
+func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
+	// Only what dialing needs: a registry's weight of -1 would not survive
+	// the trip through the proxy string.
+	e = tars.Endpoint{Proto: e.Proto, Host: e.Host, Port: e.Port, Timeout: e.Timeout}
+	proxy, err := c.client.Proxy(c.opt.Servant + "@" + e.String())
+	if err != nil {
+		return nil, err
 	}
+	p := &peer{peerView: peerView{Addr: e.Addr(), State: "unknown"}, proxy: proxy, wake: make(chan struct{}, 1)}
+	p.ctx, p.cancel = context.WithCancel(c.ctx)
+	ctx, cancel := context.WithTimeout(c.stopped, peerResolve)
+	defer cancel()
+	if p.hosts, err = net.DefaultResolver.LookupNetIP(ctx, "ip", e.Host); err != nil {
+		c.log.Warn("cluster: peer's address not found; its calls will be refused", "peer", p.Addr, "err", err)
+	}
+	for i := range p.hosts {
+		p.hosts[i] = p.hosts[i].Unmap().WithZone("")
+	}
+	return p, nil
+}
+
+// fromPeer reports whether a caller at addr is on the host of a peer.
+func (c *Cluster) fromPeer(addr net.Addr) bool {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.ContainsFunc(c.peers, func(p *peer) bool { return slices.Contains(p.hosts, ip) })
 }
 
 // PushWait delivers ev on this node and hands it to every peer, then waits
@@ -213,7 +293,7 @@ func (c *Cluster) relay(ev event, ack *peerAck) {
 // reply). It returns the connections reached on the nodes that answered.
 func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 	ack := &peerAck{done: make(chan struct{})}
-	ack.left.Store(1) // held until every peer has its share (relayOutbox)
+	ack.left.Store(1) // held until every peer has its share (relay)
 	local := c.hub.Deliver(newFrames(ev), ack)
 
 	wait := peerAckWait
@@ -228,33 +308,6 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 	case <-ctx.Done():
 	}
 	return local + int(ack.delivered.Load())
-}
-
-// Close lets every sender empty its queue until ctx ends, then abandons
-// what is left. The client is the caller's to close.
-func (c *Cluster) Close(ctx context.Context) error {
-	c.relayOutbox() // what the connections pushed while closing
-	c.mu.Lock()
-	if c.closing.Swap(true) {
-		c.mu.Unlock()
-		return errors.New("cluster: already closed")
-	}
-	c.stop()
-	c.mu.Unlock()
-	for _, p := range *c.peers.Load() {
-		p.signal()
-	}
-	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("cluster: messages still queued for peers at shutdown: %w", ctx.Err())
-	}
-	c.cancel()
-	<-done
-	return err
 }
 
 // peerAck gathers the peers' counts for one PushObj call.
@@ -273,140 +326,28 @@ func (a *peerAck) answer(n int32) {
 	}
 }
 
-// peerMessage is TestApp.PeerMessage (tars/Push.tars).
-type peerMessage struct {
-	Room, Text, From string
-	Time             int64 // Unix milliseconds
-	Origin           string
-}
-
-func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
-	b = tars.AppendStructBegin(b, tag)
-	b = tars.AppendString(b, 0, m.Room)
-	b = tars.AppendString(b, 1, m.Text)
-	b = tars.AppendString(b, 2, m.From)
-	b = tars.AppendInt(b, 3, m.Time)
-	b = tars.AppendString(b, 4, m.Origin)
-	return tars.AppendStructEnd(b)
-}
-
-func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
-	if _, err := d.ReadStructBegin(0, true); err != nil {
-		return err
+// Close lets every sender send what the log holds until ctx ends, then
+// abandons the rest. The client is the caller's to close.
+func (c *Cluster) Close(ctx context.Context) error {
+	c.relay() // what the connections pushed while closing
+	c.mu.Lock()
+	closed := c.closing
+	c.closing = true
+	for _, p := range c.peers {
+		p.signal()
 	}
-	for _, err := range []error{
-		d.ReadString(&m.Room, 0, true),
-		d.ReadString(&m.Text, 1, true),
-		d.ReadString(&m.From, 2, true),
-		d.ReadInt64(&m.Time, 3, true),
-		d.ReadString(&m.Origin, 4, true),
-	} {
-		if err != nil {
-			return err
-		}
+	c.mu.Unlock()
+	if closed {
+		return errors.New("cluster: already closed")
 	}
-	return d.ReadStructEnd()
-}
-
-func appendInt32(b []byte, tag uint8, n int32) []byte { return tars.AppendInt(b, tag, int64(n)) }
-
-func readInt32(d *tars.Decoder, n *int32) error { return d.ReadInt32(n, 0, true) }
-
-// appendList appends v as a vector, its elements at tag 0.
-func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) []byte) []byte {
-	b = tars.AppendListHead(b, tag, len(v))
-	for _, x := range v {
-		b = elem(b, 0, x)
+	c.stop()
+	abandon := context.AfterFunc(ctx, c.cancel)
+	c.wg.Wait()
+	c.cancel()
+	if !abandon() {
+		return fmt.Errorf("cluster: messages still queued for peers at shutdown: %w", ctx.Err())
 	}
-	return b
-}
-
-// errPeerBatch refuses a peerPush call with more messages than a sender
-// puts in one, before anything is allocated for them.
-var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
-
-// readList reads a vector of at most max elements (max < 0: any number).
-func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T) error) ([]T, error) {
-	n, _, err := d.ReadListLen(tag, true)
-	if err != nil {
-		return nil, err
-	}
-	if max >= 0 && n > max {
-		return nil, errPeerBatch
-	}
-	v := make([]T, n)
-	for i := range v {
-		if err := elem(d, &v[i]); err != nil {
-			return nil, fmt.Errorf("element %d: %w", i, err)
-		}
-	}
-	return v, nil
-}
-
-// peer is one other node: its queue and the state of its sender.
-type peer struct {
-	addr   string
-	hosts  []netip.Addr // the endpoint host's addresses: its calls come from one of them
-	proxy  *tars.ObjProxy
-	ctx    context.Context // ends when the peer is removed or the cluster stops
-	cancel context.CancelFunc
-	wake   chan struct{} // a message was queued
-
-	mu      sync.Mutex
-	queue   []peerItem
-	state   string // "unknown", "up" or "down"
-	stopped bool   // the sender has returned: nothing more is queued
-	lastErr string
-
-	sent, dropped, lost atomic.Uint64
-}
-
-type peerItem struct {
-	msg peerMessage
-	ack *peerAck // nil: nobody waits for the count
-}
-
-// answer answers each item's waiting caller with its count, or with
-// nothing when counts is nil.
-func answer(items []peerItem, counts []int32) {
-	for i, it := range items {
-		if it.ack != nil && counts != nil {
-			it.ack.answer(counts[i])
-		} else if it.ack != nil {
-			it.ack.answer(0)
-		}
-	}
-}
-
-func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
-	// Only what dialing needs: a registry's weight of -1 would not survive
-	// the trip through the proxy string.
-	e = tars.Endpoint{Proto: e.Proto, Host: e.Host, Port: e.Port, Timeout: e.Timeout}
-	proxy, err := c.client.Proxy(c.opt.Servant + "@" + e.String())
-	if err != nil {
-		return nil, err
-	}
-	p := &peer{addr: e.Addr(), proxy: proxy, wake: make(chan struct{}, 1), state: "unknown"}
-	p.ctx, p.cancel = context.WithCancel(c.ctx)
-	ctx, cancel := context.WithTimeout(c.stopped, peerResolve)
-	defer cancel()
-	if p.hosts, err = net.DefaultResolver.LookupNetIP(ctx, "ip", e.Host); err != nil {
-		c.log.Warn("cluster: peer's address not found; its calls will be refused", "peer", p.addr, "err", err)
-	}
-	for i := range p.hosts {
-		p.hosts[i] = p.hosts[i].Unmap().WithZone("")
-	}
-	return p, nil
-}
-
-// fromPeer reports whether a caller at addr is on the host of a peer.
-func (c *Cluster) fromPeer(addr net.Addr) bool {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return false
-	}
-	ip := ap.Addr().Unmap().WithZone("")
-	return slices.ContainsFunc(*c.peers.Load(), func(p *peer) bool { return slices.Contains(p.hosts, ip) })
+	return nil
 }
 
 func (p *peer) signal() {
@@ -416,92 +357,20 @@ func (p *peer) signal() {
 	}
 }
 
-// enqueue queues m, dropping the oldest message when the queue is full. A
-// peer known to be down answers ack at once with nothing: the message
-// waits for it, but the caller does not.
-func (p *peer) enqueue(m peerMessage, ack *peerAck) {
-	p.mu.Lock()
-	if p.stopped {
-		p.mu.Unlock()
-		return
-	}
-	if p.state == "down" {
-		ack = nil
-	} else if ack != nil {
-		ack.left.Add(1)
-	}
-	p.queue = append(p.queue, peerItem{m, ack})
-	p.trim()
-	p.mu.Unlock()
-	p.signal()
-}
-
-// trim drops the oldest messages beyond peerQueueMax; p.mu is held.
-func (p *peer) trim() {
-	if n := len(p.queue) - peerQueueMax; n > 0 {
-		answer(p.queue[:n], nil)
-		clear(p.queue[:n])
-		p.queue = p.queue[n:]
-		p.dropped.Add(uint64(n))
-	}
-}
-
-// take removes up to n messages from the front of the queue.
-func (p *peer) take(n int) []peerItem {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n = min(n, len(p.queue))
-	if n == 0 {
-		p.queue = p.queue[:0]
-		return nil
-	}
-	batch := slices.Clone(p.queue[:n])
-	clear(p.queue[:n])
-	p.queue = p.queue[n:]
-	return batch
-}
-
-// putBack returns a batch that never left to the front of the queue; the
-// callers waiting on it are answered with nothing.
-func (p *peer) putBack(batch []peerItem) {
-	answer(batch, nil)
-	for i := range batch {
-		batch[i].ack = nil
-	}
-	p.mu.Lock()
-	p.queue = append(batch, p.queue...)
-	p.trim()
-	p.mu.Unlock()
-}
-
-// abandon drops what is still queued when the sender stops.
-func (p *peer) abandon() {
-	p.mu.Lock()
-	p.stopped = true
-	rest := p.queue
-	p.queue = nil
-	p.mu.Unlock()
-	answer(rest, nil)
-	p.dropped.Add(uint64(len(rest)))
-}
-
-func (p *peer) setState(state string, err error) {
-	p.mu.Lock()
-	p.state, p.lastErr = state, ""
-	if err != nil {
-		p.lastErr = err.Error()
-	}
-	p.mu.Unlock()
-}
-
-// send is the peer's sender: it hands the queue over one batch at a time,
-// each after the previous one was answered, which keeps the order.
+// send is p's sender: it hands the log over one batch at a time, each
+// after the previous one was answered, which keeps the order.
 func (c *Cluster) send(p *peer) {
-	defer p.abandon()
+	defer func() {
+		c.mu.Lock()
+		c.settle(p, math.MaxInt)
+		p.Dropped += uint64(c.end() - p.next)
+		p.from, p.next = c.end(), c.end()
+		c.mu.Unlock()
+	}()
 	for {
-		batch := p.take(peerBatchMax)
-		if batch == nil {
-			if c.closing.Load() {
+		batch, closing := c.take(p)
+		if len(batch) == 0 {
+			if closing {
 				return
 			}
 			select {
@@ -512,38 +381,77 @@ func (c *Cluster) send(p *peer) {
 			}
 		}
 		counts, err := c.peerPush(p, batch)
-		switch {
-		case err == nil:
-			if p.state != "up" {
-				c.log.Info("cluster: peer up", "peer", p.addr)
-			}
-			p.setState("up", nil)
-			p.sent.Add(uint64(len(batch)))
-			answer(batch, counts)
+		if c.result(p, batch, counts, err) {
 			continue
-		case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
-			p.putBack(batch)
-		default:
-			// It may have reached the peer: sending it again could
-			// deliver it twice.
-			answer(batch, nil)
-			p.lost.Add(uint64(len(batch)))
 		}
-		if p.state != "down" {
-			c.log.Warn("cluster: peer down", "peer", p.addr, "err", err)
-		}
-		p.setState("down", err)
-		if c.closing.Load() || p.ctx.Err() != nil {
+		if c.stopped.Err() != nil {
 			return
 		}
-		t := time.NewTimer(peerRetryWait)
 		select {
-		case <-t.C:
+		case <-time.After(peerRetryWait):
 		case <-p.ctx.Done():
-			t.Stop()
 			return
 		}
 	}
+}
+
+// take returns p's next batch, each message with the caller waiting on it
+// if p owes that one its count, and whether the cluster is closing.
+func (c *Cluster) take(p *peer) ([]peerItem, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p.from = p.next
+	batch := slices.Clone(c.relayed[p.next-c.base:][:min(peerBatchMax, c.end()-p.next)])
+	for i := range batch {
+		if p.next+i < p.owes {
+			batch[i].ack = nil
+		}
+	}
+	p.next += len(batch)
+	p.owes = max(p.owes, p.next)
+	return batch, c.closing
+}
+
+// result answers the callers waiting on a batch and moves p's cursor past
+// it, unless it certainly was not delivered. A peer that fails a call is
+// down: every caller waiting on it is answered with nothing.
+func (c *Cluster) result(p *peer, batch []peerItem, counts []int32, err error) bool {
+	if err != nil {
+		counts = make([]int32, len(batch))
+	}
+	for i, it := range batch {
+		if it.ack != nil {
+			it.ack.answer(counts[i])
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch n := len(batch); {
+	case err == nil:
+		if p.State != "up" {
+			c.log.Info("cluster: peer up", "peer", p.Addr)
+		}
+		p.State, p.Error = "up", ""
+		p.Sent += uint64(n)
+	case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
+		// Back to the log, less what fell off it meanwhile.
+		p.next = max(p.from, c.base)
+		p.Dropped += uint64(min(p.next, p.from+n) - p.from)
+	default:
+		// It may have reached the peer: sending it again could deliver
+		// it twice.
+		p.Lost += uint64(n)
+	}
+	if err != nil {
+		if p.State != "down" {
+			c.log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
+		}
+		p.State, p.Error = "down", err.Error()
+		c.settle(p, c.end())
+	}
+	p.from = p.next
+	c.trim()
+	return err == nil
 }
 
 // peerPush calls PushObj.peerPush with a batch and returns the count for
@@ -610,24 +518,15 @@ func (c *Cluster) View() clusterView {
 	if c.opt.Resolver != nil {
 		v.Discovery = "registry"
 	}
-	for _, p := range *c.peers.Load() {
-		p.mu.Lock()
-		pv := peerView{Addr: p.addr, State: p.state, Queued: len(p.queue), Error: p.lastErr}
-		p.mu.Unlock()
-		pv.Sent, pv.Dropped, pv.Lost = p.sent.Load(), p.dropped.Load(), p.lost.Load()
+	c.mu.Lock()
+	for _, p := range c.peers {
+		pv := p.peerView
+		pv.Queued = c.end() - p.next
 		v.Peers = append(v.Peers, pv)
 	}
+	c.mu.Unlock()
 	slices.SortFunc(v.Peers, func(a, b peerView) int { return cmp.Compare(a.Addr, b.Addr) })
 	return v
-}
-
-// dialable returns e with a wildcard host ("*", 0.0.0.0, ::) replaced by
-// localIP, or by 127.0.0.1 when localIP is "".
-func dialable(e tars.Endpoint, localIP string) tars.Endpoint {
-	if ip := net.ParseIP(e.Host); e.Host == "*" || ip != nil && ip.IsUnspecified() {
-		e.Host = cmp.Or(localIP, "127.0.0.1")
-	}
-	return e
 }
 
 // newCluster builds the cluster of this server's nodes: from the registry
@@ -650,8 +549,8 @@ func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, client *tars.Cl
 		e, bound := ad.Conf.Endpoint, ad.Addr().String()
 		_, port, _ := net.SplitHostPort(bound)
 		e.Port, _ = strconv.Atoi(port)
-		opt.Self = append(opt.Self, dialable(e, sc.LocalIP).Addr(), e.Addr(), bound)
-		if dialable(e, "").Host != e.Host {
+		opt.Self = append(opt.Self, e.Dialable(sc.LocalIP).Addr(), e.Addr(), bound)
+		if e.Dialable("").Host != e.Host {
 			opt.Self = append(opt.Self, net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port))
 		}
 	}

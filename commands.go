@@ -94,7 +94,7 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if !ok {
 			return fmt.Errorf("%s: no adapter serves %s; give -proxy", name, servant)
 		}
-		*proxy = servant + "@" + dialable(ad.Endpoint, "").String()
+		*proxy = servant + "@" + ad.Endpoint.Dialable("").String()
 	}
 	// A bare servant name is found through the config's registry.
 	client := tars.NewClient(tars.ClientOptions{SyncTimeout: sc.Client.SyncInvokeTimeout,
