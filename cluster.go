@@ -18,21 +18,18 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// A room spans every node of the server. The nodes are the endpoints of
-// this server's PushObj: from the registry when a locator is set, otherwise
-// from the static peers key. A message pushed on a node is delivered there
-// at once and appended to one log of relayed messages; each peer's sender
-// hands the log over from its own cursor in batches (PushObj.peerPush), so
-// a peer gets this node's messages in the order this node delivered them.
-// The receiver delivers them locally and does not pass them on: no loops.
+// A room spans every node of the server: the endpoints of this server's
+// PushObj, from the registry when a locator is set, otherwise from the peers
+// key. A message pushed on a node is delivered there and appended to one log
+// of relayed messages; each peer's sender hands the log over from its own
+// cursor in batches (PushObj.peerPush), in this node's order. The receiver
+// delivers them locally and does not pass them on: no loops.
 //
 // A cursor may lag at most peerQueueMax messages: what falls off the log
 // before it was sent is dropped (and counted) for that peer, so a slow or
-// dead peer costs bounded memory and never delays local delivery or the
-// other peers. A batch is sent again only if it certainly did not leave (no
-// connection) or the peer refused the whole call before reading it
-// (peerRefused); one that may have arrived is never resent, so no member
-// gets a message twice.
+// dead peer costs bounded memory and never delays the others. A batch is
+// sent again only if it certainly did not leave (no connection) or the peer
+// refused the whole call unread (peerRefused): no member gets one twice.
 const (
 	peerQueueMax  = 10000                  // messages a peer's cursor may lag
 	peerBatchMax  = 256                    // messages per peerPush call
@@ -300,11 +297,10 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d)/2)
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	select {
 	case <-ack.done:
-	case <-t.C:
 	case <-ctx.Done():
 	}
 	return local + int(ack.delivered.Load())
@@ -380,8 +376,7 @@ func (c *Cluster) send(p *peer) {
 				return
 			}
 		}
-		counts, err := c.peerPush(p, batch)
-		if c.result(p, batch, counts, err) {
+		if c.push(p, batch) {
 			continue
 		}
 		if c.stopped.Err() != nil {
@@ -412,10 +407,30 @@ func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	return batch, c.closing
 }
 
-// result answers the callers waiting on a batch and moves p's cursor past
-// it, unless it certainly was not delivered. A peer that fails a call is
-// down: every caller waiting on it is answered with nothing.
-func (c *Cluster) result(p *peer, batch []peerItem, counts []int32, err error) bool {
+// push calls PushObj.peerPush with a batch, answers the callers waiting on
+// it with their counts and moves p's cursor past it, unless it certainly
+// was not delivered. A peer that fails a call is down: every caller
+// waiting on it is answered with nothing.
+func (c *Cluster) push(p *peer, batch []peerItem) bool {
+	var counts []int32
+	err := p.proxy.Invoke(p.ctx, "peerPush",
+		func(r *tars.Results) {
+			r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
+				return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte {
+					return appendPeerMessage(b, tag, it.msg)
+				})
+			})
+			r.PutString(2, "token", c.opt.Secret)
+		},
+		func(a *tars.Args) error {
+			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
+				counts, err = readList(d, tag, -1, readInt32)
+				return err
+			})
+		})
+	if err == nil && len(counts) != len(batch) {
+		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
+	}
 	if err != nil {
 		counts = make([]int32, len(batch))
 	}
@@ -452,31 +467,6 @@ func (c *Cluster) result(p *peer, batch []peerItem, counts []int32, err error) b
 	p.from = p.next
 	c.trim()
 	return err == nil
-}
-
-// peerPush calls PushObj.peerPush with a batch and returns the count for
-// each message.
-func (c *Cluster) peerPush(p *peer, batch []peerItem) ([]int32, error) {
-	var counts []int32
-	err := p.proxy.Invoke(p.ctx, "peerPush",
-		func(r *tars.Results) {
-			r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
-				return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte {
-					return appendPeerMessage(b, tag, it.msg)
-				})
-			})
-			r.PutString(2, "token", c.opt.Secret)
-		},
-		func(a *tars.Args) error {
-			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-				counts, err = readList(d, tag, -1, readInt32)
-				return err
-			})
-		})
-	if err == nil && len(counts) != len(batch) {
-		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
-	}
-	return counts, err
 }
 
 // neverSent reports whether a call failed before its request could leave:
@@ -532,7 +522,8 @@ func (c *Cluster) View() clusterView {
 // newCluster builds the cluster of this server's nodes: from the registry
 // when a locator is set, otherwise from the peers key; nil when neither is
 // configured.
-func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, client *tars.Client, log *slog.Logger) (*Cluster, error) {
+func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, client *tars.Client,
+	log *slog.Logger) (*Cluster, error) {
 	resolver := frameworkResolver(sc)
 	if resolver == nil && sc.Settings.Peers == "" {
 		return nil, nil
@@ -555,15 +546,14 @@ func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, client *tars.Cl
 		}
 	}
 	if len(opt.Self) == 0 {
-		log.Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here", "servant", servant)
+		log.Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here",
+			"servant", servant)
 	}
 	if resolver == nil {
-		p, err := tars.ParseProxy(sc.Settings.Peers)
-		if err != nil {
-			return nil, fmt.Errorf("config %s<peers>: %w", websocketPath, err)
-		}
-		if p.Name != servant || len(p.Endpoints) == 0 {
-			return nil, fmt.Errorf("config %s<peers>: %q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj", websocketPath, sc.Settings.Peers, servant)
+		p, err := tars.ParseProxy(sc.Settings.Peers) // its syntax is checked with the settings
+		if err != nil || p.Name != servant || len(p.Endpoints) == 0 {
+			return nil, fmt.Errorf("config %s<peers>: %q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj",
+				websocketPath, sc.Settings.Peers, servant)
 		}
 		opt.Static = p.Endpoints
 	}

@@ -200,7 +200,8 @@ func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) [
 var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
 
 // readList reads a vector of at most max elements (max < 0: any number).
-func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T) error) ([]T, error) {
+func readList[T any](d *tars.Decoder, tag uint8, max int,
+	elem func(*tars.Decoder, *T) error) ([]T, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
 		return nil, err
