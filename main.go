@@ -89,12 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		name = *config
 	}
-	cfg, err := tars.LoadConfig(conf)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	set, pull, err := loadSettings(conf, DefaultSettings())
-	if err != nil {
+	cfg, err := tars.LoadConfig(conf) // <tars><application>: the framework's keys
+	set, pull, serr := loadSettings(conf, DefaultSettings())
+	if err = cmp.Or(err, serr); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	cfg.Version = version
@@ -137,70 +134,60 @@ type server struct {
 // every not_tars adapter, PushObj, HelloObj, the ws.* admin commands and
 // the properties reported. Nothing is served before app.Run.
 func newServer(app *tars.App, set Settings) (*server, error) {
-	cfg, log := app.Config(), app.Log()
+	cfg := app.Config()
 	s := &server{live: newLive(set)}
-	pushName, helloName := cfg.ServantName("PushObj"), cfg.ServantName("HelloObj")
-	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: log,
+	push := cfg.ServantName("PushObj")
+	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: app.Log(),
 		Relay: cfg.Locator != "" || set.Peers != ""}
-	hello := set.Hello
-	if e, ok := app.Reachable(helloName); ok && hello == "" {
-		hello = fmt.Sprintf("%s@tcp -h %s -p %d", helloName, e.Host, e.Port)
+	hello, err := helloCaller(app, set.Hello)
+	if err != nil {
+		return nil, err
 	}
-	if hello != "" {
-		var err error
-		if opt.Hello, err = helloCaller(app.Client(), hello); err != nil {
-			return nil, fmt.Errorf("config %s<hello>: %w", websocketPath, err)
-		}
-	}
-	var err error
+	opt.Hello = hello
 	if s.hub, err = newHub(opt); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", opt.DataDir, err)
 	}
 	if opt.Relay {
-		copt, err := clusterOptions(app, set, pushName)
-		if err != nil {
+		copt := ClusterOptions{Servant: push, Secret: set.ClusterSecret, Log: app.Log()}
+		// Peers know this node by an address they can dial, not its
+		// wildcard; one listening on every interface is also itself on
+		// this machine's loopback.
+		if e, ok := app.Reachable(push); ok {
+			copt.Self = []string{e.Addr()}
+			if ac, _ := cfg.Adapter(push); ac.Endpoint.Dialable("") != ac.Endpoint {
+				copt.Self = append(copt.Self, fmt.Sprintf("127.0.0.1:%d", e.Port), fmt.Sprintf("[::1]:%d", e.Port))
+			}
+		} else {
+			app.Log().Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here", "servant", push)
+		}
+		if cfg.Locator != "" {
+			copt.Resolver = app.Client()
+		} else if copt.Static, err = staticPeers(set.Peers, push); err != nil {
 			s.hub.Shutdown(context.Background())
 			return nil, err
 		}
 		s.cl = NewCluster(s.hub, app.Client(), copt)
 		s.cl.Start()
 	}
-	registerPush(app, pushName, s.hub, s.live, s.cl)
-	registerHello(app, helloName, cfg.App+"."+cfg.Server)
+	registerPush(app, push, s.hub, s.live, s.cl)
+	registerHello(app, cfg.ServantName("HelloObj"), cfg.App+"."+cfg.Server)
 	registerCommands(app, s.hub)
 	registerProperties(app, s.hub)
-	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), log), set.ReadTimeout)
+	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), app.Log()), set.ReadTimeout)
 	return s, nil
 }
 
-// clusterOptions finds the other nodes in the registry when a locator is
-// set, else in the peers key. Peers know this node by an address they can
-// dial, not its wildcard; one listening on every interface is also itself
-// on this machine's loopback.
-func clusterOptions(app *tars.App, set Settings, servant string) (ClusterOptions, error) {
-	cfg := app.Config()
-	opt := ClusterOptions{Servant: servant, Secret: set.ClusterSecret, Log: app.Log()}
-	if e, ok := app.Reachable(servant); ok {
-		opt.Self = append(opt.Self, e.Addr())
-		if ac, _ := cfg.Adapter(servant); ac.Endpoint.Dialable("").Host != ac.Endpoint.Host {
-			opt.Self = append(opt.Self, fmt.Sprintf("127.0.0.1:%d", e.Port), fmt.Sprintf("[::1]:%d", e.Port))
-		}
-	} else {
-		opt.Log.Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here", "servant", servant)
-	}
-	if cfg.Locator != "" {
-		opt.Resolver = app.Client()
-		return opt, nil
-	}
-	p, err := tars.ParseProxy(set.Peers)
+// staticPeers reads the peers key: this server's own PushObj with the
+// endpoints of every node.
+func staticPeers(peers, servant string) ([]tars.Endpoint, error) {
+	p, err := tars.ParseProxy(peers)
 	if err == nil && (p.Name != servant || len(p.Endpoints) == 0) {
-		err = fmt.Errorf("%q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj", set.Peers, servant)
+		err = fmt.Errorf("%q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj", peers, servant)
 	}
 	if err != nil {
-		return opt, fmt.Errorf("config %s<peers>: %w", websocketPath, err)
+		return nil, fmt.Errorf("config %s<peers>: %w", websocketPath, err)
 	}
-	opt.Static = p.Endpoints
-	return opt, nil
+	return p.Endpoints, nil
 }
 
 // drain runs once the listeners have stopped: every WebSocket flushes its

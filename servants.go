@@ -233,12 +233,20 @@ func registerHello(s registrar, name, server string) {
 	})
 }
 
-// helloCaller returns the Hub.Hello hook: it calls hello(no, name) on the
-// servant named by proxy through c, numbering the calls from 1.
-func helloCaller(c *tars.Client, proxy string) (func(ctx context.Context, name string) (string, error), error) {
-	p, err := c.Proxy(proxy)
+// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name)
+// on the servant named by proxy, or on this server's own HelloObj when
+// proxy is "", numbering the calls from 1. It is nil when there is neither.
+func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name string) (string, error), error) {
+	own := app.Config().ServantName("HelloObj")
+	if e, ok := app.Reachable(own); ok && proxy == "" {
+		proxy = fmt.Sprintf("%s@tcp -h %s -p %d", own, e.Host, e.Port)
+	}
+	if proxy == "" {
+		return nil, nil
+	}
+	p, err := app.Client().Proxy(proxy)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config %s<hello>: %w", websocketPath, err)
 	}
 	var calls atomic.Int32
 	return func(ctx context.Context, name string) (string, error) {
