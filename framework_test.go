@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -496,6 +497,38 @@ func TestRemoteConfig(t *testing.T) {
 	f.stop()
 	if got := p.notify(t, "tars.loadconfig start.conf"); strings.Contains(got, "succ") || read("start.conf") != "<start>\n</start>\n" {
 		t.Errorf("tars.loadconfig with the config service down = %q; want an error and the old file", got)
+	}
+}
+
+// TestRemoteConfigApplied: a pulled <websocket> file puts a new push token
+// in force without a restart; a bad one changes nothing.
+func TestRemoteConfigApplied(t *testing.T) {
+	t.Parallel()
+	f := startFakeFramework(t)
+	p := startProc(t, procOpts{server: "config=" + f.proxy(fwConfig) + "\nbasepath=" + t.TempDir() + "/",
+		websocket: "push-token=old-token"})
+	pushAll := func(token string) int {
+		req, _ := http.NewRequest("POST", "http://"+p.http+"/Index/pushAll?message=hi", nil)
+		req.Header.Set("X-Push-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	f.mu.Lock()
+	f.files["ws.conf"] = "<websocket>\npush-token=new-token\nstore=memory\n</websocket>\n"
+	f.files["bad.conf"] = "<websocket>\nhistory=x\npush-token=bad\n</websocket>\n"
+	f.mu.Unlock()
+	if got := p.notify(t, "tars.loadconfig ws.conf"); !strings.Contains(got, "applied: push-token; needs a restart: store") {
+		t.Fatalf("tars.loadconfig ws.conf = %q", got)
+	}
+	if got := p.notify(t, "tars.loadconfig bad.conf"); !strings.Contains(got, "not applied") || !strings.Contains(got, "<history>") {
+		t.Errorf("tars.loadconfig bad.conf = %q; want it not applied, naming history", got)
+	}
+	if new, old := pushAll("new-token"), pushAll("old-token"); new != 200 || old != 403 {
+		t.Errorf("pushAll: new-token %d, old-token %d; want 200, 403", new, old)
 	}
 }
 
