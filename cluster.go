@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -517,45 +516,4 @@ func (c *Cluster) View() clusterView {
 	c.mu.Unlock()
 	slices.SortFunc(v.Peers, func(a, b peerView) int { return cmp.Compare(a.Addr, b.Addr) })
 	return v
-}
-
-// newCluster builds the cluster of this server's nodes: from the registry
-// when a locator is set, otherwise from the peers key; nil when neither is
-// configured.
-func newCluster(sc *ServerConfig, adapters []*Adapter, hub *Hub, client *tars.Client,
-	log *slog.Logger) (*Cluster, error) {
-	resolver := frameworkResolver(sc)
-	if resolver == nil && sc.Settings.Peers == "" {
-		return nil, nil
-	}
-	servant := servantName(sc, "PushObj")
-	opt := ClusterOptions{Servant: servant, Resolver: resolver, Secret: sc.Settings.ClusterSecret, Log: log}
-	for _, ad := range adapters {
-		if ad.Conf.Servant != servant {
-			continue
-		}
-		// Peers know this node by an address they can dial, not its
-		// wildcard; one listening on every interface is also itself on
-		// this machine's loopback.
-		e, bound := ad.Conf.Endpoint, ad.Addr().String()
-		_, port, _ := net.SplitHostPort(bound)
-		e.Port, _ = strconv.Atoi(port)
-		opt.Self = append(opt.Self, e.Dialable(sc.LocalIP).Addr(), e.Addr(), bound)
-		if e.Dialable("").Host != e.Host {
-			opt.Self = append(opt.Self, net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port))
-		}
-	}
-	if len(opt.Self) == 0 {
-		log.Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here",
-			"servant", servant)
-	}
-	if resolver == nil {
-		p, err := tars.ParseProxy(sc.Settings.Peers) // its syntax is checked with the settings
-		if err != nil || p.Name != servant || len(p.Endpoints) == 0 {
-			return nil, fmt.Errorf("config %s<peers>: %q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj",
-				websocketPath, sc.Settings.Peers, servant)
-		}
-		opt.Static = p.Endpoints
-	}
-	return NewCluster(hub, client, opt), nil
 }

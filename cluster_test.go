@@ -391,7 +391,7 @@ func TestClusterStatsJSON(t *testing.T) {
 	n.hub.PushAll("x", fromHTTP)
 	waitFor(t, "the peer to be marked down", func() bool { return n.peer(t, dead).State == "down" })
 	rec := httptest.NewRecorder()
-	newHandler(n.hub, n.live, n.cluster, &Metrics{hub: n.hub}, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/Index/stats", nil))
+	newHandler(n.hub, n.live, n.cluster, newMetrics(n.hub, nil, nil), nil).ServeHTTP(rec, httptest.NewRequest("GET", "/Index/stats", nil))
 	var st struct {
 		Connections *int
 		Cluster     struct {

@@ -83,22 +83,22 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	sc, err := LoadServerConfig(conf)
+	cfg, err := tars.LoadConfig(conf)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if *proxy == "" {
 		// The config's own PushObj, reached on this machine.
-		servant := servantName(sc, "PushObj")
-		ad, ok := sc.AdapterFor(servant)
+		servant := cfg.ServantName("PushObj")
+		ad, ok := cfg.Adapter(servant)
 		if !ok {
 			return fmt.Errorf("%s: no adapter serves %s; give -proxy", name, servant)
 		}
 		*proxy = servant + "@" + ad.Endpoint.Dialable("").String()
 	}
 	// A bare servant name is found through the config's registry.
-	client := tars.NewClient(tars.ClientOptions{SyncTimeout: sc.Client.SyncInvokeTimeout,
-		MaxPacket: sc.MaxPacket, Locator: sc.Client.Locator})
+	client := tars.NewClient(tars.ClientOptions{SyncTimeout: cfg.SyncInvokeTimeout,
+		MaxPacket: cfg.MaxPacket, Locator: cfg.Locator})
 	defer client.Close()
 	p, err := client.Proxy(*proxy)
 	if err != nil {

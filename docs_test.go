@@ -267,10 +267,11 @@ func missingFrom(doc string, names []string) []string {
 
 func TestOperationsCoversConfig(t *testing.T) {
 	doc := readFile(t, "docs/operations.md")
-	src := readFile(t, "tarsconf.go")
-	// Every key tarsconf.go reads: "<key>" in a path, and the websocket keys.
+	src := readFile(t, "tarsconf.go") + readFile(t, "tars/config.go")
+	// Every key the config readers name: "<key>" in a path, s("key") and
+	// cl("key") in tars/config.go, and the websocket keys.
 	keys := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\+ *"<([A-Za-z][A-Za-z0-9-]*)>"`).FindAllStringSubmatch(src, -1) {
+	for _, m := range regexp.MustCompile(`(?:\+ *"<|\b(?:s|cl)\(")([A-Za-z][A-Za-z0-9-]*)(?:>"|"\))`).FindAllStringSubmatch(src, -1) {
 		keys[m[1]] = true
 	}
 	for k := range websocketKeys {
@@ -294,9 +295,13 @@ func TestOperationsCoversConfig(t *testing.T) {
 		t.Errorf("docs/operations.md does not describe these config keys: %v", m)
 	}
 
+	// Every command the running server lists in tars.help.
 	var cmds []string
-	for name := range newAdmin(nil).commands {
-		cmds = append(cmds, name)
+	for _, line := range strings.Split(strings.TrimSpace(startProc(t, procOpts{}).notify(t, "tars.help")), "\n") {
+		cmds = append(cmds, strings.TrimSuffix(strings.Fields(line)[0], ":"))
+	}
+	if len(cmds) < 9 {
+		t.Fatalf("tars.help lists %d commands: %v", len(cmds), cmds)
 	}
 	if m := missingFrom(doc, cmds); len(m) > 0 {
 		t.Errorf("docs/operations.md does not describe these admin commands: %v", m)

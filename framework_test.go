@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -360,7 +360,7 @@ func TestKeepAlive(t *testing.T) {
 	})
 	// Two rounds with every adapter, the admin one included.
 	adapters := []string{"TestApp.WebsocketServer.objAdapter", "TestApp.WebsocketServer.PushObjAdapter",
-		"TestApp.WebsocketServer.HelloObjAdapter", AdminAdapter}
+		"TestApp.WebsocketServer.HelloObjAdapter", tars.AdminAdapter}
 	for range 2 {
 		for _, a := range adapters {
 			f.wait(t, next, "keepAlive", func(m map[string]string) bool { return m["adapter"] == a && m["pid"] == pid })
@@ -377,7 +377,7 @@ func TestKeepAlive(t *testing.T) {
 	defer close(stall)
 	from := f.count()
 	for range 3 {
-		_, from = f.wait(t, from, "keepAlive", func(m map[string]string) bool { return m["adapter"] == AdminAdapter })
+		_, from = f.wait(t, from, "keepAlive", func(m map[string]string) bool { return m["adapter"] == tars.AdminAdapter })
 	}
 	if _, err := push(p.proxy(t, testPushObj, p.push, tars.VersionTars), "", "still here"); err != nil {
 		t.Fatalf("push while tarsnode hangs: %v", err)
@@ -500,6 +500,38 @@ func TestRemoteConfig(t *testing.T) {
 	}
 }
 
+// TestRemoteConfigApplied: a pulled <websocket> file puts a new push token
+// in force without a restart; a bad one changes nothing.
+func TestRemoteConfigApplied(t *testing.T) {
+	t.Parallel()
+	f := startFakeFramework(t)
+	p := startProc(t, procOpts{server: "config=" + f.proxy(fwConfig) + "\nbasepath=" + t.TempDir() + "/",
+		websocket: "push-token=old-token"})
+	pushAll := func(token string) int {
+		req, _ := http.NewRequest("POST", "http://"+p.http+"/Index/pushAll?message=hi", nil)
+		req.Header.Set("X-Push-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	f.mu.Lock()
+	f.files["ws.conf"] = "<websocket>\npush-token=new-token\nstore=memory\n</websocket>\n"
+	f.files["bad.conf"] = "<websocket>\nhistory=x\npush-token=bad\n</websocket>\n"
+	f.mu.Unlock()
+	if got := p.notify(t, "tars.loadconfig ws.conf"); !strings.Contains(got, "applied: push-token; needs a restart: store") {
+		t.Fatalf("tars.loadconfig ws.conf = %q", got)
+	}
+	if got := p.notify(t, "tars.loadconfig bad.conf"); !strings.Contains(got, "not applied") || !strings.Contains(got, "<history>") {
+		t.Errorf("tars.loadconfig bad.conf = %q; want it not applied, naming history", got)
+	}
+	if new, old := pushAll("new-token"), pushAll("old-token"); new != 200 || old != 403 {
+		t.Errorf("pushAll: new-token %d, old-token %d; want 200, 403", new, old)
+	}
+}
+
 func TestStatAndPropertyReports(t *testing.T) {
 	t.Parallel()
 	f := startFakeFramework(t)
@@ -549,42 +581,6 @@ func TestNoFrameworkServices(t *testing.T) {
 	}
 	if got := p.notify(t, "tars.loadconfig a.conf"); !strings.Contains(got, "no config server") {
 		t.Errorf("tars.loadconfig without a config service = %q", got)
-	}
-}
-
-func TestCheckConfigName(t *testing.T) {
-	for _, ok := range []string{"a.conf", "WebsocketServer.conf", "x", ".hidden"} {
-		if err := checkConfigName(ok); err != nil {
-			t.Errorf("%q refused: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "..", "../a", "a/b", `a\b`, "/etc/passwd", "a..b", "a\x00b", "a\nb"} {
-		if err := checkConfigName(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func TestCallStats(t *testing.T) {
-	var s callStats
-	h := statHead{master: "A.B", slave: "C.D", iface: "f"}
-	for _, ms := range []int{3, 7, 7, 4000} {
-		s.add(h, tars.Success, time.Duration(ms)*time.Millisecond)
-	}
-	s.add(h, tars.InvokeTimeout, time.Second)
-	s.add(h, tars.ServerNoFuncErr, time.Millisecond)
-	m := s.take()
-	b := m[h]
-	want := statBody{count: 4, timeouts: 1, errors: 1, total: 4017, max: 4000, min: 3}
-	want.intervals[0], want.intervals[1] = 1, 2 // <5 ms, <10 ms; 4000 ms is beyond the last bound
-	if len(m) != 1 || b == nil || *b != want {
-		t.Fatalf("stats = %+v, want %+v", b, want)
-	}
-	if s.take() != nil {
-		t.Error("take did not start afresh")
-	}
-	if got := fmt.Sprint(serverOf("A.B.Obj"), " ", serverOf("Obj")); got != "A.B Obj" {
-		t.Errorf("serverOf = %s", got)
 	}
 }
 

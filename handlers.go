@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
 )
@@ -282,4 +283,18 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 		st.Cluster = &cs
 	}
 	json.NewEncoder(w).Encode(st)
+}
+
+// clip shortens a value a client chose (an Origin, a Host) for an answer,
+// so no request can make it grow by its own size.
+func clip(s string) string {
+	const n = 128
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }

@@ -75,7 +75,7 @@ func startServerWith(t *testing.T, s Settings, dir string, o hubOptions) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHandler(hub, o.Live, nil, &Metrics{hub: hub}, o.Log)
+	h := newHandler(hub, o.Live, nil, newMetrics(hub, nil, nil), o.Log)
 	ts := &testServer{hub: hub, live: o.Live, http: httptest.NewServer(h), dir: dir, logs: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -340,7 +340,7 @@ func FuzzTriggerParams(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv := newHandler(hub, l, nil, &Metrics{hub: hub}, log)
+	srv := newHandler(hub, l, nil, newMetrics(hub, nil, nil), log)
 	const self = "http://127.0.0.1:8080"
 	for _, seed := range []struct {
 		post, all                 bool
@@ -436,7 +436,7 @@ func TestHostsSetting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := newHandler(hub, l, nil, &Metrics{hub: hub}, log)
+		srv := newHandler(hub, l, nil, newMetrics(hub, nil, nil), log)
 		req := httptest.NewRequest("GET", "/Index/index", nil)
 		req.Host = tc.host
 		local, _ := net.ResolveTCPAddr("tcp", tc.local)

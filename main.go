@@ -10,22 +10,24 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/tarsws/websocketserver/tars"
 )
+
+// version is the build version; set it with -ldflags "-X main.version=...".
+// When empty, the module version and VCS revision from the build are used.
+var version string
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,10 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.SetOutput(stderr)
 	config := flags.String("config", "", "the config file tarsnode writes (default: the embedded default.conf)")
 	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{}
+		return flagError(err)
 	}
 	if flags.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", flags.Arg(0))}
@@ -90,249 +89,116 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		name = *config
 	}
-	sc, err := LoadServerConfig(conf)
-	if err != nil {
+	cfg, err := tars.LoadConfig(conf) // <tars><application>: the framework's keys
+	set, pull, serr := loadSettings(conf, DefaultSettings())
+	if err = cmp.Or(err, serr); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	cfg.Version = version
 	// A person running the demo by hand watches the terminal; on a
 	// platform the log goes to its file.
 	var logTo io.Writer
 	if !configSet {
 		logTo = stderr
 	}
-	logs, err := openLogs(sc, logTo)
+	logs, err := tars.OpenLogs(cfg, logTo)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer logs.Close()
 
-	app, err := newApp(sc, logs)
+	app, err := tars.New(cfg, logs)
+	if err == nil {
+		var srv *server
+		if srv, err = newServer(app, set); err == nil {
+			if a, ok := app.HTTPAddr(); ok {
+				ap, _ := netip.ParseAddrPort(a.String())
+				e := tars.Endpoint{Host: ap.Addr().String(), Port: int(ap.Port())}.Dialable("")
+				fmt.Fprintf(stdout, "open http://%s/client1.html and /client2.html\n", e.Addr())
+			}
+			return app.Run(ctx, tars.RunOptions{Pull: pull, Apply: srv.live.apply, Drain: srv.drain})
+		}
+	}
+	logs.Logger.Error("cannot start", "config", name, "err", err)
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// server is the WebSocket server put on a tars.App.
+type server struct {
+	live *live
+	hub  *Hub
+	cl   *Cluster // nil: no other nodes
+}
+
+// newServer puts the WebSocket server on app: the hub, the HTTP handler on
+// every not_tars adapter, PushObj, HelloObj, the ws.* admin commands and
+// the properties reported. Nothing is served before app.Run.
+func newServer(app *tars.App, set Settings) (*server, error) {
+	cfg := app.Config()
+	s := &server{live: newLive(set)}
+	push := cfg.ServantName("PushObj")
+	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: app.Log(),
+		Relay: cfg.Locator != "" || set.Peers != ""}
+	hello, err := helloCaller(app, set.Hello)
 	if err != nil {
-		logs.Logger.Error("cannot start", "config", name, "err", err)
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return app.serve(ctx, stdout)
-}
-
-// App is the running server: what main wires together, and what the
-// framework services (framework.go) and AdminObj report on.
-type App struct {
-	Conf     *ServerConfig
-	Logs     *Logs
-	Log      *slog.Logger
-	Live     *live        // the settings in force
-	Metrics  *Metrics     // served at /metrics
-	Hub      *Hub         // rooms and connections
-	Tars     *tars.Server // every Tars adapter, AdminObj included
-	Client   *tars.Client // calls other servants (hello|NAME, framework)
-	Adapters []*Adapter   // config order, then AdminAdapter
-	Admin    *Admin
-	Cluster  *Cluster // the other nodes of this server; nil: none configured
-
-	started  time.Time
-	stopOnce sync.Once
-	stopping chan struct{}
-}
-
-// Stop asks the server to drain and exit; it returns at once.
-func (a *App) Stop() {
-	a.stopOnce.Do(func() { close(a.stopping) })
-}
-
-// newApp binds every adapter and builds the server; nothing is served yet.
-func newApp(sc *ServerConfig, logs *Logs) (app *App, err error) {
-	log := logs.Logger
-	a := &App{Conf: sc, Logs: logs, Log: log, started: time.Now(), stopping: make(chan struct{})}
-	defer func() {
-		if err != nil {
-			for _, ad := range a.Adapters {
-				ad.ln.Close()
-			}
-		}
-	}()
-
-	cfgs := sc.Adapters
-	if sc.Local != nil {
-		cfgs = append(cfgs[:len(cfgs):len(cfgs)], AdapterConfig{
-			Name: AdminAdapter, Endpoint: *sc.Local, Servant: AdminServant, Protocol: "tars",
-		})
-	} else {
-		log.Warn("no local endpoint in the config: AdminObj is not served, tarsnode cannot stop this server gracefully")
-	}
-	for _, cfg := range cfgs {
-		ad, err := listenAdapter(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		a.Adapters = append(a.Adapters, ad)
-	}
-
-	dataDir := sc.DataPath
-	if dataDir == "" {
-		dataDir = "data"
-	}
-	a.Live = newLive(sc.Settings)
-	a.Metrics = &Metrics{}
-	a.Tars = &tars.Server{MaxPacket: sc.MaxPacket, Logger: log}
-	a.Client = tars.NewClient(tars.ClientOptions{
-		SyncTimeout: sc.Client.SyncInvokeTimeout,
-		MaxPacket:   sc.MaxPacket,
-		Resolver:    frameworkResolver(sc),
-		Refresh:     sc.Client.RefreshEndpointInterval,
-		OnCall:      a.Metrics.CountMade(frameworkOnCall(sc)),
-		Logger:      log,
-	})
-	a.Admin = newAdmin(a)
-
-	pushName, helloName := servantName(sc, "PushObj"), servantName(sc, "HelloObj")
-	hello := sc.Settings.Hello
-	for _, ad := range a.Adapters {
-		switch {
-		case ad.Conf.Protocol == "not_tars":
-		case ad.Conf.Servant == helloName:
-			if hello == "" {
-				hello = helloName + "@tcp -h " + loopbackHost(ad.Addr()) + " -p " + portOf(ad.Addr())
-			}
-		case ad.Conf.Servant != pushName && ad.Conf.Servant != AdminServant:
-			log.Warn("adapter serves a servant this server does not implement; its calls will fail",
-				"adapter", ad.Conf.Name, "servant", ad.Conf.Servant, "known", []string{pushName, helloName})
-		}
-	}
-	opt := hubOptions{Live: a.Live, DataDir: dataDir, Log: log,
-		Relay: frameworkResolver(sc) != nil || sc.Settings.Peers != ""}
-	if hello != "" {
-		if opt.Hello, err = helloCaller(a.Client, hello); err != nil {
-			a.Client.Close()
-			return nil, fmt.Errorf("config %s<hello>: %w", websocketPath, err)
-		}
-	}
-	if a.Hub, err = newHub(opt); err != nil {
-		a.Client.Close()
-		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
-	}
-	a.Metrics.hub = a.Hub
-	if a.Cluster, err = newCluster(sc, a.Adapters, a.Hub, a.Client, log); err != nil {
-		a.Client.Close()
-		a.Hub.Shutdown(context.Background())
 		return nil, err
 	}
-	registerPush(a.Tars, pushName, a.Hub, a.Live, a.Cluster)
-	registerHello(a.Tars, helloName, sc.App+"."+sc.Server)
-	a.Admin.register(a.Tars)
-	h := newHandler(a.Hub, a.Live, a.Cluster, a.Metrics, log)
-	for _, ad := range a.Adapters {
-		if ad.Conf.Protocol == "not_tars" {
-			ad.setHTTP(h, sc.Settings.ReadTimeout, log)
-		}
+	opt.Hello = hello
+	if s.hub, err = newHub(opt); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", opt.DataDir, err)
 	}
-	a.Metrics.Instrument(a)
-	return a, nil
-}
-
-// loopbackHost returns the host to dial addr on this machine.
-func loopbackHost(addr net.Addr) string {
-	host, _, _ := net.SplitHostPort(addr.String())
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		return "127.0.0.1"
-	}
-	return host
-}
-
-func portOf(addr net.Addr) string {
-	_, port, _ := net.SplitHostPort(addr.String())
-	return port
-}
-
-// serve serves every adapter until ctx ends, Stop is called or a listener
-// fails, then drains.
-func (a *App) serve(ctx context.Context, stdout io.Writer) error {
-	fwCtx, fwCancel := context.WithCancel(context.Background())
-	defer fwCancel()
-	stopFramework := startFramework(fwCtx, a)
-	if a.Cluster != nil {
-		a.Cluster.Start()
-	}
-
-	served := make(chan error, len(a.Adapters))
-	for _, ad := range a.Adapters {
-		go func() {
-			err := ad.serve(a.Tars)
-			if err != nil {
-				err = fmt.Errorf("adapter %s: %w", ad.Conf.Name, err)
+	if opt.Relay {
+		copt := ClusterOptions{Servant: push, Secret: set.ClusterSecret, Log: app.Log()}
+		// Peers know this node by an address they can dial, not its
+		// wildcard; one listening on every interface is also itself on
+		// this machine's loopback.
+		if e, ok := app.Reachable(push); ok {
+			copt.Self = []string{e.Addr()}
+			if ac, _ := cfg.Adapter(push); ac.Endpoint.Dialable("") != ac.Endpoint {
+				copt.Self = append(copt.Self, fmt.Sprintf("127.0.0.1:%d", e.Port), fmt.Sprintf("[::1]:%d", e.Port))
 			}
-			served <- err
-		}()
-		a.Log.Info("listening", "adapter", ad.Conf.Name, "addr", ad.Addr().String(), "servant", ad.Conf.Servant, "protocol", ad.Conf.Protocol)
-	}
-	for _, ad := range a.Adapters {
-		if ad.Conf.Protocol == "not_tars" {
-			fmt.Fprintf(stdout, "open http://%s:%s/client1.html and /client2.html\n", loopbackHost(ad.Addr()), portOf(ad.Addr()))
-			break
+		} else {
+			app.Log().Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here", "servant", push)
 		}
-	}
-
-	var failed error
-	pending := len(a.Adapters)
-	select {
-	case <-ctx.Done():
-		a.Log.Info("shutting down on a signal")
-	case <-a.stopping:
-	case failed = <-served:
-		pending--
-		a.Log.Error("shutting down: a listener failed", "err", failed)
-	}
-	fwCancel()
-	err := a.drain()
-	stopFramework()
-	a.Client.Close()
-	for ; pending > 0; pending-- {
-		if e := <-served; e != nil {
-			a.Log.Error("listener", "err", e)
+		if cfg.Locator != "" {
+			copt.Resolver = app.Client()
+		} else if copt.Static, err = staticPeers(set.Peers, push); err != nil {
+			s.hub.Shutdown(context.Background())
+			return nil, err
 		}
+		s.cl = NewCluster(s.hub, app.Client(), copt)
+		s.cl.Start()
 	}
-	a.Log.Info("stopped")
-	return errors.Join(failed, err)
+	registerPush(app, push, s.hub, s.live, s.cl)
+	registerHello(app, cfg.ServantName("HelloObj"), cfg.App+"."+cfg.Server)
+	registerCommands(app, s.hub)
+	registerProperties(app, s.hub)
+	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), app.Log()), set.ReadTimeout)
+	return s, nil
 }
 
-// drain stops accepting on every listener, lets HTTP requests and Tars calls
-// in flight finish (their pushes are queued), then lets every WebSocket
-// flush its queue and closes it with 1001, all within the
-// deactivating-timeout. Running out of time is logged, not an error:
-// tarsnode would kill the server anyway.
-func (a *App) drain() error {
-	ctx, cancel := context.WithTimeout(context.Background(), a.Conf.DeactivatingTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, ad := range a.Adapters {
-		wg.Go(func() {
-			if err := ad.shutdownHTTP(ctx); err != nil {
-				a.Log.Warn("HTTP requests still running at shutdown", "adapter", ad.Conf.Name, "err", err)
-			}
-		})
-	}
-	wg.Go(func() {
-		if err := a.Tars.Shutdown(ctx); err != nil {
-			a.Log.Warn("Tars calls still running at shutdown", "err", err)
-		}
-	})
-	wg.Wait()
-	for _, ad := range a.Adapters {
-		ad.ln.Close() // in case a Serve had not started before its Shutdown
-	}
-	err := a.Hub.Shutdown(ctx)
-	if a.Cluster != nil {
-		// Last, so that what the connections pushed while closing still
-		// goes out.
-		if cerr := a.Cluster.Close(ctx); cerr != nil {
-			a.Log.Warn("cluster", "err", cerr)
-		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		a.Log.Warn("WebSocket queues not flushed within deactivating-timeout", "timeout", a.Conf.DeactivatingTimeout)
-		return nil
+// staticPeers reads the peers key: this server's own PushObj with the
+// endpoints of every node.
+func staticPeers(peers, servant string) ([]tars.Endpoint, error) {
+	p, err := tars.ParseProxy(peers)
+	if err == nil && (p.Name != servant || len(p.Endpoints) == 0) {
+		err = fmt.Errorf("%q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj", peers, servant)
 	}
 	if err != nil {
-		a.Log.Error("shutdown", "err", err)
+		return nil, fmt.Errorf("config %s<peers>: %w", websocketPath, err)
+	}
+	return p.Endpoints, nil
+}
+
+// drain runs once the listeners have stopped: every WebSocket flushes its
+// queue and is closed with 1001, then the cluster sends what the
+// connections pushed while closing.
+func (s *server) drain(ctx context.Context) error {
+	err := s.hub.Shutdown(ctx)
+	if s.cl != nil {
+		if cerr := s.cl.Close(ctx); cerr != nil {
+			s.hub.log.Warn("cluster", "err", cerr)
+		}
 	}
 	return err
 }

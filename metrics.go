@@ -4,13 +4,10 @@ import (
 	"bufio"
 	"cmp"
 	"io"
-	"maps"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/tarsws/websocketserver/tars"
 )
@@ -22,84 +19,27 @@ import (
 
 const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-// Metrics collects what /metrics reports beyond the hub's own counters:
-// Tars calls served and made, and, once Instrument is called, the adapters
-// and the Tars server of an App.
-type Metrics struct {
-	hub   *Hub
-	calls callCounts
-	app   atomic.Pointer[App]
+// metrics serves /metrics: the hub's counters and, with an App, its
+// adapters and Tars calls, and the cluster's peers.
+type metrics struct {
+	hub *Hub
+	app *tars.App // nil: the hub's counters only
+	cl  *Cluster  // nil: no peers
 }
 
-// Instrument reports a's adapters and counts the Tars calls a serves. It
-// must run before a serves; later calls do nothing. Calls a makes are
-// counted when its client's ClientOptions.OnCall goes through CountMade.
-func (m *Metrics) Instrument(a *App) {
-	if !m.app.CompareAndSwap(nil, a) {
-		return
-	}
-	a.Tars.OnCall = m.calls.observer(callServed, a.Tars.OnCall)
+func newMetrics(hub *Hub, app *tars.App, cl *Cluster) http.Handler { return &metrics{hub, app, cl} }
+
+// registerProperties reports the hub's counters to the property service:
+// connections and rooms as gauges, the rest as sums per interval.
+func registerProperties(app *tars.App, hub *Hub) {
+	app.Property("ws.connections", tars.Gauge, func() int64 { return int64(hub.Counts().Connections) })
+	app.Property("ws.rooms", tars.Gauge, func() int64 { return int64(len(hub.Counts().Rooms)) })
+	app.Property("ws.messagesIn", tars.Sum, func() int64 { return int64(hub.Counts().MessagesIn) })
+	app.Property("ws.messagesOut", tars.Sum, func() int64 { return int64(hub.Counts().MessagesOut) })
+	app.Property("ws.dropped", tars.Sum, func() int64 { return int64(hub.Counts().Dropped) })
 }
 
-// CountMade returns a ClientOptions.OnCall hook that counts each call,
-// then passes it to next (which may be nil).
-func (m *Metrics) CountMade(next func(tars.CallInfo)) func(tars.CallInfo) {
-	return m.calls.observer(callMade, next)
-}
-
-// Sides of a Tars call, the label "side".
-const (
-	callServed = "served"
-	callMade   = "made"
-)
-
-// unknownName stands for the servant or function of a call to one that
-// does not exist.
-const unknownName = "(unknown)"
-
-type callKey struct {
-	side, servant, fn string
-	ret               int32
-}
-
-// callCounts counts finished Tars calls since start. Unlike the stat
-// reporter's counts, which start afresh at every report, these only grow,
-// as Prometheus counters must.
-type callCounts struct {
-	mu sync.Mutex
-	m  map[callKey]uint64
-}
-
-func (c *callCounts) observer(side string, next func(tars.CallInfo)) func(tars.CallInfo) {
-	return func(ci tars.CallInfo) {
-		k := callKey{side, ci.Servant, ci.Func, ci.Ret}
-		// Names a caller made up would add a series per call.
-		switch {
-		case side != callServed:
-		case ci.Ret == tars.ServerNoServantErr:
-			k.servant, k.fn = unknownName, unknownName
-		case ci.Ret == tars.ServerNoFuncErr:
-			k.fn = unknownName
-		}
-		c.mu.Lock()
-		if c.m == nil {
-			c.m = make(map[callKey]uint64)
-		}
-		c.m[k]++
-		c.mu.Unlock()
-		if next != nil {
-			next(ci)
-		}
-	}
-}
-
-func (c *callCounts) snapshot() map[callKey]uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return maps.Clone(c.m)
-}
-
-func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "metrics: method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
@@ -113,7 +53,7 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // gather reads every counter now.
-func (m *Metrics) gather() []*metricFamily {
+func (m *metrics) gather() []*metricFamily {
 	var fams []*metricFamily
 	family := func(name, typ, help string) *metricFamily {
 		f := &metricFamily{name: name, typ: typ, help: help}
@@ -137,32 +77,31 @@ func (m *Metrics) gather() []*metricFamily {
 	family("websocketserver_queued_bytes", "gauge", "Bytes waiting in the outgoing queues of all connections.").
 		add(strconv.FormatInt(bytes, 10))
 
-	calls := family("websocketserver_tars_calls_total", "counter", "Tars calls finished, by side (served or made), servant, function and return code.")
-	for k, n := range m.calls.snapshot() {
-		calls.add(utoa(n), "side", k.side, "servant", k.servant, "func", k.fn, "code", strconv.Itoa(int(k.ret)))
+	if m.cl != nil {
+		m.gatherCluster(family, m.cl.View())
 	}
-
-	if a := m.app.Load(); a != nil {
+	if a := m.app; a != nil {
+		calls := family("websocketserver_tars_calls_total", "counter", "Tars calls finished, by side (served or made), servant, function and return code.")
+		for _, c := range a.Calls() {
+			calls.add(utoa(c.N), "side", c.Side, "servant", c.Servant, "func", c.Func, "code", strconv.Itoa(int(c.Ret)))
+		}
 		conns := family("websocketserver_adapter_connections", "gauge", "Connections open on each adapter.")
 		refused := family("websocketserver_adapter_refused_total", "counter", "Connections refused at accept, by adapter and reason (allow: not in the allow list; maxconns: adapter full).")
-		for _, ad := range a.Adapters {
-			conns.add(itoa(ad.Conns()), "adapter", ad.Conf.Name)
-			refused.add(utoa(ad.Denied()), "adapter", ad.Conf.Name, "reason", "allow")
-			refused.add(utoa(ad.Refused()), "adapter", ad.Conf.Name, "reason", "maxconns")
+		for _, ad := range a.Adapters() {
+			conns.add(itoa(ad.Conns), "adapter", ad.Name)
+			refused.add(utoa(ad.Denied), "adapter", ad.Name, "reason", "allow")
+			refused.add(utoa(ad.Refused), "adapter", ad.Name, "reason", "maxconns")
 		}
 		family("websocketserver_tars_bad_frames_total", "counter", "Tars connections closed for a malformed frame or packet.").
-			add(utoa(a.Tars.BadFrames()))
-		if a.Cluster != nil {
-			m.gatherCluster(family, a.Cluster.View())
-		}
+			add(utoa(a.BadFrames()))
 		family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
-			add(strconv.FormatFloat(float64(a.started.UnixMilli())/1000, 'f', -1, 64))
+			add(strconv.FormatFloat(float64(a.Started().UnixMilli())/1000, 'f', -1, 64))
 	}
 	return fams
 }
 
 // gatherCluster reports each peer node's queue and delivery counts.
-func (m *Metrics) gatherCluster(family func(name, typ, help string) *metricFamily, st clusterView) {
+func (m *metrics) gatherCluster(family func(name, typ, help string) *metricFamily, st clusterView) {
 	up := family("websocketserver_cluster_peer_up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.")
 	queued := family("websocketserver_cluster_peer_queued", "gauge", "Messages waiting to be sent to the peer node.")
 	sent := family("websocketserver_cluster_peer_sent_total", "counter", "Messages the peer node acknowledged.")

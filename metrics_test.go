@@ -279,8 +279,8 @@ b_total{k="z"} 2
 }
 
 // startApp runs the server in this process with the config startProc
-// writes, instrumented as main does, and returns it with the addresses.
-func startApp(t *testing.T, o procOpts) (*App, *proc) {
+// writes, built as main builds it, and returns it with the addresses.
+func startApp(t *testing.T, o procOpts) (*tars.App, *server, *proc) {
 	t.Helper()
 	dir := t.TempDir()
 	p := &proc{t: t, dir: dir, conf: filepath.Join(dir, "app.conf"),
@@ -290,23 +290,30 @@ func startApp(t *testing.T, o procOpts) (*App, *proc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := LoadServerConfig(conf)
+	cfg, err := tars.LoadConfig(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.DataPath = filepath.Join(dir, "data")
-	logs, err := openLogs(sc, &p.stderr)
+	set, _, err := loadSettings(conf, DefaultSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(sc, logs)
+	cfg.DataPath = filepath.Join(dir, "data")
+	logs, err := tars.OpenLogs(cfg, &p.stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Metrics.Instrument(a)
+	a, err := tars.New(cfg, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := newServer(a, set)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- a.serve(ctx, io.Discard) }()
+	go func() { served <- a.Run(ctx, tars.RunOptions{Apply: srv.live.apply, Drain: srv.drain}) }()
 	p.client = tars.NewClient(tars.ClientOptions{})
 	t.Cleanup(func() {
 		p.client.Close()
@@ -318,7 +325,7 @@ func startApp(t *testing.T, o procOpts) (*App, *proc) {
 			t.Logf("log:\n%s", p.stderr.String())
 		}
 	})
-	return a, p
+	return a, srv, p
 }
 
 func scrape(t *testing.T, p *proc) exposition {
@@ -382,7 +389,7 @@ func scrapeUntil(t *testing.T, p *proc, step string, want map[string]float64) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	app, p := startApp(t, procOpts{})
+	app, srv, p := startApp(t, procOpts{})
 	const (
 		conns   = "websocketserver_connections{}"
 		rooms   = "websocketserver_rooms{}"
@@ -445,9 +452,8 @@ func TestMetrics(t *testing.T) {
 		series("websocketserver_tars_calls_total", "side", "served", "servant", "(unknown)", "func", "(unknown)", "code", noServant): 1,
 	})
 
-	// Calls made through a client counted by CountMade.
-	made := tars.NewClient(tars.ClientOptions{OnCall: app.Metrics.CountMade(nil)})
-	defer made.Close()
+	// Calls made through the App's client are counted.
+	made := app.Client()
 	hello, err := made.Proxy(testHelloObj + "@" + endpoint(p.hello))
 	if err != nil {
 		t.Fatal(err)
@@ -476,15 +482,15 @@ func TestMetrics(t *testing.T) {
 	d.subscribe("stuck")
 	big := strings.Repeat("x", 60<<10)
 	seen := false
-	for app.Hub.Counts().Dropped == 0 {
-		if frames, _ := app.Hub.queueDepth(); frames > 0 && !seen {
+	for srv.hub.Counts().Dropped == 0 {
+		if frames, _ := srv.hub.queueDepth(); frames > 0 && !seen {
 			// Once the writer is stuck, the queue only grows until the drop.
 			e := scrape(t, p)
 			if seen = e[qFrames] > 0; seen && e[qBytes] < float64(len(big)) {
 				t.Errorf("the queue shows %v frames and %v bytes", e[qFrames], e[qBytes])
 			}
 		}
-		app.Hub.PushRoom("stuck", big, fromHTTP)
+		srv.hub.PushRoom("stuck", big, fromHTTP)
 	}
 	if !seen {
 		t.Error("the queue of the stuck member never showed in /metrics")
@@ -495,7 +501,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("messages in %v after the pushes to the stuck member", e[in])
 	}
 	c.c.Close()
-	waitFor(t, "the stuck and the closed connection to go", func() bool { return app.Hub.Counts().Connections == 2 })
+	waitFor(t, "the stuck and the closed connection to go", func() bool { return srv.hub.Counts().Connections == 2 })
 	scrape(t, p).want(t, "after closing", map[string]float64{conns: 2, rooms: 1})
 }
 
@@ -556,14 +562,14 @@ func TestMetricsMethods(t *testing.T) {
 func TestMetricsClusterPeers(t *testing.T) {
 	t.Parallel()
 	dead := freeAddr(t)
-	app, p := startApp(t, procOpts{websocket: "peers=" + testPushObj + "@" + endpoint(dead) + "\ncluster-secret=" + testClusterSecret})
+	_, srv, p := startApp(t, procOpts{websocket: "peers=" + testPushObj + "@" + endpoint(dead) + "\ncluster-secret=" + testClusterSecret})
 	peer := func(name string) string { return series(name, "peer", dead) }
 	scrapeUntil(t, p, "a peer nothing was sent to", map[string]float64{
 		peer("websocketserver_cluster_peer_queued"): 0, peer("websocketserver_cluster_peer_up"): 0,
 		peer("websocketserver_cluster_peer_sent_total"): 0,
 	})
-	app.Hub.PushRoom("room1", "for the other nodes", fromHTTP)
-	app.Hub.PushRoom("room1", "and another", fromHTTP)
+	srv.hub.PushRoom("room1", "for the other nodes", fromHTTP)
+	srv.hub.PushRoom("room1", "and another", fromHTTP)
 	// The peer is down: both messages wait in its queue.
 	scrapeUntil(t, p, "a dead peer", map[string]float64{
 		peer("websocketserver_cluster_peer_queued"): 2, peer("websocketserver_cluster_peer_up"): 0,

@@ -317,7 +317,7 @@ func BenchmarkPushRoom(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := httptest.NewServer(newHandler(hub, hub.live, nil, &Metrics{hub: hub}, nil))
+	hs := httptest.NewServer(newHandler(hub, hub.live, nil, newMetrics(hub, nil, nil), nil))
 	defer hs.Close()
 	defer hub.Shutdown(context.Background())
 	const members = 100

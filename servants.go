@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,13 +29,7 @@ const (
 // the HTTP triggers' parameter does.
 const pushTokenKey = "token"
 
-// servantName returns "App.Server.Obj".
-func servantName(sc *ServerConfig, obj string) string {
-	return sc.App + "." + sc.Server + "." + obj
-}
-
-// registrar takes servant handlers: a *tars.Server, or the application
-// that serves every adapter.
+// registrar takes servant handlers: a *tars.App, or a *tars.Server in tests.
 type registrar interface {
 	Handle(servant, fn string, h tars.HandlerFunc)
 }
@@ -312,12 +309,20 @@ func registerHello(s registrar, name, server string) {
 	})
 }
 
-// helloCaller returns the Hub.Hello hook: it calls hello(no, name) on the
-// servant named by proxy through c, numbering the calls from 1.
-func helloCaller(c *tars.Client, proxy string) (func(ctx context.Context, name string) (string, error), error) {
-	p, err := c.Proxy(proxy)
+// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name)
+// on the servant named by proxy, or on this server's own HelloObj when
+// proxy is "", numbering the calls from 1. It is nil when there is neither.
+func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name string) (string, error), error) {
+	own := app.Config().ServantName("HelloObj")
+	if e, ok := app.Reachable(own); ok && proxy == "" {
+		proxy = fmt.Sprintf("%s@tcp -h %s -p %d", own, e.Host, e.Port)
+	}
+	if proxy == "" {
+		return nil, nil
+	}
+	p, err := app.Client().Proxy(proxy)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config %s<hello>: %w", websocketPath, err)
 	}
 	var calls atomic.Int32
 	return func(ctx context.Context, name string) (string, error) {
@@ -335,4 +340,38 @@ func helloCaller(c *tars.Client, proxy string) (func(ctx context.Context, name s
 			})
 		return answer, err
 	}, nil
+}
+
+// registerCommands adds the WebSocket server's operator commands to
+// AdminObj, and its lines to tars.viewstatus.
+func registerCommands(app *tars.App, hub *Hub) {
+	app.Command("ws.rooms", "", "lists the rooms with their member counts", func(context.Context, []string) string {
+		st := hub.Counts()
+		if len(st.Rooms) == 0 {
+			return "no rooms"
+		}
+		var b strings.Builder
+		for _, room := range slices.Sorted(maps.Keys(st.Rooms)) {
+			fmt.Fprintf(&b, "%s %d\n", room, st.Rooms[room])
+		}
+		return b.String()
+	})
+	app.Command("ws.kick", "ROOM", fmt.Sprintf("closes every connection in ROOM (close code %d)", closeKicked),
+		func(_ context.Context, args []string) string {
+			if len(args) != 1 {
+				return "ws.kick: want one room name"
+			}
+			n := hub.Kick(args[0], closeKicked, "kicked by an operator")
+			hub.log.Info("kicked a room", "room", args[0], "connections", n)
+			return fmt.Sprintf("ws.kick: closed %d connections in room %s", n, args[0])
+		})
+	app.Command("ws.stats", "", "shows the WebSocket counters as JSON", func(context.Context, []string) string {
+		b, err := json.Marshal(hub.Counts())
+		if err != nil {
+			return "ws.stats: " + err.Error()
+		}
+		return string(b)
+	})
+	app.Status("websocket connections", func() any { return hub.Counts().Connections })
+	app.Status("rooms", func() any { return len(hub.Counts().Rooms) })
 }

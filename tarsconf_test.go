@@ -20,80 +20,33 @@ func mustParseConf(t *testing.T, text string) *tars.Conf {
 	return c
 }
 
+// The framework keys of the sample are tars.LoadConfig's (tars/conf_test.go);
+// its websocket section has only the cluster secret.
 func TestLoadConfSample(t *testing.T) {
 	c, err := tars.LoadConf("testdata/tarsconf/sample.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := LoadServerConfig(c)
+	set, pull, err := loadSettings(c, DefaultSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms := time.Millisecond
-	want := &ServerConfig{
-		App: "TestApp", Server: "WebsocketServer", LocalIP: "10.0.0.5",
-		Local:               &tars.Endpoint{Proto: "tcp", Host: "127.0.0.1", Port: 20001, Timeout: 10000 * ms},
-		Node:                "tars.tarsnode.ServerObj@tcp -h 10.0.0.5 -p 19386 -t 60000",
-		ConfigObj:           "tars.tarsconfig.ConfigObj",
-		BasePath:            "/usr/local/app/tars/tarsnode/data/TestApp.WebsocketServer/bin/",
-		DataPath:            "/usr/local/app/tars/tarsnode/data/TestApp.WebsocketServer/data/",
-		LogPath:             "/usr/local/app/tars/app_log/",
-		LogSize:             10 * 1024 * 1024,
-		LogNum:              10,
-		LogLevel:            "DEBUG",
-		DeactivatingTimeout: 3 * time.Second,
-		MaxPacket:           10 * 1024 * 1024,
-		Adapters: []AdapterConfig{{
-			Name:     "TestApp.WebsocketServer.objAdapter",
-			Endpoint: tars.Endpoint{Proto: "tcp", Host: "10.0.0.5", Port: 18080, Timeout: 60000 * ms},
-			Servant:  "TestApp.WebsocketServer.obj", Protocol: "not_tars",
-			MaxConns: 200000,
-		}, {
-			Name:     "TestApp.WebsocketServer.PushObjAdapter",
-			Endpoint: tars.Endpoint{Proto: "tcp", Host: "10.0.0.5", Port: 10015, Timeout: 60000 * ms},
-			Servant:  "TestApp.WebsocketServer.PushObj", Protocol: "tars",
-			MaxConns: 200000,
-		}},
-		Client: ClientConfig{
-			Locator:                 "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890",
-			SyncInvokeTimeout:       3 * time.Second,
-			RefreshEndpointInterval: time.Minute,
-			ReportInterval:          time.Minute,
-			Stat:                    "tars.tarsstat.StatObj",
-			Property:                "tars.tarsproperty.PropertyObj",
-			ModuleName:              "TestApp.WebsocketServer",
-			KeepAliveInterval:       10 * time.Second,
-		},
-		Settings: DefaultSettings(), // the sample's websocket section has only the cluster secret
+	want := DefaultSettings()
+	want.ClusterSecret = "sample-cluster-secret-0123"
+	if !reflect.DeepEqual(set, want) || pull != nil {
+		t.Errorf("loadSettings =\n%+v, %q\nwant\n%+v", set, pull, want)
 	}
-	want.Settings.ClusterSecret = "sample-cluster-secret-0123"
-	if !reflect.DeepEqual(sc, want) {
-		t.Errorf("LoadServerConfig =\n%+v\nwant\n%+v", sc, want)
-	}
-	if a, ok := sc.AdapterFor("TestApp.WebsocketServer.PushObj"); !ok || a.Endpoint.Port != 10015 {
-		t.Errorf("AdapterFor(PushObj) = %+v, %v", a, ok)
-	}
-	if a, ok := sc.AdapterFor("TestApp.WebsocketServer.HelloObj"); ok {
-		t.Errorf("AdapterFor(HelloObj) = %+v, want none", a)
-	}
-}
-
-func TestZeroConf(t *testing.T) {
-	for _, c := range []*tars.Conf{nil, {}} {
-		if v, ok := c.Lookup("/a<b>"); ok || v != "" {
-			t.Errorf("Lookup on empty config = %q, %v", v, ok)
-		}
-		if c.Sections("/") != nil && len(c.Sections("/")) != 0 || len(c.Keys("/")) != 0 {
-			t.Errorf("empty config has sections or keys")
-		}
-	}
-	if _, err := LoadServerConfig(&tars.Conf{}); err == nil || err.Error() != "config /tars/application/server<app>: not set" {
-		t.Errorf("LoadServerConfig(empty) error = %v", err)
+	if set, _, err := loadSettings(&tars.Conf{}, DefaultSettings()); err != nil || !reflect.DeepEqual(set, DefaultSettings()) {
+		t.Errorf("loadSettings(empty) = %+v, %v", set, err)
 	}
 }
 
 func TestDefaultConf(t *testing.T) {
-	sc, err := LoadServerConfig(DefaultConf())
+	sc, err := tars.LoadConfig(DefaultConf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, pull, err := loadSettings(DefaultConf(), DefaultSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +56,8 @@ func TestDefaultConf(t *testing.T) {
 	if sc.Local == nil || sc.Local.String() != "tcp -h 127.0.0.1 -p 20001 -t 10000" {
 		t.Errorf("local = %v", sc.Local)
 	}
-	if sc.Node != "" || sc.Client.Locator != "" || sc.ConfigObj != "" {
-		t.Errorf("default config talks to a platform: node %q locator %q config %q", sc.Node, sc.Client.Locator, sc.ConfigObj)
+	if sc.Node != "" || sc.Locator != "" || sc.ConfigObj != "" {
+		t.Errorf("default config talks to a platform: node %q locator %q config %q", sc.Node, sc.Locator, sc.ConfigObj)
 	}
 	if sc.BasePath != "./" || sc.DataPath != "data/" || sc.LogPath != "logs/" || sc.LogLevel != "INFO" {
 		t.Errorf("paths/level = %q %q %q %q", sc.BasePath, sc.DataPath, sc.LogPath, sc.LogLevel)
@@ -116,7 +69,7 @@ func TestDefaultConf(t *testing.T) {
 		{"TestApp.WebsocketServer.PushObj", "tars", "tcp -h 127.0.0.1 -p 10015 -t 60000"},
 		{"TestApp.WebsocketServer.HelloObj", "tars", "tcp -h 127.0.0.1 -p 10016 -t 60000"},
 	} {
-		a, ok := sc.AdapterFor(w.servant)
+		a, ok := sc.Adapter(w.servant)
 		if !ok {
 			t.Errorf("no adapter for %s", w.servant)
 			continue
@@ -127,11 +80,11 @@ func TestDefaultConf(t *testing.T) {
 	}
 	want := DefaultSettings()
 	want.Hello = "TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p 10016 -t 3000"
-	if !reflect.DeepEqual(sc.Settings, want) {
-		t.Errorf("Settings =\n%+v\nwant\n%+v", sc.Settings, want)
+	if !reflect.DeepEqual(set, want) {
+		t.Errorf("Settings =\n%+v\nwant\n%+v", set, want)
 	}
-	if sc.PullConfigs != nil {
-		t.Errorf("PullConfigs = %q", sc.PullConfigs)
+	if pull != nil {
+		t.Errorf("config-files = %q", pull)
 	}
 	// Every product key is present, so the file documents them all.
 	for k := range websocketKeys {
@@ -142,8 +95,9 @@ func TestDefaultConf(t *testing.T) {
 }
 
 // loadWith loads a minimal valid config (app A, server S) with extra lines
-// in the server and websocket sections.
-func loadWith(t *testing.T, server, websocket string) (*ServerConfig, error) {
+// in the server and websocket sections, as main does: the framework keys,
+// then the websocket section.
+func loadWith(t *testing.T, server, websocket string) (*tars.Config, Settings, []string, error) {
 	t.Helper()
 	text := "<tars>\n<application>\n<server>\napp=A\nserver=S\n" + server +
 		"\n</server>\n<websocket>\n" + websocket + "\n</websocket>\n</application>\n</tars>\n"
@@ -151,11 +105,16 @@ func loadWith(t *testing.T, server, websocket string) (*ServerConfig, error) {
 	if err != nil {
 		t.Fatalf("ParseConf: %v", err)
 	}
-	return LoadServerConfig(c)
+	cfg, err := tars.LoadConfig(c)
+	if err != nil {
+		return nil, Settings{}, nil, err
+	}
+	set, pull, err := loadSettings(c, DefaultSettings())
+	return cfg, set, pull, err
 }
 
-func TestLoadServerConfigSettings(t *testing.T) {
-	sc, err := loadWith(t, "logsize=1G\nlognum=3\nlogLevel=warn\nmaxPackageLength=512K\nkeepalive-interval=2500\ndeactivating-timeout=0", `
+func TestLoadSettings(t *testing.T) {
+	sc, set, pull, err := loadWith(t, "logsize=1G\nlognum=3\nlogLevel=warn\nmaxPackageLength=512K\nkeepalive-interval=2500\ndeactivating-timeout=0", `
 store=memory
 history=0
 max-message=1024
@@ -194,31 +153,31 @@ config-files=a.conf, b.json`)
 		MaxHTTPBody:   100, SendRate: 8 << 10,
 		Hosts: []string{"chat.example", "localhost"}, ReadTimeout: 2500 * time.Millisecond,
 	}
-	if !reflect.DeepEqual(sc.Settings, want) {
-		t.Errorf("Settings =\n%+v\nwant\n%+v", sc.Settings, want)
+	if !reflect.DeepEqual(set, want) {
+		t.Errorf("Settings =\n%+v\nwant\n%+v", set, want)
 	}
-	if !reflect.DeepEqual(sc.PullConfigs, []string{"a.conf", "b.json"}) {
-		t.Errorf("PullConfigs = %q", sc.PullConfigs)
+	if !reflect.DeepEqual(pull, []string{"a.conf", "b.json"}) {
+		t.Errorf("config-files = %q", pull)
 	}
 	if sc.LogSize != 1<<30 || sc.LogNum != 3 || sc.LogLevel != "WARN" || sc.MaxPacket != 512<<10 ||
-		sc.Client.KeepAliveInterval != 2500*time.Millisecond || sc.DeactivatingTimeout != 0 {
+		sc.KeepAliveInterval != 2500*time.Millisecond || sc.DeactivatingTimeout != 0 {
 		t.Errorf("server values: %+v", sc)
 	}
-	if sc.Client.ModuleName != "A.S" || sc.Local != nil || sc.Adapters != nil {
-		t.Errorf("defaults: module %q local %v adapters %v", sc.Client.ModuleName, sc.Local, sc.Adapters)
+	if sc.ModuleName != "A.S" || sc.Local != nil || sc.Adapters != nil {
+		t.Errorf("defaults: module %q local %v adapters %v", sc.ModuleName, sc.Local, sc.Adapters)
 	}
 }
 
-func TestLoadServerConfigAdapterDefaults(t *testing.T) {
+func TestLoadConfigAdapterDefaults(t *testing.T) {
 	// threads, queuecap, queuetimeout, notify, log and async-invoke-timeout
 	// are accepted and ignored, whatever their value.
-	sc, err := loadWith(t, "<X.S.FooObjAdapter>\nendpoint=tcp -h * -p 1\nservant=X.S.FooObj\nallow=10.0.0.1, 10.0.0.2\n"+
+	sc, _, _, err := loadWith(t, "<X.S.FooObjAdapter>\nendpoint=tcp -h * -p 1\nservant=X.S.FooObj\nallow=10.0.0.1, 10.0.0.2\n"+
 		"threads=-1\nqueuecap=x\nqueuetimeout=x\n</X.S.FooObjAdapter>\nnotify=N@\nlog=L@\n"+
 		"</server>\n<client>\nasync-invoke-timeout=x\n</client>\n<server>", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []AdapterConfig{{
+	want := []tars.AdapterConfig{{
 		Name: "X.S.FooObjAdapter", Endpoint: tars.Endpoint{Proto: "tcp", Host: "*", Port: 1, Timeout: 3 * time.Second},
 		Servant: "X.S.FooObj", Protocol: "tars", Allow: []string{"10.0.0.1", "10.0.0.2"},
 		MaxConns: 1024,
@@ -228,7 +187,7 @@ func TestLoadServerConfigAdapterDefaults(t *testing.T) {
 	}
 }
 
-func TestLoadServerConfigErrors(t *testing.T) {
+func TestLoadConfigErrors(t *testing.T) {
 	const ad = "/tars/application/server/X.S.FooObjAdapter"
 	adapter := func(body string) string {
 		return "<X.S.FooObjAdapter>\n" + body + "\n</X.S.FooObjAdapter>"
@@ -269,22 +228,9 @@ func TestLoadServerConfigErrors(t *testing.T) {
 		{"", "peers=A.S.PushObj@tcp -h b -p 1\ncluster-secret=short-secret", `websocket<cluster-secret>: required, at least 16 characters`},
 	}
 	for _, tt := range tests {
-		_, err := loadWith(t, tt.server, tt.websocket)
+		_, _, _, err := loadWith(t, tt.server, tt.websocket)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "short-secret") {
 			t.Errorf("server %q websocket %q: error %v, want %q (and no secret)", tt.server, tt.websocket, err, tt.want)
-		}
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"1": 1, "10M": 10 << 20, "10mb": 10 << 20, "1G": 1 << 30, "512k": 512 << 10, "7B": 7, "3KB": 3 << 10} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "M", "B", "0", "-1", "1T", "1.5M", "+1", "9223372036854775807K", " 1"} {
-		if got, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) = %d, want an error", in, got)
 		}
 	}
 }
@@ -321,7 +267,8 @@ func FuzzParseConf(f *testing.F) {
 		}
 		walk("")
 		// The typed view never panics, whatever it makes of the values.
-		_, _ = LoadServerConfig(c)
+		_, _ = tars.LoadConfig(c)
+		_, _, _ = loadSettings(c, DefaultSettings())
 	})
 }
 
@@ -329,11 +276,11 @@ func FuzzParseConf(f *testing.F) {
 // the settings in force; restart-only keys keep their value; a bad file
 // changes nothing.
 func TestLiveApply(t *testing.T) {
-	sc, err := loadWith(t, "", "push-token=old-token\ncluster-secret=0123456789abcdef")
+	_, set, _, err := loadWith(t, "", "push-token=old-token\ncluster-secret=0123456789abcdef")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLive(sc.Settings)
+	l := newLive(set)
 	dir := t.TempDir()
 	apply := func(name, text string) (string, error) {
 		t.Helper()
@@ -353,7 +300,7 @@ func TestLiveApply(t *testing.T) {
 	if want := "applied: history, push-token; needs a restart: ping-interval, peers, config-files"; err != nil || got != want {
 		t.Fatalf("apply = %q, %v; want %q", got, err, want)
 	}
-	want := sc.Settings
+	want := set
 	want.PushToken, want.History = "new-token", 10
 	if s := *l.get(); !reflect.DeepEqual(s, want) {
 		t.Errorf("settings in force =\n%+v\nwant\n%+v", s, want)

@@ -1,6 +1,8 @@
 package interop
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,6 +152,66 @@ func TestFrameworkRemoteConfig(t *testing.T) {
 	}
 	if n := peers.count(); n != before {
 		t.Errorf("refused names still reached the config service (%d calls)", n-before)
+	}
+}
+
+// TestFrameworkRemoteWebsocket: a <websocket> file pulled from TarsGo's
+// ConfigF by tars.loadconfig puts a new push token in force without a
+// restart, for the HTTP triggers and PushObj alike; keys read only at start
+// are named as needing a restart, and a bad value changes nothing.
+func TestFrameworkRemoteWebsocket(t *testing.T) {
+	cfgDir := t.TempDir()
+	peers := startPeers(t, PeersOptions{ConfigDir: cfgDir, RegisterSelf: true}, peerQuery, peerConfig)
+	p := startProduct(t, ProductOptions{Locator: peers.Proxy(peerQuery), Config: peerConfig, Extra: "      push-token=old-token\n"})
+	pushAll := func(token string) (int, string) {
+		req, err := http.NewRequest("POST", "http://"+p.HTTP+"/Index/pushAll", strings.NewReader("message=hi"))
+		must(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Push-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	tarsPush := func(token string) (int32, error) {
+		var delivered int32
+		return pushProxy(p, basef.TARSVERSION).PushAll("hi", &delivered, map[string]string{"token": token})
+	}
+	if code, _ := pushAll("new-token"); code != http.StatusForbidden {
+		t.Fatalf("new-token before the pull: %d, want 403", code)
+	}
+
+	admin := new(adminf.AdminF)
+	tars.NewCommunicator().StringToProxy("AdminObj@"+endpointOf(p.Admin), admin)
+	must(t, os.WriteFile(filepath.Join(cfgDir, "ws.conf"),
+		[]byte("<websocket>\n  push-token=new-token\n  peers="+pushObj+"@tcp -h 127.0.0.1 -p 1\n</websocket>\n"), 0o644))
+	got, err := admin.Notify("tars.loadconfig ws.conf")
+	if err != nil || !strings.Contains(got, "succ") || !strings.Contains(got, "applied: push-token") ||
+		!strings.Contains(got, "needs a restart: peers") {
+		t.Fatalf("tars.loadconfig ws.conf = %q, %v; want push-token applied, peers after a restart", got, err)
+	}
+	if code, body := pushAll("new-token"); code != http.StatusOK || body != "pushBy all success" {
+		t.Errorf("new-token after the pull: %d %q", code, body)
+	}
+	if code, _ := pushAll("old-token"); code != http.StatusForbidden {
+		t.Errorf("old-token after the pull: %d, want 403", code)
+	}
+	if ret, err := tarsPush("new-token"); err != nil || ret != 0 {
+		t.Errorf("PushObj with new-token: %d, %v; want 0", ret, err)
+	}
+	if ret, err := tarsPush("old-token"); err == nil || !strings.Contains(err.Error(), "push token") {
+		t.Errorf("PushObj with old-token: %d, %v; want refused for the push token", ret, err)
+	}
+
+	// A bad value: the answer names the key, and the token in force stays.
+	must(t, os.WriteFile(filepath.Join(cfgDir, "ws.conf"), []byte("<websocket>\n  history=x\n  push-token=bad\n</websocket>\n"), 0o644))
+	if got, err := admin.Notify("tars.loadconfig ws.conf"); err != nil || !strings.Contains(got, "not applied") ||
+		!strings.Contains(got, "<history>") {
+		t.Errorf("tars.loadconfig of a bad file = %q, %v; want it not applied, naming history", got, err)
+	}
+	if code, _ := pushAll("new-token"); code != http.StatusOK {
+		t.Errorf("new-token after a bad file: %d, want 200", code)
 	}
 }
 
