@@ -1,10 +1,11 @@
-// Command bench builds the product and the two reference servers, runs
-// every scenario against each one in its own process, with the load
-// generator in another, and prints a side-by-side table.
+// Command bench builds the product, the two reference servers and
+// Centrifugo, runs every scenario that applies against each one in its own
+// process, with the load generator in another, and prints a side-by-side
+// table.
 //
 // Run it from the bench directory:
 //
-//	go run ./cmd/bench            # the full run, under 10 minutes
+//	go run ./cmd/bench            # the full run, all four servers
 //	go run ./cmd/bench -short     # 200 connections, 5s per scenario: completion and zero loss
 package main
 
@@ -24,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tarsws/websocketserver/bench/internal/centrifugo"
 	"github.com/tarsws/websocketserver/bench/internal/stats"
 )
 
@@ -87,7 +89,7 @@ func scenarios(short bool, d time.Duration) []scenario {
 func main() {
 	short := flag.Bool("short", false, "small and quick: 200 connections, 5s per scenario; fail on any loss")
 	only := flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
-	servers := flag.String("servers", "", "comma-separated servers: product, gorilla, raw (default all; -short: product)")
+	servers := flag.String("servers", "", "comma-separated servers: product, gorilla, centrifugo, raw (default all; -short: product)")
 	duration := flag.Duration("duration", 12*time.Second, "push phase of each full scenario")
 	root := flag.String("root", "..", "the product's module directory")
 	jsonOut := flag.String("json", "", "also write every result to this file as JSON")
@@ -101,7 +103,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *servers == "" {
-		*servers = "product,gorilla,raw"
+		*servers = "product,gorilla,centrifugo,raw"
 		if *short {
 			*servers = "product"
 		}
@@ -146,16 +148,26 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	var cfBin string
+	if contains(strings.Split(o.servers, ","), "centrifugo") {
+		if bin, _ := centrifugo.Bin(); !exists(bin) {
+			fmt.Fprintf(os.Stderr, "building Centrifugo %s into %s (once; minutes)\n", centrifugo.Version, bin)
+		}
+		if cfBin, err = centrifugo.Build(ctx); err != nil {
+			return false, err
+		}
+	}
 	all := map[string]server{
-		"product": product(bins["websocketserver"], o.pprof),
-		"gorilla": reference("gorilla", bins["gorillaref"]),
-		"raw":     reference("raw", bins["raw"]),
+		"product":    product(bins["websocketserver"], o.pprof),
+		"gorilla":    reference("gorilla", bins["gorillaref"]),
+		"centrifugo": centrifugoServer(cfBin),
+		"raw":        reference("raw", bins["raw"]),
 	}
 	var srvs []server
 	for name := range strings.SplitSeq(o.servers, ",") {
 		s, ok := all[name]
 		if !ok {
-			return false, fmt.Errorf("-servers: unknown server %q (want product, gorilla or raw)", name)
+			return false, fmt.Errorf("-servers: unknown server %q (want product, gorilla, centrifugo or raw)", name)
 		}
 		srvs = append(srvs, s)
 	}
@@ -192,7 +204,7 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 				}
 				failed = failed || o.short
 			}
-			fmt.Fprintf(os.Stderr, "%-15s %-8s %6.1fs  %s\n", sc.name, s.name, time.Since(started).Seconds(), status)
+			fmt.Fprintf(os.Stderr, "%-18s %-10s %6.1fs  %s\n", sc.name, s.name, time.Since(started).Seconds(), status)
 			t.add(sc, s.name, res)
 		}
 	}
@@ -204,6 +216,11 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 		}
 	}
 	return failed, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func names(srvs []server) []string {
@@ -263,6 +280,9 @@ func runOne(ctx context.Context, loadgen, dir string, sc scenario, s server, pro
 	}
 	if sc.mode == "idle" {
 		args = append(args, "-duration", "1s", "-rate", "1")
+	}
+	if s.proto != "" {
+		args = append(args, "-proto", s.proto)
 	}
 	if len(p.more) > 0 {
 		var nodes []string

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tarsws/websocketserver/bench/internal/centrifugo"
+	"github.com/tarsws/websocketserver/bench/internal/load"
 )
 
 // A server under test: how to start it on a fresh port.
@@ -20,7 +23,8 @@ type server struct {
 	// cluster starts n nodes that share rooms; the first is returned with
 	// the others in its more. nil: the server has no cluster.
 	cluster func(dir string, n int) (*process, error)
-	pushObj bool // it serves PushObj (process.push)
+	pushObj bool   // it serves PushObj (process.push)
+	proto   string // the generator's -proto: "" for the chat protocol
 }
 
 type process struct {
@@ -120,6 +124,27 @@ func reference(name, bin string) server {
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 		p, err := startProcess(dir, name, bin, addr, nil, "-addr", addr)
+		if p != nil {
+			p.pprof = addr
+		}
+		return p, err
+	}}
+}
+
+// centrifugoServer starts Centrifugo's bin with the bench's configuration
+// on a free port; /debug/pprof/ is on the same port.
+func centrifugoServer(bin string) server {
+	return server{name: "centrifugo", proto: load.ProtoCentrifugo, start: func(dir string) (*process, error) {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		conf := filepath.Join(dir, "config.json")
+		if err := os.WriteFile(conf, centrifugo.Config(ports[0]), 0o644); err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+		p, err := startProcess(dir, "centrifugo", bin, addr, nil, "--config", conf)
 		if p != nil {
 			p.pprof = addr
 		}

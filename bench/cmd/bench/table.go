@@ -31,48 +31,53 @@ func (t *table) add(sc scenario, server string, r *stats.Result) {
 
 // row is one figure of a scenario: how to read it and how to show it.
 type row struct {
-	label string
-	get   func(*stats.Result) float64
-	unit  string
+	label  string
+	get    func(*stats.Result) float64
+	unit   string
+	better int // +1: higher is better, -1: lower is; 0: no ratio
 }
 
 var (
 	pushRows = []row{
-		{"delivered msg/s", func(r *stats.Result) float64 { return r.PerSecond }, "%.0f"},
-		{"pushes/s achieved", func(r *stats.Result) float64 { return r.PushRate }, "%.1f"},
-		{"p50 latency ms", func(r *stats.Result) float64 { return r.P50 / 1000 }, "%.2f"},
-		{"p99 latency ms", func(r *stats.Result) float64 { return r.P99 / 1000 }, "%.2f"},
-		{"max latency ms", func(r *stats.Result) float64 { return r.Max / 1000 }, "%.1f"},
-		{"lost messages", func(r *stats.Result) float64 { return float64(r.Lost) }, "%.0f"},
-		{"dropped conns", func(r *stats.Result) float64 { return float64(r.Dropped) }, "%.0f"},
-		{"server CPU µs/msg", func(r *stats.Result) float64 { return r.CPUPerMsg }, "%.2f"},
-		{"server CPU s", func(r *stats.Result) float64 { return r.ServerCPU / 1e6 }, "%.1f"},
-		{"generator CPU s", func(r *stats.Result) float64 { return r.GenCPU / 1e6 }, "%.1f"},
-		{"server RSS KiB/conn", func(r *stats.Result) float64 { return r.RSSPerConn / 1024 }, "%.1f"},
+		{"delivered msg/s", func(r *stats.Result) float64 { return r.PerSecond }, "%.0f", 1},
+		{"pushes/s achieved", func(r *stats.Result) float64 { return r.PushRate }, "%.1f", 1},
+		{"p50 latency ms", func(r *stats.Result) float64 { return r.P50 / 1000 }, "%.2f", -1},
+		{"p99 latency ms", func(r *stats.Result) float64 { return r.P99 / 1000 }, "%.2f", -1},
+		{"max latency ms", func(r *stats.Result) float64 { return r.Max / 1000 }, "%.1f", -1},
+		{"lost messages", func(r *stats.Result) float64 { return float64(r.Lost) }, "%.0f", 0},
+		{"dropped conns", func(r *stats.Result) float64 { return float64(r.Dropped) }, "%.0f", 0},
+		{"server CPU µs/msg", func(r *stats.Result) float64 { return r.CPUPerMsg }, "%.2f", -1},
+		{"server CPU s", func(r *stats.Result) float64 { return r.ServerCPU / 1e6 }, "%.1f", 0},
+		{"generator CPU s", func(r *stats.Result) float64 { return r.GenCPU / 1e6 }, "%.1f", 0},
+		{"server RSS KiB/conn", func(r *stats.Result) float64 { return r.RSSPerConn / 1024 }, "%.1f", -1},
 	}
 	churnRows = []row{
-		{"cycles/s", func(r *stats.Result) float64 { return float64(r.Cycles) / r.Seconds }, "%.0f"},
-		{"connect+subscribe p50 ms", func(r *stats.Result) float64 { return r.P50 / 1000 }, "%.2f"},
-		{"connect+subscribe p99 ms", func(r *stats.Result) float64 { return r.P99 / 1000 }, "%.2f"},
-		{"failed cycles", func(r *stats.Result) float64 { return float64(r.CycleErrors) }, "%.0f"},
-		{"server CPU µs/cycle", func(r *stats.Result) float64 { return r.CPUPerMsg }, "%.1f"},
+		{"cycles/s", func(r *stats.Result) float64 { return float64(r.Cycles) / r.Seconds }, "%.0f", 1},
+		{"connect+subscribe p50 ms", func(r *stats.Result) float64 { return r.P50 / 1000 }, "%.2f", -1},
+		{"connect+subscribe p99 ms", func(r *stats.Result) float64 { return r.P99 / 1000 }, "%.2f", -1},
+		{"failed cycles", func(r *stats.Result) float64 { return float64(r.CycleErrors) }, "%.0f", 0},
+		{"server CPU µs/cycle", func(r *stats.Result) float64 { return r.CPUPerMsg }, "%.1f", -1},
 	}
 	idleRows = []row{
-		{"server RSS KiB/conn", func(r *stats.Result) float64 { return r.RSSPerConn / 1024 }, "%.1f"},
-		{"server RSS MiB total", func(r *stats.Result) float64 { return float64(r.RSSAfter) / (1 << 20) }, "%.1f"},
-		{"goroutines/conn", func(r *stats.Result) float64 { return r.Goroutines }, "%.1f"},
-		{"lost (one push per room)", func(r *stats.Result) float64 { return float64(r.Lost) }, "%.0f"},
+		{"server RSS KiB/conn", func(r *stats.Result) float64 { return r.RSSPerConn / 1024 }, "%.1f", -1},
+		{"server RSS MiB total", func(r *stats.Result) float64 { return float64(r.RSSAfter) / (1 << 20) }, "%.1f", -1},
+		{"goroutines/conn", func(r *stats.Result) float64 { return r.Goroutines }, "%.1f", -1},
+		{"lost (one push per room)", func(r *stats.Result) float64 { return float64(r.Lost) }, "%.0f", 0},
 	}
 )
 
-// print writes the table in Markdown, with product/gorilla ratios when
-// both ran.
+// peers are the servers the product is measured against; the raw
+// baseline is not one of them.
+var peers = []string{"gorilla", "centrifugo"}
+
+// print writes the table in Markdown, with the product's figure divided by
+// the best peer's when the product and a peer ran.
 func (t *table) print(w io.Writer) {
-	ratio := contains(t.servers, "product") && contains(t.servers, "gorilla")
+	ratio := contains(t.servers, "product") && (contains(t.servers, peers[0]) || contains(t.servers, peers[1]))
 	head := "| scenario | figure | " + strings.Join(t.servers, " | ") + " |"
 	sep := "|---|---|" + strings.Repeat("---:|", len(t.servers))
 	if ratio {
-		head += " product/gorilla |"
+		head += " product ÷ best peer |"
 		sep += "---:|"
 	}
 	fmt.Fprintln(w, head)
@@ -107,17 +112,28 @@ func (t *table) print(w io.Writer) {
 				line += " " + fmt.Sprintf(rw.unit, v) + " |"
 			}
 			if ratio {
-				p, okp := vals["product"]
-				g, okg := vals["gorilla"]
-				if okp && okg && g != 0 && p != 0 {
-					line += fmt.Sprintf(" %.2f |", p/g)
-				} else {
-					line += " |"
-				}
+				line += bestRatio(rw, vals) + " |"
 			}
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// bestRatio is " 0.83 (gorilla)": the product's value over the best
+// peer's, where the figure has a better direction and both are non-zero.
+func bestRatio(rw row, vals map[string]float64) string {
+	p, ok := vals["product"]
+	best, name := 0.0, ""
+	for _, peer := range peers {
+		v, has := vals[peer]
+		if has && v != 0 && (name == "" || float64(rw.better)*(v-best) > 0) {
+			best, name = v, peer
+		}
+	}
+	if !ok || p == 0 || name == "" || rw.better == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" %.2f (%s)", p/best, name)
 }
 
 func (t *table) describe(sc scenario) string {

@@ -23,6 +23,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:18080", "server address (HOST:PORT)")
 	flag.StringVar(&cfg.Scenario, "scenario", "", "scenario name for the report")
 	flag.StringVar(&cfg.Mode, "mode", load.ModeHTTP, "http, inband, broadcast, pushobj, churn or idle")
+	flag.StringVar(&cfg.Proto, "proto", load.ProtoChat, "protocol: centrifugo (its JSON protocol on /connection/websocket, pushes by POST /api/publish), or empty for the chat protocol")
 	flag.IntVar(&cfg.Conns, "conns", 100, "connections held open")
 	flag.IntVar(&cfg.Rooms, "rooms", 1, "rooms the connections are spread over")
 	flag.Float64Var(&cfg.Rate, "rate", 100, "pushes per second (churn: connect cycles per second)")
@@ -50,6 +51,9 @@ func main() {
 	}
 	cfg.WS = "ws://" + *addr + "/"
 	cfg.HTTP = "http://" + *addr
+	if cfg.Proto == load.ProtoCentrifugo {
+		cfg.WS += "connection/websocket"
+	}
 	if *push != "" {
 		host, port, err := net.SplitHostPort(*push)
 		if err != nil {

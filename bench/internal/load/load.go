@@ -35,6 +35,12 @@ const (
 	ModeIdle      = "idle"      // open Conns, then read the server's memory
 )
 
+// Protocols the generator speaks (Config.Proto).
+const (
+	ProtoChat       = ""           // the product's: subscribe|room, GET /Index/pushByRoom
+	ProtoCentrifugo = "centrifugo" // Centrifugo's JSON protocol and HTTP API (centrifugo.go)
+)
+
 // Config describes one run. Zero Dialers, Workers, Size and Drain take
 // defaults.
 type Config struct {
@@ -42,6 +48,7 @@ type Config struct {
 	HTTP     string // http://HOST:PORT
 	Scenario string // a name for the report
 	Mode     string
+	Proto    string  // ProtoChat or ProtoCentrifugo
 	Conns    int     // connections held open for the whole run
 	Rooms    int     // connection i joins room "r<i mod Rooms>"
 	Rate     float64 // pushes per second (churn: cycles per second)
@@ -88,6 +95,14 @@ func (c *Config) check() error {
 		}
 	default:
 		return fmt.Errorf("unknown mode %q (want http, inband, broadcast, pushobj, churn or idle)", c.Mode)
+	}
+	switch {
+	case c.Proto != ProtoChat && c.Proto != ProtoCentrifugo:
+		return fmt.Errorf("unknown protocol %q (want centrifugo, or none for the chat protocol)", c.Proto)
+	case c.Proto == ProtoCentrifugo && (c.Mode == ModeInband || c.Mode == ModePushObj):
+		return fmt.Errorf("mode %s: not in the centrifugo protocol", c.Mode)
+	case c.Proto == ProtoCentrifugo && c.Mode == ModeBroadcast && c.Rooms > 1:
+		return errors.New("mode broadcast: centrifugo publishes into the sender's channel, so one room only")
 	}
 	if c.Dialers <= 0 {
 		c.Dialers = 32
@@ -377,26 +392,36 @@ func (g *gen) dial(ctx context.Context, u, room string) (*conn, error) {
 		}
 		return nil, err
 	}
-	c := &conn{ws: ws, room: room}
 	ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if err := ws.WriteMessage(websocket.TextMessage, []byte("subscribe|"+room)); err != nil {
-		ws.Close()
-		return nil, fmt.Errorf("subscribe: %w", err)
-	}
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	want := "Subscribe roomNum:" + room + " success!"
-	_, p, err := ws.ReadMessage()
+	if g.cfg.Proto == ProtoCentrifugo {
+		err = cfSubscribe(ws, room)
+	} else {
+		err = subscribe(ws, room)
+	}
 	if err != nil {
 		ws.Close()
-		return nil, fmt.Errorf("waiting for %q: %w", want, err)
-	}
-	if string(p) != want {
-		ws.Close()
-		return nil, fmt.Errorf("subscribe reply %q, want %q", p, want)
+		return nil, err
 	}
 	ws.SetReadDeadline(time.Time{})
 	ws.SetWriteDeadline(time.Time{})
-	return c, nil
+	return &conn{ws: ws, room: room}, nil
+}
+
+// subscribe joins room in the chat protocol and waits for the reply.
+func subscribe(ws *websocket.Conn, room string) error {
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("subscribe|"+room)); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	want := "Subscribe roomNum:" + room + " success!"
+	_, p, err := ws.ReadMessage()
+	if err != nil {
+		return fmt.Errorf("waiting for %q: %w", want, err)
+	}
+	if string(p) != want {
+		return fmt.Errorf("subscribe reply %q, want %q", p, want)
+	}
+	return nil
 }
 
 // read counts what arrives on c until the connection ends.
@@ -428,28 +453,39 @@ func (g *gen) read(c *conn) {
 				break
 			}
 		}
-		g.frame(buf, g.now())
+		if g.cfg.Proto == ProtoCentrifugo {
+			g.cfFrame(c, buf, g.now())
+		} else {
+			g.frame(buf, g.now())
+		}
 	}
 }
 
-// frame accounts for one received frame.
+// frame accounts for one received frame of the chat protocol.
 func (g *gen) frame(b []byte, now int64) {
+	if g.stamped(b, now) {
+		return
+	}
+	switch s := string(b); {
+	case s == "SendByRoom success!" || s == "Broadcast success!":
+		g.replies.Add(1)
+	case strings.HasPrefix(s, "Error:"):
+		g.errs.Add(1)
+		g.fail(errors.New(s))
+	default:
+		g.unknown.Add(1)
+	}
+}
+
+// stamped accounts for a message that starts b, if one does.
+func (g *gen) stamped(b []byte, now int64) bool {
 	seq, stamp, ok := parseStamp(b)
 	if !ok {
-		switch s := string(b); {
-		case s == "SendByRoom success!" || s == "Broadcast success!":
-			g.replies.Add(1)
-		case strings.HasPrefix(s, "Error:"):
-			g.errs.Add(1)
-			g.fail(errors.New(s))
-		default:
-			g.unknown.Add(1)
-		}
-		return
+		return false
 	}
 	if seq >= len(g.recv) {
 		g.unknown.Add(1)
-		return
+		return true
 	}
 	g.recv[seq].Add(1)
 	g.delivered.Add(1)
@@ -460,6 +496,7 @@ func (g *gen) frame(b []byte, now int64) {
 			break
 		}
 	}
+	return true
 }
 
 // message is "m<seq>.<ns since base>." padded with 'x' to size bytes; only

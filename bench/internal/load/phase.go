@@ -217,9 +217,16 @@ func (g *gen) pushHTTP(seq int) {
 	room, owed := g.target(seq)
 	g.owe(seq, owed)
 	msg := g.message(seq)
-	u := g.httpURL(seq) + "/Index/pushByRoom?roomNum=" + roomName(room) + "&message=" + url.QueryEscape(msg)
+	var req *http.Request
+	var want string
+	if g.cfg.Proto == ProtoCentrifugo {
+		req, want = cfPublish(g.httpURL(seq), roomName(room), msg)
+	} else {
+		req, _ = http.NewRequest(http.MethodGet, g.httpURL(seq)+"/Index/pushByRoom?roomNum="+roomName(room)+"&message="+url.QueryEscape(msg), nil)
+		want = "pushBy room success"
+	}
 	err := func() error {
-		resp, err := g.http.Get(u)
+		resp, err := g.http.Do(req)
 		if err != nil {
 			return err
 		}
@@ -228,8 +235,8 @@ func (g *gen) pushHTTP(seq int) {
 		if err != nil {
 			return err
 		}
-		if resp.StatusCode != http.StatusOK || string(body) != "pushBy room success" {
-			return fmt.Errorf("pushByRoom: HTTP %s: %q", resp.Status, body)
+		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != want {
+			return fmt.Errorf("%s %s: HTTP %s: %q", req.Method, req.URL.Path, resp.Status, body)
 		}
 		return nil
 	}()
@@ -293,6 +300,10 @@ func (g *gen) pushInband(seq int) {
 func (g *gen) pushBroadcast(seq int) {
 	c := g.conns[seq%len(g.conns)]
 	g.owe(seq, int32(len(g.conns)))
+	if g.cfg.Proto == ProtoCentrifugo {
+		g.write(c, seq, cfBroadcast(seq, c.room, g.message(seq)))
+		return
+	}
 	g.write(c, seq, `broadcast|{"message":"`+g.message(seq)+`"}`)
 }
 
