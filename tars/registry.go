@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -175,7 +176,7 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 		if _, err := d.ReadStructBegin(0, true); err != nil {
 			return nil, err
 		}
-		err := firstErr(
+		err := cmp.Or(
 			d.ReadString(&host, 0, true), d.ReadInt32(&port, 1, true), d.ReadInt32(&timeout, 2, true),
 			d.ReadInt32(&istcp, 3, true), d.ReadInt32(&grid, 4, true), d.ReadInt32(&qos, 8, false),
 			d.ReadInt32(&weight, 11, false), d.ReadInt32(&weightType, 12, false),
