@@ -276,49 +276,39 @@ func skip(b []byte, off, tag int, typ byte, depth int) (next int, err error) {
 	case TypeSimpleList:
 		_, next, err = simpleListAt(b, off, tag)
 		return next, err
+	case TypeMap, TypeList, TypeStructBegin:
+	default:
+		return off, decodeErr(off, tag, "unknown type code %d", typ)
 	}
 	if depth >= MaxDepth {
 		return off, decodeErr(off, tag, "nesting deeper than %d", MaxDepth)
 	}
-	switch typ {
-	case TypeMap, TypeList:
-		per, what, values := uint64(1), "list", 1
+	n, next := -1, off // a struct: fields up to its STRUCT_END
+	if typ != TypeStructBegin {
+		per, what := uint64(1), "list"
 		if typ == TypeMap {
-			per, what, values = 2, "map", 2
+			per, what = 2, "map"
 		}
-		n, next, err := countAt(b, off, tag, per, what)
-		if err != nil {
+		if n, next, err = countAt(b, off, tag, per, what); err != nil {
 			return off, err
 		}
-		for range n * values {
-			etag, etyp, after := head(b, next)
-			if after < 0 {
-				return off, headErr(b, next, tag)
-			}
-			if next, err = skip(b, after, int(etag), etyp, depth+1); err != nil {
-				return off, err
-			}
+		n *= int(per) // a map's pairs are two values each
+	}
+	for i := 0; i != n; i++ {
+		etag, etyp, after := head(b, next)
+		switch {
+		case after < 0 && n < 0 && next >= len(b):
+			return off, decodeErr(next, tag, "struct has no STRUCT_END")
+		case after < 0:
+			return off, headErr(b, next, tag)
+		case n < 0 && etyp == TypeStructEnd:
+			return after, nil
 		}
-		return next, nil
-	case TypeStructBegin:
-		next := off
-		for {
-			if next >= len(b) {
-				return off, decodeErr(next, tag, "struct has no STRUCT_END")
-			}
-			ftag, ftyp, after := head(b, next)
-			if after < 0 {
-				return off, headErr(b, next, tag)
-			}
-			if ftyp == TypeStructEnd {
-				return after, nil
-			}
-			if next, err = skip(b, after, int(ftag), ftyp, depth+1); err != nil {
-				return off, err
-			}
+		if next, err = skip(b, after, int(etag), etyp, depth+1); err != nil {
+			return off, err
 		}
 	}
-	return off, decodeErr(off, tag, "unknown type code %d", typ)
+	return next, nil
 }
 
 // stringAt reads the payload of a STRING1 or STRING4 at b[off:]; the result

@@ -48,7 +48,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	if len(toks) == 0 {
 		return bad("empty")
 	}
-	if e.Proto = toks[0]; e.Proto != "tcp" && e.Proto != "udp" && e.Proto != "ssl" {
+	if e.Proto = toks[0]; !slices.Contains(endpointProtos[:], e.Proto) {
 		return bad("unknown protocol %q (want tcp, udp or ssl)", toks[0])
 	}
 	timeout := -1
@@ -95,8 +95,10 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	return e, nil
 }
 
-// The numeric options, in the order of String.
+// The numeric options, in the order of String, and the protocols by
+// EndpointF.istcp.
 var (
+	endpointProtos  = [...]string{"udp", "tcp", "ssl"}
 	endpointOptions = [...]string{"-p", "-t", "-g", "-q", "-w", "-v", "-e"}
 	optionNames     = [...]string{"port", "timeout", "grid", "qos", "weight", "weight type", "auth type"}
 )
@@ -209,25 +211,18 @@ func ParseProxy(s string) (Proxy, error) {
 
 func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
-// splitEndpoints cuts s at each ':' followed by optional spaces and a
-// protocol word that ends the string or is followed by white space.
+// splitEndpoints cuts s at each ':' followed by a protocol word (past
+// spaces) that ends the string or is followed by white space.
 func splitEndpoints(s string) []string {
 	var parts []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] != ':' {
-			continue
-		}
-		next := strings.TrimLeft(s[i+1:], " \t\r\n\v\f")
-		for _, proto := range []string{"tcp", "udp", "ssl"} {
-			if after, ok := strings.CutPrefix(next, proto); ok && (after == "" || strings.IndexAny(after[:1], " \t\r\n\v\f") == 0) {
-				parts = append(parts, s[start:i])
-				start = i + 1
-				break
-			}
+	for i, p := range strings.Split(s, ":") {
+		if f := strings.Fields(p); i > 0 && (len(f) == 0 || !slices.Contains(endpointProtos[:], f[0])) {
+			parts[len(parts)-1] += ":" + p // within an IPv6 host
+		} else {
+			parts = append(parts, p)
 		}
 	}
-	return append(parts, s[start:])
+	return parts
 }
 
 // String formats p so that ParseProxy returns it again.

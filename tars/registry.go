@@ -202,6 +202,3 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 	}
 	return eps, nil
 }
-
-// endpointProtos are the protocols by EndpointF.istcp.
-var endpointProtos = [...]string{"udp", "tcp", "ssl"}
