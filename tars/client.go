@@ -92,12 +92,7 @@ func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 	return e.eps, err
 }
 
-func (c *Client) logger() *slog.Logger {
-	if c.opt.Logger != nil {
-		return c.opt.Logger
-	}
-	return slog.Default()
-}
+func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
 // nextID returns a request id; 0 is never used, it marks server pushes.
 func (c *Client) nextID() int32 {
@@ -119,11 +114,7 @@ func (c *Client) Close() error {
 	c.eps = nil
 	c.mu.Unlock()
 	for _, ep := range eps {
-		ep.mu.Lock()
-		cc := ep.cc
-		ep.cc = nil
-		ep.mu.Unlock()
-		if cc != nil {
+		if cc := ep.cc.Load(); cc != nil {
 			cc.fail(ErrClientClosed)
 		}
 	}
@@ -169,8 +160,8 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	if len(p.Endpoints) == 0 && c.reg == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
-	static := c.targets(p.Endpoints)
-	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: static, rr: new(atomic.Uint32)}, nil
+	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints),
+		rr: new(atomic.Uint32)}, nil
 }
 
 // Name returns the servant name.
