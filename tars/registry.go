@@ -46,20 +46,12 @@ func newRegistry(c *Client) *registry {
 	if o.Locator == "" && o.Resolver == nil {
 		return nil
 	}
-	r := &registry{resolver: o.Resolver, refresh: o.Refresh, c: c}
-	if r.refresh <= 0 {
-		r.refresh = defaultRefresh
-	}
+	r := &registry{resolver: o.Resolver, refresh: cmp.Or(max(o.Refresh, 0), defaultRefresh), c: c}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if o.Locator != "" {
-		p, err := ParseProxy(o.Locator)
-		if err == nil && len(p.Endpoints) == 0 {
-			err = errors.New("the locator needs endpoints (NAME@tcp -h HOST -p PORT)")
-		}
-		if err == nil {
-			r.query, err = c.Proxy(o.Locator)
-		}
-		if err != nil {
+		var err error
+		// c.reg is not set yet, so the locator must have endpoints.
+		if r.query, err = c.Proxy(o.Locator); err != nil {
 			r.err = fmt.Errorf("tars: registry locator %q: %w", o.Locator, err)
 		}
 	}
@@ -83,11 +75,10 @@ func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, erro
 	}
 	r.mu.Unlock()
 
-	eps, err := r.find(ctx, obj)
+	fresh, err := r.fetch(ctx, obj)
 	if err != nil {
 		return registryEntry{}, err
 	}
-	ts := r.c.targets(eps)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cache == nil {
@@ -96,32 +87,33 @@ func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, erro
 	if e := r.cache[obj]; e != nil { // another caller got there first
 		return *e, nil
 	}
-	e := &registryEntry{eps: eps, ts: ts, at: time.Now()}
-	r.cache[obj] = e
-	return *e, nil
+	r.cache[obj] = &fresh
+	return fresh, nil
 }
 
 // update fetches obj again for the cache entry e.
 func (r *registry) update(obj string, e *registryEntry) {
-	eps, err := r.find(r.ctx, obj)
-	var ts []target
-	if err == nil {
-		ts = r.c.targets(eps)
-	}
+	fresh, err := r.fetch(r.ctx, obj)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e.refreshing, e.at = false, time.Now()
-	if err != nil {
-		if r.ctx.Err() == nil {
-			r.c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
-				"servant", obj, "endpoints", len(e.eps), "err", err)
-		}
+	if err == nil {
+		*e = fresh
 		return
 	}
-	e.eps, e.ts = eps, ts
+	e.refreshing, e.at = false, time.Now()
+	if r.ctx.Err() == nil {
+		r.c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
+			"servant", obj, "endpoints", len(e.eps), "err", err)
+	}
 }
 
-// find asks for the active endpoints of obj, without the cache.
+// fetch asks for the active endpoints of obj, without the cache.
+func (r *registry) fetch(ctx context.Context, obj string) (registryEntry, error) {
+	eps, err := r.find(ctx, obj)
+	return registryEntry{eps: eps, ts: r.c.targets(eps), at: time.Now()}, err
+}
+
+// find asks the registry or Resolver for the active endpoints of obj.
 func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
 	if r.query == nil {
 		eps, err := r.resolver.Resolve(ctx, obj)
