@@ -143,7 +143,8 @@ func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
 	return Decoder{}, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }
 
-func (a *Args) check(tag uint8, name string, err error) error {
+// argErr wraps a failure to read or write a parameter.
+func argErr(tag uint8, name string, err error) error {
 	if err != nil {
 		return &ArgError{Name: name, Tag: tag, Err: err}
 	}
@@ -157,7 +158,7 @@ func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) er
 	if err == nil {
 		err = read(&d, t)
 	}
-	return a.check(tag, name, err)
+	return argErr(tag, name, err)
 }
 
 // JSON unmarshals the parameter of a JSON (version 5) call into v.
@@ -170,7 +171,7 @@ func (a *Args) JSON(tag uint8, name string, v any) error {
 	case ok:
 		err = json.Unmarshal(raw, v)
 	}
-	return a.check(tag, name, err)
+	return argErr(tag, name, err)
 }
 
 // String reads a string parameter.
@@ -201,7 +202,7 @@ func arg[T string | bool | int32](a *Args, tag uint8, name string) (v T, err err
 			err = d.ReadInt32(p, t, true)
 		}
 	}
-	return v, a.check(tag, name, err)
+	return v, argErr(tag, name, err)
 }
 
 // Results are arguments to encode: a servant's return value and
@@ -250,9 +251,7 @@ func (r *Results) PutJSON(tag uint8, name string, v any) {
 }
 
 func (r *Results) fail(tag uint8, name string, err error) {
-	if r.err == nil {
-		r.err = &ArgError{Name: name, Tag: tag, Err: err}
-	}
+	r.err = cmp.Or(r.err, argErr(tag, name, err))
 }
 
 // put adds v, encoded by app in TARS and TUP and by encoding/json in JSON.
