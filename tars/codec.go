@@ -315,16 +315,13 @@ func skip(b []byte, off, tag int, typ byte, depth int) (next int, err error) {
 // aliases b.
 func stringAt(b []byte, off, tag int, typ byte) (s []byte, next int, err error) {
 	var n uint64
-	if typ == TypeString1 {
-		if err := need(b, off, tag, 1, "STRING1 length byte"); err != nil {
-			return nil, off, err
-		}
+	switch {
+	case typ == TypeString1 && off < len(b):
 		n, next = uint64(b[off]), off+1
-	} else {
-		if err := need(b, off, tag, 4, "STRING4 length field"); err != nil {
-			return nil, off, err
-		}
+	case typ == TypeString4 && len(b)-off >= 4:
 		n, next = uint64(binary.BigEndian.Uint32(b[off:])), off+4
+	default:
+		return nil, off, shortErr(b, off, tag, 1+3*uint64(typ-TypeString1), typeName(typ)+" length field")
 	}
 	if err := need(b, next, tag, n, "string length"); err != nil {
 		return nil, off, err

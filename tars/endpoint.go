@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultTimeout is an endpoint's timeout when its string has no -t option.
@@ -112,25 +113,19 @@ func parseHost(h string) (string, error) {
 			return "", fmt.Errorf("bad host %q (brackets are for IPv6 addresses)", "["+h+"]")
 		}
 	}
-	if h == "*" {
-		return h, nil
-	}
-	if h == "" {
+	const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%"
+	bad := strings.IndexFunc(h, func(r rune) bool { return !strings.ContainsRune(hostChars, r) })
+	a, err := netip.ParseAddr(h)
+	switch {
+	case h == "*":
+	case h == "":
 		return "", errors.New("empty host")
-	}
-	for _, r := range h {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			r == '.' || r == '-' || r == '_' || r == ':' || r == '%'
-		if !ok {
-			return "", fmt.Errorf("bad host %q (unexpected %q)", h, r)
-		}
-	}
-	if strings.Contains(h, ":") {
-		a, err := netip.ParseAddr(h)
-		if err != nil || !a.Is6() || strings.Contains(a.Zone(), ":") {
-			return "", fmt.Errorf("bad host %q (not an IPv6 address)", h)
-		}
-	} else if strings.Contains(h, "%") {
+	case bad >= 0:
+		r, _ := utf8.DecodeRuneInString(h[bad:])
+		return "", fmt.Errorf("bad host %q (unexpected %q)", h, r)
+	case strings.Contains(h, ":") && (err != nil || !a.Is6() || strings.Contains(a.Zone(), ":")):
+		return "", fmt.Errorf("bad host %q (not an IPv6 address)", h)
+	case !strings.Contains(h, ":") && strings.Contains(h, "%"):
 		return "", fmt.Errorf("bad host %q (a zone needs an IPv6 address)", h)
 	}
 	return h, nil
