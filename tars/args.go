@@ -234,7 +234,7 @@ func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []
 		r.fail(tag, name, errors.New("no Tars encoding in a JSON call: use PutJSON"))
 		return
 	}
-	put(r, tag, name, write, func(b []byte, tag uint8, w func([]byte, uint8) []byte) []byte { return w(b, tag) })
+	put(r, tag, name, write, func(b []byte, t uint8, w func([]byte, uint8) []byte) []byte { return w(b, t) })
 }
 
 // PutJSON adds a parameter of a JSON (version 5) call; v is marshalled with
