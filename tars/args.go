@@ -70,22 +70,17 @@ type Args struct {
 // buffer at once, TARS fields on demand.
 func NewArgs(version int16, sBuffer []byte) (*Args, error) {
 	a := &Args{version: version}
+	var err error
 	switch version {
 	case VersionTars:
 		a.body = sBuffer
 	case VersionTUP:
-		m, err := DecodeTUP(sBuffer)
-		if err != nil {
+		if a.tup, err = DecodeTUP(sBuffer); err != nil {
 			return nil, fmt.Errorf("tars: TUP argument map: %w", err)
 		}
-		a.tup = m
 	case VersionJSON:
-		if len(sBuffer) > 0 {
-			m, err := decodeJSONArgs(sBuffer)
-			if err != nil {
-				return nil, fmt.Errorf("tars: JSON arguments: %w", err)
-			}
-			a.json = m
+		if a.json, err = decodeJSONArgs(sBuffer); err != nil && len(sBuffer) > 0 { // empty: no arguments
+			return nil, fmt.Errorf("tars: JSON arguments: %w", err)
 		}
 	default:
 		return nil, fmt.Errorf("tars: unsupported packet version %d (want 1, 3 or 5)", version)
