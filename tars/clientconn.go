@@ -163,14 +163,16 @@ func (cc *clientConn) read() {
 		if err != nil {
 			var fe *FrameError
 			if errors.As(err, &fe) {
-				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame", "peer", cc.ep.addr, "err", err)
+				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame",
+					"peer", cc.ep.addr, "err", err)
 			}
 			cc.fail(err)
 			return
 		}
 		id, rep, err := decodeReply(body)
 		if err != nil {
-			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply", "peer", cc.ep.addr, "err", err)
+			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply",
+				"peer", cc.ep.addr, "err", err)
 			cc.fail(err)
 			return
 		}

@@ -243,7 +243,8 @@ func countAt(b []byte, off, tag int, per uint64, what string) (n int, next int, 
 		return 0, off, headErr(b, off, tag)
 	}
 	if ctag != 0 || (ctyp > TypeInt4 && ctyp != TypeZero) {
-		return 0, off, decodeErr(off, tag, "%s count: want an int at tag 0, found %s at tag %d", what, typeName(ctyp), ctag)
+		return 0, off, decodeErr(off, tag, "%s count: want an int at tag 0, found %s at tag %d",
+			what, typeName(ctyp), ctag)
 	}
 	v, next, err := intAt(b, next, tag, ctyp)
 	if err != nil {
@@ -253,7 +254,8 @@ func countAt(b []byte, off, tag int, per uint64, what string) (n int, next int, 
 		return 0, off, decodeErr(off, tag, "negative %s count %d", what, v)
 	}
 	if left := uint64(len(b) - next); uint64(v)*per > left {
-		return 0, off, decodeErr(off, tag, "%s count %d needs at least %d bytes, %d left", what, v, uint64(v)*per, left)
+		return 0, off, decodeErr(off, tag, "%s count %d needs at least %d bytes, %d left",
+			what, v, uint64(v)*per, left)
 	}
 	return int(v), next, nil
 }
@@ -338,7 +340,8 @@ func simpleListAt(b []byte, off, tag int) (p []byte, next int, err error) {
 		return nil, off, headErr(b, off, tag)
 	}
 	if itag != 0 || ityp != TypeInt1 {
-		return nil, off, decodeErr(off, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d", typeName(ityp), itag)
+		return nil, off, decodeErr(off, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d",
+			typeName(ityp), itag)
 	}
 	n, next, err := countAt(b, next, tag, 1, "SIMPLE_LIST")
 	if err != nil {

@@ -219,7 +219,8 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 				return headErr(d.buf, next, int(tag))
 			}
 			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
-				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d", i, typeName(etyp), etag)
+				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
+					i, typeName(etyp), etag)
 			}
 			e, after, err := intAt(d.buf, after, int(tag), etyp)
 			if err != nil {

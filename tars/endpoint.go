@@ -222,12 +222,9 @@ func splitEndpoints(s string) []string {
 
 // String formats p so that ParseProxy returns it again.
 func (p Proxy) String() string {
-	if len(p.Endpoints) == 0 {
-		return p.Name
+	s, sep := p.Name, "@"
+	for _, e := range p.Endpoints {
+		s, sep = s+sep+e.String(), ":"
 	}
-	eps := make([]string, len(p.Endpoints))
-	for i, e := range p.Endpoints {
-		eps[i] = e.String()
-	}
-	return p.Name + "@" + strings.Join(eps, ":")
+	return s
 }

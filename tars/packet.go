@@ -310,7 +310,7 @@ func TUPResult(rsp *RequestPacket) (code int32, desc string, err error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 32)
 	if err != nil {
-		return 0, "", &DecodeError{Offset: -1, Tag: 10, What: "status " + StatusResultCode + " is not an int32: " + strconv.Quote(s)}
+		return 0, "", decodeErr(-1, 10, "status %s is not an int32: %q", StatusResultCode, s)
 	}
 	return int32(n), rsp.Status[StatusResultDesc], nil
 }
