@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 )
 
 // Arguments travel in sBuffer in the form the packet version says:
@@ -71,22 +70,17 @@ type Args struct {
 // buffer at once, TARS fields on demand.
 func NewArgs(version int16, sBuffer []byte) (*Args, error) {
 	a := &Args{version: version}
+	var err error
 	switch version {
 	case VersionTars:
 		a.body = sBuffer
 	case VersionTUP:
-		m, err := DecodeTUP(sBuffer)
-		if err != nil {
+		if a.tup, err = DecodeTUP(sBuffer); err != nil {
 			return nil, fmt.Errorf("tars: TUP argument map: %w", err)
 		}
-		a.tup = m
 	case VersionJSON:
-		if len(sBuffer) > 0 {
-			m, err := decodeJSONArgs(sBuffer)
-			if err != nil {
-				return nil, fmt.Errorf("tars: JSON arguments: %w", err)
-			}
-			a.json = m
+		if a.json, err = decodeJSONArgs(sBuffer); err != nil && len(sBuffer) > 0 { // empty: no arguments
+			return nil, fmt.Errorf("tars: JSON arguments: %w", err)
 		}
 	default:
 		return nil, fmt.Errorf("tars: unsupported packet version %d (want 1, 3 or 5)", version)
@@ -94,41 +88,33 @@ func NewArgs(version int16, sBuffer []byte) (*Args, error) {
 	return a, nil
 }
 
-// decodeJSONArgs reads a JSON object of at most DefaultMaxLen members: each
-// one costs far more memory than its few bytes of text.
+// decodeJSONArgs reads a JSON object, or null, of at most DefaultMaxLen
+// members: each one costs far more memory than its few bytes of text.
 func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if t != json.Delim('{') && t != nil {
-		return nil, errors.New("not an object")
+	if err == nil && t != json.Delim('{') && t != nil {
+		err = errors.New("not an object")
 	}
 	m := make(map[string]json.RawMessage)
-	for t != nil && dec.More() {
+	for err == nil && t != nil && dec.More() {
 		if len(m) == DefaultMaxLen {
 			return nil, fmt.Errorf("more than %d members", DefaultMaxLen)
 		}
-		key, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
+		var key json.Token
 		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		m[key.(string)] = v
-	}
-	if t != nil {
-		if _, err := dec.Token(); err != nil {
-			return nil, err
+		if key, err = dec.Token(); err == nil {
+			err = dec.Decode(&v)
+			m[key.(string)] = v // an object's keys are strings
 		}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the object")
+	if err == nil && t != nil {
+		_, err = dec.Token() // the closing brace
 	}
-	return m, nil
+	if _, end := dec.Token(); err == nil && end != io.EOF {
+		err = errors.New("data after the object")
+	}
+	return m, err
 }
 
 // Version returns the packet version the arguments came in.
@@ -152,7 +138,8 @@ func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
 	return Decoder{}, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }
 
-func (a *Args) check(tag uint8, name string, err error) error {
+// argErr wraps a failure to read or write a parameter.
+func argErr(tag uint8, name string, err error) error {
 	if err != nil {
 		return &ArgError{Name: name, Tag: tag, Err: err}
 	}
@@ -166,7 +153,7 @@ func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) er
 	if err == nil {
 		err = read(&d, t)
 	}
-	return a.check(tag, name, err)
+	return argErr(tag, name, err)
 }
 
 // JSON unmarshals the parameter of a JSON (version 5) call into v.
@@ -179,7 +166,7 @@ func (a *Args) JSON(tag uint8, name string, v any) error {
 	case ok:
 		err = json.Unmarshal(raw, v)
 	}
-	return a.check(tag, name, err)
+	return argErr(tag, name, err)
 }
 
 // String reads a string parameter.
@@ -210,7 +197,7 @@ func arg[T string | bool | int32](a *Args, tag uint8, name string) (v T, err err
 			err = d.ReadInt32(p, t, true)
 		}
 	}
-	return v, a.check(tag, name, err)
+	return v, argErr(tag, name, err)
 }
 
 // Results are arguments to encode: a servant's return value and
@@ -238,37 +225,11 @@ func (r *Results) Version() int16 {
 // Put adds a struct, vector or map parameter: write appends the value at
 // the tag it is given. Use PutJSON for JSON.
 func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []byte) {
-	switch r.Version() {
-	case VersionTars:
-		if r.inOrder(tag, name) {
-			r.buf = write(r.buf, tag)
-		}
-	case VersionTUP:
-		r.putTUP(name, write(nil, 0))
-	default:
-		r.fail(tag, name, fmt.Errorf("no Tars encoding in packet version %d", r.version))
+	if r.Version() == VersionJSON {
+		r.fail(tag, name, errors.New("no Tars encoding in a JSON call: use PutJSON"))
+		return
 	}
-}
-
-// inOrder checks that a TARS parameter comes after the previous one, as
-// readers expect.
-func (r *Results) inOrder(tag uint8, name string) bool {
-	if int(tag) < r.last {
-		r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
-		return false
-	}
-	r.last = int(tag) + 1
-	return true
-}
-
-func (r *Results) putTUP(name string, v []byte) {
-	if r.tup == nil {
-		r.tup = make(map[string][]byte, 2)
-	}
-	if name == "" {
-		r.tup[retName] = v
-	}
-	r.tup[name] = v
+	put(r, tag, name, write, func(b []byte, t uint8, w func([]byte, uint8) []byte) []byte { return w(b, t) })
 }
 
 // PutJSON adds a parameter of a JSON (version 5) call; v is marshalled with
@@ -285,24 +246,28 @@ func (r *Results) PutJSON(tag uint8, name string, v any) {
 }
 
 func (r *Results) fail(tag uint8, name string, err error) {
-	if r.err == nil {
-		r.err = &ArgError{Name: name, Tag: tag, Err: err}
-	}
+	r.err = cmp.Or(r.err, argErr(tag, name, err))
 }
 
-// put adds v, encoded by app in TARS and TUP.
+// put adds v, encoded by app in TARS and TUP and by encoding/json in JSON.
 func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
 	switch r.Version() {
 	case VersionTars:
-		if r.inOrder(tag, name) {
-			r.buf = app(r.buf, tag, v)
+		if int(tag) < r.last { // readers expect ascending tags
+			r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
+			return
 		}
+		r.buf, r.last = app(r.buf, tag, v), int(tag)+1
 	case VersionTUP:
-		r.putTUP(name, app(nil, 0, v))
-	case VersionJSON:
-		r.PutJSON(tag, name, v)
+		if r.tup == nil {
+			r.tup = make(map[string][]byte, 2)
+		}
+		r.tup[name] = app(nil, 0, v)
+		if name == "" {
+			r.tup[retName] = r.tup[name]
+		}
 	default:
-		r.fail(tag, name, fmt.Errorf("no Tars encoding in packet version %d", r.version))
+		r.PutJSON(tag, name, v)
 	}
 }
 
@@ -335,5 +300,5 @@ func (r *Results) AppendTo(b []byte) ([]byte, error) {
 		}
 		return append(b, j...), nil
 	}
-	return b, errors.New("tars: unsupported packet version " + strconv.Itoa(int(r.version)))
+	return b, fmt.Errorf("tars: unsupported packet version %d", r.version)
 }

@@ -92,12 +92,7 @@ func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 	return e.eps, err
 }
 
-func (c *Client) logger() *slog.Logger {
-	if c.opt.Logger != nil {
-		return c.opt.Logger
-	}
-	return slog.Default()
-}
+func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
 // nextID returns a request id; 0 is never used, it marks server pushes.
 func (c *Client) nextID() int32 {
@@ -119,11 +114,7 @@ func (c *Client) Close() error {
 	c.eps = nil
 	c.mu.Unlock()
 	for _, ep := range eps {
-		ep.mu.Lock()
-		cc := ep.cc
-		ep.cc = nil
-		ep.mu.Unlock()
-		if cc != nil {
+		if cc := ep.cc.Load(); cc != nil {
 			cc.fail(ErrClientClosed)
 		}
 	}
@@ -169,8 +160,8 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	if len(p.Endpoints) == 0 && c.reg == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
-	static := c.targets(p.Endpoints)
-	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: static, rr: new(atomic.Uint32)}, nil
+	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints),
+		rr: new(atomic.Uint32)}, nil
 }
 
 // Name returns the servant name.
@@ -209,27 +200,22 @@ func (p *ObjProxy) Ping(ctx context.Context) error {
 	return p.invoke(ctx, PingFunc, nil, nil, false)
 }
 
-func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error, oneway bool) (err error) {
-	c := p.c
-	start := time.Now()
+func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error,
+	oneway bool) (err error) {
+	c, start := p.c, time.Now()
 	var peer net.Addr
 	if c.opt.OnCall != nil {
 		defer func() {
-			info := CallInfo{Servant: p.name, Func: fn, Version: p.version, Duration: time.Since(start), Peer: peer, Err: err}
+			info := CallInfo{Servant: p.name, Func: fn, Version: p.version, Duration: time.Since(start),
+				Peer: peer, Err: err}
 			if ce, ok := err.(*CallError); ok {
 				info.Ret = ce.Code
-			} else if err != nil {
-				info.Ret = ServerUnknownErr
 			}
 			c.opt.OnCall(info)
 		}()
 	}
 	fail := func(code int32, desc string, cause error) error {
 		return &CallError{Code: code, Desc: desc, Servant: p.name, Func: fn, Err: cause}
-	}
-	deadline := start.Add(cmp.Or(max(c.opt.SyncTimeout, 0), DefaultSyncTimeout))
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
 	}
 	args := Results{version: p.version}
 	if in != nil {
@@ -243,7 +229,8 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(SendRequestErr, "encode arguments", err)
 	}
 
-	cc, ep, err := p.conn(ctx, deadline)
+	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), DefaultSyncTimeout)
+	cc, ep, err := p.conn(ctx, start.Add(timeout))
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail(InvokeTimeout, "while connecting", ctx.Err())
@@ -251,18 +238,19 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(ProxyConnectErr, err.Error(), err)
 	}
 	peer = cc.nc.RemoteAddr()
-	if d := start.Add(ep.Timeout); ep.Timeout > 0 && d.Before(deadline) {
-		deadline = d
+	if ep.Timeout > 0 {
+		timeout = min(timeout, ep.Timeout)
 	}
-	remaining := time.Until(deadline)
-	if remaining <= 0 {
-		return fail(InvokeTimeout, "no time left to send", context.DeadlineExceeded)
+	ctx, cancel := context.WithDeadline(ctx, start.Add(timeout)) // or the caller's, if earlier
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	if ctx.Err() != nil {
+		return fail(InvokeTimeout, "no time left to send", ctx.Err())
 	}
-	req.Timeout = int32(min(remaining.Milliseconds()+1, 1<<31-1))
+	req.Timeout = int32(min(time.Until(deadline).Milliseconds()+1, 1<<31-1))
 	req.RequestID = c.nextID()
 	frame := newFrame()
 	*frame = req.AppendFrame(*frame)
-
 	if oneway {
 		if !cc.w.send(frame) {
 			return fail(SendRequestErr, "connection closed", net.ErrClosed)
@@ -271,43 +259,31 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	}
 
 	call := callPool.Get().(*pendingCall)
+	defer callPool.Put(call)
 	if err := cc.add(req.RequestID, call); err != nil {
-		callPool.Put(call)
 		freeFrame(frame)
 		return fail(SendRequestErr, "connection closed", err)
 	}
-	// If the connection dies, the reader fails every pending call.
-	cc.w.send(frame)
-
-	timer := time.NewTimer(remaining)
+	cc.w.send(frame) // if the connection dies, the reader fails every pending call
 	var rep reply
-	var why string
-	var cause error
 	select {
 	case rep = <-call.ch:
-	case <-timer.C:
-		why = fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
-		cause = context.DeadlineExceeded
 	case <-ctx.Done():
-		why, cause = "call abandoned", ctx.Err()
-	}
-	timer.Stop()
-	if cause != nil {
 		if cc.remove(req.RequestID) {
-			callPool.Put(call)
-			return fail(InvokeTimeout, why, cause)
+			why := fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
+			if ctx.Err() == context.Canceled {
+				why = "call abandoned"
+			}
+			return fail(InvokeTimeout, why, ctx.Err())
 		}
 		rep = <-call.ch // the reply was being delivered
 	}
-	callPool.Put(call)
-
-	if rep.err != nil {
+	switch {
+	case rep.err != nil:
 		return fail(ProxyConnectErr, "connection to "+peer.String()+" lost: "+rep.err.Error(), rep.err)
-	}
-	if rep.ret != Success {
+	case rep.ret != Success:
 		return fail(rep.ret, rep.desc, nil)
-	}
-	if out == nil {
+	case out == nil:
 		return nil
 	}
 	a, err := NewArgs(rep.version, rep.buf)

@@ -232,10 +232,7 @@ func waitDetached(c *Client, addr string) {
 		c.mu.Lock()
 		ep := c.eps[addr]
 		c.mu.Unlock()
-		ep.mu.Lock()
-		cc := ep.cc
-		ep.mu.Unlock()
-		if cc == nil {
+		if ep.cc.Load() == nil {
 			return
 		}
 		time.Sleep(time.Millisecond)

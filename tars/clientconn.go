@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,7 @@ func (c *Client) endpoint(e Endpoint) (*endpointConns, error) {
 		if c.eps == nil {
 			c.eps = make(map[string]*endpointConns)
 		}
-		ep = &endpointConns{c: c, addr: addr}
+		ep = &endpointConns{c: c, addr: addr, dial: make(chan struct{}, 1)}
 		c.eps[addr] = ep
 	}
 	return ep, nil
@@ -43,82 +44,53 @@ func (c *Client) endpoint(e Endpoint) (*endpointConns, error) {
 type endpointConns struct {
 	c    *Client
 	addr string
+	cc   atomic.Pointer[clientConn] // nil: none
 
-	mu       sync.Mutex
-	cc       *clientConn   // nil: none
-	dialing  chan struct{} // closed when the dial in progress ends
-	failures int           // dials failed in a row
-	retryAt  time.Time     // no dial before this after a failure
+	// dial is a token, held by the one dial in progress: only its holder
+	// touches the fields after it.
+	dial     chan struct{}
+	failures int       // dials failed in a row
+	retryAt  time.Time // no dial before this after a failure
 	lastErr  error
 }
 
 // get returns the endpoint's connection, dialing it if there is none.
 func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time) (*clientConn, error) {
-	for {
-		if ep.c.closed.Load() {
-			return nil, ErrClientClosed
-		}
-		ep.mu.Lock()
-		if ep.cc != nil {
-			cc := ep.cc
-			ep.mu.Unlock()
-			return cc, nil
-		}
-		if ep.dialing != nil {
-			ch := ep.dialing
-			ep.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		if time.Now().Before(ep.retryAt) {
-			err := ep.lastErr
-			ep.mu.Unlock()
-			return nil, err
-		}
-		ch := make(chan struct{})
-		ep.dialing = ch
-		ep.mu.Unlock()
-
-		d := net.Dialer{Deadline: deadline, Timeout: e.Timeout} // the earlier bound wins
-		nc, err := d.DialContext(ctx, "tcp", ep.addr)
-
-		ep.mu.Lock()
-		ep.dialing = nil
-		close(ch)
-		if err != nil {
-			ep.failures++
-			backoff := min(minDialBackoff<<min(ep.failures-1, 10), maxDialBackoff)
-			ep.retryAt = time.Now().Add(backoff)
-			ep.lastErr = fmt.Errorf("dial %s: %w", ep.addr, err)
-			ep.mu.Unlock()
-			return nil, ep.lastErr
-		}
-		if ep.c.closed.Load() { // Close ran during the dial
-			ep.mu.Unlock()
-			nc.Close()
-			return nil, ErrClientClosed
-		}
-		ep.failures, ep.lastErr = 0, nil
-		cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]*pendingCall)}
-		ep.cc = cc
-		ep.mu.Unlock()
-		go cc.w.run()
-		go cc.read()
+	if cc := ep.cc.Load(); cc != nil {
 		return cc, nil
 	}
-}
-
-// detach forgets cc so the next call dials again.
-func (ep *endpointConns) detach(cc *clientConn) {
-	ep.mu.Lock()
-	if ep.cc == cc {
-		ep.cc = nil
+	select { // the others wait for the dial in progress
+	case ep.dial <- struct{}{}:
+		defer func() { <-ep.dial }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	ep.mu.Unlock()
+	switch cc := ep.cc.Load(); {
+	case cc != nil:
+		return cc, nil
+	case ep.c.closed.Load():
+		return nil, ErrClientClosed
+	case time.Now().Before(ep.retryAt):
+		return nil, ep.lastErr
+	}
+	d := net.Dialer{Deadline: deadline, Timeout: e.Timeout} // the earlier bound wins
+	nc, err := d.DialContext(ctx, "tcp", ep.addr)
+	if err != nil {
+		ep.failures++
+		ep.retryAt = time.Now().Add(min(minDialBackoff<<min(ep.failures-1, 10), maxDialBackoff))
+		ep.lastErr = fmt.Errorf("dial %s: %w", ep.addr, err)
+		return nil, ep.lastErr
+	}
+	ep.failures = 0
+	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]*pendingCall)}
+	ep.cc.Store(cc)
+	go cc.w.run()
+	go cc.read()
+	if ep.c.closed.Load() { // Close ran during the dial and may have missed cc
+		cc.fail(ErrClientClosed)
+		return nil, ErrClientClosed
+	}
+	return cc, nil
 }
 
 // reply is the outcome of a call as the reader hands it over.
@@ -149,11 +121,10 @@ type clientConn struct {
 func (cc *clientConn) add(id int32, call *pendingCall) error {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.dead != nil {
-		return cc.dead
+	if cc.dead == nil {
+		cc.pending[id] = call
 	}
-	cc.pending[id] = call
-	return nil
+	return cc.dead
 }
 
 // remove forgets a call; false means its reply is being delivered.
@@ -171,7 +142,7 @@ func (cc *clientConn) remove(id int32) bool {
 
 // fail closes the connection and fails every call waiting on it.
 func (cc *clientConn) fail(err error) {
-	cc.ep.detach(cc)
+	cc.ep.cc.CompareAndSwap(cc, nil) // the next call dials again
 	cc.mu.Lock()
 	if cc.dead == nil {
 		cc.dead = err
@@ -186,21 +157,22 @@ func (cc *clientConn) fail(err error) {
 }
 
 func (cc *clientConn) read() {
-	br := bufio.NewReaderSize(cc.nc, 16<<10)
-	fr := FrameReader{R: br, Max: cc.ep.c.opt.MaxPacket}
+	fr := FrameReader{R: bufio.NewReaderSize(cc.nc, 16<<10), Max: cc.ep.c.opt.MaxPacket}
 	for {
 		body, err := fr.Next()
 		if err != nil {
 			var fe *FrameError
 			if errors.As(err, &fe) {
-				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame", "peer", cc.ep.addr, "err", err)
+				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame",
+					"peer", cc.ep.addr, "err", err)
 			}
 			cc.fail(err)
 			return
 		}
 		id, rep, err := decodeReply(body)
 		if err != nil {
-			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply", "peer", cc.ep.addr, "err", err)
+			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply",
+				"peer", cc.ep.addr, "err", err)
 			cc.fail(err)
 			return
 		}
@@ -213,7 +185,7 @@ func (cc *clientConn) read() {
 		draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
 		cc.mu.Unlock()
 		if draining {
-			cc.ep.detach(cc) // new calls go to a new connection
+			cc.ep.cc.CompareAndSwap(cc, nil) // new calls go to a new connection
 		}
 		if call != nil {
 			call.ch <- rep
@@ -228,29 +200,17 @@ func (cc *clientConn) read() {
 // decodeReply reads a reply, a ResponsePacket or for TUP a RequestPacket,
 // copying its buffer out of body.
 func decodeReply(body []byte) (id int32, rep reply, err error) {
-	d := NewDecoder(body)
-	if err := d.ReadInt16(&rep.version, 1, true); err != nil {
-		return 0, rep, err
-	}
-	if rep.version == VersionTUP {
-		var p RequestPacket
-		if err := p.Decode(body); err != nil {
-			return 0, rep, err
-		}
-		code, desc, err := TUPResult(&p)
-		if err != nil {
-			return 0, rep, err
-		}
-		rep.ret, rep.desc, rep.buf = code, desc, append([]byte(nil), p.Buffer...)
-		return p.RequestID, rep, nil
-	}
 	var p ResponsePacket
-	if err := p.Decode(body); err != nil {
-		return 0, rep, err
+	if err = NewDecoder(body).ReadInt16(&rep.version, 1, true); err == nil && rep.version == VersionTUP {
+		var q RequestPacket
+		if err = q.Decode(body); err == nil {
+			rep.ret, rep.desc, err = TUPResult(&q)
+			p.RequestID, p.Buffer = q.RequestID, q.Buffer
+		}
+	} else if err == nil {
+		err = p.Decode(body)
+		rep.ret, rep.desc = p.Ret, p.ResultDesc
 	}
-	rep.ret, rep.desc = p.Ret, p.ResultDesc
-	if len(p.Buffer) > 0 {
-		rep.buf = append([]byte(nil), p.Buffer...)
-	}
-	return p.RequestID, rep, nil
+	rep.buf = append([]byte(nil), p.Buffer...)
+	return p.RequestID, rep, err
 }

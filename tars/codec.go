@@ -243,7 +243,8 @@ func countAt(b []byte, off, tag int, per uint64, what string) (n int, next int, 
 		return 0, off, headErr(b, off, tag)
 	}
 	if ctag != 0 || (ctyp > TypeInt4 && ctyp != TypeZero) {
-		return 0, off, decodeErr(off, tag, "%s count: want an int at tag 0, found %s at tag %d", what, typeName(ctyp), ctag)
+		return 0, off, decodeErr(off, tag, "%s count: want an int at tag 0, found %s at tag %d",
+			what, typeName(ctyp), ctag)
 	}
 	v, next, err := intAt(b, next, tag, ctyp)
 	if err != nil {
@@ -253,7 +254,8 @@ func countAt(b []byte, off, tag int, per uint64, what string) (n int, next int, 
 		return 0, off, decodeErr(off, tag, "negative %s count %d", what, v)
 	}
 	if left := uint64(len(b) - next); uint64(v)*per > left {
-		return 0, off, decodeErr(off, tag, "%s count %d needs at least %d bytes, %d left", what, v, uint64(v)*per, left)
+		return 0, off, decodeErr(off, tag, "%s count %d needs at least %d bytes, %d left",
+			what, v, uint64(v)*per, left)
 	}
 	return int(v), next, nil
 }
@@ -276,65 +278,52 @@ func skip(b []byte, off, tag int, typ byte, depth int) (next int, err error) {
 	case TypeSimpleList:
 		_, next, err = simpleListAt(b, off, tag)
 		return next, err
+	case TypeMap, TypeList, TypeStructBegin:
+	default:
+		return off, decodeErr(off, tag, "unknown type code %d", typ)
 	}
 	if depth >= MaxDepth {
 		return off, decodeErr(off, tag, "nesting deeper than %d", MaxDepth)
 	}
-	switch typ {
-	case TypeMap, TypeList:
-		per, what, values := uint64(1), "list", 1
+	n, next := -1, off // a struct: fields up to its STRUCT_END
+	if typ != TypeStructBegin {
+		per, what := uint64(1), "list"
 		if typ == TypeMap {
-			per, what, values = 2, "map", 2
+			per, what = 2, "map"
 		}
-		n, next, err := countAt(b, off, tag, per, what)
-		if err != nil {
+		if n, next, err = countAt(b, off, tag, per, what); err != nil {
 			return off, err
 		}
-		for range n * values {
-			etag, etyp, after := head(b, next)
-			if after < 0 {
-				return off, headErr(b, next, tag)
-			}
-			if next, err = skip(b, after, int(etag), etyp, depth+1); err != nil {
-				return off, err
-			}
+		n *= int(per) // a map's pairs are two values each
+	}
+	for i := 0; i != n; i++ {
+		etag, etyp, after := head(b, next)
+		switch {
+		case after < 0 && n < 0 && next >= len(b):
+			return off, decodeErr(next, tag, "struct has no STRUCT_END")
+		case after < 0:
+			return off, headErr(b, next, tag)
+		case n < 0 && etyp == TypeStructEnd:
+			return after, nil
 		}
-		return next, nil
-	case TypeStructBegin:
-		next := off
-		for {
-			if next >= len(b) {
-				return off, decodeErr(next, tag, "struct has no STRUCT_END")
-			}
-			ftag, ftyp, after := head(b, next)
-			if after < 0 {
-				return off, headErr(b, next, tag)
-			}
-			if ftyp == TypeStructEnd {
-				return after, nil
-			}
-			if next, err = skip(b, after, int(ftag), ftyp, depth+1); err != nil {
-				return off, err
-			}
+		if next, err = skip(b, after, int(etag), etyp, depth+1); err != nil {
+			return off, err
 		}
 	}
-	return off, decodeErr(off, tag, "unknown type code %d", typ)
+	return next, nil
 }
 
 // stringAt reads the payload of a STRING1 or STRING4 at b[off:]; the result
 // aliases b.
 func stringAt(b []byte, off, tag int, typ byte) (s []byte, next int, err error) {
 	var n uint64
-	if typ == TypeString1 {
-		if err := need(b, off, tag, 1, "STRING1 length byte"); err != nil {
-			return nil, off, err
-		}
+	switch {
+	case typ == TypeString1 && off < len(b):
 		n, next = uint64(b[off]), off+1
-	} else {
-		if err := need(b, off, tag, 4, "STRING4 length field"); err != nil {
-			return nil, off, err
-		}
+	case typ == TypeString4 && len(b)-off >= 4:
 		n, next = uint64(binary.BigEndian.Uint32(b[off:])), off+4
+	default:
+		return nil, off, shortErr(b, off, tag, 1+3*uint64(typ-TypeString1), typeName(typ)+" length field")
 	}
 	if err := need(b, next, tag, n, "string length"); err != nil {
 		return nil, off, err
@@ -351,7 +340,8 @@ func simpleListAt(b []byte, off, tag int) (p []byte, next int, err error) {
 		return nil, off, headErr(b, off, tag)
 	}
 	if itag != 0 || ityp != TypeInt1 {
-		return nil, off, decodeErr(off, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d", typeName(ityp), itag)
+		return nil, off, decodeErr(off, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d",
+			typeName(ityp), itag)
 	}
 	n, next, err := countAt(b, next, tag, 1, "SIMPLE_LIST")
 	if err != nil {

@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 )
@@ -218,7 +219,8 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 				return headErr(d.buf, next, int(tag))
 			}
 			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
-				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d", i, typeName(etyp), etag)
+				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
+					i, typeName(etyp), etag)
 			}
 			e, after, err := intAt(d.buf, after, int(tag), etyp)
 			if err != nil {
@@ -237,18 +239,22 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 // first one's kind at their smallest (1 byte for numbers, 2 for others);
 // still, grow what holds them as they decode rather than sizing it by n.
 func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
-	return d.container(tag, required, TypeList, 0, "list")
+	return d.container(tag, required, TypeList, 0)
 }
 
 // ReadMapLen reads the head and count of a MAP; then read its n pairs, each
 // key at tag 0 and value at tag 1. n is bounded as in ReadListLen.
 func (d *Decoder) ReadMapLen(tag uint8, required bool) (n int, ok bool, err error) {
-	return d.container(tag, required, TypeMap, 0, "map")
+	return d.container(tag, required, TypeMap, 0)
 }
 
 // container reads the head and count of a list or map whose elements need
 // at least per bytes each (0: judge by the first element).
-func (d *Decoder) container(tag uint8, required bool, want byte, per uint64, what string) (n int, ok bool, err error) {
+func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n int, ok bool, err error) {
+	what, least := "list", uint64(1) // a number may be a bare ZERO head
+	if want == TypeMap {
+		what, least = "map", 2 // and so may its value
+	}
 	typ, ok, err := d.field(tag, required)
 	if !ok {
 		return 0, false, err
@@ -256,34 +262,20 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64, wha
 	if typ != want {
 		return 0, false, d.wrongType(tag, typ, what)
 	}
-	judge := per == 0
-	if judge {
-		per = 1 // a number may be a bare ZERO head
-		if want == TypeMap {
-			per = 2 // and so may its value
-		}
-	}
-	n, next, err := countAt(d.buf, d.off, int(tag), per, what)
-	if err == nil && judge && n > 0 {
+	n, next, err := countAt(d.buf, d.off, int(tag), cmp.Or(per, least), what)
+	if err == nil && per == 0 && n > 0 {
 		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero { // 2 bytes at least
-			n, next, err = countAt(d.buf, d.off, int(tag), per+1, what)
+			n, next, err = countAt(d.buf, d.off, int(tag), least+1, what)
 		}
 	}
 	if err != nil {
 		return 0, false, err
 	}
-	if limit := d.maxLen(); n > limit {
+	if limit := cmp.Or(max(d.MaxLen, 0), DefaultMaxLen); n > limit {
 		return 0, false, decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
 	}
 	d.off = next
 	return n, true, nil
-}
-
-func (d *Decoder) maxLen() int {
-	if d.MaxLen > 0 {
-		return d.MaxLen
-	}
-	return DefaultMaxLen
 }
 
 // ReadStringMap reads a map<string,string>. An empty map reads as nil.
@@ -296,7 +288,7 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
 	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
 	// STRING1 and a LIST or SIMPLE_LIST.
-	n, ok, err := d.container(tag, required, TypeMap, 4, "map")
+	n, ok, err := d.container(tag, required, TypeMap, 4)
 	if !ok {
 		return err
 	}

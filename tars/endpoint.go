@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultTimeout is an endpoint's timeout when its string has no -t option.
@@ -48,7 +49,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	if len(toks) == 0 {
 		return bad("empty")
 	}
-	if e.Proto = toks[0]; e.Proto != "tcp" && e.Proto != "udp" && e.Proto != "ssl" {
+	if e.Proto = toks[0]; !slices.Contains(endpointProtos[:], e.Proto) {
 		return bad("unknown protocol %q (want tcp, udp or ssl)", toks[0])
 	}
 	timeout := -1
@@ -95,8 +96,10 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	return e, nil
 }
 
-// The numeric options, in the order of String.
+// The numeric options, in the order of String, and the protocols by
+// EndpointF.istcp.
 var (
+	endpointProtos  = [...]string{"udp", "tcp", "ssl"}
 	endpointOptions = [...]string{"-p", "-t", "-g", "-q", "-w", "-v", "-e"}
 	optionNames     = [...]string{"port", "timeout", "grid", "qos", "weight", "weight type", "auth type"}
 )
@@ -110,25 +113,19 @@ func parseHost(h string) (string, error) {
 			return "", fmt.Errorf("bad host %q (brackets are for IPv6 addresses)", "["+h+"]")
 		}
 	}
-	if h == "*" {
-		return h, nil
-	}
-	if h == "" {
+	const hostChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%"
+	bad := strings.IndexFunc(h, func(r rune) bool { return !strings.ContainsRune(hostChars, r) })
+	a, err := netip.ParseAddr(h)
+	switch {
+	case h == "*":
+	case h == "":
 		return "", errors.New("empty host")
-	}
-	for _, r := range h {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			r == '.' || r == '-' || r == '_' || r == ':' || r == '%'
-		if !ok {
-			return "", fmt.Errorf("bad host %q (unexpected %q)", h, r)
-		}
-	}
-	if strings.Contains(h, ":") {
-		a, err := netip.ParseAddr(h)
-		if err != nil || !a.Is6() || strings.Contains(a.Zone(), ":") {
-			return "", fmt.Errorf("bad host %q (not an IPv6 address)", h)
-		}
-	} else if strings.Contains(h, "%") {
+	case bad >= 0:
+		r, _ := utf8.DecodeRuneInString(h[bad:])
+		return "", fmt.Errorf("bad host %q (unexpected %q)", h, r)
+	case strings.Contains(h, ":") && (err != nil || !a.Is6() || strings.Contains(a.Zone(), ":")):
+		return "", fmt.Errorf("bad host %q (not an IPv6 address)", h)
+	case !strings.Contains(h, ":") && strings.Contains(h, "%"):
 		return "", fmt.Errorf("bad host %q (a zone needs an IPv6 address)", h)
 	}
 	return h, nil
@@ -209,35 +206,25 @@ func ParseProxy(s string) (Proxy, error) {
 
 func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
-// splitEndpoints cuts s at each ':' followed by optional spaces and a
-// protocol word that ends the string or is followed by white space.
+// splitEndpoints cuts s at each ':' followed by a protocol word (past
+// spaces) that ends the string or is followed by white space.
 func splitEndpoints(s string) []string {
 	var parts []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] != ':' {
-			continue
-		}
-		next := strings.TrimLeft(s[i+1:], " \t\r\n\v\f")
-		for _, proto := range []string{"tcp", "udp", "ssl"} {
-			if after, ok := strings.CutPrefix(next, proto); ok && (after == "" || strings.IndexAny(after[:1], " \t\r\n\v\f") == 0) {
-				parts = append(parts, s[start:i])
-				start = i + 1
-				break
-			}
+	for i, p := range strings.Split(s, ":") {
+		if f := strings.Fields(p); i > 0 && (len(f) == 0 || !slices.Contains(endpointProtos[:], f[0])) {
+			parts[len(parts)-1] += ":" + p // within an IPv6 host
+		} else {
+			parts = append(parts, p)
 		}
 	}
-	return append(parts, s[start:])
+	return parts
 }
 
 // String formats p so that ParseProxy returns it again.
 func (p Proxy) String() string {
-	if len(p.Endpoints) == 0 {
-		return p.Name
+	s, sep := p.Name, "@"
+	for _, e := range p.Endpoints {
+		s, sep = s+sep+e.String(), ":"
 	}
-	eps := make([]string, len(p.Endpoints))
-	for i, e := range p.Endpoints {
-		eps[i] = e.String()
-	}
-	return p.Name + "@" + strings.Join(eps, ":")
+	return s
 }

@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
@@ -107,7 +108,7 @@ func (p *RequestPacket) AppendFrame(b []byte) []byte {
 func (p *RequestPacket) Decode(body []byte) error {
 	*p = RequestPacket{}
 	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
-	return firstErr(
+	return cmp.Or(
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),
 		d.ReadInt32(&p.MessageType, 3, true),
@@ -191,7 +192,7 @@ func (p *ResponsePacket) AppendFrame(b []byte) []byte {
 func (p *ResponsePacket) Decode(body []byte) error {
 	*p = ResponsePacket{}
 	d := Decoder{buf: body, MaxLen: MaxContextLen} // the maps are its only lists
-	return firstErr(
+	return cmp.Or(
 		d.ReadInt16(&p.Version, 1, true),
 		d.ReadInt8(&p.PacketType, 2, true),
 		d.ReadInt32(&p.RequestID, 3, true),
@@ -209,17 +210,6 @@ func (p *ResponsePacket) Decode(body []byte) error {
 func endFrame(b []byte, start int) []byte {
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
-}
-
-// firstErr returns the first error of errs: decoders read their fields in
-// tag order as arguments, so the first one that fails is reported.
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // FrameError reports a frame length outside [4, Max]. The connection that
@@ -320,7 +310,7 @@ func TUPResult(rsp *RequestPacket) (code int32, desc string, err error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 32)
 	if err != nil {
-		return 0, "", &DecodeError{Offset: -1, Tag: 10, What: "status " + StatusResultCode + " is not an int32: " + strconv.Quote(s)}
+		return 0, "", decodeErr(-1, 10, "status %s is not an int32: %q", StatusResultCode, s)
 	}
 	return int32(n), rsp.Status[StatusResultDesc], nil
 }

@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,20 +46,12 @@ func newRegistry(c *Client) *registry {
 	if o.Locator == "" && o.Resolver == nil {
 		return nil
 	}
-	r := &registry{resolver: o.Resolver, refresh: o.Refresh, c: c}
-	if r.refresh <= 0 {
-		r.refresh = defaultRefresh
-	}
+	r := &registry{resolver: o.Resolver, refresh: cmp.Or(max(o.Refresh, 0), defaultRefresh), c: c}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if o.Locator != "" {
-		p, err := ParseProxy(o.Locator)
-		if err == nil && len(p.Endpoints) == 0 {
-			err = errors.New("the locator needs endpoints (NAME@tcp -h HOST -p PORT)")
-		}
-		if err == nil {
-			r.query, err = c.Proxy(o.Locator)
-		}
-		if err != nil {
+		var err error
+		// c.reg is not set yet, so the locator must have endpoints.
+		if r.query, err = c.Proxy(o.Locator); err != nil {
 			r.err = fmt.Errorf("tars: registry locator %q: %w", o.Locator, err)
 		}
 	}
@@ -82,11 +75,10 @@ func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, erro
 	}
 	r.mu.Unlock()
 
-	eps, err := r.find(ctx, obj)
+	fresh, err := r.fetch(ctx, obj)
 	if err != nil {
 		return registryEntry{}, err
 	}
-	ts := r.c.targets(eps)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cache == nil {
@@ -95,32 +87,33 @@ func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, erro
 	if e := r.cache[obj]; e != nil { // another caller got there first
 		return *e, nil
 	}
-	e := &registryEntry{eps: eps, ts: ts, at: time.Now()}
-	r.cache[obj] = e
-	return *e, nil
+	r.cache[obj] = &fresh
+	return fresh, nil
 }
 
 // update fetches obj again for the cache entry e.
 func (r *registry) update(obj string, e *registryEntry) {
-	eps, err := r.find(r.ctx, obj)
-	var ts []target
-	if err == nil {
-		ts = r.c.targets(eps)
-	}
+	fresh, err := r.fetch(r.ctx, obj)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e.refreshing, e.at = false, time.Now()
-	if err != nil {
-		if r.ctx.Err() == nil {
-			r.c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
-				"servant", obj, "endpoints", len(e.eps), "err", err)
-		}
+	if err == nil {
+		*e = fresh
 		return
 	}
-	e.eps, e.ts = eps, ts
+	e.refreshing, e.at = false, time.Now()
+	if r.ctx.Err() == nil {
+		r.c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
+			"servant", obj, "endpoints", len(e.eps), "err", err)
+	}
 }
 
-// find asks for the active endpoints of obj, without the cache.
+// fetch asks for the active endpoints of obj, without the cache.
+func (r *registry) fetch(ctx context.Context, obj string) (registryEntry, error) {
+	eps, err := r.find(ctx, obj)
+	return registryEntry{eps: eps, ts: r.c.targets(eps), at: time.Now()}, err
+}
+
+// find asks the registry or Resolver for the active endpoints of obj.
 func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
 	if r.query == nil {
 		eps, err := r.resolver.Resolve(ctx, obj)
@@ -175,7 +168,7 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 		if _, err := d.ReadStructBegin(0, true); err != nil {
 			return nil, err
 		}
-		err := firstErr(
+		err := cmp.Or(
 			d.ReadString(&host, 0, true), d.ReadInt32(&port, 1, true), d.ReadInt32(&timeout, 2, true),
 			d.ReadInt32(&istcp, 3, true), d.ReadInt32(&grid, 4, true), d.ReadInt32(&qos, 8, false),
 			d.ReadInt32(&weight, 11, false), d.ReadInt32(&weightType, 12, false),
@@ -201,6 +194,3 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 	}
 	return eps, nil
 }
-
-// endpointProtos are the protocols by EndpointF.istcp.
-var endpointProtos = [...]string{"udp", "tcp", "ssl"}
