@@ -37,17 +37,12 @@ const (
 	closeSlow          = 4000 // outgoing queue full
 	closeKicked        = 4001 // an operator's ws.kick
 
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xa
+	opContinuation, opText, opBinary = 0x0, 0x1, 0x2
+	opClose, opPing, opPong          = 0x8, 0x9, 0xa
 )
 
-// conn is one WebSocket connection: a reader (x/net's goroutine), a writer, the only one to write
-// to nc, and a bounded queue between them. The writer runs only while there is something to write,
-// so an idle connection has one goroutine.
+// conn is one WebSocket connection: a reader (x/net's goroutine), a bounded queue and a writer that
+// runs only while there is something to write, so an idle connection has one goroutine.
 type conn struct {
 	hub  *Hub
 	set  *Settings // in force when the connection opened
@@ -64,8 +59,8 @@ type conn struct {
 	spare   [][]byte      // the writer's last batch, emptied, reused as the queue
 	drained chan struct{} // has a token when the writer has taken messages off
 
-	rooms  map[string]struct{} // guarded by hub.mu
-	budget tokenBucket         // bytes sent to others; the reader owns it
+	rooms                      map[string]struct{} // guarded by hub.mu
+	budget, commands, refusals tokenBucket         // the reader's: bytes sent to others, commands
 
 	closing  atomic.Bool   // set once, by the first stop
 	cause    closeError    // the close frame's, set before quit is closed
@@ -84,6 +79,8 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 			drained:  make(chan struct{}, 1),
 			rooms:    make(map[string]struct{}),
 			budget:   newTokenBucket(float64(s.SendRate), s.QueueBytes/2),
+			commands: newTokenBucket(s.CommandRate, s.CommandBurst),
+			refusals: newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst),
 			quit:     make(chan struct{}),
 			readDone: make(chan struct{}),
 			done:     make(chan struct{}),
@@ -102,18 +99,12 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	}}.ServeHTTP(hj, r)
 }
 
-// readLoop reads commands until the connection ends; once closing, it ignores them until the peer's
-// close frame. Refusals are metered too: a client that merely sends too fast is slowed down, one
-// that keeps flooding (abuseFactor bursts more) is closed.
+// readLoop reads commands until the connection ends, ignoring them once closing.
 func (c *conn) readLoop(mr *messageReader) {
-	s := c.set
-	commands := newTokenBucket(s.CommandRate, s.CommandBurst)
-	refusals := newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst)
 	for {
-		c.nc.SetReadDeadline(deadline(s.IdleTimeout))
+		c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
 		msg, err := mr.read()
-		var ce *closeError
-		if errors.As(err, &ce) {
+		if ce, ok := err.(*closeError); ok {
 			if c.stop(ce.Code, ce.Reason) {
 				c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
 			}
@@ -123,35 +114,25 @@ func (c *conn) readLoop(mr *messageReader) {
 		if err != nil {
 			return
 		}
-		if c.closing.Load() {
-			continue
-		}
-		switch now := time.Now(); {
-		case commands.take(now, 1):
+		if !c.closing.Load() {
 			c.handle(string(msg))
-		case refusals.take(now, 1):
-			c.reply(cmdName(string(msg)), "", "", errors.New("rate limit exceeded"))
-		case c.stop(closePolicy, "too many commands over the rate limit"):
-			c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
 		}
 	}
 }
 
-// enqueue queues b for the writer without blocking. A full queue means the peer does not keep up:
-// it is closed with 4000.
+// enqueue queues b without blocking; a full queue means a peer that does not keep up: closed, 4000.
 func (c *conn) enqueue(b []byte) bool {
-	ok, n := false, 0
+	ok := false
 	c.signal(func() {
 		ok = !c.closing.Load() && len(c.queue) < c.set.QueueMessages && c.queued+len(b) <= c.set.QueueBytes
 		if ok {
 			c.queue = append(c.queue, b)
 			c.queued += len(b)
 		}
-		n = len(c.queue)
 	})
 	if !ok && c.stop(closeSlow, "") {
 		c.hub.dropped.Add(1)
-		c.hub.log.Warn("closing slow connection", "id", c.id, "queued", n)
+		c.hub.log.Warn("closing slow connection", "id", c.id, "queue", c.set.QueueMessages)
 	}
 	return ok
 }
@@ -184,26 +165,7 @@ func (c *conn) stop(code int, reason string) bool {
 	return true
 }
 
-// waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
-// messages) or it is empty; false if the connection closes first.
-func (c *conn) waitRoom(n int) bool {
-	for {
-		c.qmu.Lock()
-		q, ok := c.queued, c.queued+n <= c.set.QueueBytes/2 && len(c.queue) < c.set.QueueMessages/2
-		c.qmu.Unlock()
-		if q == 0 || ok {
-			return !c.closing.Load()
-		}
-		select {
-		case <-c.drained:
-		case <-c.quit:
-			return false
-		}
-	}
-}
-
-// writeLoop writes until nothing is queued; signal starts it again. Once stopping, it closes the
-// connection and ends for good.
+// writeLoop writes until nothing is queued; once stopping, it closes the connection for good.
 func (c *conn) writeLoop() {
 	for {
 		c.qmu.Lock()
@@ -223,13 +185,11 @@ func (c *conn) writeLoop() {
 		}
 		c.qmu.Unlock()
 		if c.writeQueued(nil) != nil {
-			break
+			// The peer is gone or stuck: no close frame can follow a frame written in part.
+			c.closeSocket()
+			c.stop(closeNormal, "")
 		}
 	}
-	// The peer is gone or stuck: no close frame can follow a frame written in part.
-	c.stop(closeNormal, "")
-	c.closeSocket()
-	close(c.done)
 }
 
 // batchPool holds the batches' buffers, so an idle connection holds none.
@@ -295,14 +255,6 @@ func (c *conn) closeSocket() {
 	c.nc.Close()
 }
 
-// notify leaves a token in ch, of capacity 1, unless one waits there already.
-func notify(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // deadline returns the time d from now; d <= 0 means no deadline.
 func deadline(d time.Duration) time.Time {
 	if d <= 0 {
@@ -335,9 +287,8 @@ func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %
 
 var errPeerClosed = errors.New("websocket: closed by the peer")
 
-// messageReader reassembles whole messages from a client's frames. x/net's Message.Receive hands
-// out each frame of a fragmented message as a message and writes pongs from the reader; this does
-// neither.
+// messageReader reassembles a client's messages. x/net's Message.Receive hands out each frame of a
+// fragmented message as a message, and writes pongs from the reader; this does neither.
 type messageReader struct {
 	ws         *websocket.Conn
 	br         *bufio.Reader // under ws, to peek at a frame's raw length
@@ -444,13 +395,13 @@ func (r *messageReader) read() ([]byte, error) {
 			return nil, err
 		}
 		r.buf = msg
-		if !fin {
-			continue
-		}
-		if !utf8.Valid(msg) {
+		switch {
+		case !fin:
+		case !utf8.Valid(msg):
 			return nil, &closeError{closeBadData, "text message is not valid UTF-8"}
+		default:
+			return msg, nil
 		}
-		return msg, nil
 	}
 }
 
@@ -467,9 +418,8 @@ func (r *messageReader) discard() {
 	}
 }
 
-// hijacker hands x/net a connection whose read deadline moves on whenever bytes arrive, so control
-// frames count as traffic; it keeps the hijacked connection, for the writer, and the reader x/net
-// reads frames from, for the peek at raw lengths.
+// hijacker keeps the hijacked connection, for the writer, and the reader x/net reads frames from,
+// for the peek at raw lengths; any byte read moves the deadline on: control frames are traffic.
 type hijacker struct {
 	http.ResponseWriter
 	idle time.Duration

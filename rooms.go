@@ -239,6 +239,14 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 
 func (h *Hub) Relayed() <-chan struct{} { return h.relayed }
 
+// notify leaves a token in ch, of capacity 1, unless one waits there already.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // TakeRelayed empties the outbox: this node's messages, in delivery order.
 func (h *Hub) TakeRelayed() []relayItem {
 	h.mu.Lock()
