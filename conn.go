@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"golang.org/x/net/websocket"
 )
 
-// One WebSocket connection, end to end. The settings give its deadlines and queue bounds.
 const (
 	closeGrace        = time.Second // a closing connection waits this long for the peer's close frame
 	maxControlPayload = 125         // longest payload of a close, ping or pong frame
@@ -27,38 +25,30 @@ const (
 	abuseFactor       = 5           // bursts of refused commands before a connection is closed
 )
 
-// WebSocket close codes the server sends (RFC 6455, section 7.4.1).
+// Close codes the server sends (RFC 6455, section 7.4.1), and frame opcodes.
 const (
 	closeNormal        = 1000
 	closeGoingAway     = 1001 // server shutting down
-	closeProtocolError = 1002 // a frame breaks the protocol
+	closeProtocolError = 1002
 	closeUnsupported   = 1003 // a binary message: the protocol is text only
-	closeBadData       = 1007 // a text message that is not valid UTF-8
+	closeBadData       = 1007 // not valid UTF-8
 	closePolicy        = 1008 // too many commands refused by the rate limit
 	closeTooBig        = 1009 // a message over Settings.MaxMessage
-	closeSlow          = 4000 // "slow: outgoing queue full"
+	closeSlow          = 4000 // outgoing queue full
 	closeKicked        = 4001 // an operator's ws.kick
+
+	opContinuation, opText, opBinary = 0x0, 0x1, 0x2
+	opClose, opPing, opPong          = 0x8, 0x9, 0xa
 )
 
-// Frame opcodes.
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xa
-)
-
-// conn is one WebSocket connection: a reader (x/net's goroutine), a writer, the only one to write
-// to nc, and a bounded queue between the hub and the writer. The writer runs only while there is
-// something to write, so an idle connection has one goroutine.
+// conn is one WebSocket connection: a reader (x/net's goroutine), a bounded queue and a writer that
+// runs only while there is something to write, so an idle connection has one goroutine.
 type conn struct {
 	hub  *Hub
-	set  *Settings   // in force when the connection opened
-	id   string      // "c<N>.<tag>", unique across nodes and restarts
-	nc   net.Conn    // the connection under x/net's, for writing
-	json atomic.Bool // frames in json format
+	set  *Settings // in force when the connection opened
+	id   string    // "c<N>.<tag>", unique across nodes and restarts
+	nc   net.Conn  // under x/net's connection
+	json atomic.Bool
 
 	qmu     sync.Mutex
 	queue   [][]byte      // messages for the writer
@@ -69,19 +59,17 @@ type conn struct {
 	spare   [][]byte      // the writer's last batch, emptied, reused as the queue
 	drained chan struct{} // has a token when the writer has taken messages off
 
-	rooms  map[string]struct{} // guarded by hub.mu
-	budget tokenBucket         // bytes sent to others; the reader owns it
+	rooms                      map[string]struct{} // guarded by hub.mu
+	budget, commands, refusals tokenBucket         // the reader's: bytes sent to others, commands
 
 	closing  atomic.Bool   // set once, by the first stop
-	code     int           // close code, set before quit is closed
-	reason   string        // close reason, set with code
+	cause    closeError    // the close frame's, set before quit is closed
 	quit     chan struct{} // closed to make the writer close the connection
 	readDone chan struct{} // closed when the reader has returned
 	done     chan struct{} // closed when the writer has returned
 }
 
-// serveConn upgrades r (x/net does the handshake, check judges the origin) and runs the connection
-// until it ends.
+// serveConn upgrades r (check judges the origin) and runs the connection until it ends.
 func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error) {
 	s := h.live.get()
 	hj := &hijacker{ResponseWriter: w, idle: s.IdleTimeout}
@@ -91,6 +79,8 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 			drained:  make(chan struct{}, 1),
 			rooms:    make(map[string]struct{}),
 			budget:   newTokenBucket(float64(s.SendRate), s.QueueBytes/2),
+			commands: newTokenBucket(s.CommandRate, s.CommandBurst),
+			refusals: newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst),
 			quit:     make(chan struct{}),
 			readDone: make(chan struct{}),
 			done:     make(chan struct{}),
@@ -109,19 +99,12 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	}}.ServeHTTP(hj, r)
 }
 
-// readLoop reads commands until the peer closes the connection or it fails; once closing, it reads
-// on, ignoring commands, until the peer's close frame arrives or the writer gives up. Refused
-// commands are metered too, forgiven at the command rate: a client that merely sends too fast is
-// slowed down, one that keeps flooding (abuseFactor bursts more) is closed.
+// readLoop reads commands until the connection ends, ignoring them once closing.
 func (c *conn) readLoop(mr *messageReader) {
-	s := c.set
-	commands := newTokenBucket(s.CommandRate, s.CommandBurst)
-	refusals := newTokenBucket(s.CommandRate, abuseFactor*s.CommandBurst)
 	for {
-		c.nc.SetReadDeadline(deadline(s.IdleTimeout))
+		c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
 		msg, err := mr.read()
-		var ce *closeError
-		if errors.As(err, &ce) {
+		if ce, ok := err.(*closeError); ok {
 			if c.stop(ce.Code, ce.Reason) {
 				c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
 			}
@@ -131,35 +114,25 @@ func (c *conn) readLoop(mr *messageReader) {
 		if err != nil {
 			return
 		}
-		if c.closing.Load() {
-			continue
-		}
-		switch now := time.Now(); {
-		case commands.take(now, 1):
+		if !c.closing.Load() {
 			c.handle(string(msg))
-		case refusals.take(now, 1):
-			c.reply(cmdName(string(msg)), "", "", errors.New("rate limit exceeded"))
-		case c.stop(closePolicy, "too many commands over the rate limit"):
-			c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", s.CommandRate, "burst", s.CommandBurst)
 		}
 	}
 }
 
-// enqueue queues b for the writer without blocking. A full queue means the peer does not keep up:
-// it is closed with 4000 and others go on.
+// enqueue queues b without blocking; a full queue means a peer that does not keep up: closed, 4000.
 func (c *conn) enqueue(b []byte) bool {
-	ok, n := false, 0
+	ok := false
 	c.signal(func() {
 		ok = !c.closing.Load() && len(c.queue) < c.set.QueueMessages && c.queued+len(b) <= c.set.QueueBytes
 		if ok {
 			c.queue = append(c.queue, b)
 			c.queued += len(b)
 		}
-		n = len(c.queue)
 	})
 	if !ok && c.stop(closeSlow, "") {
 		c.hub.dropped.Add(1)
-		c.hub.log.Warn("closing slow connection", "id", c.id, "queued", n)
+		c.hub.log.Warn("closing slow connection", "id", c.id, "queue", c.set.QueueMessages)
 	}
 	return ok
 }
@@ -176,49 +149,27 @@ func (c *conn) signal(add func()) {
 	}
 }
 
-// queuePong hands a ping's payload to the writer. If a pong is already waiting, it answers this
-// ping instead: RFC 6455 wants the latest one.
+// queuePong hands a ping's payload to the writer; RFC 6455 wants only the latest answered.
 func (c *conn) queuePong(p []byte) { c.signal(func() { c.pong = append([]byte{}, p...) }) }
 
 func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
 
-// stop asks the writer to close the connection with code and reason. Only the first call counts; it
-// reports whether this was it.
+// stop asks the writer to close the connection; it reports whether this was the first call.
 func (c *conn) stop(code int, reason string) bool {
 	if !c.closing.CompareAndSwap(false, true) {
 		return false
 	}
-	c.code, c.reason = code, reason
+	c.cause = closeError{code, reason}
 	close(c.quit)
 	c.signal(func() {}) // the writer sends the close frame
 	return true
 }
 
-// waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
-// messages), or the queue is empty. It reports false if the connection closes first.
-func (c *conn) waitRoom(n int) bool {
-	for {
-		c.qmu.Lock()
-		q, ok := c.queued, c.queued+n <= c.set.QueueBytes/2 && len(c.queue) < c.set.QueueMessages/2
-		c.qmu.Unlock()
-		if q == 0 || ok {
-			return !c.closing.Load()
-		}
-		select {
-		case <-c.drained:
-		case <-c.quit:
-			return false
-		}
-	}
-}
-
-// writeLoop writes until nothing is queued, then returns; signal starts it again. Once the
-// connection is stopping it closes it and ends for good.
+// writeLoop writes until nothing is queued; once stopping, it closes the connection for good.
 func (c *conn) writeLoop() {
 	for {
 		c.qmu.Lock()
-		// stop closes quit before it signals: seen here, or the signal finds no writer and starts
-		// one.
+		// stop closes quit before it signals: seen here, or the signal starts a writer.
 		select {
 		case <-c.quit:
 			c.qmu.Unlock()
@@ -234,20 +185,17 @@ func (c *conn) writeLoop() {
 		}
 		c.qmu.Unlock()
 		if c.writeQueued(nil) != nil {
-			break
+			// The peer is gone or stuck: no close frame can follow a frame written in part.
+			c.closeSocket()
+			c.stop(closeNormal, "")
 		}
 	}
-	// The peer is gone or stuck: no close frame can follow a frame written in part.
-	c.stop(closeNormal, "")
-	c.closeSocket()
-	close(c.done)
 }
 
-// batchPool holds the buffers batches are encoded in, so an idle connection holds none.
+// batchPool holds the batches' buffers, so an idle connection holds none.
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// writeQueued writes, in one write with one deadline, the pong owed, the ping due, every queued
-// message, then the frames in last. Only the writer calls it.
+// writeQueued writes the pong owed, the ping due, every queued message, then last, in one write.
 func (c *conn) writeQueued(last []byte) error {
 	c.qmu.Lock()
 	msgs, pong, ping := c.queue, c.pong, c.ping
@@ -284,14 +232,13 @@ func (c *conn) writeRaw(b []byte) error {
 	return err
 }
 
-// close ends the connection with c.code: on shutdown it flushes the queue first, with the close
-// frame after it; then it waits briefly for the peer's close frame and closes the socket.
+// close sends the close frame, after the queue on shutdown, waits briefly for the peer's and closes
+// the socket. The reason is a short ASCII text of ours: it fits the 123 bytes.
 func (c *conn) close() {
-	// The reason is a short ASCII text of ours: it fits the 123 bytes.
-	p := binary.BigEndian.AppendUint16(nil, uint16(c.code))
-	frame := appendFrame(nil, opClose, append(p, c.reason...))
+	p := binary.BigEndian.AppendUint16(nil, uint16(c.cause.Code))
+	frame := appendFrame(nil, opClose, append(p, c.cause.Reason...))
 	write := c.writeRaw
-	if c.code == closeGoingAway {
+	if c.cause.Code == closeGoingAway {
 		write = c.writeQueued
 	}
 	if write(frame) == nil {
@@ -303,18 +250,9 @@ func (c *conn) close() {
 	c.closeSocket()
 }
 
-// closeSocket closes the connection without x/net's close frame.
 func (c *conn) closeSocket() {
 	c.nc.SetWriteDeadline(time.Now())
 	c.nc.Close()
-}
-
-// notify leaves a token in ch, a channel of capacity 1, unless one waits there already.
-func notify(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
 }
 
 // deadline returns the time d from now; d <= 0 means no deadline.
@@ -325,8 +263,7 @@ func deadline(d time.Duration) time.Time {
 	return time.Now().Add(d)
 }
 
-// appendFrame appends one unfragmented server frame (RFC 6455, section 5.2): FIN and the opcode,
-// the payload length in 7, 16 or 64 bits, no mask.
+// appendFrame appends an unfragmented, unmasked frame (RFC 6455, section 5.2).
 func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	b = append(b, 0x80|opcode)
 	switch n := len(payload); {
@@ -340,8 +277,7 @@ func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// closeError means the peer sent something the connection cannot go on after: it is closed with
-// Code, and Reason goes in the close frame.
+// closeError is why a connection is closed: the peer's input it cannot go on after, or stop's cause.
 type closeError struct {
 	Code   int
 	Reason string
@@ -351,15 +287,13 @@ func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %
 
 var errPeerClosed = errors.New("websocket: closed by the peer")
 
-// messageReader reassembles whole messages from a server-side connection's frames. x/net's
-// Message.Receive hands out each frame of a fragmented message as a message of its own and leaves
-// control frames to a handler that writes pongs from the reading goroutine; this reader does
-// neither.
+// messageReader reassembles a client's messages. x/net's Message.Receive hands out each frame of a
+// fragmented message as a message, and writes pongs from the reader; this does neither.
 type messageReader struct {
 	ws         *websocket.Conn
 	br         *bufio.Reader // under ws, to peek at a frame's raw length
 	limit      int           // longest message, bytes
-	ping       func([]byte)  // gets each ping's payload, for the writer; may be nil
+	ping       func([]byte)  // gets each ping's payload; may be nil
 	buf        []byte
 	cur        io.Reader // the payload of the frame being read, unmasked
 	peerClosed bool      // the peer's close frame has been read
@@ -393,9 +327,8 @@ func (r *messageReader) next() (fin bool, op byte, n int, err error) {
 	return h[0]&0x80 != 0, h[0] & 0x0f, f.Len() - hn, nil
 }
 
-// read returns the next whole text message, valid until the next call. A *closeError says how to
-// close the connection; errPeerClosed that the peer closed it; any other error is the connection's
-// own.
+// read returns the next text message, valid until the next call. A *closeError says how to close
+// the connection; errPeerClosed that the peer closed it.
 func (r *messageReader) read() ([]byte, error) {
 	if cap(r.buf) > keepBuffer {
 		r.buf = nil
@@ -417,8 +350,22 @@ func (r *messageReader) read() ([]byte, error) {
 				return nil, err
 			}
 			if opcode == opClose {
+				// Empty, or a code that may be sent and a UTF-8 reason (RFC 6455, 5.5.1 and 7.4).
 				r.peerClosed = true
-				return nil, cmp.Or(checkClose(p[:n]), errPeerClosed)
+				code := uint16(closeNormal)
+				if n > 1 {
+					code = binary.BigEndian.Uint16(p[:])
+				}
+				switch {
+				case n == 1:
+					return nil, &closeError{closeProtocolError, "close frame with a 1-byte payload"}
+				case code < 1000, code >= 5000, code >= 1016 && code < 3000,
+					code == 1004, code == 1005, code == 1006, code == 1015:
+					return nil, &closeError{closeProtocolError, fmt.Sprintf("close code %d may not be sent", code)}
+				case n > 2 && !utf8.Valid(p[2:n]):
+					return nil, &closeError{closeBadData, "close reason is not valid UTF-8"}
+				}
+				return nil, errPeerClosed
 			}
 			if opcode == opPing && r.ping != nil {
 				r.ping(p[:n])
@@ -448,13 +395,13 @@ func (r *messageReader) read() ([]byte, error) {
 			return nil, err
 		}
 		r.buf = msg
-		if !fin {
-			continue
-		}
-		if !utf8.Valid(msg) {
+		switch {
+		case !fin:
+		case !utf8.Valid(msg):
 			return nil, &closeError{closeBadData, "text message is not valid UTF-8"}
+		default:
+			return msg, nil
 		}
-		return msg, nil
 	}
 }
 
@@ -471,29 +418,8 @@ func (r *messageReader) discard() {
 	}
 }
 
-// checkClose checks the payload of a close frame from the peer (RFC 6455, sections 5.5.1 and
-// 7.4): empty, or a code that may be sent and a UTF-8 reason.
-func checkClose(p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	if len(p) == 1 {
-		return &closeError{closeProtocolError, "close frame with a 1-byte payload"}
-	}
-	switch code := binary.BigEndian.Uint16(p); {
-	case code < 1000, code >= 5000, code >= 1016 && code < 3000,
-		code == 1004, code == 1005, code == 1006, code == 1015:
-		return &closeError{closeProtocolError, fmt.Sprintf("close code %d may not be sent", code)}
-	}
-	if !utf8.Valid(p[2:]) {
-		return &closeError{closeBadData, "close reason is not valid UTF-8"}
-	}
-	return nil
-}
-
-// hijacker hands x/net a connection whose read deadline moves on whenever bytes arrive, so pongs
-// and other control frames count as traffic. It keeps the connection hijacked, for the writer, and
-// the reader x/net reads frames from, for the peek at raw lengths.
+// hijacker keeps the hijacked connection, for the writer, and the reader x/net reads frames from,
+// for the peek at raw lengths; any byte read moves the deadline on: control frames are traffic.
 type hijacker struct {
 	http.ResponseWriter
 	idle time.Duration
@@ -509,8 +435,7 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// The deadline net/http set for reading the request is no WebSocket's.
 	nc.SetReadDeadline(deadline(w.idle))
-	// net/http's reader already buffers: this one only has to take frame headers a byte at a time
-	// without a call each.
+	// net/http's reader buffers already: this one only saves a call per byte of a frame header.
 	w.nc, w.r, w.br = nc, rw.Reader, bufio.NewReaderSize(w, 128)
 	return nc, bufio.NewReadWriter(w.br, rw.Writer), nil
 }

@@ -19,12 +19,11 @@ import (
 	"unicode/utf8"
 )
 
-// fileStore writes room membership under a data directory, in rooms/, one file per room, one
-// connection id per line, in joining order: the FdStore of the TarsPHP demo, for operators and
-// tools. It keeps no index of its own: a flusher asks the hub for each changed room's members and
-// rewrites its file atomically (a temporary file in the same directory, then a rename) at most
-// every flushEvery, so joins and leaves never wait for the disk and a reader always sees a whole
-// file. Room history is saved in history/ at shutdown and loaded at start.
+// fileStore writes room membership in rooms/, one file per room, one connection id per line in
+// joining order: the FdStore of the TarsPHP demo, for operators and tools. A flusher asks the hub
+// for each changed room's members and replaces its file (write, then rename) at most every
+// flushEvery, so joins never wait for the disk and a reader sees whole files. history/ holds the
+// history saved at shutdown.
 type fileStore struct {
 	dir, historyDir string
 	members         func(room string) []string
@@ -75,8 +74,11 @@ func newFileStore(dataDir string, members func(room string) []string, log *slog.
 	return f, nil
 }
 
-// mark notes that the rooms' files are out of date and wakes the flusher.
+// mark notes that the rooms' files are out of date and wakes the flusher. A nil store has no files.
 func (f *fileStore) mark(rooms ...string) {
+	if f == nil {
+		return
+	}
 	f.mu.Lock()
 	for _, room := range rooms {
 		f.dirty[room] = struct{}{}
@@ -182,10 +184,7 @@ func writeFileAtomic(path string, data []byte, durable bool) error {
 	if err == nil && durable {
 		err = tmp.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
+	if err = errors.Join(err, tmp.Close()); err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
@@ -231,34 +230,27 @@ type historyEntry struct {
 	Text string    `json:"text"`
 }
 
-// saveHistory writes every room's history atomically, msgs room by room, and removes the files of
-// rooms that no longer have any. A message whose time JSON cannot hold is left out, so that it
-// cannot cost its room's whole history.
+// saveHistory writes every room's history atomically and removes the files of rooms that no longer
+// have any. A message whose time JSON cannot hold is left out: it must not cost its room's history.
 func (f *fileStore) saveHistory(msgs []event) error {
-	files := make(map[string]*historyFile)
-	skipped := 0
+	files, skipped := make(map[string]*historyFile), 0
 	for _, ev := range msgs {
-		name := roomFileName(ev.Room) + historyFileExt
-		if files[name] == nil {
-			files[name] = &historyFile{Room: ev.Room}
-		}
 		if y := ev.Time.Year(); y < 0 || y > 9999 {
 			skipped++
 			continue
 		}
-		h := files[name]
-		h.Messages = append(h.Messages, historyEntry{From: ev.From, Time: ev.Time, Text: ev.Text})
+		name := roomFileName(ev.Room) + historyFileExt
+		h := cmp.Or(files[name], &historyFile{Room: ev.Room})
+		files[name] = h
+		h.Messages = append(h.Messages, historyEntry{ev.From, ev.Time, ev.Text})
 	}
 	if skipped > 0 {
 		f.log.Warn("save history: messages with a time out of range left out", "count", skipped)
 	}
 	errs := []error{os.MkdirAll(f.historyDir, 0o755)}
 	for name, h := range files {
-		data, err := json.Marshal(h)
-		if err == nil {
-			err = writeFileAtomic(filepath.Join(f.historyDir, name), data, true)
-		}
-		if err != nil {
+		data, _ := json.Marshal(h) // cannot fail: every time is in range
+		if err := writeFileAtomic(filepath.Join(f.historyDir, name), data, true); err != nil {
 			errs = append(errs, fmt.Errorf("room %q: %w", h.Room, err))
 		}
 	}

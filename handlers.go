@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
@@ -50,6 +52,15 @@ func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.
 		}
 		files.ServeHTTP(w, r)
 	})
+	// The room pages are one page with the room filled in; the page alone is none.
+	chat, _ := clientFiles.ReadFile("clients/chat.html")
+	mux.Handle("/chat.html", http.NotFoundHandler())
+	for _, n := range []string{"1", "2"} {
+		page := bytes.ReplaceAll(chat, []byte("{{room}}"), []byte("room"+n))
+		mux.HandleFunc("/client"+n+".html", func(w http.ResponseWriter, r *http.Request) {
+			http.ServeContent(w, r, "chat.html", time.Time{}, bytes.NewReader(page))
+		})
+	}
 	mux.HandleFunc("/Index/pushByRoom", h.pushByRoom)
 	mux.HandleFunc("/Index/pushAll", h.pushAll)
 	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) {

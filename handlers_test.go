@@ -516,12 +516,32 @@ func TestPages(t *testing.T) {
 	if code, body := readResponse(t, resp); code != 200 || body != string(want) {
 		t.Fatalf("GET / = %d %q", code, body)
 	}
-	resp, err = http.Get(ts.http.URL + "/no-such-page.html")
+	// The two room pages are chat.html, each with its own room in the title, header and body.
+	chat, err := clientFiles.ReadFile("clients/chat.html")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := readResponse(t, resp); code != 404 {
-		t.Fatalf("missing page: %d", code)
+	for _, room := range []string{"room1", "room2"} {
+		resp, err := http.Get(ts.http.URL + "/client" + room[4:] + ".html")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := strings.ReplaceAll(string(chat), "{{room}}", room)
+		code, body := readResponse(t, resp)
+		if code != 200 || body != want || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
+			!strings.Contains(body, "<title>Chat · "+room+"</title>") ||
+			!strings.Contains(body, `<body data-room="`+room+`">`) || strings.Contains(body, "{{") {
+			t.Fatalf("GET /client%s.html = %d %s %q", room[4:], code, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	for _, path := range []string{"/no-such-page.html", "/chat.html"} {
+		resp, err = http.Get(ts.http.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := readResponse(t, resp); code != 404 {
+			t.Fatalf("%s: %d", path, code)
+		}
 	}
 }
 

@@ -36,19 +36,12 @@ const (
 type command struct {
 	Name  string // one of the cmd constants, or "" for an unknown command
 	Room  string // subscribe, unsubscribe, sendByRoom, history
-	Text  string // sendByRoom and broadcast message; hello name
+	Text  string // sendByRoom and broadcast message; hello name; format: json or text
 	Token string // subscribe, history, sendByRoom: room token, needed when Settings.RoomSecret is set
-	JSON  bool   // format: true for json, false for text
 }
 
-// commandError is a malformed command; it becomes the reply "Error: cmd: msg".
-type commandError struct{ Cmd, Msg string }
-
-func (e *commandError) Error() string { return e.Cmd + ": " + e.Msg }
-func (e *commandError) reply() string { return "Error: " + e.Error() }
-
-// parseCommand parses one frame. It never fails on an unknown command (that has Name ""); it fails
-// with a *commandError on a known command whose data is malformed or breaks a limit in s.
+// parseCommand parses one frame. An unknown command has Name "" and no error; a known one whose
+// data is malformed or breaks a limit in s fails, and the reply says "Error: NAME: " and why.
 func parseCommand(frame string, s *Settings) (command, error) {
 	name, data, _ := strings.Cut(frame, "|")
 	cmd := command{Name: name}
@@ -61,8 +54,8 @@ func parseCommand(frame string, s *Settings) (command, error) {
 	switch name {
 	case cmdPing, cmdRooms:
 	case cmdFormat:
-		cmd.JSON = data == "json"
-		if !cmd.JSON && data != "text" {
+		cmd.Text = data
+		if data != "json" && data != "text" {
 			err = fmt.Errorf("unknown format %q (want json or text)", data)
 		}
 	case cmdHello:
@@ -94,7 +87,7 @@ func parseCommand(frame string, s *Settings) (command, error) {
 		return command{}, nil
 	}
 	if err != nil {
-		return command{}, &commandError{Cmd: name, Msg: err.Error()}
+		return command{}, err
 	}
 	return cmd, nil
 }
@@ -103,13 +96,13 @@ func parseCommand(frame string, s *Settings) (command, error) {
 func checkRoom(room string, s *Settings) error {
 	switch {
 	case room == "":
-		return fmt.Errorf("empty room name")
+		return errors.New("empty room name")
 	case len(room) > s.MaxRoomName:
 		return fmt.Errorf("room name longer than %d bytes", s.MaxRoomName)
 	case !utf8.ValidString(room):
-		return fmt.Errorf("room name is not valid UTF-8")
+		return errors.New("room name is not valid UTF-8")
 	case strings.ContainsFunc(room, unicode.IsControl):
-		return fmt.Errorf("room name contains a control character")
+		return errors.New("room name contains a control character")
 	}
 	return nil
 }
@@ -119,11 +112,11 @@ func checkRoom(room string, s *Settings) error {
 func checkMessage(msg *string, s *Settings) error {
 	switch {
 	case msg == nil || *msg == "":
-		return fmt.Errorf("missing message")
+		return errors.New("missing message")
 	case len(*msg) > s.MaxMessage:
 		return fmt.Errorf("message longer than %d bytes", s.MaxMessage)
 	case !utf8.ValidString(*msg):
-		return fmt.Errorf("message is not valid UTF-8")
+		return errors.New("message is not valid UTF-8")
 	}
 	return nil
 }
@@ -138,10 +131,22 @@ const (
 // maxFrame is the largest frame a message can make, once escaped.
 func maxFrame(s Settings) int { return maxEscape*(s.MaxMessage+s.MaxRoomName) + frameOverhead }
 
-// handle runs one command from the browser and answers it.
+// handle runs one command from the browser and answers it. Refusals are metered too: a client that
+// merely sends too fast is slowed down, one that keeps flooding (abuseFactor bursts more) is closed.
 func (c *conn) handle(frame string) {
 	h, s := c.hub, c.hub.live.get()
-	name := cmdName(frame)
+	name, _, _ := strings.Cut(frame, "|")
+	switch now := time.Now(); {
+	case c.commands.take(now, 1):
+	case c.refusals.take(now, 1):
+		c.reply(name, "", "", errors.New("rate limit exceeded"))
+		return
+	default:
+		if c.stop(closePolicy, "too many commands over the rate limit") {
+			c.hub.log.Warn("closing flooding connection", "id", c.id, "rate", c.set.CommandRate)
+		}
+		return
+	}
 	cmd, err := parseCommand(frame, s)
 	if err == nil && s.RoomSecret != "" && (name == cmdSubscribe || name == cmdHistory || name == cmdSendByRoom) {
 		err = checkRoomToken(s.RoomSecret, cmd.Room, cmd.Token, time.Now(), name == cmdSendByRoom)
@@ -185,12 +190,8 @@ func (c *conn) handle(frame string) {
 		}
 		c.reply(name, cmd.Room, fmt.Sprintf("History roomNum:%s count:%d success!", cmd.Room, len(hist)), nil)
 	case cmdFormat:
-		c.json.Store(cmd.JSON)
-		text := "Format text success!"
-		if cmd.JSON {
-			text = "Format json success!"
-		}
-		c.reply(name, "", text, nil)
+		c.json.Store(cmd.Text == "json")
+		c.reply(name, "", "Format "+cmd.Text+" success!", nil)
 	case cmdRooms:
 		c.reply(name, "", "Rooms: "+strings.Join(h.joined(c), ","), nil)
 	case cmdHello:
@@ -207,13 +208,25 @@ func (c *conn) handle(frame string) {
 	}
 }
 
-// cmdName is the command part of a frame.
-func cmdName(frame string) string {
-	name, _, _ := strings.Cut(frame, "|")
-	return name
+// waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
+// messages) or it is empty; false if the connection closes first.
+func (c *conn) waitRoom(n int) bool {
+	for {
+		c.qmu.Lock()
+		q, ok := c.queued, c.queued+n <= c.set.QueueBytes/2 && len(c.queue) < c.set.QueueMessages/2
+		c.qmu.Unlock()
+		if q == 0 || ok {
+			return !c.closing.Load()
+		}
+		select {
+		case <-c.drained:
+		case <-c.quit:
+			return false
+		}
+	}
 }
 
-// reply answers a command on this connection only: text, or with err "Error: cmd: msg". The format
+// reply answers a command on this connection only: text, or with err "Error: cmd: err". The format
 // command's reply tells the page its id.
 func (c *conn) reply(cmd, room, text string, err error) {
 	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now()}
@@ -221,9 +234,7 @@ func (c *conn) reply(cmd, room, text string, err error) {
 		ev.ID = c.id
 	}
 	if err != nil {
-		ce := &commandError{Cmd: cmd, Msg: err.Error()}
-		errors.As(err, &ce)
-		ev = event{Kind: kindError, Cmd: cmd, Text: ce.reply(), Time: ev.Time}
+		ev = event{Kind: kindError, Cmd: cmd, Text: "Error: " + cmd + ": " + err.Error(), Time: ev.Time}
 	}
 	c.enqueue(ev.encode(c.json.Load()))
 }
@@ -316,11 +327,11 @@ func RoomToken(secret, room string, expiry time.Time, write bool) string {
 }
 
 func roomMAC(secret, room, exp string, write bool) []byte {
+	if write {
+		exp += "|write"
+	}
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte(room + "|" + exp))
-	if write {
-		m.Write([]byte("|write"))
-	}
 	return m.Sum(nil)
 }
 

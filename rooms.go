@@ -25,34 +25,31 @@ const (
 	historyEntryOverhead = 128      // what a message costs besides its strings
 )
 
-// hubOptions configure a Hub.
 type hubOptions struct {
 	Live    *live
-	DataDir string // rooms/ and history/ go here; "" or store=memory: no files
-	// Hello answers hello|NAME; nil means no Hello servant is configured.
-	Hello func(ctx context.Context, name string) (string, error)
-	Relay bool // keep an outbox of this node's messages for the cluster
-	Log   *slog.Logger
+	DataDir string                                                 // "" or store=memory: no files
+	Hello   func(ctx context.Context, name string) (string, error) // nil: no Hello servant
+	Relay   bool                                                   // keep an outbox for the cluster
+	Log     *slog.Logger
 }
 
-// Hub is the one index of rooms and connections. Delivery reads only memory; the room files are
-// written behind from it. Under its lock the hub only queues: each connection's enqueue never
-// blocks, and messages for the other nodes wait in the outbox for the cluster to take.
+// Hub is the one index of rooms and connections; the room files are written behind from it. Under
+// its lock the hub only queues: enqueue never blocks, and the cluster takes the outbox.
 type Hub struct {
 	live  *live
 	store *fileStore // nil: no room files, history in memory only
 	hello func(ctx context.Context, name string) (string, error)
 	relay bool
 	log   *slog.Logger
-	idTag string // ends every connection id: unique per process (connIDTag)
+	idTag string
 
 	mu           sync.Mutex
-	conns        map[*conn]uint64            // every connection, by the order it came
+	conns        map[*conn]uint64            // by the order they came
 	rooms        map[string]map[*conn]uint64 // members, by the order they joined
 	seq          uint64
 	history      map[string]*clist.Element // of *roomHistory, in recent
-	recent       clist.List                // rooms with history, the latest message's first
-	historyBytes int                       // what history holds, by historyCost
+	recent       clist.List                // the room with the latest message first
+	historyBytes int                       // by historyCost
 	outbox       []relayItem
 	closed       bool
 
@@ -64,18 +61,18 @@ type Hub struct {
 	messagesIn, messagesOut, dropped atomic.Uint64
 }
 
-// relayItem is a message for the other nodes; ack, if not nil, waits for their counts and holds one
-// count the taker answers.
+// relayItem is a message for the other nodes; ack, if any, holds one count the taker answers.
 type relayItem struct {
 	f   frames
 	ack *peerAck
 }
 
-// newHub returns a hub. With a data directory, history saved there by an earlier Shutdown is
-// loaded, and Shutdown saves it again.
+// newHub loads the history an earlier Shutdown saved in the data directory, if any.
 func newHub(o hubOptions) (*Hub, error) {
 	h := &Hub{
-		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()), idTag: connIDTag(),
+		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()),
+		// Ends every connection id ("c7.k3f9q"): ids from other nodes or processes never meet.
+		idTag:    strings.ToLower(rand.Text()[:5]),
 		conns:    make(map[*conn]uint64),
 		rooms:    make(map[string]map[*conn]uint64),
 		history:  make(map[string]*clist.Element),
@@ -103,25 +100,15 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
-// connIDTag returns 5 random letters and digits (base32) that end every connection id of this
-// process ("c7.k3f9q"), so that ids from different nodes, or from before a restart, never meet in
-// one room.
-func connIDTag() string { return strings.ToLower(rand.Text()[:5]) }
-
 func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
 
-// checkID reports whether id looks like a connection id: "c<N>" with an optional ".<tag>" of
-// lower-case letters and digits.
+// checkID reports whether id looks like a connection id: "c<N>", then optionally "." and a tag
+// of lower-case letters and digits.
 func checkID(id string) error {
+	const digits = "0123456789"
 	num, tag, dotted := strings.Cut(id, ".")
-	ok := len(num) > 1 && num[0] == 'c' && (!dotted || tag != "")
-	for i := 1; ok && i < len(num); i++ {
-		ok = '0' <= num[i] && num[i] <= '9'
-	}
-	for i := 0; ok && i < len(tag); i++ {
-		ok = '0' <= tag[i] && tag[i] <= '9' || 'a' <= tag[i] && tag[i] <= 'z'
-	}
-	if !ok {
+	if len(num) < 2 || num[0] != 'c' || strings.Trim(num[1:], digits) != "" || dotted && tag == "" ||
+		strings.Trim(tag, digits+"abcdefghijklmnopqrstuvwxyz") != "" {
 		return fmt.Errorf("bad connection id %q", id)
 	}
 	return nil
@@ -130,69 +117,56 @@ func checkID(id string) error {
 func (h *Hub) register(c *conn) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		return false
+	if !h.closed {
+		h.seq++
+		h.conns[c] = h.seq
+		h.serving.Add(1)
 	}
-	h.seq++
-	h.conns[c] = h.seq
-	h.serving.Add(1)
-	return true
+	return !h.closed
 }
 
-// unregister removes c from all its rooms at once, then from the hub.
+// unregister takes c out of the hub and its rooms. Only c's reader joins rooms, and it has returned.
 func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	rooms := slices.Collect(maps.Keys(c.rooms))
-	for _, room := range rooms {
-		h.leaveLocked(c, room)
-	}
 	delete(h.conns, c)
 	h.mu.Unlock()
-	h.changed(rooms...)
+	h.leave(c, rooms...)
 }
 
-// join adds c to room.
 func (h *Hub) join(c *conn, room string) error {
 	max := h.live.get().MaxRooms
 	h.mu.Lock()
-	if _, in := c.rooms[room]; !in {
-		if len(c.rooms) >= max {
-			h.mu.Unlock()
-			return fmt.Errorf("too many rooms (at most %d)", max)
-		}
-		c.rooms[room] = struct{}{}
-		if h.rooms[room] == nil {
-			h.rooms[room] = make(map[*conn]uint64)
-		}
+	_, in := c.rooms[room]
+	if !in && len(c.rooms) >= max {
+		h.mu.Unlock()
+		return fmt.Errorf("too many rooms (at most %d)", max)
+	}
+	if h.rooms[room] == nil {
+		h.rooms[room] = make(map[*conn]uint64)
+	}
+	if !in {
 		h.seq++
+		c.rooms[room] = struct{}{}
 		h.rooms[room][c] = h.seq
 	}
 	h.mu.Unlock()
-	h.changed(room)
+	h.store.mark(room)
 	return nil
 }
 
-// leave removes c from room; leaving a room one is not in is no error.
-func (h *Hub) leave(c *conn, room string) {
+// leave removes c from rooms; leaving a room one is not in is no error.
+func (h *Hub) leave(c *conn, rooms ...string) {
 	h.mu.Lock()
-	h.leaveLocked(c, room)
+	for _, room := range rooms {
+		delete(c.rooms, room)
+		delete(h.rooms[room], c)
+		if len(h.rooms[room]) == 0 {
+			delete(h.rooms, room)
+		}
+	}
 	h.mu.Unlock()
-	h.changed(room)
-}
-
-func (h *Hub) leaveLocked(c *conn, room string) {
-	delete(c.rooms, room)
-	delete(h.rooms[room], c)
-	if len(h.rooms[room]) == 0 {
-		delete(h.rooms, room)
-	}
-}
-
-// changed has the room files written behind.
-func (h *Hub) changed(rooms ...string) {
-	if h.store != nil {
-		h.store.mark(rooms...)
-	}
+	h.store.mark(rooms...)
 }
 
 // members returns the ids in room, in the order they joined.
@@ -215,19 +189,16 @@ func (h *Hub) joined(c *conn) []string {
 	return slices.Sorted(maps.Keys(c.rooms))
 }
 
-// PushRoom sends text to every member of room and records it in the room's history. It returns how
-// many connections on this node accepted it.
+// PushRoom sends text to room ("": everyone) as Deliver does.
 func (h *Hub) PushRoom(room, text, from string) int {
 	return h.Deliver(newFrames(event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}), nil)
 }
 
-// PushAll sends text to every connection.
 func (h *Hub) PushAll(text, from string) int { return h.PushRoom("", text, from) }
 
-// Deliver sends a message to this node's connections, keeping its from and time: to the members of
-// its room, and into the room's history, or to every connection when the room is "". With Relay it
-// also goes to the outbox, in this order; ack waits there for the other nodes' counts. It returns
-// how many connections on this node accepted the message.
+// Deliver sends a message to the members of its room, and into its history, or to every
+// connection when the room is ""; with Relay also to the outbox, where ack waits for the other
+// nodes' counts. It returns how many connections on this node accepted it.
 func (h *Hub) Deliver(f frames, ack *peerAck) int { return h.deliver(f, h.relay, ack) }
 
 // DeliverLocal is Deliver for a message from another node: never relayed.
@@ -235,7 +206,6 @@ func (h *Hub) DeliverLocal(f frames) int { return h.deliver(f, false, nil) }
 
 func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 	h.messagesIn.Add(1)
-	var lost *peerAck // an ack that will not be taken, answered after the lock
 	h.mu.Lock()
 	members := h.conns
 	if f.ev.Room != "" {
@@ -251,27 +221,33 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 			n++
 		}
 	}
-	lost = ack
 	if relay {
-		lost = nil
-		if len(h.outbox) >= peerQueueMax {
-			lost = h.outbox[0].ack
+		h.outbox = append(h.outbox, relayItem{f, ack})
+		ack = nil
+		if len(h.outbox) > peerQueueMax {
+			ack = h.outbox[0].ack
 			h.outbox = h.outbox[1:]
 		}
-		h.outbox = append(h.outbox, relayItem{f, ack})
 		notify(h.relayed)
 	}
 	h.mu.Unlock()
-	if lost != nil {
-		lost.answer(0)
+	if ack != nil {
+		ack.answer(0) // not relayed, or the oldest in a full outbox
 	}
 	return n
 }
 
-// Relayed has a token when TakeRelayed has something.
 func (h *Hub) Relayed() <-chan struct{} { return h.relayed }
 
-// TakeRelayed empties the outbox: this node's messages since the last call, in delivery order.
+// notify leaves a token in ch, of capacity 1, unless one waits there already.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// TakeRelayed empties the outbox: this node's messages, in delivery order.
 func (h *Hub) TakeRelayed() []relayItem {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -280,14 +256,12 @@ func (h *Hub) TakeRelayed() []relayItem {
 	return items
 }
 
-// roomHistory is one room's recent messages and what they cost.
 type roomHistory struct {
 	room  string
 	msgs  []event
 	bytes int
 }
 
-// historyCost is what ev costs in history: every field counts.
 func historyCost(ev event) int {
 	return len(ev.Room) + len(ev.From) + len(ev.Text) + historyEntryOverhead
 }
@@ -309,30 +283,23 @@ func (h *Hub) remember(ev event) {
 	rh.msgs = append(rh.msgs, ev)
 	rh.bytes += historyCost(ev)
 	h.historyBytes += historyCost(ev)
-	for len(rh.msgs) > max {
-		h.dropOldest(rh)
-	}
-	// Over the bounds, forget the rooms least recently written to; if this room alone is over, its
-	// oldest messages.
-	for h.historyBytes > maxHistoryBytes || len(h.history) > maxHistoryRooms {
+	// Past a bound, drop this room's oldest messages if it holds too many or is the only one left,
+	// else forget the room least recently written to.
+	for len(rh.msgs) > max || h.historyBytes > maxHistoryBytes || len(h.history) > maxHistoryRooms {
 		old := h.recent.Back().Value.(*roomHistory)
-		if old != rh {
+		if old != rh && len(rh.msgs) <= max {
 			h.historyBytes -= old.bytes
 			h.recent.Remove(h.history[old.room])
 			delete(h.history, old.room)
 		} else if len(rh.msgs) > 1 {
-			h.dropOldest(rh)
+			n := historyCost(rh.msgs[0])
+			rh.bytes -= n
+			h.historyBytes -= n
+			rh.msgs = slices.Delete(rh.msgs, 0, 1)
 		} else {
 			break
 		}
 	}
-}
-
-func (h *Hub) dropOldest(rh *roomHistory) {
-	n := historyCost(rh.msgs[0])
-	rh.bytes -= n
-	h.historyBytes -= n
-	rh.msgs = slices.Delete(rh.msgs, 0, 1)
 }
 
 // History returns the room's recent messages, oldest first.
@@ -354,18 +321,13 @@ type hubCounts struct {
 	Dropped     uint64         `json:"dropped"` // connections closed as too slow
 }
 
-// Counts returns the hub's counters. MessagesIn counts pushes from any source, MessagesOut frames
-// written to connections.
+// Counts returns the hub's counters: MessagesIn counts pushes from any source, MessagesOut frames
+// written.
 func (h *Hub) Counts() hubCounts {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := hubCounts{
-		Connections: len(h.conns),
-		Rooms:       make(map[string]int, len(h.rooms)),
-		MessagesIn:  h.messagesIn.Load(),
-		MessagesOut: h.messagesOut.Load(),
-		Dropped:     h.dropped.Load(),
-	}
+	st := hubCounts{len(h.conns), make(map[string]int, len(h.rooms)),
+		h.messagesIn.Load(), h.messagesOut.Load(), h.dropped.Load()}
 	for room, members := range h.rooms {
 		st.Rooms[room] = len(members)
 	}
@@ -386,11 +348,10 @@ func (h *Hub) queueDepth() (frames, bytes int64) {
 }
 
 // Kick closes every member of room with code and reason; it returns how many.
-func (h *Hub) Kick(room string, code int, reason string) int {
+func (h *Hub) Kick(room string, code int, reason string) (n int) {
 	h.mu.Lock()
 	members := slices.Collect(maps.Keys(h.rooms[room]))
 	h.mu.Unlock()
-	n := 0
 	for _, c := range members {
 		if c.stop(code, reason) {
 			n++
@@ -399,7 +360,7 @@ func (h *Hub) Kick(room string, code int, reason string) int {
 	return n
 }
 
-// pingLoop has every connection's writer send a ping every d until the hub shuts down.
+// pingLoop has every writer send a ping every d until the hub shuts down.
 func (h *Hub) pingLoop(d time.Duration) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -418,7 +379,7 @@ func (h *Hub) pingLoop(d time.Duration) {
 }
 
 // Shutdown stops accepting connections, lets every writer flush its queue until ctx ends, closes
-// every connection with 1001, writes the room files and saves the history.
+// each with 1001, writes the room files and saves the history.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -434,21 +395,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		c.stop(closeGoingAway, "")
 	}
 	// Wait until every connection has flushed, closed and left its rooms, so that the room files
-	// are empty when Shutdown returns.
-	flushed := make(chan struct{})
-	go func() {
-		h.serving.Wait()
-		close(flushed)
-	}()
-	var err error
-	select {
-	case <-flushed:
-	case <-ctx.Done():
-		err = ctx.Err()
+	// are empty when Shutdown returns. Once ctx ends, closing the sockets fails any write and read.
+	late := context.AfterFunc(ctx, func() {
 		for _, c := range conns {
-			c.closeSocket() // fails any write in progress, and the reader
+			c.closeSocket()
 		}
-		<-flushed
+	})
+	h.serving.Wait()
+	var err error
+	if !late() {
+		err = ctx.Err()
 	}
 	if h.store != nil {
 		h.mu.Lock()

@@ -1,4 +1,4 @@
-// Chat page logic shared by client1.html and client2.html.
+// Chat page logic for chat.html, served as client1.html and client2.html.
 //
 // The server speaks text frames "cmd|data". The page asks for JSON replies
 // ("format|json"); a server that answers in plain text (the original demo)
