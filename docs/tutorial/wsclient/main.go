@@ -18,7 +18,9 @@ import (
 
 func main() {
 	n := flag.Int("n", 1, "exit after printing this many frames")
-	timeout := flag.Duration("t", 10*time.Second, "give up after this long")
+	// Long enough for a client waiting in the background to outlive the next
+	// step, which may compile the server first (go run).
+	timeout := flag.Duration("t", time.Minute, "give up after this long")
 	flag.Parse()
 	if flag.NArg() < 1 {
 		fmt.Fprintln(os.Stderr, "usage: wsclient [-n N] [-t TIMEOUT] URL [FRAME...]")
