@@ -413,6 +413,12 @@ func TestPushObj(t *testing.T) {
 	t.Parallel()
 	p := startProc(t, procOpts{})
 	a, b, outsider := p.rawWS(t), p.rawWS(t), p.rawWS(t)
+	// A reply shows the outsider's connection is in the hub: the server
+	// adds it just after the handshake, when the client may already be on.
+	outsider.send("ping")
+	if got := outsider.text(); got != "pong" {
+		t.Fatalf("ping = %q, want pong", got)
+	}
 	for name, v := range versions {
 		room := "room-" + name
 		a.subscribe(room)
