@@ -406,24 +406,20 @@ func (c *Cluster) send(p *peer) {
 		c.mu.Unlock()
 	}()
 	for {
-		if !c.tell(p) {
-			if c.stopped.Err() != nil {
-				return
-			}
-			select {
-			case <-time.After(peerRetryWait):
-			case <-p.ctx.Done():
-				return
-			}
-			continue
-		}
+		told := c.tell(p) // messages go even if this failed
 		batch, closing := c.take(p)
 		if len(batch) == 0 {
 			if closing {
 				return
 			}
+			var retry <-chan time.Time
+			if !told {
+				retry = time.After(peerRetryWait)
+			}
 			select {
 			case <-p.wake:
+				continue
+			case <-retry:
 				continue
 			case <-p.ctx.Done():
 				return
@@ -551,7 +547,8 @@ func (c *Cluster) down(p *peer, err error) {
 
 // interestChanged is the hub's news that a room gained its first member
 // here or lost its last: the senders tell the peers. With wait it returns
-// once every peer not down has acknowledged, or after peerAckWait.
+// once every peer whose last call did not fail has acknowledged, or after
+// peerAckWait.
 func (c *Cluster) interestChanged(wait bool) {
 	c.mu.Lock()
 	c.gen++
@@ -564,7 +561,7 @@ func (c *Cluster) interestChanged(wait bool) {
 	for wait {
 		c.mu.Lock()
 		told := c.told
-		wait = !c.closing && slices.ContainsFunc(c.peers, func(p *peer) bool { return p.State != "down" && p.toldGen < gen })
+		wait = !c.closing && slices.ContainsFunc(c.peers, func(p *peer) bool { return p.Error == "" && p.toldGen < gen })
 		c.mu.Unlock()
 		if !wait {
 			return
@@ -639,6 +636,20 @@ func (c *Cluster) tell(p *peer) bool {
 	}, nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if peerRefused(err) {
+		// It does not take this node's interest (a wrong secret, or it
+		// knows this node by another address): it relays everything here.
+		// Messages still go; it is asked again at the next change.
+		if p.Error != err.Error() {
+			c.log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
+		}
+		p.Error, p.told, p.toldGen = err.Error(), nil, gen
+		return true
+	}
+	if err != nil && p.State == "unknown" {
+		p.Error, p.told, p.toldGen = err.Error(), nil, -1 // never reached: messages will tell
+		return false
+	}
 	if err != nil {
 		c.down(p, err)
 		return false
