@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -239,5 +240,57 @@ func TestClusterQueueBytes(t *testing.T) {
 	t.Logf("dead peer: %d queued, %d dropped of %d", d.Queued, d.Dropped, n)
 	if c := peerCounters(t, a); c["dropped_total"] != int(d.Dropped) || a.peer(t, lb.Addr().String()).Dropped != 0 {
 		t.Errorf("metrics %v, view %+v: want the dead peer's drops counted, none for B", c, d)
+	}
+}
+
+// TestPeerInterestRefuses: peerInterest takes calls from a peer with the
+// cluster secret, and bounded lists of valid room names, or nothing.
+func TestPeerInterestRefuses(t *testing.T) {
+	la, lb := listenTars(t), listenTars(t)
+	a := startInNode(t, testSettings(), la, lb.Addr().String())
+	client := tars.NewClient(tars.ClientOptions{SyncTimeout: 2 * time.Second})
+	defer client.Close()
+	p, err := client.Proxy(testPushObj + "@" + endpoint(la.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(token, origin string, add []string) error {
+		return p.Invoke(t.Context(), "peerInterest", func(r *tars.Results) {
+			r.PutString(1, "token", token)
+			r.PutString(2, "origin", origin)
+			r.PutString(3, "epoch", "e1")
+			r.PutBool(4, "full", true)
+			r.Put(5, "add", func(b []byte, tag uint8) []byte { return appendList(b, tag, add, tars.AppendString) })
+			r.Put(6, "remove", func(b []byte, tag uint8) []byte { return appendList(b, tag, []string(nil), tars.AppendString) })
+		}, nil)
+	}
+	many := make([]string, peerInterestMax+1)
+	for i := range many {
+		many[i] = "r" + strconv.Itoa(i)
+	}
+	origin := lb.Addr().String()
+	for _, c := range []struct {
+		name, token, origin string
+		add                 []string
+		code                int32
+	}{
+		{"wrong secret", "wrong", origin, []string{"r1"}, pushDenied},
+		{"not a peer", testClusterSecret, "127.0.0.1:1", []string{"r1"}, pushDenied},
+		{"too many rooms", testClusterSecret, origin, many, pushBadArgument},
+		{"bad room name", testClusterSecret, origin, []string{strings.Repeat("x", 100)}, pushBadArgument},
+	} {
+		var ce *tars.CallError
+		if err := call(c.token, c.origin, c.add); !errors.As(err, &ce) || ce.Code != c.code {
+			t.Errorf("%s: %v, want code %d", c.name, err, c.code)
+		}
+	}
+	if got := a.peer(t, origin).Interest; got != -1 {
+		t.Fatalf("interest %d after refused calls, want unknown", got)
+	}
+	if err := call(testClusterSecret, origin, []string{"r1", "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.peer(t, origin).Interest; got != 2 {
+		t.Errorf("interest %d, want 2", got)
 	}
 }
