@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -24,27 +25,42 @@ import (
 // cursor in batches (PushObj.peerPush), in this node's order. The receiver
 // delivers them locally and does not pass them on: no loops.
 //
-// A cursor may lag at most peerQueueMax messages: what falls off the log
-// before it was sent is dropped (and counted) for that peer, so a slow or
-// dead peer costs bounded memory and never delays the others. A batch is
+// Each node tells its peers which rooms it has members in (peerInterest):
+// its whole set when a peer is new to it or may have lost it (a failed call,
+// a peer process that restarted), then the changes, which happen only when
+// a room gains its first member here or loses its last. A room message is
+// relayed only to the peers that want its room, or whose interest is not
+// known; a push to everyone goes to every peer. A join that gives a room its
+// first member here is answered once the peers that are up know it (at most
+// peerAckWait), so a message pushed after it on any node reaches it.
+//
+// A cursor may lag at most peerQueueMax messages and peerQueueBytes bytes:
+// what falls off the log before it was sent is dropped (and counted) for
+// that peer, so a slow or dead peer costs bounded memory and never delays
+// the others. A batch is
 // sent again only if it certainly did not leave (no connection) or the peer
 // refused the whole call unread (peerRefused): no member gets one twice.
 const (
-	peerQueueMax  = 10000                  // messages a peer's cursor may lag
-	peerBatchMax  = 256                    // messages per peerPush call
-	peerAckWait   = time.Second            // PushObj waits at most this long for the peers' counts
-	peerRetryWait = 250 * time.Millisecond // pause after a failed call; the client backs dials off
-	peerResolve   = 2 * time.Second        // how often the registry's (cached) list is read
+	peerQueueMax    = 10000                  // messages a peer's cursor may lag
+	peerBatchMax    = 256                    // messages per peerPush call
+	peerBatchBytes  = 1 << 20                // bytes per peerPush call, well under maxPackageLength (10 MiB by default)
+	peerQueueBytes  = 64 << 20               // bytes of messages a peer's cursor may lag
+	peerItemCost    = 32                     // what a logged message costs besides its strings
+	peerInterestMax = 10000                  // rooms per peerInterest call and per peer; more: interest unknown
+	peerAckWait     = time.Second            // PushObj waits at most this long for the peers' counts
+	peerRetryWait   = 250 * time.Millisecond // pause after a failed call; the client backs dials off
+	peerResolve     = 2 * time.Second        // how often the registry's (cached) list is read
 )
 
 // ClusterOptions configure a Cluster.
 type ClusterOptions struct {
-	Servant  string          // this server's PushObj, "App.Server.PushObj"
-	Self     []string        // host:port addresses of this node's PushObj, never a peer
-	Resolver tars.Resolver   // finds the nodes; nil: Static
-	Static   []tars.Endpoint // the peers key's endpoints
-	Secret   string          // cluster-secret, which the peers require
-	Log      *slog.Logger
+	Servant    string          // this server's PushObj, "App.Server.PushObj"
+	Self       []string        // host:port addresses of this node's PushObj, never a peer
+	Resolver   tars.Resolver   // finds the nodes; nil: Static
+	Static     []tars.Endpoint // the peers key's endpoints
+	Secret     string          // cluster-secret, which the peers require
+	QueueBytes int             // bytes a peer's cursor may lag; 0: peerQueueBytes
+	Log        *slog.Logger
 }
 
 // Cluster passes the messages pushed on this node to the other nodes.
@@ -60,7 +76,10 @@ type Cluster struct {
 	peers   []*peer
 	relayed []peerItem // the log; relayed[0] is message number base
 	base    int
+	bytes   int // bytes ever appended to the log (peerItem.at)
 	closing bool
+	gen     int           // changes to this node's rooms, counted (interest)
+	told    chan struct{} // closed and replaced when a peer acknowledges interest
 
 	stopped context.Context // ends when Close starts: discovery stops
 	stop    context.CancelFunc
@@ -70,8 +89,14 @@ type Cluster struct {
 }
 
 type peerItem struct {
-	msg peerMessage
-	ack *peerAck // nil: nobody waits for the count
+	msg  peerMessage
+	ack  *peerAck // nil: nobody waits for the count
+	at   int      // Cluster.bytes before it
+	skip []*peer  // the peers that did not want it when it was logged
+}
+
+func (it *peerItem) cost() int {
+	return len(it.msg.Room) + len(it.msg.Text) + len(it.msg.From) + len(it.msg.Origin) + peerItemCost
 }
 
 // peer is one other node and the state of its sender.
@@ -86,6 +111,11 @@ type peer struct {
 	// Guarded by Cluster.mu: the batch in a call is [from, next); the peer
 	// owes the callers waiting on messages from owes on their count.
 	from, next, owes int
+	skipped          int                 // left out of the batch in the call
+	wants            map[string]struct{} // rooms the peer has members in; nil: not known, it gets all
+	epoch            string              // the peer process's tag, from its peerInterest calls
+	told             map[string]struct{} // the rooms the peer acknowledged; nil: it needs them all
+	toldGen          int                 // the gen told acknowledged; -1: none
 }
 
 // NewCluster returns a cluster that relays hub's pushes through client;
@@ -95,6 +125,10 @@ func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]
 	}
+	c.told = make(chan struct{})
+	hub.mu.Lock()
+	hub.interest = c.interestChanged
+	hub.mu.Unlock()
 	c.stopped, c.stop = context.WithCancel(context.Background())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go func() {
@@ -116,17 +150,21 @@ func (c *Cluster) relay() {
 	c.mu.Lock()
 	items := c.hub.TakeRelayed()
 	for _, it := range items {
+		ev := it.f.ev
+		var skip []*peer
 		for _, p := range c.peers {
-			if p.State == "down" || c.closing {
+			if _, in := p.wants[ev.Room]; ev.Room != "" && p.wants != nil && !in {
+				skip = append(skip, p)
+			} else if p.State == "down" || c.closing {
 				p.owes = max(p.owes, c.end()+1)
 			} else if it.ack != nil {
 				it.ack.left.Add(1)
 			}
 			p.signal()
 		}
-		ev := it.f.ev
 		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin}
-		c.relayed = append(c.relayed, peerItem{m, it.ack})
+		c.relayed = append(c.relayed, peerItem{m, it.ack, c.bytes, skip})
+		c.bytes += c.relayed[len(c.relayed)-1].cost()
 	}
 	c.trim()
 	c.mu.Unlock()
@@ -141,21 +179,26 @@ func (c *Cluster) relay() {
 func (c *Cluster) end() int { return c.base + len(c.relayed) }
 
 // trim cuts from the log what every peer has sent, and what lies more than
-// peerQueueMax messages back: a peer that had not sent that drops it.
+// peerQueueMax messages or the queue bytes back: a peer that had not sent
+// that drops it.
 func (c *Cluster) trim() {
 	to := c.end()
 	for _, p := range c.peers {
 		to = min(to, p.from) // a batch in a call may be sent again
 	}
-	to = max(to, c.end()-peerQueueMax)
-	if to <= c.base {
+	to = max(to, c.end()-peerQueueMax, c.base)
+	for limit := cmp.Or(c.opt.QueueBytes, peerQueueBytes); to < c.end() && c.bytes-c.relayed[to-c.base].at > limit; {
+		to++
+	}
+	if to == c.base {
 		return
 	}
 	for _, p := range c.peers {
 		c.settle(p, to)
-		if p.next < to {
-			p.Dropped += uint64(to - p.next)
-			p.next = to
+		for ; p.next < to; p.next++ {
+			if !slices.Contains(c.relayed[p.next-c.base].skip, p) {
+				p.Dropped++
+			}
 		}
 	}
 	clear(c.relayed[:to-c.base])
@@ -167,8 +210,8 @@ func (c *Cluster) trim() {
 // number to (math.MaxInt: all, and it owes no more).
 func (c *Cluster) settle(p *peer, to int) {
 	for n := max(p.owes, c.base); n < min(to, c.end()); n++ {
-		if a := c.relayed[n-c.base].ack; a != nil {
-			a.answer(0)
+		if it := c.relayed[n-c.base]; it.ack != nil && !slices.Contains(it.skip, p) {
+			it.ack.answer(0)
 		}
 	}
 	p.owes = max(p.owes, to)
@@ -258,7 +301,7 @@ func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &peer{peerView: peerView{Addr: e.Addr(), State: "unknown"}, proxy: proxy, wake: make(chan struct{}, 1)}
+	p := &peer{peerView: peerView{Addr: e.Addr(), State: "unknown", Interest: -1}, proxy: proxy, wake: make(chan struct{}, 1), toldGen: -1}
 	p.ctx, p.cancel = context.WithCancel(c.ctx)
 	ctx, cancel := context.WithTimeout(c.stopped, peerResolve)
 	defer cancel()
@@ -363,13 +406,20 @@ func (c *Cluster) send(p *peer) {
 		c.mu.Unlock()
 	}()
 	for {
+		told := c.tell(p) // messages go even if this failed
 		batch, closing := c.take(p)
 		if len(batch) == 0 {
 			if closing {
 				return
 			}
+			var retry <-chan time.Time
+			if !told {
+				retry = time.After(peerRetryWait)
+			}
 			select {
 			case <-p.wake:
+				continue
+			case <-retry:
 				continue
 			case <-p.ctx.Done():
 				return
@@ -389,19 +439,32 @@ func (c *Cluster) send(p *peer) {
 	}
 }
 
-// take returns p's next batch, each message with the caller waiting on it
-// if p owes that one its count, and whether the cluster is closing.
+// take returns p's next batch, at most peerBatchMax messages and
+// peerBatchBytes bytes (or one message), leaving out those p did not want;
+// each message with the caller waiting on it if p owes that one its count;
+// and whether the cluster is closing.
 func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p.from = p.next
-	batch := slices.Clone(c.relayed[p.next-c.base:][:min(peerBatchMax, c.end()-p.next)])
-	for i := range batch {
-		if p.next+i < p.owes {
-			batch[i].ack = nil
+	p.from, p.skipped = p.next, 0
+	var batch []peerItem
+	for size := 0; p.next < c.end() && len(batch) < peerBatchMax; p.next++ {
+		it := c.relayed[p.next-c.base]
+		if slices.Contains(it.skip, p) {
+			p.skipped++
+			continue
 		}
+		if size += it.cost(); size > peerBatchBytes && len(batch) > 0 {
+			break
+		}
+		if p.next < p.owes {
+			it.ack = nil
+		}
+		batch = append(batch, it)
 	}
-	p.next += len(batch)
+	if len(batch) == 0 {
+		p.Filtered += uint64(p.skipped)
+	}
 	p.owes = max(p.owes, p.next)
 	return batch, c.closing
 }
@@ -447,25 +510,204 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		}
 		p.State, p.Error = "up", ""
 		p.Sent += uint64(n)
+		p.Filtered += uint64(p.skipped)
 	case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
 		// Back to the log, less what fell off it meanwhile.
 		p.next = max(p.from, c.base)
-		p.Dropped += uint64(min(p.next, p.from+n) - p.from)
+		for _, it := range batch {
+			if len(c.relayed) == 0 || it.at < c.relayed[0].at {
+				p.Dropped++
+			}
+		}
 	default:
 		// It may have reached the peer: sending it again could deliver
 		// it twice.
 		p.Lost += uint64(n)
+		p.Filtered += uint64(p.skipped)
 	}
 	if err != nil {
-		if p.State != "down" {
-			c.log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
-		}
-		p.State, p.Error = "down", err.Error()
-		c.settle(p, c.end())
+		c.down(p, err)
 	}
 	p.from = p.next
 	c.trim()
 	return err == nil
+}
+
+// down marks p down after a failed call, answers the callers waiting on it
+// with nothing, and forgets what it was told: it may have restarted.
+// c.mu must be held.
+func (c *Cluster) down(p *peer, err error) {
+	if p.State != "down" {
+		c.log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
+	}
+	p.State, p.Error = "down", err.Error()
+	p.told, p.toldGen = nil, -1
+	c.settle(p, c.end())
+}
+
+// interestChanged is the hub's news that a room gained its first member
+// here or lost its last: the senders tell the peers. With wait it returns
+// once every peer whose last call did not fail has acknowledged, or after
+// peerAckWait.
+func (c *Cluster) interestChanged(wait bool) {
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	for _, p := range c.peers {
+		p.signal()
+	}
+	c.mu.Unlock()
+	timeout := time.After(peerAckWait)
+	for wait {
+		c.mu.Lock()
+		told := c.told
+		wait = !c.closing && slices.ContainsFunc(c.peers, func(p *peer) bool { return p.Error == "" && p.toldGen < gen })
+		c.mu.Unlock()
+		if !wait {
+			return
+		}
+		select {
+		case <-told:
+		case <-timeout:
+			return
+		case <-c.stopped.Done():
+			return
+		}
+	}
+}
+
+// tell calls PushObj.peerInterest if p has not acknowledged this node's
+// rooms as they are: the changes, or the whole set if p needs it (or the
+// changes would not fit one call). A node with more than peerInterestMax
+// rooms tells its peers its interest is unknown: they send it everything.
+// It reports whether there was nothing to tell or the call succeeded.
+func (c *Cluster) tell(p *peer) bool {
+	c.mu.Lock()
+	gen, told := c.gen, p.told
+	skip := p.toldGen >= gen || c.closing
+	c.mu.Unlock()
+	if skip {
+		return true
+	}
+	now := make(map[string]struct{})
+	for room := range c.hub.Counts().Rooms {
+		now[room] = struct{}{}
+	}
+	fits := func(rooms []string) bool {
+		size := 0
+		for _, r := range rooms {
+			size += len(r) + 4
+		}
+		return len(rooms) <= peerInterestMax && size <= peerBatchBytes
+	}
+	var add, remove []string
+	full := told == nil
+	if !full {
+		for r := range now {
+			if _, in := told[r]; !in {
+				add = append(add, r)
+			}
+		}
+		for r := range told {
+			if _, in := now[r]; !in {
+				remove = append(remove, r)
+			}
+		}
+		full = !fits(append(add, remove...))
+	}
+	if full {
+		add, remove = slices.Collect(maps.Keys(now)), nil
+		if !fits(add) || len(now) > peerInterestMax {
+			add, full, now = nil, false, nil // unknown: both lists empty
+		}
+	} else if len(add)+len(remove) == 0 {
+		c.mu.Lock()
+		p.toldGen = max(p.toldGen, gen)
+		c.mu.Unlock()
+		return true
+	}
+	err := p.proxy.Invoke(p.ctx, "peerInterest", func(r *tars.Results) {
+		r.PutString(1, "token", c.opt.Secret)
+		r.PutString(2, "origin", c.origin)
+		r.PutString(3, "epoch", c.hub.idTag)
+		r.PutBool(4, "full", full)
+		r.Put(5, "add", func(b []byte, tag uint8) []byte { return appendList(b, tag, add, tars.AppendString) })
+		r.Put(6, "remove", func(b []byte, tag uint8) []byte { return appendList(b, tag, remove, tars.AppendString) })
+	}, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if peerRefused(err) {
+		// It does not take this node's interest (a wrong secret, or it
+		// knows this node by another address): it relays everything here.
+		// Messages still go; it is asked again at the next change.
+		if p.Error != err.Error() {
+			c.log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
+		}
+		p.Error, p.told, p.toldGen = err.Error(), nil, gen
+		return true
+	}
+	if err != nil && p.State == "unknown" {
+		p.Error, p.told, p.toldGen = err.Error(), nil, -1 // never reached: messages will tell
+		return false
+	}
+	if err != nil {
+		c.down(p, err)
+		return false
+	}
+	if p.State != "up" {
+		c.log.Info("cluster: peer up", "peer", p.Addr)
+	}
+	p.State, p.Error = "up", ""
+	p.told, p.toldGen = now, gen
+	close(c.told)
+	c.told = make(chan struct{})
+	return true
+}
+
+// setInterest applies a peerInterest call from the peer at origin, which
+// must be on one of that peer's hosts. A new epoch is a restarted peer
+// process: it gets this node's whole interest again.
+func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, add, remove []string) error {
+	ip := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(caller.String()); err == nil {
+		ip = ap.Addr().Unmap().WithZone("")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.peers, func(p *peer) bool { return p.Addr == origin && slices.Contains(p.hosts, ip) })
+	if i < 0 {
+		return codeErr{pushDenied, fmt.Errorf("peerInterest: origin %.300q is not a peer at the caller's address", origin)}
+	}
+	p := c.peers[i]
+	if p.epoch != epoch {
+		if p.epoch != "" {
+			p.told, p.toldGen = nil, -1
+			p.signal()
+		}
+		p.epoch, p.wants = epoch, nil
+	}
+	switch {
+	case full:
+		p.wants = make(map[string]struct{}, len(add))
+	case len(add)+len(remove) == 0:
+		p.wants = nil
+	}
+	if p.wants != nil {
+		for _, r := range remove {
+			delete(p.wants, r)
+		}
+		for _, r := range add {
+			p.wants[r] = struct{}{}
+		}
+		if len(p.wants) > peerInterestMax {
+			p.wants = nil
+		}
+	}
+	p.Interest = -1
+	if p.wants != nil {
+		p.Interest = len(p.wants)
+	}
+	return nil
 }
 
 // neverSent reports whether a call failed before its request could leave:
@@ -492,13 +734,15 @@ type clusterView struct {
 
 // peerView describes one peer and its queue.
 type peerView struct {
-	Addr    string `json:"addr"`
-	State   string `json:"state"`   // "up", "down" or "unknown" (nothing sent yet)
-	Queued  int    `json:"queued"`  // messages waiting
-	Sent    uint64 `json:"sent"`    // messages the peer acknowledged
-	Dropped uint64 `json:"dropped"` // oldest messages dropped from a full queue
-	Lost    uint64 `json:"lost"`    // in calls that failed after they may have arrived: not resent
-	Error   string `json:"error,omitempty"`
+	Addr     string `json:"addr"`
+	State    string `json:"state"`    // "up", "down" or "unknown" (nothing sent yet)
+	Queued   int    `json:"queued"`   // messages waiting
+	Sent     uint64 `json:"sent"`     // messages the peer acknowledged
+	Dropped  uint64 `json:"dropped"`  // oldest messages dropped from a full queue (messages or bytes)
+	Filtered uint64 `json:"filtered"` // room messages not sent: the peer has no member in the room
+	Interest int    `json:"interest"` // rooms the peer has members in; -1: not known, it gets every message
+	Lost     uint64 `json:"lost"`     // in calls that failed after they may have arrived: not resent
+	Error    string `json:"error,omitempty"`
 }
 
 // View returns the cluster view, peers sorted by address.

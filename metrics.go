@@ -105,7 +105,9 @@ func (m *metrics) gatherCluster(family func(name, typ, help string) *metricFamil
 	up := family("websocketserver_cluster_peer_up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.")
 	queued := family("websocketserver_cluster_peer_queued", "gauge", "Messages waiting to be sent to the peer node.")
 	sent := family("websocketserver_cluster_peer_sent_total", "counter", "Messages the peer node acknowledged.")
-	dropped := family("websocketserver_cluster_peer_dropped_total", "counter", "Oldest messages dropped from the peer's full queue.")
+	dropped := family("websocketserver_cluster_peer_dropped_total", "counter", "Oldest messages dropped from the peer's full queue (too many messages or bytes).")
+	filtered := family("websocketserver_cluster_peer_filtered_total", "counter", "Room messages not sent to the peer node: it has no member in the room.")
+	interest := family("websocketserver_cluster_peer_interest_rooms", "gauge", "Rooms the peer node has members in; -1: not known, it gets every message.")
 	lost := family("websocketserver_cluster_peer_lost_total", "counter", "Messages in calls to the peer that failed after they may have arrived; not resent.")
 	for _, p := range st.Peers {
 		isUp := "0"
@@ -116,6 +118,8 @@ func (m *metrics) gatherCluster(family func(name, typ, help string) *metricFamil
 		queued.add(itoa(p.Queued), "peer", p.Addr)
 		sent.add(utoa(p.Sent), "peer", p.Addr)
 		dropped.add(utoa(p.Dropped), "peer", p.Addr)
+		filtered.add(utoa(p.Filtered), "peer", p.Addr)
+		interest.add(itoa(p.Interest), "peer", p.Addr)
 		lost.add(utoa(p.Lost), "peer", p.Addr)
 	}
 }

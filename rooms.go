@@ -52,6 +52,7 @@ type Hub struct {
 	historyBytes int                       // by historyCost
 	outbox       []relayItem
 	closed       bool
+	interest     func(wait bool) // the cluster's: a room gained its first member here (wait) or lost its last
 
 	relayed  chan struct{} // has a token when the outbox has something
 	nextID   atomic.Uint64
@@ -142,6 +143,7 @@ func (h *Hub) join(c *conn, room string) error {
 		h.mu.Unlock()
 		return fmt.Errorf("too many rooms (at most %d)", max)
 	}
+	first, tell := !in && len(h.rooms[room]) == 0, h.interest
 	if h.rooms[room] == nil {
 		h.rooms[room] = make(map[*conn]uint64)
 	}
@@ -151,6 +153,9 @@ func (h *Hub) join(c *conn, room string) error {
 		h.rooms[room][c] = h.seq
 	}
 	h.mu.Unlock()
+	if first && tell != nil {
+		tell(true) // the other nodes relay this room here before the join is answered
+	}
 	h.store.mark(room)
 	return nil
 }
@@ -158,14 +163,19 @@ func (h *Hub) join(c *conn, room string) error {
 // leave removes c from rooms; leaving a room one is not in is no error.
 func (h *Hub) leave(c *conn, rooms ...string) {
 	h.mu.Lock()
+	emptied, tell := false, h.interest
 	for _, room := range rooms {
 		delete(c.rooms, room)
 		delete(h.rooms[room], c)
-		if len(h.rooms[room]) == 0 {
+		if m, ok := h.rooms[room]; ok && len(m) == 0 {
 			delete(h.rooms, room)
+			emptied = true
 		}
 	}
 	h.mu.Unlock()
+	if emptied && tell != nil {
+		tell(false)
+	}
 	h.store.mark(rooms...)
 }
 

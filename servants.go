@@ -39,12 +39,14 @@ type registrar interface {
 //	int pushByRoom(string roomNum, string message, out int delivered);
 //	int pushAll(string message, out int delivered);
 //	int peerPush(vector<PeerMessage> msgs, string token, out vector<int> delivered);
+//	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove);
 //
 // The first two return 0 and the number of connections the message was
 // queued for, on this node and, with a cluster, on the peers that answered
 // in time (Cluster.PushWait). peerPush delivers other nodes' messages here
 // only (cluster.go); it takes calls from the hosts of this node's peers
-// that carry cluster-secret as token, not the push token. Each call checks
+// that carry cluster-secret as token, not the push token. peerInterest,
+// checked the same way, records which rooms a peer has members in. Each call checks
 // against the settings in force.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	push := func(ctx context.Context, ev event) int {
@@ -96,6 +98,20 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 		n := push(ctx, event{Kind: kindMessage, From: fromTars, Text: msg, Time: time.Now()})
 		out.PutInt32(0, "", 0)
 		out.PutInt32(2, "delivered", int32(n))
+		return tars.Success, nil
+	})
+	s.Handle(name, "peerInterest", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		var err error = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", cur.Func)}
+		if cl != nil && cl.fromPeer(cur.RemoteAddr) {
+			err = readPeerInterest(in, *l.get(), func(origin, epoch string, full bool, add, remove []string) error {
+				return cl.setInterest(cur.RemoteAddr, origin, epoch, full, add, remove)
+			})
+		}
+		if err != nil {
+			hub.log.Warn("peerInterest: call refused", "caller", cur.RemoteAddr.String(), "err", err)
+			return codeOf(err), err
+		}
+		out.PutInt32(0, "", 0)
 		return tars.Success, nil
 	})
 	s.Handle(name, "peerPush", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
@@ -235,6 +251,53 @@ func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 		return nil, codeErr{pushBadArgument, fmt.Errorf("peerPush: msgs: %w", errPeerBatch)}
 	}
 	return msgs, err
+}
+
+// readPeerInterest reads peerInterest's arguments, the token first, then
+// the short fields, then the room lists, each bounded (peerInterestMax
+// names of valid rooms), and hands them to apply.
+func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch string, full bool, add, remove []string) error) error {
+	token, err := in.String(1, "token")
+	if err != nil {
+		return err
+	}
+	if !sameSecret(set.ClusterSecret, token) {
+		return codeErr{pushDenied, errors.New("peerInterest: wrong cluster secret (argument token)")}
+	}
+	origin, err := in.String(2, "origin")
+	if err != nil {
+		return err
+	}
+	epoch, err := in.String(3, "epoch")
+	if err != nil {
+		return err
+	}
+	if len(origin) > peerOriginMax || len(epoch) > peerFromMax {
+		return codeErr{pushBadArgument, errors.New("peerInterest: origin or epoch too long")}
+	}
+	full, err := in.Bool(4, "full")
+	if err != nil {
+		return err
+	}
+	var lists [2][]string
+	for i, name := range []string{"add", "remove"} {
+		err := in.Value(uint8(5+i), name, func(d *tars.Decoder, tag uint8) (err error) {
+			lists[i], err = readList(d, tag, peerInterestMax, func(d *tars.Decoder, s *string) error { return d.ReadString(s, 0, true) })
+			return err
+		})
+		if errors.Is(err, errPeerBatch) {
+			return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: more than %d rooms", name, peerInterestMax)}
+		}
+		if err != nil {
+			return err
+		}
+		for _, room := range lists[i] {
+			if err := checkRoom(room, &set); err != nil {
+				return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: %w", name, err)}
+			}
+		}
+	}
+	return apply(origin, epoch, full, lists[0], lists[1])
 }
 
 // checkPeerMessage reports what is wrong with a message from a peer. Every
