@@ -1,0 +1,180 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// Interest: each node tells its peers which rooms it has members in
+// (peerInterest), so that a room's messages go only where they are wanted.
+
+// interestChanged is the hub's news that a room gained its first member
+// here or lost its last: the senders tell the peers. With wait it returns
+// once every peer whose last call did not fail has acknowledged, or after
+// peerAckWait.
+func (c *Cluster) interestChanged(wait bool) {
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	for _, p := range c.peers {
+		p.signal()
+	}
+	c.mu.Unlock()
+	timeout := time.After(peerAckWait)
+	for wait {
+		c.mu.Lock()
+		told := c.told
+		wait = !c.closing && slices.ContainsFunc(c.peers, func(p *peer) bool { return p.Error == "" && p.toldGen < gen })
+		c.mu.Unlock()
+		if !wait {
+			return
+		}
+		select {
+		case <-told:
+		case <-timeout:
+			return
+		case <-c.stopped.Done():
+			return
+		}
+	}
+}
+
+// tell calls PushObj.peerInterest if p has not acknowledged this node's
+// rooms as they are: the changes, or the whole set if p needs it (or the
+// changes would not fit one call). A node with more than peerInterestMax
+// rooms tells its peers its interest is unknown: they send it everything.
+// It reports whether there was nothing to tell or the call succeeded.
+func (c *Cluster) tell(p *peer) bool {
+	c.mu.Lock()
+	gen, told := c.gen, p.told
+	skip := p.toldGen >= gen || c.closing
+	c.mu.Unlock()
+	if skip {
+		return true
+	}
+	now := make(map[string]struct{})
+	for room := range c.hub.Counts().Rooms {
+		now[room] = struct{}{}
+	}
+	fits := func(rooms []string) bool {
+		size := 0
+		for _, r := range rooms {
+			size += len(r) + 4
+		}
+		return len(rooms) <= peerInterestMax && size <= peerBatchBytes
+	}
+	var add, remove []string
+	full := told == nil
+	if !full {
+		for r := range now {
+			if _, in := told[r]; !in {
+				add = append(add, r)
+			}
+		}
+		for r := range told {
+			if _, in := now[r]; !in {
+				remove = append(remove, r)
+			}
+		}
+		full = !fits(append(add, remove...))
+	}
+	if full {
+		add, remove = slices.Collect(maps.Keys(now)), nil
+		if !fits(add) || len(now) > peerInterestMax {
+			add, full, now = nil, false, nil // unknown: both lists empty
+		}
+	} else if len(add)+len(remove) == 0 {
+		c.mu.Lock()
+		p.toldGen = max(p.toldGen, gen)
+		c.mu.Unlock()
+		return true
+	}
+	err := p.proxy.Invoke(p.ctx, "peerInterest", func(r *tars.Results) {
+		r.PutString(1, "token", c.opt.Secret)
+		r.PutString(2, "origin", c.origin)
+		r.PutString(3, "epoch", c.hub.idTag)
+		r.PutBool(4, "full", full)
+		r.Put(5, "add", func(b []byte, tag uint8) []byte { return appendList(b, tag, add, tars.AppendString) })
+		r.Put(6, "remove", func(b []byte, tag uint8) []byte { return appendList(b, tag, remove, tars.AppendString) })
+	}, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if peerRefused(err) {
+		// It does not take this node's interest (a wrong secret, or it
+		// knows this node by another address): it relays everything here.
+		// Messages still go; it is asked again at the next change.
+		if p.Error != err.Error() {
+			c.log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
+		}
+		p.Error, p.told, p.toldGen = err.Error(), nil, gen
+		return true
+	}
+	if err != nil && p.State == "unknown" {
+		p.Error, p.told, p.toldGen = err.Error(), nil, -1 // never reached: messages will tell
+		return false
+	}
+	if err != nil {
+		c.down(p, err)
+		return false
+	}
+	if p.State != "up" {
+		c.log.Info("cluster: peer up", "peer", p.Addr)
+	}
+	p.State, p.Error = "up", ""
+	p.told, p.toldGen = now, gen
+	close(c.told)
+	c.told = make(chan struct{})
+	return true
+}
+
+// setInterest applies a peerInterest call from the peer at origin, which
+// must be on one of that peer's hosts. A new epoch is a restarted peer
+// process: it gets this node's whole interest again.
+func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, add, remove []string) error {
+	ip := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(caller.String()); err == nil {
+		ip = ap.Addr().Unmap().WithZone("")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.peers, func(p *peer) bool { return p.Addr == origin && slices.Contains(p.hosts, ip) })
+	if i < 0 {
+		return codeErr{pushDenied, fmt.Errorf("peerInterest: origin %.300q is not a peer at the caller's address", origin)}
+	}
+	p := c.peers[i]
+	if p.epoch != epoch {
+		if p.epoch != "" {
+			p.told, p.toldGen = nil, -1
+			p.signal()
+		}
+		p.epoch, p.wants = epoch, nil
+	}
+	switch {
+	case full:
+		p.wants = make(map[string]struct{}, len(add))
+	case len(add)+len(remove) == 0:
+		p.wants = nil
+	}
+	if p.wants != nil {
+		for _, r := range remove {
+			delete(p.wants, r)
+		}
+		for _, r := range add {
+			p.wants[r] = struct{}{}
+		}
+		if len(p.wants) > peerInterestMax {
+			p.wants = nil
+		}
+	}
+	p.Interest = -1
+	if p.wants != nil {
+		p.Interest = len(p.wants)
+	}
+	return nil
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// The relay log and the peers' senders: what the hub delivered goes into one log;
+// each peer's sender hands it over in batches, in order, counting what is lost or dropped.
+
+// relay appends what the hub delivered since the last call to the log. A
+// waiting caller counts on each peer not known to be down (nor stopping).
+func (c *Cluster) relay() {
+	c.mu.Lock()
+	items := c.hub.TakeRelayed()
+	for _, it := range items {
+		ev := it.f.ev
+		var skip []*peer
+		for _, p := range c.peers {
+			if _, in := p.wants[ev.Room]; ev.Room != "" && p.wants != nil && !in {
+				skip = append(skip, p)
+			} else if p.State == "down" || c.closing {
+				p.owes = max(p.owes, c.end()+1)
+			} else if it.ack != nil {
+				it.ack.left.Add(1)
+			}
+			p.signal()
+		}
+		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin}
+		c.relayed = append(c.relayed, peerItem{m, it.ack, c.bytes, skip})
+		c.bytes += c.relayed[len(c.relayed)-1].cost()
+	}
+	c.trim()
+	c.mu.Unlock()
+	for _, it := range items {
+		if it.ack != nil {
+			it.ack.answer(0) // the count PushWait held while queueing
+		}
+	}
+}
+
+// end is the number of the next message appended to the log.
+func (c *Cluster) end() int { return c.base + len(c.relayed) }
+
+// trim cuts from the log what every peer has sent, and what lies more than
+// peerQueueMax messages or the queue bytes back: a peer that had not sent
+// that drops it.
+func (c *Cluster) trim() {
+	to := c.end()
+	for _, p := range c.peers {
+		to = min(to, p.from) // a batch in a call may be sent again
+	}
+	to = max(to, c.end()-peerQueueMax, c.base)
+	for limit := cmp.Or(c.opt.QueueBytes, peerQueueBytes); to < c.end() && c.bytes-c.relayed[to-c.base].at > limit; {
+		to++
+	}
+	if to == c.base {
+		return
+	}
+	for _, p := range c.peers {
+		c.settle(p, to)
+		for ; p.next < to; p.next++ {
+			if !slices.Contains(c.relayed[p.next-c.base].skip, p) {
+				p.Dropped++
+			}
+		}
+	}
+	clear(c.relayed[:to-c.base])
+	c.relayed = c.relayed[to-c.base:]
+	c.base = to
+}
+
+// settle answers with nothing the counts p owes for the messages before
+// number to (math.MaxInt: all, and it owes no more).
+func (c *Cluster) settle(p *peer, to int) {
+	for n := max(p.owes, c.base); n < min(to, c.end()); n++ {
+		if it := c.relayed[n-c.base]; it.ack != nil && !slices.Contains(it.skip, p) {
+			it.ack.answer(0)
+		}
+	}
+	p.owes = max(p.owes, to)
+}
+
+func (p *peer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// send is p's sender: it hands the log over one batch at a time, each
+// after the previous one was answered, which keeps the order.
+func (c *Cluster) send(p *peer) {
+	defer func() {
+		c.mu.Lock()
+		c.settle(p, math.MaxInt)
+		p.Dropped += uint64(c.end() - p.next)
+		p.from, p.next = c.end(), c.end()
+		c.mu.Unlock()
+	}()
+	for {
+		told := c.tell(p) // messages go even if this failed
+		batch, closing := c.take(p)
+		if len(batch) == 0 {
+			if closing {
+				return
+			}
+			var retry <-chan time.Time
+			if !told {
+				retry = time.After(peerRetryWait)
+			}
+			select {
+			case <-p.wake:
+				continue
+			case <-retry:
+				continue
+			case <-p.ctx.Done():
+				return
+			}
+		}
+		if c.push(p, batch) {
+			continue
+		}
+		if c.stopped.Err() != nil {
+			return
+		}
+		select {
+		case <-time.After(peerRetryWait):
+		case <-p.ctx.Done():
+			return
+		}
+	}
+}
+
+// take returns p's next batch, at most peerBatchMax messages and
+// peerBatchBytes bytes (or one message), leaving out those p did not want;
+// each message with the caller waiting on it if p owes that one its count;
+// and whether the cluster is closing.
+func (c *Cluster) take(p *peer) ([]peerItem, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p.from, p.skipped = p.next, 0
+	var batch []peerItem
+	for size := 0; p.next < c.end() && len(batch) < peerBatchMax; p.next++ {
+		it := c.relayed[p.next-c.base]
+		if slices.Contains(it.skip, p) {
+			p.skipped++
+			continue
+		}
+		if size += it.cost(); size > peerBatchBytes && len(batch) > 0 {
+			break
+		}
+		if p.next < p.owes {
+			it.ack = nil
+		}
+		batch = append(batch, it)
+	}
+	if len(batch) == 0 {
+		p.Filtered += uint64(p.skipped)
+	}
+	p.owes = max(p.owes, p.next)
+	return batch, c.closing
+}
+
+// push calls PushObj.peerPush with a batch, answers the callers waiting on
+// it with their counts and moves p's cursor past it, unless it certainly
+// was not delivered. A peer that fails a call is down: every caller
+// waiting on it is answered with nothing.
+func (c *Cluster) push(p *peer, batch []peerItem) bool {
+	var counts []int32
+	err := p.proxy.Invoke(p.ctx, "peerPush",
+		func(r *tars.Results) {
+			r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
+				return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte {
+					return appendPeerMessage(b, tag, it.msg)
+				})
+			})
+			r.PutString(2, "token", c.opt.Secret)
+		},
+		func(a *tars.Args) error {
+			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
+				counts, err = readList(d, tag, -1, readInt32)
+				return err
+			})
+		})
+	if err == nil && len(counts) != len(batch) {
+		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
+	}
+	if err != nil {
+		counts = make([]int32, len(batch))
+	}
+	for i, it := range batch {
+		if it.ack != nil {
+			it.ack.answer(counts[i])
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch n := len(batch); {
+	case err == nil:
+		if p.State != "up" {
+			c.log.Info("cluster: peer up", "peer", p.Addr)
+		}
+		p.State, p.Error = "up", ""
+		p.Sent += uint64(n)
+		p.Filtered += uint64(p.skipped)
+	case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
+		// Back to the log, less what fell off it meanwhile.
+		p.next = max(p.from, c.base)
+		for _, it := range batch {
+			if len(c.relayed) == 0 || it.at < c.relayed[0].at {
+				p.Dropped++
+			}
+		}
+	default:
+		// It may have reached the peer: sending it again could deliver
+		// it twice.
+		p.Lost += uint64(n)
+		p.Filtered += uint64(p.skipped)
+	}
+	if err != nil {
+		c.down(p, err)
+	}
+	p.from = p.next
+	c.trim()
+	return err == nil
+}
+
+// down marks p down after a failed call, answers the callers waiting on it
+// with nothing, and forgets what it was told: it may have restarted.
+// c.mu must be held.
+func (c *Cluster) down(p *peer, err error) {
+	if p.State != "down" {
+		c.log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
+	}
+	p.State, p.Error = "down", err.Error()
+	p.told, p.toldGen = nil, -1
+	c.settle(p, c.end())
+}
+
+// neverSent reports whether a call failed before its request could leave:
+// no connection could be made.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// peerRefused reports whether the peer refused a whole call before delivering
+// any of it (a wrong secret, or it does not know this node yet): sending it
+// again cannot deliver anything twice.
+func peerRefused(err error) bool {
+	var ce *tars.CallError
+	return errors.As(err, &ce) && ce.Code == pushDenied
+}
