@@ -255,11 +255,12 @@ func (c *Cluster) fromPeer(addr net.Addr) bool {
 // PushWait delivers ev on this node and hands it to every peer, then waits
 // for the peers' counts until they have all answered, peerAckWait has
 // passed, or half the time ctx has left is gone (the rest is for the
-// reply). It returns the connections reached on the nodes that answered.
-func (c *Cluster) PushWait(ctx context.Context, ev event) int {
+// reply). It returns the connections reached on the nodes that answered,
+// and an error if the message could not be stored here.
+func (c *Cluster) PushWait(ctx context.Context, ev event) (int, error) {
 	ack := &peerAck{done: make(chan struct{})}
 	ack.left.Store(1) // held until every peer has its share (relay)
-	local := c.hub.Deliver(newFrames(ev), ack)
+	local, err := c.hub.Deliver(newFrames(ev), ack)
 
 	wait := peerAckWait
 	if d, ok := ctx.Deadline(); ok {
@@ -271,7 +272,7 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) int {
 	case <-ack.done:
 	case <-ctx.Done():
 	}
-	return local + int(ack.delivered.Load())
+	return local + int(ack.delivered.Load()), err
 }
 
 // peerAck gathers the peers' counts for one PushObj call.

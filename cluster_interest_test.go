@@ -135,8 +135,9 @@ func TestClusterInterestJoin(t *testing.T) {
 		a.do("subscribe|"+room, "Subscribe roomNum:"+room+" success!")
 		b.do("subscribe|"+room, "Subscribe roomNum:"+room+" success!")
 		text := "now " + room
-		if n := nodes[0].cluster.PushWait(t.Context(), event{Kind: kindMessage, Room: room, From: fromTars, Text: text, Time: time.Now()}); n != 2 {
-			t.Errorf("PushWait to %s = %d, want 2 (one on each node)", room, n)
+		n, err := nodes[0].cluster.PushWait(t.Context(), event{Kind: kindMessage, Room: room, From: fromTars, Text: text, Time: time.Now()})
+		if err != nil || n != 2 {
+			t.Errorf("PushWait to %s = %d, %v; want 2 (one on each node)", room, n, err)
 		}
 		readN(t, a, 1, text)
 		readN(t, b, 1, text)

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,18 +14,17 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // fileStore writes room membership in rooms/, one file per room, one connection id per line in
 // joining order: the FdStore of the TarsPHP demo, for operators and tools. A flusher asks the hub
 // for each changed room's members and replaces its file (write, then rename) at most every
 // flushEvery, so joins never wait for the disk and a reader sees whole files. history/ holds the
-// history saved at shutdown.
+// history log (historylog.go).
 type fileStore struct {
-	dir, historyDir string
-	members         func(room string) []string
-	log             *slog.Logger
+	dir     string
+	members func(room string) []string
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	dirty map[string]struct{}
@@ -40,11 +37,9 @@ type fileStore struct {
 }
 
 const (
-	flushEvery     = 200 * time.Millisecond // shortest time between two writes of the files
-	roomFileExt    = ".ids"                 // ends every room file; start-up purges only these
-	historyFileExt = ".json"
-	tempPrefix     = ".tmp-" // starts files being written; never a room's
-	maxSavedFrom   = 256     // longest sender accepted from a history file
+	flushEvery  = 200 * time.Millisecond // shortest time between two writes of the files
+	roomFileExt = ".ids"                 // ends every room file; start-up purges only these
+	tempPrefix  = ".tmp-"                // starts files being written; never a room's
 )
 
 // newFileStore opens the store under dataDir and removes the room files an earlier process left:
@@ -64,7 +59,7 @@ func newFileStore(dataDir string, members func(room string) []string, log *slog.
 		return nil, fmt.Errorf("room store: purge: %w", err)
 	}
 	f := &fileStore{
-		dir: dir, historyDir: filepath.Join(dataDir, "history"), members: members, log: log,
+		dir: dir, members: members, log: log,
 		dirty: make(map[string]struct{}),
 		wake:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
@@ -216,122 +211,4 @@ func roomFileName(room string) string {
 		}
 	}
 	return b.String()
-}
-
-// historyFile is one room's saved history, in a file named like its room file.
-type historyFile struct {
-	Room     string         `json:"room"`
-	Messages []historyEntry `json:"messages"`
-}
-
-type historyEntry struct {
-	From string    `json:"from"`
-	Time time.Time `json:"time"`
-	Text string    `json:"text"`
-}
-
-// saveHistory writes every room's history atomically and removes the files of rooms that no longer
-// have any. A message whose time JSON cannot hold is left out: it must not cost its room's history.
-func (f *fileStore) saveHistory(msgs []event) error {
-	files, skipped := make(map[string]*historyFile), 0
-	for _, ev := range msgs {
-		if y := ev.Time.Year(); y < 0 || y > 9999 {
-			skipped++
-			continue
-		}
-		name := roomFileName(ev.Room) + historyFileExt
-		h := cmp.Or(files[name], &historyFile{Room: ev.Room})
-		files[name] = h
-		h.Messages = append(h.Messages, historyEntry{ev.From, ev.Time, ev.Text})
-	}
-	if skipped > 0 {
-		f.log.Warn("save history: messages with a time out of range left out", "count", skipped)
-	}
-	errs := []error{os.MkdirAll(f.historyDir, 0o755)}
-	for name, h := range files {
-		data, _ := json.Marshal(h) // cannot fail: every time is in range
-		if err := writeFileAtomic(filepath.Join(f.historyDir, name), data, true); err != nil {
-			errs = append(errs, fmt.Errorf("room %q: %w", h.Room, err))
-		}
-	}
-	entries, err := os.ReadDir(f.historyDir)
-	errs = append(errs, err)
-	for _, e := range entries {
-		if files[e.Name()] == nil && strings.HasSuffix(e.Name(), historyFileExt) {
-			errs = append(errs, os.Remove(filepath.Join(f.historyDir, e.Name())))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("save history: %w", err)
-	}
-	return nil
-}
-
-// loadHistory reads saved history, room by room, the rooms whose last message is the oldest first.
-// A bad file or message is logged and skipped: losing one room's history must not stop the server.
-func (f *fileStore) loadHistory(s *Settings) ([]event, error) {
-	entries, err := os.ReadDir(f.historyDir)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, fmt.Errorf("load history: %w", err)
-	}
-	// The largest file a save can write with these settings: every string escaped at most maxEscape
-	// times.
-	limit := int64(maxEscape*(s.History*(s.MaxMessage+maxSavedFrom+historyEntryOverhead)+s.MaxRoomName) + 1024)
-	var rooms [][]event
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), historyFileExt) {
-			continue
-		}
-		path := filepath.Join(f.historyDir, e.Name())
-		h, err := readHistoryFile(path, e.Name(), limit, s)
-		if err != nil {
-			f.log.Error("load history", "file", path, "err", err)
-			continue
-		}
-		var msgs []event
-		var bad error
-		for _, m := range h.Messages {
-			err := checkMessage(&m.Text, s)
-			switch {
-			case err != nil:
-			case len(m.From) > maxSavedFrom || !utf8.ValidString(m.From):
-				err = fmt.Errorf("sender longer than %d bytes or not UTF-8", maxSavedFrom)
-			case m.Time.IsZero() || m.Time.After(time.Now().Add(24*time.Hour)):
-				err = fmt.Errorf("time %v out of range", m.Time)
-			}
-			if err != nil {
-				bad = cmp.Or(bad, err)
-				continue
-			}
-			msgs = append(msgs, event{Kind: kindMessage, Room: h.Room, From: m.From, Text: m.Text, Time: m.Time})
-		}
-		if skipped := len(h.Messages) - len(msgs); skipped > 0 {
-			f.log.Warn("load history: bad messages skipped", "file", path, "count", skipped, "first", bad)
-		}
-		if len(msgs) > 0 {
-			rooms = append(rooms, msgs)
-		}
-	}
-	slices.SortStableFunc(rooms, func(a, b []event) int { return a[len(a)-1].Time.Compare(b[len(b)-1].Time) })
-	return slices.Concat(rooms...), nil
-}
-
-// readHistoryFile reads a history file whose name is name, if its size, name and room are what a
-// save writes.
-func readHistoryFile(path, name string, limit int64, s *Settings) (h historyFile, err error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return h, err
-	}
-	if fi.Size() > limit {
-		return h, fmt.Errorf("file of %d bytes, more than the %d a room's history can take", fi.Size(), limit)
-	}
-	data, err := os.ReadFile(path)
-	if err == nil {
-		err = json.Unmarshal(data, &h)
-	}
-	if want := roomFileName(h.Room) + historyFileExt; err == nil && want != name {
-		err = fmt.Errorf("file holds room %q, which belongs in %s", h.Room, want)
-	}
-	return h, cmp.Or(err, checkRoom(h.Room, s))
 }

@@ -264,7 +264,10 @@ func (h *handler) pushByRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room, msg := p[0], p[1]
-	h.hub.PushRoom(room, msg, fromHTTP)
+	if _, err := h.hub.PushRoom(room, msg, fromHTTP); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	io.WriteString(w, "pushBy room success")
 }
 

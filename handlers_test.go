@@ -310,15 +310,15 @@ func TestJSONFormat(t *testing.T) {
 
 	before := time.Now().UTC().Truncate(time.Millisecond)
 	plain.do(`sendByRoom|{"roomNum":"room1","message":"hi \"there\""}`, "SendByRoom success!")
-	var msg map[string]string
+	var msg map[string]any
 	decode(t, j.recv(), &msg)
-	want := map[string]string{"kind": "message", "room": "room1", "from": pid, "text": `hi "there"`}
+	want := map[string]any{"kind": "message", "room": "room1", "from": pid, "text": `hi "there"`, "offset": 1.0}
 	for k, v := range want {
 		if msg[k] != v {
-			t.Errorf("message %s = %q, want %q (%v)", k, msg[k], v, msg)
+			t.Errorf("message %s = %v, want %v (%v)", k, msg[k], v, msg)
 		}
 	}
-	tm, err := time.Parse("2006-01-02T15:04:05.000Z", msg["time"])
+	tm, err := time.Parse("2006-01-02T15:04:05.000Z", msg["time"].(string))
 	if err != nil || tm.Before(before) || tm.After(time.Now()) {
 		t.Errorf("time %q: want UTC with milliseconds, now: %v", msg["time"], err)
 	}
@@ -345,11 +345,11 @@ func TestJSONFormat(t *testing.T) {
 	}
 }
 
-func decode(t *testing.T, frame string, v *map[string]string) {
+func decode[T any](t *testing.T, frame string, v *map[string]T) {
 	t.Helper()
 	clear(*v)
 	if err := json.Unmarshal([]byte(frame), v); err != nil {
-		t.Fatalf("frame %q is not a JSON object of strings: %v", frame, err)
+		t.Fatalf("frame %q is not such a JSON object: %v", frame, err)
 	}
 }
 

@@ -156,6 +156,20 @@ func startProc(t *testing.T, o procOpts) *proc {
 	if o.splitFlag {
 		args = []string{"--config", p.conf}
 	}
+	return p.start(t, args)
+}
+
+// restartProc starts the server again on p's config, data and addresses, once p has exited.
+func restartProc(t *testing.T, p *proc) *proc {
+	t.Helper()
+	q := &proc{t: t, dir: p.dir, conf: p.conf, http: p.http, push: p.push, hello: p.hello, admin: p.admin,
+		done: make(chan struct{})}
+	return q.start(t, []string{"--config=" + p.conf})
+}
+
+func (p *proc) start(t *testing.T, args []string) *proc {
+	t.Helper()
+	dir := p.dir
 	p.cmd = exec.Command(binPath, args...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr

@@ -20,6 +20,7 @@ import (
 // only; pushes go to every receiver. subscribe, unsubscribe and history take a room name, or a JSON
 // object {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken); data that starts
 // with "{" is always that object. sendByRoom's object may carry "token" too: a write token.
+// subscribe's and history's object may carry "since" (an offset) and "epoch": recovery, see recover.
 const (
 	cmdSubscribe   = "subscribe"
 	cmdUnsubscribe = "unsubscribe"
@@ -34,10 +35,12 @@ const (
 
 // command is one parsed browser frame.
 type command struct {
-	Name  string // one of the cmd constants, or "" for an unknown command
-	Room  string // subscribe, unsubscribe, sendByRoom, history
-	Text  string // sendByRoom and broadcast message; hello name; format: json or text
-	Token string // subscribe, history, sendByRoom: room token, needed when Settings.RoomSecret is set
+	Name  string  // one of the cmd constants, or "" for an unknown command
+	Room  string  // subscribe, unsubscribe, sendByRoom, history
+	Text  string  // sendByRoom and broadcast message; hello name; format: json or text
+	Token string  // subscribe, history, sendByRoom: room token, needed when Settings.RoomSecret is set
+	Since *uint64 // subscribe, history: recover the messages after this offset of Epoch
+	Epoch string
 }
 
 // parseCommand parses one frame. An unknown command has Name "" and no error; a known one whose
@@ -49,6 +52,8 @@ func parseCommand(frame string, s *Settings) (command, error) {
 		RoomNum *string `json:"roomNum"`
 		Message *string `json:"message"`
 		Token   string  `json:"token"`
+		Since   *uint64 `json:"since"`
+		Epoch   string  `json:"epoch"`
 	}
 	var err error
 	switch name {
@@ -76,6 +81,9 @@ func parseCommand(frame string, s *Settings) (command, error) {
 			err = errors.New("missing roomNum")
 		default:
 			cmd.Room, cmd.Token = *m.RoomNum, m.Token
+			if name == cmdSubscribe || name == cmdHistory {
+				cmd.Since, cmd.Epoch = m.Since, m.Epoch
+			}
 			err = checkRoom(cmd.Room, s)
 		}
 		if err == nil && (name == cmdSendByRoom || name == cmdBroadcast) {
@@ -156,8 +164,14 @@ func (c *conn) handle(frame string) {
 		return
 	}
 	switch cmd.Name {
-	case cmdSubscribe:
-		c.reply(name, cmd.Room, "Subscribe roomNum:"+cmd.Room+" success!", h.join(c, cmd.Room))
+	case cmdSubscribe, cmdHistory:
+		if cmd.Since == nil && name == cmdSubscribe {
+			c.reply(name, cmd.Room, "Subscribe roomNum:"+cmd.Room+" success!", h.join(c, cmd.Room))
+		} else if cmd.Since == nil {
+			c.history(cmd.Room)
+		} else {
+			c.recover(name, cmd.Room, *cmd.Since, cmd.Epoch)
+		}
 	case cmdUnsubscribe:
 		h.leave(c, cmd.Room)
 		c.reply(name, cmd.Room, "Unsubscribe roomNum:"+cmd.Room+" success!", nil)
@@ -167,7 +181,7 @@ func (c *conn) handle(frame string) {
 		if !c.budget.take(f.ev.Time, float64(len(f.json))) {
 			err = fmt.Errorf("send rate exceeded (%d bytes per second to others)", c.set.SendRate)
 		} else {
-			h.Deliver(f, nil)
+			_, err = h.Deliver(f, nil)
 		}
 		text := "SendByRoom success!"
 		if name == cmdBroadcast {
@@ -176,19 +190,6 @@ func (c *conn) handle(frame string) {
 		c.reply(name, cmd.Room, text, err)
 	case cmdPing:
 		c.reply(name, "", "pong", nil)
-	case cmdHistory:
-		// Paced: each message waits for room in the queue, so that a long history never overflows
-		// it. The reader waits meanwhile.
-		hist := h.History(cmd.Room)
-		for _, ev := range hist {
-			ev.Kind = kindHistory
-			b := ev.encode(c.json.Load())
-			if !c.waitRoom(len(b)) {
-				return
-			}
-			c.enqueue(b)
-		}
-		c.reply(name, cmd.Room, fmt.Sprintf("History roomNum:%s count:%d success!", cmd.Room, len(hist)), nil)
 	case cmdFormat:
 		c.json.Store(cmd.Text == "json")
 		c.reply(name, "", "Format "+cmd.Text+" success!", nil)
@@ -206,6 +207,37 @@ func (c *conn) handle(frame string) {
 	default: // anything else gets the demo's answer
 		c.reply(name, "", "Rsp from server: this is server", nil)
 	}
+}
+
+// history sends the room's history, paced: each message waits for room in the queue, so that a
+// long history never overflows it. The reader waits meanwhile.
+func (c *conn) history(room string) {
+	hist := c.hub.History(room)
+	for _, ev := range hist {
+		ev.Kind = kindHistory
+		b := ev.encode(c.json.Load())
+		if !c.waitRoom(len(b)) {
+			return
+		}
+		c.enqueue(b)
+	}
+	c.reply(cmdHistory, room, fmt.Sprintf("History roomNum:%s count:%d success!", room, len(hist)), nil)
+}
+
+// recover answers subscribe or history with "since": the messages after it, then the usual reply,
+// which in json format adds the room's epoch, its last offset and whether nothing was missed.
+func (c *conn) recover(cmd, room string, since uint64, epoch string) {
+	ep, last, n, ok, err := c.hub.recover(c, room, since, epoch, cmd == cmdSubscribe)
+	text := "Subscribe roomNum:" + room + " success!"
+	if cmd == cmdHistory {
+		text = fmt.Sprintf("History roomNum:%s count:%d success!", room, n)
+	}
+	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now(), Epoch: ep, Offset: last, Recovered: &ok}
+	if err != nil {
+		c.reply(cmd, room, "", err)
+		return
+	}
+	c.enqueue(ev.encode(c.json.Load()))
 }
 
 // waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
@@ -256,6 +288,10 @@ type event struct {
 	ID   string    `json:"id,omitempty"`
 	Text string    `json:"text"`
 	Time time.Time `json:"-"`
+
+	Offset    uint64 `json:"offset,omitempty"` // message and history: the room's offset of it
+	Epoch     string `json:"epoch,omitempty"`
+	Recovered *bool  `json:"recovered,omitempty"` // reply to a recovery
 }
 
 // Who sent a message that did not come from a WebSocket connection.
@@ -278,7 +314,7 @@ func (e event) encode(jsonFormat bool) []byte {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	// Every field is a string, so Encode cannot fail.
+	// Every field is a string, a number or a bool, so Encode cannot fail.
 	enc.Encode(wire{e, e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")})
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +38,8 @@ type hubOptions struct {
 // its lock the hub only queues: enqueue never blocks, and the cluster takes the outbox.
 type Hub struct {
 	live  *live
-	store *fileStore // nil: no room files, history in memory only
+	store *fileStore  // nil: no room files, history in memory only
+	hlog  *historyLog // nil: history in memory only
 	hello func(ctx context.Context, name string) (string, error)
 	relay bool
 	log   *slog.Logger
@@ -68,7 +70,7 @@ type relayItem struct {
 	ack *peerAck
 }
 
-// newHub loads the history an earlier Shutdown saved in the data directory, if any.
+// newHub loads the history log of the data directory, if any.
 func newHub(o hubOptions) (*Hub, error) {
 	h := &Hub{
 		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()),
@@ -86,14 +88,11 @@ func newHub(o hubOptions) (*Hub, error) {
 		if h.store, err = newFileStore(o.DataDir, h.members, h.log); err != nil {
 			return nil, err
 		}
-		msgs, err := h.store.loadHistory(s)
-		if err != nil {
+		if h.hlog, err = openHistoryLog(filepath.Join(o.DataDir, "history"), s, h.log, h.restore); err != nil {
 			h.store.Close(context.Background())
 			return nil, err
 		}
-		for _, ev := range msgs {
-			h.remember(ev)
-		}
+		h.hlog.start(h.snapshot, h.committed)
 	}
 	if s.PingInterval > 0 {
 		go h.pingLoop(s.PingInterval)
@@ -136,14 +135,21 @@ func (h *Hub) unregister(c *conn) {
 }
 
 func (h *Hub) join(c *conn, room string) error {
-	max := h.live.get().MaxRooms
 	h.mu.Lock()
+	first, err := h.joinLocked(c, room)
+	h.mu.Unlock()
+	h.tellJoined(first)
+	return err
+}
+
+// joinLocked adds c to room and reports whether c is the room's first member here. h.mu must
+// be held.
+func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 	_, in := c.rooms[room]
-	if !in && len(c.rooms) >= max {
-		h.mu.Unlock()
-		return fmt.Errorf("too many rooms (at most %d)", max)
+	if max := h.live.get().MaxRooms; !in && len(c.rooms) >= max {
+		return false, fmt.Errorf("too many rooms (at most %d)", max)
 	}
-	first, tell := !in && len(h.rooms[room]) == 0, h.interest
+	first = !in && len(h.rooms[room]) == 0
 	if h.rooms[room] == nil {
 		h.rooms[room] = make(map[*conn]uint64)
 	}
@@ -152,12 +158,16 @@ func (h *Hub) join(c *conn, room string) error {
 		c.rooms[room] = struct{}{}
 		h.rooms[room][c] = h.seq
 	}
-	h.mu.Unlock()
-	if first && tell != nil {
-		tell(true) // the other nodes relay this room here before the join is answered
-	}
 	h.store.mark(room)
-	return nil
+	return first, nil
+}
+
+// tellJoined waits, after a room's first join here, until the other nodes relay the room here,
+// so that the join is answered only then. h.mu must not be held.
+func (h *Hub) tellJoined(first bool) {
+	if first && h.interest != nil {
+		h.interest(true)
+	}
 }
 
 // leave removes c from rooms; leaving a room one is not in is no error.
@@ -200,39 +210,91 @@ func (h *Hub) joined(c *conn) []string {
 }
 
 // PushRoom sends text to room ("": everyone) as Deliver does.
-func (h *Hub) PushRoom(room, text, from string) int {
+func (h *Hub) PushRoom(room, text, from string) (int, error) {
 	return h.Deliver(newFrames(event{Kind: kindMessage, Room: room, From: from, Text: text, Time: time.Now()}), nil)
 }
 
-func (h *Hub) PushAll(text, from string) int { return h.PushRoom("", text, from) }
+func (h *Hub) PushAll(text, from string) int {
+	n, _ := h.PushRoom("", text, from)
+	return n
+}
 
 // Deliver sends a message to the members of its room, and into its history, or to every
 // connection when the room is ""; with Relay also to the outbox, where ack waits for the other
-// nodes' counts. It returns how many connections on this node accepted it.
-func (h *Hub) Deliver(f frames, ack *peerAck) int { return h.deliver(f, h.relay, ack) }
+// nodes' counts. A room message gets the room's next offset and, with the history log, is
+// written to it before anyone gets it. Deliver returns how many connections on this node
+// accepted it, and an error if it could not be stored.
+func (h *Hub) Deliver(f frames, ack *peerAck) (int, error) { return h.deliver(f, h.relay, ack).wait() }
 
-// DeliverLocal is Deliver for a message from another node: never relayed.
-func (h *Hub) DeliverLocal(f frames) int { return h.deliver(f, false, nil) }
+// DeliverLocal is Deliver for a message from another node: never relayed. The caller waits.
+func (h *Hub) DeliverLocal(f frames) *logItem { return h.deliver(f, false, nil) }
 
-func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
+func (it *logItem) wait() (int, error) {
+	<-it.done
+	return it.n, it.err
+}
+
+func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 	h.messagesIn.Add(1)
+	it := &logItem{f: f, relay: relay, ack: ack, done: make(chan struct{})}
 	h.mu.Lock()
-	members := h.conns
 	if f.ev.Room != "" {
-		h.remember(f.ev)
-		members = h.rooms[f.ev.Room]
+		it.f.ev.Epoch, it.f.ev.Offset = h.remember(it.f.ev)
+		it.f.json = it.f.ev.encode(true)
+	}
+	if f.ev.Room != "" && h.hlog != nil {
+		h.hlog.add(it)
+		h.mu.Unlock()
+		return it
+	}
+	drop := h.send(it)
+	h.mu.Unlock()
+	if drop != nil {
+		drop.answer(0)
+	}
+	close(it.done)
+	return it
+}
+
+// committed delivers items the history log has written (or failed to write).
+func (h *Hub) committed(items []*logItem) {
+	var drops []*peerAck
+	h.mu.Lock()
+	for _, it := range items {
+		if e := h.history[it.f.ev.Room]; e != nil && e.Value.(*roomHistory).epoch == it.f.ev.Epoch {
+			rh := e.Value.(*roomHistory)
+			rh.shown = max(rh.shown, it.f.ev.Offset)
+		}
+		drops = append(drops, h.send(it))
+	}
+	h.mu.Unlock()
+	for i, it := range items {
+		if drops[i] != nil {
+			drops[i].answer(0)
+		}
+		close(it.done)
+	}
+}
+
+// send queues it for the members of its room and the outbox; h.mu must be held. It returns an
+// ack to answer with 0 once the lock is released: not relayed, or the oldest in a full outbox.
+func (h *Hub) send(it *logItem) *peerAck {
+	members := h.conns
+	if it.f.ev.Room != "" {
+		members = h.rooms[it.f.ev.Room]
 	}
 	for c := range members {
-		b := f.text
+		b := it.f.text
 		if c.json.Load() {
-			b = f.json
+			b = it.f.json
 		}
 		if c.enqueue(b) {
-			n++
+			it.n++
 		}
 	}
-	if relay {
-		h.outbox = append(h.outbox, relayItem{f, ack})
+	ack := it.ack
+	if it.relay {
+		h.outbox = append(h.outbox, relayItem{it.f, ack})
 		ack = nil
 		if len(h.outbox) > peerQueueMax {
 			ack = h.outbox[0].ack
@@ -240,11 +302,7 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) (n int) {
 		}
 		notify(h.relayed)
 	}
-	h.mu.Unlock()
-	if ack != nil {
-		ack.answer(0) // not relayed, or the oldest in a full outbox
-	}
-	return n
+	return ack
 }
 
 func (h *Hub) Relayed() <-chan struct{} { return h.relayed }
@@ -266,36 +324,71 @@ func (h *Hub) TakeRelayed() []relayItem {
 	return items
 }
 
+// roomHistory is a room's recent messages and where its offsets stand.
 type roomHistory struct {
-	room  string
-	msgs  []event
-	bytes int
+	room        string
+	epoch       string // new whenever the room's history starts afresh
+	last, shown uint64 // offsets of the newest message, and of the newest delivered
+	msgs        []event
+	bytes       int
 }
 
 func historyCost(ev event) int {
 	return len(ev.Room) + len(ev.From) + len(ev.Text) + historyEntryOverhead
 }
 
-// remember appends ev to its room's history. h.mu must be held.
-func (h *Hub) remember(ev event) {
-	max := h.live.get().History
+// remember appends ev to its room's history with the room's next offset, which it returns with the
+// epoch. A room without history starts a new epoch. h.mu must be held.
+func (h *Hub) remember(ev event) (string, uint64) {
+	rh := h.roomHistory(ev.Room, "")
+	rh.last++
+	if h.hlog == nil {
+		rh.shown = rh.last
+	}
+	ev.Epoch, ev.Offset = rh.epoch, rh.last
+	h.keep(rh, ev)
+	return rh.epoch, rh.last
+}
+
+// restore appends a message read from the log, offset and epoch as they were: a new epoch starts
+// the room afresh, an offset that does not grow is skipped. Only newHub calls it.
+func (h *Hub) restore(ev event) {
+	rh := h.roomHistory(ev.Room, ev.Epoch)
+	if ev.Offset <= rh.last {
+		return
+	}
+	rh.last, rh.shown = ev.Offset, ev.Offset
+	h.keep(rh, ev)
+}
+
+// roomHistory returns room's history, made the most recent, starting it afresh if it has none or,
+// with epoch set, if its epoch differs. h.mu must be held.
+func (h *Hub) roomHistory(room, epoch string) *roomHistory {
+	if e := h.history[room]; e != nil && (epoch == "" || e.Value.(*roomHistory).epoch == epoch) {
+		h.recent.MoveToFront(e)
+		return e.Value.(*roomHistory)
+	} else if e != nil {
+		h.historyBytes -= e.Value.(*roomHistory).bytes
+		h.recent.Remove(e)
+	}
+	rh := &roomHistory{room: room, epoch: cmp.Or(epoch, strings.ToLower(rand.Text()[:8]))}
+	h.history[room] = h.recent.PushFront(rh)
+	return rh
+}
+
+// keep appends ev to rh within the bounds. h.mu must be held.
+func (h *Hub) keep(rh *roomHistory, ev event) {
+	s := h.live.get()
+	max := s.History
 	if max <= 0 {
 		return
 	}
-	e := h.history[ev.Room]
-	if e == nil {
-		e = h.recent.PushFront(&roomHistory{room: ev.Room})
-		h.history[ev.Room] = e
-	} else {
-		h.recent.MoveToFront(e)
-	}
-	rh := e.Value.(*roomHistory)
 	rh.msgs = append(rh.msgs, ev)
 	rh.bytes += historyCost(ev)
 	h.historyBytes += historyCost(ev)
 	// Past a bound, drop this room's oldest messages if it holds too many or is the only one left,
 	// else forget the room least recently written to.
-	for len(rh.msgs) > max || h.historyBytes > maxHistoryBytes || len(h.history) > maxHistoryRooms {
+	for len(rh.msgs) > max || h.historyBytes > s.historyBytes() || len(h.history) > maxHistoryRooms {
 		old := h.recent.Back().Value.(*roomHistory)
 		if old != rh && len(rh.msgs) <= max {
 			h.historyBytes -= old.bytes
@@ -312,14 +405,70 @@ func (h *Hub) remember(ev event) {
 	}
 }
 
-// History returns the room's recent messages, oldest first.
+// History returns the room's delivered recent messages, oldest first.
 func (h *Hub) History(room string) []event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if e := h.history[room]; e != nil {
-		return slices.Clone(e.Value.(*roomHistory).msgs)
+	msgs, _, _ := h.delivered(room)
+	return slices.Clone(msgs)
+}
+
+// delivered returns the room's delivered messages in history, its epoch and its last delivered
+// offset. h.mu must be held.
+func (h *Hub) delivered(room string) ([]event, string, uint64) {
+	e := h.history[room]
+	if e == nil {
+		return nil, "", 0
 	}
-	return nil
+	rh := e.Value.(*roomHistory)
+	i := len(rh.msgs)
+	for i > 0 && rh.msgs[i-1].Offset > rh.shown {
+		i--
+	}
+	return rh.msgs[:i], rh.epoch, rh.shown
+}
+
+// recover queues for c, as history frames, the room's delivered messages after offset since in
+// epoch, and joins c to the room if join: in one step, so that every later message reaches c as a
+// live one. At most half of c's queue is filled at once (the rest is for live messages): past that
+// only the newest that fit are sent. It returns the room's epoch and last offset, how many were
+// sent, and whether they are every message after since.
+func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join bool) (ep string, last uint64, n int, ok bool, err error) {
+	first := false
+	defer func() { h.tellJoined(first) }() // after the unlock below
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if join {
+		if first, err = h.joinLocked(c, room); err != nil {
+			return "", 0, 0, false, err
+		}
+	}
+	msgs, ep, last := h.delivered(room)
+	ok = epoch == ep || epoch == "" && since == 0
+	if !ok {
+		since = 0
+	}
+	i, _ := slices.BinarySearchFunc(msgs, since+1, func(ev event, o uint64) int { return cmp.Compare(ev.Offset, o) })
+	ok = ok && since <= last && (i > 0 || len(msgs) == 0 && since == last || len(msgs) > 0 && msgs[0].Offset == since+1)
+	jsonMode := c.json.Load()
+	c.qmu.Lock()
+	roomBytes, roomMsgs := c.set.QueueBytes/2-c.queued, c.set.QueueMessages/2-len(c.queue)
+	c.qmu.Unlock()
+	var frames [][]byte
+	for j := len(msgs) - 1; j >= i; j-- {
+		ev := msgs[j]
+		ev.Kind = kindHistory
+		b := ev.encode(jsonMode)
+		if roomBytes -= len(b); roomBytes < 0 || len(frames) >= roomMsgs {
+			ok = false
+			break
+		}
+		frames = append(frames, b)
+	}
+	for j := len(frames) - 1; j >= 0; j-- {
+		c.enqueue(frames[j])
+	}
+	return ep, last, len(frames), ok, nil
 }
 
 // hubCounts is the hub's state for /Index/stats, ws.stats and /metrics.
@@ -417,13 +566,20 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	if h.store != nil {
-		h.mu.Lock()
-		var msgs []event
-		for _, e := range h.history {
-			msgs = append(msgs, e.Value.(*roomHistory).msgs...)
-		}
-		h.mu.Unlock()
-		err = errors.Join(err, h.store.Close(ctx), h.store.saveHistory(msgs))
+		err = errors.Join(err, h.store.Close(ctx), h.hlog.Close())
 	}
 	return err
+}
+
+// snapshot returns every room's history, the rooms least recently written to first, and takes the
+// history log's pending items, which it holds: for a compaction, which runs on the log's writer.
+func (h *Hub) snapshot() ([]event, []*logItem) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var evs []event
+	for e := h.recent.Back(); e != nil; e = e.Prev() {
+		evs = append(evs, e.Value.(*roomHistory).msgs...)
+	}
+	items, _ := h.hlog.take()
+	return evs, items
 }

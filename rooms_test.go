@@ -50,7 +50,7 @@ func TestSlowReaderIsDropped(t *testing.T) {
 			t.Fatalf("fast client: got %.20q, want %.20q", got, msg)
 		}
 	}
-	if got := ts.hub.PushRoom("room1", "after", fromHTTP); got != 1 {
+	if got, _ := ts.hub.PushRoom("room1", "after", fromHTTP); got != 1 {
 		t.Errorf("delivered after the drop = %d, want 1", got)
 	}
 	fast.expect("after")
@@ -285,7 +285,7 @@ func TestConcurrentPushesKeepOrderPerSender(t *testing.T) {
 	for s := range senders {
 		wg.Go(func() {
 			for i := range each {
-				if n := ts.hub.PushRoom("room1", fmt.Sprintf("%d:%d", s, i), fromTars); n != clients {
+				if n, _ := ts.hub.PushRoom("room1", fmt.Sprintf("%d:%d", s, i), fromTars); n != clients {
 					t.Errorf("delivered to %d, want %d", n, clients)
 				}
 			}

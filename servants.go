@@ -49,7 +49,7 @@ type registrar interface {
 // checked the same way, records which rooms a peer has members in. Each call checks
 // against the settings in force.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
-	push := func(ctx context.Context, ev event) int {
+	push := func(ctx context.Context, ev event) (int, error) {
 		if cl == nil {
 			return hub.Deliver(newFrames(ev), nil)
 		}
@@ -82,7 +82,10 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 		if err := check(cur, &room, msg); err != nil {
 			return codeOf(err), err
 		}
-		n := push(ctx, event{Kind: kindMessage, Room: room, From: fromTars, Text: msg, Time: time.Now()})
+		n, err := push(ctx, event{Kind: kindMessage, Room: room, From: fromTars, Text: msg, Time: time.Now()})
+		if err != nil {
+			return tars.ServerUnknownErr, err
+		}
 		out.PutInt32(0, "", 0)
 		out.PutInt32(3, "delivered", int32(n))
 		return tars.Success, nil
@@ -95,7 +98,7 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 		if err := check(cur, nil, msg); err != nil {
 			return codeOf(err), err
 		}
-		n := push(ctx, event{Kind: kindMessage, From: fromTars, Text: msg, Time: time.Now()})
+		n, _ := push(ctx, event{Kind: kindMessage, From: fromTars, Text: msg, Time: time.Now()}) // no history: cannot fail
 		out.PutInt32(0, "", 0)
 		out.PutInt32(2, "delivered", int32(n))
 		return tars.Success, nil
@@ -128,6 +131,7 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 		}
 		now, set := time.Now(), *l.get()
 		counts := make([]int32, len(msgs))
+		items := make([]*logItem, len(msgs)) // delivered together: their writes share a sync
 		var bad, retimed int
 		var first error
 		for i := range msgs {
@@ -144,7 +148,16 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 				retimed++
 			}
 			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time)}
-			counts[i] = int32(hub.DeliverLocal(newFrames(ev)))
+			items[i] = hub.DeliverLocal(newFrames(ev))
+		}
+		for i, it := range items {
+			if it != nil {
+				n, err := it.wait()
+				counts[i] = int32(n)
+				if err != nil {
+					counts[i] = -1
+				}
+			}
 		}
 		if bad > 0 || retimed > 0 {
 			hub.log.Warn("peerPush: messages refused or retimed", "caller", cur.RemoteAddr.String(),

@@ -37,6 +37,7 @@ const websocketPath = "/tars/application/websocket"
 type Settings struct {
 	Store         string        `conf:"store"`             // "file" (the default) or "memory"
 	History       int           `conf:"history"`           // messages kept per room for history|ROOM
+	HistoryDisk   int64         `conf:"history-disk"`      // bound of the history log on disk (store=file)
 	MaxMessage    int           `conf:"max-message"`       // largest WebSocket message accepted, bytes
 	QueueMessages int           `conf:"queue-messages"`    // per-connection outgoing queue, messages
 	QueueBytes    int           `conf:"queue-bytes"`       // per-connection outgoing queue, bytes
@@ -65,6 +66,7 @@ func DefaultSettings() Settings {
 	return Settings{
 		Store:         "file",
 		History:       50,
+		HistoryDisk:   256 << 20,
 		MaxMessage:    64 << 10,
 		QueueMessages: 256,
 		QueueBytes:    1 << 20,
@@ -96,11 +98,24 @@ func (s Settings) check() error {
 		return fmt.Errorf("ping-interval (%d ms) must be less than idle-timeout (%d ms), or idle connections are dropped between pings",
 			s.PingInterval.Milliseconds(), s.IdleTimeout.Milliseconds())
 	}
-	if per := s.MaxRoomName + s.MaxMessage + historyEntryOverhead; s.History > maxHistoryBytes/per {
+	if per := s.MaxRoomName + s.MaxMessage + historyEntryOverhead; s.History > s.historyBytes()/per {
 		return fmt.Errorf("history (%d) x max-message (%d) is more than the %d bytes all rooms' history may hold: "+
-			"keep history at most %d or lower max-message", s.History, s.MaxMessage, maxHistoryBytes, maxHistoryBytes/per)
+			"keep history at most %d, lower max-message or raise history-disk", s.History, s.MaxMessage, s.historyBytes(), s.historyBytes()/per)
+	}
+	if s.Store == "file" && s.HistoryDisk < minHistoryDisk {
+		return fmt.Errorf("history-disk (%d) is less than %d bytes", s.HistoryDisk, minHistoryDisk)
 	}
 	return nil
+}
+
+// historyBytes bounds all rooms' history in memory. With the file store it is a quarter of
+// history-disk: a record takes less than its history cost, and the log holds at most twice its
+// compacted size, plus the compacted copy while it is written.
+func (s Settings) historyBytes() int {
+	if s.Store == "file" {
+		return int(min(maxHistoryBytes, s.HistoryDisk/4))
+	}
+	return maxHistoryBytes
 }
 
 // live holds the settings in force. A config file pulled while the server
@@ -214,6 +229,7 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	s := Settings{
 		Store:         r.Str(p("store"), d.Store),
 		History:       r.Int(p("history"), d.History, 0),
+		HistoryDisk:   r.Size(p("history-disk"), d.HistoryDisk),
 		MaxMessage:    r.IntSize(p("max-message"), d.MaxMessage),
 		QueueMessages: r.Int(p("queue-messages"), d.QueueMessages, 1),
 		QueueBytes:    r.IntSize(p("queue-bytes"), d.QueueBytes),

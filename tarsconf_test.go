@@ -143,7 +143,7 @@ config-files=a.conf, b.json`)
 		t.Fatal(err)
 	}
 	want := Settings{
-		Store: "memory", History: 0, MaxMessage: 1024, QueueMessages: 8, QueueBytes: 2 << 20,
+		Store: "memory", History: 0, HistoryDisk: 256 << 20, MaxMessage: 1024, QueueMessages: 8, QueueBytes: 2 << 20,
 		MaxRooms: 3, MaxRoomName: 16, Origins: []string{"https://a.example", "https://b.example"},
 		MaxConnsPerIP: 5, CommandRate: 0.5, CommandBurst: 2,
 		PingInterval: time.Second, IdleTimeout: 3 * time.Second, WriteTimeout: 500 * time.Millisecond,

@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// historyLog is the durable history of every room: one append-only file of checksummed records,
+// one per room message, oldest first. One writer goroutine takes every message gathered since its
+// last write, writes them and syncs once (group commit), then hands them back to the hub, which
+// only then delivers them: no one sees a message that a crash could take back, so an offset is
+// never handed out twice. Once the file has doubled since its last compaction, it is rewritten
+// atomically from the hub's history.
+//
+// Record: uint32 length, uint32 CRC-32C of the payload, payload: uvarint offset, varint unix
+// milliseconds, then room, epoch, sender and text, each a uvarint length and its bytes.
+type historyLog struct {
+	path      string
+	log       *slog.Logger
+	snapshot  func() ([]event, []*logItem) // the hub's history, and the pending items it holds
+	committed func([]*logItem)             // delivers items once written
+
+	mu      sync.Mutex
+	pending []*logItem
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+
+	f          *os.File // the writer's
+	size, base int64    // bytes in the file; right after the last compaction
+}
+
+// logItem is one message on its way to the disk; done is closed once it is delivered.
+type logItem struct {
+	f     frames
+	relay bool
+	ack   *peerAck
+	n     int
+	err   error
+	done  chan struct{}
+}
+
+const (
+	logFileName    = "messages.log"
+	recordHeader   = 8       // length, checksum
+	compactFloor   = 1 << 20 // no compaction below this size
+	maxSavedFrom   = 256     // longest sender accepted from the log
+	minHistoryDisk = 4 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+var errLogClosed = errors.New("history log: shutting down")
+
+// openHistoryLog reads the log under dir, hands each valid record to restore, cuts a torn or
+// corrupt tail (with a warning) and opens the log for appending.
+func openHistoryLog(dir string, s *Settings, log *slog.Logger, restore func(event)) (*historyLog, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("history log: %w", err)
+	}
+	l := &historyLog{path: filepath.Join(dir, logFileName), log: log,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("history log: %w", err)
+	}
+	good, skipped, err := readLog(bufio.NewReader(f), maxHistoryBytes, func(ev event) bool {
+		if checkRecord(ev, s) != nil {
+			return false
+		}
+		restore(ev)
+		return true
+	})
+	if skipped > 0 {
+		log.Warn("history log: records that break the limits skipped", "file", l.path, "count", skipped)
+	}
+	fi, serr := f.Stat()
+	if serr == nil && fi.Size() > good {
+		log.Warn("history log: torn or corrupt tail cut", "file", l.path, "at", good, "bytes", fi.Size()-good, "err", err)
+		serr = f.Truncate(good)
+	}
+	if serr == nil {
+		_, serr = f.Seek(good, io.SeekStart)
+	}
+	if serr != nil {
+		f.Close()
+		return nil, fmt.Errorf("history log: %w", serr)
+	}
+	l.f, l.size, l.base = f, good, good
+	return l, nil
+}
+
+// start runs the writer.
+func (l *historyLog) start(snapshot func() ([]event, []*logItem), committed func([]*logItem)) {
+	l.snapshot, l.committed = snapshot, committed
+	go l.writer()
+}
+
+// checkRecord reports what makes a record from the log unacceptable with settings s: a record
+// within them but not these is skipped, one longer than all history can hold is corruption.
+func checkRecord(ev event, s *Settings) error {
+	switch {
+	case checkRoom(ev.Room, s) != nil:
+		return checkRoom(ev.Room, s)
+	case checkMessage(&ev.Text, s) != nil:
+		return checkMessage(&ev.Text, s)
+	case len(ev.From) > maxSavedFrom || !utf8.ValidString(ev.From) || len(ev.Epoch) > 32 || ev.Offset == 0:
+		return errors.New("bad sender, epoch or offset")
+	case ev.Time.After(time.Now().Add(24 * time.Hour)):
+		return fmt.Errorf("time %v out of range", ev.Time)
+	}
+	return nil
+}
+
+// add queues an item for the writer; the hub calls it under its lock, so items keep their order.
+func (l *historyLog) add(it *logItem) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		it.err = errLogClosed
+		close(it.done)
+		return
+	}
+	l.pending = append(l.pending, it)
+	notify(l.wake)
+}
+
+// take returns the pending items, and whether the log is closed.
+func (l *historyLog) take() ([]*logItem, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	items := l.pending
+	l.pending = nil
+	return items, l.closed
+}
+
+func (l *historyLog) writer() {
+	defer close(l.done)
+	for range l.wake {
+		for {
+			items, closed := l.take()
+			if len(items) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			var buf []byte
+			for _, it := range items {
+				buf = appendRecord(buf, it.f.ev)
+			}
+			_, err := l.f.Write(buf)
+			if err == nil {
+				err = l.f.Sync()
+			}
+			if err != nil {
+				l.log.Error("history log: write failed; messages delivered but not stored", "err", err)
+				l.f.Truncate(l.size)
+				l.f.Seek(l.size, io.SeekStart)
+				for _, it := range items {
+					it.err = fmt.Errorf("history log: %w", err)
+				}
+			} else {
+				l.size += int64(len(buf))
+			}
+			l.committed(items)
+			if l.size > max(2*l.base, compactFloor) {
+				l.compact()
+			}
+		}
+	}
+}
+
+// compact rewrites the log from the hub's history: write aside, sync, rename, sync the directory.
+// The items pending meanwhile are in the snapshot, so the new file commits them too.
+func (l *historyLog) compact() {
+	evs, items := l.snapshot()
+	var buf []byte
+	for _, ev := range evs {
+		buf = appendRecord(buf, ev)
+	}
+	err := writeFileAtomic(l.path, buf, true)
+	var f *os.File
+	if err == nil {
+		f, err = os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0)
+	}
+	if err == nil {
+		if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
+			err = d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
+		l.log.Error("history log: compaction failed", "err", err)
+		if f != nil {
+			f.Close()
+		}
+		// The items go to the old file, as usual.
+		l.mu.Lock()
+		l.pending = append(items, l.pending...)
+		l.mu.Unlock()
+		notify(l.wake)
+		return
+	}
+	l.f.Close()
+	l.f, l.size, l.base = f, int64(len(buf)), int64(len(buf))
+	l.committed(items)
+}
+
+// Close writes what is pending and closes the file. A nil log has nothing to close.
+func (l *historyLog) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	already := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if already {
+		return nil
+	}
+	notify(l.wake)
+	<-l.done
+	return l.f.Close()
+}
+
+// appendRecord appends ev's record to b.
+func appendRecord(b []byte, ev event) []byte {
+	start := len(b)
+	b = append(b, make([]byte, recordHeader)...)
+	b = binary.AppendUvarint(b, ev.Offset)
+	b = binary.AppendVarint(b, ev.Time.UnixMilli())
+	for _, s := range []string{ev.Room, ev.Epoch, ev.From, ev.Text} {
+		b = append(binary.AppendUvarint(b, uint64(len(s))), s...)
+	}
+	p := b[start+recordHeader:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(p)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(p, crcTable))
+	return b
+}
+
+// readLog reads records from r until its end or the first torn or corrupt one, and hands each to
+// use. It returns the length of the good records, how many use refused, and, if it stopped early,
+// why.
+func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, skipped int, err error) {
+	var h [recordHeader]byte
+	var p []byte
+	for {
+		if _, err = io.ReadFull(r, h[:]); err == io.EOF {
+			return good, skipped, nil
+		} else if err != nil {
+			return good, skipped, err
+		}
+		n := binary.LittleEndian.Uint32(h[:])
+		if n > uint32(maxPayload) {
+			return good, skipped, fmt.Errorf("record of %d bytes, more than %d", n, maxPayload)
+		}
+		// Read as far as the file goes: a torn length costs no more memory than the file holds.
+		if p, err = io.ReadAll(io.LimitReader(r, int64(n))); err == nil && len(p) < int(n) {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return good, skipped, err
+		}
+		if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(h[4:]) {
+			return good, skipped, errors.New("checksum mismatch")
+		}
+		ev, err := decodeRecord(p)
+		if err != nil {
+			return good, skipped, err
+		}
+		if !use(ev) {
+			skipped++
+		}
+		good += int64(recordHeader + n)
+	}
+}
+
+// decodeRecord decodes a record's payload; every byte must belong to a field.
+func decodeRecord(p []byte) (event, error) {
+	bad := errors.New("malformed record")
+	ev := event{Kind: kindMessage}
+	off, n := binary.Uvarint(p)
+	if n <= 0 {
+		return ev, bad
+	}
+	p = p[n:]
+	ms, n := binary.Varint(p)
+	if n <= 0 {
+		return ev, bad
+	}
+	p = p[n:]
+	ev.Offset, ev.Time = off, time.UnixMilli(ms)
+	for _, s := range []*string{&ev.Room, &ev.Epoch, &ev.From, &ev.Text} {
+		l, n := binary.Uvarint(p)
+		if n <= 0 || l > uint64(len(p)-n) {
+			return ev, bad
+		}
+		*s, p = string(p[n:n+int(l)]), p[n+int(l):]
+	}
+	if len(p) != 0 {
+		return ev, bad
+	}
+	return ev, nil
+}

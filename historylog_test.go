@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// frame is a json-format frame, as a page reads it.
+type frame struct {
+	Kind, Room, Text, Epoch, Cmd string
+	Offset                       uint64
+	Recovered                    *bool
+}
+
+func (c *wsClient) frame() frame {
+	c.t.Helper()
+	var f frame
+	if s := c.recv(); json.Unmarshal([]byte(s), &f) != nil {
+		c.t.Fatalf("frame %q is not json", s)
+	}
+	return f
+}
+
+// recoverFrom sends cmd with since and epoch and returns the history frames before the reply, and
+// the reply.
+func (c *wsClient) recoverFrom(cmd, room string, since uint64, epoch string) ([]frame, frame) {
+	c.t.Helper()
+	c.send(fmt.Sprintf(`%s|{"roomNum":%q,"since":%d,"epoch":%q}`, cmd, room, since, epoch))
+	var hist []frame
+	for {
+		f := c.frame()
+		if f.Kind == kindReply || f.Kind == kindError {
+			return hist, f
+		}
+		hist = append(hist, f)
+	}
+}
+
+// TestRecoverExactlyOnce: a page that drops and reconnects with since while messages keep arriving
+// gets every message once, in order, with growing offsets, over many reconnects.
+func TestRecoverExactlyOnce(t *testing.T) {
+	s := testSettings()
+	s.History = 1000
+	ts := startServer(t, s, t.TempDir())
+	const total = 600
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // pushes while the page comes and goes
+		defer wg.Done()
+		for i := range total {
+			if _, err := ts.hub.PushRoom("room1", strconv.Itoa(i), fromHTTP); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%10 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		close(stop)
+	}()
+	var got []string
+	var since uint64
+	epoch := ""
+	reconnects := 0
+	for done := false; !done; reconnects++ {
+		select {
+		case <-stop:
+			done = true // one last reconnect picks up the rest
+		default:
+		}
+		c := ts.dial(t)
+		c.do("format|json")
+		c.recv()
+		hist, reply := c.recoverFrom("subscribe", "room1", since, epoch)
+		if reply.Recovered == nil || !*reply.Recovered {
+			t.Fatalf("reconnect %d since %d epoch %q: reply %+v, want recovered", reconnects, since, epoch, reply)
+		}
+		live := 0
+		for _, f := range hist {
+			got, since, epoch = append(got, f.Text), f.Offset, f.Epoch
+		}
+		for n := rand.IntN(20); live < n && len(got) < total; live++ {
+			f := c.frame()
+			if f.Kind != kindMessage || f.Offset != since+1 {
+				t.Fatalf("live frame %+v after offset %d", f, since)
+			}
+			got, since, epoch = append(got, f.Text), f.Offset, f.Epoch
+		}
+		c.ws.Close()
+	}
+	wg.Wait()
+	t.Logf("%d messages over %d reconnects", len(got), reconnects)
+	if len(got) != total {
+		t.Fatalf("got %d messages, want %d", len(got), total)
+	}
+	for i, m := range got {
+		if m != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q: lost, repeated or out of order", i, m)
+		}
+	}
+}
+
+// TestRecoverNotPossible: a gap larger than the history, a stale epoch and an offset from the
+// future say recovered:false; the first two still get the newest messages.
+func TestRecoverNotPossible(t *testing.T) {
+	ts := startServer(t, testSettings(), t.TempDir()) // history 3
+	for i := range 10 {
+		ts.hub.PushRoom("room1", strconv.Itoa(i), fromHTTP)
+	}
+	c := ts.dial(t)
+	c.do("format|json")
+	c.recv()
+	hist, reply := c.recoverFrom("history", "room1", 2, "")
+	if len(hist) != 3 || hist[0].Text != "7" || hist[2].Offset != 10 || reply.Recovered == nil || *reply.Recovered {
+		t.Fatalf("gap: %+v then %+v; want 7, 8, 9 (offset 10) and recovered:false", hist, reply)
+	}
+	ep := hist[0].Epoch
+	hist, reply = c.recoverFrom("history", "room1", 8, ep)
+	if len(hist) != 2 || hist[0].Text != "8" || !*reply.Recovered || reply.Epoch != ep || reply.Offset != 10 {
+		t.Fatalf("in range: %+v then %+v; want 8, 9 and recovered:true", hist, reply)
+	}
+	hist, reply = c.recoverFrom("subscribe", "room1", 8, "stale")
+	if len(hist) != 3 || *reply.Recovered {
+		t.Fatalf("stale epoch: %+v then %+v; want the 3 held and recovered:false", hist, reply)
+	}
+	hist, reply = c.recoverFrom("history", "room1", 11, ep)
+	if len(hist) != 0 || *reply.Recovered {
+		t.Fatalf("future offset: %+v then %+v; want nothing and recovered:false", hist, reply)
+	}
+	// Text mode: the replies of today.
+	c.do("format|text", "Format text success!")
+	c.do(`history|{"roomNum":"room1","since":9,"epoch":"`+ep+`"}`, "9", "History roomNum:room1 count:1 success!")
+}
+
+// TestCrashKeepsAcknowledged: the real binary, SIGKILLed at random moments while pushes arrive by
+// HTTP and PushObj, has every acknowledged message in its history after a restart, at its offset;
+// a torn record at the log's end is cut with a warning and the server serves on.
+func TestCrashKeepsAcknowledged(t *testing.T) {
+	p := startProc(t, procOpts{websocket: "history=20000\nmax-message=1024"})
+	acked := map[string]uint64{} // text -> offset, once read back
+	var order []string
+	for round := range 4 {
+		px := p.proxy(t, testPushObj, p.push, 1)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					m := fmt.Sprintf("r%d w%d m%d", round, w, i)
+					var err error
+					if w%2 == 0 {
+						_, err = push(px, "room1", m)
+					} else {
+						var resp *http.Response
+						resp, err = http.Get("http://" + p.http + "/Index/pushByRoom?roomNum=room1&message=" + url.QueryEscape(m))
+						if err == nil {
+							body, _ := io.ReadAll(resp.Body)
+							resp.Body.Close()
+							if string(body) != "pushBy room success" {
+								err = fmt.Errorf("reply %q", body)
+							}
+						}
+					}
+					if err != nil {
+						return // killed
+					}
+					mu.Lock()
+					acked[m], order = 0, append(order, m)
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(50+rand.IntN(300)) * time.Millisecond)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.wait()
+		wg.Wait()
+		p = restartProc(t, p)
+	}
+	// A torn record at the end.
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.wait()
+	path := filepath.Join(p.dir, "data", "history", logFileName)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{200, 0, 0, 0, 1, 2, 3, 4, 'x'})
+	f.Close()
+	p = restartProc(t, p)
+
+	c := p.rawWS(t)
+	c.send("format|json")
+	c.send("history|room1") // paced: the whole history, in json format with offsets
+	var last uint64
+	found := 0
+	for {
+		s := c.text()
+		var fr frame
+		json.Unmarshal([]byte(s), &fr)
+		if fr.Kind == kindReply && fr.Cmd == cmdHistory {
+			break
+		}
+		if fr.Kind != kindHistory {
+			continue
+		}
+		if fr.Offset <= last {
+			t.Fatalf("offset %d after %d", fr.Offset, last)
+		}
+		last = fr.Offset
+		if o, ok := acked[fr.Text]; ok && o == 0 {
+			acked[fr.Text] = fr.Offset
+			found++
+		}
+	}
+	t.Logf("%d acknowledged, %d found in history, last offset %d", len(order), found, last)
+	for _, m := range order {
+		if acked[m] == 0 {
+			t.Errorf("acknowledged message %q is not in the history", m)
+		}
+	}
+	if !strings.Contains(p.log(), "tail cut") {
+		t.Errorf("the log does not report the cut:\n%s", p.log())
+	}
+}
+
+// FuzzLogRecord: any bytes read as a log give records that encode back to the same bytes, never a
+// panic, and never more memory than the input holds.
+func FuzzLogRecord(f *testing.F) {
+	f.Add(appendRecord(nil, event{Room: "room1", Epoch: "e", Offset: 7, From: "http", Text: "hi", Time: time.UnixMilli(1)}))
+	f.Add([]byte{255, 255, 255, 255, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var evs, again []event
+		var enc []byte
+		readLog(bytes.NewReader(b), 1<<16, func(ev event) bool {
+			evs, enc = append(evs, ev), appendRecord(enc, ev)
+			return true
+		})
+		good, _, err := readLog(bytes.NewReader(enc), 1<<16, func(ev event) bool { again = append(again, ev); return true })
+		if err != nil || good != int64(len(enc)) || fmt.Sprint(evs) != fmt.Sprint(again) {
+			t.Fatalf("records %v read back as %v (%v)", evs, again, err)
+		}
+	})
+}
