@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -176,73 +175,6 @@ const (
 	peerOriginMax    = 300             // bytes of PeerMessage.origin: a host:port
 	peerClockSkew    = 5 * time.Minute // a message time further from now is replaced by now
 )
-
-// peerMessage is TestApp.PeerMessage (tars/Push.tars).
-type peerMessage struct {
-	Room, Text, From string
-	Time             int64 // Unix milliseconds
-	Origin           string
-}
-
-func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
-	b = tars.AppendStructBegin(b, tag)
-	b = tars.AppendString(b, 0, m.Room)
-	b = tars.AppendString(b, 1, m.Text)
-	b = tars.AppendString(b, 2, m.From)
-	b = tars.AppendInt(b, 3, m.Time)
-	b = tars.AppendString(b, 4, m.Origin)
-	return tars.AppendStructEnd(b)
-}
-
-func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
-	if _, err := d.ReadStructBegin(0, true); err != nil {
-		return err
-	}
-	return cmp.Or(
-		d.ReadString(&m.Room, 0, true),
-		d.ReadString(&m.Text, 1, true),
-		d.ReadString(&m.From, 2, true),
-		d.ReadInt64(&m.Time, 3, true),
-		d.ReadString(&m.Origin, 4, true),
-		d.ReadStructEnd(),
-	)
-}
-
-func appendInt32(b []byte, tag uint8, n int32) []byte { return tars.AppendInt(b, tag, int64(n)) }
-
-func readInt32(d *tars.Decoder, n *int32) error { return d.ReadInt32(n, 0, true) }
-
-// appendList appends v as a vector, its elements at tag 0.
-func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) []byte) []byte {
-	b = tars.AppendListHead(b, tag, len(v))
-	for _, x := range v {
-		b = elem(b, 0, x)
-	}
-	return b
-}
-
-// errPeerBatch refuses a peerPush call with more messages than a sender
-// puts in one, before anything is allocated for them.
-var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
-
-// readList reads a vector of at most max elements (max < 0: any number).
-func readList[T any](d *tars.Decoder, tag uint8, max int,
-	elem func(*tars.Decoder, *T) error) ([]T, error) {
-	n, _, err := d.ReadListLen(tag, true)
-	if err != nil {
-		return nil, err
-	}
-	if max >= 0 && n > max {
-		return nil, errPeerBatch
-	}
-	v := make([]T, n)
-	for i := range v {
-		if err := elem(d, &v[i]); err != nil {
-			return nil, fmt.Errorf("element %d: %w", i, err)
-		}
-	}
-	return v, nil
-}
 
 // readPeerPush reads peerPush's arguments, the token first: a call without
 // the cluster secret is refused before its message list is decoded, and a

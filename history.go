@@ -1,0 +1,171 @@
+package main
+
+import (
+	"cmp"
+	"crypto/rand"
+	"slices"
+	"strings"
+)
+
+// Room history in memory: the recent messages of each room with their offsets and epoch, bounded
+// in bytes with the least recently written rooms forgotten first, and recovery from an offset.
+
+// roomHistory is a room's recent messages and where its offsets stand.
+type roomHistory struct {
+	room        string
+	epoch       string // new whenever the room's history starts afresh
+	last, shown uint64 // offsets of the newest message, and of the newest delivered
+	msgs        []event
+	bytes       int
+}
+
+func historyCost(ev event) int {
+	return len(ev.Room) + len(ev.From) + len(ev.Text) + historyEntryOverhead
+}
+
+// remember appends ev to its room's history with the room's next offset, which it returns with the
+// epoch. A room without history starts a new epoch. h.mu must be held.
+func (h *Hub) remember(ev event) (string, uint64) {
+	rh := h.roomHistory(ev.Room, "")
+	rh.last++
+	if h.hlog == nil {
+		rh.shown = rh.last
+	}
+	ev.Epoch, ev.Offset = rh.epoch, rh.last
+	h.keep(rh, ev)
+	return rh.epoch, rh.last
+}
+
+// restore appends a message read from the log, offset and epoch as they were: a new epoch starts
+// the room afresh, an offset that does not grow is skipped. Only newHub calls it.
+func (h *Hub) restore(ev event) {
+	rh := h.roomHistory(ev.Room, ev.Epoch)
+	if ev.Offset <= rh.last {
+		return
+	}
+	rh.last, rh.shown = ev.Offset, ev.Offset
+	h.keep(rh, ev)
+}
+
+// roomHistory returns room's history, made the most recent, starting it afresh if it has none or,
+// with epoch set, if its epoch differs. h.mu must be held.
+func (h *Hub) roomHistory(room, epoch string) *roomHistory {
+	if e := h.history[room]; e != nil && (epoch == "" || e.Value.(*roomHistory).epoch == epoch) {
+		h.recent.MoveToFront(e)
+		return e.Value.(*roomHistory)
+	} else if e != nil {
+		h.historyBytes -= e.Value.(*roomHistory).bytes
+		h.recent.Remove(e)
+	}
+	rh := &roomHistory{room: room, epoch: cmp.Or(epoch, strings.ToLower(rand.Text()[:8]))}
+	h.history[room] = h.recent.PushFront(rh)
+	return rh
+}
+
+// keep appends ev to rh within the bounds. h.mu must be held.
+func (h *Hub) keep(rh *roomHistory, ev event) {
+	s := h.live.get()
+	max := s.History
+	if max <= 0 {
+		return
+	}
+	rh.msgs = append(rh.msgs, ev)
+	rh.bytes += historyCost(ev)
+	h.historyBytes += historyCost(ev)
+	// Past a bound, drop this room's oldest messages if it holds too many or is the only one left,
+	// else forget the room least recently written to.
+	for len(rh.msgs) > max || h.historyBytes > s.historyBytes() || len(h.history) > maxHistoryRooms {
+		old := h.recent.Back().Value.(*roomHistory)
+		if old != rh && len(rh.msgs) <= max {
+			h.historyBytes -= old.bytes
+			h.recent.Remove(h.history[old.room])
+			delete(h.history, old.room)
+		} else if len(rh.msgs) > 1 {
+			n := historyCost(rh.msgs[0])
+			rh.bytes -= n
+			h.historyBytes -= n
+			rh.msgs = slices.Delete(rh.msgs, 0, 1)
+		} else {
+			break
+		}
+	}
+}
+
+// History returns the room's delivered recent messages, oldest first.
+func (h *Hub) History(room string) []event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	msgs, _, _ := h.delivered(room)
+	return slices.Clone(msgs)
+}
+
+// delivered returns the room's delivered messages in history, its epoch and its last delivered
+// offset. h.mu must be held.
+func (h *Hub) delivered(room string) ([]event, string, uint64) {
+	e := h.history[room]
+	if e == nil {
+		return nil, "", 0
+	}
+	rh := e.Value.(*roomHistory)
+	i := len(rh.msgs)
+	for i > 0 && rh.msgs[i-1].Offset > rh.shown {
+		i--
+	}
+	return rh.msgs[:i], rh.epoch, rh.shown
+}
+
+// recover queues for c, as history frames, the room's delivered messages after offset since in
+// epoch, and joins c to the room if join: in one step, so that every later message reaches c as a
+// live one. At most half of c's queue is filled at once (the rest is for live messages): past that
+// only the newest that fit are sent. It returns the room's epoch and last offset, how many were
+// sent, and whether they are every message after since.
+func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join bool) (ep string, last uint64, n int, ok bool, err error) {
+	first := false
+	defer func() { h.tellJoined(first) }() // after the unlock below
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if join {
+		if first, err = h.joinLocked(c, room); err != nil {
+			return "", 0, 0, false, err
+		}
+	}
+	msgs, ep, last := h.delivered(room)
+	ok = epoch == ep || epoch == "" && since == 0
+	if !ok {
+		since = 0
+	}
+	i, _ := slices.BinarySearchFunc(msgs, since+1, func(ev event, o uint64) int { return cmp.Compare(ev.Offset, o) })
+	ok = ok && since <= last && (i > 0 || len(msgs) == 0 && since == last || len(msgs) > 0 && msgs[0].Offset == since+1)
+	jsonMode := c.json.Load()
+	c.qmu.Lock()
+	roomBytes, roomMsgs := c.set.QueueBytes/2-c.queued, c.set.QueueMessages/2-len(c.queue)
+	c.qmu.Unlock()
+	var frames [][]byte
+	for j := len(msgs) - 1; j >= i; j-- {
+		ev := msgs[j]
+		ev.Kind = kindHistory
+		b := ev.encode(jsonMode)
+		if roomBytes -= len(b); roomBytes < 0 || len(frames) >= roomMsgs {
+			ok = false
+			break
+		}
+		frames = append(frames, b)
+	}
+	for j := len(frames) - 1; j >= 0; j-- {
+		c.enqueue(frames[j])
+	}
+	return ep, last, len(frames), ok, nil
+}
+
+// snapshot returns every room's history, the rooms least recently written to first, and takes the
+// history log's pending items, which it holds: for a compaction, which runs on the log's writer.
+func (h *Hub) snapshot() ([]event, []*logItem) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var evs []event
+	for e := h.recent.Back(); e != nil; e = e.Prev() {
+		evs = append(evs, e.Value.(*roomHistory).msgs...)
+	}
+	items, _ := h.hlog.take()
+	return evs, items
+}
