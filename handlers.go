@@ -19,8 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tarsws/websocketserver/tars"
 	"golang.org/x/net/websocket"
 )
 
@@ -118,7 +118,7 @@ func (h *handler) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !h.hostAllowed(r) {
 			h.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
-			http.Error(w, fmt.Sprintf("host %q is not served here", clip(r.Host)), http.StatusMisdirectedRequest)
+			http.Error(w, fmt.Sprintf("host %q is not served here", tars.Clip(r.Host)), http.StatusMisdirectedRequest)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -167,7 +167,7 @@ func (h *handler) checkOrigin(cfg *websocket.Config, r *http.Request) error {
 	}
 	if !h.originAllowed(origin, r) {
 		h.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
-		return fmt.Errorf("origin %q not allowed", clip(origin))
+		return fmt.Errorf("origin %q not allowed", tars.Clip(origin))
 	}
 	cfg.Origin, _ = url.Parse(origin)
 	return nil
@@ -297,18 +297,4 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
 		st.Cluster = &cs
 	}
 	json.NewEncoder(w).Encode(st)
-}
-
-// clip shortens a value a client chose (an Origin, a Host) for an answer,
-// so no request can make it grow by its own size.
-func clip(s string) string {
-	const n = 128
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }

@@ -177,7 +177,7 @@ func TestHostileClusterPeerPush(t *testing.T) {
 			}
 		}
 		if what != "" {
-			t.Logf("%s: ret %d %q, delivered %v", what, rsp.Ret, clip(rsp.ResultDesc), counts[:min(len(counts), 8)])
+			t.Logf("%s: ret %d %q, delivered %v", what, rsp.Ret, tars.Clip(rsp.ResultDesc), counts[:min(len(counts), 8)])
 		}
 		if rsp.Ret != want {
 			t.Errorf("%s: ret %d, want %d", what, rsp.Ret, want)
@@ -249,7 +249,7 @@ func TestHostileClusterPeerPush(t *testing.T) {
 	c.send("history|room2")
 	var got []string
 	for len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "History roomNum:") {
-		got = append(got, clip(c.text()))
+		got = append(got, tars.Clip(c.text()))
 	}
 	t.Logf("history|room2 after the restart: %q", got)
 	if rss := clusterRSS(t, p.cmd.Process.Pid); rss-rss0 > 64<<20 {

@@ -162,9 +162,10 @@ func (w *rotatingFile) Write(p []byte) (int, error) {
 // clipLen is how much of a value from a request a log record keeps.
 const clipLen = 128
 
-// clip shortens a value a client chose (an Origin, a Host, a room name...)
-// for a log record, so no request can make the log grow by its own size.
-func clip(s string) string {
+// Clip shortens a value a client chose (an Origin, a Host, a room name...)
+// for a log record or an answer, so no request can make either grow by its
+// own size.
+func Clip(s string) string {
 	if len(s) <= clipLen {
 		return s
 	}
@@ -224,7 +225,7 @@ func (s *quietSeen) admit(msg string, now time.Time) (suppressed int, ok bool) {
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, clip(r.Message), r.PC)
+	out := slog.NewRecord(r.Time, r.Level, Clip(r.Message), r.PC)
 	suppressed := 0
 	if r.Level >= slog.LevelWarn {
 		n, ok := h.seen.admit(out.Message, r.Time)
@@ -246,10 +247,10 @@ func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
 func clipAttr(a slog.Attr) slog.Attr {
 	switch v := a.Value.Resolve(); v.Kind() {
 	case slog.KindString:
-		a.Value = slog.StringValue(clip(v.String()))
+		a.Value = slog.StringValue(Clip(v.String()))
 	case slog.KindAny:
 		if err, ok := v.Any().(error); ok {
-			a.Value = slog.StringValue(clip(err.Error()))
+			a.Value = slog.StringValue(Clip(err.Error()))
 		}
 	case slog.KindGroup:
 		a.Value = slog.GroupValue(clipAttrs(v.Group())...)

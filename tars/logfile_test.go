@@ -180,15 +180,15 @@ func TestLogsLevel(t *testing.T) {
 
 func TestClip(t *testing.T) {
 	short := strings.Repeat("a", clipLen)
-	if got := clip(short); got != short {
+	if got := Clip(short); got != short {
 		t.Errorf("clip of %d bytes changed it: %q", len(short), got)
 	}
 	long := strings.Repeat("é", 500) // 2 bytes each: the cut falls inside none
-	got := clip(long)
+	got := Clip(long)
 	if want := strings.Repeat("é", clipLen/2) + "…(1000 bytes)"; got != want {
 		t.Errorf("clip = %q, want %q", got, want)
 	}
-	if odd := clip("x" + long); !utf8.ValidString(odd) || !strings.HasSuffix(odd, "…(1001 bytes)") || len(odd) > clipLen+20 {
+	if odd := Clip("x" + long); !utf8.ValidString(odd) || !strings.HasSuffix(odd, "…(1001 bytes)") || len(odd) > clipLen+20 {
 		t.Errorf("clip cut a rune or kept too much: %q", odd)
 	}
 }
