@@ -97,6 +97,9 @@ func (c *conn) call(data string, s *Settings) {
 	}
 	var args map[string]json.RawMessage
 	switch {
+	case req.Servant == "" || req.Func == "":
+		fail(callBadRequest, errors.New("call: servant and func required"))
+		return
 	case !callAllowed(s.CallAllow, req.Servant, req.Func):
 		fail(callDenied, fmt.Errorf("call: %s.%s is not allowed (call-allow)", req.Servant, req.Func))
 		return
