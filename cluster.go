@@ -95,7 +95,7 @@ type peerItem struct {
 }
 
 func (it *peerItem) cost() int {
-	return len(it.msg.Room) + len(it.msg.Text) + len(it.msg.From) + len(it.msg.Origin) + peerItemCost
+	return len(it.msg.Room) + len(it.msg.Text) + len(it.msg.From) + len(it.msg.Origin) + len(it.msg.To) + peerItemCost
 }
 
 // peer is one other node and the state of its sender.

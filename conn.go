@@ -44,11 +44,12 @@ const (
 // conn is one WebSocket connection: a reader (x/net's goroutine), a bounded queue and a writer that
 // runs only while there is something to write, so an idle connection has one goroutine.
 type conn struct {
-	hub  *Hub
-	set  *Settings // in force when the connection opened
-	id   string    // "c<N>.<tag>", unique across nodes and restarts
-	nc   net.Conn  // under x/net's connection
-	json atomic.Bool
+	hub   *Hub
+	set   *Settings // in force when the connection opened
+	id    string    // "c<N>.<tag>", unique across nodes and restarts
+	nc    net.Conn  // under x/net's connection
+	json  atomic.Bool
+	calls atomic.Int32 // gateway calls in flight
 
 	qmu     sync.Mutex
 	queue   [][]byte      // messages for the writer

@@ -63,6 +63,8 @@ func parseCommand(frame string, s *Settings) (command, error) {
 		if data != "json" && data != "text" {
 			err = fmt.Errorf("unknown format %q (want json or text)", data)
 		}
+	case cmdCall:
+		cmd.Text = data // checked by call
 	case cmdHello:
 		cmd.Text = data
 		if err = checkMessage(&data, s); data == "" {
@@ -195,6 +197,8 @@ func (c *conn) handle(frame string) {
 		c.reply(name, "", "Format "+cmd.Text+" success!", nil)
 	case cmdRooms:
 		c.reply(name, "", "Rooms: "+strings.Join(h.joined(c), ","), nil)
+	case cmdCall:
+		c.call(cmd.Text, s)
 	case cmdHello:
 		if h.hello == nil {
 			c.reply(name, "", "", errors.New("no Hello servant configured"))
@@ -292,6 +296,7 @@ type event struct {
 	Offset    uint64 `json:"offset,omitempty"` // message and history: the room's offset of it
 	Epoch     string `json:"epoch,omitempty"`
 	Recovered *bool  `json:"recovered,omitempty"` // reply to a recovery
+	To        string `json:"-"`                   // a message for this connection only (pushToConn)
 }
 
 // Who sent a message that did not come from a WebSocket connection.

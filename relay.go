@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tarsws/websocketserver/tars"
@@ -24,7 +25,8 @@ func (c *Cluster) relay() {
 		ev := it.f.ev
 		var skip []*peer
 		for _, p := range c.peers {
-			if _, in := p.wants[ev.Room]; ev.Room != "" && p.wants != nil && !in {
+			_, tag, _ := strings.Cut(ev.To, ".")
+			if _, in := p.wants[ev.Room]; ev.Room != "" && p.wants != nil && !in || ev.To != "" && p.epoch != "" && p.epoch != tag {
 				skip = append(skip, p)
 			} else if p.State == "down" || c.closing {
 				p.owes = max(p.owes, c.end()+1)
@@ -33,7 +35,7 @@ func (c *Cluster) relay() {
 			}
 			p.signal()
 		}
-		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin}
+		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin, To: ev.To}
 		c.relayed = append(c.relayed, peerItem{m, it.ack, c.bytes, skip})
 		c.bytes += c.relayed[len(c.relayed)-1].cost()
 	}
@@ -265,6 +267,7 @@ type peerMessage struct {
 	Room, Text, From string
 	Time             int64 // Unix milliseconds
 	Origin           string
+	To               string // a connection id: for it only (pushToConn); "": the room's members, or everyone
 }
 
 func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
@@ -274,6 +277,9 @@ func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
 	b = tars.AppendString(b, 2, m.From)
 	b = tars.AppendInt(b, 3, m.Time)
 	b = tars.AppendString(b, 4, m.Origin)
+	if m.To != "" {
+		b = tars.AppendString(b, 5, m.To)
+	}
 	return tars.AppendStructEnd(b)
 }
 
@@ -287,6 +293,7 @@ func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
 		d.ReadString(&m.From, 2, true),
 		d.ReadInt64(&m.Time, 3, true),
 		d.ReadString(&m.Origin, 4, true),
+		d.ReadString(&m.To, 5, false),
 		d.ReadStructEnd(),
 	)
 }

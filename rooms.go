@@ -31,6 +31,7 @@ type hubOptions struct {
 	DataDir string                                                 // "" or store=memory: no files
 	Hello   func(ctx context.Context, name string) (string, error) // nil: no Hello servant
 	Relay   bool                                                   // keep an outbox for the cluster
+	Gateway *gateway                                               // nil: call is refused
 	Log     *slog.Logger
 }
 
@@ -41,6 +42,7 @@ type Hub struct {
 	store *fileStore  // nil: no room files, history in memory only
 	hlog  *historyLog // nil: history in memory only
 	hello func(ctx context.Context, name string) (string, error)
+	gw    *gateway
 	relay bool
 	log   *slog.Logger
 	idTag string
@@ -73,7 +75,7 @@ type relayItem struct {
 // newHub loads the history log of the data directory, if any.
 func newHub(o hubOptions) (*Hub, error) {
 	h := &Hub{
-		live: o.Live, hello: o.Hello, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()),
+		live: o.Live, hello: o.Hello, gw: o.Gateway, relay: o.Relay, log: cmp.Or(o.Log, slog.Default()),
 		// Ends every connection id ("c7.k3f9q"): ids from other nodes or processes never meet.
 		idTag:    strings.ToLower(rand.Text()[:5]),
 		conns:    make(map[*conn]uint64),
@@ -282,6 +284,9 @@ func (h *Hub) send(it *logItem) *peerAck {
 	members := h.conns
 	if it.f.ev.Room != "" {
 		members = h.rooms[it.f.ev.Room]
+	}
+	if it.f.ev.To != "" {
+		members = h.connsByID(it.f.ev.To)
 	}
 	for c := range members {
 		b := it.f.text

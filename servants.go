@@ -37,12 +37,15 @@ type registrar interface {
 //
 //	int pushByRoom(string roomNum, string message, out int delivered);
 //	int pushAll(string message, out int delivered);
+//	int pushToConn(string connId, string message, out int delivered);
 //	int peerPush(vector<PeerMessage> msgs, string token, out vector<int> delivered);
 //	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove);
 //
 // The first two return 0 and the number of connections the message was
 // queued for, on this node and, with a cluster, on the peers that answered
-// in time (Cluster.PushWait). peerPush delivers other nodes' messages here
+// in time (Cluster.PushWait). pushToConn delivers to one connection,
+// here or, through peerPush, on the node whose tag ends its id (0 or 1).
+// peerPush delivers other nodes' messages here
 // only (cluster.go); it takes calls from the hosts of this node's peers
 // that carry cluster-secret as token, not the push token. peerInterest,
 // checked the same way, records which rooms a peer has members in. Each call checks
@@ -102,6 +105,33 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 		out.PutInt32(2, "delivered", int32(n))
 		return tars.Success, nil
 	})
+	s.Handle(name, "pushToConn", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		id, err := in.String(1, "connId")
+		if err != nil {
+			return 0, err
+		}
+		msg, err := in.String(2, "message")
+		if err != nil {
+			return 0, err
+		}
+		if err := check(cur, nil, msg); err != nil {
+			return codeOf(err), err
+		}
+		if _, tag, _ := strings.Cut(id, "."); len(id) > peerFromMax || checkID(id) != nil || tag == "" {
+			err := codeErr{pushBadArgument, fmt.Errorf("%s: connId: want a connection id c<N>.<tag>", cur.Func)}
+			return codeOf(err), err
+		}
+		ev := event{Kind: kindMessage, From: fromTars, Text: msg, Time: time.Now(), To: id}
+		var n int
+		if _, tag, _ := strings.Cut(id, "."); tag == hub.idTag || cl == nil {
+			n, _ = hub.DeliverLocal(newFrames(ev)).wait() // no room, no history: cannot fail
+		} else {
+			n, _ = cl.PushWait(ctx, ev)
+		}
+		out.PutInt32(0, "", 0)
+		out.PutInt32(3, "delivered", int32(n))
+		return tars.Success, nil
+	})
 	s.Handle(name, "peerInterest", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		var err error = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", cur.Func)}
 		if cl != nil && cl.fromPeer(cur.RemoteAddr) {
@@ -146,7 +176,7 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 			if moved {
 				retimed++
 			}
-			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time)}
+			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
 			items[i] = hub.DeliverLocal(newFrames(ev))
 		}
 		for i, it := range items {
@@ -262,6 +292,9 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 	_, tag, _ := strings.Cut(m.From, ".")
 	if m.From != fromHTTP && m.From != fromTars && (len(m.From) > peerFromMax || checkID(m.From) != nil || tag == "" || tag == ownTag) {
 		return false, errors.New("from: want http, tars or a connection id of another node")
+	}
+	if m.To != "" && (len(m.To) > peerFromMax || checkID(m.To) != nil || m.Room != "") {
+		return false, errors.New("to: want a connection id, and no room")
 	}
 	if len(m.Origin) > peerOriginMax {
 		return false, fmt.Errorf("origin longer than %d bytes", peerOriginMax)

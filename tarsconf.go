@@ -59,6 +59,10 @@ type Settings struct {
 	SendRate      int           `conf:"send-rate"`         // bytes per second a connection may send to others, as json frames
 	Hosts         []string      `conf:"hosts"`             // Host names served; empty: loopback names on loopback, any elsewhere
 	ReadTimeout   time.Duration `conf:"http-read-timeout"` // an HTTP request, headers and body, must arrive within it
+
+	CallAllow       string `conf:"call-allow"`       // what call may reach: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (gateway.go); empty: nothing
+	CallConcurrency int    `conf:"call-concurrency"` // calls of one connection in flight at once
+	CallMaxArgs     int    `conf:"call-max-args"`    // largest args of a call, bytes of JSON
 }
 
 // DefaultSettings returns safe defaults for a public push server.
@@ -80,6 +84,9 @@ func DefaultSettings() Settings {
 		MaxHTTPBody:   1 << 20,
 		SendRate:      64 << 10,
 		ReadTimeout:   10 * time.Second,
+
+		CallConcurrency: 8,
+		CallMaxArgs:     16 << 10,
 	}
 }
 
@@ -251,6 +258,13 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 		SendRate:      r.IntSize(p("send-rate"), d.SendRate),
 		Hosts:         listOr("hosts", d.Hosts),
 		ReadTimeout:   r.Ms(p("http-read-timeout"), d.ReadTimeout, 1),
+
+		CallAllow:       r.Str(p("call-allow"), d.CallAllow),
+		CallConcurrency: r.Int(p("call-concurrency"), d.CallConcurrency, 1),
+		CallMaxArgs:     r.IntSize(p("call-max-args"), d.CallMaxArgs),
+	}
+	if err := checkCallAllow(s.CallAllow); err != nil {
+		r.Fail(p("call-allow"), s.CallAllow, "App.Server.Obj:fn1,fn2;Other.Server.Obj:*, but "+err.Error())
 	}
 	if s.Store != "file" && s.Store != "memory" {
 		r.Fail(p("store"), s.Store, "file or memory")

@@ -230,6 +230,7 @@ type PeersOptions struct {
 // Servant names the peers program hosts (see cmd/tarsgopeers).
 const (
 	peerHello    = "TestApp.HelloGo.HelloObj"
+	peerOrder    = "TestApp.OrderGo.OrderObj"
 	peerNode     = "tars.tarsnode.ServerObj"
 	peerQuery    = "tars.tarsregistry.QueryObj"
 	peerConfig   = "tars.tarsconfig.ConfigObj"

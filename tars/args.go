@@ -169,6 +169,10 @@ func (a *Args) JSON(tag uint8, name string, v any) error {
 	return argErr(tag, name, err)
 }
 
+// JSONObject returns every parameter of a JSON (version 5) packet by name,
+// the return value under "tars_ret"; nil for another version.
+func (a *Args) JSONObject() map[string]json.RawMessage { return a.json }
+
 // String reads a string parameter.
 func (a *Args) String(tag uint8, name string) (string, error) { return arg[string](a, tag, name) }
 

@@ -46,6 +46,7 @@ import (
 // Servant names this program can host.
 const (
 	HelloObj    = "TestApp.HelloGo.HelloObj"
+	OrderObj    = "TestApp.OrderGo.OrderObj"
 	NodeObj     = "tars.tarsnode.ServerObj"
 	QueryObj    = "tars.tarsregistry.QueryObj"
 	ConfigObj   = "tars.tarsconfig.ConfigObj"
@@ -81,6 +82,7 @@ func run() error {
 		imp any
 	}{
 		HelloObj:    {new(testapp.Hello), helloImp{}},
+		OrderObj:    {new(testapp.OrderDispatcher), orderImp{}},
 		NodeObj:     {new(nodef.ServerF), &nodeImp{}},
 		QueryObj:    {new(queryf.QueryF), registryImp{table}},
 		ConfigObj:   {new(configf.Config), configImp{dir: cfg.GetString("/tars/peers<configdir>")}},

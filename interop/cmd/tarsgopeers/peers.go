@@ -17,7 +17,10 @@ import (
 	"github.com/TarsCloud/TarsGo/tars/protocol/res/notifyf"
 	"github.com/TarsCloud/TarsGo/tars/protocol/res/propertyf"
 	"github.com/TarsCloud/TarsGo/tars/protocol/res/statf"
+	"github.com/TarsCloud/TarsGo/tars/util/current"
 	"github.com/TarsCloud/TarsGo/tars/util/endpoint"
+
+	"github.com/tarsws/websocketserver/interop/testapp"
 )
 
 // helloImp is TestApp.Hello as a TarsGo service.
@@ -26,6 +29,26 @@ type helloImp struct{}
 func (helloImp) Hello(ctx context.Context, no int32, name string) (string, error) {
 	emit("hello", "hello", map[string]any{"no": no, "name": name})
 	return fmt.Sprintf("hello %s from TarsGo #%d", name, no), nil
+}
+
+// orderImp is TestApp.Order, which browsers call through the product: the
+// order's total is its quantities' sum, caller the ws.conn of the context.
+type orderImp struct{}
+
+func (orderImp) GetOrder(ctx context.Context, id string, items []testapp.Item, order *testapp.Order, caller *string) (int32, error) {
+	rc, _ := current.GetRequestContext(ctx)
+	*caller = rc["ws.conn"]
+	*order = testapp.Order{Id: id, Items: items}
+	for _, it := range items {
+		order.Total += it.Qty
+	}
+	emit("order", "getOrder", map[string]any{"id": id, "items": len(items), "caller": *caller})
+	return 0, nil
+}
+
+func (orderImp) Secret(ctx context.Context) (int32, error) {
+	emit("order", "secret", nil)
+	return 0, nil
 }
 
 // nodeImp records heartbeats as tarsnode's ServerF would receive them.

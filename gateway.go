@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// The gateway: a browser calls the application's own Tars servants over its connection.
+//
+//	call|{"id":7,"servant":"App.Server.Obj","func":"getOrder","args":{"id":"o1"}}
+//
+// The servant is found through the registry, as every bare proxy name is, and called with the
+// JSON packet version: args is the object of in-parameters by name, which TarsGo's generated
+// servants read without any IDL here. The answer is one json frame, whatever the format:
+//
+//	{"kind":"result","id":7,"ret":0,"result":{"order":{...}}}   ret: the return value, result: out-parameters
+//	{"kind":"error","id":7,"code":-7,"error":"tars: App.Server.Obj.getOrder: code -7 (invoke timeout): ..."}
+//
+// code is the Tars return code of a failed call, or one of the callRefused codes for a call
+// refused here, which never reaches the network. The request context carries the caller's
+// connection id under ctxConn, so the servant knows whom to push to (PushObj.pushToConn).
+const (
+	cmdCall = "call"
+	ctxConn = "ws.conn"
+
+	callBadRequest int32 = 1  // malformed frame, arguments over call-max-args, result too large
+	callDenied     int32 = 2  // servant or function not in call-allow
+	callBusy       int32 = 3  // call-concurrency calls of this connection already in flight
+	maxCallID            = 64 // bytes of the id, a JSON number or string echoed back
+)
+
+// callRequest is a call frame's data.
+type callRequest struct {
+	ID      json.RawMessage `json:"id"`
+	Servant string          `json:"servant"`
+	Func    string          `json:"func"`
+	Args    json.RawMessage `json:"args"`
+}
+
+// callAnswer is the frame a call gets back.
+type callAnswer struct {
+	Kind   string          `json:"kind"`
+	ID     json.RawMessage `json:"id,omitempty"`
+	Ret    json.RawMessage `json:"ret,omitempty"`
+	Result any             `json:"result,omitempty"`
+	Code   int32           `json:"code,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// gateway holds one proxy per servant called, on the process's one client.
+type gateway struct {
+	client  *tars.Client
+	mu      sync.Mutex
+	proxies map[string]*tars.ObjProxy
+}
+
+func newGateway(client *tars.Client) *gateway {
+	return &gateway{client: client, proxies: make(map[string]*tars.ObjProxy)}
+}
+
+func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.proxies[servant]; p != nil {
+		return p, nil
+	}
+	p, err := g.client.Proxy(servant)
+	if err == nil {
+		g.proxies[servant] = p.WithVersion(tars.VersionJSON)
+	}
+	return g.proxies[servant], err
+}
+
+// call runs one call frame's data: checked here, then called on a goroutine of its own, so the
+// reader goes on reading; the answer is queued when it comes.
+func (c *conn) call(data string, s *Settings) {
+	var req callRequest
+	fail := func(code int32, err error) {
+		c.enqueue(encodeAnswer(callAnswer{Kind: kindError, ID: req.ID, Code: code, Error: err.Error()}))
+	}
+	if err := json.Unmarshal([]byte(data), &req); err != nil {
+		req.ID = nil
+		fail(callBadRequest, fmt.Errorf("call: bad JSON: %v", err))
+		return
+	}
+	if len(req.ID) > maxCallID || len(req.ID) > 0 && req.ID[0] != '"' && req.ID[0] != '-' && (req.ID[0] < '0' || req.ID[0] > '9') {
+		req.ID = nil
+		fail(callBadRequest, fmt.Errorf("call: id must be a number or a string of at most %d bytes", maxCallID))
+		return
+	}
+	var args map[string]json.RawMessage
+	switch {
+	case req.Servant == "" || req.Func == "":
+		fail(callBadRequest, errors.New("call: servant and func required"))
+		return
+	case !callAllowed(s.CallAllow, req.Servant, req.Func):
+		fail(callDenied, fmt.Errorf("call: %s.%s is not allowed (call-allow)", req.Servant, req.Func))
+		return
+	case len(req.Args) > s.CallMaxArgs:
+		fail(callBadRequest, fmt.Errorf("call: args longer than %d bytes", s.CallMaxArgs))
+		return
+	case len(req.Args) > 0 && !bytes.Equal(req.Args, []byte("null")) && (req.Args[0] != '{' || json.Unmarshal(req.Args, &args) != nil):
+		fail(callBadRequest, errors.New("call: args must be an object of parameters by name"))
+		return
+	case c.hub.gw == nil:
+		fail(callDenied, errors.New("call: no Tars client"))
+		return
+	}
+	p, err := c.hub.gw.proxy(req.Servant)
+	if err != nil {
+		fail(tars.ProxyConnectErr, fmt.Errorf("call: %w", err))
+		return
+	}
+	if n := c.calls.Add(1); int(n) > s.CallConcurrency {
+		c.calls.Add(-1)
+		fail(callBusy, fmt.Errorf("call: %d calls already in flight (call-concurrency)", s.CallConcurrency))
+		return
+	}
+	p = p.WithContext(map[string]string{ctxConn: c.id})
+	limit := s.QueueBytes / 2
+	go func() {
+		defer c.calls.Add(-1)
+		var out map[string]json.RawMessage
+		// The client's timeout (sync-invoke-timeout) bounds the call.
+		err := p.Invoke(context.Background(), req.Func,
+			func(r *tars.Results) {
+				for name, v := range args {
+					r.PutJSON(0, name, v)
+				}
+			},
+			func(a *tars.Args) error {
+				out = a.JSONObject()
+				return nil
+			})
+		var ce *tars.CallError
+		if errors.As(err, &ce) {
+			fail(ce.Code, ce)
+			return
+		} else if err != nil {
+			fail(tars.ServerUnknownErr, err)
+			return
+		}
+		ret := out["tars_ret"]
+		delete(out, "tars_ret")
+		if out == nil {
+			out = map[string]json.RawMessage{}
+		}
+		b := encodeAnswer(callAnswer{Kind: "result", ID: req.ID, Ret: ret, Result: out})
+		if len(b) > limit {
+			fail(callBadRequest, fmt.Errorf("call: result of %d bytes does not fit the connection's queue", len(b)))
+			return
+		}
+		c.enqueue(b)
+	}()
+}
+
+func encodeAnswer(a callAnswer) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(a); err != nil { // a servant's reply that is not JSON
+		return encodeAnswer(callAnswer{Kind: kindError, ID: a.ID, Code: tars.ClientDecodeErr, Error: "call: " + err.Error()})
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// call-allow lists what browsers may call: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*", a
+// servant, a colon and its functions (* for all), entries separated by ";". Empty: nothing.
+
+// callAllowed reports whether spec allows servant's fn.
+func callAllowed(spec, servant, fn string) bool {
+	if fn == "" {
+		return false
+	}
+	for entry := range strings.SplitSeq(spec, ";") {
+		name, fns, _ := strings.Cut(entry, ":")
+		if strings.TrimSpace(name) != servant {
+			continue
+		}
+		for f := range strings.SplitSeq(fns, ",") {
+			if f = strings.TrimSpace(f); f == fn || f == "*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkCallAllow reports what is wrong with a call-allow value, if anything.
+func checkCallAllow(spec string) error {
+	if strings.TrimSpace(spec) == "" {
+		return nil
+	}
+	for entry := range strings.SplitSeq(spec, ";") {
+		name, fns, ok := strings.Cut(entry, ":")
+		name = strings.TrimSpace(name)
+		if parts := strings.Split(name, "."); !ok || len(parts) != 3 || strings.ContainsAny(name, "@ \t") ||
+			parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return fmt.Errorf("entry %q is not a servant name, a colon and functions", entry)
+		}
+		for f := range strings.SplitSeq(fns, ",") {
+			if f = strings.TrimSpace(f); f == "" || strings.ContainsAny(f, " \t") {
+				return fmt.Errorf("entry %q has an empty or bad function name", entry)
+			}
+		}
+	}
+	return nil
+}
+
+// connsByID returns the connection with id, if it is on this node, as a member set. h.mu must be
+// held.
+func (h *Hub) connsByID(id string) map[*conn]uint64 {
+	if _, tag, _ := strings.Cut(id, "."); tag != h.idTag {
+		return nil
+	}
+	for c, seq := range h.conns {
+		if c.id == id {
+			return map[*conn]uint64{c: seq}
+		}
+	}
+	return nil
+}
