@@ -49,7 +49,8 @@ type conn struct {
 	id    string    // "c<N>.<tag>", unique across nodes and restarts
 	nc    net.Conn  // under x/net's connection
 	json  atomic.Bool
-	calls atomic.Int32 // gateway calls in flight
+	calls atomic.Int32           // gateway calls in flight
+	name  atomic.Pointer[string] // display name, set by name|NAME
 
 	qmu     sync.Mutex
 	queue   [][]byte      // messages for the writer
@@ -68,6 +69,13 @@ type conn struct {
 	quit     chan struct{} // closed to make the writer close the connection
 	readDone chan struct{} // closed when the reader has returned
 	done     chan struct{} // closed when the writer has returned
+}
+
+func (c *conn) displayName() string {
+	if n := c.name.Load(); n != nil {
+		return *n
+	}
+	return ""
 }
 
 // serveConn upgrades r (check judges the origin) and runs the connection until it ends.

@@ -29,6 +29,7 @@ import (
 const (
 	cmdCall = "call"
 	ctxConn = "ws.conn"
+	ctxName = "ws.name" // the display name, when the connection set one
 
 	callBadRequest int32 = 1  // malformed frame, arguments over call-max-args, result too large
 	callDenied     int32 = 2  // servant or function not in call-allow
@@ -123,7 +124,11 @@ func (c *conn) call(data string, s *Settings) {
 		fail(callBusy, fmt.Errorf("call: %d calls already in flight (call-concurrency)", s.CallConcurrency))
 		return
 	}
-	p = p.WithContext(map[string]string{ctxConn: c.id})
+	ctx := map[string]string{ctxConn: c.id}
+	if name := c.displayName(); name != "" {
+		ctx[ctxName] = name
+	}
+	p = p.WithContext(ctx)
 	limit := s.QueueBytes / 2
 	go func() {
 		defer c.calls.Add(-1)

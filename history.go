@@ -20,7 +20,7 @@ type roomHistory struct {
 }
 
 func historyCost(ev event) int {
-	return len(ev.Room) + len(ev.From) + len(ev.Text) + historyEntryOverhead
+	return len(ev.Room) + len(ev.From) + len(ev.Name) + len(ev.Text) + historyEntryOverhead
 }
 
 // remember appends ev to its room's history with the room's next offset, which it returns with the

@@ -31,13 +31,22 @@ const (
 	cmdFormat      = "format"
 	cmdRooms       = "rooms"
 	cmdHello       = "hello"
+	cmdName        = "name"     // name|Ada: this connection's display name, carried by its messages
+	cmdPresence    = "presence" // presence|room1: who is in the room on this node
+)
+
+// maxName bounds a display name; maxPresence the members one presence reply lists (its count is
+// exact), so that asking costs the same however large the room.
+const (
+	maxName     = 32
+	maxPresence = 100
 )
 
 // command is one parsed browser frame.
 type command struct {
 	Name  string  // one of the cmd constants, or "" for an unknown command
 	Room  string  // subscribe, unsubscribe, sendByRoom, history
-	Text  string  // sendByRoom and broadcast message; hello name; format: json or text
+	Text  string  // sendByRoom and broadcast message; hello name; format: json or text; name
 	Token string  // subscribe, history, sendByRoom: room token, needed when Settings.RoomSecret is set
 	Since *uint64 // subscribe, history: recover the messages after this offset of Epoch
 	Epoch string
@@ -70,7 +79,9 @@ func parseCommand(frame string, s *Settings) (command, error) {
 		if err = checkMessage(&data, s); data == "" {
 			err = errors.New("missing name")
 		}
-	case cmdSubscribe, cmdUnsubscribe, cmdHistory, cmdSendByRoom, cmdBroadcast:
+	case cmdName:
+		cmd.Text, err = data, checkName(data)
+	case cmdSubscribe, cmdUnsubscribe, cmdHistory, cmdSendByRoom, cmdBroadcast, cmdPresence:
 		room := name != cmdBroadcast
 		if room && name != cmdSendByRoom && !strings.HasPrefix(data, "{") {
 			m.RoomNum = &data
@@ -117,6 +128,24 @@ func checkRoom(room string, s *Settings) error {
 	return nil
 }
 
+// checkName reports what is wrong with a display name, if anything. Pages show names as text, but
+// other clients may not: markup characters are refused rather than trusted to be escaped.
+func checkName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return errors.New("empty name")
+	case len(name) > maxName:
+		return fmt.Errorf("name longer than %d bytes", maxName)
+	case !utf8.ValidString(name):
+		return errors.New("name is not valid UTF-8")
+	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }):
+		return errors.New("name contains a character that is not printable")
+	case strings.ContainsAny(name, `<>&"'`):
+		return errors.New(`name contains one of < > & " '`)
+	}
+	return nil
+}
+
 // checkMessage reports what is wrong with a pushed message, if anything. Text frames must be valid
 // UTF-8 (RFC 6455): browsers drop a connection that gets anything else.
 func checkMessage(msg *string, s *Settings) error {
@@ -158,7 +187,7 @@ func (c *conn) handle(frame string) {
 		return
 	}
 	cmd, err := parseCommand(frame, s)
-	if err == nil && s.RoomSecret != "" && (name == cmdSubscribe || name == cmdHistory || name == cmdSendByRoom) {
+	if err == nil && s.RoomSecret != "" && (name == cmdSubscribe || name == cmdHistory || name == cmdSendByRoom || name == cmdPresence) {
 		err = checkRoomToken(s.RoomSecret, cmd.Room, cmd.Token, time.Now(), name == cmdSendByRoom)
 	}
 	if err != nil {
@@ -179,7 +208,7 @@ func (c *conn) handle(frame string) {
 		c.reply(name, cmd.Room, "Unsubscribe roomNum:"+cmd.Room+" success!", nil)
 	case cmdSendByRoom, cmdBroadcast:
 		// What others receive is metered as the longest frame they get.
-		f := newFrames(event{Kind: kindMessage, Room: cmd.Room, From: c.id, Text: cmd.Text, Time: time.Now()})
+		f := newFrames(event{Kind: kindMessage, Room: cmd.Room, From: c.id, Name: c.displayName(), Text: cmd.Text, Time: time.Now()})
 		if !c.budget.take(f.ev.Time, float64(len(f.json))) {
 			err = fmt.Errorf("send rate exceeded (%d bytes per second to others)", c.set.SendRate)
 		} else {
@@ -208,6 +237,14 @@ func (c *conn) handle(frame string) {
 		defer cancel()
 		text, err := h.hello(ctx, cmd.Text)
 		c.reply(name, "", text, err)
+	case cmdName:
+		c.name.Store(&cmd.Text)
+		c.reply(name, "", "Name "+cmd.Text+" success!", nil)
+	case cmdPresence:
+		n, members := h.presence(cmd.Room)
+		ev := event{Kind: kindPresence, Cmd: name, Room: cmd.Room, Count: &n, Members: &members, Time: time.Now(),
+			Text: fmt.Sprintf("Presence roomNum:%s count:%d", cmd.Room, n)}
+		c.enqueue(ev.encode(c.json.Load()))
 	default: // anything else gets the demo's answer
 		c.reply(name, "", "Rsp from server: this is server", nil)
 	}
@@ -281,7 +318,16 @@ const (
 	kindHistory = "history"
 	kindReply   = "reply"
 	kindError   = "error"
+
+	kindPresence        = "presence" // reply to presence
+	kindJoin, kindLeave = "join", "leave"
 )
+
+// roomMember is one connection in a presence reply.
+type roomMember struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
 
 // event is one frame the server sends, before encoding.
 type event struct {
@@ -297,6 +343,10 @@ type event struct {
 	Epoch     string `json:"epoch,omitempty"`
 	Recovered *bool  `json:"recovered,omitempty"` // reply to a recovery
 	To        string `json:"-"`                   // a message for this connection only (pushToConn)
+
+	Name    string        `json:"name,omitempty"`    // message, join, leave: the sender's display name
+	Count   *int          `json:"count,omitempty"`   // presence: members in the room
+	Members *[]roomMember `json:"members,omitempty"` // presence: at most maxPresence of them
 }
 
 // Who sent a message that did not come from a WebSocket connection.

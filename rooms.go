@@ -159,6 +159,7 @@ func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 		h.seq++
 		c.rooms[room] = struct{}{}
 		h.rooms[room][c] = h.seq
+		h.announce(c, room, kindJoin)
 	}
 	h.store.mark(room)
 	return first, nil
@@ -177,6 +178,9 @@ func (h *Hub) leave(c *conn, rooms ...string) {
 	h.mu.Lock()
 	emptied, tell := false, h.interest
 	for _, room := range rooms {
+		if _, in := c.rooms[room]; in {
+			h.announce(c, room, kindLeave)
+		}
 		delete(c.rooms, room)
 		delete(h.rooms[room], c)
 		if m, ok := h.rooms[room]; ok && len(m) == 0 {
@@ -202,6 +206,41 @@ func (h *Hub) members(room string) []string {
 		ids[i] = c.id
 	}
 	return ids
+}
+
+// presence returns how many are in room here and at most maxPresence of them, in the order they
+// joined. Which ones, when there are more, is unspecified: finding the first would sort them all.
+func (h *Hub) presence(room string) (int, []roomMember) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.rooms[room]
+	cs := make([]*conn, 0, min(len(m), maxPresence))
+	for c := range m {
+		if len(cs) == maxPresence {
+			break
+		}
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b *conn) int { return cmp.Compare(m[a], m[b]) })
+	ms := make([]roomMember, len(cs))
+	for i, c := range cs {
+		ms[i] = roomMember{c.id, c.displayName()}
+	}
+	return len(m), ms
+}
+
+// announce tells room's json-mode members but c that c joined or left, if Settings.Announce: a
+// frame per member on every join and leave, hence off by default. h.mu must be held.
+func (h *Hub) announce(c *conn, room, kind string) {
+	if !h.live.get().Announce {
+		return
+	}
+	b := event{Kind: kind, Room: room, ID: c.id, Name: c.displayName(), Time: time.Now()}.encode(true)
+	for m := range h.rooms[room] {
+		if m != c && m.json.Load() {
+			m.enqueue(b)
+		}
+	}
 }
 
 // joined returns the rooms c is in, sorted.

@@ -59,6 +59,7 @@ type Settings struct {
 	SendRate      int           `conf:"send-rate"`         // bytes per second a connection may send to others, as json frames
 	Hosts         []string      `conf:"hosts"`             // Host names served; empty: loopback names on loopback, any elsewhere
 	ReadTimeout   time.Duration `conf:"http-read-timeout"` // an HTTP request, headers and body, must arrive within it
+	Announce      bool          `conf:"announce"`          // rooms send join and leave frames to their json-mode members
 
 	CallAllow       string `conf:"call-allow"`       // what call may reach: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (gateway.go); empty: nothing
 	CallConcurrency int    `conf:"call-concurrency"` // calls of one connection in flight at once
@@ -268,6 +269,14 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	}
 	if s.Store != "file" && s.Store != "memory" {
 		r.Fail(p("store"), s.Store, "file or memory")
+	}
+	if v := r.Str(p("announce"), ""); v != "" {
+		var err error
+		if s.Announce, err = strconv.ParseBool(v); err != nil {
+			r.Fail(p("announce"), v, "true or false")
+		}
+	} else {
+		s.Announce = d.Announce
 	}
 	if v := r.Str(p("command-rate"), ""); v != "" {
 		f, err := strconv.ParseFloat(v, 64)

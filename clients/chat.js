@@ -14,10 +14,12 @@
   const RETRY_FIRST_MS = 1_000;
   const RETRY_MAX_MS = 30_000;
   const MAX_ENTRIES = 500; // oldest log entries are dropped beyond this
+  const PRESENCE_EVERY = 3;  // pings between presence refreshes
+  const NAME_KEY = 'chat.name';
 
   // Replies not logged: they confirm what the user sees anyway, or (hello)
   // have their own place on the page.
-  const QUIET_REPLIES = new Set(['ping', 'format', 'history', 'sendByRoom', 'broadcast', 'hello']);
+  const QUIET_REPLIES = new Set(['ping', 'format', 'history', 'sendByRoom', 'broadcast', 'hello', 'name']);
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -35,6 +37,13 @@
     helloForm: $('hello-form'),
     helloName: $('hello-name'),
     helloReply: $('hello-reply'),
+    presenceSection: $('presence-section'),
+    presenceTitle: $('presence-title'),
+    presenceCount: $('presence-count'),
+    presence: $('presence'),
+    nameForm: $('name-form'),
+    nameInput: $('name-input'),
+    nameHint: $('name-hint'),
   };
 
   let ws = null;
@@ -50,6 +59,12 @@
   let pingTimer = 0;
   let lastFrameAt = 0;
   let everOnline = false;       // a later open is a reconnect
+  let myName = storedName();    // display name the server accepted, kept in localStorage
+  let pendingName = '';         // name sent and not yet answered
+  let pings = 0;
+  // Per room, the epoch and offset of the last message seen: a later subscribe
+  // asks for what came after it (a JSON server only; a text one sends none).
+  const positions = new Map();
 
   // ---- connection ----------------------------------------------------------
 
@@ -66,6 +81,7 @@
     myId = '';
     showMyId();
     pendingJoins.length = 0;
+    ui.presenceSection.hidden = true;
 
     const socket = new WebSocket(serverURL());
     ws = socket;
@@ -131,6 +147,7 @@
       return;
     }
     send('ping');
+    if (++pings % PRESENCE_EVERY === 0) askPresence();
   }
 
   function send(frame) {
@@ -140,6 +157,12 @@
   }
 
   function subscribe(room) {
+    const pos = positions.get(room);
+    if (pos) {
+      const frame = JSON.stringify({ roomNum: room, since: pos.offset, epoch: pos.epoch });
+      if (send('subscribe|' + frame)) pendingJoins.push(room);
+      return;
+    }
     if (send('subscribe|' + room)) {
       pendingJoins.push(room);
       send('history|' + room);
@@ -164,6 +187,13 @@
         break;
       case 'error':
         handleError(msg);
+        break;
+      case 'presence':
+        showPresence(msg);
+        break;
+      case 'join':
+      case 'leave':
+        if (msg.room === presenceRoom()) askPresence();
         break;
       default:
         entry({ kind: 'plain', text: data });
@@ -190,9 +220,25 @@
           myId = String(msg.id);
           showMyId();
         }
+        if (myName !== '') sendName(myName);
+        askPresence();
         break;
-      case 'subscribe':
-        settleJoin(msg);
+      case 'subscribe': {
+        const room = settleJoin(msg);
+        if (typeof msg.epoch === 'string' && typeof msg.offset === 'number') {
+          positions.set(room, { epoch: msg.epoch, offset: msg.offset });
+        }
+        if (msg.recovered === false) {
+          notice(`Some messages of #${room} were missed while away: the room's history no longer reaches back that far.`, 'warn');
+        }
+        if (room === presenceRoom()) askPresence();
+        break;
+      }
+      case 'name':
+        myName = pendingName;
+        try { localStorage.setItem(NAME_KEY, myName); } catch { /* storage off: kept for this page only */ }
+        showName();
+        askPresence();
         break;
       case 'hello':
         ui.helloReply.textContent = text;
@@ -209,6 +255,7 @@
       if (room !== undefined) leaveLocally(room);
     }
     if (msg.cmd === 'hello') ui.helloReply.textContent = text;
+    if (msg.cmd === 'name') ui.nameHint.textContent = text;
     notice(text, 'error');
   }
 
@@ -220,13 +267,20 @@
   }
 
   function showMessage(msg) {
+    const room = String(msg.room ?? '');
+    if (room !== '' && typeof msg.epoch === 'string' && typeof msg.offset === 'number') {
+      const pos = positions.get(room);
+      if (!pos || pos.epoch !== msg.epoch || pos.offset < msg.offset) {
+        positions.set(room, { epoch: msg.epoch, offset: msg.offset });
+      }
+    }
     const from = String(msg.from ?? '');
     const time = String(msg.time ?? '');
     const text = String(msg.text ?? '');
     const key = from + '\n' + time + '\n' + text;
     if (seen.has(key)) return;
     seen.add(key);
-    entry({ kind: msg.kind, from, time, text, room: String(msg.room ?? ''), key });
+    entry({ kind: msg.kind, from, name: String(msg.name ?? ''), time, text, room, key });
   }
 
   // ---- the log -----------------------------------------------------------------
@@ -251,7 +305,7 @@
       const meta = document.createElement('p');
       meta.className = 'meta';
       meta.append(
-        span('from', own ? 'You' : senderName(e.from)),
+        span('from', own ? 'You' : e.name || senderName(e.from)),
         span('room', e.room === '' ? 'everyone' : '#' + e.room),
         timeElement(e.time),
       );
@@ -312,6 +366,56 @@
     let h = 0;
     for (const ch of from) h = (h * 31 + ch.codePointAt(0)) % 1000;
     return String(Math.round((h * 137.508) % 360));
+  }
+
+  // ---- names and presence ----------------------------------------------------------
+
+  function storedName() {
+    try { return localStorage.getItem(NAME_KEY) ?? ''; } catch { return ''; }
+  }
+
+  function sendName(name) {
+    if (send('name|' + name)) pendingName = name;
+  }
+
+  function showName() {
+    ui.nameInput.value = myName;
+    ui.nameHint.textContent = myName ? `Others see you as ${myName}.` : '';
+  }
+
+  // presenceRoom is the room whose members are shown: the one the composer
+  // sends to, or the first joined when it sends to everyone.
+  function presenceRoom() {
+    return target || joined[0] || '';
+  }
+
+  // Only a JSON server knows presence; a text one is never asked.
+  function askPresence() {
+    const room = presenceRoom();
+    if (jsonMode && room !== '') send('presence|' + room);
+  }
+
+  function showPresence(msg) {
+    if (msg.room !== presenceRoom() || !Array.isArray(msg.members)) return;
+    const count = Number(msg.count) || 0;
+    ui.presenceSection.hidden = false;
+    ui.presenceTitle.textContent = 'Here now in #' + msg.room;
+    ui.presenceCount.textContent = count === 1 ? '1 person' : `${count} people`;
+    ui.presence.replaceChildren();
+    for (const m of msg.members) {
+      const id = String(m.id ?? '');
+      const li = document.createElement('li');
+      li.dataset.id = id;
+      li.title = id;
+      li.textContent = String(m.name || id) + (id === myId ? ' (you)' : '');
+      ui.presence.append(li);
+    }
+    if (count > msg.members.length) {
+      const li = document.createElement('li');
+      li.className = 'more';
+      li.textContent = `and ${count - msg.members.length} more`;
+      ui.presence.append(li);
+    }
   }
 
   // ---- status, rooms and forms --------------------------------------------------
@@ -376,6 +480,8 @@
     if (i < 0) return;
     joined.splice(i, 1);
     renderRooms();
+    if (presenceRoom() === '') ui.presenceSection.hidden = true;
+    askPresence();
   }
 
   ui.joinForm.addEventListener('submit', (event) => {
@@ -413,10 +519,22 @@
     }
   });
 
-  ui.target.addEventListener('change', () => { target = ui.target.value; });
+  ui.nameForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = ui.nameInput.value.trim();
+    if (name === '') return;
+    if (!jsonMode) {
+      ui.nameHint.textContent = 'Not connected to a server that keeps names.';
+      return;
+    }
+    sendName(name);
+  });
+
+  ui.target.addEventListener('change', () => { target = ui.target.value; askPresence(); });
   ui.retryNow.addEventListener('click', retryNow);
   window.addEventListener('online', retryNow);
 
   renderRooms();
+  showName();
   connect();
 })();

@@ -20,8 +20,14 @@ before(async () => {
     const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
     const page = await context.newPage();
     const w = watch(page);
+    const sockets = []; // the frames the page sent, one array per WebSocket
+    page.on('websocket', (ws) => {
+      const frames = [];
+      sockets.push(frames);
+      ws.on('framesent', (f) => frames.push(String(f.payload)));
+    });
     await page.goto(`${server.url}/${file}`);
-    pages[room] = { context, page, watch: w };
+    pages[room] = { context, page, watch: w, sockets };
   }
 });
 
@@ -332,6 +338,122 @@ test('after a server restart both pages reconnect and page 1 catches up from his
     await page.locator('#log li.notice', { hasText: 'Connection lost.' }).waitFor({ timeout: WAIT });
     await page.locator('#log li.notice', { hasText: 'Reconnected.' }).waitFor({ timeout: WAIT });
   }
+});
+
+// killAndPush kills the server while page 1 is offline, restarts it, pushes
+// messages to room1 by HTTP and brings page 1 back; it returns what it pushed.
+async function killAndPush(what, n) {
+  const p1 = pages.room1.page;
+  await server.kill();
+  await waitState(p1, 'reconnecting');
+  await pages.room1.context.setOffline(true);
+  await server.restart();
+  const pushed = [];
+  for (let i = 0; i < n; i++) {
+    pushed.push(unique(`${what} ${i}`));
+    await server.get(`/Index/pushByRoom?roomNum=room1&message=${encodeURIComponent(pushed[i])}`);
+  }
+  await pages.room1.context.setOffline(false);
+  await waitState(p1, 'online');
+  return pushed;
+}
+
+function missedNotices(page) {
+  return page.locator('#log li.notice.warn', { hasText: /^Some messages of #room1 were missed/ }).count();
+}
+
+test('after the server is killed page 1 recovers with since: every missed message once, in order', async () => {
+  const p1 = pages.room1.page;
+  const last = unique('Seen before the kill');
+  await say(p1, 'room1', last);
+  await shows(p1, last);
+  const socketsBefore = pages.room1.sockets.length;
+
+  const pushed = await killAndPush('Missed while killed', 5);
+  await shows(p1, pushed.at(-1));
+  const texts = await p1.$$eval('#log li.entry[data-room="room1"] p.text', (ps) => ps.map((p) => p.textContent));
+  assert.deepEqual(texts.slice(-pushed.length), pushed);
+  for (const text of [last, ...pushed]) assert.equal(await entry(p1, text).count(), 1, text);
+
+  // The reconnect asked for what came after the last offset seen, not for the last 50.
+  const frames = pages.room1.sockets.at(-1);
+  assert.ok(pages.room1.sockets.length > socketsBefore);
+  const sub = frames.find((f) => f.startsWith('subscribe|'));
+  const asked = JSON.parse(sub.slice('subscribe|'.length));
+  assert.equal(asked.roomNum, 'room1');
+  assert.ok(Number.isInteger(asked.since) && asked.since > 0, sub);
+  assert.match(asked.epoch, /\S/);
+  assert.ok(!frames.includes('history|room1'), frames.join(' '));
+  assert.equal(await missedNotices(p1), 0);
+});
+
+test('a gap longer than the history shows that messages were missed', async () => {
+  const p1 = pages.room1.page;
+  const pushed = await killAndPush('Flood while away', 60); // history keeps 50
+  await shows(p1, pushed.at(-1));
+  await p1.locator('#log li.notice.warn', { hasText: /^Some messages of #room1 were missed/ }).waitFor({ timeout: WAIT });
+  await lacks(p1, pushed[0]);
+  await shows(p1, pushed[10]);
+});
+
+test('a name is kept in the browser, checked by the server and shown on messages', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  await p1.fill('#name-input', 'Ada <b>');
+  await p1.press('#name-input', 'Enter');
+  await p1.locator('#log li.notice.error', { hasText: 'Error: name: name contains one of < > & " \'' }).waitFor({ timeout: WAIT });
+  assert.equal(await p1.evaluate(() => localStorage.getItem('chat.name')), null);
+
+  await p1.fill('#name-input', 'Ada');
+  await p1.press('#name-input', 'Enter');
+  await p1.locator('#name-hint', { hasText: 'Others see you as Ada.' }).waitFor({ timeout: WAIT });
+  const hi = unique('Hello from Ada');
+  await say(p1, '', hi);
+  await shows(p2, hi);
+  assert.equal(await entry(p2, hi).locator('.from').textContent(), 'Ada');
+  assert.equal(await entry(p2, hi).getAttribute('data-from'), await myId(p1));
+
+  // Asked once: after a reload the page sends the kept name by itself.
+  await p1.reload();
+  await waitState(p1, 'online');
+  assert.equal(await p1.inputValue('#name-input'), 'Ada');
+  await p1.locator('#name-hint', { hasText: 'Others see you as Ada.' }).waitFor({ timeout: WAIT });
+  const again = unique('Ada again');
+  await say(p1, '', again);
+  await shows(p2, again);
+  assert.equal(await entry(p2, again).locator('.from').textContent(), 'Ada');
+});
+
+test('each page shows who is in its room, updated on joins and leaves', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  const id1 = await myId(p1);
+  const id2 = await myId(p2);
+  const people = (page) => page.$$eval('#presence li', (lis) => lis.map((li) => li.textContent));
+  const waitPeople = (page, want) => page.waitForFunction(
+    (w) => JSON.stringify([...document.querySelectorAll('#presence li')].map((li) => li.textContent)) === w,
+    JSON.stringify(want), { timeout: WAIT }).catch(async (err) => {
+    throw new Error(`presence ${JSON.stringify(await people(page))}, want ${JSON.stringify(want)}: ${err.message}`);
+  });
+
+  await waitPeople(p1, ['Ada (you)']);
+  assert.equal(await p1.textContent('#presence-title'), 'Here now in #room1');
+  await waitPeople(p2, [`${id2} (you)`]);
+
+  // Page 2 joins room1: it sees both, and page 1 sees page 2 arrive.
+  await p2.fill('#join-room', 'room1');
+  await p2.press('#join-room', 'Enter');
+  await waitPeople(p2, ['Ada', `${id2} (you)`]);
+  assert.equal(await p2.textContent('#presence-count'), '2 people');
+  await waitPeople(p1, ['Ada (you)', id2]);
+  assert.equal(await p1.getAttribute('#presence li:nth-child(2)', 'title'), id2);
+
+  // It leaves: page 1 sees it go, page 2 shows its own room again.
+  await p2.click('#rooms li[data-room="room1"] button.leave');
+  await waitPeople(p1, ['Ada (you)']);
+  await waitPeople(p2, [`${id2} (you)`]);
+  assert.equal(await p2.textContent('#presence-title'), 'Here now in #room2');
+  assert.ok(id1);
 });
 
 test('no script errors and no dialogs on either page', () => {

@@ -78,6 +78,7 @@ ${adapter('HelloObj', helloPort, 'tars')}
     </server>
     <websocket>
       hello=TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p ${helloPort} -t 3000
+      announce=true
     </websocket>
   </application>
 </tars>
