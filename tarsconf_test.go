@@ -138,6 +138,10 @@ max-http-body=100
 send-rate=8K
 hosts=chat.example, localhost
 http-read-timeout=2500
+announce=true
+call-allow=A.S.OrderObj:get,list;B.S.Obj:*
+call-concurrency=3
+call-max-args=2K
 config-files=a.conf, b.json`)
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +156,7 @@ config-files=a.conf, b.json`)
 		ClusterSecret: "0123456789abcdef",
 		MaxHTTPBody:   100, SendRate: 8 << 10,
 		Hosts: []string{"chat.example", "localhost"}, ReadTimeout: 2500 * time.Millisecond,
+		Announce: true, CallAllow: "A.S.OrderObj:get,list;B.S.Obj:*", CallConcurrency: 3, CallMaxArgs: 2 << 10,
 	}
 	if !reflect.DeepEqual(set, want) {
 		t.Errorf("Settings =\n%+v\nwant\n%+v", set, want)
