@@ -71,13 +71,6 @@ type conn struct {
 	done     chan struct{} // closed when the writer has returned
 }
 
-func (c *conn) displayName() string {
-	if n := c.name.Load(); n != nil {
-		return *n
-	}
-	return ""
-}
-
 // serveConn upgrades r (check judges the origin) and runs the connection until it ends.
 func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error) {
 	s := h.live.get()
@@ -160,8 +153,6 @@ func (c *conn) signal(add func()) {
 
 // queuePong hands a ping's payload to the writer; RFC 6455 wants only the latest answered.
 func (c *conn) queuePong(p []byte) { c.signal(func() { c.pong = append([]byte{}, p...) }) }
-
-func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
 
 // stop asks the writer to close the connection; it reports whether this was the first call.
 func (c *conn) stop(code int, reason string) bool {

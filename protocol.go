@@ -35,13 +35,6 @@ const (
 	cmdPresence    = "presence" // presence|room1: who is in the room on this node
 )
 
-// maxName bounds a display name; maxPresence the members one presence reply lists (its count is
-// exact), so that asking costs the same however large the room.
-const (
-	maxName     = 32
-	maxPresence = 100
-)
-
 // command is one parsed browser frame.
 type command struct {
 	Name  string  // one of the cmd constants, or "" for an unknown command
@@ -124,24 +117,6 @@ func checkRoom(room string, s *Settings) error {
 		return errors.New("room name is not valid UTF-8")
 	case strings.ContainsFunc(room, unicode.IsControl):
 		return errors.New("room name contains a control character")
-	}
-	return nil
-}
-
-// checkName reports what is wrong with a display name, if anything. Pages show names as text, but
-// other clients may not: markup characters are refused rather than trusted to be escaped.
-func checkName(name string) error {
-	switch {
-	case strings.TrimSpace(name) == "":
-		return errors.New("empty name")
-	case len(name) > maxName:
-		return fmt.Errorf("name longer than %d bytes", maxName)
-	case !utf8.ValidString(name):
-		return errors.New("name is not valid UTF-8")
-	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }):
-		return errors.New("name contains a character that is not printable")
-	case strings.ContainsAny(name, `<>&"'`):
-		return errors.New(`name contains one of < > & " '`)
 	}
 	return nil
 }
@@ -322,12 +297,6 @@ const (
 	kindPresence        = "presence" // reply to presence
 	kindJoin, kindLeave = "join", "leave"
 )
-
-// roomMember is one connection in a presence reply.
-type roomMember struct {
-	ID   string `json:"id"`
-	Name string `json:"name,omitempty"`
-}
 
 // event is one frame the server sends, before encoding.
 type event struct {

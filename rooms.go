@@ -208,41 +208,6 @@ func (h *Hub) members(room string) []string {
 	return ids
 }
 
-// presence returns how many are in room here and at most maxPresence of them, in the order they
-// joined. Which ones, when there are more, is unspecified: finding the first would sort them all.
-func (h *Hub) presence(room string) (int, []roomMember) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	m := h.rooms[room]
-	cs := make([]*conn, 0, min(len(m), maxPresence))
-	for c := range m {
-		if len(cs) == maxPresence {
-			break
-		}
-		cs = append(cs, c)
-	}
-	slices.SortFunc(cs, func(a, b *conn) int { return cmp.Compare(m[a], m[b]) })
-	ms := make([]roomMember, len(cs))
-	for i, c := range cs {
-		ms[i] = roomMember{c.id, c.displayName()}
-	}
-	return len(m), ms
-}
-
-// announce tells room's json-mode members but c that c joined or left, if Settings.Announce: a
-// frame per member on every join and leave, hence off by default. h.mu must be held.
-func (h *Hub) announce(c *conn, room, kind string) {
-	if !h.live.get().Announce {
-		return
-	}
-	b := event{Kind: kind, Room: room, ID: c.id, Name: c.displayName(), Time: time.Now()}.encode(true)
-	for m := range h.rooms[room] {
-		if m != c && m.json.Load() {
-			m.enqueue(b)
-		}
-	}
-}
-
 // joined returns the rooms c is in, sorted.
 func (h *Hub) joined(c *conn) []string {
 	h.mu.Lock()
@@ -415,6 +380,9 @@ func (h *Hub) Kick(room string, code int, reason string) (n int) {
 	}
 	return n
 }
+
+// queuePing asks c's writer for a ping frame.
+func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
 
 // pingLoop has every writer send a ping every d until the hub shuts down.
 func (h *Hub) pingLoop(d time.Duration) {

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Names and presence: a connection's display name, who is in a room on this node, and the join
+// and leave frames a room may announce.
+
+// maxName bounds a display name; maxPresence the members one presence reply lists (its count is
+// exact), so that asking costs the same however large the room.
+const (
+	maxName     = 32
+	maxPresence = 100
+)
+
+// checkName reports what is wrong with a display name, if anything. Pages show names as text, but
+// other clients may not: markup characters are refused rather than trusted to be escaped.
+func checkName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return errors.New("empty name")
+	case len(name) > maxName:
+		return fmt.Errorf("name longer than %d bytes", maxName)
+	case !utf8.ValidString(name):
+		return errors.New("name is not valid UTF-8")
+	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }):
+		return errors.New("name contains a character that is not printable")
+	case strings.ContainsAny(name, `<>&"'`):
+		return errors.New(`name contains one of < > & " '`)
+	}
+	return nil
+}
+
+// roomMember is one connection in a presence reply.
+type roomMember struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+func (c *conn) displayName() string {
+	if n := c.name.Load(); n != nil {
+		return *n
+	}
+	return ""
+}
+
+// presence returns how many are in room here and at most maxPresence of them, in the order they
+// joined. Which ones, when there are more, is unspecified: finding the first would sort them all.
+func (h *Hub) presence(room string) (int, []roomMember) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.rooms[room]
+	cs := make([]*conn, 0, min(len(m), maxPresence))
+	for c := range m {
+		if len(cs) == maxPresence {
+			break
+		}
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b *conn) int { return cmp.Compare(m[a], m[b]) })
+	ms := make([]roomMember, len(cs))
+	for i, c := range cs {
+		ms[i] = roomMember{c.id, c.displayName()}
+	}
+	return len(m), ms
+}
+
+// announce tells room's json-mode members but c that c joined or left, if Settings.Announce: a
+// frame per member on every join and leave, hence off by default. h.mu must be held.
+func (h *Hub) announce(c *conn, room, kind string) {
+	if !h.live.get().Announce {
+		return
+	}
+	b := event{Kind: kind, Room: room, ID: c.id, Name: c.displayName(), Time: time.Now()}.encode(true)
+	for m := range h.rooms[room] {
+		if m != c && m.json.Load() {
+			m.enqueue(b)
+		}
+	}
+}
