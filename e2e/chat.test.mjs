@@ -399,6 +399,9 @@ test('a gap longer than the history shows that messages were missed', async () =
 test('a name is kept in the browser, checked by the server and shown on messages', async () => {
   const p1 = pages.room1.page;
   const p2 = pages.room2.page;
+  // The tests before restarted the server: both pages must be back before a broadcast.
+  await waitState(p1, 'online');
+  await waitState(p2, 'online');
   await p1.fill('#name-input', 'Ada <b>');
   await p1.press('#name-input', 'Enter');
   await p1.locator('#log li.notice.error', { hasText: 'Error: name: name contains one of < > & " \'' }).waitFor({ timeout: WAIT });
