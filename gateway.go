@@ -16,7 +16,8 @@ import (
 //
 //	call|{"id":7,"servant":"App.Server.Obj","func":"getOrder","args":{"id":"o1"}}
 //
-// The servant is found through the registry, as every bare proxy name is, and called with the
+// The servant is found through the registry, as every bare proxy name is (one this process
+// serves, on its own adapter), and called with the
 // JSON packet version: args is the object of in-parameters by name, which TarsGo's generated
 // servants read without any IDL here. The answer is one json frame, whatever the format:
 //
@@ -55,15 +56,17 @@ type callAnswer struct {
 	Error  string          `json:"error,omitempty"`
 }
 
-// gateway holds one proxy per servant called, on the process's one client.
+// gateway holds one proxy per servant called, on the process's one client. A servant this
+// process serves itself is called on its own adapter (local), so the demo needs no registry.
 type gateway struct {
 	client  *tars.Client
+	local   func(servant string) (tars.Endpoint, bool)
 	mu      sync.Mutex
 	proxies map[string]*tars.ObjProxy
 }
 
-func newGateway(client *tars.Client) *gateway {
-	return &gateway{client: client, proxies: make(map[string]*tars.ObjProxy)}
+func newGateway(client *tars.Client, local func(string) (tars.Endpoint, bool)) *gateway {
+	return &gateway{client: client, local: local, proxies: make(map[string]*tars.ObjProxy)}
 }
 
 func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
@@ -72,7 +75,11 @@ func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
 	if p := g.proxies[servant]; p != nil {
 		return p, nil
 	}
-	p, err := g.client.Proxy(servant)
+	name := servant
+	if e, ok := g.local(servant); ok {
+		name = servant + "@" + e.String()
+	}
+	p, err := g.client.Proxy(name)
 	if err == nil {
 		g.proxies[servant] = p.WithVersion(tars.VersionJSON)
 	}

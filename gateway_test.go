@@ -112,6 +112,19 @@ func TestGatewayCall(t *testing.T) {
 	}
 }
 
+// TestGatewayCallsOwnServant: a servant this process serves is called on its own adapter, with
+// no registry, as in the demo.
+func TestGatewayCallsOwnServant(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, procOpts{websocket: "call-allow=" + testHelloObj + ":hello"})
+	c := p.rawWS(t)
+	c.send(`call|{"id":1,"servant":"` + testHelloObj + `","func":"hello","args":{"no":5,"name":"ann"}}`)
+	got := answer(t, c)
+	if want := "hello ann, no 5, from TestApp.WebsocketServer"; got["kind"] != "result" || got["ret"] != want {
+		t.Fatalf("call answered %v; want result with ret %q", got, want)
+	}
+}
+
 // TestHostileCallFrames: malformed and oversized call frames each get an error frame; the
 // connection goes on working and the servant sees none of them.
 func TestHostileCallFrames(t *testing.T) {

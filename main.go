@@ -144,7 +144,7 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 		return nil, err
 	}
 	opt.Hello = hello
-	opt.Gateway = newGateway(app.Client())
+	opt.Gateway = newGateway(app.Client(), app.Reachable)
 	if s.hub, err = newHub(opt); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", opt.DataDir, err)
 	}
