@@ -118,9 +118,30 @@ func TestClusterInterest(t *testing.T) {
 	waitFor(t, "pushAll to reach both peers", func() bool {
 		return peerCounters(t, nodes[0])["sent_total"]-before[0]["sent_total"] == 2
 	})
+	// relay=all, put in force live: every room push costs 2 again.
 	for i, n := range nodes {
-		if c := peerCounters(t, n); c["dropped_total"] != 0 || c["lost_total"] != 0 {
-			t.Errorf("node %d: %v, want nothing dropped or lost", i, c)
+		s := *n.hub.live.get()
+		s.Relay = "all"
+		n.hub.live.set(s)
+		before[i] = peerCounters(t, n)
+	}
+	for r := range rooms {
+		nodes[r%3].hub.PushRoom("r"+strconv.Itoa(r), "again", fromHTTP)
+	}
+	for i := range nodes {
+		readN(t, members[i], (rooms+2-i)/3, "again")
+	}
+	waitFor(t, "relay=all to send every room push to both peers", func() bool {
+		sent = 0
+		for i, n := range nodes {
+			sent += peerCounters(t, n)["sent_total"] - before[i]["sent_total"]
+		}
+		return sent >= 2*rooms
+	})
+	t.Logf("relay=all: %d peer messages for %d room pushes", sent, rooms)
+	for i, n := range nodes {
+		if c := peerCounters(t, n); c["dropped_total"] != 0 || c["lost_total"] != 0 || c["filtered_total"] != before[i]["filtered_total"] {
+			t.Errorf("node %d: %v, want nothing dropped, lost or filtered", i, c)
 		}
 	}
 }

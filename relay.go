@@ -21,12 +21,13 @@ import (
 func (c *Cluster) relay() {
 	c.mu.Lock()
 	items := c.hub.TakeRelayed()
+	all := c.hub.live.get().Relay == "all" // every peer gets every message, as if its interest were unknown
 	for _, it := range items {
 		ev := it.f.ev
 		var skip []*peer
 		for _, p := range c.peers {
 			_, tag, _ := strings.Cut(ev.To, ".")
-			if _, in := p.wants[ev.Room]; ev.Room != "" && p.wants != nil && !in || ev.To != "" && p.epoch != "" && p.epoch != tag {
+			if _, in := p.wants[ev.Room]; ev.Room != "" && p.wants != nil && !in && !all || ev.To != "" && p.epoch != "" && p.epoch != tag {
 				skip = append(skip, p)
 			} else if p.State == "down" || c.closing {
 				p.owes = max(p.owes, c.end()+1)

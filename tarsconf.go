@@ -60,6 +60,7 @@ type Settings struct {
 	Hosts         []string      `conf:"hosts"`             // Host names served; empty: loopback names on loopback, any elsewhere
 	ReadTimeout   time.Duration `conf:"http-read-timeout"` // an HTTP request, headers and body, must arrive within it
 	Announce      bool          `conf:"announce"`          // rooms send join and leave frames to their json-mode members
+	Relay         string        `conf:"relay"`             // "interest": a room message goes to the peers with a member in it; "all": to every peer
 
 	CallAllow       string `conf:"call-allow"`       // what call may reach: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (gateway.go); empty: nothing
 	CallConcurrency int    `conf:"call-concurrency"` // calls of one connection in flight at once
@@ -85,6 +86,7 @@ func DefaultSettings() Settings {
 		MaxHTTPBody:   1 << 20,
 		SendRate:      64 << 10,
 		ReadTimeout:   10 * time.Second,
+		Relay:         "interest",
 
 		CallConcurrency: 8,
 		CallMaxArgs:     16 << 10,
@@ -259,6 +261,7 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 		SendRate:      r.IntSize(p("send-rate"), d.SendRate),
 		Hosts:         listOr("hosts", d.Hosts),
 		ReadTimeout:   r.Ms(p("http-read-timeout"), d.ReadTimeout, 1),
+		Relay:         r.Str(p("relay"), d.Relay),
 
 		CallAllow:       r.Str(p("call-allow"), d.CallAllow),
 		CallConcurrency: r.Int(p("call-concurrency"), d.CallConcurrency, 1),
@@ -269,6 +272,9 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	}
 	if s.Store != "file" && s.Store != "memory" {
 		r.Fail(p("store"), s.Store, "file or memory")
+	}
+	if s.Relay != "interest" && s.Relay != "all" {
+		r.Fail(p("relay"), s.Relay, "interest or all")
 	}
 	if v := r.Str(p("announce"), ""); v != "" {
 		var err error

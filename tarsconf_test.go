@@ -139,6 +139,7 @@ send-rate=8K
 hosts=chat.example, localhost
 http-read-timeout=2500
 announce=true
+relay=all
 call-allow=A.S.OrderObj:get,list;B.S.Obj:*
 call-concurrency=3
 call-max-args=2K
@@ -156,7 +157,7 @@ config-files=a.conf, b.json`)
 		ClusterSecret: "0123456789abcdef",
 		MaxHTTPBody:   100, SendRate: 8 << 10,
 		Hosts: []string{"chat.example", "localhost"}, ReadTimeout: 2500 * time.Millisecond,
-		Announce: true, CallAllow: "A.S.OrderObj:get,list;B.S.Obj:*", CallConcurrency: 3, CallMaxArgs: 2 << 10,
+		Announce: true, Relay: "all", CallAllow: "A.S.OrderObj:get,list;B.S.Obj:*", CallConcurrency: 3, CallMaxArgs: 2 << 10,
 	}
 	if !reflect.DeepEqual(set, want) {
 		t.Errorf("Settings =\n%+v\nwant\n%+v", set, want)
@@ -216,6 +217,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{adapter("endpoint=tcp -h a\nservant=X.S.FooObj") + "\n<Y>\nendpoint=tcp -h b\nservant=X.S.FooObj\n</Y>", "",
 			`config /tars/application/server/Y<servant>: "X.S.FooObj" is also served by adapter X.S.FooObjAdapter`},
 		{"", "store=redis", `config /tars/application/websocket<store>: bad value "redis" (want file or memory)`},
+		{"", "relay=some", `config /tars/application/websocket<relay>: bad value "some" (want interest or all)`},
 		{"", "max-mesage=10", "config /tars/application/websocket<max-mesage>: unknown key"},
 		{"", "history=-1", `websocket<history>: bad value "-1"`},
 		{"", "max-message=big", `websocket<max-message>: bad value "big"`},
