@@ -7,6 +7,7 @@
 //
 //	go run ./cmd/bench            # the full run, all four servers
 //	go run ./cmd/bench -short     # 200 connections, 5s per scenario: completion and zero loss
+//	go run ./cmd/bench -scale 100000 -duration 30s   # a 6-node cluster, relay=interest then relay=all
 package main
 
 import (
@@ -95,7 +96,14 @@ func main() {
 	jsonOut := flag.String("json", "", "also write every result to this file as JSON")
 	keep := flag.Bool("keep", false, "keep the work directory (binaries, configs, server logs)")
 	pprof := flag.Bool("pprof", false, "profile: build the product with net/http/pprof on a side port, save heap.pprof and cpu.pprof of every run in the work directory (implies -keep)")
+	var so scaleOptions
+	flag.IntVar(&so.layout.Conns, "scale", 0, "run only the scale scenario with this many connections over a product cluster (scale.go), relay=interest then relay=all")
+	flag.IntVar(&so.layout.Nodes, "scale-nodes", 6, "nodes in the scale scenario, each with a generator process of its own")
+	flag.IntVar(&so.layout.Rooms, "scale-rooms", 1000, "rooms in the scale scenario, each on one node, besides the one every connection joins")
+	flag.Float64Var(&so.rate, "scale-rate", 200, "room pushes per second in the scale scenario")
+	flag.DurationVar(&so.big, "scale-big", 2*time.Second, "a push to the room every connection joins this often in the scale scenario")
 	flag.Parse()
+	so.duration = *duration
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", flag.Arg(0))
 		os.Exit(2)
@@ -108,7 +116,7 @@ func main() {
 			*servers = "product"
 		}
 	}
-	failed, err := run(ctx, options{*short, *only, *servers, *duration, *root, *jsonOut, *keep || *pprof, *pprof})
+	failed, err := run(ctx, options{*short, *only, *servers, *duration, *root, *jsonOut, *keep || *pprof, *pprof, so})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -124,6 +132,7 @@ type options struct {
 	duration      time.Duration
 	root, jsonOut string
 	keep, pprof   bool
+	scale         scaleOptions
 }
 
 func run(ctx context.Context, o options) (failed bool, err error) {
@@ -147,6 +156,12 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 	bins, err := build(ctx, root, dir)
 	if err != nil {
 		return false, err
+	}
+	if l := o.scale.layout; l.Conns > 0 {
+		if l.Nodes < 1 || l.Rooms < l.Nodes || l.Conns < l.Rooms || o.scale.rate < 0 || o.scale.big < 0 {
+			return false, fmt.Errorf("-scale %d: want 1 <= -scale-nodes <= -scale-rooms <= -scale, and rates not negative", l.Conns)
+		}
+		return runScale(ctx, o.scale, bins, dir, o.jsonOut)
 	}
 	var cfBin string
 	if contains(strings.Split(o.servers, ","), "centrifugo") {
@@ -243,6 +258,7 @@ func build(ctx context.Context, root, dir string) (map[string]string, error) {
 		{".", "./cmd/gorillaref", "gorillaref"},
 		{".", "./cmd/raw", "raw"},
 		{".", "./cmd/loadgen", "loadgen"},
+		{".", "./cmd/scalegen", "scalegen"},
 	}
 	for _, s := range steps {
 		out := filepath.Join(dir, s.name)

@@ -168,39 +168,44 @@ func product(bin string, pprof bool) server {
 			}
 			return startProduct(dir, bin, ports, "", pprof)
 		},
-		cluster: func(dir string, n int) (*process, error) {
-			ports, err := freePorts(5 * n)
-			if err != nil {
-				return nil, err
-			}
-			var eps []string
-			for i := range n {
-				eps = append(eps, fmt.Sprintf("tcp -h 127.0.0.1 -p %d -t 60000", ports[5*i+2]))
-			}
-			peers := "peers=TestApp.WebsocketServer.PushObj@" + strings.Join(eps, ":") + "\ncluster-secret=bench-cluster-secret"
-			var first *process
-			for i := range n {
-				nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
-				err := os.MkdirAll(nodeDir, 0o755)
-				var p *process
-				if err == nil {
-					p, err = startProduct(nodeDir, bin, ports[5*i:5*i+5], peers, pprof && i == 0)
-				}
-				if err != nil {
-					if first != nil {
-						first.stop()
-					}
-					return nil, err
-				}
-				if first == nil {
-					first = p
-				} else {
-					first.more = append(first.more, p)
-				}
-			}
-			return first, nil
-		},
+		cluster: func(dir string, n int) (*process, error) { return startCluster(dir, bin, n, "", pprof) },
 	}
+}
+
+// startCluster starts n product processes, each in a directory of its own,
+// whose peers key lists every node's PushObj, with extra lines in
+// <websocket>; the first is returned with the others in its more.
+func startCluster(dir, bin string, n int, extra string, pprof bool) (*process, error) {
+	ports, err := freePorts(5 * n)
+	if err != nil {
+		return nil, err
+	}
+	var eps []string
+	for i := range n {
+		eps = append(eps, fmt.Sprintf("tcp -h 127.0.0.1 -p %d -t 60000", ports[5*i+2]))
+	}
+	peers := "peers=TestApp.WebsocketServer.PushObj@" + strings.Join(eps, ":") + "\ncluster-secret=bench-cluster-secret\n" + extra
+	var first *process
+	for i := range n {
+		nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
+		err := os.MkdirAll(nodeDir, 0o755)
+		var p *process
+		if err == nil {
+			p, err = startProduct(nodeDir, bin, ports[5*i:5*i+5], peers, pprof && i == 0)
+		}
+		if err != nil {
+			if first != nil {
+				first.stop()
+			}
+			return nil, err
+		}
+		if first == nil {
+			first = p
+		} else {
+			first.more = append(first.more, p)
+		}
+	}
+	return first, nil
 }
 
 // startProduct runs one product process in dir on five ports (AdminObj,
