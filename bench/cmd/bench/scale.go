@@ -34,6 +34,7 @@ type nodeFigures struct {
 	Report    scale.Report `json:"report"` // its generator's
 	RSSBefore int64        `json:"rssBefore"`
 	RSSAfter  int64        `json:"rssAfter"` // every connection open
+	FDs       [2]int       `json:"fds"`      // open descriptors then: the node's, its generator's
 	CPU       float64      `json:"cpuus"`    // push phase and drain
 	PushesIn  int          `json:"pushesIn"` // pushes made through it: messages_in less what peers sent it
 	PeerSent  int          `json:"peerSent"` // growth of its peers' sent_total
@@ -167,6 +168,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, bins map[string]string, dir,
 	var m0 []nodeMetrics
 	for i, p := range nodes {
 		run.Nodes[i].RSSAfter, _ = stats.RSS(p.cmd.Process.Pid)
+		run.Nodes[i].FDs = [2]int{fds(p.cmd.Process.Pid), fds(gens[i].cmd.Process.Pid)}
 		c, err := stats.CPUTime(p.cmd.Process.Pid)
 		if err != nil {
 			return nil, err
@@ -301,6 +303,12 @@ func readMetrics(addr string) (nodeMetrics, error) {
 	return m, nil
 }
 
+// fds counts a process's open descriptors.
+func fds(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(ents)
+}
+
 // loadAvg is /proc/loadavg's 1, 5 and 15 minute figures.
 func loadAvg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
@@ -336,13 +344,13 @@ func printScale(w io.Writer, o scaleOptions, runs []*scaleRun) {
 			"at the end of the push phase: %s.\n\n",
 			r.Relay, l.Conns, l.Nodes, scale.BigRoom, l.Rooms, o.rate, scale.BigRoom, o.big, o.duration,
 			t.rooms, t.bigs, scale.BigRoom, r.Push.Errors, r.Connect, r.LoadAvg[0], r.LoadAvg[1])
-		fmt.Fprintln(w, "| node | conns | RSS MiB | RSS KiB/conn | CPU s | delivered | CPU µs/msg | room p50 / p99 ms | \"all\" p50 / p99 ms | pushes in | peer msgs | peer msgs/push | lost / dup / unexpected |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| node | conns | fds node / gen | RSS MiB | RSS KiB/conn | CPU s | delivered | CPU µs/msg | room p50 / p99 ms | \"all\" p50 / p99 ms | pushes in | peer msgs | peer msgs/push | lost / dup / unexpected |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for i, n := range r.Nodes {
 			rep := n.Report
 			perConn := float64(n.RSSAfter-n.RSSBefore) / 1024 / float64(max(rep.Conns, 1))
-			fmt.Fprintf(w, "| %d | %d | %.0f | %.1f | %.1f | %d | %.2f | %s / %s | %s / %s | %d | %d | %.2f | %d / %d / %d |\n",
-				i+1, rep.Conns, float64(n.RSSAfter)/(1<<20), perConn, n.CPU/1e6, rep.Delivered, n.CPU/float64(max(rep.Delivered, 1)),
+			fmt.Fprintf(w, "| %d | %d | %d / %d | %.0f | %.1f | %.1f | %d | %.2f | %s / %s | %s / %s | %d | %d | %.2f | %d / %d / %d |\n",
+				i+1, rep.Conns, n.FDs[0], n.FDs[1], float64(n.RSSAfter)/(1<<20), perConn, n.CPU/1e6, rep.Delivered, n.CPU/float64(max(rep.Delivered, 1)),
 				ms(rep.RoomP50), ms(rep.RoomP99), ms(rep.BigP50), ms(rep.BigP99), n.PushesIn, n.PeerSent,
 				float64(n.PeerSent)/float64(max(n.PushesIn, 1)), rep.Lost, rep.Duplicates, rep.Unexpected)
 			t.conns += int64(rep.Conns)
@@ -353,7 +361,7 @@ func printScale(w io.Writer, o scaleOptions, runs []*scaleRun) {
 			t.cpu += n.CPU
 			t.bad += rep.Lost + rep.Duplicates + rep.Unexpected + rep.Dropped + int64(n.PeerLoss)
 		}
-		fmt.Fprintf(w, "| all | %d | | %.1f | %.1f | %d | %.2f | | | %d | %d | %.2f | %d |\n",
+		fmt.Fprintf(w, "| all | %d | | | %.1f | %.1f | %d | %.2f | | | %d | %d | %.2f | %d |\n",
 			t.conns, t.rss/1024/float64(max(t.conns, 1)), t.cpu/1e6, t.delivered, t.cpu/float64(max(t.delivered, 1)),
 			t.pushes, t.peer, float64(t.peer)/float64(max(t.pushes, 1)), t.bad)
 	}
