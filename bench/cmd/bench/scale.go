@@ -325,7 +325,7 @@ func printScale(w io.Writer, o scaleOptions, runs []*scaleRun) {
 	ms := func(us float64) string { return strconv.FormatFloat(us/1000, 'f', 1, 64) }
 	type total struct {
 		conns, delivered, pushes, peer, rooms, bigs int64
-		rss, cpu                                    float64
+		rss, cpu, gen                               float64
 		bad                                         int64
 	}
 	totals := make([]total, len(runs))
@@ -359,11 +359,13 @@ func printScale(w io.Writer, o scaleOptions, runs []*scaleRun) {
 			t.peer += int64(n.PeerSent)
 			t.rss += float64(n.RSSAfter - n.RSSBefore)
 			t.cpu += n.CPU
+			t.gen += rep.CPU
 			t.bad += rep.Lost + rep.Duplicates + rep.Unexpected + rep.Dropped + int64(n.PeerLoss)
 		}
 		fmt.Fprintf(w, "| all | %d | | | %.1f | %.1f | %d | %.2f | | | %d | %d | %.2f | %d |\n",
 			t.conns, t.rss/1024/float64(max(t.conns, 1)), t.cpu/1e6, t.delivered, t.cpu/float64(max(t.delivered, 1)),
 			t.pushes, t.peer, float64(t.peer)/float64(max(t.pushes, 1)), t.bad)
+		fmt.Fprintf(w, "\nThe generators used %.1f s of CPU from connected to their reports.\n", t.gen/1e6)
 	}
 	if len(runs) < 2 {
 		return
