@@ -77,6 +77,12 @@ func Hold(ctx context.Context, cfg HoldConfig, in io.Reader, out io.Writer) erro
 	nd := &net.Dialer{Timeout: 10 * time.Second}
 	if cfg.Source != "" {
 		nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(cfg.Source)}
+		// IP_BIND_ADDRESS_NO_PORT: the port is picked at connect, by the
+		// whole 4-tuple. Without it bind searches the odd half of the range
+		// first, which at 15,000 sockets a source makes each dial a scan.
+		nd.Control = func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, 24, 1) })
+		}
 	}
 	h.dialer = websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
 	defer h.teardown()
@@ -182,6 +188,12 @@ func (h *holder) dial(ctx context.Context, room int) (*hconn, error) {
 	}
 	ws.SetReadDeadline(time.Time{})
 	ws.SetWriteDeadline(time.Time{})
+	// gorilla's own pong has a 1 s deadline, and a pong that misses it ends
+	// the connection: on a loaded machine that is the generator failing.
+	ws.SetPingHandler(func(m string) error {
+		ws.WriteControl(websocket.PongMessage, []byte(m), time.Now().Add(30*time.Second))
+		return nil
+	})
 	return &hconn{ws: ws, room: room}, nil
 }
 
