@@ -328,6 +328,26 @@ func TestClientDeadEndpoint(t *testing.T) {
 	}
 }
 
+// TestClientSSLEndpoint: the client does not speak Tars over TLS; an ssl endpoint is skipped
+// like a dead one, and alone it fails the call saying why.
+func TestClientSSLEndpoint(t *testing.T) {
+	ts := newTestServer()
+	addr := serve(t, &ts.Server, ListenOptions{})
+	c := newTestClient(t, ClientOptions{})
+	ssl := "ssl" + strings.TrimPrefix(endpointOf(addr), "tcp")
+	if _, _, err := pushByRoom(context.Background(), mustProxy(t, c, pushObj+"@"+ssl+":"+endpointOf(addr)), "room", "m"); err != nil {
+		t.Fatalf("ssl and tcp endpoints: %v", err)
+	}
+	var ce *CallError
+	err := mustProxy(t, c, pushObj+"@"+ssl).Ping(context.Background())
+	if !errors.As(err, &ce) || ce.Code != ProxyConnectErr || !strings.Contains(err.Error(), "protocol ssl is not supported (only tcp)") {
+		t.Fatalf("only an ssl endpoint: %v", err)
+	}
+	if n := ts.calls.Load(); n != 1 {
+		t.Fatalf("the server got %d calls, want 1: the ssl endpoint was dialed", n)
+	}
+}
+
 type staticResolver struct {
 	eps   []Endpoint
 	calls atomic.Int32
