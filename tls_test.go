@@ -281,3 +281,15 @@ servant=A.B.obj
 		}
 	}
 }
+
+// TestTLSWarnings: an expired certificate, or one no ssl endpoint serves, is logged but does not
+// stop the server: refusing to start would take the whole service down.
+func TestTLSWarnings(t *testing.T) {
+	t.Parallel()
+	certPEM, keyPEM, _ := testCert(t, time.Now().Add(-time.Minute))
+	p := startProc(t, procOpts{files: map[string][]byte{"cert.pem": certPEM, "key.pem": keyPEM},
+		websocket: "tls-cert=cert.pem\ntls-key=key.pem"})
+	for _, w := range []string{"tls-cert has expired: browsers will refuse it", "no not_tars adapter has an ssl endpoint"} {
+		waitFor(t, "the warning "+w, func() bool { return strings.Contains(p.log(), w) })
+	}
+}
