@@ -283,9 +283,10 @@ func TestPeerPushRefuses(t *testing.T) {
 		bad(func(m *peerMessage) { m.From = own }),
 		bad(func(m *peerMessage) { m.From = "" }),
 		bad(func(m *peerMessage) { m.Origin = strings.Repeat("o", peerOriginMax+1) }),
+		bad(func(m *peerMessage) { m.Name = "<b>Ada</b>" }),
 	}
 	counts, err := peerPushCall(t, addr, testClusterSecret, msgs)
-	if want := []int32{1, -1, -1, 2, -1, -1, -1, -1, -1}; err != nil || !slices.Equal(counts, want) {
+	if want := []int32{1, -1, -1, 2, -1, -1, -1, -1, -1, -1}; err != nil || !slices.Equal(counts, want) {
 		t.Errorf("peerPush = %v, %v; want %v", counts, err, want)
 	}
 	h := n.hub.History("room1")
@@ -361,7 +362,7 @@ func TestClusterRefusedIsResent(t *testing.T) {
 // is an error.
 func TestPeerMessageCodec(t *testing.T) {
 	msgs := []peerMessage{
-		{Room: "room1", Text: "héllo|pipe", From: "c7.k3f9q", Time: 1700000000123, Origin: "127.0.0.1:10015"},
+		{Room: "room1", Text: "héllo|pipe", From: "c7.k3f9q", Time: 1700000000123, Origin: "127.0.0.1:10015", Name: "Ada"},
 		{Text: strings.Repeat("y", 300), From: "tars", Time: -1},
 	}
 	b := appendList(nil, 1, msgs, appendPeerMessage)
