@@ -302,6 +302,8 @@ func TestPeerPresenceRefuses(t *testing.T) {
 	go bad.Serve(lbad, tars.ListenOptions{})
 	t.Cleanup(func() { bad.Shutdown(t.Context()) })
 	a := startInNode(t, testSettings(), la, lb.Addr().String(), lhang.Addr().String(), lbad.Addr().String())
+	// B's first calls waited for A to serve: it has told A of room1 once A knows of one room there.
+	waitFor(t, "A to know B's room", func() bool { return a.peer(t, lb.Addr().String()).Interest == 1 })
 	q := a.dial(t)
 	q.send("format|json")
 	q.recv()
