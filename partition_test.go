@@ -50,13 +50,13 @@ type netLab struct {
 }
 
 const (
-	labPrefix   = "wsp"        // namespaces named wsp<pid>-...
-	clusterNet  = "10.231.1."  // node i is .i+1
-	clientNet   = "10.231.2."  // node i is .i+1, the test .254
-	labPushPort = "9000"       // PushObj, on the cluster address
-	labHTTPPort = "8080"       // the objAdapter, on the client address
-	labTimeout  = 1000         // sync-invoke-timeout, ms: how soon a peer is seen down
-	labBound    = peerQueueMax // the messages a peer's queue holds
+	labPrefix     = "wsp"        // namespaces named wsp<pid>-...
+	labClusterNet = "10.231.1."  // node i is .i+1
+	labClientNet  = "10.231.2."  // node i is .i+1, the test .254
+	labPushPort   = "9000"       // PushObj, on the cluster address
+	labHTTPPort   = "8080"       // the objAdapter, on the client address
+	labTimeout    = 1000         // sync-invoke-timeout, ms: how soon a peer is seen down
+	labBound      = peerQueueMax // the messages a peer's queue holds
 )
 
 // newNetLab makes the namespaces, or skips the test saying why it cannot.
@@ -105,14 +105,14 @@ func newNetLab(t *testing.T, n int) *netLab {
 		l.ip("-n", l.sw, "link", "add", br, "type", "bridge")
 		l.ip("-n", l.sw, "link", "set", br, "up")
 	}
-	l.ip("-n", l.sw, "addr", "add", clientNet+"254/24", "dev", "cli")
+	l.ip("-n", l.sw, "addr", "add", labClientNet+"254/24", "dev", "cli")
 	for i := range n {
 		ns := l.prefix + string(rune('a'+i))
 		l.ip("netns", "add", ns)
 		l.nodes = append(l.nodes, ns)
 		l.ip("-n", ns, "link", "set", "lo", "up")
 		for _, side := range []struct{ port, br, dev, net string }{
-			{"c" + strconv.Itoa(i), "cl", "eth0", clusterNet}, {"k" + strconv.Itoa(i), "cli", "eth1", clientNet}} {
+			{"c" + strconv.Itoa(i), "cl", "eth0", labClusterNet}, {"k" + strconv.Itoa(i), "cli", "eth1", labClientNet}} {
 			l.ip("-n", l.sw, "link", "add", side.port, "type", "veth", "peer", "name", side.dev, "netns", ns)
 			l.ip("-n", l.sw, "link", "set", side.port, "master", side.br, "up")
 			l.ip("-n", ns, "addr", "add", side.net+strconv.Itoa(i+1)+"/24", "dev", side.dev)
@@ -223,30 +223,29 @@ func setns(f *os.File) error {
 
 // labNode is one server process in its namespace.
 type labNode struct {
-	name, ns     string
-	push, http   string // cluster and client addresses
-	dir          string
-	cmd          *exec.Cmd
-	out          syncBuffer
-	done         chan struct{}
-	client       *http.Client
-	lab          *netLab
-	peerOf       map[string]string // node name by PushObj address
-	metricsCache string
+	name, ns   string
+	push, http string // cluster and client addresses
+	dir        string
+	cmd        *exec.Cmd
+	out        syncBuffer
+	done       chan struct{}
+	client     *http.Client
+	lab        *netLab
+	peerOf     map[string]string // node name by PushObj address
 }
 
 func (l *netLab) startNodes(t *testing.T) []*labNode {
 	t.Helper()
 	var eps []string
 	for i := range l.nodes {
-		eps = append(eps, "tcp -h "+clusterNet+strconv.Itoa(i+1)+" -p "+labPushPort+" -t 60000")
+		eps = append(eps, "tcp -h "+labClusterNet+strconv.Itoa(i+1)+" -p "+labPushPort+" -t 60000")
 	}
 	tr := &http.Transport{DialContext: l.dial}
 	t.Cleanup(tr.CloseIdleConnections)
 	var nodes []*labNode
 	for i, ns := range l.nodes {
 		nd := &labNode{name: string(rune('A' + i)), ns: ns, dir: t.TempDir(), done: make(chan struct{}), lab: l,
-			push: clusterNet + strconv.Itoa(i+1) + ":" + labPushPort, http: clientNet + strconv.Itoa(i+1) + ":" + labHTTPPort,
+			push: labClusterNet + strconv.Itoa(i+1) + ":" + labPushPort, http: labClientNet + strconv.Itoa(i+1) + ":" + labHTTPPort,
 			client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 		conf := fmt.Sprintf(`<tars>
   <application>
@@ -287,7 +286,7 @@ func (l *netLab) startNodes(t *testing.T) []*labNode {
     </websocket>
   </application>
 </tars>
-`, labTimeout, clusterNet+strconv.Itoa(i+1), clientNet+strconv.Itoa(i+1), labHTTPPort, clusterNet+strconv.Itoa(i+1), labPushPort,
+`, labTimeout, labClusterNet+strconv.Itoa(i+1), labClientNet+strconv.Itoa(i+1), labHTTPPort, labClusterNet+strconv.Itoa(i+1), labPushPort,
 			testPushObj, testHelloObj, testPushObj, strings.Join(eps, ":"), testClusterSecret)
 		confPath := filepath.Join(nd.dir, "TestApp.WebsocketServer.config.conf")
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
@@ -393,14 +392,14 @@ func (nd *labNode) pushRoom(t *testing.T, room, msg string) {
 	}
 }
 
-// page is a json-format WebSocket connection.
-type page struct {
+// labPage is a json-format WebSocket connection.
+type labPage struct {
 	t   *testing.T
 	who string
 	ws  *websocket.Conn
 }
 
-func (nd *labNode) page(t *testing.T, who string) *page {
+func (nd *labNode) page(t *testing.T, who string) *labPage {
 	t.Helper()
 	c, err := nd.lab.dial(context.Background(), "tcp", nd.http)
 	if err != nil {
@@ -412,13 +411,13 @@ func (nd *labNode) page(t *testing.T, who string) *page {
 		t.Fatalf("%s: %v", who, err)
 	}
 	t.Cleanup(func() { ws.Close() })
-	p := &page{t: t, who: who, ws: ws}
+	p := &labPage{t: t, who: who, ws: ws}
 	p.send("format|json")
 	p.next(10 * time.Second)
 	return p
 }
 
-func (p *page) send(s string) {
+func (p *labPage) send(s string) {
 	p.t.Helper()
 	if err := websocket.Message.Send(p.ws, s); err != nil {
 		p.t.Fatalf("%s: send: %v", p.who, err)
@@ -426,7 +425,7 @@ func (p *page) send(s string) {
 }
 
 // next returns the next frame, or the zero event with ok false after wait.
-func (p *page) next(wait time.Duration) (ev event, ok bool) {
+func (p *labPage) next(wait time.Duration) (ev event, ok bool) {
 	p.t.Helper()
 	p.ws.SetReadDeadline(time.Now().Add(wait))
 	var b []byte
@@ -444,7 +443,7 @@ func (p *page) next(wait time.Duration) (ev event, ok bool) {
 
 // join subscribes (with a recovery object, or a bare room name) and
 // returns the history frames replayed before the reply, and the reply.
-func (p *page) join(sub string) (replay []event, reply event) {
+func (p *labPage) join(sub string) (replay []event, reply event) {
 	p.t.Helper()
 	p.send("subscribe|" + sub)
 	for {
@@ -464,7 +463,7 @@ func (p *page) join(sub string) (replay []event, reply event) {
 
 // until reads messages until every text in lasts has arrived, failing on
 // one that arrives twice; it returns them in order of arrival.
-func (p *page) until(wait time.Duration, lasts ...string) []event {
+func (p *labPage) until(wait time.Duration, lasts ...string) []event {
 	p.t.Helper()
 	var got []event
 	seen := map[string]bool{}
@@ -473,7 +472,7 @@ func (p *page) until(wait time.Duration, lasts ...string) []event {
 	for left > 0 {
 		ev, ok := p.next(time.Until(deadline))
 		if !ok {
-			p.t.Fatalf("%s: %v not all there after %v; got %d messages, the last %v", p.who, lasts, wait, len(got), lastText(got))
+			p.t.Fatalf("%s: %v not all there after %v; got %d messages, the last %v", p.who, lasts, wait, len(got), labLast(got))
 		}
 		if ev.Kind != kindMessage {
 			continue
@@ -493,21 +492,21 @@ func (p *page) until(wait time.Duration, lasts ...string) []event {
 }
 
 // quiet fails if a message arrives within wait.
-func (p *page) quiet(wait time.Duration) {
+func (p *labPage) quiet(wait time.Duration) {
 	p.t.Helper()
 	if ev, ok := p.next(wait); ok {
 		p.t.Fatalf("%s: unexpected %+v", p.who, ev)
 	}
 }
 
-func lastText(evs []event) string {
+func labLast(evs []event) string {
 	if len(evs) == 0 {
 		return "none"
 	}
 	return strconv.Quote(evs[len(evs)-1].Text)
 }
 
-func texts(evs []event) []string {
+func labTexts(evs []event) []string {
 	var s []string
 	for _, ev := range evs {
 		s = append(s, ev.Text)
@@ -515,8 +514,8 @@ func texts(evs []event) []string {
 	return s
 }
 
-// seq returns "<prefix>#<from>" ... "<prefix>#<to>".
-func seq(prefix string, from, to int) []string {
+// labSeq returns "<prefix>#<from>" ... "<prefix>#<to>".
+func labSeq(prefix string, from, to int) []string {
 	var s []string
 	for i := from; i <= to; i++ {
 		s = append(s, prefix+"#"+strconv.Itoa(i))
@@ -524,9 +523,9 @@ func seq(prefix string, from, to int) []string {
 	return s
 }
 
-// check compares what a page got with want: the same messages, each
+// labCheck compares what a page got with want: the same messages, each
 // sender's in its own order.
-func check(t *testing.T, who string, got []event, want []string) {
+func labCheck(t *testing.T, who string, got []event, want []string) {
 	t.Helper()
 	bySender := func(s []string) map[string][]string {
 		m := map[string][]string{}
@@ -536,23 +535,23 @@ func check(t *testing.T, who string, got []event, want []string) {
 		}
 		return m
 	}
-	g, w := bySender(texts(got)), bySender(want)
+	g, w := bySender(labTexts(got)), bySender(want)
 	for s := range w {
 		if strings.Join(g[s], ",") != strings.Join(w[s], ",") {
-			t.Fatalf("%s: from %s got %d messages %s, want %d %s", who, s, len(g[s]), short(g[s]), len(w[s]), short(w[s]))
+			t.Fatalf("%s: from %s got %d messages %s, want %d %s", who, s, len(g[s]), labRuns(g[s]), len(w[s]), labRuns(w[s]))
 		}
 	}
 	if len(got) != len(want) {
-		t.Fatalf("%s: got %d messages, want %d: %s", who, len(got), len(want), short(texts(got)))
+		t.Fatalf("%s: got %d messages, want %d: %s", who, len(got), len(want), labRuns(labTexts(got)))
 	}
 }
 
-// short describes messages as runs: "A#2-A#11 B#1".
-func short(s []string) string {
+// labRuns describes messages as runs: "A#2-A#11 B#1".
+func labRuns(s []string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		j := i
-		for j+1 < len(s) && next(s[j]) == s[j+1] {
+		for j+1 < len(s) && labNext(s[j]) == s[j+1] {
 			j++
 		}
 		b.WriteString(" " + s[i])
@@ -564,7 +563,7 @@ func short(s []string) string {
 	return "[" + strings.TrimSpace(b.String()) + "]"
 }
 
-func next(m string) string {
+func labNext(m string) string {
 	sender, n, _ := strings.Cut(m, "#")
 	i, _ := strconv.Atoi(n)
 	return sender + "#" + strconv.Itoa(i+1)
@@ -590,7 +589,7 @@ func TestPartition(t *testing.T) {
 
 	pa, pb, pc := a.page(t, "page on A"), b.page(t, "page on B"), c.page(t, "page on C")
 	pr := c.page(t, "page on C that reconnects")
-	for _, p := range []*page{pa, pb, pc, pr} {
+	for _, p := range []*labPage{pa, pb, pc, pr} {
 		p.join("r")
 	}
 	pbig := c.page(t, "page on C in room big")
@@ -598,8 +597,8 @@ func TestPartition(t *testing.T) {
 	a.pushRoom(t, "r", "A#0")
 	b.pushRoom(t, "r", "B#0")
 	c.pushRoom(t, "r", "C#0")
-	for _, p := range []*page{pa, pb, pc} {
-		check(t, p.who, p.until(5*time.Second, "A#0", "B#0", "C#0"), []string{"A#0", "B#0", "C#0"})
+	for _, p := range []*labPage{pa, pb, pc} {
+		labCheck(t, p.who, p.until(5*time.Second, "A#0", "B#0", "C#0"), []string{"A#0", "B#0", "C#0"})
 	}
 	seen := pr.until(5*time.Second, "A#0", "B#0", "C#0")
 	since, epoch := seen[2].Offset, seen[2].Epoch
@@ -646,14 +645,14 @@ func TestPartition(t *testing.T) {
 	}
 	// The members on the reachable nodes lose nothing; C's own members get
 	// C's pushes at once, and nothing else.
-	reachable := append(seq("A", 1, 11), seq("B", 1, 11)...)
-	check(t, pa.who, pa.until(5*time.Second, "A#11", "B#11"), reachable)
-	check(t, pb.who, pb.until(5*time.Second, "A#11", "B#11"), reachable)
+	reachable := append(labSeq("A", 1, 11), labSeq("B", 1, 11)...)
+	labCheck(t, pa.who, pa.until(5*time.Second, "A#11", "B#11"), reachable)
+	labCheck(t, pb.who, pb.until(5*time.Second, "A#11", "B#11"), reachable)
 	duringCut := pc.until(5*time.Second, "C#11")
-	check(t, pc.who, duringCut, seq("C", 1, 11))
-	pa.quiet(300 * time.Millisecond)
-	pc.quiet(300 * time.Millisecond)
-	pbig.quiet(10 * time.Millisecond)
+	labCheck(t, pc.who, duringCut, labSeq("C", 1, 11))
+	for _, p := range []*labPage{pa, pb, pc, pbig} {
+		p.quiet(100 * time.Millisecond)
+	}
 	// The bound: the oldest of what waits for C are dropped, and counted.
 	over := labBound + 100 + 10 - labBound // big#0..big#109: A#2..A#11 came after them
 	if d := a.metric(t, dropped, "C") - dropped0; d != over {
@@ -671,13 +670,13 @@ func TestPartition(t *testing.T) {
 	lab.setPort(2, true)
 	healAt := time.Now()
 	bigGot := pbig.until(30*time.Second, "big#"+strconv.Itoa(labBound+99))
-	check(t, pbig.who, bigGot, seq("big", over, labBound+99))
+	labCheck(t, pbig.who, bigGot, labSeq("big", over, labBound+99))
 	afterHeal := pc.until(30*time.Second, "A#11", "B#11")
-	check(t, pc.who, afterHeal, append(seq("A", 2, 11), seq("B", 2, 11)...))
-	check(t, pa.who, pa.until(30*time.Second, "C#11"), seq("C", 2, 11))
-	check(t, pb.who, pb.until(30*time.Second, "C#11"), seq("C", 2, 11))
+	labCheck(t, pc.who, afterHeal, append(labSeq("A", 2, 11), labSeq("B", 2, 11)...))
+	labCheck(t, pa.who, pa.until(30*time.Second, "C#11"), labSeq("C", 2, 11))
+	labCheck(t, pb.who, pb.until(30*time.Second, "C#11"), labSeq("C", 2, 11))
 	t.Logf("everything queued delivered %v after the heal", time.Since(healAt).Round(time.Millisecond))
-	for _, p := range []*page{pa, pb, pc} {
+	for _, p := range []*labPage{pa, pb, pc} {
 		p.quiet(300 * time.Millisecond) // nor the lost ones, late
 	}
 	if got := lostNow(); fmt.Sprint(got) != fmt.Sprint(lostDown) {
@@ -692,14 +691,14 @@ func TestPartition(t *testing.T) {
 	if reply.Recovered == nil || !*reply.Recovered {
 		t.Fatalf("%s: recovery reply %+v, want recovered:true", back.who, reply)
 	}
-	if got, want := strings.Join(texts(replay), ","), strings.Join(texts(append(duringCut, afterHeal...)), ","); got != want {
+	if got, want := strings.Join(labTexts(replay), ","), strings.Join(labTexts(append(duringCut, afterHeal...)), ","); got != want {
 		t.Fatalf("%s: replayed %s\nwant what the member on C got: %s", back.who, got, want)
 	}
 	// One that missed more than C's history holds is told so, and gets the
 	// newest.
 	bigBack := c.page(t, "page on C in room big, back")
 	replay, reply = bigBack.join(fmt.Sprintf(`{"roomNum":"big","since":%d,"epoch":%q}`, bigGot[0].Offset, bigGot[0].Epoch))
-	if reply.Recovered == nil || *reply.Recovered || len(replay) == 0 || replay[len(replay)-1].Text != lastText(bigGot)[1:len(lastText(bigGot))-1] {
+	if reply.Recovered == nil || *reply.Recovered || len(replay) == 0 || replay[len(replay)-1].Text != bigGot[len(bigGot)-1].Text {
 		t.Fatalf("%s: recovery reply %+v after %d replayed, want recovered:false after the newest", bigBack.who, reply, len(replay))
 	}
 }
