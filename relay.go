@@ -192,6 +192,7 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 				return err
 			})
 		})
+	unanswered(p, err)
 	if err == nil && len(counts) != len(batch) {
 		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
 	}
@@ -245,6 +246,17 @@ func (c *Cluster) down(p *peer, err error) {
 	p.State, p.Error = "down", err.Error()
 	p.told, p.toldGen = nil, -1
 	c.settle(p, c.end())
+}
+
+// unanswered resets p's connection after a call that timed out: across a
+// partition its request waits in the connection, and would arrive after
+// the heal, with the calls that follow, delivering out of order (or telling
+// an old interest). Reset, it certainly arrives never, or before.
+func unanswered(p *peer, err error) {
+	var ce *tars.CallError
+	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+		p.proxy.Abort()
+	}
 }
 
 // neverSent reports whether a call failed before its request could leave:
