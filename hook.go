@@ -61,7 +61,7 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	}
 	var ce *tars.CallError
 	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
-		return "", fmt.Errorf("refused: the hook did not answer within %v", time.Since(start).Round(time.Millisecond))
+		return "", fmt.Errorf("refused: the hook did not answer within %v", time.Since(start).Round(10*time.Millisecond))
 	}
 	return "", errors.New("refused: the hook failed")
 }
