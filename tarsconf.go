@@ -120,6 +120,10 @@ func (s Settings) check() error {
 		return fmt.Errorf("history (%d) x max-message (%d) is more than the %d bytes all rooms' history may hold: "+
 			"keep history at most %d, lower max-message or raise history-disk", s.History, s.MaxMessage, s.historyBytes(), s.historyBytes()/per)
 	}
+	if s.HookTimeout >= s.IdleTimeout {
+		return fmt.Errorf("hook-timeout (%d ms) must be less than idle-timeout (%d ms): a connection reads nothing while its hook runs",
+			s.HookTimeout.Milliseconds(), s.IdleTimeout.Milliseconds())
+	}
 	if s.Store == "file" && s.HistoryDisk < minHistoryDisk {
 		return fmt.Errorf("history-disk (%d) is less than %d bytes", s.HistoryDisk, minHistoryDisk)
 	}
