@@ -165,6 +165,9 @@ func (c *conn) handle(frame string) {
 	if err == nil && s.RoomSecret != "" && (name == cmdSubscribe || name == cmdHistory || name == cmdSendByRoom || name == cmdPresence) {
 		err = checkRoomToken(s.RoomSecret, cmd.Room, cmd.Token, time.Now(), name == cmdSendByRoom)
 	}
+	if err == nil {
+		cmd.Text, err = c.runHook(s, cmd) // hook.go: may refuse, or replace the text
+	}
 	if err != nil {
 		c.reply(name, "", "", err)
 		return
