@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 // frame is a json-format frame, as a page reads it.
 type frame struct {
 	Kind, Room, Text, Epoch, Cmd string
+	Name, From                   string
 	Offset                       uint64
 	Recovered                    *bool
 }
@@ -146,6 +148,59 @@ func TestRecoverNotPossible(t *testing.T) {
 	c.do(`history|{"roomNum":"room1","since":9,"epoch":"`+ep+`"}`, "9", "History roomNum:room1 count:1 success!")
 }
 
+// TestNamesThroughTheLog: a log written before records carried names (by that version, kept in
+// testdata) loads with its offsets and epochs; a message's display name survives a restart.
+func TestNamesThroughTheLog(t *testing.T) {
+	dir := t.TempDir()
+	old, err := os.ReadFile(filepath.Join("testdata", "history-before-names", logFileName))
+	if err == nil {
+		err = os.MkdirAll(filepath.Join(dir, "history"), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "history", logFileName), old, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testSettings()
+	s.History = 10
+	read := func(ts *testServer, room string) []frame {
+		c := ts.dial(t)
+		c.do("format|json")
+		c.recv()
+		hist, _ := c.recoverFrom("history", room, 0, "")
+		return hist
+	}
+	want := "[{history room1 one f6ojuswc  http 1} {history room1 two f6ojuswc  http 2} {history room1 three f6ojuswc  http 3} " +
+		"{history room1 from Ada f6ojuswc  c1.o45fm 4} {history room1 four f6ojuswc  http 5}]"
+	show := func(hist []frame) string {
+		var b strings.Builder
+		for _, f := range hist {
+			fmt.Fprintf(&b, " {%s %s %s %s %s %s %d}", f.Kind, f.Room, f.Text, f.Epoch, f.Name, f.From, f.Offset)
+		}
+		return "[" + strings.TrimPrefix(b.String(), " ") + "]"
+	}
+	ts := startServer(t, s, dir)
+	if got := show(read(ts, "room1")); got != want {
+		t.Fatalf("old log read as\n%s\nwant\n%s", got, want)
+	}
+	if got := show(read(ts, "room2")); got != "[{history room2 elsewhere jztapsle  http 1}]" {
+		t.Fatalf("room2: %s", got)
+	}
+	c := ts.dial(t)
+	c.do("name|Bob", "Name Bob success!")
+	c.do(`sendByRoom|{"roomNum":"room1","message":"from Bob"}`, "SendByRoom success!")
+	bob := c.id()
+	if err := ts.hub.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ts = startServer(t, s, dir)
+	want = strings.TrimSuffix(want, "]") + " {history room1 from Bob f6ojuswc Bob " + bob + " 6}]"
+	if got := show(read(ts, "room1")); got != want {
+		t.Fatalf("after a restart\n%s\nwant\n%s", got, want)
+	}
+}
+
 // TestCrashKeepsAcknowledged: the real binary, SIGKILLed at random moments while pushes arrive by
 // HTTP and PushObj, has every acknowledged message in its history after a restart, at its offset;
 // a torn record at the log's end is cut with a warning and the server serves on.
@@ -243,6 +298,7 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 // panic, and never more memory than the input holds.
 func FuzzLogRecord(f *testing.F) {
 	f.Add(appendRecord(nil, event{Room: "room1", Epoch: "e", Offset: 7, From: "http", Text: "hi", Time: time.UnixMilli(1)}))
+	f.Add(appendRecord(nil, event{Room: "r", Epoch: "e", Offset: 1, From: "c1.x", Name: "Ada", Text: "", Time: time.UnixMilli(2)}))
 	f.Add([]byte{255, 255, 255, 255, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var evs, again []event
