@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -312,4 +313,92 @@ func FuzzLogRecord(f *testing.F) {
 			t.Fatalf("records %v read back as %v (%v)", evs, again, err)
 		}
 	})
+}
+
+// TestFullDiskDeliversNothingUnlogged: on a file system that is full (a small tmpfs, so the write
+// really fails), a push is answered with an error and reaches no one; once there is room again,
+// pushes go on, and after a restart a page recovers exactly what it was shown, by the offsets it
+// was shown. Needs root, to mount the tmpfs.
+func TestFullDiskDeliversNothingUnlogged(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (run as root for this test): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	s := testSettings()
+	s.History = 100
+	ts := startServer(t, s, dir)
+	a := ts.dial(t)
+	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	a.do("format|json")
+	a.recv()
+	pushHTTP := func(ts *testServer, text string) (int, string) {
+		resp, err := http.Get(ts.http.URL + "/Index/pushByRoom?roomNum=room1&message=" + url.QueryEscape(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := pushHTTP(ts, "before"); code != 200 {
+		t.Fatalf("push: %d %q", code, body)
+	}
+	shown := []frame{a.frame()}
+	// Fill the file system, then push until the log's next write does not fit.
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil {
+		_, err = filler.Write(make([]byte, 4096))
+	}
+	filler.Close()
+	code, body := 0, ""
+	for i := 0; i < 20; i++ {
+		if code, body = pushHTTP(ts, fmt.Sprintf("m%d %s", i, strings.Repeat("x", 900))); code != 200 {
+			break
+		}
+		shown = append(shown, a.frame())
+	}
+	if code != http.StatusInternalServerError || !strings.Contains(body, "no space left") {
+		t.Fatalf("push on a full disk: %d %q; want 500 and the error", code, body)
+	}
+	for range 3 {
+		if code, _ := pushHTTP(ts, "refused "+strings.Repeat("y", 900)); code != http.StatusInternalServerError {
+			t.Fatalf("push on a full disk: %d", code)
+		}
+	}
+	t.Logf("%d pushes stored before the disk was full, then 4 refused", len(shown)-1)
+	// Nothing refused reached a: the next frame it gets is the reply to this.
+	a.send("rooms")
+	if f := a.frame(); f.Kind != kindReply {
+		t.Fatalf("a got %+v for a refused push", f)
+	}
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := pushHTTP(ts, "after"); code != 200 {
+		t.Fatalf("push once there is room: %d %q", code, body)
+	}
+	shown = append(shown, a.frame())
+	if err := ts.hub.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// After a restart the page recovers from the first message it was shown: exactly the others,
+	// at the offsets it saw them, and then what comes next.
+	ts = startServer(t, s, dir)
+	pushHTTP(ts, "later")
+	b := ts.dial(t)
+	b.do("format|json")
+	b.recv()
+	hist, reply := b.recoverFrom("subscribe", "room1", shown[0].Offset, shown[0].Epoch)
+	if len(hist) != len(shown) || reply.Recovered == nil || !*reply.Recovered {
+		t.Fatalf("recovered %d messages (%+v), want %d and recovered:true", len(hist), reply, len(shown))
+	}
+	for i, f := range append(shown[1:], frame{Text: "later"}) {
+		if hist[i].Text != f.Text || f.Offset != 0 && hist[i].Offset != f.Offset {
+			t.Fatalf("recovered %q at offset %d, want %q at %d", hist[i].Text, hist[i].Offset, f.Text, f.Offset)
+		}
+	}
 }
