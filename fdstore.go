@@ -101,10 +101,7 @@ func openRoomStore(dataDir string, s *Settings, log *slog.Logger, restore func(e
 		log.Warn("history log: torn or corrupt tail cut", "file", l.path, "at", good, "bytes", fi.Size()-good, "err", err)
 		serr = f.Truncate(good)
 	}
-	if serr == nil {
-		_, serr = f.Seek(good, io.SeekStart)
-	}
-	if serr != nil {
+	if serr = errors.Join(serr, seek(f, good)); serr != nil {
 		f.Close()
 		return nil, fmt.Errorf("history log: %w", serr)
 	}
