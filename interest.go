@@ -103,6 +103,7 @@ func (c *Cluster) tell(p *peer) bool {
 		r.Put(5, "add", func(b []byte, tag uint8) []byte { return appendList(b, tag, add, tars.AppendString) })
 		r.Put(6, "remove", func(b []byte, tag uint8) []byte { return appendList(b, tag, remove, tars.AppendString) })
 	}, nil)
+	unanswered(p, err)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if peerRefused(err) {

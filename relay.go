@@ -35,7 +35,7 @@ func (c *Cluster) relay() {
 			}
 			p.signal()
 		}
-		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin, To: ev.To}
+		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin, To: ev.To, Name: ev.Name}
 		c.relayed = append(c.relayed, peerItem{m, it.ack, c.bytes, skip})
 		c.bytes += c.relayed[len(c.relayed)-1].cost()
 	}
@@ -192,6 +192,7 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 				return err
 			})
 		})
+	unanswered(p, err)
 	if err == nil && len(counts) != len(batch) {
 		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
 	}
@@ -247,6 +248,17 @@ func (c *Cluster) down(p *peer, err error) {
 	c.settle(p, c.end())
 }
 
+// unanswered resets p's connection after a call that timed out: across a
+// partition its request waits in the connection, and would arrive after
+// the heal, with the calls that follow, delivering out of order (or telling
+// an old interest). Reset, it certainly arrives never, or before.
+func unanswered(p *peer, err error) {
+	var ce *tars.CallError
+	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+		p.proxy.Abort()
+	}
+}
+
 // neverSent reports whether a call failed before its request could leave:
 // no connection could be made.
 func neverSent(err error) bool {
@@ -268,6 +280,7 @@ type peerMessage struct {
 	Time             int64 // Unix milliseconds
 	Origin           string
 	To               string // a connection id: for it only (pushToConn); "": the room's members, or everyone
+	Name             string // the sender's display name; older nodes neither send nor read it
 }
 
 func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
@@ -279,6 +292,9 @@ func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
 	b = tars.AppendString(b, 4, m.Origin)
 	if m.To != "" {
 		b = tars.AppendString(b, 5, m.To)
+	}
+	if m.Name != "" {
+		b = tars.AppendString(b, 6, m.Name)
 	}
 	return tars.AppendStructEnd(b)
 }
@@ -294,6 +310,7 @@ func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
 		d.ReadInt64(&m.Time, 3, true),
 		d.ReadString(&m.Origin, 4, true),
 		d.ReadString(&m.To, 5, false),
+		d.ReadString(&m.Name, 6, false),
 		d.ReadStructEnd(),
 	)
 }

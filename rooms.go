@@ -55,6 +55,9 @@ type Hub struct {
 	closed       bool
 	interest     func(wait bool) // the cluster's: a room gained its first member here (wait) or lost its last
 
+	// The cluster's: who is in room on the other nodes.
+	peerPresence func(room string) (int, []roomMember, bool)
+
 	relayed  chan struct{} // has a token when the outbox has something
 	nextID   atomic.Uint64
 	serving  sync.WaitGroup // connections not yet out of their rooms

@@ -40,6 +40,7 @@ type registrar interface {
 //	int pushToConn(string connId, string message, out int delivered);
 //	int peerPush(vector<PeerMessage> msgs, string token, out vector<int> delivered);
 //	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove);
+//	int peerPresence(string token, string roomNum, out int count, out vector<PeerMember> members);
 //
 // The first two return 0 and the number of connections the message was
 // queued for, on this node and, with a cluster, on the peers that answered
@@ -51,6 +52,7 @@ type registrar interface {
 // checked the same way, records which rooms a peer has members in. Each call checks
 // against the settings in force.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
+	registerPeerPresence(s, name, hub, l, cl)
 	push := func(ctx context.Context, ev event) (int, error) {
 		if cl == nil {
 			return hub.Deliver(newFrames(ev), nil)
@@ -176,7 +178,7 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 			if moved {
 				retimed++
 			}
-			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
+			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Name: m.Name, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
 			items[i] = hub.DeliverLocal(newFrames(ev))
 		}
 		for i, it := range items {
@@ -295,6 +297,9 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 	}
 	if m.To != "" && (len(m.To) > peerFromMax || checkID(m.To) != nil || m.Room != "") {
 		return false, errors.New("to: want a connection id, and no room")
+	}
+	if m.Name != "" && checkName(m.Name) != nil {
+		return false, fmt.Errorf("name: %w", checkName(m.Name))
 	}
 	if len(m.Origin) > peerOriginMax {
 		return false, fmt.Errorf("origin longer than %d bytes", peerOriginMax)

@@ -64,6 +64,9 @@ type Settings struct {
 	CallAllow       string `conf:"call-allow"`       // what call may reach: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (gateway.go); empty: nothing
 	CallConcurrency int    `conf:"call-concurrency"` // calls of one connection in flight at once
 	CallMaxArgs     int    `conf:"call-max-args"`    // largest args of a call, bytes of JSON
+
+	TLSCert string `conf:"tls-cert"` // PEM certificate chain of the ssl adapters (tls.go)
+	TLSKey  string `conf:"tls-key"`  // PEM private key of tls-cert
 }
 
 // DefaultSettings returns safe defaults for a public push server.
@@ -147,6 +150,7 @@ func (l *live) set(s Settings) { l.p.Store(&s) }
 var restartKeys = map[string]bool{
 	"store": true, "hello": true, "peers": true, "cluster-secret": true,
 	"ping-interval": true, "http-read-timeout": true, "config-files": true,
+	"tls-cert": true, "tls-key": true,
 }
 
 // apply puts in force the <websocket> section of a config file pulled while
@@ -263,6 +267,9 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 		CallAllow:       r.Str(p("call-allow"), d.CallAllow),
 		CallConcurrency: r.Int(p("call-concurrency"), d.CallConcurrency, 1),
 		CallMaxArgs:     r.IntSize(p("call-max-args"), d.CallMaxArgs),
+
+		TLSCert: r.Str(p("tls-cert"), d.TLSCert),
+		TLSKey:  r.Str(p("tls-key"), d.TLSKey),
 	}
 	if err := checkCallAllow(s.CallAllow); err != nil {
 		r.Fail(p("call-allow"), s.CallAllow, "App.Server.Obj:fn1,fn2;Other.Server.Obj:*, but "+err.Error())

@@ -301,8 +301,8 @@ func TestLiveApply(t *testing.T) {
 	}
 
 	got, err := apply("ws.conf", "<websocket>\n  push-token=new-token\n  history=10\n"+
-		"  peers=A.S.PushObj@tcp -h 10.0.0.9 -p 10015\n  ping-interval=1000\n  config-files=x.conf\n</websocket>\n")
-	if want := "applied: history, push-token; needs a restart: ping-interval, peers, config-files"; err != nil || got != want {
+		"  peers=A.S.PushObj@tcp -h 10.0.0.9 -p 10015\n  ping-interval=1000\n  config-files=x.conf\n  tls-cert=new.pem\n</websocket>\n")
+	if want := "applied: history, push-token; needs a restart: ping-interval, peers, tls-cert, config-files"; err != nil || got != want {
 		t.Fatalf("apply = %q, %v; want %q", got, err, want)
 	}
 	want := set
