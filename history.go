@@ -28,7 +28,7 @@ func historyCost(ev event) int {
 func (h *Hub) remember(ev event) (string, uint64) {
 	rh := h.roomHistory(ev.Room, "")
 	rh.last++
-	if h.hlog == nil {
+	if h.store == nil {
 		rh.shown = rh.last
 	}
 	ev.Epoch, ev.Offset = rh.epoch, rh.last
@@ -88,6 +88,19 @@ func (h *Hub) keep(rh *roomHistory, ev event) {
 		} else {
 			break
 		}
+	}
+}
+
+// unkeep removes the message at offset off from rh, if rh holds it. h.mu must be held.
+func (h *Hub) unkeep(rh *roomHistory, off uint64) {
+	if rh == nil {
+		return
+	}
+	if i, ok := slices.BinarySearchFunc(rh.msgs, off, func(ev event, o uint64) int { return cmp.Compare(ev.Offset, o) }); ok {
+		n := historyCost(rh.msgs[i])
+		rh.bytes -= n
+		h.historyBytes -= n
+		rh.msgs = slices.Delete(rh.msgs, i, i+1)
 	}
 }
 
@@ -166,6 +179,6 @@ func (h *Hub) snapshot() ([]event, []*logItem) {
 	for e := h.recent.Back(); e != nil; e = e.Prev() {
 		evs = append(evs, e.Value.(*roomHistory).msgs...)
 	}
-	items, _ := h.hlog.take()
+	items, _ := h.store.take()
 	return evs, items
 }

@@ -367,7 +367,7 @@ func TestConfigFlagForms(t *testing.T) {
 			t.Errorf("split=%v: stdout %q, want %q", split, p.stdout.String(), want)
 		}
 		// The file store lives under datapath, relative to the working directory.
-		if _, err := os.Stat(filepath.Join(p.dir, "data", "rooms")); err != nil {
+		if _, err := os.Stat(filepath.Join(p.dir, "data", "history", logFileName)); err != nil {
 			t.Errorf("split=%v: no room store under datapath: %v", split, err)
 		}
 		p.cmd.Process.Signal(syscall.SIGTERM)

@@ -1,11 +1,13 @@
 // Command bench builds the product, the two reference servers and
 // Centrifugo, runs every scenario that applies against each one in its own
 // process, with the load generator in another, and prints a side-by-side
-// table.
+// table. The saturating and steady scenarios also run the product with
+// store=memory (product-memory), so the table shows what durable history
+// costs.
 //
 // Run it from the bench directory:
 //
-//	go run ./cmd/bench            # the full run, all four servers
+//	go run ./cmd/bench            # the full run, every server
 //	go run ./cmd/bench -short     # 200 connections, 5s per scenario: completion and zero loss
 package main
 
@@ -39,16 +41,17 @@ type scenario struct {
 	duration time.Duration
 	settle   time.Duration
 	workers  int
-	window   int // see load.Config.Window; 0: open loop
-	nodes    int // >0: product only, as a static cluster of this many nodes sharing the connections and pushes
+	window   int  // see load.Config.Window; 0: open loop
+	nodes    int  // >0: product only, as a static cluster of this many nodes sharing the connections and pushes
+	memory   bool // also run product-memory (the product with store=memory): what durable history costs
 }
 
 func scenarios(short bool, d time.Duration) []scenario {
 	if short {
 		d = 5 * time.Second
 		return []scenario{
-			{name: "saturating", mode: "http", conns: 200, rooms: 1, rate: 200, duration: d},
-			{name: "steady", mode: "http", conns: 200, rooms: 1, rate: 20, duration: d},
+			{name: "saturating", mode: "http", conns: 200, rooms: 1, rate: 200, duration: d, memory: true},
+			{name: "steady", mode: "http", conns: 200, rooms: 1, rate: 20, duration: d, memory: true},
 			{name: "one-room-100/s", mode: "http", conns: 200, rooms: 1, rate: 100, duration: d},
 			{name: "many-rooms", mode: "http", conns: 200, rooms: 20, rate: 200, duration: d},
 			{name: "pushobj-many-rooms", mode: "pushobj", conns: 200, rooms: 20, rate: 200, duration: d},
@@ -64,8 +67,8 @@ func scenarios(short bool, d time.Duration) []scenario {
 		// two cores can write and read: these run closed-loop (window 4)
 		// and measure what is sustained. The others have a window only as
 		// a guard against piling up seconds of backlog.
-		{name: "saturating", mode: "http", conns: 5000, rooms: 1, rate: 200, duration: d, window: 4},
-		{name: "steady", mode: "http", conns: 5000, rooms: 1, rate: 20, duration: d, window: 50},
+		{name: "saturating", mode: "http", conns: 5000, rooms: 1, rate: 200, duration: d, window: 4, memory: true},
+		{name: "steady", mode: "http", conns: 5000, rooms: 1, rate: 20, duration: d, window: 50, memory: true},
 		{name: "10k-one-room", mode: "http", conns: 10000, rooms: 1, rate: 100, duration: d, window: 4},
 		{name: "10k-1000-rooms", mode: "http", conns: 10000, rooms: 1000, rate: 1000, duration: d, workers: 32},
 		// The same load triggered over Tars RPC (PushObj.pushByRoom, one
@@ -89,7 +92,7 @@ func scenarios(short bool, d time.Duration) []scenario {
 func main() {
 	short := flag.Bool("short", false, "small and quick: 200 connections, 5s per scenario; fail on any loss")
 	only := flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
-	servers := flag.String("servers", "", "comma-separated servers: product, gorilla, centrifugo, raw (default all; -short: product)")
+	servers := flag.String("servers", "", "comma-separated servers: product, product-memory, gorilla, centrifugo, raw (default all; -short: product, product-memory)")
 	duration := flag.Duration("duration", 12*time.Second, "push phase of each full scenario")
 	root := flag.String("root", "..", "the product's module directory")
 	jsonOut := flag.String("json", "", "also write every result to this file as JSON")
@@ -103,9 +106,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *servers == "" {
-		*servers = "product,gorilla,centrifugo,raw"
+		*servers = "product,product-memory,gorilla,centrifugo,raw"
 		if *short {
-			*servers = "product"
+			*servers = "product,product-memory"
 		}
 	}
 	failed, err := run(ctx, options{*short, *only, *servers, *duration, *root, *jsonOut, *keep || *pprof, *pprof})
@@ -158,16 +161,17 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 		}
 	}
 	all := map[string]server{
-		"product":    product(bins["websocketserver"], o.pprof),
-		"gorilla":    reference("gorilla", bins["gorillaref"]),
-		"centrifugo": centrifugoServer(cfBin),
-		"raw":        reference("raw", bins["raw"]),
+		"product":        product("product", bins["websocketserver"], o.pprof, ""),
+		"product-memory": product("product-memory", bins["websocketserver"], o.pprof, "store=memory"),
+		"gorilla":        reference("gorilla", bins["gorillaref"]),
+		"centrifugo":     centrifugoServer(cfBin),
+		"raw":            reference("raw", bins["raw"]),
 	}
 	var srvs []server
 	for name := range strings.SplitSeq(o.servers, ",") {
 		s, ok := all[name]
 		if !ok {
-			return false, fmt.Errorf("-servers: unknown server %q (want product, gorilla, centrifugo or raw)", name)
+			return false, fmt.Errorf("-servers: unknown server %q (want product, product-memory, gorilla, centrifugo or raw)", name)
 		}
 		srvs = append(srvs, s)
 	}
@@ -185,8 +189,8 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 	started := time.Now()
 	for _, sc := range scs {
 		for _, s := range srvs {
-			if sc.nodes > 0 && s.cluster == nil || sc.mode == "pushobj" && !s.pushObj {
-				t.add(sc, s.name, nil) // it has no cluster, or no PushObj
+			if sc.nodes > 0 && s.cluster == nil || sc.mode == "pushobj" && !s.pushObj || s.name == "product-memory" && !sc.memory {
+				t.add(sc, s.name, nil) // it has no cluster, or no PushObj; the memory store runs where asked
 				continue
 			}
 			res, err := runOne(ctx, bins["loadgen"], dir, sc, s, o.pprof)
@@ -204,7 +208,7 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 				}
 				failed = failed || o.short
 			}
-			fmt.Fprintf(os.Stderr, "%-18s %-10s %6.1fs  %s\n", sc.name, s.name, time.Since(started).Seconds(), status)
+			fmt.Fprintf(os.Stderr, "%-18s %-14s %6.1fs  %s\n", sc.name, s.name, time.Since(started).Seconds(), status)
 			t.add(sc, s.name, res)
 		}
 	}
