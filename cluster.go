@@ -115,6 +115,7 @@ type peer struct {
 	epoch            string              // the peer process's tag, from its peerInterest calls
 	told             map[string]struct{} // the rooms the peer acknowledged; nil: it needs them all
 	toldGen          int                 // the gen told acknowledged; -1: none
+	gaps             map[string]struct{} // rooms with messages p will never get, to tell it; "": every room
 }
 
 // NewCluster returns a cluster that relays hub's pushes through client;

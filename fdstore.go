@@ -138,7 +138,7 @@ func checkRecord(ev event, s *Settings) error {
 	switch {
 	case checkRoom(ev.Room, s) != nil:
 		return checkRoom(ev.Room, s)
-	case checkMessage(&ev.Text, s) != nil:
+	case ev.Text != "" && checkMessage(&ev.Text, s) != nil: // "": a gap (Hub.gap)
 		return checkMessage(&ev.Text, s)
 	case ev.Name != "" && checkName(ev.Name) != nil:
 		return checkName(ev.Name)

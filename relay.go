@@ -69,8 +69,9 @@ func (c *Cluster) trim() {
 	for _, p := range c.peers {
 		c.settle(p, to)
 		for ; p.next < to; p.next++ {
-			if !slices.Contains(c.relayed[p.next-c.base].skip, p) {
+			if it := c.relayed[p.next-c.base]; !slices.Contains(it.skip, p) {
 				p.Dropped++
+				p.missed(it.msg)
 			}
 		}
 	}
@@ -88,6 +89,31 @@ func (c *Cluster) settle(p *peer, to int) {
 		}
 	}
 	p.owes = max(p.owes, to)
+}
+
+// missed notes that p will never get m (dropped, or lost in a call cut off): p is told so with its
+// next peerInterest, and its history of the room starts a new epoch, so that a page recovering
+// there across the gap learns recovered:false. Past peerInterestMax rooms, p is told every room.
+// c.mu must be held.
+func (p *peer) missed(m peerMessage) {
+	if m.Room != "" && m.To == "" { // the others are in no history
+		p.gap(m.Room)
+	}
+}
+
+// gap adds room ("": every room) to the gaps p is to be told of. c.mu must be held.
+func (p *peer) gap(room string) {
+	if _, all := p.gaps[""]; all {
+		return
+	}
+	if p.gaps == nil {
+		p.gaps = make(map[string]struct{})
+	}
+	if room == "" || len(p.gaps) >= peerInterestMax {
+		clear(p.gaps)
+		room = ""
+	}
+	p.gaps[room] = struct{}{}
 }
 
 func (p *peer) signal() {
@@ -220,6 +246,7 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		for _, it := range batch {
 			if len(c.relayed) == 0 || it.at < c.relayed[0].at {
 				p.Dropped++
+				p.missed(it.msg)
 			}
 		}
 	default:
@@ -227,6 +254,9 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		// it twice.
 		p.Lost += uint64(n)
 		p.Filtered += uint64(p.skipped)
+		for _, it := range batch {
+			p.missed(it.msg)
+		}
 	}
 	if err != nil {
 		c.down(p, err)

@@ -254,7 +254,7 @@ func (h *Hub) committed(items []*logItem) {
 		if e := h.history[it.f.ev.Room]; e != nil && e.Value.(*roomHistory).epoch == it.f.ev.Epoch {
 			rh = e.Value.(*roomHistory)
 		}
-		if it.err != nil {
+		if it.err != nil || it.f.ev.Text == "" { // failed, or a gap's record: nothing to deliver
 			h.unkeep(rh, it.f.ev.Offset)
 			drops = append(drops, it.ack)
 			continue
