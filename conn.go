@@ -104,33 +104,29 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	}
 }
 
-// serve reads commands until the connection ends, then takes it out of the hub.
+// serve reads and handles one message, then hands the connection to a fresh goroutine to wait for
+// the next: the stack a command grew goes with the old one, and a waiting connection holds the
+// least. Once the connection fails or closes, it takes it out of the hub.
 func (c *conn) serve(mr *messageReader, done func()) {
-	c.readLoop(mr)
+	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
+	err := mr.wait()
+	if err == nil {
+		var msg []byte
+		if msg, err = mr.read(); err == nil {
+			if !c.closing.Load() { // commands are ignored once closing
+				c.handle(string(msg))
+			}
+			go c.serve(mr, done)
+			return
+		}
+		c.readFailed(mr, err)
+	}
 	close(c.readDone)
 	c.stop(closeNormal, "")
 	c.hub.unregister(c)
 	<-c.done
 	c.hub.serving.Done()
 	done()
-}
-
-// readLoop reads commands until the connection ends, ignoring them once closing.
-func (c *conn) readLoop(mr *messageReader) {
-	for {
-		c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
-		if mr.wait() != nil {
-			return
-		}
-		msg, err := mr.read()
-		if err != nil {
-			c.readFailed(mr, err)
-			return
-		}
-		if !c.closing.Load() {
-			c.handle(string(msg))
-		}
-	}
 }
 
 // readFailed closes the connection after bad input, with the code it calls for.
