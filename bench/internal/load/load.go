@@ -66,7 +66,7 @@ type Config struct {
 	// generator sustain instead of piling up in socket buffers.
 	Window int
 	// Pprof is the HOST:PORT serving the server's /debug/pprof/, if any:
-	// goroutines are counted there, and with ProfileDir set a heap profile
+	// goroutines are counted there, and with ProfileDir set heap and goroutine profiles
 	// (after connecting) and a CPU profile (of the measured phase) are
 	// saved to ProfileDir. Empty means the server's own address.
 	Pprof      string
