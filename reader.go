@@ -35,17 +35,17 @@ type messageReader struct {
 	hdr        [14]byte     // the longest header: 2 bytes, a 64-bit length, a mask
 	mask       [4]byte      // the current frame's
 	left       int64        // payload bytes of the current frame not read yet
-	first      bool         // hdr[0] is the next frame's first byte, read by wait
+	have       int          // bytes of the next frame's header in hdr, read by wait
 	peerClosed bool         // the peer's close frame has been read
 }
 
-// wait blocks until the next frame begins, and reads its first byte. Called between messages from
-// a shallow frame, it keeps the stack of a waiting connection small enough for the GC to shrink
-// it to the least.
+// wait blocks until the next frame begins, and reads the first bytes of its header. Called between
+// messages from a shallow frame, it keeps a waiting connection's stack within the least a goroutine
+// starts with.
 func (r *messageReader) wait() error {
-	for !r.first {
-		n, err := r.src.Read(r.hdr[:1])
-		if r.first = n == 1; err != nil && !r.first {
+	for r.have == 0 {
+		n, err := r.src.Read(r.hdr[:2])
+		if r.have = n; err != nil && n == 0 {
 			return err
 		}
 	}
@@ -54,10 +54,8 @@ func (r *messageReader) wait() error {
 
 // next reads the next frame's header.
 func (r *messageReader) next() (fin bool, op byte, n int64, err error) {
-	h, from := r.hdr[:], 0
-	if r.first {
-		from, r.first = 1, false
-	}
+	h, from := r.hdr[:], r.have
+	r.have = 0
 	if _, err := io.ReadFull(r.src, h[from:2]); err != nil {
 		return false, 0, 0, err
 	}
