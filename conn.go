@@ -57,6 +57,8 @@ type conn struct {
 	spare   [][]byte      // the writer's last batch, emptied, reused as the queue
 	drained chan struct{} // has a token when the writer has taken messages off
 
+	in                         idleReader          // the socket, for mr
+	mr                         messageReader       // the reader's, from in
 	rooms                      map[string]struct{} // guarded by hub.mu
 	budget, commands, refusals tokenBucket         // the reader's: bytes sent to others, commands
 
@@ -91,13 +93,14 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 			return
 		}
 		// Frames the client sent right after its request may be in net/http's reader already.
-		src := &idleReader{nc: c.nc, idle: s.IdleTimeout}
+		c.in = idleReader{nc: c.nc, idle: s.IdleTimeout}
 		if n := hj.rw.Reader.Buffered(); n > 0 {
 			ahead, _ := hj.rw.Reader.Peek(n)
-			src.ahead = bytes.Clone(ahead)
+			c.in.ahead = bytes.Clone(ahead)
 		}
+		c.mr = messageReader{src: &c.in, limit: s.MaxMessage, ping: c.queuePong}
 		hj.nc.kept = true
-		go c.serve(&messageReader{src: src, limit: s.MaxMessage, ping: c.queuePong}, done)
+		go c.serve(done)
 	}}.ServeHTTP(hj, r)
 	if hj.nc == nil || !hj.nc.kept {
 		done()
@@ -107,19 +110,19 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 // serve reads and handles one message, then hands the connection to a fresh goroutine to wait for
 // the next: the stack a command grew goes with the old one, and a waiting connection holds the
 // least. Once the connection fails or closes, it takes it out of the hub.
-func (c *conn) serve(mr *messageReader, done func()) {
+func (c *conn) serve(done func()) {
 	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
-	err := mr.wait()
+	err := c.mr.wait()
 	if err == nil {
 		var msg []byte
-		if msg, err = mr.read(); err == nil {
+		if msg, err = c.mr.read(); err == nil {
 			if !c.closing.Load() { // commands are ignored once closing
 				c.handle(string(msg))
 			}
-			go c.serve(mr, done)
+			go c.serve(done)
 			return
 		}
-		c.readFailed(mr, err)
+		c.readFailed(err)
 	}
 	close(c.readDone)
 	c.stop(closeNormal, "")
@@ -130,12 +133,12 @@ func (c *conn) serve(mr *messageReader, done func()) {
 }
 
 // readFailed closes the connection after bad input, with the code it calls for.
-func (c *conn) readFailed(mr *messageReader, err error) {
+func (c *conn) readFailed(err error) {
 	if ce, ok := err.(*closeError); ok {
 		if c.stop(ce.Code, ce.Reason) {
 			c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
 		}
-		mr.discard()
+		c.mr.discard()
 	}
 }
 
