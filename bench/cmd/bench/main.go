@@ -41,12 +41,23 @@ type scenario struct {
 	duration time.Duration
 	settle   time.Duration
 	workers  int
-	window   int  // see load.Config.Window; 0: open loop
-	nodes    int  // >0: product only, as a static cluster of this many nodes sharing the connections and pushes
-	memory   bool // also run product-memory (the product with store=memory): what durable history costs
+	window   int    // see load.Config.Window; 0: open loop
+	nodes    int    // >0: product only, as a static cluster of this many nodes sharing the connections and pushes
+	memory   bool   // also run product-memory (the product with store=memory): what durable history costs
+	group    string // several scenarios selected by one name, as "idle-curve"
 }
 
-func scenarios(short bool, d time.Duration) []scenario {
+// curve is the idle-curve group: memory per idle connection at each count in conns, a fresh
+// server for each. The server process holds under 20,000 descriptors here.
+func curve(conns []int) []scenario {
+	var scs []scenario
+	for _, n := range conns {
+		scs = append(scs, scenario{name: fmt.Sprintf("idle-%d", n), group: "idle-curve", mode: "idle", conns: n, rooms: 1, settle: 5 * time.Second})
+	}
+	return scs
+}
+
+func scenarios(short bool, d time.Duration, conns []int) []scenario {
 	if short {
 		d = 5 * time.Second
 		return []scenario{
@@ -62,7 +73,7 @@ func scenarios(short bool, d time.Duration) []scenario {
 			{name: "cluster-3-nodes", mode: "http", conns: 150, rooms: 1, rate: 50, duration: d, nodes: 3},
 		}
 	}
-	return []scenario{
+	return append([]scenario{
 		// 5,000 x 200/s and 10,000 x 100/s are 1M deliveries/s, more than
 		// two cores can write and read: these run closed-loop (window 4)
 		// and measure what is sustained. The others have a window only as
@@ -86,7 +97,7 @@ func scenarios(short bool, d time.Duration) []scenario {
 		{name: "cluster-3-nodes", mode: "http", conns: 3000, rooms: 1, rate: 100, duration: d, window: 4, nodes: 3},
 		{name: "cluster-steady-1", mode: "http", conns: 1000, rooms: 1, rate: 20, duration: d, window: 50, nodes: 1},
 		{name: "cluster-steady-3", mode: "http", conns: 1000, rooms: 1, rate: 20, duration: d, window: 50, nodes: 3},
-	}
+	}, curve(conns)...)
 }
 
 func main() {
@@ -97,6 +108,8 @@ func main() {
 	root := flag.String("root", "..", "the product's module directory")
 	jsonOut := flag.String("json", "", "also write every result to this file as JSON")
 	keep := flag.Bool("keep", false, "keep the work directory (binaries, configs, server logs)")
+	conns := flag.String("conns", "1000,5000,10000,19000", "connection counts of the idle-curve scenarios")
+	svg := flag.String("svg", "", "also plot the idle curve (KiB per connection against connections) into this SVG file")
 	pprof := flag.Bool("pprof", false, "profile: build the product with net/http/pprof on a side port, save heap.pprof and cpu.pprof of every run in the work directory (implies -keep)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -111,7 +124,16 @@ func main() {
 			*servers = "product,product-memory"
 		}
 	}
-	failed, err := run(ctx, options{*short, *only, *servers, *duration, *root, *jsonOut, *keep || *pprof, *pprof})
+	var counts []int
+	for f := range strings.SplitSeq(*conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: -conns: bad count %q\n", f)
+			os.Exit(2)
+		}
+		counts = append(counts, n)
+	}
+	failed, err := run(ctx, options{*short, *only, *servers, *duration, *root, *jsonOut, *svg, counts, *keep || *pprof, *pprof})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -126,6 +148,8 @@ type options struct {
 	only, servers string
 	duration      time.Duration
 	root, jsonOut string
+	svg           string
+	conns         []int
 	keep, pprof   bool
 }
 
@@ -176,8 +200,8 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 		srvs = append(srvs, s)
 	}
 	var scs []scenario
-	for _, sc := range scenarios(o.short, o.duration) {
-		if o.only == "" || strings.Contains(","+o.only+",", ","+sc.name+",") {
+	for _, sc := range scenarios(o.short, o.duration, o.conns) {
+		if o.only == "" || strings.Contains(","+o.only+",", ","+sc.name+",") || sc.group != "" && strings.Contains(","+o.only+",", ","+sc.group+",") {
 			scs = append(scs, sc)
 		}
 	}
@@ -187,12 +211,15 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 
 	t := &table{servers: names(srvs)}
 	started := time.Now()
+	loadMin, loadMax := 1e9, -1.0 // the machine's load average as each run started
 	for _, sc := range scs {
 		for _, s := range srvs {
 			if sc.nodes > 0 && s.cluster == nil || sc.mode == "pushobj" && !s.pushObj || s.name == "product-memory" && !sc.memory {
 				t.add(sc, s.name, nil) // it has no cluster, or no PushObj; the memory store runs where asked
 				continue
 			}
+			la := loadAvg()
+			loadMin, loadMax = min(loadMin, la), max(loadMax, la)
 			res, err := runOne(ctx, bins["loadgen"], dir, sc, s, o.pprof)
 			if ctx.Err() != nil {
 				return true, ctx.Err()
@@ -208,11 +235,20 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 				}
 				failed = failed || o.short
 			}
-			fmt.Fprintf(os.Stderr, "%-18s %-14s %6.1fs  %s\n", sc.name, s.name, time.Since(started).Seconds(), status)
+			fmt.Fprintf(os.Stderr, "%-18s %-14s %6.1fs  load %5.2f  %s\n", sc.name, s.name, time.Since(started).Seconds(), la, status)
 			t.add(sc, s.name, res)
 		}
 	}
 	t.print(os.Stdout)
+	t.printCurve(os.Stdout)
+	if loadMax >= 0 {
+		fmt.Printf("\nLoad average (1 min) as the runs started: %.2f to %.2f.\n", loadMin, loadMax)
+	}
+	if o.svg != "" {
+		if err := os.WriteFile(o.svg, t.curveSVG(), 0o644); err != nil {
+			return failed, err
+		}
+	}
 	if o.jsonOut != "" {
 		b, _ := json.MarshalIndent(t.results, "", "  ")
 		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
