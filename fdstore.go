@@ -138,7 +138,7 @@ func checkRecord(ev event, s *Settings) error {
 	switch {
 	case checkRoom(ev.Room, s) != nil:
 		return checkRoom(ev.Room, s)
-	case ev.Text != "" && checkMessage(&ev.Text, s) != nil: // "": a gap (Hub.gap)
+	case (ev.Text != "" || ev.From != "") && checkMessage(&ev.Text, s) != nil: // neither: a gap (Hub.gap)
 		return checkMessage(&ev.Text, s)
 	case ev.Name != "" && checkName(ev.Name) != nil:
 		return checkName(ev.Name)
