@@ -95,7 +95,7 @@ type peerItem struct {
 }
 
 func (it *peerItem) cost() int {
-	return len(it.msg.Room) + len(it.msg.Text) + len(it.msg.From) + len(it.msg.Origin) + len(it.msg.To) + peerItemCost
+	return len(it.msg.Room) + len(it.msg.Text) + len(it.msg.From) + len(it.msg.Origin) + len(it.msg.To) + len(it.msg.Name) + peerItemCost
 }
 
 // peer is one other node and the state of its sender.
@@ -115,6 +115,7 @@ type peer struct {
 	epoch            string              // the peer process's tag, from its peerInterest calls
 	told             map[string]struct{} // the rooms the peer acknowledged; nil: it needs them all
 	toldGen          int                 // the gen told acknowledged; -1: none
+	gaps             map[string]struct{} // rooms with messages p will never get, to tell it; "": every room
 }
 
 // NewCluster returns a cluster that relays hub's pushes through client;
@@ -126,7 +127,7 @@ func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	}
 	c.told = make(chan struct{})
 	hub.mu.Lock()
-	hub.interest = c.interestChanged
+	hub.interest, hub.peerPresence = c.interestChanged, c.presence
 	hub.mu.Unlock()
 	c.stopped, c.stop = context.WithCancel(context.Background())
 	c.ctx, c.cancel = context.WithCancel(context.Background())

@@ -316,3 +316,86 @@ func TestPeerInterestRefuses(t *testing.T) {
 		t.Errorf("interest %d, want 2", got)
 	}
 }
+
+// TestClusterGap: a peer that dropped a room's messages for this node says so with its next
+// peerInterest; the room's history here goes on in a new epoch, so a page recovering across the gap
+// is told recovered:false, and the new epoch is in the log after a restart. The sender keeps the
+// rooms it dropped messages of for the dead peer.
+func TestClusterGap(t *testing.T) {
+	la, lb := listenTars(t), listenTars(t)
+	b := startInNode(t, testSettings(), lb, la.Addr().String())
+	for i := range 3 {
+		b.hub.PushRoom("r", strconv.Itoa(i), fromHTTP)
+	}
+	c := b.dial(t)
+	c.do("format|json")
+	c.recv()
+	hist, reply := c.recoverFrom("history", "r", 0, "")
+	if len(hist) != 3 || !*reply.Recovered {
+		t.Fatalf("before the gap: %+v then %+v", hist, reply)
+	}
+	epoch := reply.Epoch
+
+	client := tars.NewClient(tars.ClientOptions{SyncTimeout: 2 * time.Second})
+	defer client.Close()
+	p, err := client.Proxy(testPushObj + "@" + endpoint(lb.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Invoke(t.Context(), "peerInterest", func(r *tars.Results) {
+		r.PutString(1, "token", testClusterSecret)
+		r.PutString(2, "origin", la.Addr().String())
+		r.PutString(3, "epoch", "e1")
+		r.PutBool(4, "full", true)
+		r.Put(5, "add", func(b []byte, tag uint8) []byte { return appendList(b, tag, []string(nil), tars.AppendString) })
+		r.Put(6, "remove", func(b []byte, tag uint8) []byte { return appendList(b, tag, []string(nil), tars.AppendString) })
+		r.Put(7, "gaps", func(b []byte, tag uint8) []byte {
+			return appendList(b, tag, []string{"r", "unknown"}, tars.AppendString)
+		})
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, reply = c.recoverFrom("history", "r", 2, epoch)
+	if len(hist) != 0 || *reply.Recovered || reply.Epoch == epoch || reply.Offset != 3 {
+		t.Fatalf("after the gap: %+v then %+v; want nothing, recovered:false, a new epoch at offset 3", hist, reply)
+	}
+	newEpoch := reply.Epoch
+
+	// A restart reads the gap's record back: the new epoch, the offsets going on.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.hub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := startServer(t, testSettings(), b.dir)
+	c2 := again.dial(t)
+	c2.do("format|json")
+	c2.recv()
+	hist, reply = c2.recoverFrom("history", "r", 2, epoch)
+	if len(hist) != 0 || *reply.Recovered || reply.Epoch != newEpoch || reply.Offset != 3 {
+		t.Fatalf("after a restart: %+v then %+v; want nothing, recovered:false, epoch %s at offset 3", hist, reply, newEpoch)
+	}
+	again.hub.PushRoom("r", "after", fromHTTP)
+	hist, reply = c2.recoverFrom("history", "r", 3, newEpoch)
+	if len(hist) != 1 || hist[0].Offset != 4 || !*reply.Recovered {
+		t.Fatalf("in the new epoch: %+v then %+v; want offset 4 and recovered:true", hist, reply)
+	}
+
+	// The sender's side: drops for a dead peer are rooms to tell it of.
+	dead := freeAddr(t)
+	a := startInNode(t, testSettings(), listenTars(t), dead)
+	for i := range peerQueueMax + 2 {
+		a.hub.PushRoom("lost", strconv.Itoa(i), fromHTTP)
+	}
+	waitFor(t, "the dead peer's drops", func() bool {
+		a.cluster.mu.Lock()
+		defer a.cluster.mu.Unlock()
+		for _, p := range a.cluster.peers {
+			if _, ok := p.gaps["lost"]; ok && p.Dropped > 0 {
+				return true
+			}
+		}
+		return false
+	})
+}

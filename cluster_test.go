@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -283,9 +284,10 @@ func TestPeerPushRefuses(t *testing.T) {
 		bad(func(m *peerMessage) { m.From = own }),
 		bad(func(m *peerMessage) { m.From = "" }),
 		bad(func(m *peerMessage) { m.Origin = strings.Repeat("o", peerOriginMax+1) }),
+		bad(func(m *peerMessage) { m.Name = "<b>Ada</b>" }),
 	}
 	counts, err := peerPushCall(t, addr, testClusterSecret, msgs)
-	if want := []int32{1, -1, -1, 2, -1, -1, -1, -1, -1}; err != nil || !slices.Equal(counts, want) {
+	if want := []int32{1, -1, -1, 2, -1, -1, -1, -1, -1, -1}; err != nil || !slices.Equal(counts, want) {
 		t.Errorf("peerPush = %v, %v; want %v", counts, err, want)
 	}
 	h := n.hub.History("room1")
@@ -361,7 +363,7 @@ func TestClusterRefusedIsResent(t *testing.T) {
 // is an error.
 func TestPeerMessageCodec(t *testing.T) {
 	msgs := []peerMessage{
-		{Room: "room1", Text: "héllo|pipe", From: "c7.k3f9q", Time: 1700000000123, Origin: "127.0.0.1:10015"},
+		{Room: "room1", Text: "héllo|pipe", From: "c7.k3f9q", Time: 1700000000123, Origin: "127.0.0.1:10015", Name: "Ada"},
 		{Text: strings.Repeat("y", 300), From: "tars", Time: -1},
 	}
 	b := appendList(nil, 1, msgs, appendPeerMessage)
@@ -376,6 +378,19 @@ func TestPeerMessageCodec(t *testing.T) {
 	}
 	if _, err := readList(tars.NewDecoder(b), 1, 1, readPeerMessage); !errors.Is(err, errPeerBatch) {
 		t.Errorf("2 messages read with a limit of 1: %v", err)
+	}
+	// A node that knows tags 0 to 5 only (before names) reads a message with a name, without it.
+	old := func(d *tars.Decoder, m *peerMessage) error {
+		if _, err := d.ReadStructBegin(0, true); err != nil {
+			return err
+		}
+		return cmp.Or(d.ReadString(&m.Room, 0, true), d.ReadString(&m.Text, 1, true), d.ReadString(&m.From, 2, true),
+			d.ReadInt64(&m.Time, 3, true), d.ReadString(&m.Origin, 4, true), d.ReadString(&m.To, 5, false), d.ReadStructEnd())
+	}
+	unnamed := slices.Clone(msgs)
+	unnamed[0].Name = ""
+	if got, err := readList(tars.NewDecoder(b), 1, peerBatchMax, old); err != nil || !slices.Equal(got, unnamed) {
+		t.Errorf("read by an older node = %+v, %v; want %+v", got, err, unnamed)
 	}
 	counts := []int32{0, 5, -1, 1 << 20}
 	if got, err := readList(tars.NewDecoder(appendList(nil, 3, counts, appendInt32)), 3, -1, readInt32); err != nil || !slices.Equal(got, counts) {

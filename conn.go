@@ -2,17 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
 )
@@ -20,7 +16,7 @@ import (
 const (
 	closeGrace        = time.Second // a closing connection waits this long for the peer's close frame
 	maxControlPayload = 125         // longest payload of a close, ping or pong frame
-	keepBuffer        = 4 << 10     // largest message buffer kept between messages
+	keepBuffer        = 4 << 10     // largest message buffer put back in the pool
 	maxPooledBatch    = 64 << 10    // largest batch buffer kept for reuse
 	abuseFactor       = 5           // bursts of refused commands before a connection is closed
 )
@@ -41,13 +37,13 @@ const (
 	opClose, opPing, opPong          = 0x8, 0x9, 0xa
 )
 
-// conn is one WebSocket connection: a reader (x/net's goroutine), a bounded queue and a writer that
+// conn is one WebSocket connection: a reader goroutine, a bounded queue and a writer that
 // runs only while there is something to write, so an idle connection has one goroutine.
 type conn struct {
 	hub   *Hub
 	set   *Settings // in force when the connection opened
 	id    string    // "c<N>.<tag>", unique across nodes and restarts
-	nc    net.Conn  // under x/net's connection
+	nc    net.Conn  // the hijacked connection
 	json  atomic.Bool
 	calls atomic.Int32           // gateway calls in flight
 	name  atomic.Pointer[string] // display name, set by name|NAME
@@ -61,6 +57,8 @@ type conn struct {
 	spare   [][]byte      // the writer's last batch, emptied, reused as the queue
 	drained chan struct{} // has a token when the writer has taken messages off
 
+	in                         idleReader          // the socket, for mr
+	mr                         messageReader       // the reader's, from in
 	rooms                      map[string]struct{} // guarded by hub.mu
 	budget, commands, refusals tokenBucket         // the reader's: bytes sent to others, commands
 
@@ -71,13 +69,15 @@ type conn struct {
 	done     chan struct{} // closed when the writer has returned
 }
 
-// serveConn upgrades r (check judges the origin) and runs the connection until it ends.
-func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error) {
+// serveConn upgrades r (check judges the origin) and serves the connection on a goroutine of its
+// own: net/http's goroutine, the stack the handshake grew and net/http's buffers go. done runs once
+// the connection has ended, or now if none started.
+func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error, done func()) {
 	s := h.live.get()
-	hj := &hijacker{ResponseWriter: w, idle: s.IdleTimeout}
+	hj := &hijacker{ResponseWriter: w}
 	websocket.Server{Handshake: check, Handler: func(ws *websocket.Conn) {
 		c := &conn{
-			hub: h, set: s, id: h.newID(), nc: hj.nc,
+			hub: h, set: s, id: h.newID(), nc: hj.nc.Conn,
 			drained:  make(chan struct{}, 1),
 			rooms:    make(map[string]struct{}),
 			budget:   newTokenBucket(float64(s.SendRate), s.QueueBytes/2),
@@ -92,33 +92,53 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 			ws.WriteClose(closeGoingAway)
 			return
 		}
-		defer h.serving.Done()
-		c.readLoop(&messageReader{ws: ws, br: hj.br, limit: s.MaxMessage, ping: c.queuePong})
-		close(c.readDone)
-		c.stop(closeNormal, "")
-		h.unregister(c)
-		<-c.done
+		// Frames the client sent right after its request may be in net/http's reader already.
+		c.in = idleReader{nc: c.nc, idle: s.IdleTimeout}
+		if n := hj.rw.Reader.Buffered(); n > 0 {
+			ahead, _ := hj.rw.Reader.Peek(n)
+			c.in.ahead = bytes.Clone(ahead)
+		}
+		c.mr = messageReader{src: &c.in, limit: s.MaxMessage, ping: c.queuePong}
+		hj.nc.kept = true
+		go c.serve(done)
 	}}.ServeHTTP(hj, r)
+	if hj.nc == nil || !hj.nc.kept {
+		done()
+	}
 }
 
-// readLoop reads commands until the connection ends, ignoring them once closing.
-func (c *conn) readLoop(mr *messageReader) {
-	for {
-		c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
-		msg, err := mr.read()
-		if ce, ok := err.(*closeError); ok {
-			if c.stop(ce.Code, ce.Reason) {
-				c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
+// serve reads and handles one message, then hands the connection to a fresh goroutine to wait for
+// the next: the stack a command grew goes with the old one, and a waiting connection holds the
+// least. Once the connection fails or closes, it takes it out of the hub.
+func (c *conn) serve(done func()) {
+	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
+	err := c.mr.wait()
+	if err == nil {
+		var msg []byte
+		if msg, err = c.mr.read(); err == nil {
+			if !c.closing.Load() { // commands are ignored once closing
+				c.handle(string(msg))
 			}
-			mr.discard()
+			go c.serve(done)
 			return
 		}
-		if err != nil {
-			return
+		c.readFailed(err)
+	}
+	close(c.readDone)
+	c.stop(closeNormal, "")
+	c.hub.unregister(c)
+	<-c.done
+	c.hub.serving.Done()
+	done()
+}
+
+// readFailed closes the connection after bad input, with the code it calls for.
+func (c *conn) readFailed(err error) {
+	if ce, ok := err.(*closeError); ok {
+		if c.stop(ce.Code, ce.Reason) {
+			c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
 		}
-		if !c.closing.Load() {
-			c.handle(string(msg))
-		}
+		c.mr.discard()
 	}
 }
 
@@ -277,155 +297,12 @@ func appendFrame(b []byte, opcode byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// closeError is why a connection is closed: the peer's input it cannot go on after, or stop's cause.
-type closeError struct {
-	Code   int
-	Reason string
-}
-
-func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %d)", e.Reason, e.Code) }
-
-var errPeerClosed = errors.New("websocket: closed by the peer")
-
-// messageReader reassembles a client's messages. x/net's Message.Receive hands out each frame of a
-// fragmented message as a message, and writes pongs from the reader; this does neither.
-type messageReader struct {
-	ws         *websocket.Conn
-	br         *bufio.Reader // under ws, to peek at a frame's raw length
-	limit      int           // longest message, bytes
-	ping       func([]byte)  // gets each ping's payload; may be nil
-	buf        []byte
-	cur        io.Reader // the payload of the frame being read, unmasked
-	peerClosed bool      // the peer's close frame has been read
-}
-
-// next reads the next frame's header: fin, reserved bits and mask from its first bytes, the payload
-// length from x/net's header and frame lengths. x/net clears the top bit of a 64-bit length, which
-// RFC 6455 requires to be 0: the peek sees it first, reading no further than x/net is about to.
-func (r *messageReader) next() (fin bool, op byte, n int, err error) {
-	if h, _ := r.br.Peek(3); len(h) == 3 && h[1]&0x7f == 127 && h[2]&0x80 != 0 {
-		return false, 0, 0, &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
-	}
-	f, err := r.ws.NewFrameReader()
-	if err != nil {
-		return false, 0, 0, err
-	}
-	r.cur = f
-	var h [14]byte // the longest header: 2 bytes, a 64-bit length, a mask
-	hn := 0
-	if hr := f.HeaderReader(); hr != nil {
-		hn, _ = io.ReadFull(hr, h[:])
-	}
-	switch {
-	case hn < 2:
-		return false, 0, 0, &closeError{closeProtocolError, "short frame header"}
-	case h[1]&0x80 == 0:
-		return false, 0, 0, &closeError{closeProtocolError, "unmasked frame from a client"}
-	case h[0]&0x70 != 0:
-		return false, 0, 0, &closeError{closeProtocolError, "reserved bits set without an extension"}
-	}
-	return h[0]&0x80 != 0, h[0] & 0x0f, f.Len() - hn, nil
-}
-
-// read returns the next text message, valid until the next call. A *closeError says how to close
-// the connection; errPeerClosed that the peer closed it.
-func (r *messageReader) read() ([]byte, error) {
-	if cap(r.buf) > keepBuffer {
-		r.buf = nil
-	}
-	msg := r.buf[:0]
-	var op byte // opcode of the message being read; 0 between messages
-	for {
-		fin, opcode, n, err := r.next()
-		if err != nil {
-			return nil, err
-		}
-		switch opcode {
-		case opClose, opPing, opPong:
-			if !fin || n > maxControlPayload {
-				return nil, &closeError{closeProtocolError, "fragmented or long control frame"}
-			}
-			var p [maxControlPayload]byte
-			if _, err := io.ReadFull(r.cur, p[:n]); err != nil {
-				return nil, err
-			}
-			if opcode == opClose {
-				// Empty, or a code that may be sent and a UTF-8 reason (RFC 6455, 5.5.1 and 7.4).
-				r.peerClosed = true
-				code := uint16(closeNormal)
-				if n > 1 {
-					code = binary.BigEndian.Uint16(p[:])
-				}
-				switch {
-				case n == 1:
-					return nil, &closeError{closeProtocolError, "close frame with a 1-byte payload"}
-				case code < 1000, code >= 5000, code >= 1016 && code < 3000,
-					code == 1004, code == 1005, code == 1006, code == 1015:
-					return nil, &closeError{closeProtocolError, fmt.Sprintf("close code %d may not be sent", code)}
-				case n > 2 && !utf8.Valid(p[2:n]):
-					return nil, &closeError{closeBadData, "close reason is not valid UTF-8"}
-				}
-				return nil, errPeerClosed
-			}
-			if opcode == opPing && r.ping != nil {
-				r.ping(p[:n])
-			}
-			continue
-		case opContinuation:
-			if op == 0 {
-				return nil, &closeError{closeProtocolError, "continuation frame without a message"}
-			}
-		case opText, opBinary:
-			if op != 0 {
-				return nil, &closeError{closeProtocolError, "new message before the last one ended"}
-			}
-			if opcode == opBinary {
-				return nil, &closeError{closeUnsupported, "binary message: the protocol is text"}
-			}
-			op = opcode
-		default:
-			return nil, &closeError{closeProtocolError, fmt.Sprintf("reserved opcode %d", opcode)}
-		}
-		if n > r.limit-len(msg) {
-			return nil, &closeError{closeTooBig, fmt.Sprintf("message longer than %d bytes", r.limit)}
-		}
-		l := len(msg)
-		msg = slices.Grow(msg, n)[:l+n]
-		if _, err := io.ReadFull(r.cur, msg[l:]); err != nil {
-			return nil, err
-		}
-		r.buf = msg
-		switch {
-		case !fin:
-		case !utf8.Valid(msg):
-			return nil, &closeError{closeBadData, "text message is not valid UTF-8"}
-		default:
-			return msg, nil
-		}
-	}
-}
-
-// discard drops the rest of the current frame and every frame after it until the peer's close
-// frame, which answers the one sent after a *closeError, or the connection fails.
-func (r *messageReader) discard() {
-	for r.cur != nil && !r.peerClosed {
-		if _, err := io.Copy(io.Discard, r.cur); err != nil {
-			return
-		}
-		if _, op, _, err := r.next(); err != nil || op == opClose {
-			return
-		}
-	}
-}
-
-// hijacker keeps the hijacked connection, for the writer, and the reader x/net reads frames from,
-// for the peek at raw lengths; any byte read moves the deadline on: control frames are traffic.
+// hijacker hands x/net the hijacked connection in a keptConn, and keeps net/http's reader for the
+// bytes it read past the request.
 type hijacker struct {
 	http.ResponseWriter
-	idle time.Duration
-	nc   net.Conn
-	br   *bufio.Reader // reads through Read
-	r    io.Reader     // net/http's reader of nc
+	nc *keptConn
+	rw *bufio.ReadWriter
 }
 
 func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -433,17 +310,20 @@ func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// The deadline net/http set for reading the request is no WebSocket's.
-	nc.SetReadDeadline(deadline(w.idle))
-	// net/http's reader buffers already: this one only saves a call per byte of a frame header.
-	w.nc, w.r, w.br = nc, rw.Reader, bufio.NewReaderSize(w, 128)
-	return nc, bufio.NewReadWriter(w.br, rw.Writer), nil
+	w.nc, w.rw = &keptConn{Conn: nc}, rw
+	return w.nc, rw, nil
 }
 
-func (w *hijacker) Read(p []byte) (int, error) {
-	n, err := w.r.Read(p)
-	if n > 0 {
-		w.nc.SetReadDeadline(deadline(w.idle))
+// keptConn outlives x/net's handler once kept: x/net closes the connection when its handler
+// returns, and a kept connection's close is the writer's.
+type keptConn struct {
+	net.Conn
+	kept bool
+}
+
+func (c *keptConn) Close() error {
+	if c.kept {
+		return nil
 	}
-	return n, err
+	return c.Conn.Close()
 }

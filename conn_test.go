@@ -8,56 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
-
-	"golang.org/x/net/websocket"
 )
-
-// bytesConn is a connection whose peer has sent b and reads nothing back.
-type bytesConn struct {
-	net.Conn // nil: only the methods below are used
-	r        *bytes.Reader
-}
-
-func (c *bytesConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
-func (c *bytesConn) Write(p []byte) (int, error)      { return len(p), nil }
-func (c *bytesConn) Close() error                     { return nil }
-func (c *bytesConn) SetDeadline(time.Time) error      { return nil }
-func (c *bytesConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *bytesConn) SetWriteDeadline(time.Time) error { return nil }
-func (c *bytesConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *bytesConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-
-// bytesHijacker hands the server a bytesConn.
-type bytesHijacker struct {
-	http.ResponseWriter
-	conn net.Conn
-	rw   *bufio.ReadWriter
-}
-
-func (w *bytesHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.conn, w.rw, nil }
-
-// serveBytes runs x/net's server handshake on a connection that carries
-// input after it, and hands f the server-side *websocket.Conn and the
-// reader it reads frames from.
-func serveBytes(input []byte, f func(*websocket.Conn, *bufio.Reader)) {
-	conn := &bytesConn{r: bytes.NewReader(input)}
-	w := &bytesHijacker{
-		ResponseWriter: httptest.NewRecorder(),
-		conn:           conn,
-		rw:             bufio.NewReadWriter(bufio.NewReader(conn), bufio.NewWriter(conn)),
-	}
-	req := httptest.NewRequest("GET", "/", nil)
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	websocket.Server{Handler: func(ws *websocket.Conn) { f(ws, w.rw.Reader) }}.ServeHTTP(w, req)
-}
 
 // FuzzMessageReader feeds arbitrary bytes to the message reader as frames
 // from a client: whatever they are, it returns whole, valid UTF-8 messages
@@ -80,9 +34,9 @@ func FuzzMessageReader(f *testing.F) {
 	}
 	const limit = 128
 	f.Fuzz(func(t *testing.T, input []byte) {
-		serveBytes(input, func(ws *websocket.Conn, br *bufio.Reader) {
+		func() {
 			var pings int
-			mr := &messageReader{ws: ws, br: br, limit: limit, ping: func(p []byte) {
+			mr := &messageReader{src: bytes.NewReader(input), limit: limit, ping: func(p []byte) {
 				if len(p) > maxControlPayload {
 					t.Fatalf("ping payload of %d bytes", len(p))
 				}
@@ -112,22 +66,36 @@ func FuzzMessageReader(f *testing.F) {
 					t.Fatalf("message of %d bytes, valid UTF-8 %v", len(msg), utf8.Valid(msg))
 				}
 			}
-		})
+		}()
 	})
 }
 
-func TestServeBytesSeesFrames(t *testing.T) {
-	// The harness itself: a masked text frame comes out as its text.
-	var got []byte
-	serveBytes(maskedFrame(0x81, []byte("hello")), func(ws *websocket.Conn, br *bufio.Reader) {
-		msg, err := (&messageReader{ws: ws, br: br, limit: 64}).read()
-		if err != nil {
-			t.Fatal(err)
+func TestFramesSentWithTheRequestAreRead(t *testing.T) {
+	// A client that does not wait for the 101: its frames arrive with the request, and net/http
+	// reads them with it. They must reach the connection's reader all the same.
+	ts := startServer(t, testSettings(), t.TempDir())
+	c, err := net.Dial("tcp", ts.http.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := "GET / HTTP/1.1\r\nHost: " + c.RemoteAddr().String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	b := append([]byte(req), maskedFrame(0x81, []byte("ping"))...)
+	b = append(b, maskedFrame(0x01, []byte("subscribe|"))...)
+	b = append(b, maskedFrame(0x80, []byte("room1"))...)
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	r := &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+	resp, err := http.ReadResponse(r.br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	for _, want := range []string{"pong", "Subscribe roomNum:room1 success!"} {
+		if got := r.text(); got != want {
+			t.Fatalf("got %q, want %q", got, want)
 		}
-		got = append(got, msg...)
-	})
-	if string(got) != "hello" {
-		t.Fatalf("got %q", got)
 	}
 }
 

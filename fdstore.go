@@ -1,171 +1,362 @@
 package main
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
-// fileStore writes room membership in rooms/, one file per room, one connection id per line in
-// joining order: the FdStore of the TarsPHP demo, for operators and tools. A flusher asks the hub
-// for each changed room's members and replaces its file (write, then rename) at most every
-// flushEvery, so joins never wait for the disk and a reader sees whole files. history/ holds the
-// history log (historylog.go).
-type fileStore struct {
-	dir     string
-	members func(room string) []string
-	log     *slog.Logger
+// roomStore is the durable history of every room, the one thing the server keeps under datapath:
+// history/messages.log, an append-only file of checksummed records, one per room message, oldest
+// first, read back at start. One writer goroutine takes every message gathered since its last
+// write, writes them and syncs once (group commit), then hands them back to the hub, which only
+// then delivers them: no one sees a message that a crash could take back, or that the disk
+// refused, so an offset is never handed out twice. Once the file has doubled since its last
+// compaction, it is rewritten atomically from the hub's history.
+//
+// Record: uint32 length, uint32 CRC-32C of the payload, payload: uvarint offset, varint unix
+// milliseconds, then room, epoch, sender and text, each a uvarint length and its bytes, then the
+// sender's display name the same way if it has one (records written before names have none).
+type roomStore struct {
+	path      string
+	log       *slog.Logger
+	snapshot  func() ([]event, []*logItem) // the hub's history, and the pending items it holds
+	committed func([]*logItem)             // delivers items once written, drops those that failed
 
-	mu    sync.Mutex
-	dirty map[string]struct{}
+	mu      sync.Mutex
+	pending []*logItem
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
 
-	flushMu sync.Mutex    // one flush at a time, so files never go back in time
-	wake    chan struct{} // a room turned dirty
-	stop    sync.Once
-	quit    chan struct{} // closed by Close
-	done    chan struct{} // closed when the flusher has returned
+	f          *os.File // the writer's
+	size, base int64    // bytes in the file; right after the last compaction
+	broken     error    // the file could not be cut back after a failed write: every write fails
+}
+
+// logItem is one message on its way to the disk; done is closed once it is delivered.
+type logItem struct {
+	f     frames
+	relay bool
+	ack   *peerAck
+	n     int
+	err   error
+	done  chan struct{}
 }
 
 const (
-	flushEvery  = 200 * time.Millisecond // shortest time between two writes of the files
-	roomFileExt = ".ids"                 // ends every room file; start-up purges only these
-	tempPrefix  = ".tmp-"                // starts files being written; never a room's
+	logFileName    = "messages.log"
+	tempPrefix     = ".tmp-" // starts files being written; removed at start
+	recordHeader   = 8       // length, checksum
+	compactFloor   = 1 << 20 // no compaction below this size
+	maxSavedFrom   = 256     // longest sender accepted from the log
+	minHistoryDisk = 4 << 20
 )
 
-// newFileStore opens the store under dataDir and removes the room files an earlier process left:
-// they name connections that no longer exist.
-func newFileStore(dataDir string, members func(room string) []string, log *slog.Logger) (*fileStore, error) {
-	dir := filepath.Join(dataDir, "rooms")
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+var errLogClosed = errors.New("history log: shutting down")
+
+// openRoomStore reads the log under dataDir, hands each valid record to restore, cuts a torn or
+// corrupt tail (with a warning) and opens the log for appending. It removes what an interrupted
+// compaction left, and the room membership files (rooms/*.ids) that versions before this one
+// wrote: membership lives in the hub only.
+func openRoomStore(dataDir string, s *Settings, log *slog.Logger, restore func(event)) (*roomStore, error) {
+	if n := removeFiles(filepath.Join(dataDir, "rooms"), ".ids"); n > 0 {
+		log.Info("room store: removed the room membership files of an earlier version", "dir", filepath.Join(dataDir, "rooms"), "files", n)
+	}
+	dir := filepath.Join(dataDir, "history")
+	removeFiles(dir, "")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("room store: %w", err)
+		return nil, fmt.Errorf("history log: %w", err)
 	}
-	entries, err := os.ReadDir(dir)
-	for _, e := range entries {
-		if n := e.Name(); e.Type().IsRegular() && (strings.HasSuffix(n, roomFileExt) || strings.HasPrefix(n, tempPrefix)) {
-			err = errors.Join(err, os.Remove(filepath.Join(dir, n)))
-		}
-	}
+	l := &roomStore{path: filepath.Join(dir, logFileName), log: log,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("room store: purge: %w", err)
+		return nil, fmt.Errorf("history log: %w", err)
 	}
-	f := &fileStore{
-		dir: dir, members: members, log: log,
-		dirty: make(map[string]struct{}),
-		wake:  make(chan struct{}, 1),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
+	good, skipped, err := readLog(bufio.NewReader(f), maxHistoryBytes, func(ev event) bool {
+		if checkRecord(ev, s) != nil {
+			return false
+		}
+		restore(ev)
+		return true
+	})
+	if skipped > 0 {
+		log.Warn("history log: records that break the limits skipped", "file", l.path, "count", skipped)
 	}
-	go f.flusher()
-	return f, nil
+	fi, serr := f.Stat()
+	if serr == nil && fi.Size() > good {
+		log.Warn("history log: torn or corrupt tail cut", "file", l.path, "at", good, "bytes", fi.Size()-good, "err", err)
+		serr = f.Truncate(good)
+	}
+	if serr = errors.Join(serr, seek(f, good)); serr != nil {
+		f.Close()
+		return nil, fmt.Errorf("history log: %w", serr)
+	}
+	l.f, l.size, l.base = f, good, good
+	return l, nil
 }
 
-// mark notes that the rooms' files are out of date and wakes the flusher. A nil store has no files.
-func (f *fileStore) mark(rooms ...string) {
-	if f == nil {
+// removeFiles removes dir's temporary files and those ending in ext (none if ext is ""), then dir
+// itself if ext is set and nothing is left, and returns how many files it removed.
+func removeFiles(dir, ext string) (n int) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		name := e.Name()
+		if e.Type().IsRegular() && (strings.HasPrefix(name, tempPrefix) || ext != "" && strings.HasSuffix(name, ext)) &&
+			os.Remove(filepath.Join(dir, name)) == nil {
+			n++
+		}
+	}
+	if ext != "" {
+		os.Remove(dir) // fails unless empty
+	}
+	return n
+}
+
+// start runs the writer.
+func (l *roomStore) start(snapshot func() ([]event, []*logItem), committed func([]*logItem)) {
+	l.snapshot, l.committed = snapshot, committed
+	go l.writer()
+}
+
+// checkRecord reports what makes a record from the log unacceptable with settings s: a record
+// within them but not these is skipped, one longer than all history can hold is corruption.
+func checkRecord(ev event, s *Settings) error {
+	switch {
+	case checkRoom(ev.Room, s) != nil:
+		return checkRoom(ev.Room, s)
+	case (ev.Text != "" || ev.From != "") && checkMessage(&ev.Text, s) != nil: // neither: a gap (Hub.gap)
+		return checkMessage(&ev.Text, s)
+	case ev.Name != "" && checkName(ev.Name) != nil:
+		return checkName(ev.Name)
+	case len(ev.From) > maxSavedFrom || !utf8.ValidString(ev.From) || len(ev.Epoch) > 32 || ev.Offset == 0:
+		return errors.New("bad sender, epoch or offset")
+	case ev.Time.After(time.Now().Add(24 * time.Hour)):
+		return fmt.Errorf("time %v out of range", ev.Time)
+	}
+	return nil
+}
+
+// add queues an item for the writer; the hub calls it under its lock, so items keep their order.
+func (l *roomStore) add(it *logItem) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		it.err = errLogClosed
+		close(it.done)
 		return
 	}
-	f.mu.Lock()
-	for _, room := range rooms {
-		f.dirty[room] = struct{}{}
-	}
-	f.mu.Unlock()
-	notify(f.wake)
+	l.pending = append(l.pending, it)
+	notify(l.wake)
 }
 
-// Flush writes every changed room's file now; an empty room has none. A file that is not the
-// store's own (it does not parse) is reported and replaced; a file that cannot be written is
-// reported, and written again at the room's next change.
-func (f *fileStore) Flush() error {
-	f.flushMu.Lock()
-	defer f.flushMu.Unlock()
-	f.mu.Lock()
-	rooms := slices.Collect(maps.Keys(f.dirty))
-	clear(f.dirty)
-	f.mu.Unlock()
-	var errs []error
-	for _, room := range rooms {
-		path := filepath.Join(f.dir, roomFileName(room)+roomFileExt)
-		if _, err := readIDs(path); err != nil {
-			errs = append(errs, fmt.Errorf("%w (replaced)", err))
-		}
-		var err error
-		if ids := f.members(room); len(ids) == 0 {
-			err = os.Remove(path)
-		} else {
-			// No fsync: membership is purged at start-up, so only atomicity matters.
-			err = writeFileAtomic(path, []byte(strings.Join(ids, "\n")+"\n"), false)
-		}
-		if err != nil && !os.IsNotExist(err) {
-			errs = append(errs, fmt.Errorf("room store: room %q: %w", room, err))
-		}
-	}
-	return errors.Join(errs...)
+// take returns the pending items, and whether the log is closed.
+func (l *roomStore) take() ([]*logItem, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	items := l.pending
+	l.pending = nil
+	return items, l.closed
 }
 
-// flusher writes dirty rooms behind, at most every flushEvery.
-func (f *fileStore) flusher() {
-	defer close(f.done)
-	for {
-		select {
-		case <-f.wake:
-		case <-f.quit:
-			return
-		}
-		if err := f.Flush(); err != nil {
-			f.log.Error("room store", "dir", f.dir, "err", err)
-		}
-		select {
-		case <-time.After(flushEvery):
-		case <-f.quit:
-			return
+func (l *roomStore) writer() {
+	defer close(l.done)
+	for range l.wake {
+		for {
+			items, closed := l.take()
+			if len(items) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			var buf []byte
+			for _, it := range items {
+				buf = appendRecord(buf, it.f.ev)
+			}
+			err := l.broken
+			if err == nil {
+				_, err = l.f.Write(buf)
+			}
+			if err == nil {
+				err = l.f.Sync()
+			}
+			if err != nil {
+				l.log.Error("history log: write failed; the messages are dropped, their pushes answered with the error", "err", err)
+				if l.broken == nil {
+					l.broken = errors.Join(l.f.Truncate(l.size), seek(l.f, l.size))
+				}
+				for _, it := range items {
+					it.err = fmt.Errorf("history log: %w", err)
+				}
+			} else {
+				l.size += int64(len(buf))
+			}
+			l.committed(items)
+			if l.size > max(2*l.base, compactFloor) {
+				l.compact()
+			}
 		}
 	}
 }
 
-// Close stops the flusher and writes what is left, unless ctx ends first. A second Close only
-// flushes.
-func (f *fileStore) Close(ctx context.Context) error {
-	f.stop.Do(func() { close(f.quit) })
-	flushed := make(chan error, 1)
-	go func() {
-		<-f.done
-		flushed <- f.Flush()
-	}()
-	select {
-	case err := <-flushed:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("room store: final flush: %w", ctx.Err())
+// compact rewrites the log from the hub's history: write aside, sync, rename, sync the directory.
+// The items pending meanwhile are in the snapshot, so the new file commits them too.
+func (l *roomStore) compact() {
+	evs, items := l.snapshot()
+	var buf []byte
+	for _, ev := range evs {
+		buf = appendRecord(buf, ev)
 	}
-}
-
-// readIDs reads a room file; a missing file is an empty room.
-func readIDs(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil, nil
+	err := writeFileAtomic(l.path, buf, true)
+	var f *os.File
+	if err == nil {
+		f, err = os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0)
+	}
+	if err == nil {
+		if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
+			err = d.Sync()
+			d.Close()
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("room store: %w", err)
-	}
-	var ids []string
-	for line := range strings.Lines(string(data)) {
-		ids = append(ids, strings.TrimRight(line, "\r\n"))
-		if err := checkID(ids[len(ids)-1]); err != nil {
-			return nil, fmt.Errorf("room store: %s:%d: %w", path, len(ids), err)
+		l.log.Error("history log: compaction failed", "err", err)
+		if f != nil {
+			f.Close()
 		}
+		// The items go to the old file, as usual.
+		l.mu.Lock()
+		l.pending = append(items, l.pending...)
+		l.mu.Unlock()
+		notify(l.wake)
+		return
 	}
-	return ids, nil
+	l.f.Close()
+	l.f, l.size, l.base = f, int64(len(buf)), int64(len(buf))
+	l.committed(items)
+}
+
+// Close writes what is pending and closes the file. A nil log has nothing to close.
+func (l *roomStore) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	already := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if already {
+		return nil
+	}
+	notify(l.wake)
+	<-l.done
+	return l.f.Close()
+}
+
+// appendRecord appends ev's record to b.
+func appendRecord(b []byte, ev event) []byte {
+	start := len(b)
+	b = append(b, make([]byte, recordHeader)...)
+	b = binary.AppendUvarint(b, ev.Offset)
+	b = binary.AppendVarint(b, ev.Time.UnixMilli())
+	fields := []string{ev.Room, ev.Epoch, ev.From, ev.Text, ev.Name}
+	if ev.Name == "" {
+		fields = fields[:4] // as before names
+	}
+	for _, s := range fields {
+		b = append(binary.AppendUvarint(b, uint64(len(s))), s...)
+	}
+	p := b[start+recordHeader:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(p)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(p, crcTable))
+	return b
+}
+
+// readLog reads records from r until its end or the first torn or corrupt one, and hands each to
+// use. It returns the length of the good records, how many use refused, and, if it stopped early,
+// why.
+func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, skipped int, err error) {
+	var h [recordHeader]byte
+	var p []byte
+	for {
+		if _, err = io.ReadFull(r, h[:]); err == io.EOF {
+			return good, skipped, nil
+		} else if err != nil {
+			return good, skipped, err
+		}
+		n := binary.LittleEndian.Uint32(h[:])
+		if n > uint32(maxPayload) {
+			return good, skipped, fmt.Errorf("record of %d bytes, more than %d", n, maxPayload)
+		}
+		// Read as far as the file goes: a torn length costs no more memory than the file holds.
+		if p, err = io.ReadAll(io.LimitReader(r, int64(n))); err == nil && len(p) < int(n) {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return good, skipped, err
+		}
+		if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(h[4:]) {
+			return good, skipped, errors.New("checksum mismatch")
+		}
+		ev, err := decodeRecord(p)
+		if err != nil {
+			return good, skipped, err
+		}
+		if !use(ev) {
+			skipped++
+		}
+		good += int64(recordHeader + n)
+	}
+}
+
+// decodeRecord decodes a record's payload; every byte must belong to a field.
+func decodeRecord(p []byte) (event, error) {
+	bad := errors.New("malformed record")
+	ev := event{Kind: kindMessage}
+	off, n := binary.Uvarint(p)
+	if n <= 0 {
+		return ev, bad
+	}
+	p = p[n:]
+	ms, n := binary.Varint(p)
+	if n <= 0 {
+		return ev, bad
+	}
+	p = p[n:]
+	ev.Offset, ev.Time = off, time.UnixMilli(ms)
+	for i, s := range []*string{&ev.Room, &ev.Epoch, &ev.From, &ev.Text, &ev.Name} {
+		if i == 4 && len(p) == 0 {
+			break // written before names
+		}
+		l, n := binary.Uvarint(p)
+		if n <= 0 || l > uint64(len(p)-n) {
+			return ev, bad
+		}
+		*s, p = string(p[n:n+int(l)]), p[n+int(l):]
+	}
+	if len(p) != 0 {
+		return ev, bad
+	}
+	return ev, nil
+}
+
+// seek moves f's offset to off.
+func seek(f *os.File, off int64) error {
+	_, err := f.Seek(off, io.SeekStart)
+	return err
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames it over path; durable
@@ -187,28 +378,4 @@ func writeFileAtomic(path string, data []byte, durable bool) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// roomFileName maps any room name to a distinct, safe file name (without extension): a single path
-// element that is never "." or "..", holds no separator or NUL, and stays distinct on
-// case-insensitive file systems. Letters a-z, digits, '-' and '_' stay; every other byte becomes
-// %XX with upper-case hex. Names whose escaped form is long use a SHA-256 digest instead, under a
-// different prefix so the two forms never meet.
-func roomFileName(room string) string {
-	const maxEscaped = 200 // file names are limited to 255 bytes
-	var b strings.Builder
-	b.WriteByte('r')
-	for i := 0; i < len(room); i++ {
-		c := room[i]
-		if 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-		if b.Len() > maxEscaped {
-			sum := sha256.Sum256([]byte(room))
-			return "h" + hex.EncodeToString(sum[:])
-		}
-	}
-	return b.String()
 }

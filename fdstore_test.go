@@ -1,365 +1,404 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"log/slog"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
-// testRooms is a room index for a fileStore on its own: add and remove
-// change it and mark the room, as the hub does.
-type testRooms struct {
-	mu    sync.Mutex
-	rooms map[string][]string
-	store *fileStore
+// frame is a json-format frame, as a page reads it.
+type frame struct {
+	Kind, Room, Text, Epoch, Cmd string
+	Name, From                   string
+	Offset                       uint64
+	Recovered                    *bool
 }
 
-func (r *testRooms) members(room string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.rooms[room])
-}
-
-func (r *testRooms) add(room, id string) {
-	r.mu.Lock()
-	r.rooms[room] = append(r.rooms[room], id)
-	r.mu.Unlock()
-	r.store.mark(room)
-}
-
-func (r *testRooms) remove(room, id string) {
-	r.mu.Lock()
-	r.rooms[room] = slices.DeleteFunc(r.rooms[room], func(s string) bool { return s == id })
-	r.mu.Unlock()
-	r.store.mark(room)
-}
-
-// newTestStore opens a fileStore whose rooms are in dir over a testRooms, whose errors go
-// to the returned buffer, and closes it when the test ends.
-func newTestStore(t *testing.T, dir string) (*testRooms, *syncBuffer) {
-	t.Helper()
-	var logs syncBuffer
-	r := &testRooms{rooms: make(map[string][]string)}
-	s, err := newFileStore(filepath.Dir(dir), r.members, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
+func (c *wsClient) frame() frame {
+	c.t.Helper()
+	var f frame
+	if s := c.recv(); json.Unmarshal([]byte(s), &f) != nil {
+		c.t.Fatalf("frame %q is not json", s)
 	}
-	r.store = s
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return r, &logs
+	return f
 }
 
-// The hub is the one index: a connection is in a room's file once however
-// often it joins, in joining order, until it leaves or closes; every id
-// written is one the store reads back.
-func TestRoomFilesFollowMembership(t *testing.T) {
-	ts := startServer(t, testSettings(), t.TempDir())
-	file := func(room string) string { return filepath.Join(ts.dir, "rooms", roomFileName(room)+roomFileExt) }
-	a, b := ts.dial(t), ts.dial(t)
-	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
-	b.do("subscribe|room1", "Subscribe roomNum:room1 success!")
-	a.do("subscribe|room1", "Subscribe roomNum:room1 success!") // never twice
-	a.do("subscribe|room2", "Subscribe roomNum:room2 success!")
-	ida, idb := a.id(), b.id()
-	flushStore(t, ts)
-	if got := readFile(t, file("room1")); got != ida+"\n"+idb+"\n" {
-		t.Fatalf("room1 = %q, want %s then %s", got, ida, idb)
-	}
-	if ids, err := readIDs(file("room2")); err != nil || !slices.Equal(ids, []string{ida}) {
-		t.Fatalf("room2 = %v, %v", ids, err)
-	}
-	b.do("unsubscribe|room1", "Unsubscribe roomNum:room1 success!")
-	b.do("unsubscribe|room9", "Unsubscribe roomNum:room9 success!") // not a member: no error
-	flushStore(t, ts)
-	if got := readFile(t, file("room1")); got != ida+"\n" {
-		t.Fatalf("room1 after unsubscribe = %q", got)
-	}
-	a.ws.Close()
-	waitFor(t, "a to leave", func() bool { return ts.hub.Counts().Connections == 1 })
-	flushStore(t, ts)
-	for _, room := range []string{"room1", "room2", "room9"} {
-		if _, err := os.Stat(file(room)); !os.IsNotExist(err) {
-			t.Fatalf("%s has a file after its members left: %v", room, err)
+// recoverFrom sends cmd with since and epoch and returns the history frames before the reply, and
+// the reply.
+func (c *wsClient) recoverFrom(cmd, room string, since uint64, epoch string) ([]frame, frame) {
+	c.t.Helper()
+	c.send(fmt.Sprintf(`%s|{"roomNum":%q,"since":%d,"epoch":%q}`, cmd, room, since, epoch))
+	var hist []frame
+	for {
+		f := c.frame()
+		if f.Kind == kindReply || f.Kind == kindError {
+			return hist, f
 		}
+		hist = append(hist, f)
 	}
 }
 
-func TestStoreConcurrentAdds(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "rooms")
-	r, _ := newTestStore(t, dir)
-	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
-	const n = 64
-	var wg sync.WaitGroup
+// TestRecoverExactlyOnce: a page that drops and reconnects with since while messages keep arriving
+// gets every message once, in order, with growing offsets, over many reconnects.
+func TestRecoverExactlyOnce(t *testing.T) {
+	s := testSettings()
+	s.History = 1000
+	ts := startServer(t, s, t.TempDir())
+	const total = 600
 	stop := make(chan struct{})
-	// A reader checks that the room always parses while writers work.
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(readErr)
-		for {
-			select {
-			case <-stop:
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // pushes while the page comes and goes
+		defer wg.Done()
+		for i := range total {
+			if _, err := ts.hub.PushRoom("room1", strconv.Itoa(i), fromHTTP); err != nil {
+				t.Error(err)
 				return
-			default:
 			}
-			if _, err := readIDs(path); err != nil {
-				readErr <- err
-				return
+			if i%10 == 0 {
+				time.Sleep(time.Millisecond)
 			}
 		}
+		close(stop)
 	}()
-	for i := range n {
-		wg.Go(func() {
-			r.add("room1", fmt.Sprint("c", i))
-			r.store.Flush()
+	var got []string
+	var since uint64
+	epoch := ""
+	reconnects := 0
+	for done := false; !done; reconnects++ {
+		select {
+		case <-stop:
+			done = true // one last reconnect picks up the rest
+		default:
+		}
+		c := ts.dial(t)
+		c.do("format|json")
+		c.recv()
+		hist, reply := c.recoverFrom("subscribe", "room1", since, epoch)
+		if reply.Recovered == nil || !*reply.Recovered {
+			t.Fatalf("reconnect %d since %d epoch %q: reply %+v, want recovered", reconnects, since, epoch, reply)
+		}
+		live := 0
+		for _, f := range hist {
+			got, since, epoch = append(got, f.Text), f.Offset, f.Epoch
+		}
+		for n := rand.IntN(20); live < n && len(got) < total; live++ {
+			f := c.frame()
+			if f.Kind != kindMessage || f.Offset != since+1 {
+				t.Fatalf("live frame %+v after offset %d", f, since)
+			}
+			got, since, epoch = append(got, f.Text), f.Offset, f.Epoch
+		}
+		c.ws.Close()
+	}
+	wg.Wait()
+	t.Logf("%d messages over %d reconnects", len(got), reconnects)
+	if len(got) != total {
+		t.Fatalf("got %d messages, want %d", len(got), total)
+	}
+	for i, m := range got {
+		if m != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q: lost, repeated or out of order", i, m)
+		}
+	}
+}
+
+// TestRecoverNotPossible: a gap larger than the history, a stale epoch and an offset from the
+// future say recovered:false; the first two still get the newest messages.
+func TestRecoverNotPossible(t *testing.T) {
+	ts := startServer(t, testSettings(), t.TempDir()) // history 3
+	for i := range 10 {
+		ts.hub.PushRoom("room1", strconv.Itoa(i), fromHTTP)
+	}
+	c := ts.dial(t)
+	c.do("format|json")
+	c.recv()
+	hist, reply := c.recoverFrom("history", "room1", 2, "")
+	if len(hist) != 3 || hist[0].Text != "7" || hist[2].Offset != 10 || reply.Recovered == nil || *reply.Recovered {
+		t.Fatalf("gap: %+v then %+v; want 7, 8, 9 (offset 10) and recovered:false", hist, reply)
+	}
+	ep := hist[0].Epoch
+	hist, reply = c.recoverFrom("history", "room1", 8, ep)
+	if len(hist) != 2 || hist[0].Text != "8" || !*reply.Recovered || reply.Epoch != ep || reply.Offset != 10 {
+		t.Fatalf("in range: %+v then %+v; want 8, 9 and recovered:true", hist, reply)
+	}
+	hist, reply = c.recoverFrom("subscribe", "room1", 8, "stale")
+	if len(hist) != 3 || *reply.Recovered {
+		t.Fatalf("stale epoch: %+v then %+v; want the 3 held and recovered:false", hist, reply)
+	}
+	hist, reply = c.recoverFrom("history", "room1", 11, ep)
+	if len(hist) != 0 || *reply.Recovered {
+		t.Fatalf("future offset: %+v then %+v; want nothing and recovered:false", hist, reply)
+	}
+	// Text mode: the replies of today.
+	c.do("format|text", "Format text success!")
+	c.do(`history|{"roomNum":"room1","since":9,"epoch":"`+ep+`"}`, "9", "History roomNum:room1 count:1 success!")
+}
+
+// TestNamesThroughTheLog: a log written before records carried names (by that version, kept in
+// testdata) loads with its offsets and epochs; a message's display name survives a restart.
+func TestNamesThroughTheLog(t *testing.T) {
+	dir := t.TempDir()
+	old, err := os.ReadFile(filepath.Join("testdata", "history-before-names", logFileName))
+	if err == nil {
+		err = os.MkdirAll(filepath.Join(dir, "history"), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "history", logFileName), old, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testSettings()
+	s.History = 10
+	read := func(ts *testServer, room string) []frame {
+		c := ts.dial(t)
+		c.do("format|json")
+		c.recv()
+		hist, _ := c.recoverFrom("history", room, 0, "")
+		return hist
+	}
+	want := "[{history room1 one f6ojuswc  http 1} {history room1 two f6ojuswc  http 2} {history room1 three f6ojuswc  http 3} " +
+		"{history room1 from Ada f6ojuswc  c1.o45fm 4} {history room1 four f6ojuswc  http 5}]"
+	show := func(hist []frame) string {
+		var b strings.Builder
+		for _, f := range hist {
+			fmt.Fprintf(&b, " {%s %s %s %s %s %s %d}", f.Kind, f.Room, f.Text, f.Epoch, f.Name, f.From, f.Offset)
+		}
+		return "[" + strings.TrimPrefix(b.String(), " ") + "]"
+	}
+	ts := startServer(t, s, dir)
+	if got := show(read(ts, "room1")); got != want {
+		t.Fatalf("old log read as\n%s\nwant\n%s", got, want)
+	}
+	if got := show(read(ts, "room2")); got != "[{history room2 elsewhere jztapsle  http 1}]" {
+		t.Fatalf("room2: %s", got)
+	}
+	c := ts.dial(t)
+	c.do("name|Bob", "Name Bob success!")
+	c.do(`sendByRoom|{"roomNum":"room1","message":"from Bob"}`, "SendByRoom success!")
+	bob := c.id()
+	if err := ts.hub.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ts = startServer(t, s, dir)
+	want = strings.TrimSuffix(want, "]") + " {history room1 from Bob f6ojuswc Bob " + bob + " 6}]"
+	if got := show(read(ts, "room1")); got != want {
+		t.Fatalf("after a restart\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestCrashKeepsAcknowledged: the real binary, SIGKILLed at random moments while pushes arrive by
+// HTTP and PushObj, has every acknowledged message in its history after a restart, at its offset;
+// a torn record at the log's end is cut with a warning and the server serves on.
+func TestCrashKeepsAcknowledged(t *testing.T) {
+	p := startProc(t, procOpts{websocket: "history=20000\nmax-message=1024"})
+	acked := map[string]uint64{} // text -> offset, once read back
+	var order []string
+	for round := range 4 {
+		px := p.proxy(t, testPushObj, p.push, 1)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					m := fmt.Sprintf("r%d w%d m%d", round, w, i)
+					var err error
+					if w%2 == 0 {
+						_, err = push(px, "room1", m)
+					} else {
+						var resp *http.Response
+						resp, err = http.Get("http://" + p.http + "/Index/pushByRoom?roomNum=room1&message=" + url.QueryEscape(m))
+						if err == nil {
+							body, _ := io.ReadAll(resp.Body)
+							resp.Body.Close()
+							if string(body) != "pushBy room success" {
+								err = fmt.Errorf("reply %q", body)
+							}
+						}
+					}
+					if err != nil {
+						return // killed
+					}
+					mu.Lock()
+					acked[m], order = 0, append(order, m)
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(50+rand.IntN(300)) * time.Millisecond)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.wait()
+		wg.Wait()
+		p = restartProc(t, p)
+	}
+	// A torn record at the end.
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.wait()
+	path := filepath.Join(p.dir, "data", "history", logFileName)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{200, 0, 0, 0, 1, 2, 3, 4, 'x'})
+	f.Close()
+	p = restartProc(t, p)
+
+	c := p.rawWS(t)
+	c.send("format|json")
+	c.send("history|room1") // paced: the whole history, in json format with offsets
+	var last uint64
+	found := 0
+	for {
+		s := c.text()
+		var fr frame
+		json.Unmarshal([]byte(s), &fr)
+		if fr.Kind == kindReply && fr.Cmd == cmdHistory {
+			break
+		}
+		if fr.Kind != kindHistory {
+			continue
+		}
+		if fr.Offset <= last {
+			t.Fatalf("offset %d after %d", fr.Offset, last)
+		}
+		last = fr.Offset
+		if o, ok := acked[fr.Text]; ok && o == 0 {
+			acked[fr.Text] = fr.Offset
+			found++
+		}
+	}
+	t.Logf("%d acknowledged, %d found in history, last offset %d", len(order), found, last)
+	for _, m := range order {
+		if acked[m] == 0 {
+			t.Errorf("acknowledged message %q is not in the history", m)
+		}
+	}
+	if !strings.Contains(p.log(), "tail cut") {
+		t.Errorf("the log does not report the cut:\n%s", p.log())
+	}
+}
+
+// FuzzLogRecord: any bytes read as a log give records that encode back to the same bytes, never a
+// panic, and never more memory than the input holds.
+func FuzzLogRecord(f *testing.F) {
+	f.Add(appendRecord(nil, event{Room: "room1", Epoch: "e", Offset: 7, From: "http", Text: "hi", Time: time.UnixMilli(1)}))
+	f.Add(appendRecord(nil, event{Room: "r", Epoch: "e", Offset: 1, From: "c1.x", Name: "Ada", Text: "", Time: time.UnixMilli(2)}))
+	f.Add([]byte{255, 255, 255, 255, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var evs, again []event
+		var enc []byte
+		readLog(bytes.NewReader(b), 1<<16, func(ev event) bool {
+			evs, enc = append(evs, ev), appendRecord(enc, ev)
+			return true
 		})
-	}
-	wg.Wait()
-	close(stop)
-	if err := <-readErr; err != nil {
-		t.Fatalf("a reader saw a broken file: %v", err)
-	}
-	if err := r.store.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := readIDs(path)
-	if err != nil || len(got) != n || len(slices.Compact(slices.Sorted(slices.Values(got)))) != n {
-		t.Fatalf("%d ids after %d distinct adds: %v, %v", len(got), n, got, err)
-	}
-}
-
-func TestFileStorePurgesEarlierProcess(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "rooms")
-	r, _ := newTestStore(t, dir)
-	r.add("room1", "c1")
-	r.add("room2", "c2")
-	if err := r.store.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
-		t.Fatalf("%d files before the restart, want 2", len(entries))
-	}
-	keep := filepath.Join(dir, "README")
-	if err := os.WriteFile(keep, []byte("not ours"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, tempPrefix+"123"), []byte("c5\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	newTestStore(t, dir)
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 || entries[0].Name() != "README" {
-		t.Fatalf("after purge the dir holds %v, want only README: stale ids survived a restart", entries)
-	}
-}
-
-func TestFileStoreHostileRoomNames(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, "data", "rooms")
-	r, _ := newTestStore(t, dir)
-	names := []string{"../../etc/passwd", "a/b", "..", ".", "", "a\x00b", `a\b`, "/abs", "Room", "room",
-		strings.Repeat("é", 200), strings.Repeat("x", 300)}
-	for i, room := range names {
-		r.add(room, fmt.Sprint("c", i))
-	}
-	if err := r.store.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for i, room := range names {
-		path := filepath.Join(dir, roomFileName(room)+roomFileExt)
-		if got, err := readIDs(path); err != nil || !slices.Equal(got, []string{fmt.Sprint("c", i)}) {
-			t.Errorf("room %q = %v, %v; want only c%d", room, got, err, i)
+		good, _, err := readLog(bytes.NewReader(enc), 1<<16, func(ev event) bool { again = append(again, ev); return true })
+		if err != nil || good != int64(len(enc)) || fmt.Sprint(evs) != fmt.Sprint(again) {
+			t.Fatalf("records %v read back as %v (%v)", evs, again, err)
 		}
+	})
+}
+
+// TestFullDiskDeliversNothingUnlogged: on a file system that is full (a small tmpfs, so the write
+// really fails), a push is answered with an error and reaches no one; once there is room again,
+// pushes go on, and after a restart a page recovers exactly what it was shown, by the offsets it
+// was shown. Needs root, to mount the tmpfs.
+func TestFullDiskDeliversNothingUnlogged(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (run as root for this test): %v %s", err, out)
 	}
-	// Everything written is directly inside dir.
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	s := testSettings()
+	s.History = 100
+	ts := startServer(t, s, dir)
+	a := ts.dial(t)
+	a.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	a.do("format|json")
+	a.recv()
+	pushHTTP := func(ts *testServer, text string) (int, string) {
+		resp, err := http.Get(ts.http.URL + "/Index/pushByRoom?roomNum=room1&message=" + url.QueryEscape(text))
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		if !d.IsDir() && filepath.Dir(path) != dir {
-			t.Errorf("file outside the store: %s", path)
-		}
-		return nil
-	})
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := pushHTTP(ts, "before"); code != 200 {
+		t.Fatalf("push: %d %q", code, body)
+	}
+	shown := []frame{a.frame()}
+	// Fill the file system, then push until the log's next write does not fit.
+	filler, err := os.Create(filepath.Join(dir, "filler"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != len(names) {
-		t.Errorf("%d files for %d rooms", len(entries), len(names))
+	for err == nil {
+		_, err = filler.Write(make([]byte, 4096))
 	}
-}
-
-func TestFileStoreCorruptFile(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "rooms")
-	r, logs := newTestStore(t, dir)
-	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
-	if err := os.WriteFile(path, []byte("c1\n\x00\x01garbage\n"), 0o644); err != nil {
+	filler.Close()
+	code, body := 0, ""
+	for i := 0; i < 20; i++ {
+		if code, body = pushHTTP(ts, fmt.Sprintf("m%d %s", i, strings.Repeat("x", 900))); code != 200 {
+			break
+		}
+		shown = append(shown, a.frame())
+	}
+	if code != http.StatusInternalServerError || !strings.Contains(body, "no space left") {
+		t.Fatalf("push on a full disk: %d %q; want 500 and the error", code, body)
+	}
+	for range 3 {
+		if code, _ := pushHTTP(ts, "refused "+strings.Repeat("y", 900)); code != http.StatusInternalServerError {
+			t.Fatalf("push on a full disk: %d", code)
+		}
+	}
+	t.Logf("%d pushes stored before the disk was full, then 4 refused", len(shown)-1)
+	// Nothing refused reached a: the next frame it gets is the reply to this.
+	a.send("rooms")
+	if f := a.frame(); f.Kind != kindReply {
+		t.Fatalf("a got %+v for a refused push", f)
+	}
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	// The hub's memory is the record: a foreign file changes nothing.
-	r.add("room1", "c2")
-	r.add("room2", "c2")
-	// Reported by this Flush, or logged by the flusher if it came first.
-	want := path + ":2: bad connection id"
-	if err := r.store.Flush(); err == nil || !strings.Contains(err.Error(), want) {
-		waitFor(t, "the corrupt file reported", func() bool { return strings.Contains(logs.String(), want) })
+	if code, body := pushHTTP(ts, "after"); code != 200 {
+		t.Fatalf("push once there is room: %d %q", code, body)
 	}
-	if got := readFile(t, path); got != "c2\n" {
-		t.Fatalf("corrupt file replaced by %q, want c2", got)
-	}
-	if got := readFile(t, filepath.Join(dir, roomFileName("room2")+roomFileExt)); got != "c2\n" {
-		t.Fatalf("room2 = %q: other rooms must be written", got)
-	}
-	// What the store writes are the hub's ids, which the store reads back.
-	h, err := newHub(hubOptions{Live: newLive(testSettings())})
-	if err != nil {
+	shown = append(shown, a.frame())
+	if err := ts.hub.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if id := h.newID(); checkID(id) != nil || checkID("bad id") == nil {
-		t.Fatalf("checkID: a hub's id %q refused, or a bad id accepted", id)
+	// After a restart the page recovers from the first message it was shown: exactly the others,
+	// at the offsets it saw them, and then what comes next.
+	ts = startServer(t, s, dir)
+	pushHTTP(ts, "later")
+	b := ts.dial(t)
+	b.do("format|json")
+	b.recv()
+	hist, reply := b.recoverFrom("subscribe", "room1", shown[0].Offset, shown[0].Epoch)
+	if len(hist) != len(shown) || reply.Recovered == nil || !*reply.Recovered {
+		t.Fatalf("recovered %d messages (%+v), want %d and recovered:true", len(hist), reply, len(shown))
 	}
-}
-
-func TestFileStoreUnwritableRoomIsLogged(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "rooms")
-	r, logs := newTestStore(t, dir)
-	// A directory where room1's file goes: it cannot be replaced.
-	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
-	if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r.add("room1", "c1")
-	r.add("room2", "c1")
-	room2 := filepath.Join(dir, roomFileName("room2")+roomFileExt)
-	waitFor(t, "room2 written behind", func() bool {
-		b, _ := os.ReadFile(room2)
-		return string(b) == "c1\n"
-	})
-	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), path) })
-	// Written at the room's next change once it can be.
-	if err := os.RemoveAll(path); err != nil {
-		t.Fatal(err)
-	}
-	r.add("room1", "c2")
-	waitFor(t, "room1 written after the failure", func() bool {
-		b, _ := os.ReadFile(path)
-		return string(b) == "c1\nc2\n"
-	})
-}
-
-func TestFileStoreWritesBehind(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "rooms")
-	r, _ := newTestStore(t, dir)
-	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
-	for i := range 100 {
-		r.add("room1", fmt.Sprint("c", i))
-	}
-	r.remove("room1", "c0")
-	var want strings.Builder
-	for i := 1; i < 100; i++ {
-		fmt.Fprintf(&want, "c%d\n", i)
-	}
-	// In joining order (not sorted: c10 after c9), without asking.
-	waitFor(t, "the room file", func() bool {
-		b, _ := os.ReadFile(path)
-		return string(b) == want.String()
-	})
-	// Close writes what is left: the room emptied has no file.
-	for i := 1; i < 100; i++ {
-		r.remove("room1", fmt.Sprint("c", i))
-	}
-	if err := r.store.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatalf("empty room's file after Close: %v", err)
-	}
-	// A Close whose time is up says so.
-	r.add("room1", "c1")
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := r.store.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("Close with a done context: %v", err)
-	}
-}
-
-func TestFileStoreFilesStayWhole(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "rooms")
-	r, _ := newTestStore(t, dir)
-	path := filepath.Join(dir, roomFileName("room1")+roomFileExt)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			r.add("room1", fmt.Sprint("c", i))
-			if i%3 == 0 {
-				r.store.Flush()
-			}
-		}
-	})
-	for range 200 {
-		if _, err := readIDs(path); err != nil {
-			t.Fatalf("a reader saw a broken file: %v", err)
+	for i, f := range append(shown[1:], frame{Text: "later"}) {
+		if hist[i].Text != f.Text || f.Offset != 0 && hist[i].Offset != f.Offset {
+			t.Fatalf("recovered %q at offset %d, want %q at %d", hist[i].Text, hist[i].Offset, f.Text, f.Offset)
 		}
 	}
-	close(stop)
-	wg.Wait()
-}
-
-func TestRoomFileName(t *testing.T) {
-	for room, want := range map[string]string{
-		"room1":            "rroom1",
-		"":                 "r",
-		"..":               "r%2E%2E",
-		"a/b":              "ra%2Fb",
-		"Room":             "r%52oom",
-		"a%b":              "ra%25b",
-		"a\x00":            "ra%00",
-		"../../etc/passwd": "r%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
-	} {
-		if got := roomFileName(room); got != want {
-			t.Errorf("roomFileName(%q) = %q, want %q", room, got, want)
-		}
-	}
-	long := roomFileName(strings.Repeat("/", 100))
-	if len(long) != 65 || long[0] != 'h' {
-		t.Errorf("long name maps to %q, want h and a SHA-256 digest", long)
-	}
-}
-
-func FuzzRoomFileName(f *testing.F) {
-	for _, s := range []string{"room1", "", "..", ".", "a/b", "../../etc/passwd", "a\x00b", "Room", "room",
-		"%2E", strings.Repeat("x", 199), strings.Repeat("/", 67)} {
-		f.Add(s, strings.ToUpper(s))
-	}
-	f.Fuzz(func(t *testing.T, a, b string) {
-		na, nb := roomFileName(a), roomFileName(b)
-		for _, n := range []string{na, nb} {
-			if n == "" || n == "." || n == ".." || len(n)+len(roomFileExt) > 255 ||
-				strings.ContainsAny(n, "/\\\x00:") || !filepath.IsLocal(n) || filepath.Base(n) != n {
-				t.Fatalf("unsafe file name %q", n)
-			}
-			if p := filepath.Join("/store", n+roomFileExt); filepath.Dir(p) != "/store" {
-				t.Fatalf("%q leaves the directory: %s", n, p)
-			}
-		}
-		if a != b && strings.EqualFold(na, nb) {
-			t.Fatalf("rooms %q and %q share the file name %q / %q", a, b, na, nb)
-		}
-		if a == b && na != nb {
-			t.Fatalf("room %q maps to %q and %q", a, na, nb)
-		}
-	})
 }

@@ -101,14 +101,13 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, max), http.StatusTooManyRequests)
 		return
 	}
-	defer func() {
+	serveConn(h.hub, w, r, h.checkOrigin, func() {
 		h.mu.Lock()
 		if h.conns[ip]--; h.conns[ip] <= 0 {
 			delete(h.conns, ip)
 		}
 		h.mu.Unlock()
-	}()
-	serveConn(h.hub, w, r, h.checkOrigin)
+	})
 }
 
 // checkHost answers 421 to a request for a Host the server does not serve. A page elsewhere can

@@ -3,8 +3,10 @@ package main
 import (
 	"cmp"
 	"crypto/rand"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Room history in memory: the recent messages of each room with their offsets and epoch, bounded
@@ -28,7 +30,7 @@ func historyCost(ev event) int {
 func (h *Hub) remember(ev event) (string, uint64) {
 	rh := h.roomHistory(ev.Room, "")
 	rh.last++
-	if h.hlog == nil {
+	if h.store == nil {
 		rh.shown = rh.last
 	}
 	ev.Epoch, ev.Offset = rh.epoch, rh.last
@@ -40,11 +42,40 @@ func (h *Hub) remember(ev event) (string, uint64) {
 // the room afresh, an offset that does not grow is skipped. Only newHub calls it.
 func (h *Hub) restore(ev event) {
 	rh := h.roomHistory(ev.Room, ev.Epoch)
+	if ev.Text == "" { // a gap: the epoch starts at this offset
+		rh.last, rh.shown = ev.Offset, ev.Offset
+	}
 	if ev.Offset <= rh.last {
 		return
 	}
 	rh.last, rh.shown = ev.Offset, ev.Offset
 	h.keep(rh, ev)
+}
+
+// gap starts the history of rooms ("": of every room) afresh after a peer lost or dropped messages
+// of theirs on the way here: offsets go on, in a new epoch, so a page recovering across the gap is
+// told recovered:false. The file store logs the new epoch as a record without text.
+func (h *Hub) gap(rooms []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if slices.Contains(rooms, "") {
+		rooms = slices.Collect(maps.Keys(h.history))
+	}
+	for _, room := range rooms {
+		e := h.history[room]
+		if e == nil {
+			continue // no history: any epoch a page holds is unknown here already
+		}
+		last := e.Value.(*roomHistory).last
+		h.historyBytes -= e.Value.(*roomHistory).bytes
+		h.recent.Remove(e)
+		delete(h.history, room)
+		rh := h.roomHistory(room, "")
+		rh.last, rh.shown = last, last
+		if h.store != nil {
+			h.store.add(&logItem{f: frames{ev: event{Room: room, Epoch: rh.epoch, Offset: last, Time: time.Now()}}, done: make(chan struct{})})
+		}
+	}
 }
 
 // roomHistory returns room's history, made the most recent, starting it afresh if it has none or,
@@ -88,6 +119,19 @@ func (h *Hub) keep(rh *roomHistory, ev event) {
 		} else {
 			break
 		}
+	}
+}
+
+// unkeep removes the message at offset off from rh, if rh holds it. h.mu must be held.
+func (h *Hub) unkeep(rh *roomHistory, off uint64) {
+	if rh == nil {
+		return
+	}
+	if i, ok := slices.BinarySearchFunc(rh.msgs, off, func(ev event, o uint64) int { return cmp.Compare(ev.Offset, o) }); ok {
+		n := historyCost(rh.msgs[i])
+		rh.bytes -= n
+		h.historyBytes -= n
+		rh.msgs = slices.Delete(rh.msgs, i, i+1)
 	}
 }
 
@@ -166,6 +210,6 @@ func (h *Hub) snapshot() ([]event, []*logItem) {
 	for e := h.recent.Back(); e != nil; e = e.Prev() {
 		evs = append(evs, e.Value.(*roomHistory).msgs...)
 	}
-	items, _ := h.hlog.take()
+	items, _ := h.store.take()
 	return evs, items
 }

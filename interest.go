@@ -53,7 +53,9 @@ func (c *Cluster) interestChanged(wait bool) {
 func (c *Cluster) tell(p *peer) bool {
 	c.mu.Lock()
 	gen, told := c.gen, p.told
-	skip := p.toldGen >= gen || c.closing
+	gaps := slices.Collect(maps.Keys(p.gaps))
+	skip := p.toldGen >= gen && len(gaps) == 0 || c.closing
+	p.gaps = nil
 	c.mu.Unlock()
 	if skip {
 		return true
@@ -89,7 +91,7 @@ func (c *Cluster) tell(p *peer) bool {
 		if !fits(add) || len(now) > peerInterestMax {
 			add, full, now = nil, false, nil // unknown: both lists empty
 		}
-	} else if len(add)+len(remove) == 0 {
+	} else if len(add)+len(remove)+len(gaps) == 0 {
 		c.mu.Lock()
 		p.toldGen = max(p.toldGen, gen)
 		c.mu.Unlock()
@@ -102,9 +104,18 @@ func (c *Cluster) tell(p *peer) bool {
 		r.PutBool(4, "full", full)
 		r.Put(5, "add", func(b []byte, tag uint8) []byte { return appendList(b, tag, add, tars.AppendString) })
 		r.Put(6, "remove", func(b []byte, tag uint8) []byte { return appendList(b, tag, remove, tars.AppendString) })
+		if len(gaps) > 0 {
+			r.Put(7, "gaps", func(b []byte, tag uint8) []byte { return appendList(b, tag, gaps, tars.AppendString) })
+		}
 	}, nil)
+	unanswered(p, err)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err != nil {
+		for _, room := range gaps { // told at the next call
+			p.gap(room)
+		}
+	}
 	if peerRefused(err) {
 		// It does not take this node's interest (a wrong secret, or it
 		// knows this node by another address): it relays everything here.

@@ -114,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if a, ok := app.HTTPAddr(); ok {
 				ap, _ := netip.ParseAddrPort(a.String())
 				e := tars.Endpoint{Host: ap.Addr().String(), Port: int(ap.Port())}.Dialable("")
-				fmt.Fprintf(stdout, "open http://%s/client1.html and /client2.html\n", e.Addr())
+				fmt.Fprintf(stdout, "open %s://%s/client1.html and /client2.html\n", httpScheme(cfg), e.Addr())
 			}
 			return app.Run(ctx, tars.RunOptions{Pull: pull, Apply: srv.live.apply, Drain: srv.drain})
 		}
@@ -136,6 +136,11 @@ type server struct {
 func newServer(app *tars.App, set Settings) (*server, error) {
 	cfg := app.Config()
 	s := &server{live: newLive(set)}
+	tc, err := loadTLS(set, cfg, app.Log())
+	if err != nil {
+		return nil, err
+	}
+	app.UseTLS(tc)
 	push := cfg.ServantName("PushObj")
 	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: app.Log(),
 		Relay: cfg.Locator != "" || set.Peers != ""}
@@ -172,6 +177,7 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	}
 	registerPush(app, push, s.hub, s.live, s.cl)
 	registerHello(app, cfg.ServantName("HelloObj"), cfg.App+"."+cfg.Server)
+	registerHelloHook(app, cfg.ServantName("HelloObj"))
 	registerCommands(app, s.hub)
 	registerProperties(app, s.hub)
 	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), app.Log()), set.ReadTimeout)

@@ -85,6 +85,9 @@ type procOpts struct {
 	websocket string // lines in <websocket>
 	httpIdle  string // the objAdapter endpoint's -t, if not 60000
 	splitFlag bool   // pass "--config FILE" rather than "--config=FILE"
+
+	ssl   bool              // the objAdapter endpoint is ssl (HTTPS)
+	files map[string][]byte // written in the process's directory before it starts
 }
 
 // proc is the server binary running as a subprocess.
@@ -104,6 +107,9 @@ func writeConf(t *testing.T, p *proc, o procOpts) {
 	httpEndpoint := endpoint(p.http)
 	if o.httpIdle != "" {
 		httpEndpoint = strings.Replace(httpEndpoint, "-t 60000", "-t "+o.httpIdle, 1)
+	}
+	if o.ssl {
+		httpEndpoint = "ssl" + strings.TrimPrefix(httpEndpoint, "tcp")
 	}
 	conf := fmt.Sprintf(`<tars>
   <application>
@@ -160,6 +166,11 @@ func startProc(t *testing.T, o procOpts) *proc {
 	p := &proc{t: t, dir: dir, conf: filepath.Join(dir, "TestApp.WebsocketServer.config.conf"),
 		http: freeAddr(t), push: freeAddr(t), hello: freeAddr(t), admin: freeAddr(t), done: make(chan struct{})}
 	writeConf(t, p, o)
+	for name, b := range o.files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	args := []string{"--config=" + p.conf}
 	if o.splitFlag {
 		args = []string{"--config", p.conf}
@@ -356,7 +367,7 @@ func TestConfigFlagForms(t *testing.T) {
 			t.Errorf("split=%v: stdout %q, want %q", split, p.stdout.String(), want)
 		}
 		// The file store lives under datapath, relative to the working directory.
-		if _, err := os.Stat(filepath.Join(p.dir, "data", "rooms")); err != nil {
+		if _, err := os.Stat(filepath.Join(p.dir, "data", "history", logFileName)); err != nil {
 			t.Errorf("split=%v: no room store under datapath: %v", split, err)
 		}
 		p.cmd.Process.Signal(syscall.SIGTERM)

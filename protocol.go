@@ -32,7 +32,7 @@ const (
 	cmdRooms       = "rooms"
 	cmdHello       = "hello"
 	cmdName        = "name"     // name|Ada: this connection's display name, carried by its messages
-	cmdPresence    = "presence" // presence|room1: who is in the room on this node
+	cmdPresence    = "presence" // presence|room1: who is in the room, on every node of a cluster
 )
 
 // command is one parsed browser frame.
@@ -165,6 +165,9 @@ func (c *conn) handle(frame string) {
 	if err == nil && s.RoomSecret != "" && (name == cmdSubscribe || name == cmdHistory || name == cmdSendByRoom || name == cmdPresence) {
 		err = checkRoomToken(s.RoomSecret, cmd.Room, cmd.Token, time.Now(), name == cmdSendByRoom)
 	}
+	if err == nil {
+		cmd.Text, err = c.runHook(s, cmd) // hook.go: may refuse, or replace the text
+	}
 	if err != nil {
 		c.reply(name, "", "", err)
 		return
@@ -216,8 +219,8 @@ func (c *conn) handle(frame string) {
 		c.name.Store(&cmd.Text)
 		c.reply(name, "", "Name "+cmd.Text+" success!", nil)
 	case cmdPresence:
-		n, members := h.presence(cmd.Room)
-		ev := event{Kind: kindPresence, Cmd: name, Room: cmd.Room, Count: &n, Members: &members, Time: time.Now(),
+		n, members, partial := h.roomPresence(cmd.Room)
+		ev := event{Kind: kindPresence, Cmd: name, Room: cmd.Room, Count: &n, Members: &members, Partial: partial, Time: time.Now(),
 			Text: fmt.Sprintf("Presence roomNum:%s count:%d", cmd.Room, n)}
 		c.enqueue(ev.encode(c.json.Load()))
 	default: // anything else gets the demo's answer
@@ -316,6 +319,7 @@ type event struct {
 	Name    string        `json:"name,omitempty"`    // message, join, leave: the sender's display name
 	Count   *int          `json:"count,omitempty"`   // presence: members in the room
 	Members *[]roomMember `json:"members,omitempty"` // presence: at most maxPresence of them
+	Partial bool          `json:"partial,omitempty"` // presence: a node of the cluster did not answer; its members are left out
 }
 
 // Who sent a message that did not come from a WebSocket connection.

@@ -36,7 +36,7 @@ func (c *Cluster) relay() {
 			}
 			p.signal()
 		}
-		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin, To: ev.To}
+		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin, To: ev.To, Name: ev.Name}
 		c.relayed = append(c.relayed, peerItem{m, it.ack, c.bytes, skip})
 		c.bytes += c.relayed[len(c.relayed)-1].cost()
 	}
@@ -70,8 +70,9 @@ func (c *Cluster) trim() {
 	for _, p := range c.peers {
 		c.settle(p, to)
 		for ; p.next < to; p.next++ {
-			if !slices.Contains(c.relayed[p.next-c.base].skip, p) {
+			if it := c.relayed[p.next-c.base]; !slices.Contains(it.skip, p) {
 				p.Dropped++
+				p.missed(it.msg)
 			}
 		}
 	}
@@ -89,6 +90,31 @@ func (c *Cluster) settle(p *peer, to int) {
 		}
 	}
 	p.owes = max(p.owes, to)
+}
+
+// missed notes that p will never get m (dropped, or lost in a call cut off): p is told so with its
+// next peerInterest, and its history of the room starts a new epoch, so that a page recovering
+// there across the gap learns recovered:false. Past peerInterestMax rooms, p is told every room.
+// c.mu must be held.
+func (p *peer) missed(m peerMessage) {
+	if m.Room != "" && m.To == "" { // the others are in no history
+		p.gap(m.Room)
+	}
+}
+
+// gap adds room ("": every room) to the gaps p is to be told of. c.mu must be held.
+func (p *peer) gap(room string) {
+	if _, all := p.gaps[""]; all {
+		return
+	}
+	if p.gaps == nil {
+		p.gaps = make(map[string]struct{})
+	}
+	if room == "" || len(p.gaps) >= peerInterestMax {
+		clear(p.gaps)
+		room = ""
+	}
+	p.gaps[room] = struct{}{}
 }
 
 func (p *peer) signal() {
@@ -193,6 +219,7 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 				return err
 			})
 		})
+	unanswered(p, err)
 	if err == nil && len(counts) != len(batch) {
 		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
 	}
@@ -220,6 +247,7 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		for _, it := range batch {
 			if len(c.relayed) == 0 || it.at < c.relayed[0].at {
 				p.Dropped++
+				p.missed(it.msg)
 			}
 		}
 	default:
@@ -227,6 +255,9 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		// it twice.
 		p.Lost += uint64(n)
 		p.Filtered += uint64(p.skipped)
+		for _, it := range batch {
+			p.missed(it.msg)
+		}
 	}
 	if err != nil {
 		c.down(p, err)
@@ -246,6 +277,17 @@ func (c *Cluster) down(p *peer, err error) {
 	p.State, p.Error = "down", err.Error()
 	p.told, p.toldGen = nil, -1
 	c.settle(p, c.end())
+}
+
+// unanswered resets p's connection after a call that timed out: across a
+// partition its request waits in the connection, and would arrive after
+// the heal, with the calls that follow, delivering out of order (or telling
+// an old interest). Reset, it certainly arrives never, or before.
+func unanswered(p *peer, err error) {
+	var ce *tars.CallError
+	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+		p.proxy.Abort()
+	}
 }
 
 // neverSent reports whether a call failed before its request could leave:
@@ -269,6 +311,7 @@ type peerMessage struct {
 	Time             int64 // Unix milliseconds
 	Origin           string
 	To               string // a connection id: for it only (pushToConn); "": the room's members, or everyone
+	Name             string // the sender's display name; older nodes neither send nor read it
 }
 
 func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
@@ -280,6 +323,9 @@ func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
 	b = tars.AppendString(b, 4, m.Origin)
 	if m.To != "" {
 		b = tars.AppendString(b, 5, m.To)
+	}
+	if m.Name != "" {
+		b = tars.AppendString(b, 6, m.Name)
 	}
 	return tars.AppendStructEnd(b)
 }
@@ -295,6 +341,7 @@ func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
 		d.ReadInt64(&m.Time, 3, true),
 		d.ReadString(&m.Origin, 4, true),
 		d.ReadString(&m.To, 5, false),
+		d.ReadString(&m.Name, 6, false),
 		d.ReadStructEnd(),
 	)
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,12 +34,10 @@ type hubOptions struct {
 	Log     *slog.Logger
 }
 
-// Hub is the one index of rooms and connections; the room files are written behind from it. Under
-// its lock the hub only queues: enqueue never blocks, and the cluster takes the outbox.
+// Hub is the one index of rooms and connections. Under its lock the hub only queues: enqueue never blocks, and the cluster takes the outbox.
 type Hub struct {
 	live  *live
-	store *fileStore  // nil: no room files, history in memory only
-	hlog  *historyLog // nil: history in memory only
+	store *roomStore // nil: history in memory only
 	hello func(ctx context.Context, name string) (string, error)
 	gw    *gateway
 	relay bool
@@ -57,6 +54,9 @@ type Hub struct {
 	outbox       []relayItem
 	closed       bool
 	interest     func(wait bool) // the cluster's: a room gained its first member here (wait) or lost its last
+
+	// The cluster's: who is in room on the other nodes.
+	peerPresence func(room string) (int, []roomMember, bool)
 
 	relayed  chan struct{} // has a token when the outbox has something
 	nextID   atomic.Uint64
@@ -87,14 +87,10 @@ func newHub(o hubOptions) (*Hub, error) {
 	s := o.Live.get()
 	if o.DataDir != "" && s.Store != "memory" {
 		var err error
-		if h.store, err = newFileStore(o.DataDir, h.members, h.log); err != nil {
+		if h.store, err = openRoomStore(o.DataDir, s, h.log, h.restore); err != nil {
 			return nil, err
 		}
-		if h.hlog, err = openHistoryLog(filepath.Join(o.DataDir, "history"), s, h.log, h.restore); err != nil {
-			h.store.Close(context.Background())
-			return nil, err
-		}
-		h.hlog.start(h.snapshot, h.committed)
+		h.store.start(h.snapshot, h.committed)
 	}
 	if s.PingInterval > 0 {
 		go h.pingLoop(s.PingInterval)
@@ -161,7 +157,6 @@ func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 		h.rooms[room][c] = h.seq
 		h.announce(c, room, kindJoin)
 	}
-	h.store.mark(room)
 	return first, nil
 }
 
@@ -192,20 +187,6 @@ func (h *Hub) leave(c *conn, rooms ...string) {
 	if emptied && tell != nil {
 		tell(false)
 	}
-	h.store.mark(rooms...)
-}
-
-// members returns the ids in room, in the order they joined.
-func (h *Hub) members(room string) []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	m := h.rooms[room]
-	cs := slices.SortedFunc(maps.Keys(m), func(a, b *conn) int { return cmp.Compare(m[a], m[b]) })
-	ids := make([]string, len(cs))
-	for i, c := range cs {
-		ids[i] = c.id
-	}
-	return ids
 }
 
 // joined returns the rooms c is in, sorted.
@@ -248,8 +229,8 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 		it.f.ev.Epoch, it.f.ev.Offset = h.remember(it.f.ev)
 		it.f.json = it.f.ev.encode(true)
 	}
-	if f.ev.Room != "" && h.hlog != nil {
-		h.hlog.add(it)
+	if f.ev.Room != "" && h.store != nil {
+		h.store.add(it)
 		h.mu.Unlock()
 		return it
 	}
@@ -262,13 +243,23 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 	return it
 }
 
-// committed delivers items the history log has written (or failed to write).
+// committed delivers the items the history log has written, and takes those it failed to write
+// out of the history undelivered: nobody sees a message the log did not take, so no one can have
+// seen an offset that a restart hands out again.
 func (h *Hub) committed(items []*logItem) {
 	var drops []*peerAck
 	h.mu.Lock()
 	for _, it := range items {
+		var rh *roomHistory
 		if e := h.history[it.f.ev.Room]; e != nil && e.Value.(*roomHistory).epoch == it.f.ev.Epoch {
-			rh := e.Value.(*roomHistory)
+			rh = e.Value.(*roomHistory)
+		}
+		if it.err != nil || it.f.ev.Text == "" { // failed, or a gap's record: nothing to deliver
+			h.unkeep(rh, it.f.ev.Offset)
+			drops = append(drops, it.ack)
+			continue
+		}
+		if rh != nil {
 			rh.shown = max(rh.shown, it.f.ev.Offset)
 		}
 		drops = append(drops, h.send(it))
@@ -403,7 +394,7 @@ func (h *Hub) pingLoop(d time.Duration) {
 }
 
 // Shutdown stops accepting connections, lets every writer flush its queue until ctx ends, closes
-// each with 1001, writes the room files and saves the history.
+// each with 1001 and closes the history log.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -418,8 +409,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.stop(closeGoingAway, "")
 	}
-	// Wait until every connection has flushed, closed and left its rooms, so that the room files
-	// are empty when Shutdown returns. Once ctx ends, closing the sockets fails any write and read.
+	// Wait until every connection has flushed, closed and left its rooms. Once ctx ends, closing the sockets fails any write and read.
 	late := context.AfterFunc(ctx, func() {
 		for _, c := range conns {
 			c.closeSocket()
@@ -430,8 +420,5 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	if !late() {
 		err = ctx.Err()
 	}
-	if h.store != nil {
-		err = errors.Join(err, h.store.Close(ctx), h.hlog.Close())
-	}
-	return err
+	return errors.Join(err, h.store.Close())
 }

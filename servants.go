@@ -39,7 +39,8 @@ type registrar interface {
 //	int pushAll(string message, out int delivered);
 //	int pushToConn(string connId, string message, out int delivered);
 //	int peerPush(vector<PeerMessage> msgs, string token, out vector<int> delivered);
-//	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove);
+//	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove, vector<string> gaps);
+//	int peerPresence(string token, string roomNum, out int count, out vector<PeerMember> members);
 //
 // The first two return 0 and the number of connections the message was
 // queued for, on this node and, with a cluster, on the peers that answered
@@ -51,6 +52,7 @@ type registrar interface {
 // checked the same way, records which rooms a peer has members in. Each call checks
 // against the settings in force.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
+	registerPeerPresence(s, name, hub, l, cl)
 	push := func(ctx context.Context, ev event) (int, error) {
 		if cl == nil {
 			return hub.Deliver(newFrames(ev), nil)
@@ -135,8 +137,12 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	s.Handle(name, "peerInterest", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		var err error = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", cur.Func)}
 		if cl != nil && cl.fromPeer(cur.RemoteAddr) {
-			err = readPeerInterest(in, *l.get(), func(origin, epoch string, full bool, add, remove []string) error {
-				return cl.setInterest(cur.RemoteAddr, origin, epoch, full, add, remove)
+			err = readPeerInterest(in, *l.get(), func(origin, epoch string, full bool, add, remove, gaps []string) error {
+				err := cl.setInterest(cur.RemoteAddr, origin, epoch, full, add, remove)
+				if err == nil {
+					hub.gap(gaps)
+				}
+				return err
 			})
 		}
 		if err != nil {
@@ -176,7 +182,7 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 			if moved {
 				retimed++
 			}
-			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
+			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Name: m.Name, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
 			items[i] = hub.DeliverLocal(newFrames(ev))
 		}
 		for i, it := range items {
@@ -230,8 +236,9 @@ func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 
 // readPeerInterest reads peerInterest's arguments, the token first, then
 // the short fields, then the room lists, each bounded (peerInterestMax
-// names of valid rooms), and hands them to apply.
-func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch string, full bool, add, remove []string) error) error {
+// names of valid rooms; gaps, which older nodes do not send, may hold ""),
+// and hands them to apply.
+func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch string, full bool, add, remove, gaps []string) error) error {
 	token, err := in.String(1, "token")
 	if err != nil {
 		return err
@@ -254,9 +261,14 @@ func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch stri
 	if err != nil {
 		return err
 	}
-	var lists [2][]string
-	for i, name := range []string{"add", "remove"} {
+	var lists [3][]string
+	for i, name := range []string{"add", "remove", "gaps"} {
 		err := in.Value(uint8(5+i), name, func(d *tars.Decoder, tag uint8) (err error) {
+			if peek := *d; name == "gaps" {
+				if _, ok, err := peek.ReadListLen(tag, false); !ok {
+					return err
+				}
+			}
 			lists[i], err = readList(d, tag, peerInterestMax, func(d *tars.Decoder, s *string) error { return d.ReadString(s, 0, true) })
 			return err
 		})
@@ -267,12 +279,12 @@ func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch stri
 			return err
 		}
 		for _, room := range lists[i] {
-			if err := checkRoom(room, &set); err != nil {
+			if err := checkRoom(room, &set); err != nil && (room != "" || name != "gaps") {
 				return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: %w", name, err)}
 			}
 		}
 	}
-	return apply(origin, epoch, full, lists[0], lists[1])
+	return apply(origin, epoch, full, lists[0], lists[1], lists[2])
 }
 
 // checkPeerMessage reports what is wrong with a message from a peer. Every
@@ -295,6 +307,9 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 	}
 	if m.To != "" && (len(m.To) > peerFromMax || checkID(m.To) != nil || m.Room != "") {
 		return false, errors.New("to: want a connection id, and no room")
+	}
+	if m.Name != "" && checkName(m.Name) != nil {
+		return false, fmt.Errorf("name: %w", checkName(m.Name))
 	}
 	if len(m.Origin) > peerOriginMax {
 		return false, fmt.Errorf("origin longer than %d bytes", peerOriginMax)

@@ -65,6 +65,13 @@ type Settings struct {
 	CallAllow       string `conf:"call-allow"`       // what call may reach: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (gateway.go); empty: nothing
 	CallConcurrency int    `conf:"call-concurrency"` // calls of one connection in flight at once
 	CallMaxArgs     int    `conf:"call-max-args"`    // largest args of a call, bytes of JSON
+
+	TLSCert string `conf:"tls-cert"` // PEM certificate chain of the ssl adapters (tls.go)
+	TLSKey  string `conf:"tls-key"`  // PEM private key of tls-cert
+
+	Hook        string        `conf:"hook"`         // servant asked before subscribe and publish (hook.go); empty: none
+	HookTimeout time.Duration `conf:"hook-timeout"` // bound of each hook call
+	HookFail    string        `conf:"hook-fail"`    // "closed": a hook that fails refuses; "open": lets through
 }
 
 // DefaultSettings returns safe defaults for a public push server.
@@ -90,6 +97,9 @@ func DefaultSettings() Settings {
 
 		CallConcurrency: 8,
 		CallMaxArgs:     16 << 10,
+
+		HookTimeout: time.Second,
+		HookFail:    "closed",
 	}
 }
 
@@ -111,6 +121,10 @@ func (s Settings) check() error {
 	if per := s.MaxRoomName + s.MaxMessage + historyEntryOverhead; s.History > s.historyBytes()/per {
 		return fmt.Errorf("history (%d) x max-message (%d) is more than the %d bytes all rooms' history may hold: "+
 			"keep history at most %d, lower max-message or raise history-disk", s.History, s.MaxMessage, s.historyBytes(), s.historyBytes()/per)
+	}
+	if s.HookTimeout >= s.IdleTimeout {
+		return fmt.Errorf("hook-timeout (%d ms) must be less than idle-timeout (%d ms): a connection reads nothing while its hook runs",
+			s.HookTimeout.Milliseconds(), s.IdleTimeout.Milliseconds())
 	}
 	if s.Store == "file" && s.HistoryDisk < minHistoryDisk {
 		return fmt.Errorf("history-disk (%d) is less than %d bytes", s.HistoryDisk, minHistoryDisk)
@@ -149,6 +163,7 @@ func (l *live) set(s Settings) { l.p.Store(&s) }
 var restartKeys = map[string]bool{
 	"store": true, "hello": true, "peers": true, "cluster-secret": true,
 	"ping-interval": true, "http-read-timeout": true, "config-files": true,
+	"tls-cert": true, "tls-key": true,
 }
 
 // apply puts in force the <websocket> section of a config file pulled while
@@ -266,9 +281,19 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 		CallAllow:       r.Str(p("call-allow"), d.CallAllow),
 		CallConcurrency: r.Int(p("call-concurrency"), d.CallConcurrency, 1),
 		CallMaxArgs:     r.IntSize(p("call-max-args"), d.CallMaxArgs),
+
+		TLSCert: r.Str(p("tls-cert"), d.TLSCert),
+		TLSKey:  r.Str(p("tls-key"), d.TLSKey),
+
+		Hook:        r.Proxy(p("hook"), d.Hook),
+		HookTimeout: r.Ms(p("hook-timeout"), d.HookTimeout, 1),
+		HookFail:    r.Str(p("hook-fail"), d.HookFail),
 	}
 	if err := checkCallAllow(s.CallAllow); err != nil {
 		r.Fail(p("call-allow"), s.CallAllow, "App.Server.Obj:fn1,fn2;Other.Server.Obj:*, but "+err.Error())
+	}
+	if s.HookFail != "closed" && s.HookFail != "open" {
+		r.Fail(p("hook-fail"), s.HookFail, "closed or open")
 	}
 	if s.Store != "file" && s.Store != "memory" {
 		r.Fail(p("store"), s.Store, "file or memory")

@@ -80,6 +80,8 @@ func TestDefaultConf(t *testing.T) {
 	}
 	want := DefaultSettings()
 	want.Hello = "TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p 10016 -t 3000"
+	want.CallAllow = "TestApp.WebsocketServer.HelloObj:hello" // the demo page's call
+	want.Hook = "TestApp.WebsocketServer.HelloObj"            // refuses a word
 	if !reflect.DeepEqual(set, want) {
 		t.Errorf("Settings =\n%+v\nwant\n%+v", set, want)
 	}
@@ -143,6 +145,9 @@ relay=all
 call-allow=A.S.OrderObj:get,list;B.S.Obj:*
 call-concurrency=3
 call-max-args=2K
+hook=A.S.HookObj@tcp -h 10.0.0.8 -p 10020
+hook-timeout=250
+hook-fail=open
 config-files=a.conf, b.json`)
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +163,7 @@ config-files=a.conf, b.json`)
 		MaxHTTPBody:   100, SendRate: 8 << 10,
 		Hosts: []string{"chat.example", "localhost"}, ReadTimeout: 2500 * time.Millisecond,
 		Announce: true, Relay: "all", CallAllow: "A.S.OrderObj:get,list;B.S.Obj:*", CallConcurrency: 3, CallMaxArgs: 2 << 10,
+		Hook: "A.S.HookObj@tcp -h 10.0.0.8 -p 10020", HookTimeout: 250 * time.Millisecond, HookFail: "open",
 	}
 	if !reflect.DeepEqual(set, want) {
 		t.Errorf("Settings =\n%+v\nwant\n%+v", set, want)
@@ -218,6 +224,9 @@ func TestLoadConfigErrors(t *testing.T) {
 			`config /tars/application/server/Y<servant>: "X.S.FooObj" is also served by adapter X.S.FooObjAdapter`},
 		{"", "store=redis", `config /tars/application/websocket<store>: bad value "redis" (want file or memory)`},
 		{"", "relay=some", `config /tars/application/websocket<relay>: bad value "some" (want interest or all)`},
+		{"", "hook-fail=maybe", `config /tars/application/websocket<hook-fail>: bad value "maybe" (want closed or open)`},
+		{"", "hook-timeout=0", `config /tars/application/websocket<hook-timeout>: bad value "0" (want milliseconds >= 1)`},
+		{"", "hook-timeout=80000", `hook-timeout (80000 ms) must be less than idle-timeout (75000 ms)`},
 		{"", "max-mesage=10", "config /tars/application/websocket<max-mesage>: unknown key"},
 		{"", "history=-1", `websocket<history>: bad value "-1"`},
 		{"", "max-message=big", `websocket<max-message>: bad value "big"`},
@@ -303,8 +312,8 @@ func TestLiveApply(t *testing.T) {
 	}
 
 	got, err := apply("ws.conf", "<websocket>\n  push-token=new-token\n  history=10\n"+
-		"  peers=A.S.PushObj@tcp -h 10.0.0.9 -p 10015\n  ping-interval=1000\n  config-files=x.conf\n</websocket>\n")
-	if want := "applied: history, push-token; needs a restart: ping-interval, peers, config-files"; err != nil || got != want {
+		"  peers=A.S.PushObj@tcp -h 10.0.0.9 -p 10015\n  ping-interval=1000\n  config-files=x.conf\n  tls-cert=new.pem\n</websocket>\n")
+	if want := "applied: history, push-token; needs a restart: ping-interval, peers, tls-cert, config-files"; err != nil || got != want {
 		t.Fatalf("apply = %q, %v; want %q", got, err, want)
 	}
 	want := set

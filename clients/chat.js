@@ -16,6 +16,9 @@
   const MAX_ENTRIES = 500; // oldest log entries are dropped beyond this
   const PRESENCE_EVERY = 3;  // pings between presence refreshes
   const NAME_KEY = 'chat.name';
+  // The Hello servant the page calls with call|{...}: the demo's own HelloObj,
+  // which the server's call-allow lists (default.conf).
+  const HELLO_SERVANT = 'TestApp.WebsocketServer.HelloObj';
 
   // Replies not logged: they confirm what the user sees anyway, or (hello)
   // have their own place on the page.
@@ -62,6 +65,8 @@
   let myName = storedName();    // display name the server accepted, kept in localStorage
   let pendingName = '';         // name sent and not yet answered
   let pings = 0;
+  let callSeq = 0;              // ids of call frames, answered by a result or error with that id
+  const calls = new Map();      // call id -> function taking the answer
   // Per room, the epoch and offset of the last message seen: a later subscribe
   // asks for what came after it (a JSON server only; a text one sends none).
   const positions = new Map();
@@ -81,6 +86,7 @@
     myId = '';
     showMyId();
     pendingJoins.length = 0;
+    calls.clear();
     ui.presenceSection.hidden = true;
 
     const socket = new WebSocket(serverURL());
@@ -156,6 +162,15 @@
     return true;
   }
 
+  // call calls a Tars servant's function through the server; done gets the
+  // answer: {kind: 'result', ret, result} or {kind: 'error', code, error}.
+  function call(servant, func, args, done) {
+    const id = ++callSeq;
+    if (!send('call|' + JSON.stringify({ id, servant, func, args }))) return false;
+    calls.set(id, done);
+    return true;
+  }
+
   function subscribe(room) {
     const pos = positions.get(room);
     if (pos) {
@@ -175,6 +190,13 @@
     const msg = parseJSON(data);
     if (msg === null) {
       if (data !== 'pong') entry({ kind: 'plain', text: data });
+      return;
+    }
+    // A call's answer: a result, or an error with no cmd, carrying its id.
+    if ((msg.kind === 'result' || (msg.kind === 'error' && msg.cmd === undefined)) && calls.has(msg.id)) {
+      const done = calls.get(msg.id);
+      calls.delete(msg.id);
+      done(msg);
       return;
     }
     switch (msg.kind) {
@@ -512,7 +534,16 @@
     event.preventDefault();
     const name = ui.helloName.value.trim();
     if (name === '') return;
-    if (send('hello|' + name)) {
+    // A JSON server is called with call|; one whose call-allow does not list
+    // hello (code 2), or a text one, gets the older hello|NAME.
+    const answered = (a) => {
+      if (a.kind === 'result') ui.helloReply.textContent = String(a.ret);
+      else if (a.code === 2) send('hello|' + name);
+      else ui.helloReply.textContent = 'Error: ' + String(a.error ?? a.code);
+    };
+    if (jsonMode && call(HELLO_SERVANT, 'hello', { no: callSeq + 1, name }, answered)) {
+      ui.helloReply.textContent = 'Calling…';
+    } else if (send('hello|' + name)) {
       ui.helloReply.textContent = jsonMode ? 'Calling…' : 'Sent; the reply appears in the chat.';
     } else {
       ui.helloReply.textContent = 'Not connected.';

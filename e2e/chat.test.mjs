@@ -13,7 +13,8 @@ let browser;
 const pages = {}; // room1, room2: { context, page, watch }
 
 before(async () => {
-  server = await Server.start();
+  // As the demo's default.conf: the page calls HelloObj, which is also the hook.
+  server = await Server.start({ websocket: '      call-allow=TestApp.WebsocketServer.HelloObj:hello\n      hook=TestApp.WebsocketServer.HelloObj' });
   browser = await launchBrowser();
   for (const [room, file] of [['room1', 'client1.html'], ['room2', 'client2.html']]) {
     // One context per page: separate cookies and network state, like two people.
@@ -297,6 +298,27 @@ test('the Hello demo shows the answer of the Tars Hello servant', async () => {
   const reply = await p1.textContent('#hello-reply');
   assert.doesNotMatch(reply, /^Error/, reply);
   assert.match(reply, /Ada/);
+});
+
+test('the page calls HelloObj with call| and the hook refuses a word', async () => {
+  const p1 = pages.room1.page;
+  const p2 = pages.room2.page;
+  await p2.fill('#hello-name', 'Grace');
+  await p2.press('#hello-name', 'Enter');
+  await helloAnswered(p2);
+  assert.match(await p2.textContent('#hello-reply'), /^hello Grace, no \d+, from TestApp\.WebsocketServer$/);
+  const sent = pages.room2.sockets.at(-1);
+  assert.ok(sent.some((f) => f.startsWith('call|') && f.includes('"func":"hello"')), 'no call| frame sent');
+  assert.ok(!sent.some((f) => f.startsWith('hello|')), 'hello| sent although call-allow lists hello');
+
+  const refused = unique('Buy spam now');
+  await say(p1, 'room1', refused);
+  await p1.locator('#log li.notice.error', { hasText: 'Error: sendByRoom: the word "spam" is not allowed here' })
+    .first().waitFor({ timeout: WAIT });
+  const fine = unique('No canned meat here');
+  await say(p1, 'room1', fine);
+  await shows(p1, fine);
+  await lacks(p1, refused);
 });
 
 test('after a server restart both pages reconnect and page 1 catches up from history', async () => {

@@ -1,7 +1,8 @@
 // Test harness: builds the real server binary, runs it with a tarsnode-style
 // config on free loopback ports, and drives headless Chromium against it.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, writeFile, rm } from 'node:fs/promises';
+import https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -40,12 +41,24 @@ export async function build(dir) {
   return bin;
 }
 
-// serverConfig renders the config file tarsnode would write for this server.
-export function serverConfig({ dir, port, pushPort, helloPort, adminPort }) {
+// makeCert writes cert.pem and key.pem, a self-signed certificate for
+// 127.0.0.1 and localhost, into dir with the generator shipped in Go's
+// sources, and returns the certificate.
+export async function makeCert(dir) {
+  const run = promisify(execFile);
+  const { stdout: goroot } = await run('go', ['env', 'GOROOT']);
+  const gen = path.join(goroot.trim(), 'src', 'crypto', 'tls', 'generate_cert.go');
+  await run('go', ['run', gen, '--host', '127.0.0.1,localhost', '--duration', '24h'], { cwd: dir });
+  return readFile(path.join(dir, 'cert.pem'));
+}
+
+// serverConfig renders the config file tarsnode would write for this server;
+// with tls the HTTP adapter's endpoint is ssl, with dir's cert.pem and key.pem.
+export function serverConfig({ dir, port, pushPort, helloPort, adminPort, tls = false, websocket = '' }) {
   const adapter = (name, p, protocol) => `
       <TestApp.WebsocketServer.${name}Adapter>
         allow
-        endpoint=tcp -h 127.0.0.1 -p ${p} -t 60000
+        endpoint=${tls && protocol === 'not_tars' ? 'ssl' : 'tcp'} -h 127.0.0.1 -p ${p} -t 60000
         handlegroup=TestApp.WebsocketServer.${name}Adapter
         maxconns=1000
         protocol=${protocol}
@@ -79,6 +92,8 @@ ${adapter('HelloObj', helloPort, 'tars')}
     <websocket>
       hello=TestApp.WebsocketServer.HelloObj@tcp -h 127.0.0.1 -p ${helloPort} -t 3000
       announce=true
+${tls ? '      tls-cert=cert.pem\n      tls-key=key.pem' : ''}
+${websocket}
     </websocket>
   </application>
 </tars>
@@ -88,13 +103,17 @@ ${adapter('HelloObj', helloPort, 'tars')}
 // Server is one run of the binary; restart() starts it again on the same
 // ports and data directory.
 export class Server {
-  static async start() {
+  // opts: tls (serve https:// and wss:// with a certificate made here),
+  // websocket (more lines for the <websocket> section).
+  static async start(opts = {}) {
     const dir = await mkdtemp(path.join(tmpdir(), 'wss-e2e-'));
     await mkdir(path.join(dir, 'data'), { recursive: true });
     await mkdir(path.join(dir, 'log'), { recursive: true });
     const s = new Server();
+    Object.assign(s, opts);
     s.dir = dir;
     try {
+      if (s.tls) s.ca = await makeCert(dir);
       s.bin = await build(dir);
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
@@ -106,7 +125,7 @@ export class Server {
     s.adminPort = await freePort();
     s.config = path.join(dir, 'server.conf');
     await writeFile(s.config, serverConfig(s));
-    s.url = `http://127.0.0.1:${s.port}`;
+    s.url = `${s.tls ? 'https' : 'http'}://127.0.0.1:${s.port}`;
     try {
       await s.restart();
     } catch (err) {
@@ -134,8 +153,7 @@ export class Server {
     while (Date.now() < deadline) {
       if (died) throw new Error(`server exited (${JSON.stringify(died)}) before it was ready:\n${this.output}`);
       try {
-        const res = await fetch(`${this.url}/monitor/monitor`);
-        await res.arrayBuffer();
+        const res = await this.fetch('/monitor/monitor');
         if (res.ok) return;
       } catch { /* not listening yet */ }
       await sleep(100);
@@ -154,12 +172,30 @@ export class Server {
     await rm(this.dir, { recursive: true, force: true });
   }
 
+  // fetch GETs a path on the HTTP listener: { ok, status, body }. Over TLS it
+  // trusts the server's own certificate.
+  async fetch(pathAndQuery) {
+    if (!this.tls) {
+      const res = await fetch(this.url + pathAndQuery);
+      return { ok: res.ok, status: res.status, body: await res.text() };
+    }
+    return new Promise((resolve, reject) => {
+      const req = https.get(this.url + pathAndQuery, { ca: this.ca, timeout: 10_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => { body += chunk; });
+        res.on('end', () => resolve({ ok: res.statusCode < 300, status: res.statusCode, body }));
+      });
+      req.on('timeout', () => req.destroy(new Error(`GET ${pathAndQuery}: no answer in 10 s`)));
+      req.on('error', reject);
+    });
+  }
+
   // get fetches a path on the HTTP listener and returns the body text.
   async get(pathAndQuery) {
-    const res = await fetch(this.url + pathAndQuery);
-    const body = await res.text();
-    if (!res.ok) throw new Error(`GET ${pathAndQuery}: ${res.status} ${body}`);
-    return body;
+    const res = await this.fetch(pathAndQuery);
+    if (!res.ok) throw new Error(`GET ${pathAndQuery}: ${res.status} ${res.body}`);
+    return res.body;
   }
 }
 

@@ -231,6 +231,7 @@ type PeersOptions struct {
 const (
 	peerHello    = "TestApp.HelloGo.HelloObj"
 	peerOrder    = "TestApp.OrderGo.OrderObj"
+	peerHook     = "TestApp.HookGo.HookObj"
 	peerNode     = "tars.tarsnode.ServerObj"
 	peerQuery    = "tars.tarsregistry.QueryObj"
 	peerConfig   = "tars.tarsconfig.ConfigObj"

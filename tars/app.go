@@ -8,6 +8,7 @@ package tars
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	stdlog "log"
@@ -32,6 +33,7 @@ type App struct {
 	client   *Client
 	config   *ObjProxy // the config service; nil: none
 	adapters []*adapter
+	tls      *tls.Config // of the ssl adapters; nil: none given
 	commands map[string]command
 	status   []func() string // lines of tars.viewstatus
 	calls    callTable
@@ -120,6 +122,15 @@ func (a *App) ServeHTTP(h http.Handler, read time.Duration) {
 	}
 }
 
+// UseTLS gives the certificates the not_tars adapters whose endpoint is
+// ssl serve HTTPS with; call it before Run. Those adapters speak HTTP/1.1
+// only, where a WebSocket upgrade works.
+func (a *App) UseTLS(c *tls.Config) {
+	if a.tls = c.Clone(); a.tls != nil {
+		a.tls.NextProtos = []string{"http/1.1"}
+	}
+}
+
 // HTTPAddr returns the address of the first not_tars adapter.
 func (a *App) HTTPAddr() (net.Addr, bool) {
 	for _, ad := range a.adapters {
@@ -184,7 +195,11 @@ func admit(cfg AdapterConfig, log *slog.Logger) (*adapter, error) {
 		}
 		l.allow = append(l.allow, ip.Unmap())
 	}
-	if cfg.Endpoint.Proto != "tcp" {
+	switch {
+	case cfg.Endpoint.Proto == "ssl" && cfg.Protocol != "not_tars":
+		return nil, fmt.Errorf("adapter %s: endpoint %s: ssl is served by not_tars adapters only (HTTPS); Tars over TLS is not supported, use tcp",
+			cfg.Name, cfg.Endpoint)
+	case cfg.Endpoint.Proto != "tcp" && cfg.Endpoint.Proto != "ssl":
 		return nil, fmt.Errorf("adapter %s: endpoint %s: only tcp is supported", cfg.Name, cfg.Endpoint)
 	}
 	var err error
@@ -273,7 +288,7 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 		if ad.cfg.Protocol == "not_tars" && ad.http == nil {
 			a.ServeHTTP(http.NotFoundHandler(), 0) // none was given
 		}
-		go func() { served <- ad.serve(&a.srv) }()
+		go func() { served <- ad.serve(&a.srv, a.tls) }()
 		a.log.Info("listening", "adapter", ad.cfg.Name, "addr", ad.Addr().String(), "servant", ad.cfg.Servant,
 			"protocol", ad.cfg.Protocol)
 		if ad.cfg.Protocol == "tars" && !a.srv.serves(ad.cfg.Servant) {
@@ -305,9 +320,16 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	return errors.Join(failed, err)
 }
 
-func (ad *adapter) serve(s *Server) error {
+func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 	var err error
-	if ad.http != nil {
+	if ad.http != nil && ad.cfg.Endpoint.Proto == "ssl" {
+		if tc == nil {
+			return fmt.Errorf("adapter %s: endpoint %s: ssl needs a certificate and none was given", ad.cfg.Name, ad.cfg.Endpoint)
+		}
+		// The handshake runs in the connection's goroutine, within the
+		// server's read timeout; a peer that speaks plain HTTP is answered 400.
+		err = ad.http.Serve(tls.NewListener(ad, tc))
+	} else if ad.http != nil {
 		err = ad.http.Serve(ad)
 	} else {
 		// The endpoint's -t closes connections with no traffic and no call

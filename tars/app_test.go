@@ -221,6 +221,27 @@ func TestAdmitCloseTwice(t *testing.T) {
 		err.Error() != "adapter u: endpoint udp -h 127.0.0.1 -p 0 -t 1000: only tcp is supported" {
 		t.Errorf("udp adapter: %v", err)
 	}
+	if _, err := admit(AdapterConfig{Name: "s", Protocol: "tars", Endpoint: Endpoint{Proto: "ssl", Host: "127.0.0.1"}}, quietLogger); err == nil ||
+		!strings.Contains(err.Error(), "adapter s: endpoint ssl -h 127.0.0.1 -p 0 -t 0: ssl is served by not_tars adapters only") {
+		t.Errorf("ssl tars adapter: %v", err)
+	}
+}
+
+// TestSSLAdapterWithoutTLS: an ssl not_tars adapter with no certificate given stops Run with an
+// error naming it.
+func TestSSLAdapterWithoutTLS(t *testing.T) {
+	a, _ := newApp(t, strings.Replace(adapterConf("web", "not_tars"), "endpoint=tcp", "endpoint=ssl", 1))
+	_, done := run(t, a, RunOptions{})
+	select {
+	case err := <-done:
+		done <- err // for run's cleanup
+		if err == nil || !strings.Contains(err.Error(), "adapter A.S.webAdapter: endpoint ssl -h 127.0.0.1") ||
+			!strings.Contains(err.Error(), "ssl needs a certificate") {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run went on serving an ssl adapter with no certificate")
+	}
 }
 
 // TestAdminObj: the built-in commands answer as documented, the server adds

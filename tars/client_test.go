@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -328,6 +329,26 @@ func TestClientDeadEndpoint(t *testing.T) {
 	}
 }
 
+// TestClientSSLEndpoint: the client does not speak Tars over TLS; an ssl endpoint is skipped
+// like a dead one, and alone it fails the call saying why.
+func TestClientSSLEndpoint(t *testing.T) {
+	ts := newTestServer()
+	addr := serve(t, &ts.Server, ListenOptions{})
+	c := newTestClient(t, ClientOptions{})
+	ssl := "ssl" + strings.TrimPrefix(endpointOf(addr), "tcp")
+	if _, _, err := pushByRoom(context.Background(), mustProxy(t, c, pushObj+"@"+ssl+":"+endpointOf(addr)), "room", "m"); err != nil {
+		t.Fatalf("ssl and tcp endpoints: %v", err)
+	}
+	var ce *CallError
+	err := mustProxy(t, c, pushObj+"@"+ssl).Ping(context.Background())
+	if !errors.As(err, &ce) || ce.Code != ProxyConnectErr || !strings.Contains(err.Error(), "protocol ssl is not supported (only tcp)") {
+		t.Fatalf("only an ssl endpoint: %v", err)
+	}
+	if n := ts.calls.Load(); n != 1 {
+		t.Fatalf("the server got %d calls, want 1: the ssl endpoint was dialed", n)
+	}
+}
+
 type staticResolver struct {
 	eps   []Endpoint
 	calls atomic.Int32
@@ -479,5 +500,61 @@ func TestClientContext(t *testing.T) {
 				t.Errorf("version %d: context token %q, %v; want %q", v, got, err, want)
 			}
 		}
+	}
+}
+
+// TestProxyAbort: Abort resets the connection (the server reads a reset, not
+// an end of stream), fails the call waiting on it at once, and the next call
+// dials again.
+func TestProxyAbort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conns := make(chan net.Conn, 2)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- nc // never answers
+		}
+	}()
+	p := mustProxy(t, newTestClient(t, ClientOptions{}), pushObj+"@"+endpointOf(ln.Addr().String())+" -t 5000")
+	failed := make(chan error, 1)
+	go func() { _, _, err := pushByRoom(context.Background(), p, "r", "m"); failed <- err }()
+	var first net.Conn
+	select {
+	case first = <-conns:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection")
+	}
+	defer first.Close()
+	first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := first.Read(make([]byte, 1)); err != nil { // the request is on its way
+		t.Fatal(err)
+	}
+	p.Abort()
+	select {
+	case err := <-failed:
+		if !errors.Is(err, errAborted) {
+			t.Errorf("the waiting call: %v, want errAborted", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the waiting call still waits after Abort")
+	}
+	for err = nil; err == nil; _, err = first.Read(make([]byte, 64<<10)) {
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the server read %v, want a reset", err)
+	}
+	go pushByRoom(context.Background(), p, "r", "m")
+	select {
+	case nc := <-conns:
+		nc.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the next call did not dial again")
 	}
 }

@@ -140,6 +140,27 @@ func (cc *clientConn) remove(id int32) bool {
 	return ok
 }
 
+// errAborted fails the calls waiting on a connection that Abort reset.
+var errAborted = errors.New("connection reset by the caller")
+
+// Abort resets the connections to the endpoints of p's proxy string at once,
+// discarding what they hold unsent, and fails the calls waiting on them; the
+// next call dials again. After a call that timed out, it makes sure the
+// request cannot still arrive, later than the calls that follow it.
+func (p *ObjProxy) Abort() {
+	for _, t := range p.static {
+		if t.ep == nil {
+			continue
+		}
+		if cc := t.ep.cc.Load(); cc != nil {
+			if tc, ok := cc.nc.(*net.TCPConn); ok {
+				tc.SetLinger(0) // close sends a reset, not what is queued
+			}
+			cc.fail(errAborted)
+		}
+	}
+}
+
 // fail closes the connection and fails every call waiting on it.
 func (cc *clientConn) fail(err error) {
 	cc.ep.cc.CompareAndSwap(cc, nil) // the next call dials again

@@ -54,10 +54,11 @@ func (c *serverConn) drain() {
 	c.nc.SetReadDeadline(time.Now())
 }
 
-// abort closes the connection at once; calls in flight see ctx end.
+// abort closes the connection at once; calls in flight see ctx end, after the close, so no
+// reply of theirs goes out.
 func (c *serverConn) abort() {
-	c.cancel()
 	c.nc.Close()
+	c.cancel()
 }
 
 func (c *serverConn) serve() {

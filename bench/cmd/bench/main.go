@@ -1,11 +1,13 @@
 // Command bench builds the product, the two reference servers and
 // Centrifugo, runs every scenario that applies against each one in its own
 // process, with the load generator in another, and prints a side-by-side
-// table.
+// table. The saturating and steady scenarios also run the product with
+// store=memory (product-memory), so the table shows what durable history
+// costs.
 //
 // Run it from the bench directory:
 //
-//	go run ./cmd/bench            # the full run, all four servers
+//	go run ./cmd/bench            # the full run, every server
 //	go run ./cmd/bench -short     # 200 connections, 5s per scenario: completion and zero loss
 //	go run ./cmd/bench -scale 100000 -duration 30s   # a 6-node cluster, relay=interest then relay=all
 package main
@@ -40,16 +42,28 @@ type scenario struct {
 	duration time.Duration
 	settle   time.Duration
 	workers  int
-	window   int // see load.Config.Window; 0: open loop
-	nodes    int // >0: product only, as a static cluster of this many nodes sharing the connections and pushes
+	window   int    // see load.Config.Window; 0: open loop
+	nodes    int    // >0: product only, as a static cluster of this many nodes sharing the connections and pushes
+	memory   bool   // also run product-memory (the product with store=memory): what durable history costs
+	group    string // several scenarios selected by one name, as "idle-curve"
 }
 
-func scenarios(short bool, d time.Duration) []scenario {
+// curve is the idle-curve group: memory per idle connection at each count in conns, a fresh
+// server for each. The server process holds under 20,000 descriptors here.
+func curve(conns []int) []scenario {
+	var scs []scenario
+	for _, n := range conns {
+		scs = append(scs, scenario{name: fmt.Sprintf("idle-%d", n), group: "idle-curve", mode: "idle", conns: n, rooms: 1, settle: 5 * time.Second})
+	}
+	return scs
+}
+
+func scenarios(short bool, d time.Duration, conns []int) []scenario {
 	if short {
 		d = 5 * time.Second
 		return []scenario{
-			{name: "saturating", mode: "http", conns: 200, rooms: 1, rate: 200, duration: d},
-			{name: "steady", mode: "http", conns: 200, rooms: 1, rate: 20, duration: d},
+			{name: "saturating", mode: "http", conns: 200, rooms: 1, rate: 200, duration: d, memory: true},
+			{name: "steady", mode: "http", conns: 200, rooms: 1, rate: 20, duration: d, memory: true},
 			{name: "one-room-100/s", mode: "http", conns: 200, rooms: 1, rate: 100, duration: d},
 			{name: "many-rooms", mode: "http", conns: 200, rooms: 20, rate: 200, duration: d},
 			{name: "pushobj-many-rooms", mode: "pushobj", conns: 200, rooms: 20, rate: 200, duration: d},
@@ -60,13 +74,13 @@ func scenarios(short bool, d time.Duration) []scenario {
 			{name: "cluster-3-nodes", mode: "http", conns: 150, rooms: 1, rate: 50, duration: d, nodes: 3},
 		}
 	}
-	return []scenario{
+	return append([]scenario{
 		// 5,000 x 200/s and 10,000 x 100/s are 1M deliveries/s, more than
 		// two cores can write and read: these run closed-loop (window 4)
 		// and measure what is sustained. The others have a window only as
 		// a guard against piling up seconds of backlog.
-		{name: "saturating", mode: "http", conns: 5000, rooms: 1, rate: 200, duration: d, window: 4},
-		{name: "steady", mode: "http", conns: 5000, rooms: 1, rate: 20, duration: d, window: 50},
+		{name: "saturating", mode: "http", conns: 5000, rooms: 1, rate: 200, duration: d, window: 4, memory: true},
+		{name: "steady", mode: "http", conns: 5000, rooms: 1, rate: 20, duration: d, window: 50, memory: true},
 		{name: "10k-one-room", mode: "http", conns: 10000, rooms: 1, rate: 100, duration: d, window: 4},
 		{name: "10k-1000-rooms", mode: "http", conns: 10000, rooms: 1000, rate: 1000, duration: d, workers: 32},
 		// The same load triggered over Tars RPC (PushObj.pushByRoom, one
@@ -84,17 +98,19 @@ func scenarios(short bool, d time.Duration) []scenario {
 		{name: "cluster-3-nodes", mode: "http", conns: 3000, rooms: 1, rate: 100, duration: d, window: 4, nodes: 3},
 		{name: "cluster-steady-1", mode: "http", conns: 1000, rooms: 1, rate: 20, duration: d, window: 50, nodes: 1},
 		{name: "cluster-steady-3", mode: "http", conns: 1000, rooms: 1, rate: 20, duration: d, window: 50, nodes: 3},
-	}
+	}, curve(conns)...)
 }
 
 func main() {
 	short := flag.Bool("short", false, "small and quick: 200 connections, 5s per scenario; fail on any loss")
 	only := flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
-	servers := flag.String("servers", "", "comma-separated servers: product, gorilla, centrifugo, raw (default all; -short: product)")
+	servers := flag.String("servers", "", "comma-separated servers: product, product-memory, gorilla, centrifugo, raw (default all; -short: product, product-memory)")
 	duration := flag.Duration("duration", 12*time.Second, "push phase of each full scenario")
 	root := flag.String("root", "..", "the product's module directory")
 	jsonOut := flag.String("json", "", "also write every result to this file as JSON")
 	keep := flag.Bool("keep", false, "keep the work directory (binaries, configs, server logs)")
+	conns := flag.String("conns", "1000,5000,10000,19000", "connection counts of the idle-curve scenarios")
+	svg := flag.String("svg", "", "also plot the idle curve (KiB per connection against connections) into this SVG file")
 	pprof := flag.Bool("pprof", false, "profile: build the product with net/http/pprof on a side port, save heap.pprof and cpu.pprof of every run in the work directory (implies -keep)")
 	var so scaleOptions
 	flag.IntVar(&so.layout.Conns, "scale", 0, "run only the scale scenario with this many connections over a product cluster (scale.go), relay=interest then relay=all")
@@ -111,12 +127,21 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *servers == "" {
-		*servers = "product,gorilla,centrifugo,raw"
+		*servers = "product,product-memory,gorilla,centrifugo,raw"
 		if *short {
-			*servers = "product"
+			*servers = "product,product-memory"
 		}
 	}
-	failed, err := run(ctx, options{*short, *only, *servers, *duration, *root, *jsonOut, *keep || *pprof, *pprof, so})
+	var counts []int
+	for f := range strings.SplitSeq(*conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: -conns: bad count %q\n", f)
+			os.Exit(2)
+		}
+		counts = append(counts, n)
+	}
+	failed, err := run(ctx, options{*short, *only, *servers, *duration, *root, *jsonOut, *svg, counts, *keep || *pprof, *pprof, so})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -131,6 +156,8 @@ type options struct {
 	only, servers string
 	duration      time.Duration
 	root, jsonOut string
+	svg           string
+	conns         []int
 	keep, pprof   bool
 	scale         scaleOptions
 }
@@ -173,22 +200,23 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 		}
 	}
 	all := map[string]server{
-		"product":    product(bins["websocketserver"], o.pprof),
-		"gorilla":    reference("gorilla", bins["gorillaref"]),
-		"centrifugo": centrifugoServer(cfBin),
-		"raw":        reference("raw", bins["raw"]),
+		"product":        product("product", bins["websocketserver"], o.pprof, ""),
+		"product-memory": product("product-memory", bins["websocketserver"], o.pprof, "store=memory"),
+		"gorilla":        reference("gorilla", bins["gorillaref"]),
+		"centrifugo":     centrifugoServer(cfBin),
+		"raw":            reference("raw", bins["raw"]),
 	}
 	var srvs []server
 	for name := range strings.SplitSeq(o.servers, ",") {
 		s, ok := all[name]
 		if !ok {
-			return false, fmt.Errorf("-servers: unknown server %q (want product, gorilla, centrifugo or raw)", name)
+			return false, fmt.Errorf("-servers: unknown server %q (want product, product-memory, gorilla, centrifugo or raw)", name)
 		}
 		srvs = append(srvs, s)
 	}
 	var scs []scenario
-	for _, sc := range scenarios(o.short, o.duration) {
-		if o.only == "" || strings.Contains(","+o.only+",", ","+sc.name+",") {
+	for _, sc := range scenarios(o.short, o.duration, o.conns) {
+		if o.only == "" || strings.Contains(","+o.only+",", ","+sc.name+",") || sc.group != "" && strings.Contains(","+o.only+",", ","+sc.group+",") {
 			scs = append(scs, sc)
 		}
 	}
@@ -198,12 +226,15 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 
 	t := &table{servers: names(srvs)}
 	started := time.Now()
+	loadMin, loadMax := 1e9, -1.0 // the machine's load average as each run started
 	for _, sc := range scs {
 		for _, s := range srvs {
-			if sc.nodes > 0 && s.cluster == nil || sc.mode == "pushobj" && !s.pushObj {
-				t.add(sc, s.name, nil) // it has no cluster, or no PushObj
+			if sc.nodes > 0 && s.cluster == nil || sc.mode == "pushobj" && !s.pushObj || s.name == "product-memory" && !sc.memory {
+				t.add(sc, s.name, nil) // it has no cluster, or no PushObj; the memory store runs where asked
 				continue
 			}
+			la := loadAvg()
+			loadMin, loadMax = min(loadMin, la), max(loadMax, la)
 			res, err := runOne(ctx, bins["loadgen"], dir, sc, s, o.pprof)
 			if ctx.Err() != nil {
 				return true, ctx.Err()
@@ -219,11 +250,20 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 				}
 				failed = failed || o.short
 			}
-			fmt.Fprintf(os.Stderr, "%-18s %-10s %6.1fs  %s\n", sc.name, s.name, time.Since(started).Seconds(), status)
+			fmt.Fprintf(os.Stderr, "%-18s %-14s %6.1fs  load %5.2f  %s\n", sc.name, s.name, time.Since(started).Seconds(), la, status)
 			t.add(sc, s.name, res)
 		}
 	}
 	t.print(os.Stdout)
+	t.printCurve(os.Stdout)
+	if loadMax >= 0 {
+		fmt.Printf("\nLoad average (1 min) as the runs started: %.2f to %.2f.\n", loadMin, loadMax)
+	}
+	if o.svg != "" {
+		if err := os.WriteFile(o.svg, t.curveSVG(), 0o644); err != nil {
+			return failed, err
+		}
+	}
 	if o.jsonOut != "" {
 		b, _ := json.MarshalIndent(t.results, "", "  ")
 		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {

@@ -86,7 +86,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, bins map[string]string, dir,
 	defer first.stop()
 	nodes := append([]*process{first}, first.more...)
 	run := &scaleRun{Relay: relay, Nodes: make([]nodeFigures, l.Nodes)}
-	run.LoadAvg[0] = loadAvg()
+	run.LoadAvg[0] = loadAvgs()
 	for i, p := range nodes {
 		if run.Nodes[i].RSSBefore, err = stats.RSS(p.cmd.Process.Pid); err != nil {
 			return nil, err
@@ -186,7 +186,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, bins map[string]string, dir,
 		urls = append(urls, "http://"+p.addr)
 	}
 	run.Push = scale.Push(ctx, scale.PushConfig{Layout: l, Nodes: urls, Rate: o.rate, BigEvery: o.big, Duration: o.duration, Workers: 32})
-	run.LoadAvg[1] = loadAvg()
+	run.LoadAvg[1] = loadAvgs()
 	if run.Push.Errors > 0 {
 		run.Problems = append(run.Problems, fmt.Sprintf("%d pushes failed; first: %s", run.Push.Errors, run.Push.FirstErr))
 	}
@@ -309,8 +309,8 @@ func fds(pid int) int {
 	return len(ents)
 }
 
-// loadAvg is /proc/loadavg's 1, 5 and 15 minute figures.
-func loadAvg() string {
+// loadAvgs is /proc/loadavg's 1, 5 and 15 minute figures.
+func loadAvgs() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	f := strings.Fields(string(b))
 	if len(f) < 3 {

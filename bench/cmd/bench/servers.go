@@ -153,22 +153,22 @@ func centrifugoServer(bin string) server {
 }
 
 // product starts the product binary the way tarsnode does, with a config
-// file whose adapters listen on free ports. With pprof, the binary is the
+// file whose adapters listen on free ports and the extra <websocket> lines. With pprof, the binary is the
 // profiling build and serves /debug/pprof/ on one more port. Its cluster
 // is n such processes, each in a directory of its own, whose peers key
 // lists every node's PushObj.
-func product(bin string, pprof bool) server {
+func product(name, bin string, pprof bool, extra string) server {
 	return server{
-		name:    "product",
+		name:    name,
 		pushObj: true,
 		start: func(dir string) (*process, error) {
 			ports, err := freePorts(5)
 			if err != nil {
 				return nil, err
 			}
-			return startProduct(dir, bin, ports, "", pprof)
+			return startProduct(dir, bin, ports, extra, pprof)
 		},
-		cluster: func(dir string, n int) (*process, error) { return startCluster(dir, bin, n, "", pprof) },
+		cluster: func(dir string, n int) (*process, error) { return startCluster(dir, bin, n, extra, pprof) },
 	}
 }
 

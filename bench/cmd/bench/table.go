@@ -80,6 +80,11 @@ func (t *table) print(w io.Writer) {
 		head += " product ÷ best peer |"
 		sep += "---:|"
 	}
+	durable := contains(t.servers, "product") && contains(t.servers, "product-memory")
+	if durable {
+		head += " product ÷ product-memory |"
+		sep += "---:|"
+	}
 	fmt.Fprintln(w, head)
 	fmt.Fprintln(w, sep)
 	for _, sc := range t.order {
@@ -113,6 +118,11 @@ func (t *table) print(w io.Writer) {
 			}
 			if ratio {
 				line += bestRatio(rw, vals) + " |"
+			}
+			if f, m := vals["product"], vals["product-memory"]; durable && rw.better != 0 && f != 0 && m != 0 {
+				line += fmt.Sprintf(" %.2f |", f/m)
+			} else if durable {
+				line += " |"
 			}
 			fmt.Fprintln(w, line)
 		}

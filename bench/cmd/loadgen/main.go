@@ -37,7 +37,7 @@ func main() {
 	flag.IntVar(&cfg.Window, "window", 0, "hold pushes back while more than this many pushes' deliveries are owed (0: open loop)")
 	flag.DurationVar(&cfg.MaxDrain, "max-drain", 0, "longest wait for the last messages in all (default 20s)")
 	flag.StringVar(&cfg.Pprof, "pprof", "", "HOST:PORT of the server's /debug/pprof/ (default -addr)")
-	flag.StringVar(&cfg.ProfileDir, "profile", "", "save heap.pprof (connected) and cpu.pprof (measured phase) from -pprof to this directory")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "save heap.pprof, heap.txt and goroutines.txt (connected) and cpu.pprof (measured phase) from -pprof to this directory")
 	push := flag.String("push", "", "HOST:PORT of the server's PushObj adapter (mode pushobj)")
 	pushObj := flag.String("push-obj", "TestApp.WebsocketServer.PushObj", "the PushObj servant name (mode pushobj)")
 	nodes := flag.String("nodes", "", "comma-separated HOST:PORT of the cluster's other nodes: connections and pushes are spread over all nodes")

@@ -66,7 +66,7 @@ type Config struct {
 	// generator sustain instead of piling up in socket buffers.
 	Window int
 	// Pprof is the HOST:PORT serving the server's /debug/pprof/, if any:
-	// goroutines are counted there, and with ProfileDir set a heap profile
+	// goroutines are counted there, and with ProfileDir set heap and goroutine profiles
 	// (after connecting) and a CPU profile (of the measured phase) are
 	// saved to ProfileDir. Empty means the server's own address.
 	Pprof      string
@@ -239,8 +239,12 @@ func Run(ctx context.Context, cfg Config) (*stats.Result, error) {
 		res.RSSPerConn = float64(res.RSSAfter-res.RSSBefore) / float64(cfg.Conns)
 	}
 	if cfg.ProfileDir != "" {
-		if err := g.saveProfile("/heap", "heap.pprof"); err != nil {
-			return nil, err
+		// The text forms too: goroutines grouped by stack, and the heap's
+		// runtime.MemStats (StackInuse is the goroutines' stacks).
+		for _, p := range [][2]string{{"/heap", "heap.pprof"}, {"/heap?debug=1", "heap.txt"}, {"/goroutine?debug=1", "goroutines.txt"}} {
+			if err := g.saveProfile(p[0], p[1]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if gAfter := g.goroutines(); gBefore >= 0 && gAfter >= 0 && cfg.Conns > 0 {

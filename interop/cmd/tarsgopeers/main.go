@@ -47,6 +47,7 @@ import (
 const (
 	HelloObj    = "TestApp.HelloGo.HelloObj"
 	OrderObj    = "TestApp.OrderGo.OrderObj"
+	HookObj     = "TestApp.HookGo.HookObj"
 	NodeObj     = "tars.tarsnode.ServerObj"
 	QueryObj    = "tars.tarsregistry.QueryObj"
 	ConfigObj   = "tars.tarsconfig.ConfigObj"
@@ -83,6 +84,7 @@ func run() error {
 	}{
 		HelloObj:    {new(testapp.Hello), helloImp{}},
 		OrderObj:    {new(testapp.OrderDispatcher), orderImp{}},
+		HookObj:     {new(testapp.Hook), hookImp{}},
 		NodeObj:     {new(nodef.ServerF), &nodeImp{}},
 		QueryObj:    {new(queryf.QueryF), registryImp{table}},
 		ConfigObj:   {new(configf.Config), configImp{dir: cfg.GetString("/tars/peers<configdir>")}},

@@ -51,6 +51,28 @@ func (orderImp) Secret(ctx context.Context) (int32, error) {
 	return 0, nil
 }
 
+// hookImp is Websocket.Hook (tars/Hook.tars), asked by the product before a
+// browser's subscribe or publish: room vip is refused, "darn" is masked.
+type hookImp struct{}
+
+func (hookImp) OnSubscribe(ctx context.Context, connId, name, room, token string, reason *string) (int32, error) {
+	emit("hook", "onSubscribe", map[string]any{"connId": connId, "name": name, "room": room})
+	if room == "vip" {
+		*reason = "room vip is for members only"
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (hookImp) OnPublish(ctx context.Context, connId, name, room, text string, reason, replacement *string) (int32, error) {
+	emit("hook", "onPublish", map[string]any{"connId": connId, "room": room, "text": text})
+	if strings.Contains(text, "darn") {
+		*replacement = strings.ReplaceAll(text, "darn", "d**n")
+		return 2, nil
+	}
+	return 0, nil
+}
+
 // nodeImp records heartbeats as tarsnode's ServerF would receive them.
 type nodeImp struct{ last atomic.Int64 }
 

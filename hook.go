@@ -1,0 +1,128 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// Hooks (tars/Hook.tars): one servant, named by the hook setting and found as the gateway finds
+// servants, decides before a browser's subscribe, sendByRoom or broadcast takes effect whether
+// it may, and may replace a message's text. The call runs on the connection's reader, so the
+// connection's commands keep their order, bounded by hook-timeout, so a hook that hangs holds up
+// only the connection waiting for it; no lock of the hub is held meanwhile. A timeout, an error
+// or an answer that makes no sense refuses the command (hook-fail=closed, the default) or lets
+// it through as sent (hook-fail=open). HTTP triggers and PushObj come from backends: no hook.
+const (
+	hookAllow   int32 = 0
+	hookRefuse  int32 = 1
+	hookReplace int32 = 2 // onPublish: deliver the replacement instead
+
+	maxHookReason = 200 // bytes of a refusal's reason shown to the browser
+)
+
+// hooked reports whether the command name is one a hook decides on.
+func hooked(name string) bool {
+	return name == cmdSubscribe || name == cmdSendByRoom || name == cmdBroadcast
+}
+
+// runHook asks the hook, if one is set, about cmd: the text to deliver (cmd.Text, or the
+// hook's replacement), or why the command is refused.
+func (c *conn) runHook(s *Settings, cmd command) (string, error) {
+	if s.Hook == "" || !hooked(cmd.Name) {
+		return cmd.Text, nil
+	}
+	start := time.Now()
+	ret, reason, repl, err := c.callHook(s, cmd)
+	switch {
+	case err == nil && ret == hookAllow:
+		return cmd.Text, nil
+	case err == nil && ret == hookRefuse:
+		if len(reason) > maxHookReason {
+			reason = strings.ToValidUTF8(reason[:maxHookReason], "") + "..."
+		}
+		return "", errors.New(cmp.Or(reason, "refused"))
+	case err == nil && ret == hookReplace && cmd.Name != cmdSubscribe:
+		if err = checkMessage(&repl, s); err == nil {
+			return repl, nil
+		}
+		err = fmt.Errorf("replacement: %w", err)
+	case err == nil:
+		err = fmt.Errorf("returned %d", ret)
+	}
+	c.hub.log.Warn("hook failed", "servant", s.Hook, "cmd", cmd.Name, "id", c.id, "hook-fail", s.HookFail, "err", err)
+	if s.HookFail == "open" {
+		return cmd.Text, nil
+	}
+	var ce *tars.CallError
+	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+		return "", fmt.Errorf("refused: the hook did not answer within %v", time.Since(start).Round(10*time.Millisecond))
+	}
+	return "", errors.New("refused: the hook failed")
+}
+
+// callHook calls onSubscribe or onPublish.
+func (c *conn) callHook(s *Settings, cmd command) (ret int32, reason, repl string, err error) {
+	if c.hub.gw == nil {
+		return 0, "", "", errors.New("no Tars client")
+	}
+	p, err := c.hub.gw.proxy(s.Hook)
+	if err != nil {
+		return 0, "", "", err
+	}
+	fn, key, last := "onPublish", "text", cmd.Text
+	if cmd.Name == cmdSubscribe {
+		fn, key, last = "onSubscribe", "token", cmd.Token
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.HookTimeout)
+	defer cancel()
+	err = p.WithVersion(tars.VersionTars).Invoke(ctx, fn,
+		func(r *tars.Results) {
+			r.PutString(1, "connId", c.id)
+			r.PutString(2, "name", c.displayName())
+			r.PutString(3, "room", cmd.Room)
+			r.PutString(4, key, last)
+		},
+		func(a *tars.Args) (err error) {
+			if ret, err = a.Int32(0, ""); err == nil {
+				reason, err = a.String(5, "reason")
+			}
+			if err == nil && fn == "onPublish" {
+				repl, err = a.String(6, "replacement")
+			}
+			return err
+		})
+	return ret, reason, repl, err
+}
+
+// demoWord is the word the demo's HelloObj, as a hook, refuses in messages.
+const demoWord = "spam"
+
+// registerHelloHook makes the demo's HelloObj a hook (tars/Hook.tars) too: every subscribe is
+// allowed, a message with demoWord in it is refused.
+func registerHelloHook(s registrar, name string) {
+	s.Handle(name, "onSubscribe", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		out.PutInt32(0, "", hookAllow)
+		out.PutString(5, "reason", "")
+		return tars.Success, nil
+	})
+	s.Handle(name, "onPublish", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		text, err := in.String(4, "text")
+		if err != nil {
+			return 0, err
+		}
+		ret, reason := hookAllow, ""
+		if strings.Contains(strings.ToLower(text), demoWord) {
+			ret, reason = hookRefuse, fmt.Sprintf("the word %q is not allowed here", demoWord)
+		}
+		out.PutInt32(0, "", ret)
+		out.PutString(5, "reason", reason)
+		out.PutString(6, "replacement", "")
+		return tars.Success, nil
+	})
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// Presence across a cluster: presence|room counts this node's members, then asks every peer
+// that may have members in the room (PushObj.peerPresence), all at once, for at most
+// peerPresenceWait. A peer whose interest says it has no member there is not asked: the same
+// knowledge keeps the room's messages from it. A peer that does not answer in time, or answers
+// what cannot be right, makes the reply partial: its members are left out of count and list.
+
+const peerPresenceWait = 500 * time.Millisecond
+
+// roomPresence answers presence|room: how many are in room on every node that answered, at most
+// maxPresence of them (this node's first), and whether a node that may have members did not answer.
+func (h *Hub) roomPresence(room string) (n int, ms []roomMember, partial bool) {
+	n, ms = h.presence(room)
+	h.mu.Lock()
+	peers := h.peerPresence
+	h.mu.Unlock()
+	if peers == nil {
+		return n, ms, false
+	}
+	pn, pms, partial := peers(room)
+	return n + pn, append(ms, pms[:min(len(pms), maxPresence-len(ms))]...), partial
+}
+
+// presence asks the peers that may have members in room who they are, concurrently, never
+// holding a lock while they answer.
+func (c *Cluster) presence(room string) (n int, ms []roomMember, partial bool) {
+	c.mu.Lock()
+	var ask []*peer
+	for _, p := range c.peers {
+		if _, in := p.wants[room]; p.wants == nil || in {
+			ask = append(ask, p)
+		}
+	}
+	c.mu.Unlock()
+	type answer struct {
+		n   int32
+		ms  []roomMember
+		err error
+	}
+	answers := make([]answer, len(ask))
+	ctx, cancel := context.WithTimeout(c.ctx, peerPresenceWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, p := range ask {
+		wg.Go(func() { answers[i].n, answers[i].ms, answers[i].err = c.askPresence(ctx, p, room) })
+	}
+	wg.Wait()
+	for _, a := range answers {
+		if a.err != nil {
+			partial = true
+			continue
+		}
+		n += int(a.n)
+		ms = append(ms, a.ms...)
+	}
+	return n, ms, partial
+}
+
+// askPresence calls p's peerPresence and checks its answer.
+func (c *Cluster) askPresence(ctx context.Context, p *peer, room string) (n int32, ms []roomMember, err error) {
+	err = p.proxy.Invoke(ctx, "peerPresence", func(r *tars.Results) {
+		r.PutString(1, "token", c.opt.Secret)
+		r.PutString(2, "roomNum", room)
+	}, func(a *tars.Args) error {
+		if n, err = a.Int32(3, "count"); err != nil {
+			return err
+		}
+		return a.Value(4, "members", func(d *tars.Decoder, tag uint8) (err error) {
+			ms, err = readList(d, tag, maxPresence, readPeerMember)
+			return err
+		})
+	})
+	if err == nil && int(n) < len(ms) {
+		err = fmt.Errorf("peerPresence: count %d with %d members", n, len(ms))
+	}
+	return n, ms, err
+}
+
+// registerPeerPresence registers PushObj.peerPresence (tars/Push.tars), admitted as peerPush is:
+// from a peer's host, with cluster-secret as token, checked before the room is read.
+func registerPeerPresence(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
+	s.Handle(name, "peerPresence", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		room, err := readPeerPresence(in, cl != nil && cl.fromPeer(cur.RemoteAddr), *l.get())
+		if err != nil {
+			hub.log.Warn("peerPresence: call refused", "caller", cur.RemoteAddr.String(), "err", err)
+			return codeOf(err), err
+		}
+		n, ms := hub.presence(room)
+		out.PutInt32(0, "", 0)
+		out.PutInt32(3, "count", int32(n))
+		out.Put(4, "members", func(b []byte, tag uint8) []byte { return appendList(b, tag, ms, appendPeerMember) })
+		return tars.Success, nil
+	})
+}
+
+func readPeerPresence(in *tars.Args, fromPeer bool, set Settings) (string, error) {
+	if !fromPeer {
+		return "", codeErr{pushDenied, errors.New("peerPresence: the caller is not on a peer's host")}
+	}
+	token, err := in.String(1, "token")
+	if err != nil {
+		return "", err
+	}
+	if !sameSecret(set.ClusterSecret, token) {
+		return "", codeErr{pushDenied, errors.New("peerPresence: wrong cluster secret (argument token)")}
+	}
+	room, err := in.String(2, "roomNum")
+	if err == nil && checkRoom(room, &set) != nil {
+		err = codeErr{pushBadArgument, fmt.Errorf("peerPresence: roomNum: %w", checkRoom(room, &set))}
+	}
+	return room, err
+}
+
+// appendPeerMember and readPeerMember are TestApp.PeerMember; what is read is checked as a
+// local member would be.
+func appendPeerMember(b []byte, tag uint8, m roomMember) []byte {
+	b = tars.AppendStructBegin(b, tag)
+	b = tars.AppendString(b, 0, m.ID)
+	if m.Name != "" {
+		b = tars.AppendString(b, 1, m.Name)
+	}
+	return tars.AppendStructEnd(b)
+}
+
+func readPeerMember(d *tars.Decoder, m *roomMember) error {
+	if _, err := d.ReadStructBegin(0, true); err != nil {
+		return err
+	}
+	err := cmp.Or(d.ReadString(&m.ID, 0, true), d.ReadString(&m.Name, 1, false), d.ReadStructEnd())
+	switch {
+	case err != nil:
+		return err
+	case len(m.ID) > peerFromMax || checkID(m.ID) != nil:
+		return fmt.Errorf("member id %.70q: want a connection id", m.ID)
+	case m.Name != "" && checkName(m.Name) != nil:
+		return fmt.Errorf("member %s: name: %w", m.ID, checkName(m.Name))
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tarsws/websocketserver/tars"
+)
+
+// loadTLS reads the certificate of the not_tars adapters whose endpoint is ssl (HTTPS and
+// wss://): the PEM files named by tls-cert and tls-key, a relative path being from the working
+// directory, as datapath and logpath are. It returns nil when neither is set and no adapter needs
+// them. A missing or bad file, or an ssl endpoint without them, is an error naming the setting.
+func loadTLS(s Settings, cfg *tars.Config, log *slog.Logger) (*tls.Config, error) {
+	ssl := ""
+	for _, a := range cfg.Adapters {
+		if a.Protocol == "not_tars" && a.Endpoint.Proto == "ssl" && ssl == "" {
+			ssl = a.Name
+		}
+	}
+	key := func(k string) string { return websocketPath + "<" + k + ">" }
+	need := "adapter " + ssl + ", whose endpoint is ssl"
+	switch {
+	case s.TLSCert == "" && s.TLSKey == "" && ssl == "":
+		return nil, nil
+	case s.TLSCert == "" && s.TLSKey == "":
+		return nil, fmt.Errorf("config %s and %s: required by %s", key("tls-cert"), key("tls-key"), need)
+	case s.TLSCert == "":
+		return nil, fmt.Errorf("config %s: required with %s", key("tls-cert"), key("tls-key"))
+	case s.TLSKey == "":
+		return nil, fmt.Errorf("config %s: required with %s", key("tls-key"), key("tls-cert"))
+	}
+	certPEM, err := os.ReadFile(s.TLSCert)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", key("tls-cert"), err)
+	}
+	keyPEM, err := os.ReadFile(s.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", key("tls-key"), err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("config %s (%s) and %s (%s): %w", key("tls-cert"), s.TLSCert, key("tls-key"), s.TLSKey, err)
+	}
+	// Browsers refuse an expired certificate, but a server that would not start until a new one
+	// is in place would be down for everyone else too.
+	if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
+		log.Warn("tls-cert has expired: browsers will refuse it", "file", s.TLSCert, "expired", pair.Leaf.NotAfter)
+	}
+	if ssl == "" {
+		log.Warn("tls-cert is set but no not_tars adapter has an ssl endpoint to serve it")
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}}, nil
+}
+
+// httpScheme is the scheme of the first not_tars adapter, the one the start banner names.
+func httpScheme(cfg *tars.Config) string {
+	for _, a := range cfg.Adapters {
+		if a.Protocol == "not_tars" && a.Endpoint.Proto == "ssl" {
+			return "https"
+		} else if a.Protocol == "not_tars" {
+			break
+		}
+	}
+	return "http"
+}
