@@ -331,20 +331,34 @@ func (g *gen) connect(ctx context.Context) error {
 	for i := range n {
 		g.members[i%g.cfg.Rooms]++
 	}
+	return DialAll(ctx, n, g.cfg.Dialers, func(i int) error {
+		c, err := g.dial(ctx, g.wsURL(i), roomName(i%g.cfg.Rooms))
+		if err != nil {
+			return fmt.Errorf("connection %d of %d: %w", i+1, n, err)
+		}
+		g.conns[i] = c
+		g.readers.Add(1)
+		go g.read(c)
+		return nil
+	})
+}
+
+// DialAll calls dial for 0 to n-1 from up to dialers goroutines at once, and returns the first error,
+// after which no more are started.
+func DialAll(ctx context.Context, n, dialers int, dial func(i int) error) error {
 	idx := make(chan int)
-	errc := make(chan error, g.cfg.Dialers)
+	errc := make(chan error, max(1, dialers))
 	var wg sync.WaitGroup
-	for range min(g.cfg.Dialers, n) {
+	for range max(1, min(dialers, n)) {
 		wg.Go(func() {
 			for i := range idx {
-				c, err := g.dial(ctx, g.wsURL(i), roomName(i%g.cfg.Rooms))
-				if err != nil {
-					errc <- fmt.Errorf("connection %d of %d: %w", i+1, n, err)
+				if err := dial(i); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
 					return
 				}
-				g.conns[i] = c
-				g.readers.Add(1)
-				go g.read(c)
 			}
 		})
 	}

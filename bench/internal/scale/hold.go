@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/tarsws/websocketserver/bench/internal/load"
 	"github.com/tarsws/websocketserver/bench/internal/stats"
 )
 
@@ -120,47 +121,16 @@ func (h *holder) fail(err error) {
 func (h *holder) connect(ctx context.Context) error {
 	n := h.cfg.NodeConns(h.cfg.Node)
 	h.conns = make([]*hconn, n)
-	idx := make(chan int)
-	errc := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range max(1, min(h.cfg.Dialers, n)) {
-		wg.Go(func() {
-			for j := range idx {
-				c, err := h.dial(ctx, h.cfg.Room(h.cfg.Node, j))
-				if err != nil {
-					select {
-					case errc <- fmt.Errorf("connection %d of %d: %w", j+1, n, err):
-					default:
-					}
-					return
-				}
-				h.conns[j] = c
-				h.readers.Add(1)
-				go h.read(c)
-			}
-		})
-	}
-	var err error
-feed:
-	for j := range n {
-		select {
-		case idx <- j:
-		case err = <-errc:
-			break feed
-		case <-ctx.Done():
-			err = ctx.Err()
-			break feed
+	return load.DialAll(ctx, n, h.cfg.Dialers, func(j int) error {
+		c, err := h.dial(ctx, h.cfg.Room(h.cfg.Node, j))
+		if err != nil {
+			return fmt.Errorf("connection %d of %d: %w", j+1, n, err)
 		}
-	}
-	close(idx)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errc:
-		default:
-		}
-	}
-	return err
+		h.conns[j] = c
+		h.readers.Add(1)
+		go h.read(c)
+		return nil
+	})
 }
 
 func (h *holder) dial(ctx context.Context, room int) (*hconn, error) {
