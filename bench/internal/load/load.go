@@ -460,17 +460,7 @@ func (g *gen) read(c *conn) {
 			}
 			return
 		}
-		buf = buf[:0]
-		for {
-			if len(buf) == cap(buf) {
-				buf = append(buf, 0)[:len(buf)]
-			}
-			n, err := r.Read(buf[len(buf):cap(buf)])
-			buf = buf[:len(buf)+n]
-			if err != nil {
-				break
-			}
-		}
+		buf = ReadMessage(buf[:0], r)
 		if g.cfg.Proto == ProtoCentrifugo {
 			g.cfFrame(c, buf, g.now())
 		} else {
@@ -572,4 +562,18 @@ func cpuSelf() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ReadMessage appends what r holds, to its end or first error, to buf, reusing buf's room.
+func ReadMessage(buf []byte, r io.Reader) []byte {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf
+		}
+	}
 }

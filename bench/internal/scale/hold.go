@@ -180,17 +180,7 @@ func (h *holder) read(c *hconn) {
 			}
 			return
 		}
-		buf = buf[:0]
-		for {
-			if len(buf) == cap(buf) {
-				buf = append(buf, 0)[:len(buf)]
-			}
-			n, err := r.Read(buf[len(buf):cap(buf)])
-			buf = buf[:len(buf)+n]
-			if err != nil {
-				break
-			}
-		}
+		buf = load.ReadMessage(buf[:0], r)
 		now := time.Now().UnixNano()
 		seq, sent, big, ok := parse(buf)
 		if !ok {
