@@ -150,13 +150,10 @@ func (c *wsClient) expectAll(who string, want ...string) {
 	}
 }
 
-// TestClusterFromRegistry: three product nodes find each other through
-// TarsGo's registry (QueryF findObjectById4Any for their PushObj); a push
-// on any node reaches the members on all three, TarsGo's PushObj client
-// gets the sum of delivered, and with a node killed the other two go on.
-func TestClusterFromRegistry(t *testing.T) {
-	// The ports are chosen first, so that the registry knows the nodes
-	// before they start.
+// startRegistryCluster starts three product nodes that find each other through TarsGo's registry.
+// The ports are chosen first, so that the registry knows the nodes before they start.
+func startRegistryCluster(t *testing.T) ([]*clusterNode, *Peers) {
+	t.Helper()
 	nodes := make([]*clusterNode, 3)
 	var eps []string
 	for i := range nodes {
@@ -168,6 +165,15 @@ func TestClusterFromRegistry(t *testing.T) {
 		n.writeConf(t, reg.Proxy(peerQuery))
 		n.start(t)
 	}
+	return nodes, reg
+}
+
+// TestClusterFromRegistry: three product nodes find each other through
+// TarsGo's registry (QueryF findObjectById4Any for their PushObj); a push
+// on any node reaches the members on all three, TarsGo's PushObj client
+// gets the sum of delivered, and with a node killed the other two go on.
+func TestClusterFromRegistry(t *testing.T) {
+	nodes, reg := startRegistryCluster(t)
 	reg.waitFn(t, 0, "registry", "findObjectById4Any", func(e event) bool { return e.str("id") == pushObj })
 
 	const room = "cluster"

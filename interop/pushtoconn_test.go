@@ -41,17 +41,7 @@ func (n *clusterNode) peersUp(t *testing.T, want int) {
 // connection on node C: that connection gets the message once, and nobody else gets it. A
 // connection that is gone gets nothing, and delivered says so.
 func TestClusterPushToConn(t *testing.T) {
-	nodes := make([]*clusterNode, 3)
-	var eps []string
-	for i := range nodes {
-		nodes[i] = newClusterNode(t, string(rune('A'+i)))
-		eps = append(eps, endpointOf(nodes[i].Push))
-	}
-	reg := startPeers(t, PeersOptions{Registry: map[string]string{pushObj: strings.Join(eps, ":")}}, peerQuery)
-	for _, n := range nodes {
-		n.writeConf(t, reg.Proxy(peerQuery))
-		n.start(t)
-	}
+	nodes, _ := startRegistryCluster(t)
 	for _, n := range nodes {
 		n.peersUp(t, 2)
 	}
