@@ -61,7 +61,7 @@ func startInNode(t *testing.T, set Settings, ln net.Listener, peers ...string) *
 	for _, p := range peers {
 		eps = append(eps, tarsEndpoint(t, p))
 	}
-	client := tars.NewClient(tars.ClientOptions{SyncTimeout: 2 * time.Second})
+	client := tars.NewClient(tars.ClientOptions{SyncTimeout: 5 * time.Second})
 	n.cluster = NewCluster(n.hub, client, ClusterOptions{
 		Servant: testPushObj,
 		Self:    []string{ln.Addr().String()},
