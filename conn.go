@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/websocket"
@@ -37,13 +38,15 @@ const (
 	opClose, opPing, opPong          = 0x8, 0x9, 0xa
 )
 
-// conn is one WebSocket connection: a reader goroutine, a bounded queue and a writer that
-// runs only while there is something to write, so an idle connection has one goroutine.
+// conn is one WebSocket connection: a reader goroutine and a bounded queue. Whoever queues onto an
+// idle connection writes it (flush); a writer goroutine runs only while the socket is full or
+// the connection closes, so an idle connection has one goroutine and a delivery starts none.
 type conn struct {
 	hub   *Hub
-	set   *Settings // in force when the connection opened
-	id    string    // "c<N>.<tag>", unique across nodes and restarts
-	nc    net.Conn  // the hijacked connection
+	set   *Settings       // in force when the connection opened
+	id    string          // "c<N>.<tag>", unique across nodes and restarts
+	nc    net.Conn        // the hijacked connection
+	raw   syscall.RawConn // nc's socket, written without blocking by flush; nil for TLS
 	json  atomic.Bool
 	calls atomic.Int32           // gateway calls in flight
 	name  atomic.Pointer[string] // display name, set by name|NAME
@@ -55,6 +58,7 @@ type conn struct {
 	ping    bool          // a ping is due
 	writing bool          // a writer runs; once the writer has ended, for good
 	spare   [][]byte      // the writer's last batch, emptied, reused as the queue
+	rest    []byte        // the end of a batch the socket did not take at once: written first
 	drained chan struct{} // has a token when the writer has taken messages off
 
 	in                         idleReader          // the socket, for mr
@@ -97,6 +101,9 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 		if n := hj.rw.Reader.Buffered(); n > 0 {
 			ahead, _ := hj.rw.Reader.Peek(n)
 			c.in.ahead = bytes.Clone(ahead)
+		}
+		if sc, ok := c.nc.(syscall.Conn); ok {
+			c.raw, _ = sc.SyscallConn()
 		}
 		c.mr = messageReader{src: &c.in, limit: s.MaxMessage, ping: c.queuePong}
 		hj.nc.kept = true
@@ -142,21 +149,41 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// enqueue queues b without blocking; a full queue means a peer that does not keep up: closed, 4000.
+// enqueue queues b and, when no writer runs, writes it now on the caller's goroutine without
+// blocking, so a connection that keeps up costs no goroutine. Not under the hub's lock: see post.
 func (c *conn) enqueue(b []byte) bool {
-	ok := false
-	c.signal(func() {
-		ok = !c.closing.Load() && len(c.queue) < c.set.QueueMessages && c.queued+len(b) <= c.set.QueueBytes
-		if ok {
-			c.queue = append(c.queue, b)
-			c.queued += len(b)
-		}
-	})
+	ok, start := c.add(b)
+	if start {
+		c.flush()
+	}
+	return ok
+}
+
+// post is enqueue for a caller holding the hub's lock: a writer goroutine does the writing.
+func (c *conn) post(b []byte) bool {
+	ok, start := c.add(b)
+	if start {
+		go c.writeLoop()
+	}
+	return ok
+}
+
+// add queues b without blocking; start says that no writer runs, so the caller must flush (or
+// start one) once it holds no lock. A full queue means a peer that does not keep up: closed, 4000.
+func (c *conn) add(b []byte) (ok, start bool) {
+	c.qmu.Lock()
+	ok = !c.closing.Load() && len(c.queue) < c.set.QueueMessages && c.queued+len(b) <= c.set.QueueBytes
+	if ok {
+		c.queue = append(c.queue, b)
+		c.queued += len(b)
+		start, c.writing = !c.writing, true
+	}
+	c.qmu.Unlock()
 	if !ok && c.stop(closeSlow, "") {
 		c.hub.dropped.Add(1)
 		c.hub.log.Warn("closing slow connection", "id", c.id, "queue", c.set.QueueMessages)
 	}
-	return ok
+	return ok, start
 }
 
 // signal runs add under the queue's lock, then starts the writer unless it runs.
@@ -185,26 +212,48 @@ func (c *conn) stop(code int, reason string) bool {
 	return true
 }
 
+// flushChunk is how many connections one goroutine flushes: a push to a large room is written
+// by several goroutines, one per chunk, not one per connection.
+const flushChunk = 256
+
+// flushAll flushes connections that add said to, a chunk per goroutine, the last on the caller's.
+func flushAll(cs []*conn) {
+	for ; len(cs) > flushChunk; cs = cs[flushChunk:] {
+		go flushEach(cs[:flushChunk])
+	}
+	flushEach(cs)
+}
+
+func flushEach(cs []*conn) {
+	for _, c := range cs {
+		c.flush()
+	}
+}
+
+// flush is the writer's turn taken by a producer: it writes what the socket takes without
+// waiting, and leaves the rest, or a close, to a writer goroutine. TLS always takes the goroutine.
+func (c *conn) flush() {
+	if c.raw != nil && !c.stopping() {
+		if err := c.writeQueued(nil, false); err != nil {
+			c.closeSocket()
+			c.stop(closeNormal, "")
+		}
+		if c.idle() {
+			return
+		}
+	}
+	go c.writeLoop()
+}
+
 // writeLoop writes until nothing is queued; once stopping, it closes the connection for good.
 func (c *conn) writeLoop() {
-	for {
-		c.qmu.Lock()
-		// stop closes quit before it signals: seen here, or the signal starts a writer.
-		select {
-		case <-c.quit:
-			c.qmu.Unlock()
+	for !c.idle() {
+		if c.stopping() {
 			c.close()
 			close(c.done)
 			return
-		default:
 		}
-		if len(c.queue) == 0 && c.pong == nil && !c.ping {
-			c.writing = false
-			c.qmu.Unlock()
-			return
-		}
-		c.qmu.Unlock()
-		if c.writeQueued(nil) != nil {
+		if c.writeQueued(nil, true) != nil {
 			// The peer is gone or stuck: no close frame can follow a frame written in part.
 			c.closeSocket()
 			c.stop(closeNormal, "")
@@ -212,18 +261,41 @@ func (c *conn) writeLoop() {
 	}
 }
 
+func (c *conn) stopping() bool {
+	select {
+	case <-c.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// idle ends the writer's turn when nothing is left to write and the connection is not stopping.
+// stop closes quit before it signals: seen here, or the signal starts a writer.
+func (c *conn) idle() bool {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.stopping() || len(c.queue) > 0 || c.pong != nil || c.ping || len(c.rest) > 0 {
+		return false
+	}
+	c.writing = false
+	return true
+}
+
 // batchPool holds the batches' buffers, so an idle connection holds none.
 var batchPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// writeQueued writes the pong owed, the ping due, every queued message, then last, in one write.
-func (c *conn) writeQueued(last []byte) error {
+// writeQueued writes the rest of a batch written in part, the pong owed, the ping due, every
+// queued message, then last, in one write. Not blocking, it writes what the socket takes now
+// and keeps the rest for the next write.
+func (c *conn) writeQueued(last []byte, block bool) error {
 	c.qmu.Lock()
-	msgs, pong, ping := c.queue, c.pong, c.ping
-	c.queue, c.queued, c.spare, c.pong, c.ping = c.spare, 0, nil, nil, false
+	rest, msgs, pong, ping := c.rest, c.queue, c.pong, c.ping
+	c.rest, c.queue, c.queued, c.spare, c.pong, c.ping = nil, c.spare, 0, nil, nil, false
 	c.qmu.Unlock()
 	notify(c.drained)
 	bp := batchPool.Get().(*[]byte)
-	buf := (*bp)[:0]
+	buf := append((*bp)[:0], rest...)
 	if pong != nil {
 		buf = appendFrame(buf, opPong, pong)
 	}
@@ -233,7 +305,18 @@ func (c *conn) writeQueued(last []byte) error {
 	for _, m := range msgs {
 		buf = appendFrame(buf, opText, m)
 	}
-	err := c.writeRaw(append(buf, last...))
+	buf = append(buf, last...)
+	var err error
+	if block {
+		err = c.writeRaw(buf)
+	} else {
+		var n int
+		if n, err = tryWrite(c.raw, buf); n < len(buf) && err == nil {
+			c.qmu.Lock()
+			c.rest = bytes.Clone(buf[n:])
+			c.qmu.Unlock()
+		}
+	}
 	if err == nil {
 		c.hub.messagesOut.Add(uint64(len(msgs)))
 	}
@@ -259,7 +342,7 @@ func (c *conn) close() {
 	frame := appendFrame(nil, opClose, append(p, c.cause.Reason...))
 	write := c.writeRaw
 	if c.cause.Code == closeGoingAway {
-		write = c.writeQueued
+		write = func(b []byte) error { return c.writeQueued(b, true) }
 	}
 	if write(frame) == nil {
 		select {

@@ -147,3 +147,38 @@ func TestBatchedFramesArrive(t *testing.T) {
 	}
 	c.do("ping", "pong")
 }
+
+func TestPausedReaderGetsEverythingInOrder(t *testing.T) {
+	// More than the sockets' buffers hold goes to a client that stops reading: writes that the
+	// socket takes only in part leave the rest to the connection's writer, and the client, once it
+	// reads again, gets every message whole and in order. Meanwhile another member gets them all.
+	s := testSettings()
+	s.Store = "memory"
+	s.MaxMessage = 4 << 10
+	s.QueueMessages, s.QueueBytes = 1<<16, 64<<20
+	ts := startServer(t, s, t.TempDir())
+	paused, other := ts.dial(t), ts.dial(t)
+	paused.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	other.do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	const n = 6000 // 3 KiB each: 18 MB, past what loopback's buffers take
+	msg := func(i int) string { return fmt.Sprintf("%05d%s", i, strings.Repeat("x", 3<<10-5)) }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			ts.hub.PushRoom("room1", msg(i), fromHTTP)
+		}
+	}()
+	for i := range n {
+		if got := other.recv(); got != msg(i) {
+			t.Fatalf("other: message %d is %.10q, want %.10q", i, got, msg(i))
+		}
+	}
+	<-done
+	for i := range n {
+		if got := paused.recv(); got != msg(i) {
+			t.Fatalf("paused: message %d is %.10q, want %.10q", i, got, msg(i))
+		}
+	}
+	paused.do("ping", "pong")
+}

@@ -196,7 +196,7 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 		frames = append(frames, b)
 	}
 	for j := len(frames) - 1; j >= 0; j-- {
-		c.enqueue(frames[j])
+		c.post(frames[j])
 	}
 	return ep, last, len(frames), ok, nil
 }

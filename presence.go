@@ -82,7 +82,7 @@ func (h *Hub) announce(c *conn, room, kind string) {
 	b := event{Kind: kind, Room: room, ID: c.id, Name: c.displayName(), Time: time.Now()}.encode(true)
 	for m := range h.rooms[room] {
 		if m != c && m.json.Load() {
-			m.enqueue(b)
+			m.post(b)
 		}
 	}
 }

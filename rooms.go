@@ -34,7 +34,7 @@ type hubOptions struct {
 	Log     *slog.Logger
 }
 
-// Hub is the one index of rooms and connections. Under its lock the hub only queues: enqueue never blocks, and the cluster takes the outbox.
+// Hub is the one index of rooms and connections. Under its lock the hub only queues: add never blocks, and the cluster takes the outbox.
 type Hub struct {
 	live  *live
 	store *roomStore // nil: history in memory only
@@ -234,8 +234,10 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 		h.mu.Unlock()
 		return it
 	}
-	drop := h.send(it)
+	var flush []*conn
+	drop := h.send(it, &flush)
 	h.mu.Unlock()
+	flushAll(flush)
 	if drop != nil {
 		drop.answer(0)
 	}
@@ -248,6 +250,7 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 // seen an offset that a restart hands out again.
 func (h *Hub) committed(items []*logItem) {
 	var drops []*peerAck
+	var flush []*conn
 	h.mu.Lock()
 	for _, it := range items {
 		var rh *roomHistory
@@ -262,9 +265,10 @@ func (h *Hub) committed(items []*logItem) {
 		if rh != nil {
 			rh.shown = max(rh.shown, it.f.ev.Offset)
 		}
-		drops = append(drops, h.send(it))
+		drops = append(drops, h.send(it, &flush))
 	}
 	h.mu.Unlock()
+	flushAll(flush)
 	for i, it := range items {
 		if drops[i] != nil {
 			drops[i].answer(0)
@@ -273,9 +277,10 @@ func (h *Hub) committed(items []*logItem) {
 	}
 }
 
-// send queues it for the members of its room and the outbox; h.mu must be held. It returns an
-// ack to answer with 0 once the lock is released: not relayed, or the oldest in a full outbox.
-func (h *Hub) send(it *logItem) *peerAck {
+// send queues it for the members of its room and the outbox; h.mu must be held. Members to flush
+// once the lock is released are added to flush. It returns an ack to answer with 0 then: not
+// relayed, or the oldest in a full outbox.
+func (h *Hub) send(it *logItem, flush *[]*conn) *peerAck {
 	members := h.conns
 	if it.f.ev.Room != "" {
 		members = h.rooms[it.f.ev.Room]
@@ -288,8 +293,12 @@ func (h *Hub) send(it *logItem) *peerAck {
 		if c.json.Load() {
 			b = it.f.json
 		}
-		if c.enqueue(b) {
+		ok, start := c.add(b)
+		if ok {
 			it.n++
+		}
+		if start {
+			*flush = append(*flush, c)
 		}
 	}
 	ack := it.ack

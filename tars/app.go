@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -237,6 +238,14 @@ type admitConn struct {
 	net.Conn
 	l    *adapter
 	once sync.Once
+}
+
+// SyscallConn hands out the socket, for writes that must not wait.
+func (c *admitConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (c *admitConn) Close() error {
