@@ -82,7 +82,7 @@ func scenarios(short bool, d time.Duration, conns []int) []scenario {
 		{name: "saturating", mode: "http", conns: 5000, rooms: 1, rate: 200, duration: d, window: 4, memory: true},
 		{name: "steady", mode: "http", conns: 5000, rooms: 1, rate: 20, duration: d, window: 50, memory: true},
 		{name: "10k-one-room", mode: "http", conns: 10000, rooms: 1, rate: 100, duration: d, window: 4},
-		{name: "10k-1000-rooms", mode: "http", conns: 10000, rooms: 1000, rate: 1000, duration: d, workers: 32},
+		{name: "10k-1000-rooms", mode: "http", conns: 10000, rooms: 1000, rate: 20000, duration: d, workers: 64, window: 64, memory: true},
 		// The same load triggered over Tars RPC (PushObj.pushByRoom, one
 		// connection multiplexed) instead of HTTP: the product only.
 		{name: "pushobj-1000-rooms", mode: "pushobj", conns: 10000, rooms: 1000, rate: 1000, duration: d, workers: 32},
