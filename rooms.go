@@ -268,7 +268,7 @@ func (h *Hub) committed(items []*logItem) {
 		drops = append(drops, h.send(it, &flush))
 	}
 	h.mu.Unlock()
-	flushAll(flush)
+	go flushAll(flush) // the log's writer goes on to the next group meanwhile
 	for i, it := range items {
 		if drops[i] != nil {
 			drops[i].answer(0)
