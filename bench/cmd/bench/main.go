@@ -256,6 +256,7 @@ func run(ctx context.Context, o options) (failed bool, err error) {
 	}
 	t.print(os.Stdout)
 	t.printCurve(os.Stdout)
+	t.printGoals(os.Stdout)
 	if loadMax >= 0 {
 		fmt.Printf("\nLoad average (1 min) as the runs started: %.2f to %.2f.\n", loadMin, loadMax)
 	}
