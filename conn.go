@@ -91,6 +91,9 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 			readDone: make(chan struct{}),
 			done:     make(chan struct{}),
 		}
+		if sc, ok := c.nc.(syscall.Conn); ok {
+			c.raw, _ = sc.SyscallConn() // before register: a push may write at once
+		}
 		if !h.register(c) {
 			ws.SetWriteDeadline(deadline(s.WriteTimeout))
 			ws.WriteClose(closeGoingAway)
@@ -101,9 +104,6 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 		if n := hj.rw.Reader.Buffered(); n > 0 {
 			ahead, _ := hj.rw.Reader.Peek(n)
 			c.in.ahead = bytes.Clone(ahead)
-		}
-		if sc, ok := c.nc.(syscall.Conn); ok {
-			c.raw, _ = sc.SyscallConn()
 		}
 		c.mr = messageReader{src: &c.in, limit: s.MaxMessage, ping: c.queuePong}
 		hj.nc.kept = true
@@ -171,14 +171,14 @@ func (c *conn) post(b []byte) bool {
 // add queues b without blocking; start says that no writer runs, so the caller must flush (or
 // start one) once it holds no lock. A full queue means a peer that does not keep up: closed, 4000.
 func (c *conn) add(b []byte) (ok, start bool) {
-	c.qmu.Lock()
-	ok = !c.closing.Load() && len(c.queue) < c.set.QueueMessages && c.queued+len(b) <= c.set.QueueBytes
-	if ok {
+	ok, start = c.take(func() bool {
+		if c.closing.Load() || len(c.queue) >= c.set.QueueMessages || c.queued+len(b) > c.set.QueueBytes {
+			return false
+		}
 		c.queue = append(c.queue, b)
 		c.queued += len(b)
-		start, c.writing = !c.writing, true
-	}
-	c.qmu.Unlock()
+		return true
+	})
 	if !ok && c.stop(closeSlow, "") {
 		c.hub.dropped.Add(1)
 		c.hub.log.Warn("closing slow connection", "id", c.id, "queue", c.set.QueueMessages)
@@ -186,14 +186,20 @@ func (c *conn) add(b []byte) (ok, start bool) {
 	return ok, start
 }
 
-// signal runs add under the queue's lock, then starts the writer unless it runs.
-func (c *conn) signal(add func()) {
+// take runs put under the queue's lock; when put has added something, start says that the
+// caller has the writer's turn: no writer ran.
+func (c *conn) take(put func() bool) (ok, start bool) {
 	c.qmu.Lock()
-	add()
-	start := !c.writing
-	c.writing = true
+	if ok = put(); ok {
+		start, c.writing = !c.writing, true
+	}
 	c.qmu.Unlock()
-	if start {
+	return ok, start
+}
+
+// signal runs put under the queue's lock, then starts the writer unless it runs.
+func (c *conn) signal(put func()) {
+	if _, start := c.take(func() bool { put(); return true }); start {
 		go c.writeLoop()
 	}
 }

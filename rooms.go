@@ -381,10 +381,8 @@ func (h *Hub) Kick(room string, code int, reason string) (n int) {
 	return n
 }
 
-// queuePing asks c's writer for a ping frame.
-func (c *conn) queuePing() { c.signal(func() { c.ping = true }) }
-
-// pingLoop has every writer send a ping every d until the hub shuts down.
+// pingLoop sends every connection a ping every d until the hub shuts down, written as flushAll
+// writes a push: no goroutine per connection.
 func (h *Hub) pingLoop(d time.Duration) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -395,10 +393,15 @@ func (h *Hub) pingLoop(d time.Duration) {
 			return
 		}
 		h.mu.Lock()
-		for c := range h.conns {
-			c.queuePing()
-		}
+		conns := slices.Collect(maps.Keys(h.conns))
 		h.mu.Unlock()
+		flush := conns[:0]
+		for _, c := range conns {
+			if _, start := c.take(func() bool { c.ping = true; return true }); start {
+				flush = append(flush, c)
+			}
+		}
+		flushAll(flush)
 	}
 }
 
