@@ -7,10 +7,9 @@ import (
 )
 
 // Decoder reads the fields of a struct or packet body in ascending tag
-// order. Each Read method skips smaller tags (without allocating) and reads
-// its own; a larger tag or a STRUCT_END means the field is absent. An absent
-// required field is a *DecodeError; an absent optional one leaves *v as it
-// was, so callers preset defaults. The zero Decoder reads empty input.
+// order. Each Read method skips smaller tags and reads its own; a larger tag
+// or a STRUCT_END means the field is absent: an error if required, else *v
+// is left as it was, so callers preset defaults. The zero Decoder reads empty input.
 type Decoder struct {
 	// MaxLen is the most elements ReadListLen, ReadMapLen and ReadStringMap
 	// accept; 0 means DefaultMaxLen. Set it for each list or map.
@@ -32,9 +31,9 @@ func (d *Decoder) Offset() int { return d.off }
 // when the field is absent.
 func (d *Decoder) field(tag uint8, required bool) (typ byte, ok bool, err error) {
 	for d.off < len(d.buf) {
-		ftag, ftyp, next := head(d.buf, d.off)
-		if next < 0 {
-			return 0, false, headErr(d.buf, d.off, int(tag))
+		ftag, ftyp, next, err := head(d.buf, d.off, int(tag))
+		if err != nil {
+			return 0, false, err
 		}
 		if ftyp == TypeStructEnd || ftag > tag {
 			break
@@ -58,11 +57,8 @@ func (d *Decoder) wrongType(tag uint8, typ byte, want string) error {
 	return decodeErr(d.at, int(tag), "%s cannot be read as %s", typeName(typ), want)
 }
 
-// readInt reads an integer stored in at most the type widest. Unsigned types
-// are stored widened to the next signed one: a value that does not convert
-// back unchanged is out of range.
-func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
-	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
+// readInt reads an integer stored in at most the type widest.
+func readInt[T int8 | int16 | int32 | int64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required)
 	if !ok {
 		return err
@@ -74,11 +70,7 @@ func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
 	if err != nil {
 		return err
 	}
-	d.off = next
-	if int64(T(n)) != n {
-		return decodeErr(d.at, int(tag), "value %d out of range for %s", n, want)
-	}
-	*v = T(n)
+	*v, d.off = T(n), next
 	return nil
 }
 
@@ -113,21 +105,6 @@ func (d *Decoder) ReadInt64(v *int64, tag uint8, required bool) error {
 	return readInt(d, v, tag, required, TypeInt8, "int64")
 }
 
-// ReadUint8 reads an unsigned byte, stored as a short.
-func (d *Decoder) ReadUint8(v *uint8, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt2, "uint8")
-}
-
-// ReadUint16 reads an unsigned short, stored as an int.
-func (d *Decoder) ReadUint16(v *uint16, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt4, "uint16")
-}
-
-// ReadUint32 reads an unsigned int, stored as a long.
-func (d *Decoder) ReadUint32(v *uint32, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt8, "uint32")
-}
-
 // ReadFloat reads a float (ZERO or FLOAT).
 func (d *Decoder) ReadFloat(v *float32, tag uint8, required bool) error {
 	return readFloat(d, v, tag, required, TypeFloat, "float32")
@@ -140,22 +117,23 @@ func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
 
 func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required)
-	if !ok {
-		return err
-	}
-	if typ != TypeZero && typ != TypeFloat && typ != widest {
-		return d.wrongType(tag, typ, want)
-	}
-	p := d.buf[d.off:]
 	switch {
+	case !ok:
+		return err
 	case typ == TypeZero:
 		*v = 0
-	case typ == TypeFloat && len(p) >= 4:
-		*v, d.off = T(math.Float32frombits(binary.BigEndian.Uint32(p))), d.off+4
-	case typ == TypeDouble && len(p) >= 8:
-		*v, d.off = T(math.Float64frombits(binary.BigEndian.Uint64(p))), d.off+8
-	default:
-		return shortErr(d.buf, d.off, int(tag), uint64(4<<(typ-TypeFloat)), typeName(typ)+" size")
+		return nil
+	case typ != TypeFloat && typ != widest:
+		return d.wrongType(tag, typ, want)
+	}
+	p, err := number(d.buf, d.off, int(tag), typ)
+	if err != nil {
+		return err
+	}
+	if d.off += len(p); typ == TypeFloat {
+		*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
+	} else {
+		*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
 	}
 	return nil
 }
@@ -170,7 +148,7 @@ func (d *Decoder) ReadString(v *string, tag uint8, required bool) error {
 }
 
 // readName reads a string that recurs from message to message, such as a
-// servant or function name, through the shared name cache.
+// servant or function name, through the name cache.
 func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 	s, ok, err := d.stringField(tag, required)
 	if ok {
@@ -214,9 +192,9 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 		}
 		p := make([]byte, n)
 		for i := range p {
-			etag, etyp, after := head(d.buf, next)
-			if after < 0 {
-				return headErr(d.buf, next, int(tag))
+			etag, etyp, after, err := head(d.buf, next, int(tag))
+			if err != nil {
+				return err
 			}
 			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
 				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
@@ -235,9 +213,9 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 }
 
 // ReadListLen reads the head and count of a LIST; read its n elements at
-// tag 0 next. n is at most MaxLen and the bytes left hold n elements of the
-// first one's kind at their smallest (1 byte for numbers, 2 for others);
-// still, grow what holds them as they decode rather than sizing it by n.
+// tag 0 next. n is at most MaxLen, and the bytes left hold n elements of the
+// first one's kind at their smallest; still, grow what holds them as they
+// decode rather than sizing it by n.
 func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
 	return d.container(tag, required, TypeList, 0)
 }
@@ -286,8 +264,7 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 // readMap reads a map of string to string or vector<byte> (aliasing the
 // input) whose keys and values take at most limit bytes. Empty reads as nil.
 func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
-	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
-	// STRING1 and a LIST or SIMPLE_LIST.
+	// A pair takes 4 bytes at least: a STRING1 and a STRING1, LIST or SIMPLE_LIST.
 	n, ok, err := d.container(tag, required, TypeMap, 4)
 	if !ok {
 		return err
@@ -319,28 +296,25 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 	return nil
 }
 
-// ReadStructBegin enters the struct at tag; read its fields, then call
-// ReadStructEnd.
+// ReadStructBegin enters the struct at tag; read its fields, then call ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
 	typ, ok, err := d.field(tag, required)
-	if !ok {
+	switch {
+	case !ok:
 		return false, err
-	}
-	if typ != TypeStructBegin {
+	case typ != TypeStructBegin:
 		return false, d.wrongType(tag, typ, "struct")
-	}
-	if d.depth >= MaxDepth {
+	case d.depth >= MaxDepth:
 		return false, decodeErr(d.at, int(tag), "nesting deeper than %d", MaxDepth)
 	}
 	d.depth++
 	return true, nil
 }
 
-// ReadStructEnd skips the fields of the current struct that were not read
-// (newer peers add fields) and consumes its STRUCT_END.
+// ReadStructEnd skips the fields of the current struct not read (newer peers
+// add fields) and consumes its STRUCT_END.
 func (d *Decoder) ReadStructEnd() error {
-	// skip reads the rest of a struct, fields one level deeper than depth.
-	next, err := skip(d.buf, d.off, -1, TypeStructBegin, d.depth-1)
+	next, err := skip(d.buf, d.off, -1, TypeStructBegin, d.depth-1) // the rest of the struct
 	if err != nil {
 		return err
 	}
