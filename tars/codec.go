@@ -149,161 +149,162 @@ func appendMap[V any](b []byte, tag uint8, m map[string]V, value func([]byte, ui
 	return b
 }
 
-// head parses the head at b[off:] and returns the offset after it; errTag is
-// the tag of the enclosing value, for errors.
-func head(b []byte, off, errTag int) (tag uint8, typ byte, next int, err error) {
+// head consumes the head at d.off; errTag is the enclosing value's tag, for errors.
+func (d *Decoder) head(errTag int) (tag uint8, typ byte, err error) {
+	b, off := d.buf, d.off
 	switch {
 	case off >= len(b):
-		return 0, 0, off, decodeErr(off, errTag, "head: input ends")
+		return 0, 0, decodeErr(off, errTag, "head: input ends")
 	case b[off] >= 0xF0 && off+1 >= len(b):
-		return 0, 0, off, decodeErr(off, errTag, "head: input ends before the tag byte")
+		return 0, 0, decodeErr(off, errTag, "head: input ends before the tag byte")
 	}
-	tag, typ, next = b[off]>>4, b[off]&0x0F, off+1
-	if tag == 15 {
-		tag, next = b[next], next+1
+	if tag, typ = b[off]>>4, b[off]&0x0F; tag == 15 {
+		tag, off = b[off+1], off+1
 	}
 	if typ > TypeSimpleList {
-		return 0, 0, off, decodeErr(off, int(tag), "unknown type code %d", typ)
+		return 0, 0, decodeErr(d.off, int(tag), "unknown type code %d", typ)
 	}
-	return tag, typ, next, nil
+	d.off = off + 1
+	return tag, typ, nil
 }
 
-func shortErr(b []byte, off, tag int, n uint64, what string) error {
-	return decodeErr(off, tag, "%s %d exceeds %d bytes left", what, n, len(b)-off)
+func (d *Decoder) short(tag int, n uint64, what string) error {
+	return decodeErr(d.off, tag, "%s %d exceeds %d bytes left", what, n, len(d.buf)-d.off)
 }
 
-// number returns the payload of a number of type typ (INT1 to DOUBLE) at b[off:].
-func number(b []byte, off, tag int, typ byte) ([]byte, error) {
-	if n := numberSize[typ]; n <= len(b)-off {
-		return b[off : off+n], nil
+// take consumes n bytes, which alias the input.
+func (d *Decoder) take(tag int, n uint64, what string) ([]byte, error) {
+	if n > uint64(len(d.buf)-d.off) {
+		return nil, d.short(tag, n, what)
 	}
-	return nil, shortErr(b, off, tag, uint64(numberSize[typ]), typeName(typ)+" size")
+	d.off += int(n)
+	return d.buf[d.off-int(n) : d.off : d.off], nil
 }
 
-// intAt reads the payload of an integer of type typ at b[off:].
-func intAt(b []byte, off, tag int, typ byte) (v int64, next int, err error) {
+// number consumes the payload of a number of type typ, INT1 to DOUBLE.
+func (d *Decoder) number(tag int, typ byte) ([]byte, error) {
+	if n := numberSize[typ]; n <= len(d.buf)-d.off {
+		d.off += n
+		return d.buf[d.off-n : d.off], nil
+	}
+	return nil, d.short(tag, uint64(numberSize[typ]), typeName(typ)+" size")
+}
+
+// integer consumes the payload of an integer of type typ.
+func (d *Decoder) integer(tag int, typ byte) (int64, error) {
 	if typ == TypeZero {
-		return 0, off, nil
+		return 0, nil
 	}
 	if typ > TypeInt8 {
-		return 0, off, decodeErr(off, tag, "want an integer, found %s", typeName(typ))
+		return 0, decodeErr(d.off, tag, "want an integer, found %s", typeName(typ))
 	}
-	p, err := number(b, off, tag, typ)
+	p, err := d.number(tag, typ)
 	var u uint64
 	for _, c := range p {
 		u = u<<8 | uint64(c)
 	}
 	shift := 64 - 8*len(p) // sign-extend
-	return int64(u<<shift) >> shift, off + len(p), err
+	return int64(u<<shift) >> shift, err
 }
 
-// countAt reads the element count of a map, list or SIMPLE_LIST at b[off:]:
-// an int at tag 0; each element needs at least per of the bytes left.
-func countAt(b []byte, off, tag int, per uint64, what string) (n int, next int, err error) {
-	ctag, ctyp, next, err := head(b, off, tag)
-	if err != nil {
-		return 0, off, err
+// count consumes the element count of a map, list or SIMPLE_LIST, an int at
+// tag 0, checking that the bytes left hold per bytes for each element.
+func (d *Decoder) count(tag int, per uint64, what string) (int, error) {
+	start := d.off
+	ctag, ctyp, err := d.head(tag)
+	if err == nil && (ctag != 0 || ctyp > TypeInt4 && ctyp != TypeZero) {
+		err = decodeErr(start, tag, "%s count: want an int at tag 0, found %s at tag %d", what, typeName(ctyp), ctag)
 	}
-	if ctag != 0 || (ctyp > TypeInt4 && ctyp != TypeZero) {
-		return 0, off, decodeErr(off, tag, "%s count: want an int at tag 0, found %s at tag %d",
-			what, typeName(ctyp), ctag)
+	var n int64
+	if err == nil {
+		n, err = d.integer(tag, ctyp)
 	}
-	v, next, err := intAt(b, next, tag, ctyp)
-	switch left := uint64(len(b) - next); {
+	switch left := uint64(len(d.buf) - d.off); {
 	case err != nil:
-		return 0, off, err
-	case v < 0:
-		return 0, off, decodeErr(off, tag, "negative %s count %d", what, v)
-	case uint64(v)*per > left:
-		return 0, off, decodeErr(off, tag, "%s count %d needs at least %d bytes, %d left", what, v, uint64(v)*per, left)
+		return 0, err
+	case n < 0:
+		return 0, decodeErr(start, tag, "negative %s count %d", what, n)
+	case uint64(n)*per > left:
+		return 0, decodeErr(start, tag, "%s count %d needs at least %d bytes, %d left", what, n, uint64(n)*per, left)
 	}
-	return int(v), next, nil
+	return int(n), nil
 }
 
-// skip returns the offset after the payload of a value of type typ at b[off:].
-func skip(b []byte, off, tag int, typ byte, depth int) (next int, err error) {
+// skip consumes the payload of a value of type typ.
+func (d *Decoder) skip(tag int, typ byte) (err error) {
 	switch typ {
 	case TypeInt1, TypeInt2, TypeInt4, TypeInt8, TypeFloat, TypeDouble:
-		p, err := number(b, off, tag, typ)
-		return off + len(p), err
+		_, err = d.number(tag, typ)
+		return err
 	case TypeString1, TypeString4:
-		_, next, err = stringAt(b, off, tag, typ)
-		return next, err
+		_, err = d.str(tag, typ)
+		return err
 	case TypeSimpleList:
-		_, next, err = simpleListAt(b, off, tag)
-		return next, err
+		_, err = d.simpleList(tag)
+		return err
 	case TypeZero, TypeStructEnd:
-		return off, nil
+		return nil
 	case TypeMap, TypeList, TypeStructBegin:
 	default:
-		return off, decodeErr(off, tag, "unknown type code %d", typ)
+		return decodeErr(d.off, tag, "unknown type code %d", typ)
 	}
-	if depth >= MaxDepth {
-		return off, decodeErr(off, tag, "nesting deeper than %d", MaxDepth)
+	if d.depth >= MaxDepth {
+		return decodeErr(d.off, tag, "nesting deeper than %d", MaxDepth)
 	}
-	n, next := -1, off // a struct: fields up to its STRUCT_END
-	if typ != TypeStructBegin {
-		per, what := uint64(1), "list"
-		if typ == TypeMap {
-			per, what = 2, "map"
-		}
-		if n, next, err = countAt(b, off, tag, per, what); err != nil {
-			return off, err
-		}
-		n *= int(per) // a map's pairs are two values each
+	n := -1 // a struct: fields up to its STRUCT_END
+	if typ == TypeList {
+		n, err = d.count(tag, 1, "list")
+	} else if typ == TypeMap {
+		n, err = d.count(tag, 2, "map")
+		n *= 2 // a pair is two values
 	}
-	for i := 0; i != n; i++ {
-		if n < 0 && next >= len(b) {
-			return off, decodeErr(next, tag, "struct has no STRUCT_END")
+	d.depth++
+	defer func() { d.depth-- }()
+	for i := 0; i != n && err == nil; i++ {
+		if n < 0 && d.off >= len(d.buf) {
+			return decodeErr(d.off, tag, "struct has no STRUCT_END")
 		}
-		etag, etyp, after, err := head(b, next, tag)
-		if err != nil {
-			return off, err
+		etag, etyp, err := d.head(tag)
+		if err != nil || n < 0 && etyp == TypeStructEnd {
+			return err
 		}
-		if n < 0 && etyp == TypeStructEnd {
-			return after, nil
-		}
-		if next, err = skip(b, after, int(etag), etyp, depth+1); err != nil {
-			return off, err
+		if err = d.skip(int(etag), etyp); err != nil {
+			return err
 		}
 	}
-	return next, nil
+	return err
 }
 
-// stringAt reads the payload of a STRING1 or STRING4 at b[off:]; the result aliases b.
-func stringAt(b []byte, off, tag int, typ byte) (s []byte, next int, err error) {
-	var n uint64
-	switch {
-	case typ == TypeString1 && off < len(b):
-		n, next = uint64(b[off]), off+1
-	case typ == TypeString4 && len(b)-off >= 4:
-		n, next = uint64(binary.BigEndian.Uint32(b[off:])), off+4
-	default:
-		return nil, off, shortErr(b, off, tag, 1+3*uint64(typ-TypeString1), typeName(typ)+" length field")
+// str consumes the payload of a STRING1 or STRING4; the result aliases the input.
+func (d *Decoder) str(tag int, typ byte) ([]byte, error) {
+	size := 1 + 3*int(typ-TypeString1) // of the length
+	if size > len(d.buf)-d.off {
+		return nil, d.short(tag, uint64(size), typeName(typ)+" length field")
 	}
-	if n > uint64(len(b)-next) {
-		return nil, off, shortErr(b, next, tag, n, "string length")
+	n := uint64(d.buf[d.off])
+	if typ == TypeString4 {
+		n = uint64(binary.BigEndian.Uint32(d.buf[d.off:]))
 	}
-	end := next + int(n)
-	return b[next:end:end], end, nil
+	d.off += size
+	return d.take(tag, n, "string length")
 }
 
-// simpleListAt reads the payload of a SIMPLE_LIST at b[off:]; the result aliases b.
-func simpleListAt(b []byte, off, tag int) (p []byte, next int, err error) {
-	itag, ityp, next, err := head(b, off, tag)
-	if err != nil {
-		return nil, off, err
-	}
-	if itag != 0 || ityp != TypeInt1 {
-		return nil, off, decodeErr(off, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d",
+// simpleList consumes the payload of a SIMPLE_LIST; the result aliases the input.
+func (d *Decoder) simpleList(tag int) ([]byte, error) {
+	start := d.off
+	itag, ityp, err := d.head(tag)
+	if err == nil && (itag != 0 || ityp != TypeInt1) {
+		err = decodeErr(start, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d",
 			typeName(ityp), itag)
 	}
-	n, next, err := countAt(b, next, tag, 1, "SIMPLE_LIST")
-	if err != nil {
-		return nil, off, err
+	n := 0
+	if err == nil {
+		n, err = d.count(tag, 1, "SIMPLE_LIST")
 	}
-	end := next + n
-	return b[next:end:end], end, nil
+	if err != nil {
+		return nil, err
+	}
+	return d.take(tag, uint64(n), "SIMPLE_LIST")
 }
 
 // DecodeError reports malformed Tars data: what was wrong, the tag of the

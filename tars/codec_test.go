@@ -352,8 +352,9 @@ func TestDeepNesting(t *testing.T) {
 // consumeHead parses the head at the start of b: its tag, its type and its
 // length in bytes (1 or 2), or n == -1 and why.
 func consumeHead(b []byte) (tag uint8, typ byte, n int, err error) {
-	tag, typ, n, err = head(b, 0, -1)
-	if err != nil {
+	d := NewDecoder(b)
+	tag, typ, err = d.head(-1)
+	if n = d.off; err != nil {
 		return 0, 0, -1, err
 	}
 	return tag, typ, n, nil
@@ -362,11 +363,11 @@ func consumeHead(b []byte) (tag uint8, typ byte, n int, err error) {
 // skipValue returns the length of the value of type typ at the start of b
 // (the bytes after its head), or -1 and why.
 func skipValue(b []byte, typ byte) (n int, err error) {
-	n, err = skip(b, 0, -1, typ, 0)
-	if err != nil {
+	d := NewDecoder(b)
+	if err = d.skip(-1, typ); err != nil {
 		return -1, err
 	}
-	return n, nil
+	return d.off, nil
 }
 
 func TestConsumeHead(t *testing.T) {

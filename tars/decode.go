@@ -31,18 +31,20 @@ func (d *Decoder) Offset() int { return d.off }
 // when the field is absent.
 func (d *Decoder) field(tag uint8, required bool) (typ byte, ok bool, err error) {
 	for d.off < len(d.buf) {
-		ftag, ftyp, next, err := head(d.buf, d.off, int(tag))
+		at := d.off
+		ftag, ftyp, err := d.head(int(tag))
 		if err != nil {
 			return 0, false, err
 		}
 		if ftyp == TypeStructEnd || ftag > tag {
+			d.off = at // not this field: leave it for the next read
 			break
 		}
 		if ftag == tag {
-			d.at, d.off = d.off, next
+			d.at = at
 			return ftyp, true, nil
 		}
-		if d.off, err = skip(d.buf, next, int(ftag), ftyp, d.depth); err != nil {
+		if err := d.skip(int(ftag), ftyp); err != nil {
 			return 0, false, err
 		}
 	}
@@ -66,12 +68,11 @@ func readInt[T int8 | int16 | int32 | int64](d *Decoder, v *T, tag uint8, requir
 	if typ != TypeZero && typ > widest {
 		return d.wrongType(tag, typ, want)
 	}
-	n, next, err := intAt(d.buf, d.off, int(tag), typ)
-	if err != nil {
-		return err
+	n, err := d.integer(int(tag), typ)
+	if err == nil {
+		*v = T(n)
 	}
-	*v, d.off = T(n), next
-	return nil
+	return err
 }
 
 // ReadBool reads a bool (ZERO or INT1; any non-zero value is true).
@@ -126,11 +127,11 @@ func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, 
 	case typ != TypeFloat && typ != widest:
 		return d.wrongType(tag, typ, want)
 	}
-	p, err := number(d.buf, d.off, int(tag), typ)
+	p, err := d.number(int(tag), typ)
 	if err != nil {
 		return err
 	}
-	if d.off += len(p); typ == TypeFloat {
+	if typ == TypeFloat {
 		*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
 	} else {
 		*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
@@ -166,7 +167,7 @@ func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err 
 	if typ != TypeString1 && typ != TypeString4 {
 		return nil, false, d.wrongType(tag, typ, "string")
 	}
-	s, d.off, err = stringAt(d.buf, d.off, int(tag), typ)
+	s, err = d.str(int(tag), typ)
 	return s, err == nil, err
 }
 
@@ -179,34 +180,34 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 	}
 	switch typ {
 	case TypeSimpleList:
-		p, next, err := simpleListAt(d.buf, d.off, int(tag))
-		if err != nil {
-			return err
+		p, err := d.simpleList(int(tag))
+		if err == nil {
+			*v = p
 		}
-		*v, d.off = p, next
-		return nil
-	case TypeList:
-		n, next, err := countAt(d.buf, d.off, int(tag), 1, "list")
-		if err != nil {
+		return err
+	case TypeList: // of INT1, copied
+		var n int
+		if n, err = d.count(int(tag), 1, "list"); err != nil {
 			return err
 		}
 		p := make([]byte, n)
 		for i := range p {
-			etag, etyp, after, err := head(d.buf, next, int(tag))
+			at := d.off
+			etag, etyp, err := d.head(int(tag))
 			if err != nil {
 				return err
 			}
 			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
-				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
+				return decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
 					i, typeName(etyp), etag)
 			}
-			e, after, err := intAt(d.buf, after, int(tag), etyp)
+			e, err := d.integer(int(tag), etyp)
 			if err != nil {
 				return err
 			}
-			p[i], next = byte(e), after
+			p[i] = byte(e)
 		}
-		*v, d.off = p, next
+		*v = p
 		return nil
 	}
 	return d.wrongType(tag, typ, "vector<byte>")
@@ -240,10 +241,12 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 	if typ != want {
 		return 0, false, d.wrongType(tag, typ, what)
 	}
-	n, next, err := countAt(d.buf, d.off, int(tag), cmp.Or(per, least), what)
+	start := d.off
+	n, err = d.count(int(tag), cmp.Or(per, least), what)
 	if err == nil && per == 0 && n > 0 {
-		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero { // 2 bytes at least
-			n, next, err = countAt(d.buf, d.off, int(tag), least+1, what)
+		if t := d.buf[d.off] & 0x0F; t > TypeDouble && t != TypeZero { // 2 bytes at least
+			d.off = start
+			n, err = d.count(int(tag), least+1, what)
 		}
 	}
 	if err != nil {
@@ -252,7 +255,6 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 	if limit := cmp.Or(max(d.MaxLen, 0), DefaultMaxLen); n > limit {
 		return 0, false, decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
 	}
-	d.off = next
 	return n, true, nil
 }
 
@@ -314,10 +316,6 @@ func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error)
 // ReadStructEnd skips the fields of the current struct not read (newer peers
 // add fields) and consumes its STRUCT_END.
 func (d *Decoder) ReadStructEnd() error {
-	next, err := skip(d.buf, d.off, -1, TypeStructBegin, d.depth-1) // the rest of the struct
-	if err != nil {
-		return err
-	}
-	d.off, d.depth = next, max(d.depth-1, 0)
-	return nil
+	d.depth = max(d.depth-1, 0) // the struct's own level
+	return d.skip(-1, TypeStructBegin)
 }
