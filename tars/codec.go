@@ -48,13 +48,6 @@ var (
 	numberSize = [...]int{1, 2, 4, 8, 4, 8} // INT1 to DOUBLE
 )
 
-func typeName(typ byte) string {
-	if int(typ) < len(typeNames) {
-		return typeNames[typ]
-	}
-	return "unknown type"
-}
-
 // AppendHead appends the head of a value of type typ at tag.
 func AppendHead(b []byte, tag uint8, typ byte) []byte {
 	if tag < 15 {
@@ -187,7 +180,7 @@ func (d *Decoder) number(tag int, typ byte) ([]byte, error) {
 		d.off += n
 		return d.buf[d.off-n : d.off], nil
 	}
-	return nil, d.short(tag, uint64(numberSize[typ]), typeName(typ)+" size")
+	return nil, d.short(tag, uint64(numberSize[typ]), typeNames[typ]+" size")
 }
 
 // integer consumes the payload of an integer of type typ.
@@ -196,7 +189,7 @@ func (d *Decoder) integer(tag int, typ byte) (int64, error) {
 		return 0, nil
 	}
 	if typ > TypeInt8 {
-		return 0, decodeErr(d.off, tag, "want an integer, found %s", typeName(typ))
+		return 0, decodeErr(d.off, tag, "want an integer, found %s", typeNames[typ])
 	}
 	p, err := d.number(tag, typ)
 	var u uint64
@@ -213,7 +206,7 @@ func (d *Decoder) count(tag int, per uint64, what string) (int, error) {
 	start := d.off
 	ctag, ctyp, err := d.head(tag)
 	if err == nil && (ctag != 0 || ctyp > TypeInt4 && ctyp != TypeZero) {
-		err = decodeErr(start, tag, "%s count: want an int at tag 0, found %s at tag %d", what, typeName(ctyp), ctag)
+		err = decodeErr(start, tag, "%s count: want an int at tag 0, found %s at tag %d", what, typeNames[ctyp], ctag)
 	}
 	var n int64
 	if err == nil {
@@ -279,7 +272,7 @@ func (d *Decoder) skip(tag int, typ byte) (err error) {
 func (d *Decoder) str(tag int, typ byte) ([]byte, error) {
 	size := 1 + 3*int(typ-TypeString1) // of the length
 	if size > len(d.buf)-d.off {
-		return nil, d.short(tag, uint64(size), typeName(typ)+" length field")
+		return nil, d.short(tag, uint64(size), typeNames[typ]+" length field")
 	}
 	n := uint64(d.buf[d.off])
 	if typ == TypeString4 {
@@ -295,7 +288,7 @@ func (d *Decoder) simpleList(tag int) ([]byte, error) {
 	itag, ityp, err := d.head(tag)
 	if err == nil && (itag != 0 || ityp != TypeInt1) {
 		err = decodeErr(start, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d",
-			typeName(ityp), itag)
+			typeNames[ityp], itag)
 	}
 	n := 0
 	if err == nil {

@@ -77,11 +77,11 @@ func TestIntegerWidths(t *testing.T) {
 			fits := s.typ == TypeZero || s.typ <= r.widest
 			switch {
 			case fits && (err != nil || got != s.val):
-				t.Errorf("%s from %s: got %d, %v; want %d", r.name, typeName(s.typ), got, err, s.val)
+				t.Errorf("%s from %s: got %d, %v; want %d", r.name, typeNames[s.typ], got, err, s.val)
 			case !fits && err == nil:
-				t.Errorf("%s from %s: no error", r.name, typeName(s.typ))
-			case !fits && !strings.Contains(err.Error(), typeName(s.typ)+" cannot be read as "+r.name):
-				t.Errorf("%s from %s: error %q does not name the types", r.name, typeName(s.typ), err)
+				t.Errorf("%s from %s: no error", r.name, typeNames[s.typ])
+			case !fits && !strings.Contains(err.Error(), typeNames[s.typ]+" cannot be read as "+r.name):
+				t.Errorf("%s from %s: error %q does not name the types", r.name, typeNames[s.typ], err)
 			}
 		}
 	}

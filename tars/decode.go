@@ -27,24 +27,26 @@ func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
 // Offset returns the number of bytes consumed so far.
 func (d *Decoder) Offset() int { return d.off }
 
-// field consumes the head of field tag and returns its type; ok is false
-// when the field is absent.
-func (d *Decoder) field(tag uint8, required bool) (typ byte, ok bool, err error) {
+// field consumes the head of field tag, which must be of a type accept
+// takes (else it cannot be read as want); ok is false when it is absent.
+func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte) bool) (typ byte, ok bool, err error) {
 	for d.off < len(d.buf) {
 		at := d.off
 		ftag, ftyp, err := d.head(int(tag))
-		if err != nil {
-			return 0, false, err
-		}
-		if ftyp == TypeStructEnd || ftag > tag {
+		if err == nil && (ftyp == TypeStructEnd || ftag > tag) {
 			d.off = at // not this field: leave it for the next read
 			break
 		}
-		if ftag == tag {
-			d.at = at
+		if err == nil && ftag == tag {
+			if d.at = at; !accept(ftyp) {
+				return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
+			}
 			return ftyp, true, nil
 		}
-		if err := d.skip(int(ftag), ftyp); err != nil {
+		if err == nil {
+			err = d.skip(int(ftag), ftyp)
+		}
+		if err != nil {
 			return 0, false, err
 		}
 	}
@@ -54,23 +56,14 @@ func (d *Decoder) field(tag uint8, required bool) (typ byte, ok bool, err error)
 	return 0, false, nil
 }
 
-// wrongType reports a field whose stored type cannot be read as want.
-func (d *Decoder) wrongType(tag uint8, typ byte, want string) error {
-	return decodeErr(d.at, int(tag), "%s cannot be read as %s", typeName(typ), want)
-}
-
 // readInt reads an integer stored in at most the type widest.
 func readInt[T int8 | int16 | int32 | int64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required)
-	if !ok {
-		return err
-	}
-	if typ != TypeZero && typ > widest {
-		return d.wrongType(tag, typ, want)
-	}
-	n, err := d.integer(int(tag), typ)
-	if err == nil {
-		*v = T(n)
+	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t <= widest || t == TypeZero })
+	if ok {
+		var n int64
+		if n, err = d.integer(int(tag), typ); err == nil {
+			*v = T(n)
+		}
 	}
 	return err
 }
@@ -117,23 +110,19 @@ func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
 }
 
 func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required)
+	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t == TypeZero || t == TypeFloat || t == widest })
+	var p []byte
+	if ok && typ != TypeZero {
+		p, err = d.number(int(tag), typ)
+	}
 	switch {
-	case !ok:
+	case !ok || err != nil:
 		return err
 	case typ == TypeZero:
 		*v = 0
-		return nil
-	case typ != TypeFloat && typ != widest:
-		return d.wrongType(tag, typ, want)
-	}
-	p, err := d.number(int(tag), typ)
-	if err != nil {
-		return err
-	}
-	if typ == TypeFloat {
+	case typ == TypeFloat:
 		*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
-	} else {
+	default:
 		*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
 	}
 	return nil
@@ -160,12 +149,9 @@ func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 
 // stringField reads the bytes of a string field; they alias the input.
 func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err error) {
-	typ, ok, err := d.field(tag, required)
+	typ, ok, err := d.field(tag, required, "string", func(t byte) bool { return t == TypeString1 || t == TypeString4 })
 	if !ok {
 		return nil, false, err
-	}
-	if typ != TypeString1 && typ != TypeString4 {
-		return nil, false, d.wrongType(tag, typ, "string")
 	}
 	s, err = d.str(int(tag), typ)
 	return s, err == nil, err
@@ -174,43 +160,40 @@ func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err 
 // ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a
 // LIST of INT1, which is copied.
 func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
-	typ, ok, err := d.field(tag, required)
-	if !ok {
+	typ, ok, err := d.field(tag, required, "vector<byte>", func(t byte) bool { return t == TypeSimpleList || t == TypeList })
+	switch {
+	case !ok:
 		return err
-	}
-	switch typ {
-	case TypeSimpleList:
+	case typ == TypeSimpleList:
 		p, err := d.simpleList(int(tag))
 		if err == nil {
 			*v = p
 		}
 		return err
-	case TypeList: // of INT1, copied
-		var n int
-		if n, err = d.count(int(tag), 1, "list"); err != nil {
+	}
+	var n int // a LIST of INT1, copied
+	if n, err = d.count(int(tag), 1, "list"); err != nil {
+		return err
+	}
+	p := make([]byte, n)
+	for i := range p {
+		at := d.off
+		etag, etyp, err := d.head(int(tag))
+		if err != nil {
 			return err
 		}
-		p := make([]byte, n)
-		for i := range p {
-			at := d.off
-			etag, etyp, err := d.head(int(tag))
-			if err != nil {
-				return err
-			}
-			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
-				return decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
-					i, typeName(etyp), etag)
-			}
-			e, err := d.integer(int(tag), etyp)
-			if err != nil {
-				return err
-			}
-			p[i] = byte(e)
+		if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
+			return decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
+				i, typeNames[etyp], etag)
 		}
-		*v = p
-		return nil
+		e, err := d.integer(int(tag), etyp)
+		if err != nil {
+			return err
+		}
+		p[i] = byte(e)
 	}
-	return d.wrongType(tag, typ, "vector<byte>")
+	*v = p
+	return nil
 }
 
 // ReadListLen reads the head and count of a LIST; read its n elements at
@@ -234,12 +217,8 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 	if want == TypeMap {
 		what, least = "map", 2 // and so may its value
 	}
-	typ, ok, err := d.field(tag, required)
-	if !ok {
+	if _, ok, err = d.field(tag, required, what, func(t byte) bool { return t == want }); !ok {
 		return 0, false, err
-	}
-	if typ != want {
-		return 0, false, d.wrongType(tag, typ, what)
 	}
 	start := d.off
 	n, err = d.count(int(tag), cmp.Or(per, least), what)
@@ -300,12 +279,10 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 
 // ReadStructBegin enters the struct at tag; read its fields, then call ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
-	typ, ok, err := d.field(tag, required)
+	_, ok, err = d.field(tag, required, "struct", func(t byte) bool { return t == TypeStructBegin })
 	switch {
 	case !ok:
 		return false, err
-	case typ != TypeStructBegin:
-		return false, d.wrongType(tag, typ, "struct")
 	case d.depth >= MaxDepth:
 		return false, decodeErr(d.at, int(tag), "nesting deeper than %d", MaxDepth)
 	}
