@@ -137,8 +137,7 @@ func (d *Decoder) ReadString(v *string, tag uint8, required bool) error {
 	return err
 }
 
-// readName reads a string that recurs from message to message, such as a
-// servant or function name, through the name cache.
+// readName reads a servant or function name through the name cache.
 func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 	s, ok, err := d.stringField(tag, required)
 	if ok {
@@ -196,10 +195,8 @@ func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 	return nil
 }
 
-// ReadListLen reads the head and count of a LIST; read its n elements at
-// tag 0 next. n is at most MaxLen, and the bytes left hold n elements of the
-// first one's kind at their smallest; still, grow what holds them as they
-// decode rather than sizing it by n.
+// ReadListLen reads the head and count of a LIST; read its n elements at tag 0
+// next. n is at most MaxLen, yet grow what holds them as they decode.
 func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
 	return d.container(tag, required, TypeList, 0)
 }
@@ -211,7 +208,7 @@ func (d *Decoder) ReadMapLen(tag uint8, required bool) (n int, ok bool, err erro
 }
 
 // container reads the head and count of a list or map whose elements need
-// at least per bytes each (0: judge by the first element).
+// at least per bytes each (0: judge by the first element; a string pair is 4).
 func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n int, ok bool, err error) {
 	what, least := "list", uint64(1) // a number may be a bare ZERO head
 	if want == TypeMap {
@@ -245,7 +242,6 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 // readMap reads a map of string to string or vector<byte> (aliasing the
 // input) whose keys and values take at most limit bytes. Empty reads as nil.
 func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
-	// A pair takes 4 bytes at least: a STRING1 and a STRING1, LIST or SIMPLE_LIST.
 	n, ok, err := d.container(tag, required, TypeMap, 4)
 	if !ok {
 		return err
