@@ -3,6 +3,7 @@ package tars
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -94,6 +95,35 @@ func TestBoolFromInt1(t *testing.T) {
 	}
 	if err := NewDecoder([]byte{0x01, 0x00, 0x01}).ReadBool(&v, 0, true); err == nil {
 		t.Fatal("bool from INT2: no error")
+	}
+}
+
+func TestUnsignedWidened(t *testing.T) {
+	var b []byte
+	b = AppendInt(b, 0, 255)            // uint8 as a short
+	b = AppendInt(b, 1, 65535)          // uint16 as an int
+	b = AppendInt(b, 2, math.MaxUint32) // uint32 as a long
+	d := NewDecoder(b)
+	var u8 uint8
+	var u16 uint16
+	var u32 uint32
+	if err := errors.Join(d.ReadUint8(&u8, 0, true), d.ReadUint16(&u16, 1, true), d.ReadUint32(&u32, 2, true)); err != nil {
+		t.Fatal(err)
+	}
+	if u8 != 255 || u16 != 65535 || u32 != math.MaxUint32 {
+		t.Fatalf("got %d %d %d", u8, u16, u32)
+	}
+	for _, c := range []struct {
+		enc  []byte
+		read func(d *Decoder) error
+	}{
+		{AppendInt(nil, 0, 256), func(d *Decoder) error { return d.ReadUint8(&u8, 0, true) }},
+		{AppendInt(nil, 0, -1), func(d *Decoder) error { return d.ReadUint16(&u16, 0, true) }},
+		{AppendInt(nil, 0, math.MaxUint32+1), func(d *Decoder) error { return d.ReadUint32(&u32, 0, true) }},
+	} {
+		if err := c.read(NewDecoder(c.enc)); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("%X: error %v, want out of range", c.enc, err)
+		}
 	}
 }
 

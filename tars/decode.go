@@ -56,14 +56,20 @@ func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte)
 	return 0, false, nil
 }
 
-// readInt reads an integer stored in at most the type widest.
-func readInt[T int8 | int16 | int32 | int64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
+// readInt reads an integer stored in at most the type widest. Unsigned types
+// are stored widened to the next signed one, so a value may be out of range.
+func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
+	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
 	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t <= widest || t == TypeZero })
-	if ok {
-		var n int64
-		if n, err = d.integer(int(tag), typ); err == nil {
-			*v = T(n)
-		}
+	if !ok {
+		return err
+	}
+	n, err := d.integer(int(tag), typ)
+	if err == nil && int64(T(n)) != n {
+		err = decodeErr(d.at, int(tag), "value %d out of range for %s", n, want)
+	}
+	if err == nil {
+		*v = T(n)
 	}
 	return err
 }
@@ -97,6 +103,21 @@ func (d *Decoder) ReadInt32(v *int32, tag uint8, required bool) error {
 // ReadInt64 reads a long (ZERO or INT1 to INT8).
 func (d *Decoder) ReadInt64(v *int64, tag uint8, required bool) error {
 	return readInt(d, v, tag, required, TypeInt8, "int64")
+}
+
+// ReadUint8 reads an unsigned byte, stored as a short.
+func (d *Decoder) ReadUint8(v *uint8, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt2, "uint8")
+}
+
+// ReadUint16 reads an unsigned short, stored as an int.
+func (d *Decoder) ReadUint16(v *uint16, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt4, "uint16")
+}
+
+// ReadUint32 reads an unsigned int, stored as a long.
+func (d *Decoder) ReadUint32(v *uint32, tag uint8, required bool) error {
+	return readInt(d, v, tag, required, TypeInt8, "uint32")
 }
 
 // ReadFloat reads a float (ZERO or FLOAT).
