@@ -174,7 +174,7 @@ func ParseProxy(s string) (Proxy, error) {
 	if name == "" {
 		return Proxy{}, fmt.Errorf("tars: proxy %q: no servant name", s)
 	}
-	if strings.IndexFunc(name, isSpaceOrControl) >= 0 {
+	if strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return Proxy{}, fmt.Errorf("tars: proxy %q: bad servant name %q", s, name)
 	}
 	p := Proxy{Name: name}
@@ -194,8 +194,6 @@ func ParseProxy(s string) (Proxy, error) {
 	return p, nil
 }
 
-func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
-
 // splitEndpoints cuts s at each ':' followed by a protocol word.
 func splitEndpoints(s string) []string {
 	var parts []string
@@ -207,13 +205,4 @@ func splitEndpoints(s string) []string {
 		}
 	}
 	return parts
-}
-
-// String formats p so that ParseProxy returns it again.
-func (p Proxy) String() string {
-	s, sep := p.Name, "@"
-	for _, e := range p.Endpoints {
-		s, sep = s+sep+e.String(), ":"
-	}
-	return s
 }

@@ -268,15 +268,8 @@ const (
 // RequestPacket echoing its ids and names, the results by name in Buffer,
 // a non-zero code and its description in Status.
 func TUPReply(req *RequestPacket, code int32, desc string, values map[string][]byte) RequestPacket {
-	rsp := RequestPacket{
-		Version:     req.Version,
-		PacketType:  req.PacketType,
-		MessageType: req.MessageType,
-		RequestID:   req.RequestID,
-		ServantName: req.ServantName,
-		FuncName:    req.FuncName,
-		Buffer:      AppendTUP(nil, values),
-	}
+	rsp := *req
+	rsp.Buffer, rsp.Timeout, rsp.Context, rsp.Status = AppendTUP(nil, values), 0, nil, nil
 	if code != Success {
 		rsp.Status = map[string]string{StatusResultCode: strconv.Itoa(int(code)), StatusResultDesc: desc}
 	}
