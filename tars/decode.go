@@ -33,27 +33,30 @@ func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte)
 	for d.off < len(d.buf) {
 		at := d.off
 		ftag, ftyp, err := d.head(int(tag))
-		if err == nil && (ftyp == TypeStructEnd || ftag > tag) {
+		switch {
+		case err != nil:
+			return 0, false, err
+		case ftyp == TypeStructEnd || ftag > tag:
 			d.off = at // not this field: leave it for the next read
-			break
-		}
-		if err == nil && ftag == tag {
-			if d.at = at; !accept(ftyp) {
-				return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
-			}
+			return 0, false, d.absent(tag, required)
+		case ftag == tag && !accept(ftyp):
+			return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
+		case ftag == tag:
+			d.at = at
 			return ftyp, true, nil
 		}
-		if err == nil {
-			err = d.skip(int(ftag), ftyp)
-		}
-		if err != nil {
+		if err := d.skip(int(ftag), ftyp); err != nil {
 			return 0, false, err
 		}
 	}
+	return 0, false, d.absent(tag, required)
+}
+
+func (d *Decoder) absent(tag uint8, required bool) error {
 	if required {
-		return 0, false, decodeErr(d.off, int(tag), "required field missing")
+		return decodeErr(d.off, int(tag), "required field missing")
 	}
-	return 0, false, nil
+	return nil
 }
 
 // readInt reads an integer stored in at most the type widest. Unsigned types
