@@ -10,27 +10,15 @@ import (
 	"math"
 )
 
-// Arguments travel in sBuffer in the form the packet version says:
-//
-//	TARS (1): parameter i at tag i, the return value at tag 0
-//	TUP  (3): a map of IDL name to the value encoded alone at tag 0; the
-//	          return value under both "" and "tars_ret"
-//	JSON (5): a JSON object by IDL name; the return value is "tars_ret"
-//
-// Args (decoded) and Results (to encode) hide the difference: accessors take
-// a parameter's tag and name; the return value has tag 0 and name "".
-
-// retName is the TUP and JSON key of the return value.
+// Args (decoded) and Results (to encode) hide how the packet version lays
+// out sBuffer: accessors take a parameter's tag and IDL name; the return
+// value has tag 0 and name "", or retName (JSON) or both (TUP).
 const retName = "tars_ret"
 
-// DecodeTUP reads the argument map of a TUP sBuffer, a map<string,
-// vector<byte>> at tag 0. The values alias sBuffer.
-func DecodeTUP(sBuffer []byte) (map[string][]byte, error) {
-	var m map[string][]byte
-	if err := readMap(NewDecoder(sBuffer), &m, 0, true, math.MaxInt); err != nil {
-		return nil, err
-	}
-	return m, nil
+// decodeTUP reads a TUP sBuffer, a map<string, vector<byte>> at tag 0 whose values alias it.
+func decodeTUP(sBuffer []byte) (m map[string][]byte, err error) {
+	err = readMap(NewDecoder(sBuffer), &m, 0, true, math.MaxInt)
+	return m, err
 }
 
 // AppendTUP appends m as a TUP sBuffer, keys in sorted order.
@@ -45,14 +33,18 @@ type ArgError struct {
 }
 
 func (e *ArgError) Error() string {
-	name := e.Name
-	if name == "" {
-		name = "return value"
-	}
-	return fmt.Sprintf("tars: argument %s (tag %d): %v", name, e.Tag, e.Err)
+	return fmt.Sprintf("tars: argument %s (tag %d): %v", cmp.Or(e.Name, "return value"), e.Tag, e.Err)
 }
 
 func (e *ArgError) Unwrap() error { return e.Err }
+
+// argErr wraps a failure to read or write a parameter.
+func argErr(tag uint8, name string, err error) error {
+	if err != nil {
+		return &ArgError{Name: name, Tag: tag, Err: err}
+	}
+	return nil
+}
 
 // Args are decoded arguments: a servant's in-parameters or a call's results.
 type Args struct {
@@ -66,16 +58,14 @@ type Args struct {
 	json    map[string]json.RawMessage // JSON
 }
 
-// NewArgs reads sBuffer, which it may alias, as version: a TUP or JSON
-// buffer at once, TARS fields on demand.
+// NewArgs reads sBuffer, which it may alias, as version: TUP and JSON at once, TARS on demand.
 func NewArgs(version int16, sBuffer []byte) (*Args, error) {
-	a := &Args{version: version}
+	a := &Args{version: version, body: sBuffer}
 	var err error
 	switch version {
 	case VersionTars:
-		a.body = sBuffer
 	case VersionTUP:
-		if a.tup, err = DecodeTUP(sBuffer); err != nil {
+		if a.tup, err = decodeTUP(sBuffer); err != nil {
 			return nil, fmt.Errorf("tars: TUP argument map: %w", err)
 		}
 	case VersionJSON:
@@ -88,8 +78,7 @@ func NewArgs(version int16, sBuffer []byte) (*Args, error) {
 	return a, nil
 }
 
-// decodeJSONArgs reads a JSON object, or null, of at most DefaultMaxLen
-// members: each one costs far more memory than its few bytes of text.
+// decodeJSONArgs reads a JSON object, or null, of at most DefaultMaxLen members.
 func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	t, err := dec.Token()
@@ -120,6 +109,15 @@ func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
 // Version returns the packet version the arguments came in.
 func (a *Args) Version() int16 { return a.version }
 
+// Value reads a struct, vector or map parameter that read decodes at the tag given; not in JSON.
+func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) error) error {
+	d, t, err := a.at(tag, name)
+	if err == nil {
+		err = read(&d, t)
+	}
+	return argErr(tag, name, err)
+}
+
 // at returns a Decoder over the parameter and the tag to read it at.
 func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
 	switch a.version {
@@ -138,24 +136,6 @@ func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
 	return Decoder{}, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }
 
-// argErr wraps a failure to read or write a parameter.
-func argErr(tag uint8, name string, err error) error {
-	if err != nil {
-		return &ArgError{Name: name, Tag: tag, Err: err}
-	}
-	return nil
-}
-
-// Value reads a struct, vector or map parameter: read decodes the value at
-// the tag it is given. It fails on JSON arguments; use JSON there.
-func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) error) error {
-	d, t, err := a.at(tag, name)
-	if err == nil {
-		err = read(&d, t)
-	}
-	return argErr(tag, name, err)
-}
-
 // JSON unmarshals the parameter of a JSON (version 5) call into v.
 func (a *Args) JSON(tag uint8, name string, v any) error {
 	raw, ok := a.json[cmp.Or(name, retName)]
@@ -169,8 +149,7 @@ func (a *Args) JSON(tag uint8, name string, v any) error {
 	return argErr(tag, name, err)
 }
 
-// JSONObject returns every parameter of a JSON (version 5) packet by name,
-// the return value under "tars_ret"; nil for another version.
+// JSONObject returns the parameters of a JSON (version 5) packet by name; nil for another version.
 func (a *Args) JSONObject() map[string]json.RawMessage { return a.json }
 
 // String reads a string parameter.
@@ -182,11 +161,10 @@ func (a *Args) Bool(tag uint8, name string) (bool, error) { return arg[bool](a, 
 // Int32 reads an int (or enum) parameter.
 func (a *Args) Int32(tag uint8, name string) (int32, error) { return arg[int32](a, tag, name) }
 
-// arg reads a parameter of a basic type. It calls the Decoder directly, not
-// through Value, so that reading one does not allocate.
+// arg reads a parameter of a basic type without allocating (not through Value).
 func arg[T string | bool | int32](a *Args, tag uint8, name string) (v T, err error) {
 	if a.version == VersionJSON {
-		var j T
+		var j T // escapes, unlike v
 		err := a.JSON(tag, name, &j)
 		return j, err
 	}
@@ -219,15 +197,9 @@ type Results struct {
 func NewResults(version int16) *Results { return &Results{version: version} }
 
 // Version returns the packet version being encoded.
-func (r *Results) Version() int16 {
-	if r.version == 0 {
-		return VersionTars
-	}
-	return r.version
-}
+func (r *Results) Version() int16 { return cmp.Or(r.version, VersionTars) }
 
-// Put adds a struct, vector or map parameter: write appends the value at
-// the tag it is given. Use PutJSON for JSON.
+// Put adds a struct, vector or map parameter that write appends at the tag given; not in JSON.
 func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []byte) {
 	if r.Version() == VersionJSON {
 		r.fail(tag, name, errors.New("no Tars encoding in a JSON call: use PutJSON"))
@@ -236,8 +208,7 @@ func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []
 	put(r, tag, name, write, func(b []byte, t uint8, w func([]byte, uint8) []byte) []byte { return w(b, t) })
 }
 
-// PutJSON adds a parameter of a JSON (version 5) call; v is marshalled with
-// encoding/json.
+// PutJSON adds a parameter of a JSON (version 5) call, marshalled with encoding/json.
 func (r *Results) PutJSON(tag uint8, name string, v any) {
 	if r.Version() != VersionJSON {
 		r.fail(tag, name, fmt.Errorf("not JSON but packet version %d", r.Version()))

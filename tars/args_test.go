@@ -123,7 +123,7 @@ func TestArgsTUPReturn(t *testing.T) {
 	r.PutInt32(0, "", 3)
 	r.PutInt32(3, "delivered", 3)
 	buf, _ := r.AppendTo(nil)
-	m, err := DecodeTUP(buf)
+	m, err := decodeTUP(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestArgsSkipDoesNotAllocate(t *testing.T) {
 }
 
 func TestDecodeTUP(t *testing.T) {
-	m, err := DecodeTUP(unhex(t, `08 00 01 06 07 "command" 1D 00 00 12 [06 10 "tars.viewversion"]`))
+	m, err := decodeTUP(unhex(t, `08 00 01 06 07 "command" 1D 00 00 12 [06 10 "tars.viewversion"]`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,8 +305,8 @@ func TestDecodeTUP(t *testing.T) {
 		t.Fatalf("string as int: %v", err)
 	}
 	for _, bad := range []string{``, `0C`, `06 01 "a"`, `08 00 01 06 01 "a" 16 01 "b"`} {
-		if _, err := DecodeTUP(unhex(t, bad)); err == nil {
-			t.Errorf("DecodeTUP(%s): no error", bad)
+		if _, err := decodeTUP(unhex(t, bad)); err == nil {
+			t.Errorf("decodeTUP(%s): no error", bad)
 		}
 	}
 }

@@ -78,11 +78,11 @@ func TestIntegerWidths(t *testing.T) {
 			fits := s.typ == TypeZero || s.typ <= r.widest
 			switch {
 			case fits && (err != nil || got != s.val):
-				t.Errorf("%s from %s: got %d, %v; want %d", r.name, typeName(s.typ), got, err, s.val)
+				t.Errorf("%s from %s: got %d, %v; want %d", r.name, typeNames[s.typ], got, err, s.val)
 			case !fits && err == nil:
-				t.Errorf("%s from %s: no error", r.name, typeName(s.typ))
-			case !fits && !strings.Contains(err.Error(), typeName(s.typ)+" cannot be read as "+r.name):
-				t.Errorf("%s from %s: error %q does not name the types", r.name, typeName(s.typ), err)
+				t.Errorf("%s from %s: no error", r.name, typeNames[s.typ])
+			case !fits && !strings.Contains(err.Error(), typeNames[s.typ]+" cannot be read as "+r.name):
+				t.Errorf("%s from %s: error %q does not name the types", r.name, typeNames[s.typ], err)
 			}
 		}
 	}
@@ -382,9 +382,10 @@ func TestDeepNesting(t *testing.T) {
 // consumeHead parses the head at the start of b: its tag, its type and its
 // length in bytes (1 or 2), or n == -1 and why.
 func consumeHead(b []byte) (tag uint8, typ byte, n int, err error) {
-	tag, typ, n = head(b, 0)
-	if n < 0 {
-		return 0, 0, -1, headErr(b, 0, -1)
+	d := NewDecoder(b)
+	tag, typ, err = d.head(-1)
+	if n = d.off; err != nil {
+		return 0, 0, -1, err
 	}
 	return tag, typ, n, nil
 }
@@ -392,11 +393,11 @@ func consumeHead(b []byte) (tag uint8, typ byte, n int, err error) {
 // skipValue returns the length of the value of type typ at the start of b
 // (the bytes after its head), or -1 and why.
 func skipValue(b []byte, typ byte) (n int, err error) {
-	n, err = skip(b, 0, -1, typ, 0)
-	if err != nil {
+	d := NewDecoder(b)
+	if err = d.skip(-1, typ); err != nil {
 		return -1, err
 	}
-	return n, nil
+	return d.off, nil
 }
 
 func TestConsumeHead(t *testing.T) {

@@ -7,10 +7,9 @@ import (
 )
 
 // Decoder reads the fields of a struct or packet body in ascending tag
-// order. Each Read method skips smaller tags (without allocating) and reads
-// its own; a larger tag or a STRUCT_END means the field is absent. An absent
-// required field is a *DecodeError; an absent optional one leaves *v as it
-// was, so callers preset defaults. The zero Decoder reads empty input.
+// order. Each Read method skips smaller tags and reads its own; a larger tag
+// or a STRUCT_END means the field is absent: an error if required, else *v
+// is left as it was, so callers preset defaults. The zero Decoder reads empty input.
 type Decoder struct {
 	// MaxLen is the most elements ReadListLen, ReadMapLen and ReadStringMap
 	// accept; 0 means DefaultMaxLen. Set it for each list or map.
@@ -28,58 +27,54 @@ func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
 // Offset returns the number of bytes consumed so far.
 func (d *Decoder) Offset() int { return d.off }
 
-// field consumes the head of field tag and returns its type; ok is false
-// when the field is absent.
-func (d *Decoder) field(tag uint8, required bool) (typ byte, ok bool, err error) {
+// field consumes the head of field tag, which must be of a type accept
+// takes (else it cannot be read as want); ok is false when it is absent.
+func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte) bool) (typ byte, ok bool, err error) {
 	for d.off < len(d.buf) {
-		ftag, ftyp, next := head(d.buf, d.off)
-		if next < 0 {
-			return 0, false, headErr(d.buf, d.off, int(tag))
-		}
-		if ftyp == TypeStructEnd || ftag > tag {
-			break
-		}
-		if ftag == tag {
-			d.at, d.off = d.off, next
+		at := d.off
+		ftag, ftyp, err := d.head(int(tag))
+		switch {
+		case err != nil:
+			return 0, false, err
+		case ftyp == TypeStructEnd || ftag > tag:
+			d.off = at // not this field: leave it for the next read
+			return 0, false, d.absent(tag, required)
+		case ftag == tag && !accept(ftyp):
+			return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
+		case ftag == tag:
+			d.at = at
 			return ftyp, true, nil
 		}
-		if d.off, err = skip(d.buf, next, int(ftag), ftyp, d.depth); err != nil {
+		if err := d.skip(int(ftag), ftyp); err != nil {
 			return 0, false, err
 		}
 	}
-	if required {
-		return 0, false, decodeErr(d.off, int(tag), "required field missing")
-	}
-	return 0, false, nil
+	return 0, false, d.absent(tag, required)
 }
 
-// wrongType reports a field whose stored type cannot be read as want.
-func (d *Decoder) wrongType(tag uint8, typ byte, want string) error {
-	return decodeErr(d.at, int(tag), "%s cannot be read as %s", typeName(typ), want)
+func (d *Decoder) absent(tag uint8, required bool) error {
+	if required {
+		return decodeErr(d.off, int(tag), "required field missing")
+	}
+	return nil
 }
 
 // readInt reads an integer stored in at most the type widest. Unsigned types
-// are stored widened to the next signed one: a value that does not convert
-// back unchanged is out of range.
+// are stored widened to the next signed one, so a value may be out of range.
 func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
 	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required)
+	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t <= widest || t == TypeZero })
 	if !ok {
 		return err
 	}
-	if typ != TypeZero && typ > widest {
-		return d.wrongType(tag, typ, want)
+	n, err := d.integer(int(tag), typ)
+	if err == nil && int64(T(n)) != n {
+		err = decodeErr(d.at, int(tag), "value %d out of range for %s", n, want)
 	}
-	n, next, err := intAt(d.buf, d.off, int(tag), typ)
-	if err != nil {
-		return err
+	if err == nil {
+		*v = T(n)
 	}
-	d.off = next
-	if int64(T(n)) != n {
-		return decodeErr(d.at, int(tag), "value %d out of range for %s", n, want)
-	}
-	*v = T(n)
-	return nil
+	return err
 }
 
 // ReadBool reads a bool (ZERO or INT1; any non-zero value is true).
@@ -139,23 +134,20 @@ func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
 }
 
 func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required)
-	if !ok {
-		return err
+	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t == TypeZero || t == TypeFloat || t == widest })
+	var p []byte
+	if ok && typ != TypeZero {
+		p, err = d.number(int(tag), typ)
 	}
-	if typ != TypeZero && typ != TypeFloat && typ != widest {
-		return d.wrongType(tag, typ, want)
-	}
-	p := d.buf[d.off:]
 	switch {
+	case !ok || err != nil:
+		return err
 	case typ == TypeZero:
 		*v = 0
-	case typ == TypeFloat && len(p) >= 4:
-		*v, d.off = T(math.Float32frombits(binary.BigEndian.Uint32(p))), d.off+4
-	case typ == TypeDouble && len(p) >= 8:
-		*v, d.off = T(math.Float64frombits(binary.BigEndian.Uint64(p))), d.off+8
+	case typ == TypeFloat:
+		*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
 	default:
-		return shortErr(d.buf, d.off, int(tag), uint64(4<<(typ-TypeFloat)), typeName(typ)+" size")
+		*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
 	}
 	return nil
 }
@@ -169,8 +161,7 @@ func (d *Decoder) ReadString(v *string, tag uint8, required bool) error {
 	return err
 }
 
-// readName reads a string that recurs from message to message, such as a
-// servant or function name, through the shared name cache.
+// readName reads a servant or function name through the name cache.
 func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 	s, ok, err := d.stringField(tag, required)
 	if ok {
@@ -181,63 +172,55 @@ func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 
 // stringField reads the bytes of a string field; they alias the input.
 func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err error) {
-	typ, ok, err := d.field(tag, required)
+	typ, ok, err := d.field(tag, required, "string", func(t byte) bool { return t == TypeString1 || t == TypeString4 })
 	if !ok {
 		return nil, false, err
 	}
-	if typ != TypeString1 && typ != TypeString4 {
-		return nil, false, d.wrongType(tag, typ, "string")
-	}
-	s, d.off, err = stringAt(d.buf, d.off, int(tag), typ)
+	s, err = d.str(int(tag), typ)
 	return s, err == nil, err
 }
 
 // ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a
 // LIST of INT1, which is copied.
 func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
-	typ, ok, err := d.field(tag, required)
-	if !ok {
+	typ, ok, err := d.field(tag, required, "vector<byte>", func(t byte) bool { return t == TypeSimpleList || t == TypeList })
+	switch {
+	case !ok:
+		return err
+	case typ == TypeSimpleList:
+		p, err := d.simpleList(int(tag))
+		if err == nil {
+			*v = p
+		}
 		return err
 	}
-	switch typ {
-	case TypeSimpleList:
-		p, next, err := simpleListAt(d.buf, d.off, int(tag))
-		if err != nil {
-			return err
-		}
-		*v, d.off = p, next
-		return nil
-	case TypeList:
-		n, next, err := countAt(d.buf, d.off, int(tag), 1, "list")
-		if err != nil {
-			return err
-		}
-		p := make([]byte, n)
-		for i := range p {
-			etag, etyp, after := head(d.buf, next)
-			if after < 0 {
-				return headErr(d.buf, next, int(tag))
-			}
-			if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
-				return decodeErr(next, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
-					i, typeName(etyp), etag)
-			}
-			e, after, err := intAt(d.buf, after, int(tag), etyp)
-			if err != nil {
-				return err
-			}
-			p[i], next = byte(e), after
-		}
-		*v, d.off = p, next
-		return nil
+	var n int // a LIST of INT1, copied
+	if n, err = d.count(int(tag), 1, "list"); err != nil {
+		return err
 	}
-	return d.wrongType(tag, typ, "vector<byte>")
+	p := make([]byte, n)
+	for i := range p {
+		at := d.off
+		etag, etyp, err := d.head(int(tag))
+		if err != nil {
+			return err
+		}
+		if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
+			return decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
+				i, typeNames[etyp], etag)
+		}
+		e, err := d.integer(int(tag), etyp)
+		if err != nil {
+			return err
+		}
+		p[i] = byte(e)
+	}
+	*v = p
+	return nil
 }
 
-// ReadListLen reads the head and count of a LIST; read its n elements at
-// tag 0 next. n is at most MaxLen and the bytes left hold n elements of the
-// first one's kind at their smallest (1 byte for numbers, 2 for others);
-// still, grow what holds them as they decode rather than sizing it by n.
+// ReadListLen reads the head and count of a LIST; read its n elements at tag 0
+// next. n is at most MaxLen, yet grow what holds them as they decode.
 func (d *Decoder) ReadListLen(tag uint8, required bool) (n int, ok bool, err error) {
 	return d.container(tag, required, TypeList, 0)
 }
@@ -249,23 +232,21 @@ func (d *Decoder) ReadMapLen(tag uint8, required bool) (n int, ok bool, err erro
 }
 
 // container reads the head and count of a list or map whose elements need
-// at least per bytes each (0: judge by the first element).
+// at least per bytes each (0: judge by the first element; a string pair is 4).
 func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n int, ok bool, err error) {
 	what, least := "list", uint64(1) // a number may be a bare ZERO head
 	if want == TypeMap {
 		what, least = "map", 2 // and so may its value
 	}
-	typ, ok, err := d.field(tag, required)
-	if !ok {
+	if _, ok, err = d.field(tag, required, what, func(t byte) bool { return t == want }); !ok {
 		return 0, false, err
 	}
-	if typ != want {
-		return 0, false, d.wrongType(tag, typ, what)
-	}
-	n, next, err := countAt(d.buf, d.off, int(tag), cmp.Or(per, least), what)
+	start := d.off
+	n, err = d.count(int(tag), cmp.Or(per, least), what)
 	if err == nil && per == 0 && n > 0 {
-		if t := d.buf[next] & 0x0F; t > TypeDouble && t != TypeZero { // 2 bytes at least
-			n, next, err = countAt(d.buf, d.off, int(tag), least+1, what)
+		if t := d.buf[d.off] & 0x0F; t > TypeDouble && t != TypeZero { // 2 bytes at least
+			d.off = start
+			n, err = d.count(int(tag), least+1, what)
 		}
 	}
 	if err != nil {
@@ -274,7 +255,6 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 	if limit := cmp.Or(max(d.MaxLen, 0), DefaultMaxLen); n > limit {
 		return 0, false, decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
 	}
-	d.off = next
 	return n, true, nil
 }
 
@@ -286,8 +266,6 @@ func (d *Decoder) ReadStringMap(v *map[string]string, tag uint8, required bool) 
 // readMap reads a map of string to string or vector<byte> (aliasing the
 // input) whose keys and values take at most limit bytes. Empty reads as nil.
 func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required bool, limit int) error {
-	// Each pair takes 4 bytes at least: two STRING1 heads and lengths, or a
-	// STRING1 and a LIST or SIMPLE_LIST.
 	n, ok, err := d.container(tag, required, TypeMap, 4)
 	if !ok {
 		return err
@@ -319,31 +297,22 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 	return nil
 }
 
-// ReadStructBegin enters the struct at tag; read its fields, then call
-// ReadStructEnd.
+// ReadStructBegin enters the struct at tag; read its fields, then call ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
-	typ, ok, err := d.field(tag, required)
-	if !ok {
+	_, ok, err = d.field(tag, required, "struct", func(t byte) bool { return t == TypeStructBegin })
+	switch {
+	case !ok:
 		return false, err
-	}
-	if typ != TypeStructBegin {
-		return false, d.wrongType(tag, typ, "struct")
-	}
-	if d.depth >= MaxDepth {
+	case d.depth >= MaxDepth:
 		return false, decodeErr(d.at, int(tag), "nesting deeper than %d", MaxDepth)
 	}
 	d.depth++
 	return true, nil
 }
 
-// ReadStructEnd skips the fields of the current struct that were not read
-// (newer peers add fields) and consumes its STRUCT_END.
+// ReadStructEnd skips the fields of the current struct not read (newer peers
+// add fields) and consumes its STRUCT_END.
 func (d *Decoder) ReadStructEnd() error {
-	// skip reads the rest of a struct, fields one level deeper than depth.
-	next, err := skip(d.buf, d.off, -1, TypeStructBegin, d.depth-1)
-	if err != nil {
-		return err
-	}
-	d.off, d.depth = next, max(d.depth-1, 0)
-	return nil
+	d.depth = max(d.depth-1, 0) // the struct's own level
+	return d.skip(-1, TypeStructBegin)
 }

@@ -18,12 +18,10 @@ import (
 // DefaultTimeout is an endpoint's timeout when its string has no -t option.
 const DefaultTimeout = 3000 * time.Millisecond
 
-// Endpoint is one address in Tars form:
+// Endpoint is one address in Tars form; host "*" means all interfaces, and
+// Timeout is also the idle timeout of connections made or accepted on it:
 //
 //	tcp -h HOST [-p PORT] [-t TIMEOUT_MS] [-g GRID] [-q QOS] [-w WEIGHT] [-v WEIGHTTYPE] [-e AUTHTYPE]
-//
-// Host "*" means all interfaces. Timeout is also the idle timeout of a
-// connection made to or accepted on the endpoint.
 type Endpoint struct {
 	Proto      string // "tcp", "udp" or "ssl"
 	Host       string
@@ -37,9 +35,7 @@ type Endpoint struct {
 }
 
 // ParseEndpoint parses an endpoint string. An option's value is the next
-// token unless it starts with "-". Unknown options are ignored, as in C++,
-// so strings of newer frameworks parse. Hosts are names, IPv4 or IPv6
-// addresses (bare or in brackets) or "*".
+// token unless it starts with "-"; unknown options are ignored, as in C++.
 func ParseEndpoint(s string) (Endpoint, error) {
 	e := Endpoint{Timeout: DefaultTimeout}
 	bad := func(format string, args ...any) (Endpoint, error) {
@@ -96,8 +92,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	return e, nil
 }
 
-// The numeric options, in the order of String, and the protocols by
-// EndpointF.istcp.
+// The protocols by EndpointF.istcp, and the numeric options in the order of String.
 var (
 	endpointProtos  = [...]string{"udp", "tcp", "ssl"}
 	endpointOptions = [...]string{"-p", "-t", "-g", "-q", "-w", "-v", "-e"}
@@ -132,8 +127,7 @@ func parseHost(h string) (string, error) {
 }
 
 // String formats e so that ParseEndpoint returns it again, leaving out the
-// options after -t when they are 0 or negative (a registry's -1 for "unset",
-// which the parser would read as the next option).
+// options after -t that are 0 or a registry's -1 for "unset".
 func (e Endpoint) String() string {
 	s := fmt.Sprintf("%s -h %s -p %d -t %d", e.Proto, e.Host, e.Port, e.Timeout.Milliseconds())
 	for i, v := range [...]int{e.Grid, e.Qos, e.Weight, e.WeightType, e.AuthType} {
@@ -155,8 +149,7 @@ func (e Endpoint) Addr() string {
 }
 
 // Dialable returns e with a wildcard host ("*", "", 0.0.0.0 or ::) replaced
-// by localIP, or 127.0.0.1 when localIP is empty: where a server listening
-// on e is reached from this machine, or with localIP from others.
+// by localIP, or 127.0.0.1 when localIP is empty.
 func (e Endpoint) Dialable(localIP string) Endpoint {
 	if ip, err := netip.ParseAddr(e.Host); e.Host == "*" || e.Host == "" || err == nil && ip.IsUnspecified() {
 		e.Host = cmp.Or(localIP, "127.0.0.1")
@@ -164,27 +157,24 @@ func (e Endpoint) Dialable(localIP string) Endpoint {
 	return e
 }
 
-// Proxy is a servant name with the endpoints to reach it:
+// Proxy is a servant name with the endpoints to reach it, or none to resolve
+// it through the registry:
 //
 //	App.Server.Obj@tcp -h 10.0.0.1 -p 10015:tcp -h 10.0.0.2 -p 10015
-//
-// With no endpoints the name is to be resolved through the registry.
 type Proxy struct {
 	Name      string
 	Endpoints []Endpoint
 }
 
 // ParseProxy parses a proxy string. The name ends at the first '@'; a ':'
-// separates endpoints only when a protocol word follows it (past spaces), so
-// IPv6 hosts such as "-h ::1" need no quoting: no IPv6 group is "tcp", "udp"
-// or "ssl".
+// separates endpoints only before a protocol word, so IPv6 hosts need no quoting.
 func ParseProxy(s string) (Proxy, error) {
 	name, rest, hasAt := strings.Cut(s, "@")
 	name = strings.TrimSpace(name)
 	if name == "" {
 		return Proxy{}, fmt.Errorf("tars: proxy %q: no servant name", s)
 	}
-	if strings.IndexFunc(name, isSpaceOrControl) >= 0 {
+	if strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return Proxy{}, fmt.Errorf("tars: proxy %q: bad servant name %q", s, name)
 	}
 	p := Proxy{Name: name}
@@ -204,10 +194,7 @@ func ParseProxy(s string) (Proxy, error) {
 	return p, nil
 }
 
-func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
-
-// splitEndpoints cuts s at each ':' followed by a protocol word (past
-// spaces) that ends the string or is followed by white space.
+// splitEndpoints cuts s at each ':' followed by a protocol word.
 func splitEndpoints(s string) []string {
 	var parts []string
 	for i, p := range strings.Split(s, ":") {
@@ -218,13 +205,4 @@ func splitEndpoints(s string) []string {
 		}
 	}
 	return parts
-}
-
-// String formats p so that ParseProxy returns it again.
-func (p Proxy) String() string {
-	s, sep := p.Name, "@"
-	for _, e := range p.Endpoints {
-		s, sep = s+sep+e.String(), ":"
-	}
-	return s
 }

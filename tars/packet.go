@@ -53,22 +53,12 @@ const (
 	ServerUnknownErr   int32 = -99 // sResultDesc carries the text
 )
 
-var codeTexts = map[int32]string{
-	ServerDecodeErr:    "server decode error",
-	ServerEncodeErr:    "server encode error",
-	ServerNoFuncErr:    "no such function",
-	ServerNoServantErr: "no such servant",
-	ServerResetGrid:    "reset grid",
-	ServerQueueTimeout: "server queue timeout",
-	InvokeTimeout:      "invoke timeout",
-	ProxyConnectErr:    "proxy connect error",
-	ServerOverload:     "server overload",
-	AdapterNull:        "adapter null",
-	InvokeByInvalidSet: "invoke by invalid set",
-	ClientDecodeErr:    "client decode error",
-	SendRequestErr:     "send request error",
-	ServerUnknownErr:   "unknown server error",
-}
+// codeTexts names the return codes in CallError messages.
+var codeTexts = map[int32]string{ServerDecodeErr: "server decode error", ServerEncodeErr: "server encode error",
+	ServerNoFuncErr: "no such function", ServerNoServantErr: "no such servant", ServerResetGrid: "reset grid",
+	ServerQueueTimeout: "server queue timeout", InvokeTimeout: "invoke timeout", ProxyConnectErr: "proxy connect error",
+	ServerOverload: "server overload", AdapterNull: "adapter null", InvokeByInvalidSet: "invoke by invalid set",
+	ClientDecodeErr: "client decode error", SendRequestErr: "send request error", ServerUnknownErr: "unknown server error"}
 
 // RequestPacket is a call: the fields of tags 1 to 10, all required.
 type RequestPacket struct {
@@ -123,19 +113,16 @@ func (p *RequestPacket) Decode(body []byte) error {
 }
 
 // names holds the servant and function names of recent requests: a server
-// sees the same few again and again, and a hit saves copying one.
+// sees the same few again and again, and a hit saves copying one. Each slot
+// keeps the last name hashed to it, so the cache never grows.
 var names = nameCache{seed: maphash.MakeSeed()}
 
-// nameCache is a fixed-size, lock-free cache of short strings. Each slot
-// keeps the last string hashed to it, so colliding names, or a peer sending
-// ever new ones, replace each other and the cache never grows.
 type nameCache struct {
 	seed  maphash.Seed
 	slots [256]atomic.Pointer[string]
 }
 
-// maxName bounds the strings kept, so the cache stays a few kilobytes.
-const maxName = 64
+const maxName = 64 // longer names are not cached
 
 // get returns b as a string, from the cache when it holds b.
 func (c *nameCache) get(b []byte) string {
@@ -244,17 +231,13 @@ func (f *FrameReader) Next() ([]byte, error) {
 		return nil, err
 	}
 	length := int64(binary.BigEndian.Uint32(prefix[:]))
-	limit := f.Max
-	if limit <= 0 {
-		limit = DefaultMaxPacket
-	}
+	limit := cmp.Or(max(f.Max, 0), DefaultMaxPacket)
 	if length < 4 || length > int64(limit) {
 		return nil, &FrameError{Length: length, Max: limit}
 	}
 	size := int(length) - 4
-	// Grow the buffer as the bytes arrive, so a peer must send a large frame
-	// before it costs us the memory, and let go of it when frames are small
-	// again, so an idle connection does not hold its largest frame forever.
+	// Grow the buffer as bytes arrive, so a large frame costs memory only once
+	// sent, and drop it when frames are small again.
 	const step = 64 << 10
 	if cap(f.buf) > step && size <= step {
 		f.buf = nil
@@ -275,8 +258,7 @@ func (f *FrameReader) Next() ([]byte, error) {
 	return f.buf, nil
 }
 
-// The status keys of a TUP reply (a RequestPacket) for a non-zero return
-// code and its text.
+// The status keys of a TUP reply for a non-zero return code and its text.
 const (
 	StatusResultCode = "STATUS_RESULT_CODE"
 	StatusResultDesc = "STATUS_RESULT_DESC"
@@ -286,15 +268,8 @@ const (
 // RequestPacket echoing its ids and names, the results by name in Buffer,
 // a non-zero code and its description in Status.
 func TUPReply(req *RequestPacket, code int32, desc string, values map[string][]byte) RequestPacket {
-	rsp := RequestPacket{
-		Version:     req.Version,
-		PacketType:  req.PacketType,
-		MessageType: req.MessageType,
-		RequestID:   req.RequestID,
-		ServantName: req.ServantName,
-		FuncName:    req.FuncName,
-		Buffer:      AppendTUP(nil, values),
-	}
+	rsp := *req
+	rsp.Buffer, rsp.Timeout, rsp.Context, rsp.Status = AppendTUP(nil, values), 0, nil, nil
 	if code != Success {
 		rsp.Status = map[string]string{StatusResultCode: strconv.Itoa(int(code)), StatusResultDesc: desc}
 	}

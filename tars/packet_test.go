@@ -312,7 +312,7 @@ func TestTUPReply(t *testing.T) {
 	if code, desc, err := TUPResult(&got); code != Success || desc != "" || err != nil {
 		t.Fatalf("TUPResult: %d %q %v", code, desc, err)
 	}
-	m, err := DecodeTUP(got.Buffer)
+	m, err := decodeTUP(got.Buffer)
 	if err != nil {
 		t.Fatal(err)
 	}

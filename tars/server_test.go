@@ -248,7 +248,7 @@ func TestServerTUPReplyLayout(t *testing.T) {
 		rsp.FuncName != "pushByRoom" || rsp.MessageType != 0x10 || len(rsp.Status) != 0 {
 		t.Fatalf("reply = %+v", rsp)
 	}
-	m, err := DecodeTUP(rsp.Buffer)
+	m, err := decodeTUP(rsp.Buffer)
 	if err != nil {
 		t.Fatal(err)
 	}
