@@ -40,18 +40,18 @@ type App struct {
 	props    []*property
 	apply    func(name string, c *Conf) (string, error)
 	started  time.Time
-	stopOnce sync.Once
-	stopping chan struct{}
+	stopping context.Context // done when AdminObj asks for a shutdown
+	stop     context.CancelFunc
 }
 
 // New binds every adapter of cfg, then AdminAdapter on cfg.Local; it
 // serves nothing yet.
 func New(cfg *Config, logs *Logs) (*App, error) {
-	a := &App{cfg: cfg, logs: logs, log: logs.Logger, started: time.Now(), stopping: make(chan struct{})}
-	cfgs := cfg.Adapters
+	a := &App{cfg: cfg, logs: logs, log: logs.Logger, started: time.Now(), commands: map[string]command{}}
+	a.stopping, a.stop = context.WithCancel(context.Background())
+	cfgs := slices.Clone(cfg.Adapters)
 	if cfg.Local != nil {
-		cfgs = append(cfgs[:len(cfgs):len(cfgs)], AdapterConfig{
-			Name: AdminAdapter, Servant: AdminServant, Protocol: "tars", Endpoint: *cfg.Local})
+		cfgs = append(cfgs, AdapterConfig{Name: AdminAdapter, Servant: AdminServant, Protocol: "tars", Endpoint: *cfg.Local})
 	} else {
 		a.log.Warn("no local endpoint in the config: AdminObj is not served, tarsnode cannot stop this server gracefully")
 	}
@@ -66,10 +66,7 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 		a.adapters = append(a.adapters, ad)
 	}
 	a.srv = Server{MaxPacket: cfg.MaxPacket, Logger: a.log, OnCall: func(c CallInfo) { a.calls.add("served", c) }}
-
-	// The calls to the framework services are not counted in the reports
-	// they make.
-	framework := map[string]bool{}
+	framework := map[string]bool{} // its calls are not counted in the reports they make
 	for _, s := range []string{cfg.Node, cfg.ConfigObj, cfg.Locator, cfg.Stat, cfg.Property} {
 		if p, err := ParseProxy(s); err == nil {
 			framework[p.Name] = true
@@ -103,7 +100,6 @@ func (a *App) Config() *Config                          { return a.cfg }
 func (a *App) Log() *slog.Logger                        { return a.log }
 func (a *App) Started() time.Time                       { return a.started }
 func (a *App) BadFrames() uint64                        { return a.srv.BadFrames() }
-func (a *App) Stop()                                    { a.stopOnce.Do(func() { close(a.stopping) }) }
 func (a *App) Client() *Client                          { return a.client } // the process's one client; its calls are counted
 func (a *App) Handle(servant, fn string, h HandlerFunc) { a.srv.Handle(servant, fn, h) }
 
@@ -131,12 +127,19 @@ func (a *App) UseTLS(c *tls.Config) {
 	}
 }
 
+// adapterWith returns the first adapter that has ok, nil if none.
+func (a *App) adapterWith(ok func(AdapterConfig) bool) *adapter {
+	i := slices.IndexFunc(a.adapters, func(ad *adapter) bool { return ok(ad.cfg) })
+	if i < 0 {
+		return nil
+	}
+	return a.adapters[i]
+}
+
 // HTTPAddr returns the address of the first not_tars adapter.
 func (a *App) HTTPAddr() (net.Addr, bool) {
-	for _, ad := range a.adapters {
-		if ad.cfg.Protocol == "not_tars" {
-			return ad.Addr(), true
-		}
+	if ad := a.adapterWith(func(c AdapterConfig) bool { return c.Protocol == "not_tars" }); ad != nil {
+		return ad.Addr(), true
 	}
 	return nil, false
 }
@@ -144,29 +147,27 @@ func (a *App) HTTPAddr() (net.Addr, bool) {
 // Reachable returns the endpoint this process's servant is reachable at:
 // the bound port, and for a wildcard host the localip (or 127.0.0.1).
 func (a *App) Reachable(servant string) (Endpoint, bool) {
-	for _, ad := range a.adapters {
-		if ad.cfg.Servant == servant {
-			e := ad.cfg.Endpoint
-			ap, _ := netip.ParseAddrPort(ad.Addr().String())
-			e.Port = int(ap.Port())
-			return e.Dialable(a.cfg.LocalIP), true
-		}
+	ad := a.adapterWith(func(c AdapterConfig) bool { return c.Servant == servant })
+	if ad == nil {
+		return Endpoint{}, false
 	}
-	return Endpoint{}, false
+	e := ad.cfg.Endpoint
+	e.Port = ad.Addr().(*net.TCPAddr).Port
+	return e.Dialable(a.cfg.LocalIP), true
 }
 
 // AdapterStats describe one adapter's admission.
 type AdapterStats struct {
-	Name, Servant, Protocol, Addr string
-	Conns, MaxConns               int
-	Denied, Refused               uint64 // by the allow list, by maxconns
+	Name, Protocol, Addr string
+	Conns, MaxConns      int
+	Denied, Refused      uint64 // by the allow list, by maxconns
 }
 
 // Adapters returns every adapter in config order, AdminAdapter last.
 func (a *App) Adapters() []AdapterStats {
 	out := make([]AdapterStats, len(a.adapters))
 	for i, ad := range a.adapters {
-		out[i] = AdapterStats{ad.cfg.Name, ad.cfg.Servant, ad.cfg.Protocol, ad.Addr().String(),
+		out[i] = AdapterStats{ad.cfg.Name, ad.cfg.Protocol, ad.Addr().String(),
 			int(ad.conns.Load()), ad.cfg.MaxConns, ad.denied.Load(), ad.refused.Load()}
 	}
 	return out
@@ -215,15 +216,14 @@ func (l *adapter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-		peer, max := c.RemoteAddr().String(), int64(l.cfg.MaxConns)
-		if l.allow != nil && !slices.Contains(l.allow, ap.Addr().Unmap()) {
+		peer, max := c.RemoteAddr().(*net.TCPAddr), int64(l.cfg.MaxConns)
+		if l.allow != nil && !slices.Contains(l.allow, peer.AddrPort().Addr().Unmap()) {
 			l.denied.Add(1)
-			l.log.Warn("connection refused: address not in the allow list", "adapter", l.cfg.Name, "peer", peer)
+			l.log.Warn("connection refused: address not in the allow list", "adapter", l.cfg.Name, "peer", peer.String())
 		} else if n := l.conns.Add(1); max > 0 && n > max {
 			l.conns.Add(-1)
 			l.refused.Add(1)
-			l.log.Warn("connection refused: maxconns reached", "adapter", l.cfg.Name, "peer", peer, "maxconns", max)
+			l.log.Warn("connection refused: maxconns reached", "adapter", l.cfg.Name, "peer", peer.String(), "maxconns", max)
 		} else {
 			return &admitConn{Conn: c, l: l}, nil
 		}
@@ -240,9 +240,8 @@ type admitConn struct {
 }
 
 func (c *admitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { c.l.conns.Add(-1) })
-	return err
+	defer c.once.Do(func() { c.l.conns.Add(-1) })
+	return c.Conn.Close()
 }
 
 // RunOptions are what the server adds to Run.
@@ -262,7 +261,7 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	a.apply = opt.Apply
 	fwCtx, fwCancel := context.WithCancel(context.Background())
 	defer fwCancel()
-	reportCtx, endReports := context.WithCancel(context.Background())
+	reportCtx, endReports := context.WithCancel(context.Background()) // after the drain, whose calls count
 	defer endReports()
 	var fw sync.WaitGroup
 	if node := a.framework(serverPath+"<node>", a.cfg.Node); node != nil {
@@ -277,8 +276,7 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 			}
 		})
 	}
-	stat := a.framework(clientPath+"<stat>", a.cfg.Stat)
-	property := a.framework(clientPath+"<property>", a.cfg.Property)
+	stat, property := a.framework(clientPath+"<stat>", a.cfg.Stat), a.framework(clientPath+"<property>", a.cfg.Property)
 	if stat != nil || property != nil {
 		fw.Go(func() { a.report(reportCtx, stat, property) })
 	}
@@ -301,7 +299,7 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	select {
 	case <-ctx.Done():
 		a.log.Info("shutting down on a signal")
-	case <-a.stopping:
+	case <-a.stopping.Done():
 	case failed = <-served:
 		pending--
 		a.log.Error("shutting down: a listener failed", "err", failed)
@@ -322,19 +320,15 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 
 func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 	var err error
-	if ad.http != nil && ad.cfg.Endpoint.Proto == "ssl" {
-		if tc == nil {
-			return fmt.Errorf("adapter %s: endpoint %s: ssl needs a certificate and none was given", ad.cfg.Name, ad.cfg.Endpoint)
-		}
-		// The handshake runs in the connection's goroutine, within the
-		// server's read timeout; a peer that speaks plain HTTP is answered 400.
-		err = ad.http.Serve(tls.NewListener(ad, tc))
-	} else if ad.http != nil {
-		err = ad.http.Serve(ad)
-	} else {
-		// The endpoint's -t closes connections with no traffic and no call
-		// in flight.
+	switch {
+	case ad.http == nil: // -t closes connections with no traffic and no call in flight
 		err = s.Serve(ad, ListenOptions{Servants: []string{ad.cfg.Servant}, IdleTimeout: ad.cfg.Endpoint.Timeout})
+	case ad.cfg.Endpoint.Proto != "ssl":
+		err = ad.http.Serve(ad)
+	case tc == nil:
+		return fmt.Errorf("adapter %s: endpoint %s: ssl needs a certificate and none was given", ad.cfg.Name, ad.cfg.Endpoint)
+	default: // the handshake runs within the read timeout; plain HTTP is answered 400
+		err = ad.http.Serve(tls.NewListener(ad, tc))
 	}
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, ErrServerClosed) {
 		return nil
@@ -347,13 +341,18 @@ func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 func (a *App) drain(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DeactivatingTimeout)
 	defer cancel()
+	warnIf := func(err error, msg string) {
+		if err != nil {
+			a.log.Warn(msg, "err", err)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, ad := range a.adapters {
 		if ad.http != nil {
-			wg.Go(func() { warnIf(a.log, ad.http.Shutdown(ctx), "HTTP requests still running at shutdown") })
+			wg.Go(func() { warnIf(ad.http.Shutdown(ctx), "HTTP requests still running at shutdown") })
 		}
 	}
-	wg.Go(func() { warnIf(a.log, a.srv.Shutdown(ctx), "Tars calls still running at shutdown") })
+	wg.Go(func() { warnIf(a.srv.Shutdown(ctx), "Tars calls still running at shutdown") })
 	wg.Wait()
 	for _, ad := range a.adapters {
 		ad.Close() // in case a Serve had not started before its Shutdown
@@ -370,10 +369,4 @@ func (a *App) drain(fn func(ctx context.Context) error) error {
 		a.log.Error("shutdown", "err", err)
 	}
 	return err
-}
-
-func warnIf(log *slog.Logger, err error, msg string) {
-	if err != nil {
-		log.Warn(msg, "err", err)
-	}
 }

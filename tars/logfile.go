@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,19 +38,18 @@ func OpenLogs(cfg *Config, w io.Writer) (*Logs, error) {
 	if err := l.SetLevel(cfg.LogLevel); err != nil {
 		return nil, err
 	}
-	if w == nil && cfg.LogPath == "" {
-		w = os.Stderr
-	}
-	if w == nil {
+	if w == nil && cfg.LogPath != "" {
 		dir := filepath.Join(cfg.LogPath, cfg.App, cfg.Server)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("log directory: %w", err)
 		}
-		f := &rotatingFile{base: filepath.Join(dir, cfg.App+"."+cfg.Server), max: cfg.LogSize, num: max(cfg.LogNum, 1)}
-		if err := f.open(os.O_APPEND); err != nil {
+		l.file = &rotatingFile{base: filepath.Join(dir, cfg.App+"."+cfg.Server), max: cfg.LogSize, num: max(cfg.LogNum, 1)}
+		if err := l.file.open(os.O_APPEND); err != nil {
 			return nil, err
 		}
-		l.file, w = f, f
+		w = l.file
+	} else if w == nil {
+		w = os.Stderr
 	}
 	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: &l.level})))
 	return l, nil
@@ -118,16 +116,14 @@ func (w *rotatingFile) path(i int) string {
 	if i == 0 {
 		return w.base + ".log"
 	}
-	return w.base + strconv.Itoa(i) + ".log"
+	return fmt.Sprintf("%s%d.log", w.base, i)
 }
 
-func (w *rotatingFile) open(mode int) error {
-	f, err := os.OpenFile(w.path(0), os.O_CREATE|os.O_WRONLY|mode, 0o644)
-	if err != nil {
+func (w *rotatingFile) open(mode int) (err error) {
+	if w.f, err = os.OpenFile(w.path(0), os.O_CREATE|os.O_WRONLY|mode, 0o644); err != nil {
 		return fmt.Errorf("log file: %w", err)
 	}
-	w.f = f
-	w.size, _ = f.Seek(0, io.SeekEnd)
+	w.size, _ = w.f.Seek(0, io.SeekEnd)
 	return nil
 }
 
@@ -144,12 +140,10 @@ func (w *rotatingFile) Write(p []byte) (int, error) {
 		w.f.Close()
 		w.f = nil
 		for i := w.num - 1; i >= 1; i-- {
-			// A file missing from the sequence is no error: there were fewer.
-			os.Rename(w.path(i-1), w.path(i))
+			os.Rename(w.path(i-1), w.path(i)) // a file missing from the sequence is no error
 		}
 	}
-	if w.f == nil {
-		// Rotated, or an earlier reopen failed: try again now.
+	if w.f == nil { // rotated, or an earlier reopen failed
 		if err := w.open(os.O_TRUNC); err != nil {
 			return 0, err
 		}
@@ -178,10 +172,9 @@ func Clip(s string) string {
 
 // quietHandler guards the log against what clients choose: every string or
 // error value is clipped, and a WARN or ERROR message is written at most
-// once per quietInterval, the next record counting those suppressed.
-// Refusals, slow clients and bad frames come as fast as clients make them;
-// without this a flood of them would fill the log and rotate older records
-// away. At most maxQuietKeys messages are remembered.
+// once per quietInterval, the next record counting those suppressed, so a
+// flood of refusals cannot rotate older records away. At most maxQuietKeys
+// messages are remembered.
 const (
 	quietInterval = 10 * time.Second
 	maxQuietKeys  = 256
@@ -194,7 +187,7 @@ type quietHandler struct {
 
 type quietSeen struct {
 	mu   sync.Mutex
-	last map[string]quietState
+	last map[string]*quietState
 }
 
 type quietState struct {
@@ -203,7 +196,7 @@ type quietState struct {
 }
 
 func newQuietHandler(h slog.Handler) quietHandler {
-	return quietHandler{h, &quietSeen{last: make(map[string]quietState)}}
+	return quietHandler{h, &quietSeen{last: make(map[string]*quietState)}}
 }
 
 // admit says whether a warning with this message may be written at now,
@@ -211,28 +204,26 @@ func newQuietHandler(h slog.Handler) quietHandler {
 func (s *quietSeen) admit(msg string, now time.Time) (suppressed int, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, seen := s.last[msg]
-	if seen && now.Sub(st.at) < quietInterval {
+	if st := s.last[msg]; st != nil && now.Sub(st.at) < quietInterval {
 		st.suppressed++
-		s.last[msg] = st
 		return 0, false
+	} else if st != nil {
+		suppressed = st.suppressed
 	}
 	if len(s.last) >= maxQuietKeys {
 		clear(s.last)
 	}
-	s.last[msg] = quietState{at: now}
-	return st.suppressed, true
+	s.last[msg] = &quietState{at: now}
+	return suppressed, true
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, Clip(r.Message), r.PC)
-	suppressed := 0
+	suppressed, ok := 0, true
 	if r.Level >= slog.LevelWarn {
-		n, ok := h.seen.admit(out.Message, r.Time)
-		if !ok {
+		if suppressed, ok = h.seen.admit(out.Message, r.Time); !ok {
 			return nil
 		}
-		suppressed = n
 	}
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(clipAttr(a))

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"maps"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -52,7 +51,12 @@ type callTable struct {
 
 func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
-	k.ip, k.port = splitAddr(c.Peer)
+	if c.Peer != nil {
+		k.ip = c.Peer.String()
+		if ap, err := netip.ParseAddrPort(k.ip); err == nil {
+			k.ip, k.port = ap.Addr().String(), int32(ap.Port())
+		}
+	}
 	if side == "served" {
 		k.port = 0 // a new one for each connection
 		// Names a caller made up would add a row per call.
@@ -93,6 +97,7 @@ func (t *callTable) add(side string, c CallInfo) {
 	}
 }
 
+
 // take returns the rows of side with calls since the last report, in a
 // fixed order, and starts their report counts afresh.
 func (t *callTable) take(side string) (keys []callKey, rows []callRow) {
@@ -122,22 +127,11 @@ func (a *App) Calls() []CallCount {
 		c := CallCount{k.side, k.servant, k.fn, k.ret, a.calls.m[k].n}
 		if n := len(out) - 1; n >= 0 && out[n] == (CallCount{c.Side, c.Servant, c.Func, c.Ret, out[n].N}) {
 			out[n].N += c.N // the same call with another peer
-			continue
+		} else {
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
 	return out
-}
-
-func splitAddr(a net.Addr) (string, int32) {
-	if a == nil {
-		return "", 0
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return a.String(), 0
-	}
-	return ap.Addr().String(), int32(ap.Port())
 }
 
 // appendStruct appends a struct of vals tagged from 0: each a string, an
@@ -177,8 +171,7 @@ func (a *App) appendStatMap(b []byte, tag uint8, keys []callKey, rows []callRow)
 		intervals := func(b []byte, tag uint8) []byte {
 			b = AppendMapHead(b, tag, len(statBounds))
 			for j, bound := range statBounds {
-				b = AppendInt(b, 0, int64(bound))
-				b = AppendInt(b, 1, int64(r.intervals[j]))
+				b = AppendInt(AppendInt(b, 0, int64(bound)), 1, int64(r.intervals[j]))
 			}
 			return b
 		}
@@ -210,42 +203,29 @@ func (a *App) Property(name string, kind PropertyKind, value func() int64) {
 	a.props = append(a.props, &property{name: name, kind: kind, value: value})
 }
 
-func (p *property) sample(v int64) {
-	p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v)
-}
+func (p *property) sample(v int64) { p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v) }
 
-// take returns the policy and value pairs to report and starts afresh.
-func (p *property) take() [][2]string {
-	v := p.value()
-	if p.kind == Sum {
-		d := v - p.last
-		p.last = v
-		return [][2]string{{"Sum", strconv.FormatInt(d, 10)}}
+// appendTake appends StatPropMsgBody, the policy and value pairs to report,
+// and starts afresh.
+func (p *property) appendTake(b []byte, tag uint8) []byte {
+	var values [][2]string
+	if v := p.value(); p.kind == Sum {
+		values, p.last = [][2]string{{"Sum", strconv.FormatInt(v-p.last, 10)}}, v
+	} else {
+		if p.n == 0 {
+			p.sample(v)
+		}
+		values = [][2]string{{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64)},
+			{"Max", strconv.FormatInt(p.max, 10)}}
+		p.sum, p.n, p.max = 0, 0, 0
 	}
-	if p.n == 0 {
-		p.sample(v)
-	}
-	avg := strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64)
-	out := [][2]string{{"Avg", avg}, {"Max", strconv.FormatInt(p.max, 10)}}
-	p.sum, p.n, p.max = 0, 0, 0
-	return out
-}
-
-// appendPropMap appends map<StatPropMsgHead,StatPropMsgBody>.
-func (a *App) appendPropMap(b []byte, tag uint8, values [][][2]string) []byte {
-	b = AppendMapHead(b, tag, len(a.props))
-	for i, p := range a.props {
-		// iPropertyVer (tag 7) is 2, as TarsGo sends.
-		b = appendStruct(b, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
-		b = appendStruct(b, 1, func(b []byte, tag uint8) []byte {
-			b = AppendListHead(b, tag, len(values[i]))
-			for _, v := range values[i] {
-				b = appendStruct(b, 0, v[0], v[1])
-			}
-			return b
-		})
-	}
-	return b
+	return appendStruct(b, tag, func(b []byte, tag uint8) []byte {
+		b = AppendListHead(b, tag, len(values))
+		for _, v := range values {
+			b = appendStruct(b, 0, v[0], v[1])
+		}
+		return b
+	})
 }
 
 // report sends call statistics to the stat service (StatF reportMicMsg) and
@@ -268,15 +248,17 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 				})
 			}
 		}
-		if property != nil && len(a.props) > 0 {
-			values := make([][][2]string, len(a.props))
-			for i, p := range a.props {
-				values[i] = p.take()
-			}
-			a.frameworkCall(ctx, property, "reportPropMsg", func(in *Results) {
-				in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return a.appendPropMap(b, tag, values) })
-			})
+		if property == nil || len(a.props) == 0 {
+			return
 		}
+		var msg []byte // map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2 as TarsGo sends
+		for _, p := range a.props {
+			msg = appendStruct(msg, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
+			msg = p.appendTake(msg, 1)
+		}
+		a.frameworkCall(ctx, property, "reportPropMsg", func(in *Results) {
+			in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return append(AppendMapHead(b, tag, len(a.props)), msg...) })
+		})
 	}
 	for {
 		select {
@@ -318,17 +300,11 @@ func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
 	round := func(first bool) {
-		rctx, cancel := context.WithTimeout(ctx, interval)
+		ctx, cancel := context.WithTimeout(ctx, interval)
 		defer cancel()
 		var wg sync.WaitGroup
-		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(rctx, node, fn, in) }) }
-		beat := func(adapter string) {
-			call("keepAlive", func(in *Results) {
-				in.Put(1, "serverInfo", func(b []byte, tag uint8) []byte { // nodef::ServerInfo
-					return appendStruct(b, tag, cfg.App, cfg.Server, int64(os.Getpid()), adapter)
-				})
-			})
-		}
+		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(ctx, node, fn, in) }) }
+		var beats []string
 		if first {
 			call("reportVersion", func(in *Results) {
 				in.PutString(1, "app", cfg.App)
@@ -337,10 +313,16 @@ func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 			})
 		} else {
 			for _, ad := range a.adapters {
-				beat(ad.cfg.Name)
+				beats = append(beats, ad.cfg.Name)
 			}
 		}
-		beat("")
+		for _, name := range append(beats, "") {
+			call("keepAlive", func(in *Results) {
+				in.Put(1, "serverInfo", func(b []byte, tag uint8) []byte { // nodef::ServerInfo
+					return appendStruct(b, tag, cfg.App, cfg.Server, int64(os.Getpid()), name)
+				})
+			})
+		}
 		wg.Wait()
 	}
 	round(true)
