@@ -97,7 +97,6 @@ func (t *callTable) add(side string, c CallInfo) {
 	}
 }
 
-
 // take returns the rows of side with calls since the last report, in a
 // fixed order, and starts their report counts afresh.
 func (t *callTable) take(side string) (keys []callKey, rows []callRow) {
