@@ -13,58 +13,37 @@ import (
 	"unicode"
 )
 
-// Conf is a parsed config file in the format tarsnode writes:
-//
-//	<tars>
-//	  <application>
-//	    <server>
-//	      app=TestApp
-//	    </server>
-//	  </application>
-//	</tars>
-//
-// Values are addressed by paths such as "/tars/application/server<app>":
-// the section path, then the key in angle brackets. The zero value is an
-// empty config. A Conf is never changed after parsing, so it may be shared.
-type Conf struct {
-	root confSection
-}
+// Conf is a parsed config file in the format tarsnode writes: nested
+// <section>...</section> lines holding key=value lines. A value is
+// addressed by a path such as "/tars/application/server<app>". The zero
+// value is empty; a Conf never changes, so it may be shared.
+type Conf struct{ root confSection }
 
 type confSection struct {
 	name   string
-	keys   []string // file order of first appearance
+	keys   []string // in file order, as are subs
 	values map[string]string
-	subs   []*confSection // file order of first appearance
+	subs   []*confSection
 }
 
-// sub returns the child section called name; add creates it if missing.
-func (s *confSection) sub(name string, add bool) *confSection {
+// sub returns the child section called name, nil if none.
+func (s *confSection) sub(name string) *confSection {
 	if i := slices.IndexFunc(s.subs, func(c *confSection) bool { return c.name == name }); i >= 0 {
 		return s.subs[i]
-	} else if !add {
-		return nil
 	}
-	s.subs = append(s.subs, &confSection{name: name, values: map[string]string{}})
-	return s.subs[len(s.subs)-1]
+	return nil
 }
 
-// ParseConf parses a config file; name is used in error messages, which
-// read "NAME:LINE: what".
-//
-// Lines are trimmed of white space and byte order marks, so CRLF files,
-// indentation and a leading BOM are fine. Blank lines and lines
-// starting with '#' are ignored. A line "<name>" opens a section and
-// "</name>" closes it; names must match. Any other line is "key=value",
-// split at the first '=' that is not escaped, with the key and the value
-// trimmed; a line without '=' is a key with an empty value. Only lines
-// starting with '<' are tags, so "allow=<none>" is an ordinary value. The
-// escapes \= \\ \n \r \t work in keys and values; an escaped '=' in a key is
-// part of the key ("a\=b=c" sets key "a=b"); a backslash before any other
-// character is kept as written, so Windows paths need no escaping. The last
-// duplicate key wins; a section opened twice in the same parent is one
-// section.
+// ParseConf parses a config file; errors read "NAME:LINE: what". Lines are
+// trimmed of white space and byte order marks; blank lines and lines
+// starting with '#' are ignored. "<name>" opens a section and "</name>"
+// closes it; a section opened twice in one parent is one section. Any other
+// line is "key=value", split at the first unescaped '=' (no '=': an empty
+// value), the last duplicate winning. The escapes \= \\ \n \r \t work in
+// keys and values; a backslash before anything else is kept, so Windows
+// paths need no escaping.
 func ParseConf(name string, data []byte) (*Conf, error) {
-	c := &Conf{root: confSection{values: map[string]string{}}}
+	c := &Conf{confSection{values: map[string]string{}}}
 	type open struct {
 		s    *confSection
 		line int
@@ -77,7 +56,7 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 		}
 		switch {
 		case line == "" || line[0] == '#':
-		case line[0] != '<':
+		case line[0] != '<': // so "allow=<none>" is a value
 			key, value := splitConfLine(line)
 			if key == "" {
 				return nil, fail("empty key in %q", line)
@@ -94,9 +73,13 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 			if err := checkSectionName(sec); err != nil {
 				return nil, fail("%s in %q", err, line)
 			}
-			switch {
+			switch s := top.s.sub(sec); {
 			case !closing:
-				stack = append(stack, open{top.s.sub(sec, true), i + 1})
+				if s == nil {
+					s = &confSection{name: sec, values: map[string]string{}}
+					top.s.subs = append(top.s.subs, s)
+				}
+				stack = append(stack, open{s, i + 1})
 			case len(stack) == 1:
 				return nil, fail("</%s> closes no open section", sec)
 			case top.s.name != sec:
@@ -113,7 +96,7 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 }
 
 // trimConf trims white space and byte order marks, which editors leave at
-// the start of a file and concatenation leaves at the start of any line.
+// the start of a file and concatenation at the start of any line.
 func trimConf(s string) string {
 	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
 }
@@ -131,8 +114,8 @@ func checkSectionName(n string) error {
 	return nil
 }
 
-// splitConfLine splits a trimmed line at its first unescaped '=' and
-// unescapes both halves.
+// splitConfLine splits a trimmed line at its first unescaped '=', then
+// trims and unescapes both halves.
 func splitConfLine(line string) (key, value string) {
 	for i := 0; i < len(line); i++ {
 		switch line[i] {
@@ -156,9 +139,8 @@ func LoadConf(path string) (*Conf, error) {
 	return ParseConf(path, data)
 }
 
-// at returns the section of a path such as "/a/b<key>" (nil if absent) and
-// the key it names, if any. Empty segments are ignored: "/" and "" are the
-// root.
+// at returns the section of a path such as "/a/b<key>", nil if absent, and
+// the key it names, if any. Empty segments are ignored: "/" is the root.
 func (c *Conf) at(path string) (s *confSection, key string, hasKey bool) {
 	if i := strings.IndexByte(path, '<'); i >= 0 && strings.HasSuffix(path, ">") {
 		path, key, hasKey = path[:i], path[i+1:len(path)-1], true
@@ -168,14 +150,13 @@ func (c *Conf) at(path string) (s *confSection, key string, hasKey bool) {
 	}
 	for n := range strings.SplitSeq(path, "/") {
 		if s != nil && n != "" {
-			s = s.sub(n, false)
+			s = s.sub(n)
 		}
 	}
 	return s, key, hasKey
 }
 
-// Lookup returns the value at a path such as "/tars/application/server<app>"
-// and whether the key is present.
+// Lookup returns the value at a path and whether the key is present.
 func (c *Conf) Lookup(path string) (string, bool) {
 	if s, key, hasKey := c.at(path); hasKey && s != nil {
 		v, ok := s.values[key]
@@ -190,9 +171,8 @@ func (c *Conf) Get(path string) string {
 	return v
 }
 
-// Sections returns the names of a section's child sections in file order,
-// e.g. Sections("/tars/application/server") lists the adapters; nil if the
-// section is absent.
+// Sections returns the names of a section's child sections in file order;
+// nil if the section is absent.
 func (c *Conf) Sections(path string) []string {
 	s, _, hasKey := c.at(path)
 	if hasKey || s == nil {
@@ -233,17 +213,6 @@ func (r *ConfReader) check(path string, err error) {
 }
 
 func (r *ConfReader) Str(path, def string) string { return cmp.Or(r.C.Get(path), def) }
-
-var errNotSet = errors.New("not set")
-
-// required reads a value that must be set.
-func (r *ConfReader) required(path string) string {
-	v := r.Str(path, "")
-	if v == "" {
-		r.check(path, errNotSet)
-	}
-	return v
-}
 
 // read parses the value at path; a bad one is recorded and gives def.
 func read[T any](r *ConfReader, path string, def T, want string, parse func(string) (T, bool)) T {
@@ -304,23 +273,18 @@ func (r *ConfReader) IntSize(path string, def int) int {
 
 // Proxy reads a proxy string, checked with ParseProxy.
 func (r *ConfReader) Proxy(path, def string) string {
-	v := r.Str(path, def)
-	if v != "" {
-		_, err := ParseProxy(v)
-		r.check(path, err)
-	}
+	_, v := parsed(r, path, def, ParseProxy)
 	return v
 }
 
-// endpoint reads an endpoint; ok is false when none is set.
-func (r *ConfReader) endpoint(path string) (e Endpoint, ok bool) {
-	v := r.Str(path, "")
-	if v != "" {
+// parsed reads a value, "" if unset, and what parse makes of it.
+func parsed[T any](r *ConfReader, path, def string, parse func(string) (T, error)) (t T, v string) {
+	if v = r.Str(path, def); v != "" {
 		var err error
-		e, err = ParseEndpoint(v)
+		t, err = parse(v)
 		r.check(path, err)
 	}
-	return e, v != ""
+	return t, v
 }
 
 // List reads a comma-separated value, dropping empty items.

@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -80,14 +81,14 @@ func LoadConfig(c *Conf) (*Config, error) {
 	if _, ok := logLevels[cfg.LogLevel]; !ok {
 		r.Fail(s("logLevel"), r.Str(s("logLevel"), ""), "DEBUG, INFO, WARN, ERROR or NONE")
 	}
-	if e, ok := r.endpoint(s("local")); ok {
+	if e, v := parsed(r, s("local"), "", ParseEndpoint); v != "" {
 		cfg.Local = &e
 	}
 	for _, name := range c.Sections(serverPath) {
 		p := serverPath + "/" + name
 		a := AdapterConfig{Name: name, Allow: r.List(p + "<allow>"), MaxConns: r.Int(p+"<maxconns>", 1024, 1)}
-		var ok bool
-		if a.Endpoint, ok = r.endpoint(p + "<endpoint>"); !ok {
+		var v string
+		if a.Endpoint, v = parsed(r, p+"<endpoint>", "", ParseEndpoint); v == "" {
 			r.check(p+"<endpoint>", errNotSet)
 		}
 		a.Servant = r.required(p + "<servant>")
@@ -103,6 +104,17 @@ func LoadConfig(c *Conf) (*Config, error) {
 		return nil, r.Err
 	}
 	return cfg, nil
+}
+
+var errNotSet = errors.New("not set")
+
+// required reads a value that must be set.
+func (r *ConfReader) required(path string) string {
+	v := r.Str(path, "")
+	if v == "" {
+		r.check(path, errNotSet)
+	}
+	return v
 }
 
 // ServantName returns the full name of one of this server's objects:
