@@ -104,10 +104,8 @@ func (a *App) Client() *Client                          { return a.client } // t
 func (a *App) Handle(servant, fn string, h HandlerFunc) { a.srv.Handle(servant, fn, h) }
 
 // ServeHTTP makes every not_tars adapter serve h; call it before Run. The
-// endpoint's -t is the idle timeout of keep-alive connections between
-// requests (a hijacked connection, such as a WebSocket, keeps its own), and
-// a request, headers and body, must arrive within read, so slow clients
-// cannot hold maxconns slots.
+// endpoint's -t is the keep-alive idle timeout; a request, headers and
+// body, must arrive within read, so slow clients cannot hold maxconns slots.
 func (a *App) ServeHTTP(h http.Handler, read time.Duration) {
 	for _, ad := range a.adapters {
 		if ad.cfg.Protocol == "not_tars" {
@@ -118,9 +116,8 @@ func (a *App) ServeHTTP(h http.Handler, read time.Duration) {
 	}
 }
 
-// UseTLS gives the certificates the not_tars adapters whose endpoint is
-// ssl serve HTTPS with; call it before Run. Those adapters speak HTTP/1.1
-// only, where a WebSocket upgrade works.
+// UseTLS gives the certificates of the ssl not_tars adapters; call it before
+// Run. They speak HTTP/1.1 only, where a WebSocket upgrade works.
 func (a *App) UseTLS(c *tls.Config) {
 	if a.tls = c.Clone(); a.tls != nil {
 		a.tls.NextProtos = []string{"http/1.1"}
@@ -173,10 +170,9 @@ func (a *App) Adapters() []AdapterStats {
 	return out
 }
 
-// adapter is one adapter section: a listener that applies the allow list
-// and maxconns to whatever serves it, the Tars server or, for not_tars, an
-// http.Server. Refused connections are closed at accept, counted and
-// logged, and never reach the server.
+// adapter is the listener of one adapter section, served by the Tars server
+// or an http.Server. It closes, counts and logs at accept the connections
+// the allow list or maxconns refuse.
 type adapter struct {
 	net.Listener
 	cfg             AdapterConfig
@@ -231,8 +227,8 @@ func (l *adapter) Accept() (net.Conn, error) {
 	}
 }
 
-// admitConn frees its slot when closed, whoever closes it: the HTTP server,
-// a handler that hijacked it or the Tars server.
+// admitConn frees its slot when closed, whoever closes it (the HTTP server,
+// a handler that hijacked it, the Tars server).
 type admitConn struct {
 	net.Conn
 	l    *adapter
@@ -252,29 +248,27 @@ type RunOptions struct {
 }
 
 // Run serves every adapter and the framework services until ctx ends,
-// AdminObj asks for a shutdown or a listener fails. Then it stops
-// accepting, lets HTTP requests and Tars calls in flight finish, runs
-// opt.Drain, all within deactivating-timeout (running out of time is
-// logged, not an error: tarsnode would kill the server anyway), sends the
-// last reports and closes the client.
+// AdminObj asks for a shutdown or a listener fails. Then it drains (see
+// drain), sends the last reports and closes the client.
 func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	a.apply = opt.Apply
+	// Heartbeats and pulls end before the drain, reports after it.
 	fwCtx, fwCancel := context.WithCancel(context.Background())
 	defer fwCancel()
-	reportCtx, endReports := context.WithCancel(context.Background()) // after the drain, whose calls count
+	reportCtx, endReports := context.WithCancel(context.Background())
 	defer endReports()
 	var fw sync.WaitGroup
 	if node := a.framework(serverPath+"<node>", a.cfg.Node); node != nil {
 		fw.Go(func() { a.keepAlive(fwCtx, node) })
 	}
-	if len(opt.Pull) > 0 && a.config == nil {
-		a.log.Error("config files are not pulled: no config service", "files", opt.Pull, "want", serverPath+"<config>")
-	} else if len(opt.Pull) > 0 {
+	if a.config != nil {
 		fw.Go(func() {
 			for _, f := range opt.Pull {
 				a.pull(fwCtx, f)
 			}
 		})
+	} else if len(opt.Pull) > 0 {
+		a.log.Error("config files are not pulled: no config service", "files", opt.Pull, "want", serverPath+"<config>")
 	}
 	stat, property := a.framework(clientPath+"<stat>", a.cfg.Stat), a.framework(clientPath+"<property>", a.cfg.Property)
 	if stat != nil || property != nil {
@@ -336,8 +330,9 @@ func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 	return fmt.Errorf("adapter %s: %w", ad.cfg.Name, err)
 }
 
-// drain stops accepting on every listener, lets HTTP requests and Tars
-// calls in flight finish, then runs fn, within deactivating-timeout.
+// drain stops accepting, lets HTTP requests and Tars calls in flight finish,
+// then runs fn, all within deactivating-timeout: running out of time is
+// logged, not an error, as tarsnode would kill the server anyway.
 func (a *App) drain(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DeactivatingTimeout)
 	defer cancel()

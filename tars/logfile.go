@@ -75,14 +75,6 @@ func (l *Logs) Level() string {
 	return l.level.Level().String()
 }
 
-// Path returns the log file's path, or "" when logging to a stream.
-func (l *Logs) Path() string {
-	if l.file == nil {
-		return ""
-	}
-	return l.file.path(0)
-}
-
 // Close closes the log file; records logged later are dropped.
 func (l *Logs) Close() error {
 	if l.file == nil {
@@ -170,22 +162,21 @@ func Clip(s string) string {
 	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }
 
-// quietHandler guards the log against what clients choose: every string or
-// error value is clipped, and a WARN or ERROR message is written at most
-// once per quietInterval, the next record counting those suppressed, so a
-// flood of refusals cannot rotate older records away. At most maxQuietKeys
-// messages are remembered.
+// quietHandler guards the log against what clients choose: it clips every
+// string and error, and writes a WARN or ERROR message at most once per
+// quietInterval, the next one counting those suppressed, so a flood of
+// refusals cannot rotate older records away.
 const (
 	quietInterval = 10 * time.Second
-	maxQuietKeys  = 256
+	maxQuietKeys  = 256 // messages remembered
 )
 
 type quietHandler struct {
 	slog.Handler
-	seen *quietSeen // shared with the handlers made by WithAttrs and WithGroup
+	*quiet // shared with the handlers made by WithAttrs and WithGroup
 }
 
-type quietSeen struct {
+type quiet struct {
 	mu   sync.Mutex
 	last map[string]*quietState
 }
@@ -196,41 +187,31 @@ type quietState struct {
 }
 
 func newQuietHandler(h slog.Handler) quietHandler {
-	return quietHandler{h, &quietSeen{last: make(map[string]*quietState)}}
-}
-
-// admit says whether a warning with this message may be written at now,
-// and how many were suppressed since the last one that was.
-func (s *quietSeen) admit(msg string, now time.Time) (suppressed int, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st := s.last[msg]; st != nil && now.Sub(st.at) < quietInterval {
-		st.suppressed++
-		return 0, false
-	} else if st != nil {
-		suppressed = st.suppressed
-	}
-	if len(s.last) >= maxQuietKeys {
-		clear(s.last)
-	}
-	s.last[msg] = &quietState{at: now}
-	return suppressed, true
+	return quietHandler{h, &quiet{last: make(map[string]*quietState)}}
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, Clip(r.Message), r.PC)
-	suppressed, ok := 0, true
+	var prev *quietState
 	if r.Level >= slog.LevelWarn {
-		if suppressed, ok = h.seen.admit(out.Message, r.Time); !ok {
+		h.mu.Lock()
+		if prev = h.last[out.Message]; prev != nil && r.Time.Sub(prev.at) < quietInterval {
+			prev.suppressed++
+			h.mu.Unlock()
 			return nil
 		}
+		if len(h.last) >= maxQuietKeys {
+			clear(h.last)
+		}
+		h.last[out.Message] = &quietState{at: r.Time}
+		h.mu.Unlock()
 	}
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(clipAttr(a))
 		return true
 	})
-	if suppressed > 0 {
-		out.AddAttrs(slog.Int("suppressed", suppressed))
+	if prev != nil && prev.suppressed > 0 {
+		out.AddAttrs(slog.Int("suppressed", prev.suppressed))
 	}
 	return h.Handler.Handle(ctx, out)
 }
@@ -258,11 +239,11 @@ func clipAttrs(as []slog.Attr) []slog.Attr {
 }
 
 func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.seen}
+	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.quiet}
 }
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
-	return quietHandler{h.Handler.WithGroup(name), h.seen}
+	return quietHandler{h.Handler.WithGroup(name), h.quiet}
 }
 
 // httpErrorLog passes net/http's error log to the server's log. Some of its

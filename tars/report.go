@@ -32,33 +32,36 @@ type callKey struct {
 	port, ret             int32
 }
 
-// callRow counts a row's calls since start (n, which only grows, as
-// Prometheus counters must) and since the last stat report (the rest; times
-// in milliseconds, of the successful calls).
+// callRow counts a row's calls since the last stat report; times in
+// milliseconds, of the successful calls.
 type callRow struct {
-	n                       uint64
 	count, timeouts, errors int32
 	intervals               [len(statBounds)]int32
 	total                   int64
 	max, min                int32
 }
 
-// callTable is the one table of finished calls, served and made.
+// callTable is the one table of finished calls, served and made: totals
+// since start (which only grow, as Prometheus counters must) without the
+// peer, and rows since the last stat report with it.
 type callTable struct {
-	mu sync.Mutex
-	m  map[callKey]*callRow
+	mu     sync.Mutex
+	totals map[callKey]uint64
+	rows   map[callKey]*callRow
 }
 
 func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
+	var ip string
+	var port int32
 	if c.Peer != nil {
-		k.ip = c.Peer.String()
-		if ap, err := netip.ParseAddrPort(k.ip); err == nil {
-			k.ip, k.port = ap.Addr().String(), int32(ap.Port())
+		ip = c.Peer.String()
+		if ap, err := netip.ParseAddrPort(ip); err == nil {
+			ip, port = ap.Addr().String(), int32(ap.Port())
 		}
 	}
 	if side == "served" {
-		k.port = 0 // a new one for each connection
+		port = 0 // a new one for each connection
 		// Names a caller made up would add a row per call.
 		switch c.Ret {
 		case ServerNoServantErr:
@@ -70,16 +73,14 @@ func (t *callTable) add(side string, c CallInfo) {
 	ms := int32(min(c.Duration.Milliseconds(), 1<<31-1))
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = make(map[callKey]*callRow)
+	if t.totals == nil {
+		t.totals, t.rows = map[callKey]uint64{}, map[callKey]*callRow{}
 	}
-	r := t.m[k]
-	if r == nil {
-		r = &callRow{}
-		t.m[k] = r
+	t.totals[k]++
+	if k.ip, k.port = ip, port; t.rows[k] == nil {
+		t.rows[k] = &callRow{}
 	}
-	r.n++
-	switch c.Ret {
+	switch r := t.rows[k]; c.Ret {
 	case Success:
 		if r.count == 0 || ms < r.min {
 			r.min = ms
@@ -97,15 +98,14 @@ func (t *callTable) add(side string, c CallInfo) {
 	}
 }
 
-// take returns the rows of side with calls since the last report, in a
-// fixed order, and starts their report counts afresh.
+// take removes and returns the rows of side, in a fixed order.
 func (t *callTable) take(side string) (keys []callKey, rows []callRow) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range slices.SortedFunc(maps.Keys(t.m), compareKeys) {
-		if r := t.m[k]; k.side == side && r.count+r.timeouts+r.errors > 0 {
-			keys, rows = append(keys, k), append(rows, *r)
-			*r = callRow{n: r.n}
+	for _, k := range slices.SortedFunc(maps.Keys(t.rows), compareKeys) {
+		if k.side == side {
+			keys, rows = append(keys, k), append(rows, *t.rows[k])
+			delete(t.rows, k)
 		}
 	}
 	return keys, rows
@@ -122,13 +122,8 @@ func (a *App) Calls() []CallCount {
 	a.calls.mu.Lock()
 	defer a.calls.mu.Unlock()
 	var out []CallCount
-	for _, k := range slices.SortedFunc(maps.Keys(a.calls.m), compareKeys) {
-		c := CallCount{k.side, k.servant, k.fn, k.ret, a.calls.m[k].n}
-		if n := len(out) - 1; n >= 0 && out[n] == (CallCount{c.Side, c.Servant, c.Func, c.Ret, out[n].N}) {
-			out[n].N += c.N // the same call with another peer
-		} else {
-			out = append(out, c)
-		}
+	for _, k := range slices.SortedFunc(maps.Keys(a.calls.totals), compareKeys) {
+		out = append(out, CallCount{k.side, k.servant, k.fn, k.ret, a.calls.totals[k]})
 	}
 	return out
 }
