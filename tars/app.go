@@ -65,6 +65,7 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 		}
 		a.adapters = append(a.adapters, ad)
 	}
+	a.ServeHTTP(http.NotFoundHandler(), 0) // until the server gives its handler
 	a.srv = Server{MaxPacket: cfg.MaxPacket, Logger: a.log, OnCall: func(c CallInfo) { a.calls.add("served", c) }}
 	framework := map[string]bool{} // its calls are not counted in the reports they make
 	for _, s := range []string{cfg.Node, cfg.ConfigObj, cfg.Locator, cfg.Stat, cfg.Property} {
@@ -277,9 +278,6 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 
 	served := make(chan error, len(a.adapters))
 	for _, ad := range a.adapters {
-		if ad.cfg.Protocol == "not_tars" && ad.http == nil {
-			a.ServeHTTP(http.NotFoundHandler(), 0) // none was given
-		}
 		go func() { served <- ad.serve(&a.srv, a.tls) }()
 		a.log.Info("listening", "adapter", ad.cfg.Name, "addr", ad.Addr().String(), "servant", ad.cfg.Servant,
 			"protocol", ad.cfg.Protocol)
