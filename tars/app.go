@@ -1,9 +1,8 @@
-// Package tars is a Tars runtime for Go servers with no dependency beyond
-// the standard library: the wire codec (TARS, TUP and JSON packets), a
-// client (Client, ObjProxy), a server for servants (Server), and App, the
-// application object of a server run by tarsnode: adapters behind one
-// admission layer, AdminObj, heartbeats, stat and property reports, config
-// pulls and the Tars log layout.
+// Package tars is a Tars runtime for Go servers, on the standard library
+// alone: the wire codec (TARS, TUP and JSON packets), a client (Client,
+// ObjProxy), a server for servants (Server), and App, the application object
+// of a server run by tarsnode: adapters behind one admission layer, AdminObj,
+// heartbeats, stat and property reports, config pulls and the Tars log layout.
 package tars
 
 import (
@@ -44,8 +43,7 @@ type App struct {
 	stop     context.CancelFunc
 }
 
-// New binds every adapter of cfg, then AdminAdapter on cfg.Local; it
-// serves nothing yet.
+// New binds every adapter of cfg, then AdminAdapter on cfg.Local.
 func New(cfg *Config, logs *Logs) (*App, error) {
 	a := &App{cfg: cfg, logs: logs, log: logs.Logger, started: time.Now(), commands: map[string]command{}}
 	a.stopping, a.stop = context.WithCancel(context.Background())
@@ -142,8 +140,8 @@ func (a *App) HTTPAddr() (net.Addr, bool) {
 	return nil, false
 }
 
-// Reachable returns the endpoint this process's servant is reachable at:
-// the bound port, and for a wildcard host the localip (or 127.0.0.1).
+// Reachable returns where servant is reached: the bound port, and for a
+// wildcard host the localip (or 127.0.0.1).
 func (a *App) Reachable(servant string) (Endpoint, bool) {
 	ad := a.adapterWith(func(c AdapterConfig) bool { return c.Servant == servant })
 	if ad == nil {

@@ -14,25 +14,22 @@ import (
 	"unicode/utf8"
 )
 
-// logLevels are the names logLevel and tars.setloglevel accept; at NONE,
-// above every record's level, nothing is logged.
+// logLevels are the names logLevel and tars.setloglevel accept.
 var logLevels = map[string]slog.Level{
 	"DEBUG": slog.LevelDebug, "INFO": slog.LevelInfo, "WARN": slog.LevelWarn,
-	"ERROR": slog.LevelError, "NONE": slog.Level(1 << 20),
+	"ERROR": slog.LevelError, "NONE": slog.Level(1 << 20), // above every record
 }
 
-// Logs is the server's log: text records from log/slog at a level that may
-// change while the server runs.
+// Logs is the server's log: slog text records at a level that may change.
 type Logs struct {
 	Logger *slog.Logger
 	level  slog.LevelVar
 	file   *rotatingFile // nil: records go to another writer (stderr)
 }
 
-// OpenLogs opens the log in Tars's layout, logpath/App/Server/App.Server.log,
-// rotated at logsize with lognum files kept. If logpath is empty, or w is
-// not nil, records go to w (or stderr) instead: a person running the server
-// by hand is watching the terminal, not a file.
+// OpenLogs opens logpath/App/Server/App.Server.log, Tars's layout, rotated
+// at logsize with lognum files kept; or, if w is given or logpath empty, w
+// or stderr, as a person running the server by hand watches the terminal.
 func OpenLogs(cfg *Config, w io.Writer) (*Logs, error) {
 	l := &Logs{}
 	if err := l.SetLevel(cfg.LogLevel); err != nil {
@@ -90,8 +87,7 @@ func (l *Logs) Close() error {
 }
 
 // rotatingFile is a log file rotated by size as TarsGo does: NAME.log
-// becomes NAME1.log, NAME1.log becomes NAME2.log, and so on, keeping num
-// files in all. It is safe for concurrent writers.
+// becomes NAME1.log, NAME1.log NAME2.log..., num files in all.
 type rotatingFile struct {
 	base string // path without the number and ".log"
 	max  int64
@@ -119,9 +115,8 @@ func (w *rotatingFile) open(mode int) (err error) {
 	return nil
 }
 
-// Write writes one record. A record that would take the file past its size
-// starts a new file, so files stay within the size unless one record is
-// larger.
+// Write writes one record, first starting a new file if the record would
+// take this one past its size.
 func (w *rotatingFile) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -145,12 +140,10 @@ func (w *rotatingFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// clipLen is how much of a value from a request a log record keeps.
-const clipLen = 128
+const clipLen = 128 // how much of a client's value Clip keeps
 
-// Clip shortens a value a client chose (an Origin, a Host, a room name...)
-// for a log record or an answer, so no request can make either grow by its
-// own size.
+// Clip shortens a value a client chose (an Origin, a room name...) for a log
+// record or an answer, so no request can make either grow by its own size.
 func Clip(s string) string {
 	if len(s) <= clipLen {
 		return s
@@ -246,9 +239,8 @@ func (h quietHandler) WithGroup(name string) slog.Handler {
 	return quietHandler{h.Handler.WithGroup(name), h.quiet}
 }
 
-// httpErrorLog passes net/http's error log to the server's log. Some of its
-// lines come once per request, so they share one message, which the log's
-// guard summarises.
+// httpErrorLog passes net/http's error log to the server's log under one
+// message, which quietHandler summarises: some lines come once per request.
 type httpErrorLog struct{ l *slog.Logger }
 
 func (w httpErrorLog) Write(p []byte) (int, error) {

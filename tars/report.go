@@ -22,9 +22,8 @@ type CallCount struct {
 	N       uint64
 }
 
-// statBounds are the response time buckets of StatMicMsgBody.intervalCount
-// in milliseconds, as TarsGo reports them: a call counts under the first
-// bound it is faster than.
+// statBounds are TarsGo's response time buckets (StatMicMsgBody.intervalCount,
+// ms): a call counts under the first bound it is faster than.
 var statBounds = [...]int32{5, 10, 50, 100, 200, 500, 1000, 2000, 3000}
 
 type callKey struct {
@@ -32,8 +31,7 @@ type callKey struct {
 	port, ret             int32
 }
 
-// callRow counts a row's calls since the last stat report; times in
-// milliseconds, of the successful calls.
+// callRow counts calls since the last stat report; times in ms, of successes.
 type callRow struct {
 	count, timeouts, errors int32
 	intervals               [len(statBounds)]int32
@@ -41,9 +39,8 @@ type callRow struct {
 	max, min                int32
 }
 
-// callTable is the one table of finished calls, served and made: totals
-// since start (which only grow, as Prometheus counters must) without the
-// peer, and rows since the last stat report with it.
+// callTable counts the calls served and made: totals since start, which
+// only grow as Prometheus counters must, and by peer since the last report.
 type callTable struct {
 	mu     sync.Mutex
 	totals map[callKey]uint64
@@ -60,9 +57,8 @@ func (t *callTable) add(side string, c CallInfo) {
 			ip, port = ap.Addr().String(), int32(ap.Port())
 		}
 	}
-	if side == "served" {
-		port = 0 // a new one for each connection
-		// Names a caller made up would add a row per call.
+	if side == "served" { // a port is new per connection; made-up names would add a row per call
+		port = 0
 		switch c.Ret {
 		case ServerNoServantErr:
 			k.servant, k.fn = "(unknown)", "(unknown)"
@@ -145,10 +141,9 @@ func appendStruct(b []byte, tag uint8, vals ...any) []byte {
 	return AppendStructEnd(b)
 }
 
-// appendStatMap appends map<StatMicMsgHead,StatMicMsgBody> (framework.tars).
-// A call this server made is keyed by its module and the callee's
-// App.Server; one it served by "stat_from_server", as TarsGo names a caller
-// it cannot know, and this server.
+// appendStatMap appends map<StatMicMsgHead,StatMicMsgBody>. A call made is
+// keyed by this module and the callee's App.Server; one served by
+// "stat_from_server" (TarsGo's name for a caller it cannot know) and this server.
 func (a *App) appendStatMap(b []byte, tag uint8, keys []callKey, rows []callRow) []byte {
 	b = AppendMapHead(b, tag, len(keys))
 	for i, k := range keys {
@@ -199,8 +194,7 @@ func (a *App) Property(name string, kind PropertyKind, value func() int64) {
 
 func (p *property) sample(v int64) { p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v) }
 
-// appendTake appends StatPropMsgBody, the policy and value pairs to report,
-// and starts afresh.
+// appendTake appends StatPropMsgBody, the values to report, and starts afresh.
 func (p *property) appendTake(b []byte, tag uint8) []byte {
 	var values [][2]string
 	if v := p.value(); p.kind == Sum {
@@ -222,10 +216,9 @@ func (p *property) appendTake(b []byte, tag uint8) []byte {
 	})
 }
 
-// report sends call statistics to the stat service (StatF reportMicMsg) and
-// properties to the property service (PropertyF reportPropMsg) every
-// report-interval until ctx ends, then once more within a second, so the
-// calls of the last interval are not lost.
+// report sends call statistics (StatF reportMicMsg) and properties
+// (PropertyF reportPropMsg) every report-interval until ctx ends, then once
+// more within a second, so the last interval is not lost.
 func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 	interval := a.cfg.ReportInterval
 	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
@@ -271,8 +264,8 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 	}
 }
 
-// frameworkCall calls fn on a framework service, which answers an int,
-// and logs a failure unless ctx has ended (the process is stopping).
+// frameworkCall calls fn on a framework service, which answers an int, and
+// logs a failure unless ctx has ended (the process is stopping).
 func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) {
 	var ret int32
 	err := p.Invoke(ctx, fn, in, func(out *Args) (err error) {
@@ -286,11 +279,10 @@ func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func
 	}
 }
 
-// keepAlive reports to tarsnode (ServerF) that the server lives:
-// reportVersion and keepAlive with adapter "" at start, then every interval
-// one keepAlive with adapter "" and one per adapter. Each round is bounded
-// by the interval, so a slow or dead tarsnode costs abandoned calls, never
-// a stuck loop. It returns when ctx ends.
+// keepAlive tells tarsnode (ServerF) the server lives: reportVersion and
+// keepAlive("") at start, then every interval keepAlive("") and one per
+// adapter, each round bounded by the interval so a dead tarsnode costs
+// abandoned calls, never a stuck loop.
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
 	round := func(first bool) {
