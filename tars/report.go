@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"context"
 	"maps"
-	"net/netip"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -51,11 +51,8 @@ func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
 	var ip string
 	var port int32
-	if c.Peer != nil {
-		ip = c.Peer.String()
-		if ap, err := netip.ParseAddrPort(ip); err == nil {
-			ip, port = ap.Addr().String(), int32(ap.Port())
-		}
+	if tcp, ok := c.Peer.(*net.TCPAddr); ok {
+		ip, port = tcp.IP.String(), int32(tcp.Port)
 	}
 	if side == "served" { // a port is new per connection; made-up names would add a row per call
 		port = 0
