@@ -31,6 +31,7 @@ type App struct {
 	srv      Server
 	client   *Client
 	config   *ObjProxy // the config service; nil: none
+	stat     *ObjProxy // the stat service; nil: none
 	adapters []*adapter
 	tls      *tls.Config // of the ssl adapters; nil: none given
 	commands map[string]command
@@ -78,6 +79,8 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 			}
 		}})
 	a.config = a.framework(serverPath+"<config>", cfg.ConfigObj)
+	a.stat = a.framework(clientPath+"<stat>", cfg.Stat)
+	a.calls.byPeer = a.stat != nil
 	a.adminObj()
 	return a, nil
 }
@@ -269,9 +272,8 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	} else if len(opt.Pull) > 0 {
 		a.log.Error("config files are not pulled: no config service", "files", opt.Pull, "want", serverPath+"<config>")
 	}
-	stat, property := a.framework(clientPath+"<stat>", a.cfg.Stat), a.framework(clientPath+"<property>", a.cfg.Property)
-	if stat != nil || property != nil {
-		fw.Go(func() { a.report(reportCtx, stat, property) })
+	if property := a.framework(clientPath+"<property>", a.cfg.Property); a.stat != nil || property != nil {
+		fw.Go(func() { a.report(reportCtx, property) })
 	}
 
 	served := make(chan error, len(a.adapters))

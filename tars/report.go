@@ -45,6 +45,7 @@ type callTable struct {
 	mu     sync.Mutex
 	totals map[callKey]uint64
 	rows   map[callKey]*callRow
+	byPeer bool // rows are kept only for a stat service
 }
 
 func (t *callTable) add(side string, c CallInfo) {
@@ -70,6 +71,9 @@ func (t *callTable) add(side string, c CallInfo) {
 		t.totals, t.rows = map[callKey]uint64{}, map[callKey]*callRow{}
 	}
 	t.totals[k]++
+	if !t.byPeer {
+		return
+	}
 	if k.ip, k.port = ip, port; t.rows[k] == nil {
 		t.rows[k] = &callRow{}
 	}
@@ -216,7 +220,7 @@ func (p *property) appendTake(b []byte, tag uint8) []byte {
 // report sends call statistics (StatF reportMicMsg) and properties
 // (PropertyF reportPropMsg) every report-interval until ctx ends, then once
 // more within a second, so the last interval is not lost.
-func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
+func (a *App) report(ctx context.Context, property *ObjProxy) {
 	interval := a.cfg.ReportInterval
 	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
 	defer tick.Stop()
@@ -225,8 +229,8 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		for _, side := range []string{"made", "served"} {
-			if keys, rows := a.calls.take(side); stat != nil && len(keys) > 0 {
-				a.frameworkCall(ctx, stat, "reportMicMsg", func(in *Results) {
+			if keys, rows := a.calls.take(side); len(keys) > 0 {
+				a.frameworkCall(ctx, a.stat, "reportMicMsg", func(in *Results) {
 					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
 					in.PutBool(2, "bFromClient", side == "made")
 				})

@@ -224,7 +224,7 @@ func (f *fakeFramework) wait(t *testing.T, from int, fn string, match func(map[s
 }
 
 func TestCallTable(t *testing.T) {
-	a := &App{}
+	a := &App{calls: callTable{byPeer: true}}
 	tb := &a.calls
 	peer := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 4000}
 	other := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 4001}
@@ -259,6 +259,12 @@ func TestCallTable(t *testing.T) {
 	}
 	if got := a.Calls(); !reflect.DeepEqual(got, wantCalls) {
 		t.Errorf("Calls() = %+v, want %+v", got, wantCalls)
+	}
+	// With no stat service, calls are counted but no row is kept by peer.
+	var quiet callTable
+	quiet.add("served", CallInfo{Servant: "A.B.Obj", Func: "f", Peer: peer})
+	if len(quiet.totals) != 1 || len(quiet.rows) != 0 {
+		t.Errorf("without a stat service: totals %v, rows %v", quiet.totals, quiet.rows)
 	}
 }
 
