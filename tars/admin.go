@@ -14,8 +14,6 @@ import (
 	"time"
 )
 
-// AdminObj: how tarsnode and operators control a running server.
-
 // AdminServant and AdminAdapter are the names tarsnode uses for the admin
 // servant on the local endpoint.
 const (
@@ -43,7 +41,6 @@ func (a *App) Status(label string, value func() any) {
 
 // adminObj serves AdminObj (AdminF): shutdown and the operator commands.
 func (a *App) adminObj() {
-	a.commands = map[string]command{}
 	a.Command("tars.help", "", "lists the commands", func(context.Context, []string) string {
 		var b strings.Builder
 		for _, name := range slices.Sorted(maps.Keys(a.commands)) {
@@ -55,8 +52,7 @@ func (a *App) adminObj() {
 	a.Command("tars.setloglevel", "INFO|WARN|ERROR|DEBUG|NONE", "changes the log level", func(_ context.Context, args []string) string {
 		if len(args) != 1 {
 			return "tars.setloglevel: want one level: INFO, WARN, ERROR, DEBUG or NONE"
-		}
-		if err := a.logs.SetLevel(args[0]); err != nil {
+		} else if err := a.logs.SetLevel(args[0]); err != nil {
 			return "tars.setloglevel: " + err.Error()
 		}
 		return "tars.setloglevel succ"
@@ -64,15 +60,13 @@ func (a *App) adminObj() {
 	a.Command("tars.loadconfig", "FILE", "pulls FILE from the config service", func(ctx context.Context, args []string) string {
 		if len(args) != 1 {
 			return "tars.loadconfig: want one file name"
-		}
-		if a.config == nil {
+		} else if a.config == nil {
 			return "tars.loadconfig: no config server configured (/tars/application/server<config>)"
-		}
-		res, err := a.pull(ctx, args[0])
-		if err != nil {
+		} else if res, err := a.pull(ctx, args[0]); err != nil {
 			return "tars.loadconfig " + args[0] + ": " + err.Error()
+		} else {
+			return res
 		}
-		return res
 	})
 	a.Command("tars.viewstatus", "", "shows the server's state", func(context.Context, []string) string {
 		var b strings.Builder
@@ -95,7 +89,7 @@ func (a *App) adminObj() {
 
 	a.srv.Handle(AdminServant, "shutdown", func(ctx context.Context, cur *Current, in *Args, out *Results) (int32, error) {
 		a.log.Info("shutdown requested through AdminObj", "peer", cur.RemoteAddr.String())
-		a.Stop() // the drain answers this call before closing its connection
+		a.stop() // the drain answers this call before closing its connection
 		return Success, nil
 	})
 	a.srv.Handle(AdminServant, "notify", func(ctx context.Context, cur *Current, in *Args, out *Results) (int32, error) {
@@ -125,15 +119,9 @@ func (a *App) notify(ctx context.Context, command string) string {
 // checkConfigName refuses a file name that could write outside the base
 // path: the config service names files, never paths.
 func checkConfigName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty file name")
-	case strings.ContainsAny(name, `/\`) || name != filepath.Base(name):
-		return fmt.Errorf("file name %q has a path separator; want a bare name", name)
-	case strings.Contains(name, ".."):
-		return fmt.Errorf("file name %q contains \"..\"", name)
-	case strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }):
-		return fmt.Errorf("file name %q has a control character", name)
+	if name == "" || name != filepath.Base(name) || strings.ContainsAny(name, `/\`) || strings.Contains(name, "..") ||
+		strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return fmt.Errorf("file name %q is not a bare name (no path separator, \"..\" or control character)", name)
 	}
 	return nil
 }
@@ -174,54 +162,45 @@ func (a *App) pull(ctx context.Context, name string) (res string, err error) {
 	}
 	dir := cmp.Or(a.cfg.BasePath, ".")
 	path := filepath.Join(dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = tmp.WriteString(text)
-	err = errors.Join(err, tmp.Sync(), tmp.Close())
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := writeAtomic(dir, name, text); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	res = fmt.Sprintf("[succ] get remote config: %s (%d bytes to %s)", name, len(text), path)
 	if c, err := ParseConf(name, []byte(text)); err == nil && a.apply != nil {
-		applied, err := a.apply(name, c)
-		if err != nil {
-			return res + "; not applied: " + err.Error(), nil
+		if applied, err := a.apply(name, c); err != nil {
+			res += "; not applied: " + err.Error()
+		} else {
+			res += "; " + applied
 		}
-		res += "; " + applied
 	}
 	return res, nil
 }
 
-// version returns Config.Version, or the module version and VCS revision
-// of the build.
+// writeAtomic writes dir/name through a temporary file, so a reader sees
+// the old file or the new one, never a part.
+func writeAtomic(dir, name, text string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.WriteString(text)
+	if err = errors.Join(err, tmp.Sync(), tmp.Close()); err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// version returns Config.Version, or the module version the build stamped,
+// which holds the VCS revision.
 func (a *App) version() string {
-	if a.cfg.Version != "" {
-		return a.cfg.Version
+	if info, ok := debug.ReadBuildInfo(); ok && a.cfg.Version == "" {
+		return info.Main.Version
 	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v, rev, modified := info.Main.Version, "", ""
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision":
-			rev = " " + s.Value[:min(len(s.Value), 12)]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			modified = "+dirty"
-		}
-	}
-	if rev == "" {
-		return v
-	}
-	return v + rev + modified
+	return cmp.Or(a.cfg.Version, "unknown")
 }

@@ -1,9 +1,8 @@
-// Package tars is a Tars runtime for Go servers with no dependency beyond
-// the standard library: the wire codec (TARS, TUP and JSON packets), a
-// client (Client, ObjProxy), a server for servants (Server), and App, the
-// application object of a server run by tarsnode: adapters behind one
-// admission layer, AdminObj, heartbeats, stat and property reports, config
-// pulls and the Tars log layout.
+// Package tars is a Tars runtime for Go servers, on the standard library
+// alone: the wire codec (TARS, TUP and JSON packets), a client (Client,
+// ObjProxy), a server for servants (Server), and App, the application object
+// of a server run by tarsnode: adapters behind one admission layer, AdminObj,
+// heartbeats, stat and property reports, config pulls and the Tars log layout.
 package tars
 
 import (
@@ -33,6 +32,7 @@ type App struct {
 	srv      Server
 	client   *Client
 	config   *ObjProxy // the config service; nil: none
+	stat     *ObjProxy // the stat service; nil: none
 	adapters []*adapter
 	tls      *tls.Config // of the ssl adapters; nil: none given
 	commands map[string]command
@@ -41,18 +41,17 @@ type App struct {
 	props    []*property
 	apply    func(name string, c *Conf) (string, error)
 	started  time.Time
-	stopOnce sync.Once
-	stopping chan struct{}
+	stopping context.Context // done when AdminObj asks for a shutdown
+	stop     context.CancelFunc
 }
 
-// New binds every adapter of cfg, then AdminAdapter on cfg.Local; it
-// serves nothing yet.
+// New binds every adapter of cfg, then AdminAdapter on cfg.Local.
 func New(cfg *Config, logs *Logs) (*App, error) {
-	a := &App{cfg: cfg, logs: logs, log: logs.Logger, started: time.Now(), stopping: make(chan struct{})}
-	cfgs := cfg.Adapters
+	a := &App{cfg: cfg, logs: logs, log: logs.Logger, started: time.Now(), commands: map[string]command{}}
+	a.stopping, a.stop = context.WithCancel(context.Background())
+	cfgs := slices.Clone(cfg.Adapters)
 	if cfg.Local != nil {
-		cfgs = append(cfgs[:len(cfgs):len(cfgs)], AdapterConfig{
-			Name: AdminAdapter, Servant: AdminServant, Protocol: "tars", Endpoint: *cfg.Local})
+		cfgs = append(cfgs, AdapterConfig{Name: AdminAdapter, Servant: AdminServant, Protocol: "tars", Endpoint: *cfg.Local})
 	} else {
 		a.log.Warn("no local endpoint in the config: AdminObj is not served, tarsnode cannot stop this server gracefully")
 	}
@@ -66,11 +65,9 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 		}
 		a.adapters = append(a.adapters, ad)
 	}
+	a.ServeHTTP(http.NotFoundHandler(), 0) // until the server gives its handler
 	a.srv = Server{MaxPacket: cfg.MaxPacket, Logger: a.log, OnCall: func(c CallInfo) { a.calls.add("served", c) }}
-
-	// The calls to the framework services are not counted in the reports
-	// they make.
-	framework := map[string]bool{}
+	framework := map[string]bool{} // its calls are not counted in the reports they make
 	for _, s := range []string{cfg.Node, cfg.ConfigObj, cfg.Locator, cfg.Stat, cfg.Property} {
 		if p, err := ParseProxy(s); err == nil {
 			framework[p.Name] = true
@@ -83,6 +80,8 @@ func New(cfg *Config, logs *Logs) (*App, error) {
 			}
 		}})
 	a.config = a.framework(serverPath+"<config>", cfg.ConfigObj)
+	a.stat = a.framework(clientPath+"<stat>", cfg.Stat)
+	a.calls.byPeer = a.stat != nil
 	a.adminObj()
 	return a, nil
 }
@@ -104,15 +103,12 @@ func (a *App) Config() *Config                          { return a.cfg }
 func (a *App) Log() *slog.Logger                        { return a.log }
 func (a *App) Started() time.Time                       { return a.started }
 func (a *App) BadFrames() uint64                        { return a.srv.BadFrames() }
-func (a *App) Stop()                                    { a.stopOnce.Do(func() { close(a.stopping) }) }
 func (a *App) Client() *Client                          { return a.client } // the process's one client; its calls are counted
 func (a *App) Handle(servant, fn string, h HandlerFunc) { a.srv.Handle(servant, fn, h) }
 
 // ServeHTTP makes every not_tars adapter serve h; call it before Run. The
-// endpoint's -t is the idle timeout of keep-alive connections between
-// requests (a hijacked connection, such as a WebSocket, keeps its own), and
-// a request, headers and body, must arrive within read, so slow clients
-// cannot hold maxconns slots.
+// endpoint's -t is the keep-alive idle timeout; a request, headers and
+// body, must arrive within read, so slow clients cannot hold maxconns slots.
 func (a *App) ServeHTTP(h http.Handler, read time.Duration) {
 	for _, ad := range a.adapters {
 		if ad.cfg.Protocol == "not_tars" {
@@ -123,60 +119,63 @@ func (a *App) ServeHTTP(h http.Handler, read time.Duration) {
 	}
 }
 
-// UseTLS gives the certificates the not_tars adapters whose endpoint is
-// ssl serve HTTPS with; call it before Run. Those adapters speak HTTP/1.1
-// only, where a WebSocket upgrade works.
+// UseTLS gives the certificates of the ssl not_tars adapters; call it before
+// Run. They speak HTTP/1.1 only, where a WebSocket upgrade works.
 func (a *App) UseTLS(c *tls.Config) {
 	if a.tls = c.Clone(); a.tls != nil {
 		a.tls.NextProtos = []string{"http/1.1"}
 	}
 }
 
+// adapterWith returns the first adapter that has ok, nil if none.
+func (a *App) adapterWith(ok func(AdapterConfig) bool) *adapter {
+	i := slices.IndexFunc(a.adapters, func(ad *adapter) bool { return ok(ad.cfg) })
+	if i < 0 {
+		return nil
+	}
+	return a.adapters[i]
+}
+
 // HTTPAddr returns the address of the first not_tars adapter.
 func (a *App) HTTPAddr() (net.Addr, bool) {
-	for _, ad := range a.adapters {
-		if ad.cfg.Protocol == "not_tars" {
-			return ad.Addr(), true
-		}
+	if ad := a.adapterWith(func(c AdapterConfig) bool { return c.Protocol == "not_tars" }); ad != nil {
+		return ad.Addr(), true
 	}
 	return nil, false
 }
 
-// Reachable returns the endpoint this process's servant is reachable at:
-// the bound port, and for a wildcard host the localip (or 127.0.0.1).
+// Reachable returns where servant is reached: the bound port, and for a
+// wildcard host the localip (or 127.0.0.1).
 func (a *App) Reachable(servant string) (Endpoint, bool) {
-	for _, ad := range a.adapters {
-		if ad.cfg.Servant == servant {
-			e := ad.cfg.Endpoint
-			ap, _ := netip.ParseAddrPort(ad.Addr().String())
-			e.Port = int(ap.Port())
-			return e.Dialable(a.cfg.LocalIP), true
-		}
+	ad := a.adapterWith(func(c AdapterConfig) bool { return c.Servant == servant })
+	if ad == nil {
+		return Endpoint{}, false
 	}
-	return Endpoint{}, false
+	e := ad.cfg.Endpoint
+	e.Port = ad.Addr().(*net.TCPAddr).Port
+	return e.Dialable(a.cfg.LocalIP), true
 }
 
 // AdapterStats describe one adapter's admission.
 type AdapterStats struct {
-	Name, Servant, Protocol, Addr string
-	Conns, MaxConns               int
-	Denied, Refused               uint64 // by the allow list, by maxconns
+	Name, Protocol, Addr string
+	Conns, MaxConns      int
+	Denied, Refused      uint64 // by the allow list, by maxconns
 }
 
 // Adapters returns every adapter in config order, AdminAdapter last.
 func (a *App) Adapters() []AdapterStats {
 	out := make([]AdapterStats, len(a.adapters))
 	for i, ad := range a.adapters {
-		out[i] = AdapterStats{ad.cfg.Name, ad.cfg.Servant, ad.cfg.Protocol, ad.Addr().String(),
+		out[i] = AdapterStats{ad.cfg.Name, ad.cfg.Protocol, ad.Addr().String(),
 			int(ad.conns.Load()), ad.cfg.MaxConns, ad.denied.Load(), ad.refused.Load()}
 	}
 	return out
 }
 
-// adapter is one adapter section: a listener that applies the allow list
-// and maxconns to whatever serves it, the Tars server or, for not_tars, an
-// http.Server. Refused connections are closed at accept, counted and
-// logged, and never reach the server.
+// adapter is the listener of one adapter section, served by the Tars server
+// or an http.Server. It closes, counts and logs at accept the connections
+// the allow list or maxconns refuse.
 type adapter struct {
 	net.Listener
 	cfg             AdapterConfig
@@ -216,15 +215,14 @@ func (l *adapter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-		peer, max := c.RemoteAddr().String(), int64(l.cfg.MaxConns)
-		if l.allow != nil && !slices.Contains(l.allow, ap.Addr().Unmap()) {
+		peer, max := c.RemoteAddr().(*net.TCPAddr), int64(l.cfg.MaxConns)
+		if l.allow != nil && !slices.Contains(l.allow, peer.AddrPort().Addr().Unmap()) {
 			l.denied.Add(1)
-			l.log.Warn("connection refused: address not in the allow list", "adapter", l.cfg.Name, "peer", peer)
+			l.log.Warn("connection refused: address not in the allow list", "adapter", l.cfg.Name, "peer", peer.String())
 		} else if n := l.conns.Add(1); max > 0 && n > max {
 			l.conns.Add(-1)
 			l.refused.Add(1)
-			l.log.Warn("connection refused: maxconns reached", "adapter", l.cfg.Name, "peer", peer, "maxconns", max)
+			l.log.Warn("connection refused: maxconns reached", "adapter", l.cfg.Name, "peer", peer.String(), "maxconns", max)
 		} else {
 			return &admitConn{Conn: c, l: l}, nil
 		}
@@ -232,8 +230,8 @@ func (l *adapter) Accept() (net.Conn, error) {
 	}
 }
 
-// admitConn frees its slot when closed, whoever closes it: the HTTP server,
-// a handler that hijacked it or the Tars server.
+// admitConn frees its slot when closed, whoever closes it (the HTTP server,
+// a handler that hijacked it, the Tars server).
 type admitConn struct {
 	net.Conn
 	l    *adapter
@@ -249,9 +247,8 @@ func (c *admitConn) SyscallConn() (syscall.RawConn, error) {
 }
 
 func (c *admitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { c.l.conns.Add(-1) })
-	return err
+	defer c.once.Do(func() { c.l.conns.Add(-1) })
+	return c.Conn.Close()
 }
 
 // RunOptions are what the server adds to Run.
@@ -262,13 +259,11 @@ type RunOptions struct {
 }
 
 // Run serves every adapter and the framework services until ctx ends,
-// AdminObj asks for a shutdown or a listener fails. Then it stops
-// accepting, lets HTTP requests and Tars calls in flight finish, runs
-// opt.Drain, all within deactivating-timeout (running out of time is
-// logged, not an error: tarsnode would kill the server anyway), sends the
-// last reports and closes the client.
+// AdminObj asks for a shutdown or a listener fails. Then it drains (see
+// drain), sends the last reports and closes the client.
 func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	a.apply = opt.Apply
+	// Heartbeats and pulls end before the drain, reports after it.
 	fwCtx, fwCancel := context.WithCancel(context.Background())
 	defer fwCancel()
 	reportCtx, endReports := context.WithCancel(context.Background())
@@ -277,26 +272,21 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	if node := a.framework(serverPath+"<node>", a.cfg.Node); node != nil {
 		fw.Go(func() { a.keepAlive(fwCtx, node) })
 	}
-	if len(opt.Pull) > 0 && a.config == nil {
-		a.log.Error("config files are not pulled: no config service", "files", opt.Pull, "want", serverPath+"<config>")
-	} else if len(opt.Pull) > 0 {
+	if a.config != nil {
 		fw.Go(func() {
 			for _, f := range opt.Pull {
 				a.pull(fwCtx, f)
 			}
 		})
+	} else if len(opt.Pull) > 0 {
+		a.log.Error("config files are not pulled: no config service", "files", opt.Pull, "want", serverPath+"<config>")
 	}
-	stat := a.framework(clientPath+"<stat>", a.cfg.Stat)
-	property := a.framework(clientPath+"<property>", a.cfg.Property)
-	if stat != nil || property != nil {
-		fw.Go(func() { a.report(reportCtx, stat, property) })
+	if property := a.framework(clientPath+"<property>", a.cfg.Property); a.stat != nil || property != nil {
+		fw.Go(func() { a.report(reportCtx, property) })
 	}
 
 	served := make(chan error, len(a.adapters))
 	for _, ad := range a.adapters {
-		if ad.cfg.Protocol == "not_tars" && ad.http == nil {
-			a.ServeHTTP(http.NotFoundHandler(), 0) // none was given
-		}
 		go func() { served <- ad.serve(&a.srv, a.tls) }()
 		a.log.Info("listening", "adapter", ad.cfg.Name, "addr", ad.Addr().String(), "servant", ad.cfg.Servant,
 			"protocol", ad.cfg.Protocol)
@@ -310,7 +300,7 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	select {
 	case <-ctx.Done():
 		a.log.Info("shutting down on a signal")
-	case <-a.stopping:
+	case <-a.stopping.Done():
 	case failed = <-served:
 		pending--
 		a.log.Error("shutting down: a listener failed", "err", failed)
@@ -331,19 +321,15 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 
 func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 	var err error
-	if ad.http != nil && ad.cfg.Endpoint.Proto == "ssl" {
-		if tc == nil {
-			return fmt.Errorf("adapter %s: endpoint %s: ssl needs a certificate and none was given", ad.cfg.Name, ad.cfg.Endpoint)
-		}
-		// The handshake runs in the connection's goroutine, within the
-		// server's read timeout; a peer that speaks plain HTTP is answered 400.
-		err = ad.http.Serve(tls.NewListener(ad, tc))
-	} else if ad.http != nil {
-		err = ad.http.Serve(ad)
-	} else {
-		// The endpoint's -t closes connections with no traffic and no call
-		// in flight.
+	switch {
+	case ad.http == nil: // -t closes connections with no traffic and no call in flight
 		err = s.Serve(ad, ListenOptions{Servants: []string{ad.cfg.Servant}, IdleTimeout: ad.cfg.Endpoint.Timeout})
+	case ad.cfg.Endpoint.Proto != "ssl":
+		err = ad.http.Serve(ad)
+	case tc == nil:
+		return fmt.Errorf("adapter %s: endpoint %s: ssl needs a certificate and none was given", ad.cfg.Name, ad.cfg.Endpoint)
+	default: // the handshake runs within the read timeout; plain HTTP is answered 400
+		err = ad.http.Serve(tls.NewListener(ad, tc))
 	}
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, ErrServerClosed) {
 		return nil
@@ -351,18 +337,24 @@ func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 	return fmt.Errorf("adapter %s: %w", ad.cfg.Name, err)
 }
 
-// drain stops accepting on every listener, lets HTTP requests and Tars
-// calls in flight finish, then runs fn, within deactivating-timeout.
+// drain stops accepting, lets HTTP requests and Tars calls in flight finish,
+// then runs fn, all within deactivating-timeout: running out of time is
+// logged, not an error, as tarsnode would kill the server anyway.
 func (a *App) drain(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DeactivatingTimeout)
 	defer cancel()
+	warnIf := func(err error, msg string) {
+		if err != nil {
+			a.log.Warn(msg, "err", err)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, ad := range a.adapters {
 		if ad.http != nil {
-			wg.Go(func() { warnIf(a.log, ad.http.Shutdown(ctx), "HTTP requests still running at shutdown") })
+			wg.Go(func() { warnIf(ad.http.Shutdown(ctx), "HTTP requests still running at shutdown") })
 		}
 	}
-	wg.Go(func() { warnIf(a.log, a.srv.Shutdown(ctx), "Tars calls still running at shutdown") })
+	wg.Go(func() { warnIf(a.srv.Shutdown(ctx), "Tars calls still running at shutdown") })
 	wg.Wait()
 	for _, ad := range a.adapters {
 		ad.Close() // in case a Serve had not started before its Shutdown
@@ -379,10 +371,4 @@ func (a *App) drain(fn func(ctx context.Context) error) error {
 		a.log.Error("shutdown", "err", err)
 	}
 	return err
-}
-
-func warnIf(log *slog.Logger, err error, msg string) {
-	if err != nil {
-		log.Warn(msg, "err", err)
-	}
 }

@@ -1,134 +1,102 @@
 package tars
 
 import (
-	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
-	"unicode/utf8"
 )
 
-// Conf is a parsed config file in the format tarsnode writes:
-//
-//	<tars>
-//	  <application>
-//	    <server>
-//	      app=TestApp
-//	    </server>
-//	  </application>
-//	</tars>
-//
-// Values are addressed by paths such as "/tars/application/server<app>":
-// the section path, then the key in angle brackets. The zero value is an
-// empty config. A Conf is never changed after parsing, so it may be shared.
-type Conf struct {
-	root confSection
-}
+// Conf is a parsed config file in the format tarsnode writes: nested
+// <section>...</section> lines holding key=value lines. A value is
+// addressed by a path such as "/tars/application/server<app>". The zero
+// value is empty; a Conf never changes, so it may be shared.
+type Conf struct{ root confSection }
 
 type confSection struct {
 	name   string
-	keys   []string // file order of first appearance
+	keys   []string // in file order, as are subs
 	values map[string]string
-	subs   []*confSection // file order of first appearance
+	subs   []*confSection
 }
 
+// sub returns the child section called name, nil if none.
 func (s *confSection) sub(name string) *confSection {
-	for _, c := range s.subs {
-		if c.name == name {
-			return c
-		}
+	if i := slices.IndexFunc(s.subs, func(c *confSection) bool { return c.name == name }); i >= 0 {
+		return s.subs[i]
 	}
 	return nil
 }
 
-func (s *confSection) set(key, value string) {
-	if s.values == nil {
-		s.values = make(map[string]string)
-	}
-	if _, ok := s.values[key]; !ok {
-		s.keys = append(s.keys, key)
-	}
-	s.values[key] = value
-}
-
-// ParseConf parses a config file; name is used in error messages, which
-// read "NAME:LINE: what".
-//
-// Lines are trimmed of white space and byte order marks, so CRLF files,
-// indentation and a leading BOM are fine. Blank lines and lines
-// starting with '#' are ignored. A line "<name>" opens a section and
-// "</name>" closes it; names must match. Any other line is "key=value",
-// split at the first '=' that is not escaped, with the key and the value
-// trimmed; a line without '=' is a key with an empty value. Only lines
-// starting with '<' are tags, so "allow=<none>" is an ordinary value. The
-// escapes \= \\ \n \r \t work in keys and values; an escaped '=' in a key is
-// part of the key ("a\=b=c" sets key "a=b"); a backslash before any other
-// character is kept as written, so Windows paths need no escaping. The last
-// duplicate key wins; a section opened twice in the same parent is one
-// section.
+// ParseConf parses a config file; errors read "NAME:LINE: what". Lines are
+// trimmed of white space and byte order marks; blank lines and lines
+// starting with '#' are ignored. "<name>" opens a section and "</name>"
+// closes it; a section opened twice in one parent is one section. Any other
+// line is "key=value", split at the first unescaped '=' (no '=': an empty
+// value), the last duplicate winning. The escapes \= \\ \n \r \t work in
+// keys and values; a backslash before anything else is kept, so Windows
+// paths need no escaping.
 func ParseConf(name string, data []byte) (*Conf, error) {
-	c := &Conf{}
-	stack := []*confSection{&c.root}
-	opened := []int{0} // line of each open tag on the stack
-	lineNo := 0
-	for len(data) > 0 {
-		var raw []byte
-		raw, data, _ = bytes.Cut(data, []byte("\n"))
-		lineNo++
-		line := trimConf(string(raw))
-		cur := stack[len(stack)-1]
+	c := &Conf{confSection{values: map[string]string{}}}
+	type open struct {
+		s    *confSection
+		line int
+	}
+	stack := []open{{&c.root, 0}}
+	for i, raw := range strings.Split(string(data), "\n") {
+		line, top := trimConf(raw), stack[len(stack)-1]
+		fail := func(format string, a ...any) error {
+			return fmt.Errorf("%s:%d: "+format, append([]any{name, i + 1}, a...)...)
+		}
 		switch {
 		case line == "" || line[0] == '#':
-		case line[0] == '<':
-			if line[len(line)-1] != '>' || len(line) < 2 {
-				return nil, fmt.Errorf("%s:%d: section tag %q does not end with '>'", name, lineNo, line)
-			}
-			inner := line[1 : len(line)-1]
-			closing := strings.HasPrefix(inner, "/")
-			if closing {
-				inner = inner[1:]
-			}
-			secName := trimConf(inner)
-			if err := checkSectionName(secName); err != nil {
-				return nil, fmt.Errorf("%s:%d: %s in %q", name, lineNo, err, line)
-			}
-			if !closing {
-				s := cur.sub(secName)
-				if s == nil {
-					s = &confSection{name: secName}
-					cur.subs = append(cur.subs, s)
-				}
-				stack = append(stack, s)
-				opened = append(opened, lineNo)
-				continue
-			}
-			if len(stack) == 1 {
-				return nil, fmt.Errorf("%s:%d: </%s> closes no open section", name, lineNo, secName)
-			}
-			if cur.name != secName {
-				return nil, fmt.Errorf("%s:%d: </%s> does not match <%s> opened at line %d",
-					name, lineNo, secName, cur.name, opened[len(opened)-1])
-			}
-			stack = stack[:len(stack)-1]
-			opened = opened[:len(opened)-1]
-		default:
+		case line[0] != '<': // so "allow=<none>" is a value
 			key, value := splitConfLine(line)
 			if key == "" {
-				return nil, fmt.Errorf("%s:%d: empty key in %q", name, lineNo, line)
+				return nil, fail("empty key in %q", line)
 			}
-			cur.set(key, value)
+			if _, ok := top.s.values[key]; !ok {
+				top.s.keys = append(top.s.keys, key)
+			}
+			top.s.values[key] = value
+		case len(line) < 2 || line[len(line)-1] != '>':
+			return nil, fail("section tag %q does not end with '>'", line)
+		default:
+			inner, closing := strings.CutPrefix(line[1:len(line)-1], "/")
+			sec := trimConf(inner)
+			if err := checkSectionName(sec); err != nil {
+				return nil, fail("%s in %q", err, line)
+			}
+			switch s := top.s.sub(sec); {
+			case !closing:
+				if s == nil {
+					s = &confSection{name: sec, values: map[string]string{}}
+					top.s.subs = append(top.s.subs, s)
+				}
+				stack = append(stack, open{s, i + 1})
+			case len(stack) == 1:
+				return nil, fail("</%s> closes no open section", sec)
+			case top.s.name != sec:
+				return nil, fail("</%s> does not match <%s> opened at line %d", sec, top.s.name, top.line)
+			default:
+				stack = stack[:len(stack)-1]
+			}
 		}
 	}
-	if len(stack) > 1 {
-		return nil, fmt.Errorf("%s:%d: <%s> is never closed", name, opened[len(opened)-1], stack[len(stack)-1].name)
+	if top := stack[len(stack)-1]; len(stack) > 1 {
+		return nil, fmt.Errorf("%s:%d: <%s> is never closed", name, top.line, top.s.name)
 	}
 	return c, nil
 }
 
 // trimConf trims white space and byte order marks, which editors leave at
-// the start of a file and concatenation leaves at the start of any line.
+// the start of a file and concatenation at the start of any line.
 func trimConf(s string) string {
 	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
 }
@@ -138,17 +106,16 @@ func checkSectionName(n string) error {
 	if n == "" {
 		return errors.New("empty section name")
 	}
-	if i := strings.IndexFunc(n, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("/<>\\", r)
-	}); i >= 0 {
-		r, _ := utf8.DecodeRuneInString(n[i:])
-		return fmt.Errorf("section name %q may not contain %q", n, r)
+	for _, r := range n {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`/<>\`, r) {
+			return fmt.Errorf("section name %q may not contain %q", n, r)
+		}
 	}
 	return nil
 }
 
-// splitConfLine splits a trimmed line at its first unescaped '=' and
-// unescapes both halves.
+// splitConfLine splits a trimmed line at its first unescaped '=', then
+// trims and unescapes both halves.
 func splitConfLine(line string) (key, value string) {
 	for i := 0; i < len(line); i++ {
 		switch line[i] {
@@ -161,25 +128,7 @@ func splitConfLine(line string) (key, value string) {
 	return unescapeConf(line), ""
 }
 
-func unescapeConf(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			if r, ok := confUnescapes[s[i+1]]; ok {
-				b.WriteByte(r)
-				i++
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-var confUnescapes = map[byte]byte{'=': '=', '\\': '\\', 'n': '\n', 'r': '\r', 't': '\t'}
+var unescapeConf = strings.NewReplacer(`\=`, "=", `\\`, `\`, `\n`, "\n", `\r`, "\r", `\t`, "\t").Replace
 
 // LoadConf reads and parses the config file at path.
 func LoadConf(path string) (*Conf, error) {
@@ -190,44 +139,30 @@ func LoadConf(path string) (*Conf, error) {
 	return ParseConf(path, data)
 }
 
-// splitPath splits "/a/b<key>" into section names and the key; hasKey
-// reports whether the path names a key. Empty segments are ignored, so "/"
-// and "" are the root.
-func splitPath(path string) (sections []string, key string, hasKey bool) {
+// at returns the section of a path such as "/a/b<key>", nil if absent, and
+// the key it names, if any. Empty segments are ignored: "/" is the root.
+func (c *Conf) at(path string) (s *confSection, key string, hasKey bool) {
 	if i := strings.IndexByte(path, '<'); i >= 0 && strings.HasSuffix(path, ">") {
 		path, key, hasKey = path[:i], path[i+1:len(path)-1], true
 	}
-	for _, s := range strings.Split(path, "/") {
-		if s != "" {
-			sections = append(sections, s)
+	if c != nil {
+		s = &c.root
+	}
+	for n := range strings.SplitSeq(path, "/") {
+		if s != nil && n != "" {
+			s = s.sub(n)
 		}
 	}
-	return sections, key, hasKey
+	return s, key, hasKey
 }
 
-func (c *Conf) section(names []string) *confSection {
-	if c == nil {
-		return nil
-	}
-	s := &c.root
-	for _, n := range names {
-		if s = s.sub(n); s == nil {
-			return nil
-		}
-	}
-	return s
-}
-
-// Lookup returns the value at a path such as "/tars/application/server<app>"
-// and whether the key is present.
+// Lookup returns the value at a path and whether the key is present.
 func (c *Conf) Lookup(path string) (string, bool) {
-	names, key, hasKey := splitPath(path)
-	s := c.section(names)
-	if !hasKey || s == nil {
-		return "", false
+	if s, key, hasKey := c.at(path); hasKey && s != nil {
+		v, ok := s.values[key]
+		return v, ok
 	}
-	v, ok := s.values[key]
-	return v, ok
+	return "", false
 }
 
 // Get returns the value at a path, or "" if it is absent.
@@ -236,27 +171,129 @@ func (c *Conf) Get(path string) string {
 	return v
 }
 
-// Sections returns the names of a section's child sections in file order,
-// e.g. Sections("/tars/application/server") lists the adapters.
+// Sections returns the names of a section's child sections in file order;
+// nil if the section is absent.
 func (c *Conf) Sections(path string) []string {
-	names, _, hasKey := splitPath(path)
-	s := c.section(names)
+	s, _, hasKey := c.at(path)
 	if hasKey || s == nil {
 		return nil
 	}
-	out := make([]string, len(s.subs))
-	for i, sub := range s.subs {
-		out[i] = sub.name
+	out := []string{}
+	for _, sub := range s.subs {
+		out = append(out, sub.name)
 	}
 	return out
 }
 
 // Keys returns the keys of a section in file order.
 func (c *Conf) Keys(path string) []string {
-	names, _, hasKey := splitPath(path)
-	s := c.section(names)
-	if hasKey || s == nil {
-		return nil
+	if s, _, hasKey := c.at(path); !hasKey && s != nil {
+		return slices.Clone(s.keys)
 	}
-	return append([]string(nil), s.keys...)
+	return nil
+}
+
+// ConfReader reads typed values from C and keeps the first error in Err,
+// which names the key path and the value. An absent or empty key gives the
+// default.
+type ConfReader struct {
+	C   *Conf
+	Err error
+}
+
+// Fail records that the value at path is not what was wanted.
+func (r *ConfReader) Fail(path, value, want string) {
+	r.check(path, fmt.Errorf("bad value %q (want %s)", value, want))
+}
+
+func (r *ConfReader) check(path string, err error) {
+	if err != nil && r.Err == nil {
+		r.Err = fmt.Errorf("config %s: %w", path, err)
+	}
+}
+
+func (r *ConfReader) Str(path, def string) string { return cmp.Or(r.C.Get(path), def) }
+
+// read parses the value at path; a bad one is recorded and gives def.
+func read[T any](r *ConfReader, path string, def T, want string, parse func(string) (T, bool)) T {
+	v := r.Str(path, "")
+	if v == "" {
+		return def
+	}
+	if n, ok := parse(v); ok {
+		return n
+	}
+	r.Fail(path, v, want)
+	return def
+}
+
+// Int reads a whole number of at least min.
+func (r *ConfReader) Int(path string, def, min int) int {
+	return read(r, path, def, fmt.Sprintf("a whole number >= %d", min), func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= min
+	})
+}
+
+// Ms reads a duration written in milliseconds, as Tars writes them.
+func (r *ConfReader) Ms(path string, def time.Duration, min int) time.Duration {
+	return read(r, path, def, fmt.Sprintf("milliseconds >= %d", min), func(v string) (time.Duration, bool) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		ok := err == nil && n >= int64(min) && n <= math.MaxInt64/int64(time.Millisecond)
+		return time.Duration(n) * time.Millisecond, ok
+	})
+}
+
+// Size reads a byte count: a number with an optional K, M or G suffix
+// (powers of 1024, an optional trailing B, any case).
+func (r *ConfReader) Size(path string, def int64) int64 {
+	return read(r, path, def, "a positive size such as 65536, 512K, 10M or 1G", parseSize)
+}
+
+func parseSize(s string) (int64, bool) {
+	num := strings.TrimSuffix(strings.ToUpper(s), "B")
+	mult := int64(1)
+	if i := strings.IndexAny(num, "KMG"); i >= 0 && i == len(num)-1 {
+		mult = 1 << (10 * (1 + strings.IndexByte("KMG", num[i])))
+		num = num[:i]
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	return n * mult, err == nil && n > 0 && n <= math.MaxInt64/mult && !strings.HasPrefix(num, "+")
+}
+
+// IntSize reads a size below 2G.
+func (r *ConfReader) IntSize(path string, def int) int {
+	n := r.Size(path, int64(def))
+	if n > math.MaxInt32 {
+		r.Fail(path, r.C.Get(path), "a size below 2G")
+		return def
+	}
+	return int(n)
+}
+
+// Proxy reads a proxy string, checked with ParseProxy.
+func (r *ConfReader) Proxy(path, def string) string {
+	_, v := parsed(r, path, def, ParseProxy)
+	return v
+}
+
+// parsed reads a value, "" if unset, and what parse makes of it.
+func parsed[T any](r *ConfReader, path, def string, parse func(string) (T, error)) (t T, v string) {
+	if v = r.Str(path, def); v != "" {
+		var err error
+		t, err = parse(v)
+		r.check(path, err)
+	}
+	return t, v
+}
+
+// List reads a comma-separated value, dropping empty items.
+func (r *ConfReader) List(path string) []string {
+	var out []string
+	for s := range strings.SplitSeq(r.Str(path, ""), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -8,50 +8,45 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 )
 
-// logLevels are the names logLevel and tars.setloglevel accept; at NONE,
-// above every record's level, nothing is logged.
+// logLevels are the names logLevel and tars.setloglevel accept.
 var logLevels = map[string]slog.Level{
 	"DEBUG": slog.LevelDebug, "INFO": slog.LevelInfo, "WARN": slog.LevelWarn,
-	"ERROR": slog.LevelError, "NONE": slog.Level(1 << 20),
+	"ERROR": slog.LevelError, "NONE": slog.Level(1 << 20), // above every record
 }
 
-// Logs is the server's log: text records from log/slog at a level that may
-// change while the server runs.
+// Logs is the server's log: slog text records at a level that may change.
 type Logs struct {
 	Logger *slog.Logger
 	level  slog.LevelVar
 	file   *rotatingFile // nil: records go to another writer (stderr)
 }
 
-// OpenLogs opens the log in Tars's layout, logpath/App/Server/App.Server.log,
-// rotated at logsize with lognum files kept. If logpath is empty, or w is
-// not nil, records go to w (or stderr) instead: a person running the server
-// by hand is watching the terminal, not a file.
+// OpenLogs opens logpath/App/Server/App.Server.log, Tars's layout, rotated
+// at logsize with lognum files kept; or, if w is given or logpath empty, w
+// or stderr, as a person running the server by hand watches the terminal.
 func OpenLogs(cfg *Config, w io.Writer) (*Logs, error) {
 	l := &Logs{}
 	if err := l.SetLevel(cfg.LogLevel); err != nil {
 		return nil, err
 	}
-	if w == nil && cfg.LogPath == "" {
-		w = os.Stderr
-	}
-	if w == nil {
+	if w == nil && cfg.LogPath != "" {
 		dir := filepath.Join(cfg.LogPath, cfg.App, cfg.Server)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("log directory: %w", err)
 		}
-		f := &rotatingFile{base: filepath.Join(dir, cfg.App+"."+cfg.Server), max: cfg.LogSize, num: max(cfg.LogNum, 1)}
-		if err := f.open(os.O_APPEND); err != nil {
+		l.file = &rotatingFile{base: filepath.Join(dir, cfg.App+"."+cfg.Server), max: cfg.LogSize, num: max(cfg.LogNum, 1)}
+		if err := l.file.open(os.O_APPEND); err != nil {
 			return nil, err
 		}
-		l.file, w = f, f
+		w = l.file
+	} else if w == nil {
+		w = os.Stderr
 	}
 	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: &l.level})))
 	return l, nil
@@ -77,14 +72,6 @@ func (l *Logs) Level() string {
 	return l.level.Level().String()
 }
 
-// Path returns the log file's path, or "" when logging to a stream.
-func (l *Logs) Path() string {
-	if l.file == nil {
-		return ""
-	}
-	return l.file.path(0)
-}
-
 // Close closes the log file; records logged later are dropped.
 func (l *Logs) Close() error {
 	if l.file == nil {
@@ -100,8 +87,7 @@ func (l *Logs) Close() error {
 }
 
 // rotatingFile is a log file rotated by size as TarsGo does: NAME.log
-// becomes NAME1.log, NAME1.log becomes NAME2.log, and so on, keeping num
-// files in all. It is safe for concurrent writers.
+// becomes NAME1.log, NAME1.log NAME2.log..., num files in all.
 type rotatingFile struct {
 	base string // path without the number and ".log"
 	max  int64
@@ -118,22 +104,19 @@ func (w *rotatingFile) path(i int) string {
 	if i == 0 {
 		return w.base + ".log"
 	}
-	return w.base + strconv.Itoa(i) + ".log"
+	return fmt.Sprintf("%s%d.log", w.base, i)
 }
 
-func (w *rotatingFile) open(mode int) error {
-	f, err := os.OpenFile(w.path(0), os.O_CREATE|os.O_WRONLY|mode, 0o644)
-	if err != nil {
+func (w *rotatingFile) open(mode int) (err error) {
+	if w.f, err = os.OpenFile(w.path(0), os.O_CREATE|os.O_WRONLY|mode, 0o644); err != nil {
 		return fmt.Errorf("log file: %w", err)
 	}
-	w.f = f
-	w.size, _ = f.Seek(0, io.SeekEnd)
+	w.size, _ = w.f.Seek(0, io.SeekEnd)
 	return nil
 }
 
-// Write writes one record. A record that would take the file past its size
-// starts a new file, so files stay within the size unless one record is
-// larger.
+// Write writes one record, first starting a new file if the record would
+// take this one past its size.
 func (w *rotatingFile) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -144,12 +127,10 @@ func (w *rotatingFile) Write(p []byte) (int, error) {
 		w.f.Close()
 		w.f = nil
 		for i := w.num - 1; i >= 1; i-- {
-			// A file missing from the sequence is no error: there were fewer.
-			os.Rename(w.path(i-1), w.path(i))
+			os.Rename(w.path(i-1), w.path(i)) // a file missing from the sequence is no error
 		}
 	}
-	if w.f == nil {
-		// Rotated, or an earlier reopen failed: try again now.
+	if w.f == nil { // rotated, or an earlier reopen failed
 		if err := w.open(os.O_TRUNC); err != nil {
 			return 0, err
 		}
@@ -159,12 +140,10 @@ func (w *rotatingFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// clipLen is how much of a value from a request a log record keeps.
-const clipLen = 128
+const clipLen = 128 // how much of a client's value Clip keeps
 
-// Clip shortens a value a client chose (an Origin, a Host, a room name...)
-// for a log record or an answer, so no request can make either grow by its
-// own size.
+// Clip shortens a value a client chose (an Origin, a room name...) for a log
+// record or an answer, so no request can make either grow by its own size.
 func Clip(s string) string {
 	if len(s) <= clipLen {
 		return s
@@ -176,25 +155,23 @@ func Clip(s string) string {
 	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }
 
-// quietHandler guards the log against what clients choose: every string or
-// error value is clipped, and a WARN or ERROR message is written at most
-// once per quietInterval, the next record counting those suppressed.
-// Refusals, slow clients and bad frames come as fast as clients make them;
-// without this a flood of them would fill the log and rotate older records
-// away. At most maxQuietKeys messages are remembered.
+// quietHandler guards the log against what clients choose: it clips every
+// string and error, and writes a WARN or ERROR message at most once per
+// quietInterval, the next one counting those suppressed, so a flood of
+// refusals cannot rotate older records away.
 const (
 	quietInterval = 10 * time.Second
-	maxQuietKeys  = 256
+	maxQuietKeys  = 256 // messages remembered
 )
 
 type quietHandler struct {
 	slog.Handler
-	seen *quietSeen // shared with the handlers made by WithAttrs and WithGroup
+	*quiet // shared with the handlers made by WithAttrs and WithGroup
 }
 
-type quietSeen struct {
+type quiet struct {
 	mu   sync.Mutex
-	last map[string]quietState
+	last map[string]*quietState
 }
 
 type quietState struct {
@@ -203,43 +180,31 @@ type quietState struct {
 }
 
 func newQuietHandler(h slog.Handler) quietHandler {
-	return quietHandler{h, &quietSeen{last: make(map[string]quietState)}}
-}
-
-// admit says whether a warning with this message may be written at now,
-// and how many were suppressed since the last one that was.
-func (s *quietSeen) admit(msg string, now time.Time) (suppressed int, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, seen := s.last[msg]
-	if seen && now.Sub(st.at) < quietInterval {
-		st.suppressed++
-		s.last[msg] = st
-		return 0, false
-	}
-	if len(s.last) >= maxQuietKeys {
-		clear(s.last)
-	}
-	s.last[msg] = quietState{at: now}
-	return st.suppressed, true
+	return quietHandler{h, &quiet{last: make(map[string]*quietState)}}
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, Clip(r.Message), r.PC)
-	suppressed := 0
+	var prev *quietState
 	if r.Level >= slog.LevelWarn {
-		n, ok := h.seen.admit(out.Message, r.Time)
-		if !ok {
+		h.mu.Lock()
+		if prev = h.last[out.Message]; prev != nil && r.Time.Sub(prev.at) < quietInterval {
+			prev.suppressed++
+			h.mu.Unlock()
 			return nil
 		}
-		suppressed = n
+		if len(h.last) >= maxQuietKeys {
+			clear(h.last)
+		}
+		h.last[out.Message] = &quietState{at: r.Time}
+		h.mu.Unlock()
 	}
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(clipAttr(a))
 		return true
 	})
-	if suppressed > 0 {
-		out.AddAttrs(slog.Int("suppressed", suppressed))
+	if prev != nil && prev.suppressed > 0 {
+		out.AddAttrs(slog.Int("suppressed", prev.suppressed))
 	}
 	return h.Handler.Handle(ctx, out)
 }
@@ -267,16 +232,15 @@ func clipAttrs(as []slog.Attr) []slog.Attr {
 }
 
 func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.seen}
+	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.quiet}
 }
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
-	return quietHandler{h.Handler.WithGroup(name), h.seen}
+	return quietHandler{h.Handler.WithGroup(name), h.quiet}
 }
 
-// httpErrorLog passes net/http's error log to the server's log. Some of its
-// lines come once per request, so they share one message, which the log's
-// guard summarises.
+// httpErrorLog passes net/http's error log to the server's log under one
+// message, which quietHandler summarises: some lines come once per request.
 type httpErrorLog struct{ l *slog.Logger }
 
 func (w httpErrorLog) Write(p []byte) (int, error) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"maps"
 	"net"
-	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -23,9 +22,8 @@ type CallCount struct {
 	N       uint64
 }
 
-// statBounds are the response time buckets of StatMicMsgBody.intervalCount
-// in milliseconds, as TarsGo reports them: a call counts under the first
-// bound it is faster than.
+// statBounds are TarsGo's response time buckets (StatMicMsgBody.intervalCount,
+// ms): a call counts under the first bound it is faster than.
 var statBounds = [...]int32{5, 10, 50, 100, 200, 500, 1000, 2000, 3000}
 
 type callKey struct {
@@ -33,29 +31,32 @@ type callKey struct {
 	port, ret             int32
 }
 
-// callRow counts a row's calls since start (n, which only grows, as
-// Prometheus counters must) and since the last stat report (the rest; times
-// in milliseconds, of the successful calls).
+// callRow counts calls since the last stat report; times in ms, of successes.
 type callRow struct {
-	n                       uint64
 	count, timeouts, errors int32
 	intervals               [len(statBounds)]int32
 	total                   int64
 	max, min                int32
 }
 
-// callTable is the one table of finished calls, served and made.
+// callTable counts the calls served and made: totals since start, which
+// only grow as Prometheus counters must, and by peer since the last report.
 type callTable struct {
-	mu sync.Mutex
-	m  map[callKey]*callRow
+	mu     sync.Mutex
+	totals map[callKey]uint64
+	rows   map[callKey]*callRow
+	byPeer bool // rows are kept only for a stat service
 }
 
 func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
-	k.ip, k.port = splitAddr(c.Peer)
-	if side == "served" {
-		k.port = 0 // a new one for each connection
-		// Names a caller made up would add a row per call.
+	var ip string
+	var port int32
+	if tcp, ok := c.Peer.(*net.TCPAddr); ok {
+		ip, port = tcp.IP.String(), int32(tcp.Port)
+	}
+	if side == "served" { // a port is new per connection; made-up names would add a row per call
+		port = 0
 		switch c.Ret {
 		case ServerNoServantErr:
 			k.servant, k.fn = "(unknown)", "(unknown)"
@@ -66,16 +67,17 @@ func (t *callTable) add(side string, c CallInfo) {
 	ms := int32(min(c.Duration.Milliseconds(), 1<<31-1))
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = make(map[callKey]*callRow)
+	if t.totals == nil {
+		t.totals, t.rows = map[callKey]uint64{}, map[callKey]*callRow{}
 	}
-	r := t.m[k]
-	if r == nil {
-		r = &callRow{}
-		t.m[k] = r
+	t.totals[k]++
+	if !t.byPeer {
+		return
 	}
-	r.n++
-	switch c.Ret {
+	if k.ip, k.port = ip, port; t.rows[k] == nil {
+		t.rows[k] = &callRow{}
+	}
+	switch r := t.rows[k]; c.Ret {
 	case Success:
 		if r.count == 0 || ms < r.min {
 			r.min = ms
@@ -93,15 +95,14 @@ func (t *callTable) add(side string, c CallInfo) {
 	}
 }
 
-// take returns the rows of side with calls since the last report, in a
-// fixed order, and starts their report counts afresh.
+// take removes and returns the rows of side, in a fixed order.
 func (t *callTable) take(side string) (keys []callKey, rows []callRow) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range slices.SortedFunc(maps.Keys(t.m), compareKeys) {
-		if r := t.m[k]; k.side == side && r.count+r.timeouts+r.errors > 0 {
-			keys, rows = append(keys, k), append(rows, *r)
-			*r = callRow{n: r.n}
+	for _, k := range slices.SortedFunc(maps.Keys(t.rows), compareKeys) {
+		if k.side == side {
+			keys, rows = append(keys, k), append(rows, *t.rows[k])
+			delete(t.rows, k)
 		}
 	}
 	return keys, rows
@@ -118,26 +119,10 @@ func (a *App) Calls() []CallCount {
 	a.calls.mu.Lock()
 	defer a.calls.mu.Unlock()
 	var out []CallCount
-	for _, k := range slices.SortedFunc(maps.Keys(a.calls.m), compareKeys) {
-		c := CallCount{k.side, k.servant, k.fn, k.ret, a.calls.m[k].n}
-		if n := len(out) - 1; n >= 0 && out[n] == (CallCount{c.Side, c.Servant, c.Func, c.Ret, out[n].N}) {
-			out[n].N += c.N // the same call with another peer
-			continue
-		}
-		out = append(out, c)
+	for _, k := range slices.SortedFunc(maps.Keys(a.calls.totals), compareKeys) {
+		out = append(out, CallCount{k.side, k.servant, k.fn, k.ret, a.calls.totals[k]})
 	}
 	return out
-}
-
-func splitAddr(a net.Addr) (string, int32) {
-	if a == nil {
-		return "", 0
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return a.String(), 0
-	}
-	return ap.Addr().String(), int32(ap.Port())
 }
 
 // appendStruct appends a struct of vals tagged from 0: each a string, an
@@ -157,10 +142,9 @@ func appendStruct(b []byte, tag uint8, vals ...any) []byte {
 	return AppendStructEnd(b)
 }
 
-// appendStatMap appends map<StatMicMsgHead,StatMicMsgBody> (framework.tars).
-// A call this server made is keyed by its module and the callee's
-// App.Server; one it served by "stat_from_server", as TarsGo names a caller
-// it cannot know, and this server.
+// appendStatMap appends map<StatMicMsgHead,StatMicMsgBody>. A call made is
+// keyed by this module and the callee's App.Server; one served by
+// "stat_from_server" (TarsGo's name for a caller it cannot know) and this server.
 func (a *App) appendStatMap(b []byte, tag uint8, keys []callKey, rows []callRow) []byte {
 	b = AppendMapHead(b, tag, len(keys))
 	for i, k := range keys {
@@ -177,8 +161,7 @@ func (a *App) appendStatMap(b []byte, tag uint8, keys []callKey, rows []callRow)
 		intervals := func(b []byte, tag uint8) []byte {
 			b = AppendMapHead(b, tag, len(statBounds))
 			for j, bound := range statBounds {
-				b = AppendInt(b, 0, int64(bound))
-				b = AppendInt(b, 1, int64(r.intervals[j]))
+				b = AppendInt(AppendInt(b, 0, int64(bound)), 1, int64(r.intervals[j]))
 			}
 			return b
 		}
@@ -210,49 +193,34 @@ func (a *App) Property(name string, kind PropertyKind, value func() int64) {
 	a.props = append(a.props, &property{name: name, kind: kind, value: value})
 }
 
-func (p *property) sample(v int64) {
-	p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v)
+func (p *property) sample(v int64) { p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v) }
+
+// appendTake appends StatPropMsgBody, the values to report, and starts afresh.
+func (p *property) appendTake(b []byte, tag uint8) []byte {
+	var values [][2]string
+	if v := p.value(); p.kind == Sum {
+		values, p.last = [][2]string{{"Sum", strconv.FormatInt(v-p.last, 10)}}, v
+	} else {
+		if p.n == 0 {
+			p.sample(v)
+		}
+		values = [][2]string{{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64)},
+			{"Max", strconv.FormatInt(p.max, 10)}}
+		p.sum, p.n, p.max = 0, 0, 0
+	}
+	return appendStruct(b, tag, func(b []byte, tag uint8) []byte {
+		b = AppendListHead(b, tag, len(values))
+		for _, v := range values {
+			b = appendStruct(b, 0, v[0], v[1])
+		}
+		return b
+	})
 }
 
-// take returns the policy and value pairs to report and starts afresh.
-func (p *property) take() [][2]string {
-	v := p.value()
-	if p.kind == Sum {
-		d := v - p.last
-		p.last = v
-		return [][2]string{{"Sum", strconv.FormatInt(d, 10)}}
-	}
-	if p.n == 0 {
-		p.sample(v)
-	}
-	avg := strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64)
-	out := [][2]string{{"Avg", avg}, {"Max", strconv.FormatInt(p.max, 10)}}
-	p.sum, p.n, p.max = 0, 0, 0
-	return out
-}
-
-// appendPropMap appends map<StatPropMsgHead,StatPropMsgBody>.
-func (a *App) appendPropMap(b []byte, tag uint8, values [][][2]string) []byte {
-	b = AppendMapHead(b, tag, len(a.props))
-	for i, p := range a.props {
-		// iPropertyVer (tag 7) is 2, as TarsGo sends.
-		b = appendStruct(b, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
-		b = appendStruct(b, 1, func(b []byte, tag uint8) []byte {
-			b = AppendListHead(b, tag, len(values[i]))
-			for _, v := range values[i] {
-				b = appendStruct(b, 0, v[0], v[1])
-			}
-			return b
-		})
-	}
-	return b
-}
-
-// report sends call statistics to the stat service (StatF reportMicMsg) and
-// properties to the property service (PropertyF reportPropMsg) every
-// report-interval until ctx ends, then once more within a second, so the
-// calls of the last interval are not lost.
-func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
+// report sends call statistics (StatF reportMicMsg) and properties
+// (PropertyF reportPropMsg) every report-interval until ctx ends, then once
+// more within a second, so the last interval is not lost.
+func (a *App) report(ctx context.Context, property *ObjProxy) {
 	interval := a.cfg.ReportInterval
 	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
 	defer tick.Stop()
@@ -261,22 +229,24 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		for _, side := range []string{"made", "served"} {
-			if keys, rows := a.calls.take(side); stat != nil && len(keys) > 0 {
-				a.frameworkCall(ctx, stat, "reportMicMsg", func(in *Results) {
+			if keys, rows := a.calls.take(side); len(keys) > 0 {
+				a.frameworkCall(ctx, a.stat, "reportMicMsg", func(in *Results) {
 					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
 					in.PutBool(2, "bFromClient", side == "made")
 				})
 			}
 		}
-		if property != nil && len(a.props) > 0 {
-			values := make([][][2]string, len(a.props))
-			for i, p := range a.props {
-				values[i] = p.take()
-			}
-			a.frameworkCall(ctx, property, "reportPropMsg", func(in *Results) {
-				in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return a.appendPropMap(b, tag, values) })
-			})
+		if property == nil || len(a.props) == 0 {
+			return
 		}
+		var msg []byte // map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2 as TarsGo sends
+		for _, p := range a.props {
+			msg = appendStruct(msg, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
+			msg = p.appendTake(msg, 1)
+		}
+		a.frameworkCall(ctx, property, "reportPropMsg", func(in *Results) {
+			in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return append(AppendMapHead(b, tag, len(a.props)), msg...) })
+		})
 	}
 	for {
 		select {
@@ -295,8 +265,8 @@ func (a *App) report(ctx context.Context, stat, property *ObjProxy) {
 	}
 }
 
-// frameworkCall calls fn on a framework service, which answers an int,
-// and logs a failure unless ctx has ended (the process is stopping).
+// frameworkCall calls fn on a framework service, which answers an int, and
+// logs a failure unless ctx has ended (the process is stopping).
 func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func(*Results)) {
 	var ret int32
 	err := p.Invoke(ctx, fn, in, func(out *Args) (err error) {
@@ -310,25 +280,18 @@ func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func
 	}
 }
 
-// keepAlive reports to tarsnode (ServerF) that the server lives:
-// reportVersion and keepAlive with adapter "" at start, then every interval
-// one keepAlive with adapter "" and one per adapter. Each round is bounded
-// by the interval, so a slow or dead tarsnode costs abandoned calls, never
-// a stuck loop. It returns when ctx ends.
+// keepAlive tells tarsnode (ServerF) the server lives: reportVersion and
+// keepAlive("") at start, then every interval keepAlive("") and one per
+// adapter, each round bounded by the interval so a dead tarsnode costs
+// abandoned calls, never a stuck loop.
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
 	round := func(first bool) {
-		rctx, cancel := context.WithTimeout(ctx, interval)
+		ctx, cancel := context.WithTimeout(ctx, interval)
 		defer cancel()
 		var wg sync.WaitGroup
-		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(rctx, node, fn, in) }) }
-		beat := func(adapter string) {
-			call("keepAlive", func(in *Results) {
-				in.Put(1, "serverInfo", func(b []byte, tag uint8) []byte { // nodef::ServerInfo
-					return appendStruct(b, tag, cfg.App, cfg.Server, int64(os.Getpid()), adapter)
-				})
-			})
-		}
+		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(ctx, node, fn, in) }) }
+		var beats []string
 		if first {
 			call("reportVersion", func(in *Results) {
 				in.PutString(1, "app", cfg.App)
@@ -337,10 +300,16 @@ func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 			})
 		} else {
 			for _, ad := range a.adapters {
-				beat(ad.cfg.Name)
+				beats = append(beats, ad.cfg.Name)
 			}
 		}
-		beat("")
+		for _, name := range append(beats, "") {
+			call("keepAlive", func(in *Results) {
+				in.Put(1, "serverInfo", func(b []byte, tag uint8) []byte { // nodef::ServerInfo
+					return appendStruct(b, tag, cfg.App, cfg.Server, int64(os.Getpid()), name)
+				})
+			})
+		}
 		wg.Wait()
 	}
 	round(true)

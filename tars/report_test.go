@@ -224,7 +224,7 @@ func (f *fakeFramework) wait(t *testing.T, from int, fn string, match func(map[s
 }
 
 func TestCallTable(t *testing.T) {
-	a := &App{}
+	a := &App{calls: callTable{byPeer: true}}
 	tb := &a.calls
 	peer := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 4000}
 	other := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 4001}
@@ -238,12 +238,12 @@ func TestCallTable(t *testing.T) {
 	tb.add("served", CallInfo{Servant: "X.Y.Made", Func: "up", Ret: ServerNoServantErr, Peer: other})
 
 	keys, rows := tb.take("made")
-	ok := callRow{n: 4, count: 4, total: 4017, max: 4000, min: 3}
+	ok := callRow{count: 4, total: 4017, max: 4000, min: 3}
 	ok.intervals[0], ok.intervals[1] = 1, 2 // <5 ms, <10 ms; 4000 ms is beyond the last bound
 	wantKeys := []callKey{{"made", "C.D.Obj", "f", "10.0.0.1", 4000, ServerUnknownErr},
 		{"made", "C.D.Obj", "f", "10.0.0.1", 4000, InvokeTimeout}, {"made", "C.D.Obj", "f", "10.0.0.2", 4001, InvokeTimeout},
 		{"made", "C.D.Obj", "f", "10.0.0.1", 4000, Success}}
-	wantRows := []callRow{{n: 1, errors: 1}, {n: 1, timeouts: 1}, {n: 1, timeouts: 1}, ok}
+	wantRows := []callRow{{errors: 1}, {timeouts: 1}, {timeouts: 1}, ok}
 	if !reflect.DeepEqual(keys, wantKeys) || !reflect.DeepEqual(rows, wantRows) {
 		t.Fatalf("made rows\n%+v\n%+v\nwant\n%+v\n%+v", keys, rows, wantKeys, wantRows)
 	}
@@ -259,6 +259,12 @@ func TestCallTable(t *testing.T) {
 	}
 	if got := a.Calls(); !reflect.DeepEqual(got, wantCalls) {
 		t.Errorf("Calls() = %+v, want %+v", got, wantCalls)
+	}
+	// With no stat service, calls are counted but no row is kept by peer.
+	var quiet callTable
+	quiet.add("served", CallInfo{Servant: "A.B.Obj", Func: "f", Peer: peer})
+	if len(quiet.totals) != 1 || len(quiet.rows) != 0 {
+		t.Errorf("without a stat service: totals %v, rows %v", quiet.totals, quiet.rows)
 	}
 }
 
