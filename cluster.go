@@ -17,28 +17,15 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// A room spans every node of the server: the endpoints of this server's
-// PushObj, from the registry when a locator is set, otherwise from the peers
-// key. A message pushed on a node is delivered there and appended to one log
-// of relayed messages; each peer's sender hands the log over from its own
-// cursor in batches (PushObj.peerPush), in this node's order. The receiver
-// delivers them locally and does not pass them on: no loops.
-//
-// Each node tells its peers which rooms it has members in (peerInterest):
-// its whole set when a peer is new to it or may have lost it (a failed call,
-// a peer process that restarted), then the changes, which happen only when
-// a room gains its first member here or loses its last. A room message is
-// relayed only to the peers that want its room, or whose interest is not
-// known; a push to everyone goes to every peer. A join that gives a room its
-// first member here is answered once the peers that are up know it (at most
-// peerAckWait), so a message pushed after it on any node reaches it.
-//
-// A cursor may lag at most peerQueueMax messages and peerQueueBytes bytes:
-// what falls off the log before it was sent is dropped (and counted) for
-// that peer, so a slow or dead peer costs bounded memory and never delays
-// the others. A batch is
-// sent again only if it certainly did not leave (no connection) or the peer
-// refused the whole call unread (peerRefused): no member gets one twice.
+// A room spans every node of the server: the endpoints of this server's PushObj, from the
+// registry when a locator is set, otherwise from the peers key. A message pushed on a node is
+// delivered there and appended to one log; each peer's sender hands the log over from its own
+// cursor in batches (PushObj.peerPush), in order (relay.go). The receiver delivers them locally
+// and passes them on to nobody: no loops. A room message goes only to the peers with members in
+// its room, or whose rooms are not known (interest.go). A cursor lags at most peerQueueMax
+// messages and the queue bytes: what falls off is dropped for that peer, so a slow or dead peer
+// costs bounded memory and never delays the others. A batch is sent again only if it certainly
+// did not arrive: no member gets a message twice.
 const (
 	peerQueueMax    = 10000                  // messages a peer's cursor may lag
 	peerBatchMax    = 256                    // messages per peerPush call
@@ -95,37 +82,36 @@ type peerItem struct {
 }
 
 func (it *peerItem) cost() int {
-	return len(it.msg.Room) + len(it.msg.Text) + len(it.msg.From) + len(it.msg.Origin) + len(it.msg.To) + len(it.msg.Name) + peerItemCost
+	m := &it.msg
+	return len(m.Room) + len(m.Text) + len(m.From) + len(m.Origin) + len(m.To) + len(m.Name) + peerItemCost
 }
 
-// peer is one other node and the state of its sender.
+// peer is one other node and the state of its sender; Cluster.mu guards its fields but hosts,
+// proxy, ctx and wake.
 type peer struct {
-	peerView              // guarded by Cluster.mu, but Queued (View works it out)
+	peerView              // but Queued, which View works out
 	hosts    []netip.Addr // the endpoint host's addresses: its calls come from one of them
 	proxy    *tars.ObjProxy
 	ctx      context.Context // ends when the peer is removed or the cluster stops
 	cancel   context.CancelFunc
 	wake     chan struct{} // the log grew
 
-	// Guarded by Cluster.mu: the batch in a call is [from, next); the peer
-	// owes the callers waiting on messages from owes on their count.
-	from, next, owes int
-	skipped          int                 // left out of the batch in the call
-	wants            map[string]struct{} // rooms the peer has members in; nil: not known, it gets all
-	epoch            string              // the peer process's tag, from its peerInterest calls
-	told             map[string]struct{} // the rooms the peer acknowledged; nil: it needs them all
-	toldGen          int                 // the gen told acknowledged; -1: none
-	gaps             map[string]struct{} // rooms with messages p will never get, to tell it; "": every room
+	from, next int                 // the batch in a call is [from, next)
+	owes       int                 // the callers waiting on messages from owes on get p's count
+	skipped    int                 // left out of the batch in the call
+	wants      map[string]struct{} // rooms the peer has members in; nil: not known, it gets all
+	epoch      string              // the peer process's tag, from its peerInterest calls
+	told       map[string]struct{} // the rooms the peer acknowledged; nil: it needs them all
+	toldGen    int                 // the gen told acknowledged; -1: none
+	gaps       map[string]struct{} // rooms with messages p will never get, to tell it; "": every room
 }
 
-// NewCluster returns a cluster that relays hub's pushes through client;
-// Start finds the peers and starts sending.
+// NewCluster returns a cluster that relays hub's pushes through client; Start finds the peers.
 func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
-	c := &Cluster{hub: hub, client: client, opt: opt, log: cmp.Or(opt.Log, slog.Default())}
+	c := &Cluster{hub: hub, client: client, opt: opt, log: cmp.Or(opt.Log, slog.Default()), told: make(chan struct{})}
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]
 	}
-	c.told = make(chan struct{})
 	hub.mu.Lock()
 	hub.interest, hub.peerPresence = c.interestChanged, c.presence
 	hub.mu.Unlock()
@@ -144,8 +130,8 @@ func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	return c
 }
 
-// Start reads the peers (the static list at once, the registry now and
-// then) and sends to them until Close. A failed read keeps the peers.
+// Start reads the peers (the static list at once, the registry every peerResolve) and sends to
+// them until Close. A failed read keeps the peers.
 func (c *Cluster) Start() {
 	if c.opt.Resolver == nil {
 		c.setPeers(c.opt.Static)
@@ -162,8 +148,7 @@ func (c *Cluster) Start() {
 				c.setPeers(eps)
 			} else if err.Error() != logged && c.stopped.Err() == nil {
 				logged = err.Error()
-				c.log.Warn("cluster: cannot list the nodes; keeping the known peers",
-					"servant", c.opt.Servant, "err", err)
+				c.log.Warn("cluster: cannot list the nodes; keeping the known peers", "servant", c.opt.Servant, "err", err)
 			}
 			select {
 			case <-time.After(peerResolve):
@@ -174,8 +159,8 @@ func (c *Cluster) Start() {
 	})
 }
 
-// setPeers starts a sender for each new endpoint and stops those of
-// endpoints no longer listed, dropping what they had not sent.
+// setPeers starts a sender for each new endpoint and stops those of endpoints no longer listed,
+// dropping what they had not sent.
 func (c *Cluster) setPeers(eps []tars.Endpoint) {
 	c.setMu.Lock()
 	defer c.setMu.Unlock()
@@ -184,9 +169,8 @@ func (c *Cluster) setPeers(eps []tars.Endpoint) {
 	c.mu.Unlock()
 	var next []*peer
 	for _, e := range eps {
-		addr := e.Addr()
-		at := func(p *peer) bool { return p.Addr == addr }
-		if slices.Contains(c.opt.Self, addr) || slices.ContainsFunc(next, at) {
+		at := func(p *peer) bool { return p.Addr == e.Addr() }
+		if slices.Contains(c.opt.Self, e.Addr()) || slices.ContainsFunc(next, at) {
 			continue
 		}
 		if i := slices.IndexFunc(old, at); i >= 0 {
@@ -221,8 +205,7 @@ func (c *Cluster) setPeers(eps []tars.Endpoint) {
 }
 
 func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
-	// Only what dialing needs: a registry's weight of -1 would not survive
-	// the trip through the proxy string.
+	// Only what dialing needs: a registry's weight of -1 would not survive the proxy string.
 	e = tars.Endpoint{Proto: e.Proto, Host: e.Host, Port: e.Port, Timeout: e.Timeout}
 	proxy, err := c.client.Proxy(c.opt.Servant + "@" + e.String())
 	if err != nil {
@@ -241,28 +224,28 @@ func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
 	return p, nil
 }
 
+// callerIP is the address a call came from, as peer.hosts holds them.
+func callerIP(addr net.Addr) netip.Addr {
+	ap, _ := netip.ParseAddrPort(addr.String())
+	return ap.Addr().Unmap().WithZone("")
+}
+
 // fromPeer reports whether a caller at addr is on the host of a peer.
 func (c *Cluster) fromPeer(addr net.Addr) bool {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return false
-	}
-	ip := ap.Addr().Unmap().WithZone("")
+	ip := callerIP(addr)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.ContainsFunc(c.peers, func(p *peer) bool { return slices.Contains(p.hosts, ip) })
 }
 
-// PushWait delivers ev on this node and hands it to every peer, then waits
-// for the peers' counts until they have all answered, peerAckWait has
-// passed, or half the time ctx has left is gone (the rest is for the
-// reply). It returns the connections reached on the nodes that answered,
-// and an error if the message could not be stored here.
+// PushWait delivers ev here and hands it to every peer, then waits for the peers' counts until
+// they have all answered, peerAckWait has passed, or half the time ctx has left is gone (the rest
+// is for the reply). It returns the connections reached on the nodes that answered, and an error
+// if the message could not be stored here.
 func (c *Cluster) PushWait(ctx context.Context, ev event) (int, error) {
 	ack := &peerAck{done: make(chan struct{})}
 	ack.left.Store(1) // held until every peer has its share (relay)
 	local, err := c.hub.Deliver(newFrames(ev), ack)
-
 	wait := peerAckWait
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d)/2)
@@ -284,16 +267,14 @@ type peerAck struct {
 }
 
 func (a *peerAck) answer(n int32) {
-	if n > 0 {
-		a.delivered.Add(int64(n))
-	}
+	a.delivered.Add(int64(max(n, 0)))
 	if a.left.Add(-1) == 0 {
 		close(a.done)
 	}
 }
 
-// Close lets every sender send what the log holds until ctx ends, then
-// abandons the rest. The client is the caller's to close.
+// Close lets every sender send what the log holds until ctx ends, then abandons the rest. The
+// client is the caller's to close.
 func (c *Cluster) Close(ctx context.Context) error {
 	c.relay() // what the connections pushed while closing
 	c.mu.Lock()

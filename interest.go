@@ -4,20 +4,21 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// Interest: each node tells its peers which rooms it has members in
-// (peerInterest), so that a room's messages go only where they are wanted.
+// Interest: each node tells its peers which rooms it has members in (peerInterest): its whole set
+// when a peer is new or may have lost it (a failed call, a restarted process), then the changes,
+// which happen only when a room gains its first member here or loses its last. A join that gives
+// a room its first member here is answered once the peers that are up know it (at most
+// peerAckWait), so a message pushed after it on any node reaches it.
 
-// interestChanged is the hub's news that a room gained its first member
-// here or lost its last: the senders tell the peers. With wait it returns
-// once every peer whose last call did not fail has acknowledged, or after
-// peerAckWait.
+// interestChanged is the hub's news that a room gained its first member here or lost its last:
+// the senders tell the peers. With wait it returns once every peer whose last call did not fail
+// has acknowledged, or after peerAckWait.
 func (c *Cluster) interestChanged(wait bool) {
 	c.mu.Lock()
 	c.gen++
@@ -45,15 +46,13 @@ func (c *Cluster) interestChanged(wait bool) {
 	}
 }
 
-// tell calls PushObj.peerInterest if p has not acknowledged this node's
-// rooms as they are: the changes, or the whole set if p needs it (or the
-// changes would not fit one call). A node with more than peerInterestMax
-// rooms tells its peers its interest is unknown: they send it everything.
-// It reports whether there was nothing to tell or the call succeeded.
+// tell calls PushObj.peerInterest if p has not acknowledged this node's rooms as they are, or has
+// gaps to learn: the changes, or the whole set if p needs it or the changes do not fit one call.
+// A node with more rooms than fit tells its peers its interest is unknown (both lists empty): they
+// send it everything. It reports whether there was nothing to tell or the call succeeded.
 func (c *Cluster) tell(p *peer) bool {
 	c.mu.Lock()
-	gen, told := c.gen, p.told
-	gaps := slices.Collect(maps.Keys(p.gaps))
+	gen, told, gaps := c.gen, p.told, slices.Collect(maps.Keys(p.gaps))
 	skip := p.toldGen >= gen && len(gaps) == 0 || c.closing
 	p.gaps = nil
 	c.mu.Unlock()
@@ -64,38 +63,18 @@ func (c *Cluster) tell(p *peer) bool {
 	for room := range c.hub.Counts().Rooms {
 		now[room] = struct{}{}
 	}
-	fits := func(rooms []string) bool {
-		size := 0
-		for _, r := range rooms {
-			size += len(r) + 4
-		}
-		return len(rooms) <= peerInterestMax && size <= peerBatchBytes
-	}
-	var add, remove []string
-	full := told == nil
-	if !full {
-		for r := range now {
-			if _, in := told[r]; !in {
-				add = append(add, r)
-			}
-		}
-		for r := range told {
-			if _, in := now[r]; !in {
-				remove = append(remove, r)
-			}
-		}
-		full = !fits(append(add, remove...))
-	}
-	if full {
-		add, remove = slices.Collect(maps.Keys(now)), nil
-		if !fits(add) || len(now) > peerInterestMax {
-			add, full, now = nil, false, nil // unknown: both lists empty
-		}
-	} else if len(add)+len(remove)+len(gaps) == 0 {
+	add, remove, full := minus(now, told), minus(told, now), told == nil
+	switch {
+	case !full && !fits(add, remove):
+		add, remove, full = minus(now, nil), nil, true
+	case !full && len(add)+len(remove)+len(gaps) == 0:
 		c.mu.Lock()
 		p.toldGen = max(p.toldGen, gen)
 		c.mu.Unlock()
 		return true
+	}
+	if full && !fits(add) {
+		add, full, now = nil, false, nil
 	}
 	err := p.proxy.Invoke(p.ctx, "peerInterest", func(r *tars.Results) {
 		r.PutString(1, "token", c.opt.Secret)
@@ -104,7 +83,7 @@ func (c *Cluster) tell(p *peer) bool {
 		r.PutBool(4, "full", full)
 		r.Put(5, "add", func(b []byte, tag uint8) []byte { return appendList(b, tag, add, tars.AppendString) })
 		r.Put(6, "remove", func(b []byte, tag uint8) []byte { return appendList(b, tag, remove, tars.AppendString) })
-		if len(gaps) > 0 {
+		if len(gaps) > 0 { // older nodes read no gaps
 			r.Put(7, "gaps", func(b []byte, tag uint8) []byte { return appendList(b, tag, gaps, tars.AppendString) })
 		}
 	}, nil)
@@ -116,42 +95,54 @@ func (c *Cluster) tell(p *peer) bool {
 			p.gap(room)
 		}
 	}
-	if peerRefused(err) {
-		// It does not take this node's interest (a wrong secret, or it
-		// knows this node by another address): it relays everything here.
-		// Messages still go; it is asked again at the next change.
+	switch {
+	case peerRefused(err):
+		// It does not take this node's rooms (a wrong secret, or it knows this node by another
+		// address), so relays everything here; it is asked again at the next change.
 		if p.Error != err.Error() {
 			c.log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
 		}
 		p.Error, p.told, p.toldGen = err.Error(), nil, gen
 		return true
-	}
-	if err != nil && p.State == "unknown" {
+	case err != nil && p.State == "unknown":
 		p.Error, p.told, p.toldGen = err.Error(), nil, -1 // never reached: messages will tell
-		return false
-	}
-	if err != nil {
+	case err != nil:
 		c.down(p, err)
-		return false
+	default:
+		c.up(p)
+		p.told, p.toldGen = now, gen
+		close(c.told)
+		c.told = make(chan struct{})
 	}
-	if p.State != "up" {
-		c.log.Info("cluster: peer up", "peer", p.Addr)
-	}
-	p.State, p.Error = "up", ""
-	p.told, p.toldGen = now, gen
-	close(c.told)
-	c.told = make(chan struct{})
-	return true
+	return err == nil
 }
 
-// setInterest applies a peerInterest call from the peer at origin, which
-// must be on one of that peer's hosts. A new epoch is a restarted peer
-// process: it gets this node's whole interest again.
-func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, add, remove []string) error {
-	ip := netip.Addr{}
-	if ap, err := netip.ParseAddrPort(caller.String()); err == nil {
-		ip = ap.Addr().Unmap().WithZone("")
+// minus returns the keys of a that are not in b.
+func minus(a, b map[string]struct{}) (keys []string) {
+	for k := range a {
+		if _, in := b[k]; !in {
+			keys = append(keys, k)
+		}
 	}
+	return keys
+}
+
+// fits reports whether the rooms fit one peerInterest call.
+func fits(lists ...[]string) bool {
+	n, size := 0, 0
+	for _, rooms := range lists {
+		n += len(rooms)
+		for _, r := range rooms {
+			size += len(r) + 4
+		}
+	}
+	return n <= peerInterestMax && size <= peerBatchBytes
+}
+
+// setInterest applies a peerInterest call from the peer at origin, which must be on one of that
+// peer's hosts. A new epoch is a restarted peer process: it gets this node's whole interest again.
+func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, add, remove []string) error {
+	ip := callerIP(caller)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := slices.IndexFunc(c.peers, func(p *peer) bool { return p.Addr == origin && slices.Contains(p.hosts, ip) })

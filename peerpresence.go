@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,12 +10,10 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// Presence across a cluster: presence|room counts this node's members, then asks every peer
-// that may have members in the room (PushObj.peerPresence), all at once, for at most
-// peerPresenceWait. A peer whose interest says it has no member there is not asked: the same
-// knowledge keeps the room's messages from it. A peer that does not answer in time, or answers
-// what cannot be right, makes the reply partial: its members are left out of count and list.
-
+// Presence across a cluster: presence|room counts this node's members, then asks every peer that
+// may have members in the room (PushObj.peerPresence) at once, for at most peerPresenceWait. A
+// peer whose interest says it has none there is not asked. A peer that does not answer in time,
+// or answers what cannot be right, makes the reply partial: its members are left out.
 const peerPresenceWait = 500 * time.Millisecond
 
 // roomPresence answers presence|room: how many are in room on every node that answered, at most
@@ -44,26 +41,21 @@ func (c *Cluster) presence(room string) (n int, ms []roomMember, partial bool) {
 		}
 	}
 	c.mu.Unlock()
-	type answer struct {
-		n   int32
-		ms  []roomMember
-		err error
-	}
-	answers := make([]answer, len(ask))
+	counts, lists, errs := make([]int32, len(ask)), make([][]roomMember, len(ask)), make([]error, len(ask))
 	ctx, cancel := context.WithTimeout(c.ctx, peerPresenceWait)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, p := range ask {
-		wg.Go(func() { answers[i].n, answers[i].ms, answers[i].err = c.askPresence(ctx, p, room) })
+		wg.Go(func() { counts[i], lists[i], errs[i] = c.askPresence(ctx, p, room) })
 	}
 	wg.Wait()
-	for _, a := range answers {
-		if a.err != nil {
+	for i, err := range errs {
+		if err != nil {
 			partial = true
 			continue
 		}
-		n += int(a.n)
-		ms = append(ms, a.ms...)
+		n += int(counts[i])
+		ms = append(ms, lists[i]...)
 	}
 	return n, ms, partial
 }
@@ -88,43 +80,27 @@ func (c *Cluster) askPresence(ctx context.Context, p *peer, room string) (n int3
 	return n, ms, err
 }
 
-// registerPeerPresence registers PushObj.peerPresence (tars/Push.tars), admitted as peerPush is:
-// from a peer's host, with cluster-secret as token, checked before the room is read.
-func registerPeerPresence(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
-	s.Handle(name, "peerPresence", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		room, err := readPeerPresence(in, cl != nil && cl.fromPeer(cur.RemoteAddr), *l.get())
-		if err != nil {
-			hub.log.Warn("peerPresence: call refused", "caller", cur.RemoteAddr.String(), "err", err)
-			return codeOf(err), err
-		}
-		n, ms := hub.presence(room)
-		out.PutInt32(0, "", 0)
-		out.PutInt32(3, "count", int32(n))
-		out.Put(4, "members", func(b []byte, tag uint8) []byte { return appendList(b, tag, ms, appendPeerMember) })
-		return tars.Success, nil
-	})
-}
-
-func readPeerPresence(in *tars.Args, fromPeer bool, set Settings) (string, error) {
-	if !fromPeer {
-		return "", codeErr{pushDenied, errors.New("peerPresence: the caller is not on a peer's host")}
-	}
-	token, err := in.String(1, "token")
-	if err != nil {
-		return "", err
-	}
-	if !sameSecret(set.ClusterSecret, token) {
-		return "", codeErr{pushDenied, errors.New("peerPresence: wrong cluster secret (argument token)")}
+// peerPresence answers who is in a room here, the token checked before the room is read.
+func (o *pushObj) peerPresence(_ context.Context, _ *tars.Current, in *tars.Args, out *tars.Results) error {
+	set := o.live.get()
+	if err := peerToken(in, 1, "peerPresence", set.ClusterSecret); err != nil {
+		return err
 	}
 	room, err := in.String(2, "roomNum")
-	if err == nil && checkRoom(room, &set) != nil {
-		err = codeErr{pushBadArgument, fmt.Errorf("peerPresence: roomNum: %w", checkRoom(room, &set))}
+	if err != nil {
+		return err
 	}
-	return room, err
+	if err := checkRoom(room, set); err != nil {
+		return codeErr{pushBadArgument, fmt.Errorf("peerPresence: roomNum: %w", err)}
+	}
+	n, ms := o.hub.presence(room)
+	out.PutInt32(3, "count", int32(n))
+	out.Put(4, "members", func(b []byte, tag uint8) []byte { return appendList(b, tag, ms, appendPeerMember) })
+	return nil
 }
 
-// appendPeerMember and readPeerMember are TestApp.PeerMember; what is read is checked as a
-// local member would be.
+// appendPeerMember and readPeerMember are TestApp.PeerMember; what is read is checked as a local
+// member would be.
 func appendPeerMember(b []byte, tag uint8, m roomMember) []byte {
 	b = tars.AppendStructBegin(b, tag)
 	b = tars.AppendString(b, 0, m.ID)

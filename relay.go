@@ -13,25 +13,24 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// The relay log and the peers' senders: what the hub delivered goes into one log;
-// each peer's sender hands it over in batches, in order, counting what is lost or dropped.
-
-// relay appends what the hub delivered since the last call to the log. A
-// waiting caller counts on each peer not known to be down (nor stopping).
+// relay appends what the hub delivered since the last call to the log. A waiting caller counts
+// on each peer that wants the message and is not known to be down (nor stopping).
 func (c *Cluster) relay() {
 	c.mu.Lock()
 	items := c.hub.TakeRelayed()
 	all := c.hub.live.get().Relay == "all" // every peer gets every message, as if its interest were unknown
 	for _, it := range items {
 		ev := it.f.ev
+		_, tag, _ := strings.Cut(ev.To, ".")
 		var skip []*peer
 		for _, p := range c.peers {
-			_, tag, _ := strings.Cut(ev.To, ".")
-			if _, in := p.wants[ev.Room]; ev.Room != "" && p.wants != nil && !in && !all || ev.To != "" && p.epoch != "" && p.epoch != tag {
+			_, in := p.wants[ev.Room]
+			switch {
+			case ev.Room != "" && p.wants != nil && !in && !all, ev.To != "" && p.epoch != "" && p.epoch != tag:
 				skip = append(skip, p)
-			} else if p.State == "down" || c.closing {
+			case p.State == "down" || c.closing:
 				p.owes = max(p.owes, c.end()+1)
-			} else if it.ack != nil {
+			case it.ack != nil:
 				it.ack.left.Add(1)
 			}
 			p.signal()
@@ -52,9 +51,8 @@ func (c *Cluster) relay() {
 // end is the number of the next message appended to the log.
 func (c *Cluster) end() int { return c.base + len(c.relayed) }
 
-// trim cuts from the log what every peer has sent, and what lies more than
-// peerQueueMax messages or the queue bytes back: a peer that had not sent
-// that drops it.
+// trim cuts from the log what every peer has sent, and what lies more than peerQueueMax messages
+// or the queue bytes back: a peer that had not sent that drops it.
 func (c *Cluster) trim() {
 	to := c.end()
 	for _, p := range c.peers {
@@ -81,8 +79,8 @@ func (c *Cluster) trim() {
 	c.base = to
 }
 
-// settle answers with nothing the counts p owes for the messages before
-// number to (math.MaxInt: all, and it owes no more).
+// settle answers with nothing the counts p owes for the messages before number to (math.MaxInt:
+// all, and it owes no more).
 func (c *Cluster) settle(p *peer, to int) {
 	for n := max(p.owes, c.base); n < min(to, c.end()); n++ {
 		if it := c.relayed[n-c.base]; it.ack != nil && !slices.Contains(it.skip, p) {
@@ -92,17 +90,16 @@ func (c *Cluster) settle(p *peer, to int) {
 	p.owes = max(p.owes, to)
 }
 
-// missed notes that p will never get m (dropped, or lost in a call cut off): p is told so with its
-// next peerInterest, and its history of the room starts a new epoch, so that a page recovering
-// there across the gap learns recovered:false. Past peerInterestMax rooms, p is told every room.
-// c.mu must be held.
+// missed notes that p will never get m (dropped, or lost in a call cut off): p is told so with
+// its next peerInterest, and its history of the room starts a new epoch, so that a page
+// recovering there across the gap learns recovered:false. c.mu must be held.
 func (p *peer) missed(m peerMessage) {
 	if m.Room != "" && m.To == "" { // the others are in no history
 		p.gap(m.Room)
 	}
 }
 
-// gap adds room ("": every room) to the gaps p is to be told of. c.mu must be held.
+// gap adds room ("": every room, as past peerInterestMax rooms) to the gaps p is to be told of.
 func (p *peer) gap(room string) {
 	if _, all := p.gaps[""]; all {
 		return
@@ -117,15 +114,11 @@ func (p *peer) gap(room string) {
 	p.gaps[room] = struct{}{}
 }
 
-func (p *peer) signal() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
+func (p *peer) signal() { notify(p.wake) }
 
-// send is p's sender: it hands the log over one batch at a time, each
-// after the previous one was answered, which keeps the order.
+// send is p's sender: it hands the log over one batch at a time, each after the previous one was
+// answered, which keeps the order. It waits for more after an empty batch, a while after a
+// failed call.
 func (c *Cluster) send(p *peer) {
 	defer func() {
 		c.mu.Lock()
@@ -137,41 +130,31 @@ func (c *Cluster) send(p *peer) {
 	for {
 		told := c.tell(p) // messages go even if this failed
 		batch, closing := c.take(p)
-		if len(batch) == 0 {
-			if closing {
-				return
-			}
-			var retry <-chan time.Time
-			if !told {
-				retry = time.After(peerRetryWait)
-			}
-			select {
-			case <-p.wake:
-				continue
-			case <-retry:
-				continue
-			case <-p.ctx.Done():
-				return
-			}
-		}
-		if c.push(p, batch) {
+		var wake <-chan struct{}
+		var retry <-chan time.Time
+		switch {
+		case len(batch) > 0 && c.push(p, batch):
 			continue
-		}
-		if c.stopped.Err() != nil {
+		case len(batch) > 0 && c.stopped.Err() != nil, len(batch) == 0 && closing:
 			return
+		case len(batch) > 0, !told:
+			retry = time.After(peerRetryWait)
+		}
+		if len(batch) == 0 {
+			wake = p.wake
 		}
 		select {
-		case <-time.After(peerRetryWait):
+		case <-wake:
+		case <-retry:
 		case <-p.ctx.Done():
 			return
 		}
 	}
 }
 
-// take returns p's next batch, at most peerBatchMax messages and
-// peerBatchBytes bytes (or one message), leaving out those p did not want;
-// each message with the caller waiting on it if p owes that one its count;
-// and whether the cluster is closing.
+// take returns p's next batch, at most peerBatchMax messages and peerBatchBytes bytes (or one
+// message), leaving out those p did not want, each with the caller waiting on it if p owes that
+// one its count; and whether the cluster is closing.
 func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -198,27 +181,21 @@ func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	return batch, c.closing
 }
 
-// push calls PushObj.peerPush with a batch, answers the callers waiting on
-// it with their counts and moves p's cursor past it, unless it certainly
-// was not delivered. A peer that fails a call is down: every caller
-// waiting on it is answered with nothing.
+// push calls PushObj.peerPush with a batch, answers the callers waiting on it with their counts
+// and moves p's cursor past it, unless it certainly was not delivered. A failed call marks p down.
 func (c *Cluster) push(p *peer, batch []peerItem) bool {
 	var counts []int32
-	err := p.proxy.Invoke(p.ctx, "peerPush",
-		func(r *tars.Results) {
-			r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
-				return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte {
-					return appendPeerMessage(b, tag, it.msg)
-				})
-			})
-			r.PutString(2, "token", c.opt.Secret)
-		},
-		func(a *tars.Args) error {
-			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-				counts, err = readList(d, tag, -1, readInt32)
-				return err
-			})
+	err := p.proxy.Invoke(p.ctx, "peerPush", func(r *tars.Results) {
+		r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
+			return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte { return appendPeerMessage(b, tag, it.msg) })
 		})
+		r.PutString(2, "token", c.opt.Secret)
+	}, func(a *tars.Args) error {
+		return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
+			counts, err = readList(d, tag, -1, readInt32)
+			return err
+		})
+	})
 	unanswered(p, err)
 	if err == nil && len(counts) != len(batch) {
 		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
@@ -233,27 +210,21 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch n := len(batch); {
+	switch {
 	case err == nil:
-		if p.State != "up" {
-			c.log.Info("cluster: peer up", "peer", p.Addr)
-		}
-		p.State, p.Error = "up", ""
-		p.Sent += uint64(n)
+		c.up(p)
+		p.Sent += uint64(len(batch))
 		p.Filtered += uint64(p.skipped)
 	case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
-		// Back to the log, less what fell off it meanwhile.
-		p.next = max(p.from, c.base)
+		p.next = max(p.from, c.base) // back to the log, less what fell off it meanwhile
 		for _, it := range batch {
 			if len(c.relayed) == 0 || it.at < c.relayed[0].at {
 				p.Dropped++
 				p.missed(it.msg)
 			}
 		}
-	default:
-		// It may have reached the peer: sending it again could deliver
-		// it twice.
-		p.Lost += uint64(n)
+	default: // it may have reached the peer: sent again, it could be delivered twice
+		p.Lost += uint64(len(batch))
 		p.Filtered += uint64(p.skipped)
 		for _, it := range batch {
 			p.missed(it.msg)
@@ -267,9 +238,16 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 	return err == nil
 }
 
-// down marks p down after a failed call, answers the callers waiting on it
-// with nothing, and forgets what it was told: it may have restarted.
-// c.mu must be held.
+// up marks p up after a call that succeeded. c.mu must be held.
+func (c *Cluster) up(p *peer) {
+	if p.State != "up" {
+		c.log.Info("cluster: peer up", "peer", p.Addr)
+	}
+	p.State, p.Error = "up", ""
+}
+
+// down marks p down after a failed call, answers the callers waiting on it with nothing, and
+// forgets what it was told: it may have restarted. c.mu must be held.
 func (c *Cluster) down(p *peer, err error) {
 	if p.State != "down" {
 		c.log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
@@ -279,10 +257,9 @@ func (c *Cluster) down(p *peer, err error) {
 	c.settle(p, c.end())
 }
 
-// unanswered resets p's connection after a call that timed out: across a
-// partition its request waits in the connection, and would arrive after
-// the heal, with the calls that follow, delivering out of order (or telling
-// an old interest). Reset, it certainly arrives never, or before.
+// unanswered resets p's connection after a call that timed out: across a partition its request
+// would wait in the connection and arrive after the heal, out of order with the calls that
+// follow. Reset, it certainly arrives never, or before.
 func unanswered(p *peer, err error) {
 	var ce *tars.CallError
 	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
@@ -290,16 +267,14 @@ func unanswered(p *peer, err error) {
 	}
 }
 
-// neverSent reports whether a call failed before its request could leave:
-// no connection could be made.
+// neverSent reports whether a call failed before its request could leave: no connection.
 func neverSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// peerRefused reports whether the peer refused a whole call before delivering
-// any of it (a wrong secret, or it does not know this node yet): sending it
-// again cannot deliver anything twice.
+// peerRefused reports whether the peer refused a whole call unread (a wrong secret, or it does
+// not know this node yet): sending it again cannot deliver anything twice.
 func peerRefused(err error) bool {
 	var ce *tars.CallError
 	return errors.As(err, &ce) && ce.Code == pushDenied
@@ -334,21 +309,16 @@ func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
 	if _, err := d.ReadStructBegin(0, true); err != nil {
 		return err
 	}
-	return cmp.Or(
-		d.ReadString(&m.Room, 0, true),
-		d.ReadString(&m.Text, 1, true),
-		d.ReadString(&m.From, 2, true),
-		d.ReadInt64(&m.Time, 3, true),
-		d.ReadString(&m.Origin, 4, true),
-		d.ReadString(&m.To, 5, false),
-		d.ReadString(&m.Name, 6, false),
-		d.ReadStructEnd(),
-	)
+	return cmp.Or(d.ReadString(&m.Room, 0, true), d.ReadString(&m.Text, 1, true), d.ReadString(&m.From, 2, true),
+		d.ReadInt64(&m.Time, 3, true), d.ReadString(&m.Origin, 4, true), d.ReadString(&m.To, 5, false),
+		d.ReadString(&m.Name, 6, false), d.ReadStructEnd())
 }
 
 func appendInt32(b []byte, tag uint8, n int32) []byte { return tars.AppendInt(b, tag, int64(n)) }
 
 func readInt32(d *tars.Decoder, n *int32) error { return d.ReadInt32(n, 0, true) }
+
+func readString(d *tars.Decoder, s *string) error { return d.ReadString(s, 0, true) }
 
 // appendList appends v as a vector, its elements at tag 0.
 func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) []byte) []byte {
@@ -359,13 +329,11 @@ func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) [
 	return b
 }
 
-// errPeerBatch refuses a peerPush call with more messages than a sender
-// puts in one, before anything is allocated for them.
+// errPeerBatch refuses a list longer than a peer sends in one call, before anything is allocated.
 var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
 
 // readList reads a vector of at most max elements (max < 0: any number).
-func readList[T any](d *tars.Decoder, tag uint8, max int,
-	elem func(*tars.Decoder, *T) error) ([]T, error) {
+func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T) error) ([]T, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
 		return nil, err

@@ -16,24 +16,31 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// Return codes of PushObj calls refused before anything is pushed; the
-// packet's sResultDesc says why. Positive, so they cannot be mistaken for
-// the framework's own (negative) codes.
+// Return codes of PushObj calls refused before anything is pushed; the packet's sResultDesc says
+// why. Positive, so they cannot be mistaken for the framework's own (negative) codes.
 const (
 	pushBadArgument int32 = 1 // empty or too long room, empty or too long message
-	pushDenied      int32 = 2 // push-token is set and the call's context lacks it; peerPush: not a peer, or no cluster secret
+	pushDenied      int32 = 2 // push-token is set and the call's context lacks it; peer calls: not a peer, or no cluster secret
 )
 
-// pushTokenKey is the request context key that carries the push token, as
-// the HTTP triggers' parameter does.
+// pushTokenKey is the request context key that carries the push token, as the HTTP triggers'
+// parameter does.
 const pushTokenKey = "token"
+
+// Limits of the peer calls.
+const (
+	minClusterSecret = 16              // characters of cluster-secret at least
+	peerFromMax      = 64              // bytes of PeerMessage.from
+	peerOriginMax    = 300             // bytes of PeerMessage.origin: a host:port
+	peerClockSkew    = 5 * time.Minute // a message time further from now is replaced by now
+)
 
 // registrar takes servant handlers: a *tars.App, or a *tars.Server in tests.
 type registrar interface {
 	Handle(servant, fn string, h tars.HandlerFunc)
 }
 
-// registerPush registers PushObj (tars/Push.tars) under name:
+// pushObj serves PushObj (tars/Push.tars):
 //
 //	int pushByRoom(string roomNum, string message, out int delivered);
 //	int pushAll(string message, out int delivered);
@@ -42,189 +49,190 @@ type registrar interface {
 //	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove, vector<string> gaps);
 //	int peerPresence(string token, string roomNum, out int count, out vector<PeerMember> members);
 //
-// The first two return 0 and the number of connections the message was
-// queued for, on this node and, with a cluster, on the peers that answered
-// in time (Cluster.PushWait). pushToConn delivers to one connection,
-// here or, through peerPush, on the node whose tag ends its id (0 or 1).
-// peerPush delivers other nodes' messages here
-// only (cluster.go); it takes calls from the hosts of this node's peers
-// that carry cluster-secret as token, not the push token. peerInterest,
-// checked the same way, records which rooms a peer has members in. Each call checks
-// against the settings in force.
+// The push calls answer how many connections the message was queued for, here and, with a
+// cluster, on the peers that answered in time (Cluster.PushWait); pushToConn reaches the node
+// whose tag ends the id. The peer calls come from the hosts of this node's peers with
+// cluster-secret as token, not the push token. Each call checks against the settings in force.
+type pushObj struct {
+	s    registrar
+	name string
+	hub  *Hub
+	live *live
+	cl   *Cluster // nil: no cluster, peer calls are refused
+}
+
+type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error
+
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
-	registerPeerPresence(s, name, hub, l, cl)
-	push := func(ctx context.Context, ev event) (int, error) {
-		if cl == nil {
-			return hub.Deliver(newFrames(ev), nil)
-		}
-		return cl.PushWait(ctx, ev)
-	}
-	check := func(cur *tars.Current, room *string, msg string) error {
-		set := *l.get()
-		if !checkPushToken(&set, cur.Context[pushTokenKey]) {
-			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
-		}
-		if room != nil {
-			if err := checkRoom(*room, &set); err != nil {
-				return codeErr{pushBadArgument, fmt.Errorf("%s: roomNum: %w", cur.Func, err)}
-			}
-		}
-		if err := checkMessage(&msg, &set); err != nil {
-			return codeErr{pushBadArgument, fmt.Errorf("%s: message: %w", cur.Func, err)}
-		}
-		return nil
-	}
-	s.Handle(name, "pushByRoom", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		room, err := in.String(1, "roomNum")
+	o := &pushObj{s, name, hub, l, cl}
+	o.handle("pushByRoom", o.pushByRoom)
+	o.handle("pushAll", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
+		a, err := o.args(cur, in, "message")
 		if err != nil {
-			return 0, err
+			return err
 		}
-		msg, err := in.String(2, "message")
-		if err != nil {
-			return 0, err
-		}
-		if err := check(cur, &room, msg); err != nil {
-			return codeOf(err), err
-		}
-		n, err := push(ctx, event{Kind: kindMessage, Room: room, From: fromTars, Text: msg, Time: time.Now()})
-		if err != nil {
-			return tars.ServerUnknownErr, err
-		}
-		out.PutInt32(0, "", 0)
-		out.PutInt32(3, "delivered", int32(n))
-		return tars.Success, nil
-	})
-	s.Handle(name, "pushAll", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		msg, err := in.String(1, "message")
-		if err != nil {
-			return 0, err
-		}
-		if err := check(cur, nil, msg); err != nil {
-			return codeOf(err), err
-		}
-		n, _ := push(ctx, event{Kind: kindMessage, From: fromTars, Text: msg, Time: time.Now()}) // no history: cannot fail
-		out.PutInt32(0, "", 0)
+		n, err := o.push(ctx, event{Kind: kindMessage, From: fromTars, Text: a[0], Time: time.Now()})
 		out.PutInt32(2, "delivered", int32(n))
-		return tars.Success, nil
+		return err
 	})
-	s.Handle(name, "pushToConn", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		id, err := in.String(1, "connId")
+	o.handle("pushToConn", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
+		a, err := o.args(cur, in, "connId", "message")
 		if err != nil {
-			return 0, err
+			return err
 		}
-		msg, err := in.String(2, "message")
-		if err != nil {
-			return 0, err
+		id := a[0]
+		_, tag, _ := strings.Cut(id, ".")
+		if len(id) > peerFromMax || checkID(id) != nil || tag == "" {
+			return codeErr{pushBadArgument, fmt.Errorf("%s: connId: want a connection id c<N>.<tag>", cur.Func)}
 		}
-		if err := check(cur, nil, msg); err != nil {
-			return codeOf(err), err
-		}
-		if _, tag, _ := strings.Cut(id, "."); len(id) > peerFromMax || checkID(id) != nil || tag == "" {
-			err := codeErr{pushBadArgument, fmt.Errorf("%s: connId: want a connection id c<N>.<tag>", cur.Func)}
-			return codeOf(err), err
-		}
-		ev := event{Kind: kindMessage, From: fromTars, Text: msg, Time: time.Now(), To: id}
+		ev := event{Kind: kindMessage, From: fromTars, Text: a[1], Time: time.Now(), To: id}
 		var n int
-		if _, tag, _ := strings.Cut(id, "."); tag == hub.idTag || cl == nil {
-			n, _ = hub.DeliverLocal(newFrames(ev)).wait() // no room, no history: cannot fail
+		if tag == hub.idTag || cl == nil {
+			n, err = hub.DeliverLocal(newFrames(ev)).wait()
 		} else {
-			n, _ = cl.PushWait(ctx, ev)
+			n, err = o.push(ctx, ev)
 		}
-		out.PutInt32(0, "", 0)
 		out.PutInt32(3, "delivered", int32(n))
-		return tars.Success, nil
+		return err
 	})
-	s.Handle(name, "peerInterest", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		var err error = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", cur.Func)}
-		if cl != nil && cl.fromPeer(cur.RemoteAddr) {
-			err = readPeerInterest(in, *l.get(), func(origin, epoch string, full bool, add, remove, gaps []string) error {
-				err := cl.setInterest(cur.RemoteAddr, origin, epoch, full, add, remove)
-				if err == nil {
-					hub.gap(gaps)
-				}
-				return err
-			})
-		}
-		if err != nil {
-			hub.log.Warn("peerInterest: call refused", "caller", cur.RemoteAddr.String(), "err", err)
+	o.handlePeer("peerPush", o.peerPush)
+	o.handlePeer("peerInterest", o.peerInterest)
+	o.handlePeer("peerPresence", o.peerPresence)
+}
+
+// handle registers fn: h puts the out-parameters after the return value 0, or returns an error
+// answered with its code (codeErr).
+func (o *pushObj) handle(fn string, h pushFunc) {
+	o.s.Handle(o.name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		out.PutInt32(0, "", 0)
+		if err := h(ctx, cur, in, out); err != nil {
 			return codeOf(err), err
 		}
-		out.PutInt32(0, "", 0)
-		return tars.Success, nil
-	})
-	s.Handle(name, "peerPush", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		var msgs []peerMessage
-		var err error
-		if cl == nil || !cl.fromPeer(cur.RemoteAddr) {
-			err = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", cur.Func)}
-		} else {
-			msgs, err = readPeerPush(in, l.get().ClusterSecret)
-		}
-		if err != nil {
-			hub.log.Warn("peerPush: call refused", "caller", cur.RemoteAddr.String(), "err", err)
-			return codeOf(err), err
-		}
-		now, set := time.Now(), *l.get()
-		counts := make([]int32, len(msgs))
-		items := make([]*logItem, len(msgs)) // delivered together: their writes share a sync
-		var bad, retimed int
-		var first error
-		for i := range msgs {
-			m := &msgs[i]
-			moved, err := checkPeerMessage(m, set, hub.idTag, now)
-			if err != nil {
-				counts[i] = -1
-				if bad++; first == nil {
-					first = fmt.Errorf("message %d (origin %q, room %q, from %q): %w", i, m.Origin, m.Room, m.From, err)
-				}
-				continue
-			}
-			if moved {
-				retimed++
-			}
-			ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Name: m.Name, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
-			items[i] = hub.DeliverLocal(newFrames(ev))
-		}
-		for i, it := range items {
-			if it != nil {
-				n, err := it.wait()
-				counts[i] = int32(n)
-				if err != nil {
-					counts[i] = -1
-				}
-			}
-		}
-		if bad > 0 || retimed > 0 {
-			hub.log.Warn("peerPush: messages refused or retimed", "caller", cur.RemoteAddr.String(),
-				"messages", len(msgs), "refused", bad, "retimed", retimed, "first", first)
-		}
-		out.PutInt32(0, "", 0)
-		out.Put(3, "delivered", func(b []byte, tag uint8) []byte { return appendList(b, tag, counts, appendInt32) })
 		return tars.Success, nil
 	})
 }
 
-// Limits of peerPush (cluster.go sends it).
-const (
-	minClusterSecret = 16              // characters of cluster-secret at least
-	peerFromMax      = 64              // bytes of PeerMessage.from
-	peerOriginMax    = 300             // bytes of PeerMessage.origin: a host:port
-	peerClockSkew    = 5 * time.Minute // a message time further from now is replaced by now
-)
+// handlePeer registers fn, a call of another node: taken only from a peer's host, and h checks
+// its token first. Every refusal is logged.
+func (o *pushObj) handlePeer(fn string, h pushFunc) {
+	o.handle(fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
+		var err error = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", fn)}
+		if o.cl != nil && o.cl.fromPeer(cur.RemoteAddr) {
+			err = h(ctx, cur, in, out)
+		}
+		if err != nil {
+			o.hub.log.Warn(fn+": call refused", "caller", cur.RemoteAddr.String(), "err", err)
+		}
+		return err
+	})
+}
 
-// readPeerPush reads peerPush's arguments, the token first: a call without
-// the cluster secret is refused before its message list is decoded, and a
-// list longer than a sender's batch before anything is allocated for it.
-func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
-	token, err := in.String(2, "token")
+func (o *pushObj) pushByRoom(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
+	a, err := o.args(cur, in, "roomNum", "message")
+	if err != nil {
+		return err
+	}
+	n, err := o.push(ctx, event{Kind: kindMessage, Room: a[0], From: fromTars, Text: a[1], Time: time.Now()})
+	out.PutInt32(3, "delivered", int32(n))
+	return err
+}
+
+// args reads the string arguments at tags 1, 2... and checks the push token, then each argument
+// by its name (roomNum, message).
+func (o *pushObj) args(cur *tars.Current, in *tars.Args, names ...string) ([]string, error) {
+	a, err := readStrings(in, 1, names...)
 	if err != nil {
 		return nil, err
 	}
-	if !sameSecret(secret, token) {
-		return nil, codeErr{pushDenied, errors.New("peerPush: wrong cluster secret (argument token)")}
+	set := o.live.get()
+	if !checkPushToken(set, cur.Context[pushTokenKey]) {
+		return nil, codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
+	}
+	for i, name := range names {
+		switch name {
+		case "roomNum":
+			err = checkRoom(a[i], set)
+		case "message":
+			err = checkMessage(&a[i], set)
+		}
+		if err != nil {
+			return nil, codeErr{pushBadArgument, fmt.Errorf("%s: %s: %w", cur.Func, name, err)}
+		}
+	}
+	return a, nil
+}
+
+// readStrings reads the string arguments names at tags from, from+1...
+func readStrings(in *tars.Args, from uint8, names ...string) ([]string, error) {
+	a := make([]string, len(names))
+	for i, name := range names {
+		var err error
+		if a[i], err = in.String(from+uint8(i), name); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// push delivers ev here and, with a cluster, on the other nodes.
+func (o *pushObj) push(ctx context.Context, ev event) (int, error) {
+	if o.cl == nil {
+		return o.hub.Deliver(newFrames(ev), nil)
+	}
+	return o.cl.PushWait(ctx, ev)
+}
+
+// peerPush delivers other nodes' messages here only, and answers each one's count (-1: refused).
+func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
+	msgs, err := readPeerPush(in, o.live.get().ClusterSecret)
+	if err != nil {
+		return err
+	}
+	now, set := time.Now(), o.live.get()
+	items := make([]*logItem, len(msgs)) // delivered together: their writes share a sync
+	var bad, retimed int
+	var first error
+	for i := range msgs {
+		m := &msgs[i]
+		moved, err := checkPeerMessage(m, *set, o.hub.idTag, now)
+		if err != nil {
+			if bad++; first == nil {
+				first = fmt.Errorf("message %d (origin %q, room %q, from %q): %w", i, m.Origin, m.Room, m.From, err)
+			}
+			continue
+		}
+		if moved {
+			retimed++
+		}
+		ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Name: m.Name, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
+		items[i] = o.hub.DeliverLocal(newFrames(ev))
+	}
+	counts := make([]int32, len(msgs))
+	for i, it := range items {
+		counts[i] = -1
+		if it != nil {
+			if n, err := it.wait(); err == nil {
+				counts[i] = int32(n)
+			}
+		}
+	}
+	if bad > 0 || retimed > 0 {
+		o.hub.log.Warn("peerPush: messages refused or retimed", "caller", cur.RemoteAddr.String(),
+			"messages", len(msgs), "refused", bad, "retimed", retimed, "first", first)
+	}
+	out.Put(3, "delivered", func(b []byte, tag uint8) []byte { return appendList(b, tag, counts, appendInt32) })
+	return nil
+}
+
+// readPeerPush reads peerPush's arguments, the token first: a call without the cluster secret is
+// refused before its message list is decoded, and a list longer than a batch before anything is
+// allocated for it.
+func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
+	if err := peerToken(in, 2, "peerPush", secret); err != nil {
+		return nil, err
 	}
 	var msgs []peerMessage
-	err = in.Value(1, "msgs", func(d *tars.Decoder, tag uint8) (err error) {
+	err := in.Value(1, "msgs", func(d *tars.Decoder, tag uint8) (err error) {
 		msgs, err = readList(d, tag, peerBatchMax, readPeerMessage)
 		return err
 	})
@@ -234,27 +242,19 @@ func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 	return msgs, err
 }
 
-// readPeerInterest reads peerInterest's arguments, the token first, then
-// the short fields, then the room lists, each bounded (peerInterestMax
-// names of valid rooms; gaps, which older nodes do not send, may hold ""),
-// and hands them to apply.
-func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch string, full bool, add, remove, gaps []string) error) error {
-	token, err := in.String(1, "token")
+// peerInterest records which rooms the calling peer has members in, and starts its rooms' gaps
+// here. The token goes first, then the short fields, then the room lists, each bounded
+// (peerInterestMax valid room names; gaps, which older nodes do not send, may hold "").
+func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Args, _ *tars.Results) error {
+	set := o.live.get()
+	if err := peerToken(in, 1, "peerInterest", set.ClusterSecret); err != nil {
+		return err
+	}
+	a, err := readStrings(in, 2, "origin", "epoch")
 	if err != nil {
 		return err
 	}
-	if !sameSecret(set.ClusterSecret, token) {
-		return codeErr{pushDenied, errors.New("peerInterest: wrong cluster secret (argument token)")}
-	}
-	origin, err := in.String(2, "origin")
-	if err != nil {
-		return err
-	}
-	epoch, err := in.String(3, "epoch")
-	if err != nil {
-		return err
-	}
-	if len(origin) > peerOriginMax || len(epoch) > peerFromMax {
+	if len(a[0]) > peerOriginMax || len(a[1]) > peerFromMax {
 		return codeErr{pushBadArgument, errors.New("peerInterest: origin or epoch too long")}
 	}
 	full, err := in.Bool(4, "full")
@@ -269,7 +269,7 @@ func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch stri
 					return err
 				}
 			}
-			lists[i], err = readList(d, tag, peerInterestMax, func(d *tars.Decoder, s *string) error { return d.ReadString(s, 0, true) })
+			lists[i], err = readList(d, tag, peerInterestMax, readString)
 			return err
 		})
 		if errors.Is(err, errPeerBatch) {
@@ -279,39 +279,50 @@ func readPeerInterest(in *tars.Args, set Settings, apply func(origin, epoch stri
 			return err
 		}
 		for _, room := range lists[i] {
-			if err := checkRoom(room, &set); err != nil && (room != "" || name != "gaps") {
+			if err := checkRoom(room, set); err != nil && (room != "" || name != "gaps") {
 				return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: %w", name, err)}
 			}
 		}
 	}
-	return apply(origin, epoch, full, lists[0], lists[1], lists[2])
+	if err := o.cl.setInterest(cur.RemoteAddr, a[0], a[1], full, lists[0], lists[1]); err != nil {
+		return err
+	}
+	o.hub.gap(lists[2])
+	return nil
 }
 
-// checkPeerMessage reports what is wrong with a message from a peer. Every
-// field is bounded, and from must be "http", "tars" or a connection id of
-// another node, never one of this node's (ownTag). A time further than
-// peerClockSkew from now (a skewed clock, or a message that waited long for
-// its peer) is replaced by now, and retimed says so.
+// peerToken checks the cluster secret a peer call carries at tag, in constant time; an empty
+// secret matches nothing.
+func peerToken(in *tars.Args, tag uint8, fn, secret string) error {
+	token, err := in.String(tag, "token")
+	if err != nil {
+		return err
+	}
+	w, g := sha256.Sum256([]byte(secret)), sha256.Sum256([]byte(token))
+	if secret == "" || subtle.ConstantTimeCompare(w[:], g[:]) != 1 {
+		return codeErr{pushDenied, fmt.Errorf("%s: wrong cluster secret (argument token)", fn)}
+	}
+	return nil
+}
+
+// checkPeerMessage reports what is wrong with a message from a peer. Every field is bounded, and
+// from must be "http", "tars" or a connection id of another node, never one of this node's
+// (ownTag). A time further than peerClockSkew from now (a skewed clock, or a message that waited
+// long for its peer) is replaced by now, and retimed says so.
 func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time) (retimed bool, err error) {
-	if err := checkMessage(&m.Text, &set); err != nil {
-		return false, fmt.Errorf("text: %w", err)
-	}
-	if m.Room != "" {
-		if err := checkRoom(m.Room, &set); err != nil {
-			return false, fmt.Errorf("room: %w", err)
-		}
-	}
 	_, tag, _ := strings.Cut(m.From, ".")
-	if m.From != fromHTTP && m.From != fromTars && (len(m.From) > peerFromMax || checkID(m.From) != nil || tag == "" || tag == ownTag) {
+	switch {
+	case checkMessage(&m.Text, &set) != nil:
+		return false, fmt.Errorf("text: %w", checkMessage(&m.Text, &set))
+	case m.Room != "" && checkRoom(m.Room, &set) != nil:
+		return false, fmt.Errorf("room: %w", checkRoom(m.Room, &set))
+	case m.From != fromHTTP && m.From != fromTars && (len(m.From) > peerFromMax || checkID(m.From) != nil || tag == "" || tag == ownTag):
 		return false, errors.New("from: want http, tars or a connection id of another node")
-	}
-	if m.To != "" && (len(m.To) > peerFromMax || checkID(m.To) != nil || m.Room != "") {
+	case m.To != "" && (len(m.To) > peerFromMax || checkID(m.To) != nil || m.Room != ""):
 		return false, errors.New("to: want a connection id, and no room")
-	}
-	if m.Name != "" && checkName(m.Name) != nil {
+	case m.Name != "" && checkName(m.Name) != nil:
 		return false, fmt.Errorf("name: %w", checkName(m.Name))
-	}
-	if len(m.Origin) > peerOriginMax {
+	case len(m.Origin) > peerOriginMax:
 		return false, fmt.Errorf("origin longer than %d bytes", peerOriginMax)
 	}
 	if d := now.Sub(time.UnixMilli(m.Time)); d > peerClockSkew || d < -peerClockSkew {
@@ -319,12 +330,6 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 		return true, nil
 	}
 	return false, nil
-}
-
-// sameSecret compares in constant time; an empty secret matches nothing.
-func sameSecret(want, got string) bool {
-	w, g := sha256.Sum256([]byte(want)), sha256.Sum256([]byte(got))
-	return want != "" && subtle.ConstantTimeCompare(w[:], g[:]) == 1
 }
 
 // codeErr is an error answered with a given return code.
@@ -344,12 +349,8 @@ func codeOf(err error) int32 {
 	return tars.ServerUnknownErr
 }
 
-// registerHello registers HelloObj (tars/hello.tars) under name:
-//
-//	string hello(int no, string name);
-//
-// The answer names the caller and this server, e.g.
-// "hello ann, no 3, from TestApp.WebsocketServer".
+// registerHello registers HelloObj (tars/hello.tars), string hello(int no, string name), under
+// name. The answer names the caller and this server: "hello ann, no 3, from TestApp.WebsocketServer".
 func registerHello(s registrar, name, server string) {
 	s.Handle(name, "hello", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		no, err := in.Int32(1, "no")
@@ -365,9 +366,9 @@ func registerHello(s registrar, name, server string) {
 	})
 }
 
-// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name)
-// on the servant named by proxy, or on this server's own HelloObj when
-// proxy is "", numbering the calls from 1. It is nil when there is neither.
+// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name) on the servant named by
+// proxy, or on this server's own HelloObj when proxy is "", numbering the calls from 1. It is nil
+// when there is neither.
 func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name string) (string, error), error) {
 	own := app.Config().ServantName("HelloObj")
 	if e, ok := app.Reachable(own); ok && proxy == "" {
@@ -389,8 +390,7 @@ func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name st
 				r.PutInt32(1, "no", no)
 				r.PutString(2, "name", name)
 			},
-			func(a *tars.Args) error {
-				var err error
+			func(a *tars.Args) (err error) {
 				answer, err = a.String(0, "")
 				return err
 			})
@@ -398,8 +398,8 @@ func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name st
 	}, nil
 }
 
-// registerCommands adds the WebSocket server's operator commands to
-// AdminObj, and its lines to tars.viewstatus.
+// registerCommands adds the WebSocket server's operator commands to AdminObj, and its lines to
+// tars.viewstatus.
 func registerCommands(app *tars.App, hub *Hub) {
 	app.Command("ws.rooms", "", "lists the rooms with their member counts", func(context.Context, []string) string {
 		st := hub.Counts()
