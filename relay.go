@@ -117,8 +117,8 @@ func (p *peer) gap(room string) {
 func (p *peer) signal() { notify(p.wake) }
 
 // send is p's sender: it hands the log over one batch at a time, each after the previous one was
-// answered, which keeps the order. It waits for more after an empty batch, a while after a
-// failed call.
+// answered, which keeps the order. After a failed call it waits peerRetryWait, after an empty
+// batch for more (and peerRetryWait if telling the rooms failed).
 func (c *Cluster) send(p *peer) {
 	defer func() {
 		c.mu.Lock()
@@ -130,18 +130,23 @@ func (c *Cluster) send(p *peer) {
 	for {
 		told := c.tell(p) // messages go even if this failed
 		batch, closing := c.take(p)
-		var wake <-chan struct{}
-		var retry <-chan time.Time
-		switch {
-		case len(batch) > 0 && c.push(p, batch):
-			continue
-		case len(batch) > 0 && c.stopped.Err() != nil, len(batch) == 0 && closing:
+		if len(batch) > 0 {
+			if c.push(p, batch) {
+				continue
+			}
+			if c.stopped.Err() != nil {
+				return
+			}
+		} else if closing {
 			return
-		case len(batch) > 0, !told:
-			retry = time.After(peerRetryWait)
 		}
+		var wake <-chan struct{}
+		retry := time.After(peerRetryWait)
 		if len(batch) == 0 {
 			wake = p.wake
+			if told {
+				retry = nil
+			}
 		}
 		select {
 		case <-wake:

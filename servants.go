@@ -16,19 +16,15 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// Return codes of PushObj calls refused before anything is pushed; the packet's sResultDesc says
-// why. Positive, so they cannot be mistaken for the framework's own (negative) codes.
+// Return codes of PushObj calls refused before anything is pushed, sResultDesc saying why;
+// positive, unlike the framework's own.
 const (
 	pushBadArgument int32 = 1 // empty or too long room, empty or too long message
 	pushDenied      int32 = 2 // push-token is set and the call's context lacks it; peer calls: not a peer, or no cluster secret
 )
 
-// pushTokenKey is the request context key that carries the push token, as the HTTP triggers'
-// parameter does.
-const pushTokenKey = "token"
-
-// Limits of the peer calls.
 const (
+	pushTokenKey     = "token"         // the request context key of the push token
 	minClusterSecret = 16              // characters of cluster-secret at least
 	peerFromMax      = 64              // bytes of PeerMessage.from
 	peerOriginMax    = 300             // bytes of PeerMessage.origin: a host:port
@@ -49,10 +45,8 @@ type registrar interface {
 //	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove, vector<string> gaps);
 //	int peerPresence(string token, string roomNum, out int count, out vector<PeerMember> members);
 //
-// The push calls answer how many connections the message was queued for, here and, with a
-// cluster, on the peers that answered in time (Cluster.PushWait); pushToConn reaches the node
-// whose tag ends the id. The peer calls come from the hosts of this node's peers with
-// cluster-secret as token, not the push token. Each call checks against the settings in force.
+// The push calls answer the connections reached here and on the peers that answered in time
+// (Cluster.PushWait). The peer calls come from the peers' hosts with cluster-secret as token.
 type pushObj struct {
 	s    registrar
 	name string
