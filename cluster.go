@@ -57,7 +57,6 @@ type Cluster struct {
 	origin string // this node's name in PeerMessage.origin
 	log    *slog.Logger
 
-	setMu   sync.Mutex // one setPeers at a time
 	mu      sync.Mutex // guards what follows and the peers' cursors, state and counts
 	peers   []*peer
 	relayed []peerItem // the log; relayed[0] is message number base
@@ -97,7 +96,7 @@ type peer struct {
 	wake     chan struct{} // the log grew
 
 	from, next int                 // the batch in a call is [from, next)
-	owes       int                 // the callers waiting on messages from owes on get p's count
+	owes       int                 // p owes its count to the callers waiting on messages from number owes on
 	skipped    int                 // left out of the batch in the call
 	wants      map[string]struct{} // rooms the peer has members in; nil: not known, it gets all
 	epoch      string              // the peer process's tag, from its peerInterest calls
@@ -160,10 +159,8 @@ func (c *Cluster) Start() {
 }
 
 // setPeers starts a sender for each new endpoint and stops those of endpoints no longer listed,
-// dropping what they had not sent.
+// dropping what they had not sent. Calls must not overlap: Start makes them from one goroutine.
 func (c *Cluster) setPeers(eps []tars.Endpoint) {
-	c.setMu.Lock()
-	defer c.setMu.Unlock()
 	c.mu.Lock()
 	old := c.peers
 	c.mu.Unlock()

@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
-	"time"
 
 	"github.com/tarsws/websocketserver/tars"
 )
@@ -27,7 +27,8 @@ func (c *Cluster) interestChanged(wait bool) {
 		p.signal()
 	}
 	c.mu.Unlock()
-	timeout := time.After(peerAckWait)
+	ctx, cancel := context.WithTimeout(c.stopped, peerAckWait)
+	defer cancel()
 	for wait {
 		c.mu.Lock()
 		told := c.told
@@ -38,9 +39,7 @@ func (c *Cluster) interestChanged(wait bool) {
 		}
 		select {
 		case <-told:
-		case <-timeout:
-			return
-		case <-c.stopped.Done():
+		case <-ctx.Done():
 			return
 		}
 	}
