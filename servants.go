@@ -236,55 +236,6 @@ func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 	return msgs, err
 }
 
-// peerInterest records which rooms the calling peer has members in, and starts its rooms' gaps
-// here. The token goes first, then the short fields, then the room lists, each bounded
-// (peerInterestMax valid room names; gaps, which older nodes do not send, may hold "").
-func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Args, _ *tars.Results) error {
-	set := o.live.get()
-	if err := peerToken(in, 1, "peerInterest", set.ClusterSecret); err != nil {
-		return err
-	}
-	a, err := readStrings(in, 2, "origin", "epoch")
-	if err != nil {
-		return err
-	}
-	if len(a[0]) > peerOriginMax || len(a[1]) > peerFromMax {
-		return codeErr{pushBadArgument, errors.New("peerInterest: origin or epoch too long")}
-	}
-	full, err := in.Bool(4, "full")
-	if err != nil {
-		return err
-	}
-	var lists [3][]string
-	for i, name := range []string{"add", "remove", "gaps"} {
-		err := in.Value(uint8(5+i), name, func(d *tars.Decoder, tag uint8) (err error) {
-			if peek := *d; name == "gaps" {
-				if _, ok, err := peek.ReadListLen(tag, false); !ok {
-					return err
-				}
-			}
-			lists[i], err = readList(d, tag, peerInterestMax, readString)
-			return err
-		})
-		if errors.Is(err, errPeerBatch) {
-			return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: more than %d rooms", name, peerInterestMax)}
-		}
-		if err != nil {
-			return err
-		}
-		for _, room := range lists[i] {
-			if err := checkRoom(room, set); err != nil && (room != "" || name != "gaps") {
-				return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: %w", name, err)}
-			}
-		}
-	}
-	if err := o.cl.setInterest(cur.RemoteAddr, a[0], a[1], full, lists[0], lists[1]); err != nil {
-		return err
-	}
-	o.hub.gap(lists[2])
-	return nil
-}
-
 // peerToken checks the cluster secret a peer call carries at tag, in constant time; an empty
 // secret matches nothing.
 func peerToken(in *tars.Args, tag uint8, fn, secret string) error {
