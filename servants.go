@@ -55,6 +55,7 @@ type pushObj struct {
 	cl   *Cluster // nil: no cluster, peer calls are refused
 }
 
+// pushFunc serves one PushObj function (see handle).
 type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error
 
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
