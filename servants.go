@@ -58,6 +58,7 @@ type pushObj struct {
 // pushFunc serves one PushObj function (see handle).
 type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error
 
+// registerPush registers PushObj under name; cl is nil without a cluster.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	o := &pushObj{s, name, hub, l, cl}
 	o.handle("pushByRoom", o.pushByRoom)
