@@ -17,15 +17,13 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// A room spans every node of the server: the endpoints of this server's PushObj, from the
-// registry when a locator is set, otherwise from the peers key. A message pushed on a node is
-// delivered there and appended to one log; each peer's sender hands the log over from its own
-// cursor in batches (PushObj.peerPush), in order (relay.go). The receiver delivers them locally
-// and passes them on to nobody: no loops. A room message goes only to the peers with members in
-// its room, or whose rooms are not known (interest.go). A cursor lags at most peerQueueMax
-// messages and the queue bytes: what falls off is dropped for that peer, so a slow or dead peer
-// costs bounded memory and never delays the others. A batch is sent again only if it certainly
-// did not arrive: no member gets a message twice.
+// A room spans every node: the endpoints of this server's PushObj, from the registry with a
+// locator, else the peers key. A message pushed on a node is delivered there and appended to one
+// log, which each peer's sender hands over from its own cursor in batches (peerPush, relay.go);
+// the receiver delivers them locally only: no loops. A room message goes only to the peers with
+// members there or unknown rooms (interest.go). A cursor lags at most peerQueueMax messages and
+// the queue bytes: a slow or dead peer drops what falls off, costing bounded memory, delaying no
+// other. A batch is sent again only if it certainly did not arrive: nobody gets a message twice.
 const (
 	peerQueueMax    = 10000                  // messages a peer's cursor may lag
 	peerBatchMax    = 256                    // messages per peerPush call

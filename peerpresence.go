@@ -118,7 +118,7 @@ func readPeerMember(d *tars.Decoder, m *roomMember) error {
 	switch {
 	case err != nil:
 		return err
-	case len(m.ID) > peerFromMax || checkID(m.ID) != nil:
+	case badID(m.ID):
 		return fmt.Errorf("member id %.70q: want a connection id", m.ID)
 	case m.Name != "" && checkName(m.Name) != nil:
 		return fmt.Errorf("member %s: name: %w", m.ID, checkName(m.Name))

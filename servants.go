@@ -78,7 +78,7 @@ func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 		}
 		id := a[0]
 		_, tag, _ := strings.Cut(id, ".")
-		if len(id) > peerFromMax || checkID(id) != nil || tag == "" {
+		if badID(id) || tag == "" {
 			return codeErr{pushBadArgument, fmt.Errorf("%s: connId: want a connection id c<N>.<tag>", cur.Func)}
 		}
 		ev := event{Kind: kindMessage, From: fromTars, Text: a[1], Time: time.Now(), To: id}
@@ -263,9 +263,9 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 		return false, fmt.Errorf("text: %w", checkMessage(&m.Text, &set))
 	case m.Room != "" && checkRoom(m.Room, &set) != nil:
 		return false, fmt.Errorf("room: %w", checkRoom(m.Room, &set))
-	case m.From != fromHTTP && m.From != fromTars && (len(m.From) > peerFromMax || checkID(m.From) != nil || tag == "" || tag == ownTag):
+	case m.From != fromHTTP && m.From != fromTars && (badID(m.From) || tag == "" || tag == ownTag):
 		return false, errors.New("from: want http, tars or a connection id of another node")
-	case m.To != "" && (len(m.To) > peerFromMax || checkID(m.To) != nil || m.Room != ""):
+	case m.To != "" && (badID(m.To) || m.Room != ""):
 		return false, errors.New("to: want a connection id, and no room")
 	case m.Name != "" && checkName(m.Name) != nil:
 		return false, fmt.Errorf("name: %w", checkName(m.Name))
@@ -278,6 +278,9 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 	}
 	return false, nil
 }
+
+// badID reports whether id is not a connection id of at most peerFromMax bytes.
+func badID(id string) bool { return len(id) > peerFromMax || checkID(id) != nil }
 
 // codeErr is an error answered with a given return code.
 type codeErr struct {
