@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +19,7 @@ import (
 //go:embed default.conf
 var defaultConfData []byte
 
-// DefaultConf returns the embedded default config, used when the server
-// runs without a Tars platform (go run .).
+// DefaultConf returns the embedded default config, used without a Tars platform (go run .).
 func DefaultConf() *tars.Conf {
 	c, err := tars.ParseConf("default.conf", defaultConfData)
 	if err != nil {
@@ -31,83 +31,60 @@ func DefaultConf() *tars.Conf {
 // websocketPath is the server's own section of the config.
 const websocketPath = "/tars/application/websocket"
 
-// Settings are the server's own knobs, read from the config section
-// /tars/application/websocket; each field's conf tag is its key. The zero
-// value is not usable; start from DefaultSettings.
+// Settings are the server's own knobs, from the section websocketPath; each field's conf tag is
+// its key. The zero value is not usable; start from DefaultSettings.
 type Settings struct {
-	Store         string        `conf:"store"`             // "file" (the default) or "memory"
-	History       int           `conf:"history"`           // messages kept per room for history|ROOM
-	HistoryDisk   int64         `conf:"history-disk"`      // bound of the history log on disk (store=file)
-	MaxMessage    int           `conf:"max-message"`       // largest WebSocket message accepted, bytes
-	QueueMessages int           `conf:"queue-messages"`    // per-connection outgoing queue, messages
-	QueueBytes    int           `conf:"queue-bytes"`       // per-connection outgoing queue, bytes
-	MaxRooms      int           `conf:"max-rooms"`         // rooms one connection may join
-	MaxRoomName   int           `conf:"max-room-name"`     // longest room name, bytes
-	Origins       []string      `conf:"origins"`           // allowed browser origins besides the page's own; "*" allows any
-	MaxConnsPerIP int           `conf:"max-conns-per-ip"`  // 0: no limit (many users share an address behind NAT)
-	CommandRate   float64       `conf:"command-rate"`      // commands per second per connection (token bucket refill)
-	CommandBurst  int           `conf:"command-burst"`     // token bucket size
-	PingInterval  time.Duration `conf:"ping-interval"`     // protocol-level ping from the writer
-	IdleTimeout   time.Duration `conf:"idle-timeout"`      // read deadline, refreshed by any traffic
-	WriteTimeout  time.Duration `conf:"write-timeout"`     // deadline for each write
-	PushToken     string        `conf:"push-token"`        // when set, HTTP triggers and PushObj require it
-	RoomSecret    string        `conf:"room-secret"`       // when set, subscribe needs a room token signed with it
-	Hello         string        `conf:"hello"`             // proxy string of the Hello servant that hello|NAME calls
-	Peers         string        `conf:"peers"`             // static cluster peers: PushObj proxy string of the other nodes
-	ClusterSecret string        `conf:"cluster-secret"`    // peerPush calls between nodes must carry it; required with peers or a locator
-	MaxHTTPBody   int64         `conf:"max-http-body"`     // largest HTTP trigger body, bytes
-	SendRate      int           `conf:"send-rate"`         // bytes per second a connection may send to others, as json frames
-	Hosts         []string      `conf:"hosts"`             // Host names served; empty: loopback names on loopback, any elsewhere
-	ReadTimeout   time.Duration `conf:"http-read-timeout"` // an HTTP request, headers and body, must arrive within it
-	Announce      bool          `conf:"announce"`          // rooms send join and leave frames to their json-mode members
-	Relay         string        `conf:"relay"`             // "interest": a room message goes to the peers with a member in it; "all": to every peer
+	Store         string        `conf:"store" want:"file|memory"`     // "file" (the default) or "memory"
+	History       int           `conf:"history" want:"min0"`          // messages kept per room for history|ROOM
+	HistoryDisk   int64         `conf:"history-disk"`                 // bound of the history log on disk (store=file)
+	MaxMessage    int           `conf:"max-message" want:"size"`      // largest WebSocket message accepted, bytes
+	QueueMessages int           `conf:"queue-messages"`               // per-connection outgoing queue, messages
+	QueueBytes    int           `conf:"queue-bytes" want:"size"`      // per-connection outgoing queue, bytes
+	MaxRooms      int           `conf:"max-rooms"`                    // rooms one connection may join
+	MaxRoomName   int           `conf:"max-room-name"`                // longest room name, bytes
+	Origins       []string      `conf:"origins"`                      // allowed browser origins besides the page's own; "*" allows any
+	MaxConnsPerIP int           `conf:"max-conns-per-ip" want:"min0"` // 0: no limit (many users share an address behind NAT)
+	CommandRate   float64       `conf:"command-rate"`                 // commands per second per connection (token bucket refill)
+	CommandBurst  int           `conf:"command-burst"`                // token bucket size
+	PingInterval  time.Duration `conf:"ping-interval"`                // protocol-level ping from the writer
+	IdleTimeout   time.Duration `conf:"idle-timeout"`                 // read deadline, refreshed by any traffic
+	WriteTimeout  time.Duration `conf:"write-timeout"`                // deadline for each write
+	PushToken     string        `conf:"push-token"`                   // when set, HTTP triggers and PushObj require it
+	RoomSecret    string        `conf:"room-secret"`                  // when set, subscribe needs a room token signed with it
+	Hello         string        `conf:"hello" want:"proxy"`           // proxy string of the Hello servant that hello|NAME calls
+	Peers         string        `conf:"peers" want:"proxy"`           // static cluster peers: PushObj proxy string of the other nodes
+	ClusterSecret string        `conf:"cluster-secret"`               // peerPush calls between nodes must carry it; required with peers or a locator
+	MaxHTTPBody   int64         `conf:"max-http-body"`                // largest HTTP trigger body, bytes
+	SendRate      int           `conf:"send-rate" want:"size"`        // bytes per second a connection may send to others, as json frames
+	Hosts         []string      `conf:"hosts"`                        // Host names served; empty: loopback names on loopback, any elsewhere
+	ReadTimeout   time.Duration `conf:"http-read-timeout"`            // an HTTP request, headers and body, must arrive within it
+	Announce      bool          `conf:"announce"`                     // rooms send join and leave frames to their json-mode members
+	Relay         string        `conf:"relay" want:"interest|all"`    // "interest": a room message goes to the peers with a member in it; "all": to every peer
 
-	CallAllow       string `conf:"call-allow"`       // what call may reach: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (gateway.go); empty: nothing
-	CallConcurrency int    `conf:"call-concurrency"` // calls of one connection in flight at once
-	CallMaxArgs     int    `conf:"call-max-args"`    // largest args of a call, bytes of JSON
+	CallAllow       string `conf:"call-allow"`                // what call may reach: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (gateway.go); empty: nothing
+	CallConcurrency int    `conf:"call-concurrency"`          // calls of one connection in flight at once
+	CallMaxArgs     int    `conf:"call-max-args" want:"size"` // largest args of a call, bytes of JSON
 
 	TLSCert string `conf:"tls-cert"` // PEM certificate chain of the ssl adapters (tls.go)
 	TLSKey  string `conf:"tls-key"`  // PEM private key of tls-cert
 
-	Hook        string        `conf:"hook"`         // servant asked before subscribe and publish (hook.go); empty: none
-	HookTimeout time.Duration `conf:"hook-timeout"` // bound of each hook call
-	HookFail    string        `conf:"hook-fail"`    // "closed": a hook that fails refuses; "open": lets through
+	Hook        string        `conf:"hook" want:"proxy"`            // servant asked before subscribe and publish (hook.go); empty: none
+	HookTimeout time.Duration `conf:"hook-timeout"`                 // bound of each hook call
+	HookFail    string        `conf:"hook-fail" want:"closed|open"` // "closed": a hook that fails refuses; "open": lets through
 }
 
 // DefaultSettings returns safe defaults for a public push server.
 func DefaultSettings() Settings {
-	return Settings{
-		Store:         "file",
-		History:       50,
-		HistoryDisk:   256 << 20,
-		MaxMessage:    64 << 10,
-		QueueMessages: 256,
-		QueueBytes:    1 << 20,
-		MaxRooms:      64,
-		MaxRoomName:   128,
-		CommandRate:   20,
-		CommandBurst:  40,
-		PingInterval:  30 * time.Second,
-		IdleTimeout:   75 * time.Second,
-		WriteTimeout:  10 * time.Second,
-		MaxHTTPBody:   1 << 20,
-		SendRate:      64 << 10,
-		ReadTimeout:   10 * time.Second,
-		Relay:         "interest",
-
-		CallConcurrency: 8,
-		CallMaxArgs:     16 << 10,
-
-		HookTimeout: time.Second,
-		HookFail:    "closed",
-	}
+	return Settings{Store: "file", History: 50, HistoryDisk: 256 << 20, MaxMessage: 64 << 10,
+		QueueMessages: 256, QueueBytes: 1 << 20, MaxRooms: 64, MaxRoomName: 128, CommandRate: 20, CommandBurst: 40,
+		PingInterval: 30 * time.Second, IdleTimeout: 75 * time.Second, WriteTimeout: 10 * time.Second,
+		MaxHTTPBody: 1 << 20, SendRate: 64 << 10, ReadTimeout: 10 * time.Second, Relay: "interest",
+		CallConcurrency: 8, CallMaxArgs: 16 << 10, HookTimeout: time.Second, HookFail: "closed"}
 }
 
-// check reports settings that contradict each other. A message, once
-// escaped, must fit in half a queue: half is the most one sender may queue
-// at once (its burst) and the most a history replay fills, so each leaves
-// room for the other. A room's full history must fit the history memory
-// bound.
+// check reports settings that contradict each other. An escaped message must fit in half a
+// queue: half is the most one sender queues at once and the most a history replay fills, so each
+// leaves room for the other. A room's full history must fit the history memory bound.
 func (s Settings) check() error {
 	if f := maxFrame(s); 2*f > s.QueueBytes {
 		return fmt.Errorf("queue-bytes (%d) is too small for max-message (%d) and max-room-name (%d): "+
@@ -142,8 +119,8 @@ func (s Settings) historyBytes() int {
 	return maxHistoryBytes
 }
 
-// live holds the settings in force. A config file pulled while the server
-// runs may replace them (apply); readers take the current ones at each use.
+// live holds the settings in force: a config file pulled while the server runs may replace them
+// (apply); readers take the current ones at each use.
 type live struct {
 	p  atomic.Pointer[Settings]
 	mu sync.Mutex // serialises apply
@@ -158,18 +135,16 @@ func newLive(s Settings) *live {
 func (l *live) get() *Settings { return l.p.Load() }
 func (l *live) set(s Settings) { l.p.Store(&s) }
 
-// restartKeys are the keys read only at start: a file pulled later that
-// changes them is applied without them.
+// restartKeys are the keys read only at start: a file pulled later is applied without them.
 var restartKeys = map[string]bool{
 	"store": true, "hello": true, "peers": true, "cluster-secret": true,
 	"ping-interval": true, "http-read-timeout": true, "config-files": true,
 	"tls-cert": true, "tls-key": true,
 }
 
-// apply puts in force the <websocket> section of a config file pulled while
-// the server runs, read over the settings in force with the same checks; on
-// an error nothing changes. Keys in restartKeys keep their value until a
-// restart. The answer names the keys that changed, e.g.
+// apply puts in force the <websocket> section of a file pulled while the server runs, read over
+// the settings in force with the same checks; on an error nothing changes. restartKeys keep their
+// value until a restart. The answer names the keys that changed, e.g.
 // "applied: push-token, history; needs a restart: peers".
 func (l *live) apply(name string, c *tars.Conf) (string, error) {
 	if _, ok := websocketSection(c); !ok {
@@ -210,8 +185,7 @@ func (l *live) apply(name string, c *tars.Conf) (string, error) {
 	return answer, nil
 }
 
-// websocketKeys are the keys of <websocket>: the conf tags of Settings,
-// and config-files.
+// websocketKeys are the keys of <websocket>: the conf tags of Settings, and config-files.
 var websocketKeys = func() map[string]bool {
 	keys := map[string]bool{"config-files": true}
 	for f := range reflect.TypeFor[Settings]().Fields() {
@@ -220,8 +194,8 @@ var websocketKeys = func() map[string]bool {
 	return keys
 }()
 
-// websocketSection returns the path of c's <websocket> section: in a
-// server's config, or at the top of a file that holds only that section.
+// websocketSection returns the path of c's <websocket> section: in a server's config, or at the
+// top of a file that holds only that section.
 func websocketSection(c *tars.Conf) (string, bool) {
 	for _, path := range []string{websocketPath, "/websocket"} {
 		if c.Sections(path) != nil {
@@ -231,10 +205,10 @@ func websocketSection(c *tars.Conf) (string, bool) {
 	return websocketPath, false
 }
 
-// loadSettings reads c's <websocket> section over base and checks the
-// result; it returns the settings and the config files to pull at start.
-// The section is ours, so an unknown key is an error: it is most likely a
-// typo. Errors name the key path and the value.
+// loadSettings reads c's <websocket> section over base and checks the result; it returns the
+// settings and the config files to pull at start. Each field is read by its type and want tag
+// (proxy, size, min0, or the allowed values "a|b"). The section is ours, so an unknown key is an
+// error: most likely a typo. Errors name the key path and the value.
 func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	path, _ := websocketSection(c)
 	r := &tars.ConfReader{C: c}
@@ -244,78 +218,53 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 		}
 	}
 	p := func(key string) string { return path + "<" + key + ">" }
-	listOr := func(key string, def []string) []string {
-		if v := r.List(p(key)); v != nil {
-			return v
+	s := base
+	v := reflect.ValueOf(&s).Elem()
+	for i, f := range reflect.VisibleFields(v.Type()) {
+		key, want := p(f.Tag.Get("conf")), f.Tag.Get("want")
+		switch fv := v.Field(i).Addr().Interface().(type) {
+		case *string:
+			if want == "proxy" {
+				*fv = r.Proxy(key, *fv)
+			} else {
+				*fv = r.Str(key, *fv)
+			}
+			if vals := strings.Split(want, "|"); len(vals) > 1 && !slices.Contains(vals, *fv) {
+				r.Fail(key, *fv, strings.Join(vals, " or "))
+			}
+		case *int:
+			if want == "size" {
+				*fv = r.IntSize(key, *fv)
+			} else {
+				*fv = r.Int(key, *fv, boolInt(want != "min0")) // min 1 unless min0
+			}
+		case *int64:
+			*fv = r.Size(key, *fv)
+		case *time.Duration:
+			*fv = r.Ms(key, *fv, 1)
+		case *[]string:
+			if l := r.List(key); l != nil {
+				*fv = l
+			}
+		case *bool:
+			if x := r.Str(key, ""); x != "" {
+				var err error
+				if *fv, err = strconv.ParseBool(x); err != nil {
+					r.Fail(key, x, "true or false")
+				}
+			}
+		case *float64:
+			if x := r.Str(key, ""); x != "" {
+				if n, err := strconv.ParseFloat(x, 64); err != nil || !(n > 0) || math.IsInf(n, 0) {
+					r.Fail(key, x, "a positive number of commands per second")
+				} else {
+					*fv = n
+				}
+			}
 		}
-		return def
-	}
-	d := base
-	s := Settings{
-		Store:         r.Str(p("store"), d.Store),
-		History:       r.Int(p("history"), d.History, 0),
-		HistoryDisk:   r.Size(p("history-disk"), d.HistoryDisk),
-		MaxMessage:    r.IntSize(p("max-message"), d.MaxMessage),
-		QueueMessages: r.Int(p("queue-messages"), d.QueueMessages, 1),
-		QueueBytes:    r.IntSize(p("queue-bytes"), d.QueueBytes),
-		MaxRooms:      r.Int(p("max-rooms"), d.MaxRooms, 1),
-		MaxRoomName:   r.Int(p("max-room-name"), d.MaxRoomName, 1),
-		Origins:       listOr("origins", d.Origins),
-		MaxConnsPerIP: r.Int(p("max-conns-per-ip"), d.MaxConnsPerIP, 0),
-		CommandRate:   d.CommandRate,
-		CommandBurst:  r.Int(p("command-burst"), d.CommandBurst, 1),
-		PingInterval:  r.Ms(p("ping-interval"), d.PingInterval, 1),
-		IdleTimeout:   r.Ms(p("idle-timeout"), d.IdleTimeout, 1),
-		WriteTimeout:  r.Ms(p("write-timeout"), d.WriteTimeout, 1),
-		PushToken:     r.Str(p("push-token"), d.PushToken),
-		RoomSecret:    r.Str(p("room-secret"), d.RoomSecret),
-		Hello:         r.Proxy(p("hello"), d.Hello),
-		Peers:         r.Proxy(p("peers"), d.Peers),
-		ClusterSecret: r.Str(p("cluster-secret"), d.ClusterSecret),
-		MaxHTTPBody:   r.Size(p("max-http-body"), d.MaxHTTPBody),
-		SendRate:      r.IntSize(p("send-rate"), d.SendRate),
-		Hosts:         listOr("hosts", d.Hosts),
-		ReadTimeout:   r.Ms(p("http-read-timeout"), d.ReadTimeout, 1),
-		Relay:         r.Str(p("relay"), d.Relay),
-
-		CallAllow:       r.Str(p("call-allow"), d.CallAllow),
-		CallConcurrency: r.Int(p("call-concurrency"), d.CallConcurrency, 1),
-		CallMaxArgs:     r.IntSize(p("call-max-args"), d.CallMaxArgs),
-
-		TLSCert: r.Str(p("tls-cert"), d.TLSCert),
-		TLSKey:  r.Str(p("tls-key"), d.TLSKey),
-
-		Hook:        r.Proxy(p("hook"), d.Hook),
-		HookTimeout: r.Ms(p("hook-timeout"), d.HookTimeout, 1),
-		HookFail:    r.Str(p("hook-fail"), d.HookFail),
 	}
 	if err := checkCallAllow(s.CallAllow); err != nil {
 		r.Fail(p("call-allow"), s.CallAllow, "App.Server.Obj:fn1,fn2;Other.Server.Obj:*, but "+err.Error())
-	}
-	if s.HookFail != "closed" && s.HookFail != "open" {
-		r.Fail(p("hook-fail"), s.HookFail, "closed or open")
-	}
-	if s.Store != "file" && s.Store != "memory" {
-		r.Fail(p("store"), s.Store, "file or memory")
-	}
-	if s.Relay != "interest" && s.Relay != "all" {
-		r.Fail(p("relay"), s.Relay, "interest or all")
-	}
-	if v := r.Str(p("announce"), ""); v != "" {
-		var err error
-		if s.Announce, err = strconv.ParseBool(v); err != nil {
-			r.Fail(p("announce"), v, "true or false")
-		}
-	} else {
-		s.Announce = d.Announce
-	}
-	if v := r.Str(p("command-rate"), ""); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(f > 0) || math.IsInf(f, 0) {
-			r.Fail(p("command-rate"), v, "a positive number of commands per second")
-		} else {
-			s.CommandRate = f
-		}
 	}
 	if v, ok := c.Lookup(p("ping-interval")); ok && r.Err == nil && s.PingInterval >= s.IdleTimeout {
 		r.Fail(p("ping-interval"), v,
@@ -324,8 +273,8 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	if err := s.check(); r.Err == nil && err != nil {
 		r.Err = fmt.Errorf("config %s: %w", path, err)
 	}
-	// A node with peers, listed or from the registry, takes their pushes
-	// only with the secret; the value is never shown.
+	// A node with peers, listed or from the registry, takes their pushes only with the secret;
+	// the value is never shown.
 	if r.Err == nil && (s.Peers != "" || c.Get("/tars/application/client<locator>") != "") && len(s.ClusterSecret) < minClusterSecret {
 		r.Err = fmt.Errorf("config %s<cluster-secret>: required, at least %d characters, when peers or a locator is set: the nodes of a cluster prove themselves to each other with it",
 			path, minClusterSecret)
