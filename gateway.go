@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -16,17 +16,17 @@ import (
 //
 //	call|{"id":7,"servant":"App.Server.Obj","func":"getOrder","args":{"id":"o1"}}
 //
-// The servant is found through the registry, as every bare proxy name is (one this process
-// serves, on its own adapter), and called with the
-// JSON packet version: args is the object of in-parameters by name, which TarsGo's generated
-// servants read without any IDL here. The answer is one json frame, whatever the format:
+// The servant is found as every bare proxy name is, through the registry, or on its own adapter
+// if this process serves it; it is called with the JSON packet version: args holds the
+// in-parameters by name, which TarsGo's generated servants read without any IDL here. The
+// answer is one json frame, whatever the format:
 //
 //	{"kind":"result","id":7,"ret":0,"result":{"order":{...}}}   ret: the return value, result: out-parameters
 //	{"kind":"error","id":7,"code":-7,"error":"tars: App.Server.Obj.getOrder: code -7 (invoke timeout): ..."}
 //
-// code is the Tars return code of a failed call, or one of the callRefused codes for a call
-// refused here, which never reaches the network. The request context carries the caller's
-// connection id under ctxConn, so the servant knows whom to push to (PushObj.pushToConn).
+// code is the Tars return code of a failed call, or a call* code below for a call refused here,
+// which never reaches the network. The request context carries the caller's connection id under
+// ctxConn, so the servant knows whom to push to (PushObj.pushToConn).
 const (
 	cmdCall = "call"
 	ctxConn = "ws.conn"
@@ -56,11 +56,10 @@ type callAnswer struct {
 	Error  string          `json:"error,omitempty"`
 }
 
-// gateway holds one proxy per servant called, on the process's one client. A servant this
-// process serves itself is called on its own adapter (local), so the demo needs no registry.
+// gateway holds one JSON-version proxy per servant called, on the process's one client.
 type gateway struct {
 	client  *tars.Client
-	local   func(servant string) (tars.Endpoint, bool)
+	local   func(servant string) (tars.Endpoint, bool) // a servant this process serves, on its adapter
 	mu      sync.Mutex
 	proxies map[string]*tars.ObjProxy
 }
@@ -98,7 +97,7 @@ func (c *conn) call(data string, s *Settings) {
 		fail(callBadRequest, fmt.Errorf("call: bad JSON: %v", err))
 		return
 	}
-	if len(req.ID) > maxCallID || len(req.ID) > 0 && req.ID[0] != '"' && req.ID[0] != '-' && (req.ID[0] < '0' || req.ID[0] > '9') {
+	if len(req.ID) > maxCallID || len(req.ID) > 0 && !strings.ContainsRune(`"-0123456789`, rune(req.ID[0])) {
 		req.ID = nil
 		fail(callBadRequest, fmt.Errorf("call: id must be a number or a string of at most %d bytes", maxCallID))
 		return
@@ -114,7 +113,7 @@ func (c *conn) call(data string, s *Settings) {
 	case len(req.Args) > s.CallMaxArgs:
 		fail(callBadRequest, fmt.Errorf("call: args longer than %d bytes", s.CallMaxArgs))
 		return
-	case len(req.Args) > 0 && !bytes.Equal(req.Args, []byte("null")) && (req.Args[0] != '{' || json.Unmarshal(req.Args, &args) != nil):
+	case len(req.Args) > 0 && string(req.Args) != "null" && (req.Args[0] != '{' || json.Unmarshal(req.Args, &args) != nil):
 		fail(callBadRequest, errors.New("call: args must be an object of parameters by name"))
 		return
 	case c.hub.gw == nil:
@@ -135,8 +134,7 @@ func (c *conn) call(data string, s *Settings) {
 	if name := c.displayName(); name != "" {
 		ctx[ctxName] = name
 	}
-	p = p.WithContext(ctx)
-	limit := s.QueueBytes / 2
+	p, limit := p.WithContext(ctx), s.QueueBytes/2
 	go func() {
 		defer c.calls.Add(-1)
 		var out map[string]json.RawMessage
@@ -151,8 +149,7 @@ func (c *conn) call(data string, s *Settings) {
 				out = a.JSONObject()
 				return nil
 			})
-		var ce *tars.CallError
-		if errors.As(err, &ce) {
+		if ce := (*tars.CallError)(nil); errors.As(err, &ce) {
 			fail(ce.Code, ce)
 			return
 		} else if err != nil {
@@ -164,66 +161,50 @@ func (c *conn) call(data string, s *Settings) {
 		if out == nil {
 			out = map[string]json.RawMessage{}
 		}
-		b := encodeAnswer(callAnswer{Kind: "result", ID: req.ID, Ret: ret, Result: out})
-		if len(b) > limit {
+		if b := encodeAnswer(callAnswer{Kind: "result", ID: req.ID, Ret: ret, Result: out}); len(b) > limit {
 			fail(callBadRequest, fmt.Errorf("call: result of %d bytes does not fit the connection's queue", len(b)))
-			return
+		} else {
+			c.enqueue(b)
 		}
-		c.enqueue(b)
 	}()
 }
 
 func encodeAnswer(a callAnswer) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(a); err != nil { // a servant's reply that is not JSON
+	b, err := marshalJSON(a)
+	if err != nil { // a servant's reply that is not JSON
 		return encodeAnswer(callAnswer{Kind: kindError, ID: a.ID, Code: tars.ClientDecodeErr, Error: "call: " + err.Error()})
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	return b
 }
 
-// call-allow lists what browsers may call: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*", a
-// servant, a colon and its functions (* for all), entries separated by ";". Empty: nothing.
-
-// callAllowed reports whether spec allows servant's fn.
-func callAllowed(spec, servant, fn string) bool {
-	if fn == "" {
-		return false
-	}
-	for entry := range strings.SplitSeq(spec, ";") {
-		name, fns, _ := strings.Cut(entry, ":")
-		if strings.TrimSpace(name) != servant {
-			continue
-		}
-		for f := range strings.SplitSeq(fns, ",") {
-			if f = strings.TrimSpace(f); f == fn || f == "*" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// checkCallAllow reports what is wrong with a call-allow value, if anything.
-func checkCallAllow(spec string) error {
+// callAllow reads call-allow, what browsers may call: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*",
+// a servant, a colon and its functions (* for all), entries separated by ";"; empty: nothing. It
+// returns the functions allowed by servant.
+func callAllow(spec string) (map[string][]string, error) {
+	allow := map[string][]string{}
 	if strings.TrimSpace(spec) == "" {
-		return nil
+		return allow, nil
 	}
 	for entry := range strings.SplitSeq(spec, ";") {
 		name, fns, ok := strings.Cut(entry, ":")
 		name = strings.TrimSpace(name)
-		if parts := strings.Split(name, "."); !ok || len(parts) != 3 || strings.ContainsAny(name, "@ \t") ||
-			parts[0] == "" || parts[1] == "" || parts[2] == "" {
-			return fmt.Errorf("entry %q is not a servant name, a colon and functions", entry)
+		if parts := strings.Split(name, "."); !ok || len(parts) != 3 || slices.Contains(parts, "") || strings.ContainsAny(name, "@ \t") {
+			return nil, fmt.Errorf("entry %q is not a servant name, a colon and functions", entry)
 		}
 		for f := range strings.SplitSeq(fns, ",") {
 			if f = strings.TrimSpace(f); f == "" || strings.ContainsAny(f, " \t") {
-				return fmt.Errorf("entry %q has an empty or bad function name", entry)
+				return nil, fmt.Errorf("entry %q has an empty or bad function name", entry)
 			}
+			allow[name] = append(allow[name], f)
 		}
 	}
-	return nil
+	return allow, nil
+}
+
+// callAllowed reports whether spec, a valid call-allow, allows servant's fn.
+func callAllowed(spec, servant, fn string) bool {
+	allow, _ := callAllow(spec)
+	return fn != "" && (slices.Contains(allow[servant], fn) || slices.Contains(allow[servant], "*"))
 }
 
 // connsByID returns the connection with id, if it is on this node, as a member set. h.mu must be

@@ -3,12 +3,10 @@ package main
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 )
 
 // Names and presence: a connection's display name, who is in a room on this node, and the join
@@ -24,19 +22,14 @@ const (
 // checkName reports what is wrong with a display name, if anything. Pages show names as text, but
 // other clients may not: markup characters are refused rather than trusted to be escaped.
 func checkName(name string) error {
-	switch {
-	case strings.TrimSpace(name) == "":
+	if strings.TrimSpace(name) == "" {
 		return errors.New("empty name")
-	case len(name) > maxName:
-		return fmt.Errorf("name longer than %d bytes", maxName)
-	case !utf8.ValidString(name):
-		return errors.New("name is not valid UTF-8")
-	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }):
-		return errors.New("name contains a character that is not printable")
-	case strings.ContainsAny(name, `<>&"'`):
-		return errors.New(`name contains one of < > & " '`)
 	}
-	return nil
+	err := checkText("name", name, maxName, func(r rune) bool { return !unicode.IsPrint(r) }, "a character that is not printable")
+	if err == nil && strings.ContainsAny(name, `<>&"'`) {
+		err = errors.New(`name contains one of < > & " '`)
+	}
+	return err
 }
 
 // roomMember is one connection in a presence reply.

@@ -21,18 +21,11 @@ import (
 // object {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken); data that starts
 // with "{" is always that object. sendByRoom's object may carry "token" too: a write token.
 // subscribe's and history's object may carry "since" (an offset) and "epoch": recovery, see recover.
+// name|Ada sets the display name its messages carry; presence|room1 asks who is in the room.
 const (
-	cmdSubscribe   = "subscribe"
-	cmdUnsubscribe = "unsubscribe"
-	cmdSendByRoom  = "sendByRoom"
-	cmdBroadcast   = "broadcast"
-	cmdPing        = "ping"
-	cmdHistory     = "history"
-	cmdFormat      = "format"
-	cmdRooms       = "rooms"
-	cmdHello       = "hello"
-	cmdName        = "name"     // name|Ada: this connection's display name, carried by its messages
-	cmdPresence    = "presence" // presence|room1: who is in the room, on every node of a cluster
+	cmdSubscribe, cmdUnsubscribe, cmdSendByRoom, cmdBroadcast   = "subscribe", "unsubscribe", "sendByRoom", "broadcast"
+	cmdPing, cmdHistory, cmdFormat, cmdRooms, cmdHello, cmdName = "ping", "history", "format", "rooms", "hello", "name"
+	cmdPresence                                                 = "presence"
 )
 
 // command is one parsed browser frame.
@@ -101,36 +94,38 @@ func parseCommand(frame string, s *Settings) (command, error) {
 		return command{}, nil
 	}
 	if err != nil {
-		return command{}, err
+		cmd = command{}
 	}
-	return cmd, nil
+	return cmd, err
 }
 
 // checkRoom reports what is wrong with a room name, if anything.
 func checkRoom(room string, s *Settings) error {
-	switch {
-	case room == "":
+	if room == "" {
 		return errors.New("empty room name")
-	case len(room) > s.MaxRoomName:
-		return fmt.Errorf("room name longer than %d bytes", s.MaxRoomName)
-	case !utf8.ValidString(room):
-		return errors.New("room name is not valid UTF-8")
-	case strings.ContainsFunc(room, unicode.IsControl):
-		return errors.New("room name contains a control character")
 	}
-	return nil
+	return checkText("room name", room, s.MaxRoomName, unicode.IsControl, "a control character")
 }
 
-// checkMessage reports what is wrong with a pushed message, if anything. Text frames must be valid
-// UTF-8 (RFC 6455): browsers drop a connection that gets anything else.
+// checkMessage reports what is wrong with a pushed message, if anything.
 func checkMessage(msg *string, s *Settings) error {
-	switch {
-	case msg == nil || *msg == "":
+	if msg == nil || *msg == "" {
 		return errors.New("missing message")
-	case len(*msg) > s.MaxMessage:
-		return fmt.Errorf("message longer than %d bytes", s.MaxMessage)
-	case !utf8.ValidString(*msg):
-		return errors.New("message is not valid UTF-8")
+	}
+	return checkText("message", *msg, s.MaxMessage, nil, "")
+}
+
+// checkText reports what is wrong with a room name, message or display name (what), if anything:
+// longer than max bytes, not valid UTF-8 (browsers drop a connection sent that, RFC 6455), or
+// holding a rune bad refuses (bad may be nil), described by badText.
+func checkText(what, v string, max int, bad func(rune) bool, badText string) error {
+	switch {
+	case len(v) > max:
+		return fmt.Errorf("%s longer than %d bytes", what, max)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s is not valid UTF-8", what)
+	case bad != nil && strings.ContainsFunc(v, bad):
+		return fmt.Errorf("%s contains %s", what, badText)
 	}
 	return nil
 }
@@ -172,6 +167,7 @@ func (c *conn) handle(frame string) {
 		c.reply(name, "", "", err)
 		return
 	}
+	ev := event{Kind: kindReply, Cmd: name, Room: cmd.Room}
 	switch cmd.Name {
 	case cmdSubscribe, cmdHistory:
 		if cmd.Since == nil && name == cmdSubscribe {
@@ -181,9 +177,10 @@ func (c *conn) handle(frame string) {
 		} else {
 			c.recover(name, cmd.Room, *cmd.Since, cmd.Epoch)
 		}
+		return
 	case cmdUnsubscribe:
 		h.leave(c, cmd.Room)
-		c.reply(name, cmd.Room, "Unsubscribe roomNum:"+cmd.Room+" success!", nil)
+		ev.Text = "Unsubscribe roomNum:" + cmd.Room + " success!"
 	case cmdSendByRoom, cmdBroadcast:
 		// What others receive is metered as the longest frame they get.
 		f := newFrames(event{Kind: kindMessage, Room: cmd.Room, From: c.id, Name: c.displayName(), Text: cmd.Text, Time: time.Now()})
@@ -192,40 +189,35 @@ func (c *conn) handle(frame string) {
 		} else {
 			_, err = h.Deliver(f, nil)
 		}
-		text := "SendByRoom success!"
-		if name == cmdBroadcast {
-			text = "Broadcast success!"
-		}
-		c.reply(name, cmd.Room, text, err)
+		ev.Text = strings.ToUpper(name[:1]) + name[1:] + " success!" // SendByRoom, Broadcast
 	case cmdPing:
-		c.reply(name, "", "pong", nil)
+		ev.Text = "pong"
 	case cmdFormat:
 		c.json.Store(cmd.Text == "json")
-		c.reply(name, "", "Format "+cmd.Text+" success!", nil)
+		ev.Text = "Format " + cmd.Text + " success!"
 	case cmdRooms:
-		c.reply(name, "", "Rooms: "+strings.Join(h.joined(c), ","), nil)
+		ev.Text = "Rooms: " + strings.Join(h.joined(c), ",")
 	case cmdCall:
 		c.call(cmd.Text, s)
+		return
 	case cmdHello:
-		if h.hello == nil {
-			c.reply(name, "", "", errors.New("no Hello servant configured"))
-			return
+		err = errors.New("no Hello servant configured")
+		if h.hello != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), c.set.WriteTimeout)
+			ev.Text, err = h.hello(ctx, cmd.Text)
+			cancel()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.set.WriteTimeout)
-		defer cancel()
-		text, err := h.hello(ctx, cmd.Text)
-		c.reply(name, "", text, err)
 	case cmdName:
 		c.name.Store(&cmd.Text)
-		c.reply(name, "", "Name "+cmd.Text+" success!", nil)
+		ev.Text = "Name " + cmd.Text + " success!"
 	case cmdPresence:
 		n, members, partial := h.roomPresence(cmd.Room)
-		ev := event{Kind: kindPresence, Cmd: name, Room: cmd.Room, Count: &n, Members: &members, Partial: partial, Time: time.Now(),
-			Text: fmt.Sprintf("Presence roomNum:%s count:%d", cmd.Room, n)}
-		c.enqueue(ev.encode(c.json.Load()))
+		ev.Kind, ev.Count, ev.Members, ev.Partial = kindPresence, &n, &members, partial
+		ev.Text = fmt.Sprintf("Presence roomNum:%s count:%d", cmd.Room, n)
 	default: // anything else gets the demo's answer
-		c.reply(name, "", "Rsp from server: this is server", nil)
+		ev.Text = "Rsp from server: this is server"
 	}
+	c.answer(ev, err)
 }
 
 // history sends the room's history, paced: each message waits for room in the queue, so that a
@@ -251,12 +243,7 @@ func (c *conn) recover(cmd, room string, since uint64, epoch string) {
 	if cmd == cmdHistory {
 		text = fmt.Sprintf("History roomNum:%s count:%d success!", room, n)
 	}
-	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now(), Epoch: ep, Offset: last, Recovered: &ok}
-	if err != nil {
-		c.reply(cmd, room, "", err)
-		return
-	}
-	c.enqueue(ev.encode(c.json.Load()))
+	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Epoch: ep, Offset: last, Recovered: &ok}, err)
 }
 
 // waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
@@ -277,28 +264,27 @@ func (c *conn) waitRoom(n int) bool {
 	}
 }
 
-// reply answers a command on this connection only: text, or with err "Error: cmd: err". The format
-// command's reply tells the page its id.
+// reply answers a command on this connection only: text, or with err "Error: cmd: err".
 func (c *conn) reply(cmd, room, text string, err error) {
-	ev := event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Time: time.Now()}
-	if cmd == cmdFormat {
+	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text}, err)
+}
+
+// answer sends ev, timed now, to this connection only, or with err "Error: cmd: err" instead. The
+// format command's reply tells the page its id.
+func (c *conn) answer(ev event, err error) {
+	if ev.Time = time.Now(); ev.Cmd == cmdFormat {
 		ev.ID = c.id
 	}
 	if err != nil {
-		ev = event{Kind: kindError, Cmd: cmd, Text: "Error: " + cmd + ": " + err.Error(), Time: ev.Time}
+		ev = event{Kind: kindError, Cmd: ev.Cmd, Text: "Error: " + ev.Cmd + ": " + err.Error(), Time: ev.Time}
 	}
 	c.enqueue(ev.encode(c.json.Load()))
 }
 
 // Frame kinds in json format.
 const (
-	kindMessage = "message"
-	kindHistory = "history"
-	kindReply   = "reply"
-	kindError   = "error"
-
-	kindPresence        = "presence" // reply to presence
-	kindJoin, kindLeave = "join", "leave"
+	kindMessage, kindHistory, kindReply, kindError = "message", "history", "reply", "error"
+	kindPresence, kindJoin, kindLeave              = "presence", "join", "leave"
 )
 
 // event is one frame the server sends, before encoding.
@@ -323,10 +309,7 @@ type event struct {
 }
 
 // Who sent a message that did not come from a WebSocket connection.
-const (
-	fromHTTP = "http"
-	fromTars = "tars"
-)
+const fromHTTP, fromTars = "http", "tars"
 
 // encode returns the frame for a connection in json or text format. Text format is the bare text,
 // as the demo's pages expect; it is made valid UTF-8, as json format is by the encoder. Json frames
@@ -339,12 +322,18 @@ func (e event) encode(jsonFormat bool) []byte {
 		event
 		Time string `json:"time"`
 	}
+	// Every field is a string, a number or a bool, so this cannot fail.
+	b, _ := marshalJSON(wire{e, e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")})
+	return b
+}
+
+// marshalJSON is json.Marshal leaving <, > and & as they are.
+func marshalJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	// Every field is a string, a number or a bool, so Encode cannot fail.
-	enc.Encode(wire{e, e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")})
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	err := enc.Encode(v)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
 }
 
 // frames is one message encoded in both formats before it reaches the hub, however many receive it.

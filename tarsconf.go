@@ -263,7 +263,7 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 			}
 		}
 	}
-	if err := checkCallAllow(s.CallAllow); err != nil {
+	if _, err := callAllow(s.CallAllow); err != nil {
 		r.Fail(p("call-allow"), s.CallAllow, "App.Server.Obj:fn1,fn2;Other.Server.Obj:*, but "+err.Error())
 	}
 	if v, ok := c.Lookup(p("ping-interval")); ok && r.Err == nil && s.PingInterval >= s.IdleTimeout {
