@@ -76,16 +76,9 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{"push: empty TEXT"}
 	}
 
-	conf, name := DefaultConf(), cmp.Or(*config, "default.conf (embedded)")
-	if *config != "" {
-		var err error
-		if conf, err = tars.LoadConf(*config); err != nil {
-			return err
-		}
-	}
-	cfg, err := tars.LoadConfig(conf)
+	_, cfg, name, err := loadConf(*config)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return err
 	}
 	if *proxy == "" {
 		// The config's own PushObj, reached on this machine.

@@ -69,6 +69,9 @@ func newGateway(client *tars.Client, local func(string) (tars.Endpoint, bool)) *
 }
 
 func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
+	if g == nil {
+		return nil, errors.New("no Tars client")
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if p := g.proxies[servant]; p != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	clist "container/list"
 	"crypto/rand"
 	"maps"
 	"slices"
@@ -20,6 +21,8 @@ type roomHistory struct {
 	msgs        []event
 	bytes       int
 }
+
+func byOffset(ev event, off uint64) int { return cmp.Compare(ev.Offset, off) }
 
 func historyCost(ev event) int {
 	return len(ev.Room) + len(ev.From) + len(ev.Name) + len(ev.Text) + historyEntryOverhead
@@ -42,14 +45,12 @@ func (h *Hub) remember(ev event) (string, uint64) {
 // the room afresh, an offset that does not grow is skipped. Only newHub calls it.
 func (h *Hub) restore(ev event) {
 	rh := h.roomHistory(ev.Room, ev.Epoch)
-	if ev.Text == "" { // a gap: the epoch starts at this offset
+	if ev.Text == "" || ev.Offset > rh.last { // no text: a gap, the epoch starts at this offset
 		rh.last, rh.shown = ev.Offset, ev.Offset
+		if ev.Text != "" {
+			h.keep(rh, ev)
+		}
 	}
-	if ev.Offset <= rh.last {
-		return
-	}
-	rh.last, rh.shown = ev.Offset, ev.Offset
-	h.keep(rh, ev)
 }
 
 // gap starts the history of rooms ("": of every room) afresh after a peer lost or dropped messages
@@ -67,9 +68,7 @@ func (h *Hub) gap(rooms []string) {
 			continue // no history: any epoch a page holds is unknown here already
 		}
 		last := e.Value.(*roomHistory).last
-		h.historyBytes -= e.Value.(*roomHistory).bytes
-		h.recent.Remove(e)
-		delete(h.history, room)
+		h.forget(e)
 		rh := h.roomHistory(room, "")
 		rh.last, rh.shown = last, last
 		if h.store != nil {
@@ -85,8 +84,7 @@ func (h *Hub) roomHistory(room, epoch string) *roomHistory {
 		h.recent.MoveToFront(e)
 		return e.Value.(*roomHistory)
 	} else if e != nil {
-		h.historyBytes -= e.Value.(*roomHistory).bytes
-		h.recent.Remove(e)
+		h.forget(e)
 	}
 	rh := &roomHistory{room: room, epoch: cmp.Or(epoch, strings.ToLower(rand.Text()[:8]))}
 	h.history[room] = h.recent.PushFront(rh)
@@ -106,20 +104,30 @@ func (h *Hub) keep(rh *roomHistory, ev event) {
 	// Past a bound, drop this room's oldest messages if it holds too many or is the only one left,
 	// else forget the room least recently written to.
 	for len(rh.msgs) > max || h.historyBytes > s.historyBytes() || len(h.history) > maxHistoryRooms {
-		old := h.recent.Back().Value.(*roomHistory)
-		if old != rh && len(rh.msgs) <= max {
-			h.historyBytes -= old.bytes
-			h.recent.Remove(h.history[old.room])
-			delete(h.history, old.room)
+		if old := h.recent.Back(); old.Value != rh && len(rh.msgs) <= max {
+			h.forget(old)
 		} else if len(rh.msgs) > 1 {
-			n := historyCost(rh.msgs[0])
-			rh.bytes -= n
-			h.historyBytes -= n
-			rh.msgs = slices.Delete(rh.msgs, 0, 1)
+			h.drop(rh, 0)
 		} else {
 			break
 		}
 	}
+}
+
+// forget drops the history e holds. h.mu must be held.
+func (h *Hub) forget(e *clist.Element) {
+	rh := e.Value.(*roomHistory)
+	h.historyBytes -= rh.bytes
+	h.recent.Remove(e)
+	delete(h.history, rh.room)
+}
+
+// drop removes rh's i-th message. h.mu must be held.
+func (h *Hub) drop(rh *roomHistory, i int) {
+	n := historyCost(rh.msgs[i])
+	rh.bytes -= n
+	h.historyBytes -= n
+	rh.msgs = slices.Delete(rh.msgs, i, i+1)
 }
 
 // unkeep removes the message at offset off from rh, if rh holds it. h.mu must be held.
@@ -127,11 +135,8 @@ func (h *Hub) unkeep(rh *roomHistory, off uint64) {
 	if rh == nil {
 		return
 	}
-	if i, ok := slices.BinarySearchFunc(rh.msgs, off, func(ev event, o uint64) int { return cmp.Compare(ev.Offset, o) }); ok {
-		n := historyCost(rh.msgs[i])
-		rh.bytes -= n
-		h.historyBytes -= n
-		rh.msgs = slices.Delete(rh.msgs, i, i+1)
+	if i, ok := slices.BinarySearchFunc(rh.msgs, off, byOffset); ok {
+		h.drop(rh, i)
 	}
 }
 
@@ -178,7 +183,7 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	if !ok {
 		since = 0
 	}
-	i, _ := slices.BinarySearchFunc(msgs, since+1, func(ev event, o uint64) int { return cmp.Compare(ev.Offset, o) })
+	i, _ := slices.BinarySearchFunc(msgs, since+1, byOffset)
 	ok = ok && since <= last && (i > 0 || len(msgs) == 0 && since == last || len(msgs) > 0 && msgs[0].Offset == since+1)
 	jsonMode := c.json.Load()
 	c.qmu.Lock()
@@ -195,8 +200,8 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 		}
 		frames = append(frames, b)
 	}
-	for j := len(frames) - 1; j >= 0; j-- {
-		c.post(frames[j])
+	for _, b := range slices.Backward(frames) {
+		c.post(b)
 	}
 	return ep, last, len(frames), ok, nil
 }

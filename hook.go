@@ -12,12 +12,12 @@ import (
 )
 
 // Hooks (tars/Hook.tars): one servant, named by the hook setting and found as the gateway finds
-// servants, decides before a browser's subscribe, sendByRoom or broadcast takes effect whether
-// it may, and may replace a message's text. The call runs on the connection's reader, so the
-// connection's commands keep their order, bounded by hook-timeout, so a hook that hangs holds up
-// only the connection waiting for it; no lock of the hub is held meanwhile. A timeout, an error
-// or an answer that makes no sense refuses the command (hook-fail=closed, the default) or lets
-// it through as sent (hook-fail=open). HTTP triggers and PushObj come from backends: no hook.
+// servants, decides before a browser's subscribe, sendByRoom or broadcast takes effect whether it
+// may, and may replace a message's text. The call runs on the connection's reader, so its commands
+// keep their order, bounded by hook-timeout, so a hook that hangs holds up only that connection;
+// no lock of the hub is held meanwhile. A timeout, an error or an answer that makes no sense
+// refuses the command (hook-fail=closed) or lets it through as sent (hook-fail=open). HTTP
+// triggers and PushObj come from backends: no hook.
 const (
 	hookAllow   int32 = 0
 	hookRefuse  int32 = 1
@@ -26,15 +26,10 @@ const (
 	maxHookReason = 200 // bytes of a refusal's reason shown to the browser
 )
 
-// hooked reports whether the command name is one a hook decides on.
-func hooked(name string) bool {
-	return name == cmdSubscribe || name == cmdSendByRoom || name == cmdBroadcast
-}
-
-// runHook asks the hook, if one is set, about cmd: the text to deliver (cmd.Text, or the
-// hook's replacement), or why the command is refused.
+// runHook asks the hook, if one is set and cmd is one it decides on, about cmd: the text to
+// deliver (cmd.Text, or the hook's replacement), or why the command is refused.
 func (c *conn) runHook(s *Settings, cmd command) (string, error) {
-	if s.Hook == "" || !hooked(cmd.Name) {
+	if s.Hook == "" || cmd.Name != cmdSubscribe && cmd.Name != cmdSendByRoom && cmd.Name != cmdBroadcast {
 		return cmd.Text, nil
 	}
 	start := time.Now()
@@ -59,8 +54,7 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	if s.HookFail == "open" {
 		return cmd.Text, nil
 	}
-	var ce *tars.CallError
-	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+	if ce := (*tars.CallError)(nil); errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
 		return "", fmt.Errorf("refused: the hook did not answer within %v", time.Since(start).Round(10*time.Millisecond))
 	}
 	return "", errors.New("refused: the hook failed")
@@ -68,9 +62,6 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 
 // callHook calls onSubscribe or onPublish.
 func (c *conn) callHook(s *Settings, cmd command) (ret int32, reason, repl string, err error) {
-	if c.hub.gw == nil {
-		return 0, "", "", errors.New("no Tars client")
-	}
 	p, err := c.hub.gw.proxy(s.Hook)
 	if err != nil {
 		return 0, "", "", err
@@ -106,23 +97,23 @@ const demoWord = "spam"
 // registerHelloHook makes the demo's HelloObj a hook (tars/Hook.tars) too: every subscribe is
 // allowed, a message with demoWord in it is refused.
 func registerHelloHook(s registrar, name string) {
-	s.Handle(name, "onSubscribe", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		out.PutInt32(0, "", hookAllow)
-		out.PutString(5, "reason", "")
-		return tars.Success, nil
-	})
-	s.Handle(name, "onPublish", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-		text, err := in.String(4, "text")
-		if err != nil {
-			return 0, err
-		}
-		ret, reason := hookAllow, ""
-		if strings.Contains(strings.ToLower(text), demoWord) {
-			ret, reason = hookRefuse, fmt.Sprintf("the word %q is not allowed here", demoWord)
-		}
-		out.PutInt32(0, "", ret)
-		out.PutString(5, "reason", reason)
-		out.PutString(6, "replacement", "")
-		return tars.Success, nil
-	})
+	for _, fn := range []string{"onSubscribe", "onPublish"} {
+		s.Handle(name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+			ret, reason := hookAllow, ""
+			if fn == "onPublish" {
+				text, err := in.String(4, "text")
+				if err != nil {
+					return 0, err
+				} else if strings.Contains(strings.ToLower(text), demoWord) {
+					ret, reason = hookRefuse, fmt.Sprintf("the word %q is not allowed here", demoWord)
+				}
+			}
+			out.PutInt32(0, "", ret)
+			out.PutString(5, "reason", reason)
+			if fn == "onPublish" {
+				out.PutString(6, "replacement", "")
+			}
+			return tars.Success, nil
+		})
+	}
 }

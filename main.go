@@ -25,25 +25,19 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// version is the build version; set it with -ldflags "-X main.version=...".
-// When empty, the module version and VCS revision from the build are used.
+// version is the build version (-ldflags "-X main.version=..."); empty: the module's and VCS's.
 var version string
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal a second one kills at once, as usual.
-	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	var u usageError
-	switch {
-	case err == nil:
-	case errors.As(err, &u):
-		if u.msg != "" {
-			fmt.Fprintln(os.Stderr, "websocketserver:", u.msg)
+	context.AfterFunc(ctx, stop) // after the first signal a second one kills at once, as usual
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if err.Error() != "" { // a bad flag is reported by its parser
+			fmt.Fprintln(os.Stderr, "websocketserver:", err)
 		}
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "websocketserver:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
@@ -53,16 +47,15 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// run parses the command line and serves until ctx ends or AdminObj asks
-// for a shutdown, then drains gracefully.
+// run parses the command line and serves until ctx ends or AdminObj asks for a shutdown, then
+// drains gracefully.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// A first argument without a leading '-' names a subcommand.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		switch args[0] {
-		case "push":
-			return runPush(ctx, args[1:], stdout, stderr)
-		case "package":
-			return runPackage(ctx, args[1:], stdout, stderr)
+		sub := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+			"push": runPush, "package": runPackage}[args[0]]
+		if sub != nil {
+			return sub(ctx, args[1:], stdout, stderr)
 		}
 		return usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
@@ -80,24 +73,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if configSet && *config == "" {
 		return usageError{"--config: empty file name"}
 	}
-
-	conf, name := DefaultConf(), "default.conf (embedded)"
-	if configSet {
-		var err error
-		if conf, err = tars.LoadConf(*config); err != nil {
-			return err // names the file, and the line for a syntax error
-		}
-		name = *config
+	conf, cfg, name, err := loadConf(*config)
+	if err != nil {
+		return err
 	}
-	cfg, err := tars.LoadConfig(conf) // <tars><application>: the framework's keys
-	set, pull, serr := loadSettings(conf, DefaultSettings())
-	if err = cmp.Or(err, serr); err != nil {
+	set, pull, err := loadSettings(conf, DefaultSettings())
+	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	cfg.Version = version
-	// A person running the demo by hand watches the terminal; on a
-	// platform the log goes to its file.
-	var logTo io.Writer
+	var logTo io.Writer // a person running the demo watches the terminal; a platform, the log file
 	if !configSet {
 		logTo = stderr
 	}
@@ -123,6 +108,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
+// loadConf reads file, or the embedded default.conf when file is "", and its framework keys
+// (<tars><application>); it returns them and the name errors give the file.
+func loadConf(file string) (*tars.Conf, *tars.Config, string, error) {
+	conf, name := DefaultConf(), cmp.Or(file, "default.conf (embedded)")
+	if file != "" {
+		var err error
+		if conf, err = tars.LoadConf(file); err != nil {
+			return nil, nil, name, err // names the file, and the line for a syntax error
+		}
+	}
+	cfg, err := tars.LoadConfig(conf)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", name, err)
+	}
+	return conf, cfg, name, err
+}
+
 // server is the WebSocket server put on a tars.App.
 type server struct {
 	live *live
@@ -130,9 +132,8 @@ type server struct {
 	cl   *Cluster // nil: no other nodes
 }
 
-// newServer puts the WebSocket server on app: the hub, the HTTP handler on
-// every not_tars adapter, PushObj, HelloObj, the ws.* admin commands and
-// the properties reported. Nothing is served before app.Run.
+// newServer puts the WebSocket server on app: the hub, the HTTP handler on every not_tars adapter,
+// PushObj, HelloObj, the ws.* admin commands and the properties. Nothing is served before app.Run.
 func newServer(app *tars.App, set Settings) (*server, error) {
 	cfg := app.Config()
 	s := &server{live: newLive(set)}
@@ -144,20 +145,17 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	push := cfg.ServantName("PushObj")
 	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: app.Log(),
 		Relay: cfg.Locator != "" || set.Peers != ""}
-	hello, err := helloCaller(app, set.Hello)
-	if err != nil {
+	if opt.Hello, err = helloCaller(app, set.Hello); err != nil {
 		return nil, err
 	}
-	opt.Hello = hello
 	opt.Gateway = newGateway(app.Client(), app.Reachable)
 	if s.hub, err = newHub(opt); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", opt.DataDir, err)
 	}
 	if opt.Relay {
 		copt := ClusterOptions{Servant: push, Secret: set.ClusterSecret, Log: app.Log()}
-		// Peers know this node by an address they can dial, not its
-		// wildcard; one listening on every interface is also itself on
-		// this machine's loopback.
+		// Peers know this node by an address they can dial, not its wildcard; one listening on
+		// every interface is also itself on this machine's loopback.
 		if e, ok := app.Reachable(push); ok {
 			copt.Self = []string{e.Addr()}
 			if ac, _ := cfg.Adapter(push); ac.Endpoint.Dialable("") != ac.Endpoint {
@@ -184,8 +182,7 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	return s, nil
 }
 
-// staticPeers reads the peers key: this server's own PushObj with the
-// endpoints of every node.
+// staticPeers reads the peers key: this server's own PushObj with the endpoints of every node.
 func staticPeers(peers, servant string) ([]tars.Endpoint, error) {
 	p, err := tars.ParseProxy(peers)
 	if err == nil && (p.Name != servant || len(p.Endpoints) == 0) {
@@ -197,9 +194,8 @@ func staticPeers(peers, servant string) ([]tars.Endpoint, error) {
 	return p.Endpoints, nil
 }
 
-// drain runs once the listeners have stopped: every WebSocket flushes its
-// queue and is closed with 1001, then the cluster sends what the
-// connections pushed while closing.
+// drain runs once the listeners have stopped: every WebSocket flushes its queue and is closed
+// with 1001, then the cluster sends what the connections pushed while closing.
 func (s *server) drain(ctx context.Context) error {
 	err := s.hub.Shutdown(ctx)
 	if s.cl != nil {

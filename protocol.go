@@ -115,9 +115,8 @@ func checkMessage(msg *string, s *Settings) error {
 	return checkText("message", *msg, s.MaxMessage, nil, "")
 }
 
-// checkText reports what is wrong with a room name, message or display name (what), if anything:
-// longer than max bytes, not valid UTF-8 (browsers drop a connection sent that, RFC 6455), or
-// holding a rune bad refuses (bad may be nil), described by badText.
+// checkText reports what is wrong with a text, if anything: longer than max, not UTF-8 (browsers
+// drop a connection sent that, RFC 6455), or holding a rune bad (if set) refuses, said by badText.
 func checkText(what, v string, max int, bad func(rune) bool, badText string) error {
 	switch {
 	case len(v) > max:
@@ -130,15 +129,9 @@ func checkText(what, v string, max int, bad func(rune) bool, badText string) err
 	return nil
 }
 
-// JSON escaping grows a string at most maxEscape times (a control character becomes \u00XX);
-// frameOverhead bounds the rest of a json frame: field names, kind, time and a sender id.
-const (
-	maxEscape     = 6
-	frameOverhead = 1024
-)
-
-// maxFrame is the largest frame a message can make, once escaped.
-func maxFrame(s Settings) int { return maxEscape*(s.MaxMessage+s.MaxRoomName) + frameOverhead }
+// maxFrame is the largest frame a message can make: JSON escaping grows a string at most 6 times
+// (a control character becomes \u00XX); 1024 bounds the field names, kind, time and sender id.
+func maxFrame(s Settings) int { return 6*(s.MaxMessage+s.MaxRoomName) + 1024 }
 
 // handle runs one command from the browser and answers it. Refusals are metered too: a client that
 // merely sends too fast is slowed down, one that keeps flooding (abuseFactor bursts more) is closed.
@@ -220,8 +213,8 @@ func (c *conn) handle(frame string) {
 	c.answer(ev, err)
 }
 
-// history sends the room's history, paced: each message waits for room in the queue, so that a
-// long history never overflows it. The reader waits meanwhile.
+// history sends the room's history, each message waiting for room in the queue (the reader waits
+// meanwhile), so that a long history never overflows it.
 func (c *conn) history(room string) {
 	hist := c.hub.History(room)
 	for _, ev := range hist {
@@ -269,8 +262,7 @@ func (c *conn) reply(cmd, room, text string, err error) {
 	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text}, err)
 }
 
-// answer sends ev, timed now, to this connection only, or with err "Error: cmd: err" instead. The
-// format command's reply tells the page its id.
+// answer sends ev, or "Error: cmd: err", to this connection; a format reply tells the page its id.
 func (c *conn) answer(ev event, err error) {
 	if ev.Time = time.Now(); ev.Cmd == cmdFormat {
 		ev.ID = c.id
