@@ -12,21 +12,15 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// The gateway: a browser calls the application's own Tars servants over its connection.
+// The gateway: a browser calls the application's Tars servants, with the JSON packet version
+// (args are the in-parameters by name, as TarsGo's servants read them without IDL), over its
+// connection; the answer is one json frame whatever the format. code is the Tars return code of a
+// failed call, or a call* code for one refused here. The request context carries the caller's
+// connection id under ctxConn, so the servant knows whom to push to (PushObj.pushToConn).
 //
 //	call|{"id":7,"servant":"App.Server.Obj","func":"getOrder","args":{"id":"o1"}}
-//
-// The servant is found as every bare proxy name is, through the registry, or on its own adapter
-// if this process serves it; it is called with the JSON packet version: args holds the
-// in-parameters by name, which TarsGo's generated servants read without any IDL here. The
-// answer is one json frame, whatever the format:
-//
 //	{"kind":"result","id":7,"ret":0,"result":{"order":{...}}}   ret: the return value, result: out-parameters
 //	{"kind":"error","id":7,"code":-7,"error":"tars: App.Server.Obj.getOrder: code -7 (invoke timeout): ..."}
-//
-// code is the Tars return code of a failed call, or a call* code below for a call refused here,
-// which never reaches the network. The request context carries the caller's connection id under
-// ctxConn, so the servant knows whom to push to (PushObj.pushToConn).
 const (
 	cmdCall = "call"
 	ctxConn = "ws.conn"
@@ -38,7 +32,6 @@ const (
 	maxCallID            = 64 // bytes of the id, a JSON number or string echoed back
 )
 
-// callRequest is a call frame's data.
 type callRequest struct {
 	ID      json.RawMessage `json:"id"`
 	Servant string          `json:"servant"`
@@ -46,7 +39,6 @@ type callRequest struct {
 	Args    json.RawMessage `json:"args"`
 }
 
-// callAnswer is the frame a call gets back.
 type callAnswer struct {
 	Kind   string          `json:"kind"`
 	ID     json.RawMessage `json:"id,omitempty"`
@@ -88,8 +80,7 @@ func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
 	return g.proxies[servant], err
 }
 
-// call runs one call frame's data: checked here, then called on a goroutine of its own, so the
-// reader goes on reading; the answer is queued when it comes.
+// call checks one call frame's data and calls on a goroutine of its own, so the reader goes on.
 func (c *conn) call(data string, s *Settings) {
 	var req callRequest
 	fail := func(code int32, err error) {
@@ -180,9 +171,8 @@ func encodeAnswer(a callAnswer) []byte {
 	return b
 }
 
-// callAllow reads call-allow, what browsers may call: "App.Server.Obj:fn1,fn2;Other.Server.Obj:*",
-// a servant, a colon and its functions (* for all), entries separated by ";"; empty: nothing. It
-// returns the functions allowed by servant.
+// callAllow reads call-allow, "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (* for all functions),
+// into the functions allowed by servant.
 func callAllow(spec string) (map[string][]string, error) {
 	allow := map[string][]string{}
 	if strings.TrimSpace(spec) == "" {
@@ -210,8 +200,7 @@ func callAllowed(spec, servant, fn string) bool {
 	return fn != "" && (slices.Contains(allow[servant], fn) || slices.Contains(allow[servant], "*"))
 }
 
-// connsByID returns the connection with id, if it is on this node, as a member set. h.mu must be
-// held.
+// connsByID returns the connection with id, if it is on this node, as a member set. h.mu held.
 func (h *Hub) connsByID(id string) map[*conn]uint64 {
 	if _, tag, _ := strings.Cut(id, "."); tag != h.idTag {
 		return nil

@@ -10,10 +10,8 @@ import (
 	"time"
 )
 
-// Room history in memory: the recent messages of each room with their offsets and epoch, bounded
-// in bytes with the least recently written rooms forgotten first, and recovery from an offset.
-
-// roomHistory is a room's recent messages and where its offsets stand.
+// roomHistory is a room's recent messages in memory and where its offsets stand. All rooms'
+// history is bounded in bytes, the least recently written rooms forgotten first.
 type roomHistory struct {
 	room        string
 	epoch       string // new whenever the room's history starts afresh
@@ -29,7 +27,7 @@ func historyCost(ev event) int {
 }
 
 // remember appends ev to its room's history with the room's next offset, which it returns with the
-// epoch. A room without history starts a new epoch. h.mu must be held.
+// epoch (new for a room without history). h.mu must be held.
 func (h *Hub) remember(ev event) (string, uint64) {
 	rh := h.roomHistory(ev.Room, "")
 	rh.last++
@@ -42,7 +40,7 @@ func (h *Hub) remember(ev event) (string, uint64) {
 }
 
 // restore appends a message read from the log, offset and epoch as they were: a new epoch starts
-// the room afresh, an offset that does not grow is skipped. Only newHub calls it.
+// the room afresh, an offset that does not grow is skipped.
 func (h *Hub) restore(ev event) {
 	rh := h.roomHistory(ev.Room, ev.Epoch)
 	if ev.Text == "" || ev.Offset > rh.last { // no text: a gap, the epoch starts at this offset
@@ -77,8 +75,8 @@ func (h *Hub) gap(rooms []string) {
 	}
 }
 
-// roomHistory returns room's history, made the most recent, starting it afresh if it has none or,
-// with epoch set, if its epoch differs. h.mu must be held.
+// roomHistory returns room's history, made the most recent; afresh if it has none or, with epoch
+// set, if its epoch differs. h.mu must be held.
 func (h *Hub) roomHistory(room, epoch string) *roomHistory {
 	if e := h.history[room]; e != nil && (epoch == "" || e.Value.(*roomHistory).epoch == epoch) {
 		h.recent.MoveToFront(e)
@@ -124,9 +122,8 @@ func (h *Hub) forget(e *clist.Element) {
 
 // drop removes rh's i-th message. h.mu must be held.
 func (h *Hub) drop(rh *roomHistory, i int) {
-	n := historyCost(rh.msgs[i])
-	rh.bytes -= n
-	h.historyBytes -= n
+	rh.bytes -= historyCost(rh.msgs[i])
+	h.historyBytes -= historyCost(rh.msgs[i])
 	rh.msgs = slices.Delete(rh.msgs, i, i+1)
 }
 
@@ -148,8 +145,7 @@ func (h *Hub) History(room string) []event {
 	return slices.Clone(msgs)
 }
 
-// delivered returns the room's delivered messages in history, its epoch and its last delivered
-// offset. h.mu must be held.
+// delivered returns the room's delivered messages, its epoch and last delivered offset. h.mu held.
 func (h *Hub) delivered(room string) ([]event, string, uint64) {
 	e := h.history[room]
 	if e == nil {
@@ -164,10 +160,9 @@ func (h *Hub) delivered(room string) ([]event, string, uint64) {
 }
 
 // recover queues for c, as history frames, the room's delivered messages after offset since in
-// epoch, and joins c to the room if join: in one step, so that every later message reaches c as a
-// live one. At most half of c's queue is filled at once (the rest is for live messages): past that
-// only the newest that fit are sent. It returns the room's epoch and last offset, how many were
-// sent, and whether they are every message after since.
+// epoch, and joins c to the room if join: in one step, so that every later message reaches c live.
+// Only the newest that fit half of c's queue are sent (the rest is for live messages). It returns
+// the room's epoch and last offset, how many were sent, and whether they are all after since.
 func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join bool) (ep string, last uint64, n int, ok bool, err error) {
 	first := false
 	defer func() { h.tellJoined(first) }() // after the unlock below
@@ -206,8 +201,8 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	return ep, last, len(frames), ok, nil
 }
 
-// snapshot returns every room's history, the rooms least recently written to first, and takes the
-// history log's pending items, which it holds: for a compaction, which runs on the log's writer.
+// snapshot returns every room's history, least recently written first, and takes the history
+// log's pending items: for a compaction, on the log's writer.
 func (h *Hub) snapshot() ([]event, []*logItem) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

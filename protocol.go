@@ -134,7 +134,7 @@ func checkText(what, v string, max int, bad func(rune) bool, badText string) err
 func maxFrame(s Settings) int { return 6*(s.MaxMessage+s.MaxRoomName) + 1024 }
 
 // handle runs one command from the browser and answers it. Refusals are metered too: a client that
-// merely sends too fast is slowed down, one that keeps flooding (abuseFactor bursts more) is closed.
+// sends too fast is slowed down, one that keeps flooding is closed.
 func (c *conn) handle(frame string) {
 	h, s := c.hub, c.hub.live.get()
 	name, _, _ := strings.Cut(frame, "|")
@@ -336,8 +336,8 @@ type frames struct {
 
 func newFrames(ev event) frames { return frames{ev, ev.encode(false), ev.encode(true)} }
 
-// tokenBucket allows rate events per second on average and burst at once. It is used by one
-// goroutine only. A rate <= 0 allows everything.
+// tokenBucket allows rate events per second on average and burst at once, on one goroutine. A
+// rate <= 0 allows everything.
 type tokenBucket struct {
 	rate, burst, tokens float64
 	last                time.Time
@@ -352,20 +352,16 @@ func (b *tokenBucket) take(now time.Time, n float64) bool {
 	if b.rate <= 0 {
 		return true
 	}
-	if !b.last.IsZero() {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.tokens, b.last = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate), now // full at first
+	ok := b.tokens >= n
+	if ok {
+		b.tokens -= n
 	}
-	b.last = now
-	if b.tokens < n {
-		return false
-	}
-	b.tokens -= n
-	return true
+	return ok
 }
 
 // RoomToken returns a token that lets its holder join room and read its history until expiry, and
-// with write also send to it (sendByRoom): "<expiry unix seconds>.<hex HMAC-SHA256(secret,
-// room|expiry[|write])>". Browsers send it as subscribe|{"roomNum":"room1","token":"..."}.
+// with write also send to it: "<expiry unix seconds>.<hex HMAC-SHA256(secret, room|expiry[|write])>".
 func RoomToken(secret, room string, expiry time.Time, write bool) string {
 	exp := strconv.FormatInt(expiry.Unix(), 10)
 	return exp + "." + hex.EncodeToString(roomMAC(secret, room, exp, write))
@@ -380,8 +376,8 @@ func roomMAC(secret, room, exp string, write bool) []byte {
 	return m.Sum(nil)
 }
 
-// checkRoomToken reports what is wrong with token as a pass to room at time now, if anything: a
-// read or a write token lets one read, only a write token lets one write.
+// checkRoomToken reports what is wrong with token as a pass to room at time now, if anything: any
+// token lets one read, only a write token lets one write.
 func checkRoomToken(secret, room, token string, now time.Time, write bool) error {
 	if token == "" {
 		return errors.New("room token required")
