@@ -249,3 +249,34 @@ func TestPushToConn(t *testing.T) {
 		t.Fatal("empty message not refused")
 	}
 }
+
+// TestCallAllow: call-allow names servants and their functions; a malformed value is refused.
+func TestCallAllow(t *testing.T) {
+	const spec = " A.S.OrderObj : get , list ;B.S.Obj:*"
+	for _, c := range []struct {
+		servant, fn string
+		want        bool
+	}{
+		{"A.S.OrderObj", "get", true}, {"A.S.OrderObj", "list", true}, {"A.S.OrderObj", "put", false},
+		{"B.S.Obj", "anything", true}, {"B.S.Obj", "", false}, {"C.S.Obj", "get", false}, {"A.S", "get", false},
+	} {
+		if got := callAllowed(spec, c.servant, c.fn); got != c.want {
+			t.Errorf("callAllowed(%q, %s, %q) = %v, want %v", spec, c.servant, c.fn, got, c.want)
+		}
+	}
+	if callAllowed("", "A.S.O", "f") || callAllowed(" ", "A.S.O", "*") {
+		t.Error("an empty call-allow allows a call")
+	}
+	for _, c := range []struct{ spec, want string }{
+		{"A.S:get", "is not a servant name"}, {"A.S.O@tcp -h x:get", "is not a servant name"},
+		{"A..O:get", "is not a servant name"}, {"A.S.O", "is not a servant name"}, {"A.S.O:get;", `entry ""`},
+		{"A.S.O:get,", "empty or bad function name"}, {"A.S.O:g t", "empty or bad function name"},
+	} {
+		if _, err := callAllow(c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("callAllow(%q) = %v, want an error with %q", c.spec, err, c.want)
+		}
+	}
+	if _, err := callAllow("  "); err != nil {
+		t.Errorf("callAllow(blank) = %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/tarsws/websocketserver/tars"
@@ -58,12 +59,9 @@ func loadTLS(s Settings, cfg *tars.Config, log *slog.Logger) (*tls.Config, error
 
 // httpScheme is the scheme of the first not_tars adapter, the one the start banner names.
 func httpScheme(cfg *tars.Config) string {
-	for _, a := range cfg.Adapters {
-		if a.Protocol == "not_tars" && a.Endpoint.Proto == "ssl" {
-			return "https"
-		} else if a.Protocol == "not_tars" {
-			break
-		}
+	i := slices.IndexFunc(cfg.Adapters, func(a tars.AdapterConfig) bool { return a.Protocol == "not_tars" })
+	if i >= 0 && cfg.Adapters[i].Endpoint.Proto == "ssl" {
+		return "https"
 	}
 	return "http"
 }
