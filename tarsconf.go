@@ -233,10 +233,13 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 				r.Fail(key, *fv, strings.Join(vals, " or "))
 			}
 		case *int:
-			if want == "size" {
+			switch want {
+			case "size":
 				*fv = r.IntSize(key, *fv)
-			} else {
-				*fv = r.Int(key, *fv, boolInt(want != "min0")) // min 1 unless min0
+			case "min0":
+				*fv = r.Int(key, *fv, 0)
+			default:
+				*fv = r.Int(key, *fv, 1)
 			}
 		case *int64:
 			*fv = r.Size(key, *fv)
