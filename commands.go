@@ -39,8 +39,7 @@ executable instead, which must be a linux/amd64 build.
 `
 )
 
-// flagError is what a subcommand returns when its flags do not parse: -h
-// is no error, a bad flag (already reported) is a usage error.
+// flagError is a subcommand's error for flags that do not parse: none for -h, else a usage error.
 func flagError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -176,8 +175,7 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// writeTgz writes a gzipped tar with the folder name/ holding the file bin
-// as name/name, atomically.
+// writeTgz writes, atomically, a gzipped tar holding the file bin as name/name.
 func writeTgz(path, name, bin string) error {
 	data, err := os.ReadFile(bin)
 	if err != nil {

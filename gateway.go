@@ -171,8 +171,7 @@ func encodeAnswer(a callAnswer) []byte {
 	return b
 }
 
-// callAllow reads call-allow, "App.Server.Obj:fn1,fn2;Other.Server.Obj:*" (* for all functions),
-// into the functions allowed by servant.
+// callAllow reads call-allow ("App.Server.Obj:fn1,fn2;Other.Server.Obj:*") into functions by servant.
 func callAllow(spec string) (map[string][]string, error) {
 	allow := map[string][]string{}
 	if strings.TrimSpace(spec) == "" {

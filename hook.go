@@ -26,8 +26,7 @@ const (
 	maxHookReason = 200 // bytes of a refusal's reason shown to the browser
 )
 
-// runHook asks the hook, if one is set and cmd is one it decides on, about cmd: the text to
-// deliver (cmd.Text, or the hook's replacement), or why the command is refused.
+// runHook asks the hook about cmd if it decides on it: the text to deliver, or why cmd is refused.
 func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	if s.Hook == "" || cmd.Name != cmdSubscribe && cmd.Name != cmdSendByRoom && cmd.Name != cmdBroadcast {
 		return cmd.Text, nil
@@ -94,8 +93,7 @@ func (c *conn) callHook(s *Settings, cmd command) (ret int32, reason, repl strin
 // demoWord is the word the demo's HelloObj, as a hook, refuses in messages.
 const demoWord = "spam"
 
-// registerHelloHook makes the demo's HelloObj a hook (tars/Hook.tars) too: every subscribe is
-// allowed, a message with demoWord in it is refused.
+// registerHelloHook makes the demo's HelloObj a hook too: it refuses messages with demoWord in them.
 func registerHelloHook(s registrar, name string) {
 	for _, fn := range []string{"onSubscribe", "onPublish"} {
 		s.Handle(name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {

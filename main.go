@@ -47,8 +47,7 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// run parses the command line and serves until ctx ends or AdminObj asks for a shutdown, then
-// drains gracefully.
+// run parses the command line and serves until ctx ends or AdminObj stops it, then drains.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// A first argument without a leading '-' names a subcommand.
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -132,8 +131,7 @@ type server struct {
 	cl   *Cluster // nil: no other nodes
 }
 
-// newServer puts the WebSocket server on app: the hub, the HTTP handler on every not_tars adapter,
-// PushObj, HelloObj, the ws.* admin commands and the properties. Nothing is served before app.Run.
+// newServer puts the hub, HTTP handler, servants, admin commands and properties on app; app.Run serves.
 func newServer(app *tars.App, set Settings) (*server, error) {
 	cfg := app.Config()
 	s := &server{live: newLive(set)}
@@ -194,8 +192,7 @@ func staticPeers(peers, servant string) ([]tars.Endpoint, error) {
 	return p.Endpoints, nil
 }
 
-// drain runs once the listeners have stopped: every WebSocket flushes its queue and is closed
-// with 1001, then the cluster sends what the connections pushed while closing.
+// drain closes every WebSocket (1001) once flushed, then the cluster with what they pushed meanwhile.
 func (s *server) drain(ctx context.Context) error {
 	err := s.hub.Shutdown(ctx)
 	if s.cl != nil {

@@ -24,8 +24,7 @@ type metrics struct {
 
 func newMetrics(hub *Hub, app *tars.App, cl *Cluster) http.Handler { return &metrics{hub, app, cl} }
 
-// registerProperties reports the hub's counters to the property service: connections and rooms
-// as gauges, the rest as sums per interval.
+// registerProperties reports the hub's counters: connections and rooms as gauges, the rest as sums.
 func registerProperties(app *tars.App, hub *Hub) {
 	app.Property("ws.connections", tars.Gauge, func() int64 { return int64(hub.Counts().Connections) })
 	app.Property("ws.rooms", tars.Gauge, func() int64 { return int64(len(hub.Counts().Rooms)) })
@@ -46,8 +45,7 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// peerMetrics are the per-peer families: name after websocketserver_cluster_peer_, type, help,
-// and the value.
+// peerMetrics are the families websocketserver_cluster_peer_NAME, with each peer's value.
 var peerMetrics = []struct {
 	name, typ, help string
 	value           func(peerView) any
@@ -139,8 +137,7 @@ func (f *metricFamily) add(value any, labels ...string) {
 	f.samples = append(f.samples, metricSample{l, fmt.Sprint(value)})
 }
 
-// writeMetrics writes the families sorted by name, and each family's samples sorted by labels,
-// so the output is stable.
+// writeMetrics writes the families by name and their samples by labels, so the output is stable.
 func writeMetrics(w io.Writer, fams []*metricFamily) error {
 	bw := bufio.NewWriter(w)
 	slices.SortFunc(fams, func(x, y *metricFamily) int { return cmp.Compare(x.name, y.name) })

@@ -9,8 +9,7 @@ import (
 	"unicode"
 )
 
-// Names and presence: a connection's display name, who is in a room on this node, and the join
-// and leave frames a room may announce.
+// Names and presence: display names, who is in a room on this node, and join and leave frames.
 
 // maxName bounds a display name; maxPresence the members one presence reply lists (its count is
 // exact), so that asking costs the same however large the room.

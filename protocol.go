@@ -38,8 +38,7 @@ type command struct {
 	Epoch string
 }
 
-// parseCommand parses one frame. An unknown command has Name "" and no error; a known one whose
-// data is malformed or breaks a limit in s fails, and the reply says "Error: NAME: " and why.
+// parseCommand parses one frame: an unknown command has Name "" and no error, a bad one an error.
 func parseCommand(frame string, s *Settings) (command, error) {
 	name, data, _ := strings.Cut(frame, "|")
 	cmd := command{Name: name}
@@ -133,8 +132,7 @@ func checkText(what, v string, max int, bad func(rune) bool, badText string) err
 // (a control character becomes \u00XX); 1024 bounds the field names, kind, time and sender id.
 func maxFrame(s Settings) int { return 6*(s.MaxMessage+s.MaxRoomName) + 1024 }
 
-// handle runs one command from the browser and answers it. Refusals are metered too: a client that
-// sends too fast is slowed down, one that keeps flooding is closed.
+// handle runs and answers one command; refusals are metered too, and a flood closes the connection.
 func (c *conn) handle(frame string) {
 	h, s := c.hub, c.hub.live.get()
 	name, _, _ := strings.Cut(frame, "|")
@@ -213,8 +211,7 @@ func (c *conn) handle(frame string) {
 	c.answer(ev, err)
 }
 
-// history sends the room's history, each message waiting for room in the queue (the reader waits
-// meanwhile), so that a long history never overflows it.
+// history sends the room's history paced by room in the queue, so that a long one never overflows it.
 func (c *conn) history(room string) {
 	hist := c.hub.History(room)
 	for _, ev := range hist {
@@ -336,8 +333,7 @@ type frames struct {
 
 func newFrames(ev event) frames { return frames{ev, ev.encode(false), ev.encode(true)} }
 
-// tokenBucket allows rate events per second on average and burst at once, on one goroutine. A
-// rate <= 0 allows everything.
+// tokenBucket allows rate events per second and burst at once (rate <= 0: all), on one goroutine.
 type tokenBucket struct {
 	rate, burst, tokens float64
 	last                time.Time

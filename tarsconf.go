@@ -31,8 +31,7 @@ func DefaultConf() *tars.Conf {
 // websocketPath is the server's own section of the config.
 const websocketPath = "/tars/application/websocket"
 
-// Settings are the server's own knobs, from the section websocketPath; each field's conf tag is
-// its key. The zero value is not usable; start from DefaultSettings.
+// Settings are the server's own knobs, keyed by conf tags. Start from DefaultSettings.
 type Settings struct {
 	Store         string        `conf:"store" want:"file|memory"`     // "file" (the default) or "memory"
 	History       int           `conf:"history" want:"min0"`          // messages kept per room for history|ROOM
@@ -119,8 +118,7 @@ func (s Settings) historyBytes() int {
 	return maxHistoryBytes
 }
 
-// live holds the settings in force: a config file pulled while the server runs may replace them
-// (apply); readers take the current ones at each use.
+// live holds the settings in force, which a config file pulled while the server runs may replace.
 type live struct {
 	p  atomic.Pointer[Settings]
 	mu sync.Mutex // serialises apply
@@ -194,8 +192,7 @@ var websocketKeys = func() map[string]bool {
 	return keys
 }()
 
-// websocketSection returns the path of c's <websocket> section: in a server's config, or at the
-// top of a file that holds only that section.
+// websocketSection returns the path of c's <websocket> section: a server config's, or a lone one.
 func websocketSection(c *tars.Conf) (string, bool) {
 	for _, path := range []string{websocketPath, "/websocket"} {
 		if c.Sections(path) != nil {
@@ -276,8 +273,7 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	if err := s.check(); r.Err == nil && err != nil {
 		r.Err = fmt.Errorf("config %s: %w", path, err)
 	}
-	// A node with peers, listed or from the registry, takes their pushes only with the secret;
-	// the value is never shown.
+	// Peers, listed or from the registry, need the secret; the error never shows its value.
 	if r.Err == nil && (s.Peers != "" || c.Get("/tars/application/client<locator>") != "") && len(s.ClusterSecret) < minClusterSecret {
 		r.Err = fmt.Errorf("config %s<cluster-secret>: required, at least %d characters, when peers or a locator is set: the nodes of a cluster prove themselves to each other with it",
 			path, minClusterSecret)

@@ -46,8 +46,7 @@ func loadTLS(s Settings, cfg *tars.Config, log *slog.Logger) (*tls.Config, error
 	if err != nil {
 		return nil, fmt.Errorf("config %s (%s) and %s (%s): %w", key("tls-cert"), s.TLSCert, key("tls-key"), s.TLSKey, err)
 	}
-	// Browsers refuse an expired certificate, but a server that would not start until a new one
-	// is in place would be down for everyone else too.
+	// An expired certificate only warns: browsers refuse it, but not starting would take all down.
 	if pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter) {
 		log.Warn("tls-cert has expired: browsers will refuse it", "file", s.TLSCert, "expired", pair.Leaf.NotAfter)
 	}
