@@ -16,19 +16,17 @@ import (
 // directory, as datapath and logpath are. It returns nil when neither is set and no adapter needs
 // them. A missing or bad file, or an ssl endpoint without them, is an error naming the setting.
 func loadTLS(s Settings, cfg *tars.Config, log *slog.Logger) (*tls.Config, error) {
-	ssl := ""
-	for _, a := range cfg.Adapters {
-		if a.Protocol == "not_tars" && a.Endpoint.Proto == "ssl" && ssl == "" {
-			ssl = a.Name
-		}
+	ssl := "" // the first adapter that needs them
+	isSSL := func(a tars.AdapterConfig) bool { return a.Protocol == "not_tars" && a.Endpoint.Proto == "ssl" }
+	if i := slices.IndexFunc(cfg.Adapters, isSSL); i >= 0 {
+		ssl = cfg.Adapters[i].Name
 	}
 	key := func(k string) string { return websocketPath + "<" + k + ">" }
-	need := "adapter " + ssl + ", whose endpoint is ssl"
 	switch {
 	case s.TLSCert == "" && s.TLSKey == "" && ssl == "":
 		return nil, nil
 	case s.TLSCert == "" && s.TLSKey == "":
-		return nil, fmt.Errorf("config %s and %s: required by %s", key("tls-cert"), key("tls-key"), need)
+		return nil, fmt.Errorf("config %s and %s: required by adapter %s, whose endpoint is ssl", key("tls-cert"), key("tls-key"), ssl)
 	case s.TLSCert == "":
 		return nil, fmt.Errorf("config %s: required with %s", key("tls-cert"), key("tls-key"))
 	case s.TLSKey == "":
