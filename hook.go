@@ -11,13 +11,11 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// Hooks (tars/Hook.tars): one servant, named by the hook setting and found as the gateway finds
-// servants, decides before a browser's subscribe, sendByRoom or broadcast takes effect whether it
-// may, and may replace a message's text. The call runs on the connection's reader, so its commands
-// keep their order, bounded by hook-timeout, so a hook that hangs holds up only that connection;
-// no lock of the hub is held meanwhile. A timeout, an error or an answer that makes no sense
-// refuses the command (hook-fail=closed) or lets it through as sent (hook-fail=open). HTTP
-// triggers and PushObj come from backends: no hook.
+// Hooks (tars/Hook.tars): the servant named by hook decides whether a browser's subscribe,
+// sendByRoom or broadcast may take effect, and may replace a message's text. It is called on the
+// connection's reader, in order, within hook-timeout and with no hub lock held, so a hung hook
+// holds up that connection only. Any failure refuses (hook-fail=closed) or lets through (open).
+// HTTP triggers and PushObj come from backends: no hook.
 const (
 	hookAllow   int32 = 0
 	hookRefuse  int32 = 1

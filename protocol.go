@@ -17,11 +17,9 @@ import (
 )
 
 // The browser protocol: text frames "cmd|data", split at the first "|". Replies go to the sender
-// only; pushes go to every receiver. subscribe, unsubscribe and history take a room name, or a JSON
-// object {"roomNum":"room1","token":"..."} that adds a room token (see RoomToken); data that starts
-// with "{" is always that object. sendByRoom's object may carry "token" too: a write token.
-// subscribe's and history's object may carry "since" (an offset) and "epoch": recovery, see recover.
-// name|Ada sets the display name its messages carry; presence|room1 asks who is in the room.
+// only. subscribe, unsubscribe and history take a room name, or {"roomNum":"room1","token":"..."}
+// (any data starting with "{"), with a room token (RoomToken), and for subscribe and history
+// "since" and "epoch" to recover from; sendByRoom's object may carry a write token.
 const (
 	cmdSubscribe, cmdUnsubscribe, cmdSendByRoom, cmdBroadcast   = "subscribe", "unsubscribe", "sendByRoom", "broadcast"
 	cmdPing, cmdHistory, cmdFormat, cmdRooms, cmdHello, cmdName = "ping", "history", "format", "rooms", "hello", "name"
