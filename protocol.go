@@ -21,9 +21,9 @@ import (
 // (any data starting with "{"), with a room token (RoomToken), and for subscribe and history
 // "since" and "epoch" to recover from; sendByRoom's object may carry a write token.
 const (
-	cmdSubscribe, cmdUnsubscribe, cmdSendByRoom, cmdBroadcast   = "subscribe", "unsubscribe", "sendByRoom", "broadcast"
-	cmdPing, cmdHistory, cmdFormat, cmdRooms, cmdHello, cmdName = "ping", "history", "format", "rooms", "hello", "name"
-	cmdPresence                                                 = "presence"
+	cmdSubscribe, cmdUnsubscribe, cmdHistory, cmdPresence = "subscribe", "unsubscribe", "history", "presence"
+	cmdSendByRoom, cmdBroadcast, cmdHello, cmdName        = "sendByRoom", "broadcast", "hello", "name"
+	cmdPing, cmdFormat, cmdRooms                          = "ping", "format", "rooms"
 )
 
 // command is one parsed browser frame.
