@@ -109,9 +109,6 @@ func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]
 	}
-	hub.mu.Lock()
-	hub.interest, hub.peerPresence = c.interestChanged, c.presence
-	hub.mu.Unlock()
 	c.stopped, c.stop = context.WithCancel(context.Background())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go func() {

@@ -69,6 +69,7 @@ func startInNode(t *testing.T, set Settings, ln net.Listener, peers ...string) *
 		Secret:  set.ClusterSecret,
 		Log:     slog.New(slog.NewTextHandler(n.logs, nil)),
 	})
+	n.hub.useCluster(n.cluster.interestChanged, n.cluster.presence)
 	n.cluster.Start()
 	n.tars = &tars.Server{}
 	registerPush(n.tars, testPushObj, n.hub, newLive(set), n.cluster)
@@ -509,6 +510,7 @@ func TestClusterResolvedClose(t *testing.T) {
 		Resolver: endpoints{tarsEndpoint(t, la.Addr().String()), tarsEndpoint(t, lb.Addr().String())},
 		Secret:   testClusterSecret,
 	})
+	hub.useCluster(c.interestChanged, c.presence)
 	c.Start()
 	waitFor(t, "the resolved peer", func() bool { return len(c.View().Peers) == 1 })
 	if st := c.View(); st.Discovery != "registry" || st.Peers[0].Addr != lb.Addr().String() {

@@ -169,6 +169,7 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 			return nil, err
 		}
 		s.cl = NewCluster(s.hub, app.Client(), copt)
+		s.hub.useCluster(s.cl.interestChanged, s.cl.presence)
 		s.cl.Start()
 	}
 	registerPush(app, push, s.hub, s.live, s.cl)

@@ -98,6 +98,14 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
+// useCluster has the hub tell the cluster when a room gains its first member here (wait) or loses
+// its last, and ask it who is in a room on the other nodes.
+func (h *Hub) useCluster(interest func(wait bool), presence func(room string) (int, []roomMember, bool)) {
+	h.mu.Lock()
+	h.interest, h.peerPresence = interest, presence
+	h.mu.Unlock()
+}
+
 func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
 
 // checkID reports whether id looks like a connection id: "c<N>", then optionally "." and a tag
