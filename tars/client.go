@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// DefaultSyncTimeout bounds a call when neither the context, the endpoint
+// defaultSyncTimeout bounds a call when neither the context, the endpoint
 // nor ClientOptions.SyncTimeout does (sync-invoke-timeout in TarsCpp).
-const DefaultSyncTimeout = 3 * time.Second
+const defaultSyncTimeout = 3 * time.Second
 
 // ErrClientClosed is returned by calls on a closed Client.
 var ErrClientClosed = errors.New("tars: client closed")
@@ -51,7 +51,7 @@ type Resolver interface {
 
 // ClientOptions configure a Client. The zero value is usable.
 type ClientOptions struct {
-	SyncTimeout time.Duration // bound on every call; 0: DefaultSyncTimeout
+	SyncTimeout time.Duration // bound on every call; 0: 3 s
 	MaxPacket   int           // largest reply frame accepted; 0: DefaultMaxPacket
 	// Locator is the registry's proxy string (client<locator>): the Client
 	// finds names without '@' by calling it. Resolver does instead, if set.
@@ -94,15 +94,6 @@ func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 
 func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
-// nextID returns a request id; 0 is never used, it marks server pushes.
-func (c *Client) nextID() int32 {
-	for {
-		if id := int32(c.lastID.Add(1) & 0x7FFFFFFF); id != 0 {
-			return id
-		}
-	}
-}
-
 // Close closes every connection; calls in flight fail with ErrClientClosed.
 func (c *Client) Close() error {
 	if c.reg != nil {
@@ -139,13 +130,10 @@ type target struct {
 }
 
 func (c *Client) targets(eps []Endpoint) []target {
-	if len(eps) == 0 {
-		return nil
-	}
-	ts := make([]target, len(eps))
-	for i, e := range eps {
+	var ts []target
+	for _, e := range eps {
 		ep, err := c.endpoint(e)
-		ts[i] = target{e, ep, err}
+		ts = append(ts, target{e, ep, err})
 	}
 	return ts
 }
@@ -182,32 +170,19 @@ func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
 	return &q
 }
 
+// Ping calls tars_ping, which every servant answers.
+func (p *ObjProxy) Ping(ctx context.Context) error { return p.Invoke(ctx, PingFunc, nil, nil) }
+
 // Invoke calls fn and waits for its reply. in writes the in-parameters, out
 // reads the return value and out-parameters (either may be nil). ctx, the
 // endpoint's -t timeout and SyncTimeout bound the call. Errors are
 // *CallError.
-func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) error {
-	return p.invoke(ctx, fn, in, out, false)
-}
-
-// InvokeOneway sends a call that gets no reply, returning once it is queued.
-func (p *ObjProxy) InvokeOneway(ctx context.Context, fn string, in func(*Results)) error {
-	return p.invoke(ctx, fn, in, nil, true)
-}
-
-// Ping calls tars_ping, which every servant answers.
-func (p *ObjProxy) Ping(ctx context.Context) error {
-	return p.invoke(ctx, PingFunc, nil, nil, false)
-}
-
-func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error,
-	oneway bool) (err error) {
+func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) (err error) {
 	c, start := p.c, time.Now()
 	var peer net.Addr
 	if c.opt.OnCall != nil {
 		defer func() {
-			info := CallInfo{Servant: p.name, Func: fn, Version: p.version, Duration: time.Since(start),
-				Peer: peer, Err: err}
+			info := CallInfo{Servant: p.name, Func: fn, Duration: time.Since(start), Peer: peer, Err: err}
 			if ce, ok := err.(*CallError); ok {
 				info.Ret = ce.Code
 			}
@@ -221,15 +196,13 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	if in != nil {
 		in(&args)
 	}
-	req := RequestPacket{Version: p.version, ServantName: p.name, FuncName: fn, Context: p.context}
-	if oneway {
-		req.PacketType = PacketOneway
-	}
+	// Request ids wrap around within 1..2^31-1: 0 marks server pushes.
+	req := RequestPacket{Version: p.version, ServantName: p.name, FuncName: fn, Context: p.context,
+		RequestID: int32(c.lastID.Add(1)%(1<<31-1)) + 1}
 	if req.Buffer, err = args.AppendTo(nil); err != nil {
 		return fail(SendRequestErr, "encode arguments", err)
 	}
-
-	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), DefaultSyncTimeout)
+	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), defaultSyncTimeout)
 	cc, ep, err := p.conn(ctx, start.Add(timeout))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -248,35 +221,27 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(InvokeTimeout, "no time left to send", ctx.Err())
 	}
 	req.Timeout = int32(min(time.Until(deadline).Milliseconds()+1, 1<<31-1))
-	req.RequestID = c.nextID()
 	frame := newFrame()
 	*frame = req.AppendFrame(*frame)
-	if oneway {
-		if !cc.w.send(frame) {
-			return fail(SendRequestErr, "connection closed", net.ErrClosed)
-		}
-		return nil
-	}
-
-	call := callPool.Get().(*pendingCall)
+	call := callPool.Get().(chan reply)
 	defer callPool.Put(call)
 	if err := cc.add(req.RequestID, call); err != nil {
 		freeFrame(frame)
 		return fail(SendRequestErr, "connection closed", err)
 	}
-	cc.w.send(frame) // if the connection dies, the reader fails every pending call
+	cc.w.send(frame, true) // if the connection dies, the reader fails every pending call
 	var rep reply
 	select {
-	case rep = <-call.ch:
+	case rep = <-call:
 	case <-ctx.Done():
-		if cc.remove(req.RequestID) {
+		if cc.settle(req.RequestID, nil) {
 			why := fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
 			if ctx.Err() == context.Canceled {
 				why = "call abandoned"
 			}
 			return fail(InvokeTimeout, why, ctx.Err())
 		}
-		rep = <-call.ch // the reply was being delivered
+		rep = <-call // the reply was being delivered
 	}
 	switch {
 	case rep.err != nil:

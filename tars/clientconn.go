@@ -23,19 +23,18 @@ func (c *Client) endpoint(e Endpoint) (*endpointConns, error) {
 	if e.Proto != "tcp" {
 		return nil, fmt.Errorf("endpoint %s: protocol %s is not supported (only tcp)", e, e.Proto)
 	}
-	addr := e.Addr()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed.Load() {
 		return nil, ErrClientClosed
 	}
-	ep := c.eps[addr]
+	if c.eps == nil {
+		c.eps = make(map[string]*endpointConns)
+	}
+	ep := c.eps[e.Addr()]
 	if ep == nil {
-		if c.eps == nil {
-			c.eps = make(map[string]*endpointConns)
-		}
-		ep = &endpointConns{c: c, addr: addr, dial: make(chan struct{}, 1)}
-		c.eps[addr] = ep
+		ep = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
+		c.eps[ep.addr] = ep
 	}
 	return ep, nil
 }
@@ -82,7 +81,7 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 		return nil, ep.lastErr
 	}
 	ep.failures = 0
-	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]*pendingCall)}
+	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]chan reply)}
 	ep.cc.Store(cc)
 	go cc.w.run()
 	go cc.read()
@@ -102,9 +101,7 @@ type reply struct {
 	err     error // the connection was lost
 }
 
-type pendingCall struct{ ch chan reply }
-
-var callPool = sync.Pool{New: func() any { return &pendingCall{ch: make(chan reply, 1)} }}
+var callPool = sync.Pool{New: func() any { return make(chan reply, 1) }}
 
 // clientConn is one connection: calls are matched to replies by request id.
 type clientConn struct {
@@ -113,12 +110,12 @@ type clientConn struct {
 	w  *frameWriter
 
 	mu       sync.Mutex
-	pending  map[int32]*pendingCall
+	pending  map[int32]chan reply
 	dead     error // set once the connection failed
 	draining bool  // the server asked us to reconnect
 }
 
-func (cc *clientConn) add(id int32, call *pendingCall) error {
+func (cc *clientConn) add(id int32, call chan reply) error {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.dead == nil {
@@ -127,15 +124,24 @@ func (cc *clientConn) add(id int32, call *pendingCall) error {
 	return cc.dead
 }
 
-// remove forgets a call; false means its reply is being delivered.
-func (cc *clientConn) remove(id int32) bool {
+// settle hands rep to call id and forgets it, or with a nil rep only forgets
+// it; false means it was not pending. A push (id 0) asking to reconnect
+// makes the connection close once no call is pending.
+func (cc *clientConn) settle(id int32, rep *reply) bool {
 	cc.mu.Lock()
-	_, ok := cc.pending[id]
+	call, ok := cc.pending[id]
 	delete(cc.pending, id)
-	drained := cc.draining && len(cc.pending) == 0
+	cc.draining = cc.draining || id == 0 && rep != nil && rep.desc == reconnectDesc
+	draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
 	cc.mu.Unlock()
+	if draining {
+		cc.ep.cc.CompareAndSwap(cc, nil) // new calls go to a new connection
+	}
+	if ok && rep != nil {
+		call <- *rep
+	}
 	if drained {
-		cc.nc.Close()
+		cc.fail(errors.New("closed at the server's request"))
 	}
 	return ok
 }
@@ -169,7 +175,7 @@ func (cc *clientConn) fail(err error) {
 		cc.dead = err
 	}
 	for id, call := range cc.pending {
-		call.ch <- reply{err: err}
+		call <- reply{err: err}
 		delete(cc.pending, id)
 	}
 	cc.mu.Unlock()
@@ -184,37 +190,18 @@ func (cc *clientConn) read() {
 		if err != nil {
 			var fe *FrameError
 			if errors.As(err, &fe) {
-				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame",
-					"peer", cc.ep.addr, "err", err)
+				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame", "peer", cc.ep.addr, "err", err)
 			}
 			cc.fail(err)
 			return
 		}
 		id, rep, err := decodeReply(body)
 		if err != nil {
-			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply",
-				"peer", cc.ep.addr, "err", err)
+			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply", "peer", cc.ep.addr, "err", err)
 			cc.fail(err)
 			return
 		}
-		cc.mu.Lock()
-		call := cc.pending[id] // nil for a push (id 0)
-		delete(cc.pending, id)
-		if id == 0 && rep.desc == reconnectDesc {
-			cc.draining = true
-		}
-		draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
-		cc.mu.Unlock()
-		if draining {
-			cc.ep.cc.CompareAndSwap(cc, nil) // new calls go to a new connection
-		}
-		if call != nil {
-			call.ch <- rep
-		}
-		if drained {
-			cc.fail(errors.New("closed at the server's request"))
-			return
-		}
+		cc.settle(id, &rep)
 	}
 }
 

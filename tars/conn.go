@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,6 @@ type serverConn struct {
 	w        *frameWriter
 
 	calls    sync.WaitGroup
-	inflight atomic.Int32
 	draining atomic.Bool
 	tup      atomic.Bool // the client speaks TUP: pushes take its layout
 }
@@ -31,7 +31,7 @@ type serverConn struct {
 func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, buf []byte) {
 	f := newFrame()
 	*f = appendReply(*f, req, ret, desc, buf)
-	c.w.send(f)
+	c.w.send(f, true)
 }
 
 // drain makes the reader stop after telling the client to reconnect; the
@@ -41,8 +41,7 @@ func (c *serverConn) drain() {
 		return
 	}
 	f := newFrame()
-	if c.tup.Load() {
-		// TUP clients read every packet as a RequestPacket.
+	if c.tup.Load() { // TUP clients read every packet as a RequestPacket
 		push := RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
 			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}
 		*f = push.AppendFrame(*f)
@@ -50,12 +49,12 @@ func (c *serverConn) drain() {
 		push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
 		*f = push.AppendFrame(*f)
 	}
-	c.w.trySend(f) // a courtesy: never wait for a slow peer here
+	c.w.send(f, false) // a courtesy: never wait for a slow peer here
 	c.nc.SetReadDeadline(time.Now())
 }
 
-// abort closes the connection at once; calls in flight see ctx end, after the close, so no
-// reply of theirs goes out.
+// abort closes the connection at once; calls in flight see ctx end, after
+// the close, so no reply of theirs goes out.
 func (c *serverConn) abort() {
 	c.nc.Close()
 	c.cancel()
@@ -82,24 +81,8 @@ func (c *serverConn) serve() {
 // read reads and dispatches requests until the connection ends; it reports
 // whether it stopped for a graceful Shutdown or the idle timeout.
 func (c *serverConn) read() (graceful bool) {
-	s := c.s
+	s, peer := c.s, c.nc.RemoteAddr().String()
 	log := s.logger()
-	peer := c.nc.RemoteAddr().String()
-	isTimeout := func(err error) bool {
-		var ne net.Error
-		return errors.As(err, &ne) && ne.Timeout()
-	}
-	// failed says whether err ended the connection gracefully, logging
-	// other failures.
-	failed := func(err error) bool {
-		if isTimeout(err) && c.draining.Load() {
-			return true
-		}
-		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			log.Debug("tars: connection read failed", "peer", peer, "err", err)
-		}
-		return false
-	}
 	br := bufio.NewReaderSize(c.nc, 16<<10)
 	fr := FrameReader{R: br, Max: s.MaxPacket}
 	slots := make(chan struct{}, maxInflight)
@@ -113,8 +96,8 @@ func (c *serverConn) read() (graceful bool) {
 				return false
 			}
 		}
-		// Wait for the next frame under the idle timeout, which only
-		// closes the connection when no call is in flight either.
+		// The idle timeout only closes the connection when no call is in
+		// flight either.
 		var deadline time.Time
 		if c.idle > 0 {
 			deadline = time.Now().Add(c.idle)
@@ -123,25 +106,32 @@ func (c *serverConn) read() (graceful bool) {
 		if c.draining.Load() {
 			return true
 		}
-		if _, err := br.Peek(1); err != nil {
-			switch {
-			case isTimeout(err) && c.inflight.Load() > 0 && !c.draining.Load():
+		_, err := br.Peek(1)
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.draining.Load() {
+			if len(slots) > 0 { // calls in flight
 				continue
-			case isTimeout(err) && !c.draining.Load():
-				log.Debug("tars: closing idle connection", "peer", peer, "idle_timeout", c.idle)
-				return true
 			}
-			return failed(err)
+			log.Debug("tars: closing idle connection", "peer", peer, "idle_timeout", c.idle)
+			return true
 		}
-		body, err := fr.Next()
+		var body []byte
+		if err == nil {
+			body, err = fr.Next()
+		}
 		var fe *FrameError
-		if errors.As(err, &fe) {
+		switch {
+		case errors.As(err, &fe):
 			s.badFrames.Add(1)
 			log.Warn("tars: closing connection after a bad frame", "peer", peer, "err", err)
 			c.abort()
 			return false
-		} else if err != nil {
-			return failed(err)
+		case errors.Is(err, os.ErrDeadlineExceeded) && c.draining.Load():
+			return true
+		case err != nil:
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				log.Debug("tars: connection read failed", "peer", peer, "err", err)
+			}
+			return false
 		}
 		received := time.Now()
 		req := new(RequestPacket)
@@ -179,10 +169,8 @@ func (c *serverConn) read() (graceful bool) {
 			return false
 		}
 		c.calls.Add(1)
-		c.inflight.Add(1)
 		go func() {
 			defer func() {
-				c.inflight.Add(-1)
 				c.w.release(size)
 				<-slots
 				c.calls.Done()
@@ -239,27 +227,25 @@ func (w *frameWriter) release(n int) {
 }
 
 // send queues a frame from newFrame, which the writer frees; it reports
-// false if the writer has stopped.
-func (w *frameWriter) send(f *[]byte) bool {
+// false if the writer has stopped or, unless wait, the queue is full.
+func (w *frameWriter) send(f *[]byte, wait bool) bool {
 	w.hold(len(*f))
 	select {
 	case w.q <- f:
 		return true
 	case <-w.dead:
-		w.release(len(*f))
-		return false
-	}
-}
-
-// trySend queues a frame if there is room at once.
-func (w *frameWriter) trySend(f *[]byte) {
-	w.hold(len(*f))
-	select {
-	case w.q <- f:
 	default:
-		w.release(len(*f))
-		freeFrame(f)
+		if wait {
+			select {
+			case w.q <- f:
+				return true
+			case <-w.dead:
+			}
+		}
 	}
+	w.release(len(*f))
+	freeFrame(f)
+	return false
 }
 
 // close makes run write the queued frames and close the connection; it
@@ -285,31 +271,21 @@ func (w *frameWriter) run() {
 		w.release(len(*f))
 		freeFrame(f)
 	}
-	// writeQueued writes what else is queued, so one flush takes it all.
-	writeQueued := func() {
-		for {
-			select {
-			case f := <-w.q:
-				write(f)
-			default:
-				if err == nil {
-					err = bw.Flush()
-				}
-				return
-			}
-		}
-	}
-	for {
+	for quit := false; !quit; {
 		select {
 		case f := <-w.q:
 			write(f)
-			writeQueued()
-			if err != nil {
-				w.nc.Close() // the reader sees it and stops
-			}
 		case <-w.quit:
-			writeQueued()
-			return
+			quit = true
+		}
+		for len(w.q) > 0 { // the only reader: one flush takes all that is queued
+			write(<-w.q)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			w.nc.Close() // the reader sees it and stops
 		}
 	}
 }

@@ -14,16 +14,15 @@ import (
 const defaultRefresh = time.Minute
 
 // registry is a Client's one resolve cache of the active endpoints of each
-// servant, found through the Tars registry (QueryF findObjectById4Any, called
-// by the Client itself) or a Resolver. A list older than refresh is still
-// returned while one background call fetches a new one; if that fails, the
-// last good list stays. Only a name never resolved waits.
+// servant, found through its Resolver or the Tars registry at its Locator.
+// A list older than refresh is still returned while one background call
+// fetches a new one; if that fails, the last good list stays. Only a name
+// never resolved waits.
 type registry struct {
-	query    *ObjProxy // the registry's QueryObj; nil: resolver
-	resolver Resolver
-	err      error // a bad locator
-	refresh  time.Duration
-	c        *Client
+	Resolver
+	err     error // a bad locator
+	refresh time.Duration
+	c       *Client
 
 	ctx    context.Context // ends at close, cancelling background refreshes
 	cancel context.CancelFunc
@@ -46,12 +45,12 @@ func newRegistry(c *Client) *registry {
 	if o.Locator == "" && o.Resolver == nil {
 		return nil
 	}
-	r := &registry{resolver: o.Resolver, refresh: cmp.Or(max(o.Refresh, 0), defaultRefresh), c: c}
+	r := &registry{Resolver: o.Resolver, refresh: cmp.Or(max(o.Refresh, 0), defaultRefresh), c: c}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	if o.Locator != "" {
-		var err error
-		// c.reg is not set yet, so the locator must have endpoints.
-		if r.query, err = c.Proxy(o.Locator); err != nil {
+	if o.Resolver == nil {
+		query, err := c.Proxy(o.Locator) // c.reg is not set yet: the locator must have endpoints
+		r.Resolver = locator{query}
+		if err != nil {
 			r.err = fmt.Errorf("tars: registry locator %q: %w", o.Locator, err)
 		}
 	}
@@ -69,9 +68,8 @@ func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, erro
 			e.refreshing = true
 			r.wg.Go(func() { r.update(obj, e) })
 		}
-		found := *e
-		r.mu.Unlock()
-		return found, nil
+		defer r.mu.Unlock()
+		return *e, nil
 	}
 	r.mu.Unlock()
 
@@ -109,25 +107,27 @@ func (r *registry) update(obj string, e *registryEntry) {
 
 // fetch asks for the active endpoints of obj, without the cache.
 func (r *registry) fetch(ctx context.Context, obj string) (registryEntry, error) {
-	eps, err := r.find(ctx, obj)
+	eps, err := r.Resolve(ctx, obj)
+	if err == nil && len(eps) == 0 {
+		err = errors.New("no active endpoints")
+	}
 	return registryEntry{eps: eps, ts: r.c.targets(eps), at: time.Now()}, err
 }
 
-// find asks the registry or Resolver for the active endpoints of obj.
-func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
-	if r.query == nil {
-		eps, err := r.resolver.Resolve(ctx, obj)
-		if err == nil && len(eps) == 0 {
-			err = errors.New("no active endpoints")
-		}
-		return eps, err
-	}
+// close stops background refreshes.
+func (r *registry) close() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// locator asks the Tars registry's QueryObj (QueryF.findObjectById4Any).
+type locator struct{ query *ObjProxy }
+
+func (l locator) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 	var ret int32
 	var active []Endpoint
-	err := r.query.Invoke(ctx, "findObjectById4Any",
-		func(in *Results) { in.PutString(1, "id", obj) },
-		func(out *Args) error {
-			var err error
+	err := l.query.Invoke(ctx, "findObjectById4Any", func(in *Results) { in.PutString(1, "id", obj) },
+		func(out *Args) (err error) {
 			if ret, err = out.Int32(0, ""); err != nil {
 				return err
 			}
@@ -136,8 +136,7 @@ func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
 				return err
 			})
 		})
-	name := r.query.Name()
-	switch {
+	switch name := l.query.Name(); {
 	case err != nil:
 		return nil, fmt.Errorf("registry %s: findObjectById4Any(%s): %w", name, obj, err)
 	case ret != 0:
@@ -146,12 +145,6 @@ func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
 		return nil, fmt.Errorf("registry %s: no active endpoint of %s", name, obj)
 	}
 	return active, nil
-}
-
-// close stops background refreshes.
-func (r *registry) close() {
-	r.cancel()
-	r.wg.Wait()
 }
 
 // readEndpointFs reads a vector<EndpointF> (framework.tars). A timeout of 0
@@ -174,23 +167,17 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 			d.ReadInt32(&weight, 11, false), d.ReadInt32(&weightType, 12, false),
 			d.ReadInt32(&authType, 13, false), d.ReadStructEnd(),
 		)
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if istcp < 0 || int(istcp) >= len(endpointProtos) {
-			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)",
-				i, host, port, istcp)
-		}
-		if host == "" || port <= 0 || port > 65535 {
+		case istcp < 0 || int(istcp) >= len(endpointProtos):
+			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)", i, host, port, istcp)
+		case host == "" || port <= 0 || port > 65535:
 			return nil, fmt.Errorf("tars: EndpointF %d: bad address %q port %d", i, host, port)
 		}
-		e := Endpoint{Proto: endpointProtos[istcp], Host: host, Port: int(port),
-			Timeout: time.Duration(timeout) * time.Millisecond, Grid: int(grid), Qos: int(qos),
-			Weight: int(weight), WeightType: int(weightType), AuthType: int(authType)}
-		if e.Timeout <= 0 {
-			e.Timeout = DefaultTimeout
-		}
-		eps = append(eps, e)
+		eps = append(eps, Endpoint{Proto: endpointProtos[istcp], Host: host, Port: int(port),
+			Timeout: cmp.Or(max(time.Duration(timeout)*time.Millisecond, 0), DefaultTimeout), Grid: int(grid),
+			Qos: int(qos), Weight: int(weight), WeightType: int(weightType), AuthType: int(authType)})
 	}
 	return eps, nil
 }

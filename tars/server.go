@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,15 +21,8 @@ var ErrServerClosed = errors.New("tars: server closed")
 const PingFunc = "tars_ping"
 
 const (
-	// maxInflight bounds the calls served at once on one connection; the
-	// reader waits for a free slot, which pushes back on the peer.
-	maxInflight = 1024
-	// maxPending bounds the bytes of requests being served and replies not
-	// yet written on one connection: past it no more requests are read, so
-	// a peer that does not read its replies holds little.
-	maxPending = 4 << 20
-	// defaultWriteTimeout: a reply making no progress this long (the peer
-	// stopped reading) closes its connection.
+	maxInflight         = 1024    // calls served at once on one connection; then the reader waits
+	maxPending          = 4 << 20 // request and reply bytes one connection may hold before reads stop
 	defaultWriteTimeout = 10 * time.Second
 )
 
@@ -36,40 +30,30 @@ const (
 type Current struct {
 	Servant, Func string
 	Version       int16
-	RequestID     int32
-	MessageType   int32
 	Oneway        bool          // no reply will be sent
 	Timeout       time.Duration // the caller's iTimeout; 0 if none
 	Context       map[string]string
-	Status        map[string]string
 	RemoteAddr    net.Addr
-	LocalAddr     net.Addr
 }
 
 // HandlerFunc serves one function of a servant: it reads the in-parameters
-// from in and writes the return value (tag 0, name "") and out-parameters to
-// out. A non-nil err is sent as ret, or ServerUnknownErr when ret is
-// Success, with the error's text; an *ArgError as ServerDecodeErr. ctx ends
-// when the caller's timeout passes or the connection closes (not during a
-// graceful Shutdown).
-//
-// in reads each argument on demand, skipping those before it without
-// allocating: check a token before decoding anything large, and set
-// in.MaxLen to what a list or map argument may hold before reading it.
+// from in (on demand: check a token before decoding anything large, set
+// in.MaxLen before a list or map) and writes the return value (tag 0, name
+// "") and out-parameters to out. A non-nil err is sent with its text as ret,
+// or ServerUnknownErr if ret is Success, or ServerDecodeErr for an *ArgError.
+// ctx ends at the caller's timeout or when the connection closes.
 type HandlerFunc func(ctx context.Context, cur *Current, in *Args, out *Results) (ret int32, err error)
 
 // CallInfo describes one finished call, for statistics.
 type CallInfo struct {
 	Servant, Func string
-	Version       int16
 	Ret           int32 // InvokeTimeout for a client timeout
 	Duration      time.Duration
 	Peer          net.Addr // the other side
 	Err           error    // nil on success
 }
 
-// ListenOptions say what one listener serves. Who may connect, and how
-// many at once, is the listener's business: App wraps it.
+// ListenOptions say what one listener serves; App admits the connections.
 type ListenOptions struct {
 	Servants     []string      // empty: all
 	IdleTimeout  time.Duration // no traffic and no call in flight this long closes; 0: never
@@ -107,12 +91,7 @@ func (s *Server) Handle(servant, fn string, h HandlerFunc) {
 	s.handlers[servant][fn] = h
 }
 
-func (s *Server) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return slog.Default()
-}
+func (s *Server) logger() *slog.Logger { return cmp.Or(s.Logger, slog.Default()) }
 
 // Calls returns the requests dispatched since the server started.
 func (s *Server) Calls() uint64 { return s.calls.Load() }
@@ -126,34 +105,31 @@ func (s *Server) serves(servant string) bool {
 	return s.handlers[servant] != nil
 }
 
-// track adds a listener or connection to those Shutdown closes, unless the
-// server is closed already.
+// track adds a listener or connection to those Shutdown closes, or reports
+// false if the server is closed.
 func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
 	if *m == nil {
 		*m = make(map[T]struct{})
 	}
-	(*m)[v] = struct{}{}
-	return true
+	if !s.closed {
+		(*m)[v] = struct{}{}
+	}
+	return !s.closed
 }
 
 // Serve accepts connections on ln until Shutdown, then returns
 // ErrServerClosed.
 func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 	var servants map[string]bool // nil: all
+	if len(opt.Servants) > 0 {
+		servants = make(map[string]bool)
+	}
 	for _, name := range opt.Servants {
-		if servants == nil {
-			servants = make(map[string]bool)
-		}
 		servants[name] = true
 	}
-	if opt.WriteTimeout <= 0 {
-		opt.WriteTimeout = defaultWriteTimeout
-	}
+	opt.WriteTimeout = cmp.Or(max(opt.WriteTimeout, 0), defaultWriteTimeout)
 	if !track(s, &s.listeners, ln) {
 		ln.Close()
 		return ErrServerClosed
@@ -166,34 +142,30 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
-		if err != nil {
-			s.mu.RLock()
-			closed := s.closed
-			s.mu.RUnlock()
-			if closed {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors or the like: wait, as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn("tars: accept failed; retrying", "listener", ln.Addr().String(), "err", err, "delay", delay)
-				time.Sleep(delay)
+		var ne net.Error
+		switch {
+		case err == nil:
+			delay = 0
+			ctx, cancel := context.WithCancel(context.Background())
+			c := &serverConn{s: s, servants: servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
+				w: newFrameWriter(nc, opt.WriteTimeout)}
+			if !track(s, &s.conns, c) {
+				nc.Close()
 				continue
 			}
+			s.connsDone.Add(1)
+			go c.w.run()
+			go c.serve()
+		case !track(s, &s.listeners, ln): // ln is listed until Shutdown
+			return ErrServerClosed
+		case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+			// Out of file descriptors or the like: wait, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.logger().Warn("tars: accept failed; retrying", "listener", ln.Addr().String(), "err", err, "delay", delay)
+			time.Sleep(delay)
+		default:
 			return fmt.Errorf("tars: accept on %s: %w", ln.Addr(), err)
 		}
-		delay = 0
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &serverConn{s: s, servants: servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
-			w: newFrameWriter(nc, opt.WriteTimeout)}
-		if !track(s, &s.conns, c) {
-			nc.Close()
-			continue
-		}
-		s.connsDone.Add(1)
-		go c.w.run()
-		go c.serve()
 	}
 }
 
@@ -232,16 +204,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // dispatch serves one request and queues its reply.
 func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 	s := c.s
-	cur := &Current{
-		Servant: req.ServantName, Func: req.FuncName, Version: req.Version,
-		RequestID: req.RequestID, MessageType: req.MessageType, Oneway: req.PacketType == PacketOneway,
-		Timeout: time.Duration(req.Timeout) * time.Millisecond,
-		Context: req.Context, Status: req.Status,
-		RemoteAddr: c.nc.RemoteAddr(), LocalAddr: c.nc.LocalAddr(),
-	}
+	cur := &Current{Servant: req.ServantName, Func: req.FuncName, Version: req.Version,
+		Oneway: req.PacketType == PacketOneway, Timeout: time.Duration(req.Timeout) * time.Millisecond,
+		Context: req.Context, RemoteAddr: c.nc.RemoteAddr()}
 	out := NewResults(req.Version)
 	ret, desc := c.call(cur, req, out, received)
-
 	// Past its iTimeout the caller has stopped waiting: a reply would only
 	// race with its own timeout error.
 	late := cur.Timeout > 0 && ret != ServerQueueTimeout && time.Since(received) > cur.Timeout
@@ -257,8 +224,7 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 		c.reply(req, ret, desc, buf)
 	}
 	if s.OnCall != nil {
-		info := CallInfo{Servant: cur.Servant, Func: cur.Func, Version: cur.Version, Ret: ret,
-			Duration: time.Since(received), Peer: cur.RemoteAddr}
+		info := CallInfo{Servant: cur.Servant, Func: cur.Func, Ret: ret, Duration: time.Since(received), Peer: cur.RemoteAddr}
 		if ret != Success {
 			info.Err = &CallError{Code: ret, Desc: desc, Servant: cur.Servant, Func: cur.Func}
 		}
@@ -269,14 +235,13 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 // call finds and runs the handler; it returns the packet's code and, when
 // that is not Success, a description.
 func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, received time.Time) (ret int32, desc string) {
-	s := c.s
 	if c.servants != nil && !c.servants[cur.Servant] {
 		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
 	}
-	s.mu.RLock()
-	fns, ok := s.handlers[cur.Servant]
+	c.s.mu.RLock()
+	fns, ok := c.s.handlers[cur.Servant]
 	h := fns[cur.Func]
-	s.mu.RUnlock()
+	c.s.mu.RUnlock()
 	switch {
 	case !ok:
 		return ServerNoServantErr, "no servant " + cur.Servant
@@ -299,7 +264,7 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			s.logger().Error("tars: handler panicked", "servant", cur.Servant, "func", cur.Func, "panic", p,
+			c.s.logger().Error("tars: handler panicked", "servant", cur.Servant, "func", cur.Func, "panic", p,
 				"stack", string(debug.Stack()))
 			ret, desc = ServerUnknownErr, fmt.Sprintf("panic in %s.%s: %v", cur.Servant, cur.Func, p)
 		}
@@ -309,10 +274,8 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 	switch {
 	case errors.As(err, &ae):
 		return ServerDecodeErr, err.Error()
-	case err != nil && ret == Success:
-		return ServerUnknownErr, err.Error()
 	case err != nil:
-		return ret, err.Error()
+		return cmp.Or(ret, ServerUnknownErr), err.Error()
 	case ret != Success:
 		return ret, fmt.Sprintf("%s.%s returned code %d", cur.Servant, cur.Func, ret)
 	}
@@ -332,11 +295,10 @@ func appendReply(b []byte, req *RequestPacket, ret int32, desc string, sBuffer [
 		}
 		return rsp.AppendFrame(b)
 	}
-	version := req.Version
-	if version != VersionJSON {
-		version = VersionTars
-	}
-	rsp := ResponsePacket{Version: version, PacketType: req.PacketType, RequestID: req.RequestID,
+	rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
 		MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
+	if req.Version == VersionJSON {
+		rsp.Version = VersionJSON
+	}
 	return rsp.AppendFrame(b)
 }
