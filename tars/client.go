@@ -100,11 +100,9 @@ func (c *Client) Close() error {
 		c.reg.close()
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.closed.Store(true)
-	eps := c.eps
-	c.eps = nil
-	c.mu.Unlock()
-	for _, ep := range eps {
+	for _, ep := range c.eps {
 		if cc := ep.cc.Load(); cc != nil {
 			cc.fail(ErrClientClosed)
 		}
@@ -122,18 +120,15 @@ type ObjProxy struct {
 	rr      *atomic.Uint32    // shared by the copies, to take endpoints in turn
 }
 
-// target is an endpoint with its connection slot, or why it has none.
+// target is an endpoint with its connection slot.
 type target struct {
-	e   Endpoint
-	ep  *endpointConns
-	err error
+	e  Endpoint
+	ep *endpointConns
 }
 
-func (c *Client) targets(eps []Endpoint) []target {
-	var ts []target
+func (c *Client) targets(eps []Endpoint) (ts []target) {
 	for _, e := range eps {
-		ep, err := c.endpoint(e)
-		ts = append(ts, target{e, ep, err})
+		ts = append(ts, target{e, c.endpoint(e)})
 	}
 	return ts
 }
@@ -276,12 +271,9 @@ func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, E
 	var errs []error
 	for i := range ts {
 		t := ts[(start+i)%len(ts)]
-		err := t.err
+		cc, err := t.ep.get(ctx, t.e, deadline)
 		if err == nil {
-			var cc *clientConn
-			if cc, err = t.ep.get(ctx, t.e, deadline); err == nil {
-				return cc, t.e, nil
-			}
+			return cc, t.e, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {

@@ -19,15 +19,9 @@ const (
 )
 
 // endpoint returns the connection slot for e, shared by every proxy.
-func (c *Client) endpoint(e Endpoint) (*endpointConns, error) {
-	if e.Proto != "tcp" {
-		return nil, fmt.Errorf("endpoint %s: protocol %s is not supported (only tcp)", e, e.Proto)
-	}
+func (c *Client) endpoint(e Endpoint) *endpointConns {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed.Load() {
-		return nil, ErrClientClosed
-	}
 	if c.eps == nil {
 		c.eps = make(map[string]*endpointConns)
 	}
@@ -36,7 +30,7 @@ func (c *Client) endpoint(e Endpoint) (*endpointConns, error) {
 		ep = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
 		c.eps[ep.addr] = ep
 	}
-	return ep, nil
+	return ep
 }
 
 // endpointConns holds the connection to one address.
@@ -55,7 +49,9 @@ type endpointConns struct {
 
 // get returns the endpoint's connection, dialing it if there is none.
 func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time) (*clientConn, error) {
-	if cc := ep.cc.Load(); cc != nil {
+	if e.Proto != "tcp" {
+		return nil, fmt.Errorf("endpoint %s: protocol %s is not supported (only tcp)", e, e.Proto)
+	} else if cc := ep.cc.Load(); cc != nil {
 		return cc, nil
 	}
 	select { // the others wait for the dial in progress
@@ -155,9 +151,6 @@ var errAborted = errors.New("connection reset by the caller")
 // request cannot still arrive, later than the calls that follow it.
 func (p *ObjProxy) Abort() {
 	for _, t := range p.static {
-		if t.ep == nil {
-			continue
-		}
 		if cc := t.ep.cc.Load(); cc != nil {
 			if tc, ok := cc.nc.(*net.TCPConn); ok {
 				tc.SetLinger(0) // close sends a reset, not what is queued

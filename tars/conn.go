@@ -16,7 +16,7 @@ import (
 // call in flight and one writer.
 type serverConn struct {
 	s        *Server
-	servants map[string]bool // served here; nil: all
+	servants []string // served here; empty: all
 	idle     time.Duration
 	nc       net.Conn
 	ctx      context.Context // ends when the connection is aborted
@@ -26,12 +26,6 @@ type serverConn struct {
 	calls    sync.WaitGroup
 	draining atomic.Bool
 	tup      atomic.Bool // the client speaks TUP: pushes take its layout
-}
-
-func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, buf []byte) {
-	f := newFrame()
-	*f = appendReply(*f, req, ret, desc, buf)
-	c.w.send(f, true)
 }
 
 // drain makes the reader stop after telling the client to reconnect; the
@@ -61,21 +55,16 @@ func (c *serverConn) abort() {
 }
 
 func (c *serverConn) serve() {
-	s := c.s
-	defer func() {
-		c.calls.Wait()
-		c.w.close() // flushes the last replies and closes the connection
-		c.cancel()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.connsDone.Done()
-	}()
 	if !c.read() {
-		// The peer is gone or broke the protocol: nobody will read the
-		// replies, so the handlers may stop early.
-		c.cancel()
+		c.cancel() // the peer is gone or broke the protocol: nobody reads the replies
 	}
+	c.calls.Wait()
+	c.w.close() // flushes the last replies and closes the connection
+	c.cancel()
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	c.s.connsDone.Done()
 }
 
 // read reads and dispatches requests until the connection ends; it reports
@@ -156,8 +145,6 @@ func (c *serverConn) read() (graceful bool) {
 			}
 			continue
 		}
-		size := len(body)
-		c.w.hold(size)
 		if req.Version == VersionTUP {
 			c.tup.Store(true)
 		}
@@ -165,17 +152,16 @@ func (c *serverConn) read() (graceful bool) {
 		select {
 		case slots <- struct{}{}:
 		case <-c.ctx.Done():
-			c.w.release(size)
 			return false
 		}
+		size := len(body)
+		c.w.pending.Add(int64(size)) // while the request is served
 		c.calls.Add(1)
 		go func() {
-			defer func() {
-				c.w.release(size)
-				<-slots
-				c.calls.Done()
-			}()
 			c.dispatch(req, received)
+			c.w.release(size)
+			<-slots
+			c.calls.Done()
 		}()
 	}
 }
@@ -215,9 +201,6 @@ func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 		dead: make(chan struct{}), freed: make(chan struct{}, 1)}
 }
 
-// hold counts n bytes in pending until release.
-func (w *frameWriter) hold(n int) { w.pending.Add(int64(n)) }
-
 func (w *frameWriter) release(n int) {
 	w.pending.Add(-int64(n))
 	select {
@@ -229,7 +212,7 @@ func (w *frameWriter) release(n int) {
 // send queues a frame from newFrame, which the writer frees; it reports
 // false if the writer has stopped or, unless wait, the queue is full.
 func (w *frameWriter) send(f *[]byte, wait bool) bool {
-	w.hold(len(*f))
+	w.pending.Add(int64(len(*f)))
 	select {
 	case w.q <- f:
 		return true

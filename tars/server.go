@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -122,23 +123,12 @@ func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 // Serve accepts connections on ln until Shutdown, then returns
 // ErrServerClosed.
 func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
-	var servants map[string]bool // nil: all
-	if len(opt.Servants) > 0 {
-		servants = make(map[string]bool)
-	}
-	for _, name := range opt.Servants {
-		servants[name] = true
-	}
 	opt.WriteTimeout = cmp.Or(max(opt.WriteTimeout, 0), defaultWriteTimeout)
 	if !track(s, &s.listeners, ln) {
 		ln.Close()
 		return ErrServerClosed
 	}
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
+	defer func() { s.mu.Lock(); delete(s.listeners, ln); s.mu.Unlock() }()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -147,7 +137,7 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 		case err == nil:
 			delay = 0
 			ctx, cancel := context.WithCancel(context.Background())
-			c := &serverConn{s: s, servants: servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
+			c := &serverConn{s: s, servants: opt.Servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
 				w: newFrameWriter(nc, opt.WriteTimeout)}
 			if !track(s, &s.conns, c) {
 				nc.Close()
@@ -184,10 +174,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
-	go func() {
-		s.connsDone.Wait()
-		close(done)
-	}()
+	go func() { s.connsDone.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -235,7 +222,7 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 // call finds and runs the handler; it returns the packet's code and, when
 // that is not Success, a description.
 func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, received time.Time) (ret int32, desc string) {
-	if c.servants != nil && !c.servants[cur.Servant] {
+	if len(c.servants) > 0 && !slices.Contains(c.servants, cur.Servant) {
 		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
 	}
 	c.s.mu.RLock()
@@ -286,19 +273,22 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 // this connection and reconnect once its calls are answered.
 const reconnectDesc = "_reconnect_"
 
-// appendReply appends the reply frame to req in req's version.
-func appendReply(b []byte, req *RequestPacket, ret int32, desc string, sBuffer []byte) []byte {
+// reply queues the reply to req in req's version.
+func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, sBuffer []byte) {
+	f := newFrame()
 	if req.Version == VersionTUP {
 		rsp := TUPReply(req, ret, desc, nil)
 		if ret == Success {
 			rsp.Buffer = sBuffer // already the encoded argument map
 		}
-		return rsp.AppendFrame(b)
+		*f = rsp.AppendFrame(*f)
+	} else {
+		rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
+			MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
+		if req.Version == VersionJSON {
+			rsp.Version = VersionJSON
+		}
+		*f = rsp.AppendFrame(*f)
 	}
-	rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
-		MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
-	if req.Version == VersionJSON {
-		rsp.Version = VersionJSON
-	}
-	return rsp.AppendFrame(b)
+	c.w.send(f, true)
 }
