@@ -66,38 +66,41 @@ type ClientOptions struct {
 // one connection per endpoint. The zero value is usable; it is safe for
 // concurrent use.
 type Client struct {
-	opt ClientOptions
-	reg *registry // nil: no Locator or Resolver
+	opt        ClientOptions
+	resolver   Resolver        // opt.Resolver, or the registry at opt.Locator; nil: none
+	resolveErr error           // a bad locator
+	ctx        context.Context // ends at Close, cancelling background refreshes
+	stop       context.CancelFunc
+	refreshes  sync.WaitGroup
 
 	mu     sync.Mutex
 	eps    map[string]*endpointConns // by dial address
+	cache  map[string]*resolved      // by servant
 	closed atomic.Bool
 	lastID atomic.Uint32
 }
 
 // NewClient returns a Client with opt.
 func NewClient(opt ClientOptions) *Client {
-	c := &Client{opt: opt}
-	c.reg = newRegistry(c)
-	return c
-}
-
-// Resolve returns the active endpoints of obj from the registry or Resolver,
-// through the Client's cache (see ClientOptions.Refresh).
-func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
-	if c.reg == nil {
-		return nil, fmt.Errorf("tars: no locator or resolver to find %s", obj)
+	c := &Client{opt: opt, resolver: opt.Resolver}
+	c.ctx, c.stop = context.WithCancel(context.Background())
+	if opt.Resolver == nil && opt.Locator != "" {
+		query, err := c.Proxy(opt.Locator) // c.resolver is not set yet: the locator must have endpoints
+		c.resolver = locator{query}
+		if err != nil {
+			c.resolveErr = fmt.Errorf("tars: registry locator %q: %w", opt.Locator, err)
+		}
 	}
-	e, err := c.reg.resolve(ctx, obj)
-	return e.eps, err
+	return c
 }
 
 func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
 // Close closes every connection; calls in flight fail with ErrClientClosed.
 func (c *Client) Close() error {
-	if c.reg != nil {
-		c.reg.close()
+	if c.stop != nil {
+		c.stop()
+		c.refreshes.Wait()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -140,7 +143,7 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(p.Endpoints) == 0 && c.reg == nil {
+	if len(p.Endpoints) == 0 && c.resolver == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
 	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints),
@@ -261,7 +264,7 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, Endpoint, error) {
 	ts := p.static
 	if ts == nil {
-		e, err := p.c.reg.resolve(ctx, p.name) // Proxy checked that reg is set
+		e, err := p.c.resolve(ctx, p.name)
 		if err != nil {
 			return nil, Endpoint{}, fmt.Errorf("resolve %s: %w", p.name, err)
 		}

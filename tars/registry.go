@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -13,111 +12,81 @@ import (
 // again (refresh-endpoint-interval).
 const defaultRefresh = time.Minute
 
-// registry is a Client's one resolve cache of the active endpoints of each
-// servant, found through its Resolver or the Tars registry at its Locator.
-// A list older than refresh is still returned while one background call
-// fetches a new one; if that fails, the last good list stays. Only a name
-// never resolved waits.
-type registry struct {
-	Resolver
-	err     error // a bad locator
-	refresh time.Duration
-	c       *Client
-
-	ctx    context.Context // ends at close, cancelling background refreshes
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	cache map[string]*registryEntry
-}
-
-type registryEntry struct {
+// resolved is a servant's list of active endpoints in the Client's one
+// resolve cache. A list older than ClientOptions.Refresh is still used while
+// one background call fetches a new one; if that fails, the last good list
+// stays. Only a name never resolved waits.
+type resolved struct {
 	eps        []Endpoint
 	ts         []target // eps with their connection slots
 	at         time.Time
 	refreshing bool
 }
 
-// newRegistry returns c's cache; nil without a locator or Resolver.
-func newRegistry(c *Client) *registry {
-	o := c.opt
-	if o.Locator == "" && o.Resolver == nil {
-		return nil
-	}
-	r := &registry{Resolver: o.Resolver, refresh: cmp.Or(max(o.Refresh, 0), defaultRefresh), c: c}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
-	if o.Resolver == nil {
-		query, err := c.Proxy(o.Locator) // c.reg is not set yet: the locator must have endpoints
-		r.Resolver = locator{query}
-		if err != nil {
-			r.err = fmt.Errorf("tars: registry locator %q: %w", o.Locator, err)
-		}
-	}
-	return r
+// Resolve returns the active endpoints of obj from the registry or Resolver,
+// through the Client's cache.
+func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
+	e, err := c.resolve(ctx, obj)
+	return e.eps, err
 }
 
-// resolve returns the cache entry of obj, filled.
-func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, error) {
-	if r.err != nil {
-		return registryEntry{}, r.err
+func (c *Client) resolve(ctx context.Context, obj string) (resolved, error) {
+	switch {
+	case c.resolveErr != nil:
+		return resolved{}, c.resolveErr
+	case c.resolver == nil:
+		return resolved{}, fmt.Errorf("tars: no locator or resolver to find %s", obj)
 	}
-	r.mu.Lock()
-	if e := r.cache[obj]; e != nil {
-		if !e.refreshing && time.Since(e.at) >= r.refresh && r.ctx.Err() == nil {
+	c.mu.Lock()
+	if e := c.cache[obj]; e != nil {
+		if !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), defaultRefresh) && c.ctx.Err() == nil {
 			e.refreshing = true
-			r.wg.Go(func() { r.update(obj, e) })
+			c.refreshes.Go(func() { c.refresh(obj, e) })
 		}
-		defer r.mu.Unlock()
+		defer c.mu.Unlock()
 		return *e, nil
 	}
-	r.mu.Unlock()
+	c.mu.Unlock()
 
-	fresh, err := r.fetch(ctx, obj)
+	fresh, err := c.fetch(ctx, obj)
 	if err != nil {
-		return registryEntry{}, err
+		return resolved{}, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cache == nil {
-		r.cache = make(map[string]*registryEntry)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cache == nil {
+		c.cache = make(map[string]*resolved)
 	}
-	if e := r.cache[obj]; e != nil { // another caller got there first
+	if e := c.cache[obj]; e != nil { // another caller got there first
 		return *e, nil
 	}
-	r.cache[obj] = &fresh
+	c.cache[obj] = &fresh
 	return fresh, nil
 }
 
-// update fetches obj again for the cache entry e.
-func (r *registry) update(obj string, e *registryEntry) {
-	fresh, err := r.fetch(r.ctx, obj)
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// refresh fetches obj again for the cache entry e.
+func (c *Client) refresh(obj string, e *resolved) {
+	fresh, err := c.fetch(c.ctx, obj)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err == nil {
 		*e = fresh
 		return
 	}
 	e.refreshing, e.at = false, time.Now()
-	if r.ctx.Err() == nil {
-		r.c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
+	if c.ctx.Err() == nil {
+		c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
 			"servant", obj, "endpoints", len(e.eps), "err", err)
 	}
 }
 
 // fetch asks for the active endpoints of obj, without the cache.
-func (r *registry) fetch(ctx context.Context, obj string) (registryEntry, error) {
-	eps, err := r.Resolve(ctx, obj)
+func (c *Client) fetch(ctx context.Context, obj string) (resolved, error) {
+	eps, err := c.resolver.Resolve(ctx, obj)
 	if err == nil && len(eps) == 0 {
 		err = errors.New("no active endpoints")
 	}
-	return registryEntry{eps: eps, ts: r.c.targets(eps), at: time.Now()}, err
-}
-
-// close stops background refreshes.
-func (r *registry) close() {
-	r.cancel()
-	r.wg.Wait()
+	return resolved{eps: eps, ts: c.targets(eps), at: time.Now()}, err
 }
 
 // locator asks the Tars registry's QueryObj (QueryF.findObjectById4Any).
