@@ -14,21 +14,16 @@ import (
 	"time"
 )
 
-// defaultSyncTimeout bounds a call when neither the context, the endpoint
-// nor ClientOptions.SyncTimeout does (sync-invoke-timeout in TarsCpp).
-const defaultSyncTimeout = 3 * time.Second
-
 // ErrClientClosed is returned by calls on a closed Client.
 var ErrClientClosed = errors.New("tars: client closed")
 
 // CallError is a failed call: the server's non-zero return code, or a local
 // failure (InvokeTimeout, ProxyConnectErr, ClientDecodeErr, SendRequestErr).
 type CallError struct {
-	Code    int32
-	Desc    string // the server's sResultDesc or the local reason
-	Servant string
-	Func    string
-	Err     error // the underlying error, if any (context.DeadlineExceeded for a timeout)
+	Code          int32
+	Desc          string // the server's sResultDesc or the local reason
+	Servant, Func string
+	Err           error // the underlying error, if any (context.DeadlineExceeded for a timeout)
 }
 
 func (e *CallError) Error() string {
@@ -51,13 +46,13 @@ type Resolver interface {
 
 // ClientOptions configure a Client. The zero value is usable.
 type ClientOptions struct {
-	SyncTimeout time.Duration // bound on every call; 0: 3 s
+	SyncTimeout time.Duration // bound on every call (sync-invoke-timeout); 0: 3 s
 	MaxPacket   int           // largest reply frame accepted; 0: DefaultMaxPacket
 	// Locator is the registry's proxy string (client<locator>): the Client
 	// finds names without '@' by calling it. Resolver does instead, if set.
 	Locator  string
 	Resolver Resolver
-	Refresh  time.Duration  // how long a resolved list is used before it is asked for again; 0: a minute
+	Refresh  time.Duration  // a resolved list is asked for again after this (refresh-endpoint-interval); 0: 1 min
 	OnCall   func(CallInfo) // if set, called after each call, from the calling goroutine
 	Logger   *slog.Logger   // nil: slog.Default()
 }
@@ -82,7 +77,7 @@ type Client struct {
 
 // NewClient returns a Client with opt.
 func NewClient(opt ClientOptions) *Client {
-	c := &Client{opt: opt, resolver: opt.Resolver}
+	c := &Client{opt: opt, resolver: opt.Resolver, cache: make(map[string]*resolved)}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	if opt.Resolver == nil && opt.Locator != "" {
 		query, err := c.Proxy(opt.Locator) // c.resolver is not set yet: the locator must have endpoints
@@ -200,7 +195,7 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 	if req.Buffer, err = args.AppendTo(nil); err != nil {
 		return fail(SendRequestErr, "encode arguments", err)
 	}
-	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), defaultSyncTimeout)
+	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), 3*time.Second)
 	cc, ep, err := p.conn(ctx, start.Add(timeout))
 	if err != nil {
 		if ctx.Err() != nil {

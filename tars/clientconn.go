@@ -11,13 +11,6 @@ import (
 	"time"
 )
 
-// The back-off after a failed dial doubles from min to max while the
-// endpoint keeps failing.
-const (
-	minDialBackoff = 100 * time.Millisecond
-	maxDialBackoff = 5 * time.Second
-)
-
 // endpoint returns the connection slot for e, shared by every proxy.
 func (c *Client) endpoint(e Endpoint) *endpointConns {
 	c.mu.Lock()
@@ -41,10 +34,10 @@ type endpointConns struct {
 
 	// dial is a token, held by the one dial in progress: only its holder
 	// touches the fields after it.
-	dial     chan struct{}
-	failures int       // dials failed in a row
-	retryAt  time.Time // no dial before this after a failure
-	lastErr  error
+	dial    chan struct{}
+	backoff time.Duration // after a failed dial; doubles while dials keep failing
+	retryAt time.Time     // no dial before this after a failure
+	lastErr error
 }
 
 // get returns the endpoint's connection, dialing it if there is none.
@@ -71,12 +64,11 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 	d := net.Dialer{Deadline: deadline, Timeout: e.Timeout} // the earlier bound wins
 	nc, err := d.DialContext(ctx, "tcp", ep.addr)
 	if err != nil {
-		ep.failures++
-		ep.retryAt = time.Now().Add(min(minDialBackoff<<min(ep.failures-1, 10), maxDialBackoff))
-		ep.lastErr = fmt.Errorf("dial %s: %w", ep.addr, err)
+		ep.backoff = min(max(2*ep.backoff, 100*time.Millisecond), 5*time.Second)
+		ep.retryAt, ep.lastErr = time.Now().Add(ep.backoff), fmt.Errorf("dial %s: %w", ep.addr, err)
 		return nil, ep.lastErr
 	}
-	ep.failures = 0
+	ep.backoff = 0
 	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]chan reply)}
 	ep.cc.Store(cc)
 	go cc.w.run()
@@ -180,17 +172,16 @@ func (cc *clientConn) read() {
 	fr := FrameReader{R: bufio.NewReaderSize(cc.nc, 16<<10), Max: cc.ep.c.opt.MaxPacket}
 	for {
 		body, err := fr.Next()
-		if err != nil {
-			var fe *FrameError
-			if errors.As(err, &fe) {
-				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame", "peer", cc.ep.addr, "err", err)
-			}
-			cc.fail(err)
-			return
+		var id int32
+		var rep reply
+		if err == nil {
+			id, rep, err = decodeReply(body)
 		}
-		id, rep, err := decodeReply(body)
+		var fe *FrameError
+		if errors.As(err, &fe) || err != nil && body != nil { // not a lost connection
+			cc.ep.c.logger().Warn("tars: closing connection after a bad reply", "peer", cc.ep.addr, "err", err)
+		}
 		if err != nil {
-			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply", "peer", cc.ep.addr, "err", err)
 			cc.fail(err)
 			return
 		}

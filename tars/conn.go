@@ -36,12 +36,10 @@ func (c *serverConn) drain() {
 	}
 	f := newFrame()
 	if c.tup.Load() { // TUP clients read every packet as a RequestPacket
-		push := RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
-			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}
-		*f = push.AppendFrame(*f)
+		*f = (&RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
+			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}).AppendFrame(*f)
 	} else {
-		push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
-		*f = push.AppendFrame(*f)
+		*f = (&ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}).AppendFrame(*f)
 	}
 	c.w.send(f, false) // a courtesy: never wait for a slow peer here
 	c.nc.SetReadDeadline(time.Now())
@@ -241,11 +239,7 @@ func (w *frameWriter) close() {
 func (w *frameWriter) run() {
 	defer close(w.dead)
 	defer w.nc.Close()
-	var out io.Writer = w.nc
-	if w.timeout > 0 {
-		out = deadlineWriter{w.nc, w.timeout}
-	}
-	bw := bufio.NewWriterSize(out, 32<<10)
+	bw := bufio.NewWriterSize(w, 32<<10)
 	var err error
 	write := func(f *[]byte) {
 		if err == nil {
@@ -273,17 +267,14 @@ func (w *frameWriter) run() {
 	}
 }
 
-// deadlineWriter gives each write of at most 64 KiB timeout to complete, so
-// a large frame is cut off only when the peer stops reading, not when the
-// link is slow.
-type deadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
-}
-
-func (w deadlineWriter) Write(p []byte) (n int, err error) {
+// Write is run's way to the connection: each write of at most 64 KiB gets
+// timeout to complete, so a large frame is cut off only when the peer stops
+// reading, not when the link is slow.
+func (w *frameWriter) Write(p []byte) (n int, err error) {
 	for n < len(p) && err == nil {
-		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		if w.timeout > 0 {
+			w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
 		var m int
 		m, err = w.nc.Write(p[n:min(len(p), n+64<<10)])
 		n += m

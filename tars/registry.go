@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// defaultRefresh is how long a resolved list is used before it is asked for
-// again (refresh-endpoint-interval).
-const defaultRefresh = time.Minute
-
 // resolved is a servant's list of active endpoints in the Client's one
 // resolve cache. A list older than ClientOptions.Refresh is still used while
 // one background call fetches a new one; if that fails, the last good list
@@ -39,7 +35,7 @@ func (c *Client) resolve(ctx context.Context, obj string) (resolved, error) {
 	}
 	c.mu.Lock()
 	if e := c.cache[obj]; e != nil {
-		if !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), defaultRefresh) && c.ctx.Err() == nil {
+		if !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), time.Minute) && c.ctx.Err() == nil {
 			e.refreshing = true
 			c.refreshes.Go(func() { c.refresh(obj, e) })
 		}
@@ -54,13 +50,7 @@ func (c *Client) resolve(ctx context.Context, obj string) (resolved, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cache == nil {
-		c.cache = make(map[string]*resolved)
-	}
-	if e := c.cache[obj]; e != nil { // another caller got there first
-		return *e, nil
-	}
-	c.cache[obj] = &fresh
+	c.cache[obj] = &fresh // if another caller stored one meanwhile, either is fresh
 	return fresh, nil
 }
 

@@ -22,9 +22,8 @@ var ErrServerClosed = errors.New("tars: server closed")
 const PingFunc = "tars_ping"
 
 const (
-	maxInflight         = 1024    // calls served at once on one connection; then the reader waits
-	maxPending          = 4 << 20 // request and reply bytes one connection may hold before reads stop
-	defaultWriteTimeout = 10 * time.Second
+	maxInflight = 1024    // calls served at once on one connection; then the reader waits
+	maxPending  = 4 << 20 // request and reply bytes one connection may hold before reads stop
 )
 
 // Current describes the call a handler is serving.
@@ -123,7 +122,7 @@ func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 // Serve accepts connections on ln until Shutdown, then returns
 // ErrServerClosed.
 func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
-	opt.WriteTimeout = cmp.Or(max(opt.WriteTimeout, 0), defaultWriteTimeout)
+	opt.WriteTimeout = cmp.Or(max(opt.WriteTimeout, 0), 10*time.Second)
 	if !track(s, &s.listeners, ln) {
 		ln.Close()
 		return ErrServerClosed
