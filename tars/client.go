@@ -48,8 +48,7 @@ type Resolver interface {
 type ClientOptions struct {
 	SyncTimeout time.Duration // bound on every call (sync-invoke-timeout); 0: 3 s
 	MaxPacket   int           // largest reply frame accepted; 0: DefaultMaxPacket
-	// Locator is the registry's proxy string (client<locator>): the Client
-	// finds names without '@' by calling it. Resolver does instead, if set.
+	// Locator is the registry's proxy string (client<locator>), called to find names without '@'; Resolver wins.
 	Locator  string
 	Resolver Resolver
 	Refresh  time.Duration  // a resolved list is asked for again after this (refresh-endpoint-interval); 0: 1 min
@@ -57,9 +56,8 @@ type ClientOptions struct {
 	Logger   *slog.Logger   // nil: slog.Default()
 }
 
-// Client is a communicator: it multiplexes the calls of all its proxies over
-// one connection per endpoint. The zero value is usable; it is safe for
-// concurrent use.
+// Client is a communicator: it multiplexes the calls of all its proxies over one connection per
+// endpoint. The zero value is usable; it is safe for concurrent use.
 type Client struct {
 	opt        ClientOptions
 	resolver   Resolver        // opt.Resolver, or the registry at opt.Locator; nil: none
@@ -155,8 +153,7 @@ func (p *ObjProxy) WithVersion(v int16) *ObjProxy {
 	return &q
 }
 
-// WithContext returns a copy of p whose calls carry ctx as the request
-// context (for example a push token).
+// WithContext returns a copy of p whose calls carry ctx as the request context (a push token, say).
 func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
 	q := *p
 	q.context = maps.Clone(ctx)
@@ -166,10 +163,9 @@ func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
 // Ping calls tars_ping, which every servant answers.
 func (p *ObjProxy) Ping(ctx context.Context) error { return p.Invoke(ctx, PingFunc, nil, nil) }
 
-// Invoke calls fn and waits for its reply. in writes the in-parameters, out
-// reads the return value and out-parameters (either may be nil). ctx, the
-// endpoint's -t timeout and SyncTimeout bound the call. Errors are
-// *CallError.
+// Invoke calls fn and waits for its reply. in writes the in-parameters, out reads the return value
+// and out-parameters (either may be nil). ctx, the endpoint's -t timeout and SyncTimeout bound the
+// call. Errors are *CallError.
 func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) (err error) {
 	c, start := p.c, time.Now()
 	var peer net.Addr
@@ -254,8 +250,7 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 	return nil
 }
 
-// conn returns a connection to one of the proxy's endpoints, taking them in
-// turn and skipping those that cannot be reached.
+// conn returns a connection to one of the proxy's endpoints, in turn, skipping those it cannot reach.
 func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, Endpoint, error) {
 	ts := p.static
 	if ts == nil {

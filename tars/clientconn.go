@@ -32,8 +32,7 @@ type endpointConns struct {
 	addr string
 	cc   atomic.Pointer[clientConn] // nil: none
 
-	// dial is a token, held by the one dial in progress: only its holder
-	// touches the fields after it.
+	// dial is the token of the one dial in progress; only its holder touches the fields below.
 	dial    chan struct{}
 	backoff time.Duration // after a failed dial; doubles while dials keep failing
 	retryAt time.Time     // no dial before this after a failure
@@ -112,9 +111,8 @@ func (cc *clientConn) add(id int32, call chan reply) error {
 	return cc.dead
 }
 
-// settle hands rep to call id and forgets it, or with a nil rep only forgets
-// it; false means it was not pending. A push (id 0) asking to reconnect
-// makes the connection close once no call is pending.
+// settle hands rep to call id (nil: just forgets it), false if not pending. After a push (id 0)
+// asking to reconnect, the connection closes once no call is pending.
 func (cc *clientConn) settle(id int32, rep *reply) bool {
 	cc.mu.Lock()
 	call, ok := cc.pending[id]
@@ -137,10 +135,9 @@ func (cc *clientConn) settle(id int32, rep *reply) bool {
 // errAborted fails the calls waiting on a connection that Abort reset.
 var errAborted = errors.New("connection reset by the caller")
 
-// Abort resets the connections to the endpoints of p's proxy string at once,
-// discarding what they hold unsent, and fails the calls waiting on them; the
-// next call dials again. After a call that timed out, it makes sure the
-// request cannot still arrive, later than the calls that follow it.
+// Abort resets the connections to the endpoints of p's proxy string, discarding what they hold
+// unsent, and fails the calls waiting on them; the next call dials again. After a call that timed
+// out, it makes sure the request cannot still arrive, later than the calls that follow it.
 func (p *ObjProxy) Abort() {
 	for _, t := range p.static {
 		if cc := t.ep.cc.Load(); cc != nil {
@@ -189,8 +186,7 @@ func (cc *clientConn) read() {
 	}
 }
 
-// decodeReply reads a reply, a ResponsePacket or for TUP a RequestPacket,
-// copying its buffer out of body.
+// decodeReply reads a ResponsePacket, or for TUP a RequestPacket, copying its buffer out of body.
 func decodeReply(body []byte) (id int32, rep reply, err error) {
 	var p ResponsePacket
 	if err = NewDecoder(body).ReadInt16(&rep.version, 1, true); err == nil && rep.version == VersionTUP {

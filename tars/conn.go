@@ -12,8 +12,7 @@ import (
 	"time"
 )
 
-// serverConn is one accepted connection: a reader (serve), a goroutine per
-// call in flight and one writer.
+// serverConn is one accepted connection: a reader, a goroutine per call in flight, one writer.
 type serverConn struct {
 	s        *Server
 	servants []string // served here; empty: all
@@ -28,8 +27,7 @@ type serverConn struct {
 	tup      atomic.Bool // the client speaks TUP: pushes take its layout
 }
 
-// drain makes the reader stop after telling the client to reconnect; the
-// calls in flight are still answered.
+// drain tells the client to reconnect and stops the reader; calls in flight are still answered.
 func (c *serverConn) drain() {
 	if c.draining.Swap(true) {
 		return
@@ -45,8 +43,7 @@ func (c *serverConn) drain() {
 	c.nc.SetReadDeadline(time.Now())
 }
 
-// abort closes the connection at once; calls in flight see ctx end, after
-// the close, so no reply of theirs goes out.
+// abort closes the connection, then ends ctx: no reply of a call in flight goes out.
 func (c *serverConn) abort() {
 	c.nc.Close()
 	c.cancel()
@@ -65,8 +62,7 @@ func (c *serverConn) serve() {
 	c.s.connsDone.Done()
 }
 
-// read reads and dispatches requests until the connection ends; it reports
-// whether it stopped for a graceful Shutdown or the idle timeout.
+// read dispatches requests until the connection ends: gracefully for Shutdown or the idle timeout.
 func (c *serverConn) read() (graceful bool) {
 	s, peer := c.s, c.nc.RemoteAddr().String()
 	log := s.logger()
@@ -83,8 +79,7 @@ func (c *serverConn) read() (graceful bool) {
 				return false
 			}
 		}
-		// The idle timeout only closes the connection when no call is in
-		// flight either.
+		// The connection is idle when no frame comes and no call is in flight.
 		var deadline time.Time
 		if c.idle > 0 {
 			deadline = time.Now().Add(c.idle)
@@ -135,8 +130,7 @@ func (c *serverConn) read() (graceful bool) {
 				c.abort()
 				return false
 			}
-			// Its ids decoded and the frame kept the stream in step: the
-			// caller learns why, and the connection goes on.
+			// Its ids decoded and the stream is in step: the caller learns why; the connection goes on.
 			log.Debug("tars: undecodable request refused", "peer", peer, "err", err)
 			if req.PacketType != PacketOneway {
 				c.reply(req, ServerDecodeErr, err.Error(), nil)
@@ -164,8 +158,7 @@ func (c *serverConn) read() (graceful bool) {
 	}
 }
 
-// Frames being sent are pooled; the pool holds pointers so that putting
-// one back does not allocate.
+// Frames being sent are pooled, as pointers so that Put does not allocate.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func newFrame() *[]byte {
@@ -180,9 +173,7 @@ func freeFrame(f *[]byte) {
 	}
 }
 
-// frameWriter is the one goroutine writing to a connection, client or
-// server: frames are written whole, in the order queued, and flushed when
-// the queue runs dry.
+// frameWriter is a connection's one writer: whole frames in the order queued, flushed when none is left.
 type frameWriter struct {
 	nc      net.Conn
 	timeout time.Duration // for each write to make progress; 0: none
@@ -229,8 +220,7 @@ func (w *frameWriter) send(f *[]byte, wait bool) bool {
 	return false
 }
 
-// close makes run write the queued frames and close the connection; it
-// waits for that.
+// close makes run write what is queued and close the connection, and waits for that.
 func (w *frameWriter) close() {
 	w.once.Do(func() { close(w.quit) })
 	<-w.dead
@@ -267,9 +257,7 @@ func (w *frameWriter) run() {
 	}
 }
 
-// Write is run's way to the connection: each write of at most 64 KiB gets
-// timeout to complete, so a large frame is cut off only when the peer stops
-// reading, not when the link is slow.
+// Write gives each write of at most 64 KiB the timeout: a large frame fails if the peer stops reading, not if slow.
 func (w *frameWriter) Write(p []byte) (n int, err error) {
 	for n < len(p) && err == nil {
 		if w.timeout > 0 {

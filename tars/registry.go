@@ -8,10 +8,9 @@ import (
 	"time"
 )
 
-// resolved is a servant's list of active endpoints in the Client's one
-// resolve cache. A list older than ClientOptions.Refresh is still used while
-// one background call fetches a new one; if that fails, the last good list
-// stays. Only a name never resolved waits.
+// resolved is a servant's active endpoints in the Client's one resolve cache. A list older than
+// ClientOptions.Refresh is still used while one background call fetches a new one; if that fails,
+// the last good list stays. Only a name never resolved waits.
 type resolved struct {
 	eps        []Endpoint
 	ts         []target // eps with their connection slots
@@ -19,8 +18,7 @@ type resolved struct {
 	refreshing bool
 }
 
-// Resolve returns the active endpoints of obj from the registry or Resolver,
-// through the Client's cache.
+// Resolve returns the active endpoints of obj from the registry or Resolver, through the cache.
 func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 	e, err := c.resolve(ctx, obj)
 	return e.eps, err

@@ -36,12 +36,11 @@ type Current struct {
 	RemoteAddr    net.Addr
 }
 
-// HandlerFunc serves one function of a servant: it reads the in-parameters
-// from in (on demand: check a token before decoding anything large, set
-// in.MaxLen before a list or map) and writes the return value (tag 0, name
-// "") and out-parameters to out. A non-nil err is sent with its text as ret,
-// or ServerUnknownErr if ret is Success, or ServerDecodeErr for an *ArgError.
-// ctx ends at the caller's timeout or when the connection closes.
+// HandlerFunc serves one function of a servant: it reads the in-parameters from in (on demand:
+// check a token before decoding anything large, set in.MaxLen before a list or map) and writes the
+// return value (tag 0, name "") and out-parameters to out. A non-nil err is sent with its text as
+// ret, or ServerUnknownErr if ret is Success, or ServerDecodeErr for an *ArgError. ctx ends at the
+// caller's timeout or when the connection closes.
 type HandlerFunc func(ctx context.Context, cur *Current, in *Args, out *Results) (ret int32, err error)
 
 // CallInfo describes one finished call, for statistics.
@@ -60,8 +59,7 @@ type ListenOptions struct {
 	WriteTimeout time.Duration // a reply stuck this long closes; 0: 10 s
 }
 
-// Server serves Tars servants on any number of listeners. The zero value
-// is ready; set the fields before the first Serve.
+// Server serves Tars servants on any number of listeners. The zero value is ready; set the fields before the first Serve.
 type Server struct {
 	MaxPacket int            // largest frame accepted; 0: DefaultMaxPacket
 	Logger    *slog.Logger   // nil: slog.Default()
@@ -105,8 +103,7 @@ func (s *Server) serves(servant string) bool {
 	return s.handlers[servant] != nil
 }
 
-// track adds a listener or connection to those Shutdown closes, or reports
-// false if the server is closed.
+// track adds a listener or connection to those Shutdown closes; false if the server is closed.
 func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,8 +116,7 @@ func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 	return !s.closed
 }
 
-// Serve accepts connections on ln until Shutdown, then returns
-// ErrServerClosed.
+// Serve accepts connections on ln until Shutdown, then returns ErrServerClosed.
 func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 	opt.WriteTimeout = cmp.Or(max(opt.WriteTimeout, 0), 10*time.Second)
 	if !track(s, &s.listeners, ln) {
@@ -158,10 +154,9 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 	}
 }
 
-// Shutdown stops accepting connections, tells every client to reconnect
-// elsewhere, stops reading new requests, waits for the calls in flight to be
-// answered and closes the connections. If ctx ends first, the remaining
-// connections are closed at once and ctx's error is returned.
+// Shutdown stops accepting connections, tells every client to reconnect elsewhere, stops reading
+// new requests, waits for the calls in flight to be answered and closes the connections. If ctx
+// ends first, the remaining connections are closed at once and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -195,8 +190,7 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 		Context: req.Context, RemoteAddr: c.nc.RemoteAddr()}
 	out := NewResults(req.Version)
 	ret, desc := c.call(cur, req, out, received)
-	// Past its iTimeout the caller has stopped waiting: a reply would only
-	// race with its own timeout error.
+	// Past its iTimeout the caller stopped waiting: a reply would race its own timeout error.
 	late := cur.Timeout > 0 && ret != ServerQueueTimeout && time.Since(received) > cur.Timeout
 	if !cur.Oneway && !late {
 		buf, err := out.AppendTo(nil)
@@ -218,8 +212,7 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 	}
 }
 
-// call finds and runs the handler; it returns the packet's code and, when
-// that is not Success, a description.
+// call finds and runs the handler: the packet's code and, unless Success, a description.
 func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, received time.Time) (ret int32, desc string) {
 	if len(c.servants) > 0 && !slices.Contains(c.servants, cur.Servant) {
 		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
@@ -268,8 +261,7 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 	return Success, ""
 }
 
-// reconnectDesc in a push (request id 0) asks the client to stop sending on
-// this connection and reconnect once its calls are answered.
+// reconnectDesc in a push (request id 0) asks the client to reconnect once its calls are answered.
 const reconnectDesc = "_reconnect_"
 
 // reply queues the reply to req in req's version.
