@@ -116,19 +116,6 @@ type ObjProxy struct {
 	rr      *atomic.Uint32    // shared by the copies, to take endpoints in turn
 }
 
-// target is an endpoint with its connection slot.
-type target struct {
-	e  Endpoint
-	ep *endpointConns
-}
-
-func (c *Client) targets(eps []Endpoint) (ts []target) {
-	for _, e := range eps {
-		ts = append(ts, target{e, c.endpoint(e)})
-	}
-	return ts
-}
-
 // Proxy returns a proxy for "App.Server.Obj@tcp -h HOST -p PORT[:tcp ...]",
 // or a bare name resolved at each call (see Resolve). Calls use TARS.
 func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
@@ -214,9 +201,9 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 	*frame = req.AppendFrame(*frame)
 	call := callPool.Get().(chan reply)
 	defer callPool.Put(call)
-	if err := cc.add(req.RequestID, call); err != nil {
+	if !cc.add(req.RequestID, call) {
 		freeFrame(frame)
-		return fail(SendRequestErr, "connection closed", err)
+		return fail(SendRequestErr, "connection closed", net.ErrClosed)
 	}
 	cc.w.send(frame, true) // if the connection dies, the reader fails every pending call
 	var rep reply

@@ -11,19 +11,28 @@ import (
 	"time"
 )
 
-// endpoint returns the connection slot for e, shared by every proxy.
-func (c *Client) endpoint(e Endpoint) *endpointConns {
+// target is an endpoint with its connection slot.
+type target struct {
+	e  Endpoint
+	ep *endpointConns
+}
+
+// targets pairs eps with their slots, one per address for every proxy.
+func (c *Client) targets(eps []Endpoint) (ts []target) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.eps == nil {
 		c.eps = make(map[string]*endpointConns)
 	}
-	ep := c.eps[e.Addr()]
-	if ep == nil {
-		ep = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
-		c.eps[ep.addr] = ep
+	for _, e := range eps {
+		ep := c.eps[e.Addr()]
+		if ep == nil {
+			ep = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
+			c.eps[ep.addr] = ep
+		}
+		ts = append(ts, target{e, ep})
 	}
-	return ep
+	return ts
 }
 
 // endpointConns holds the connection to one address.
@@ -97,18 +106,17 @@ type clientConn struct {
 	w  *frameWriter
 
 	mu       sync.Mutex
-	pending  map[int32]chan reply
-	dead     error // set once the connection failed
-	draining bool  // the server asked us to reconnect
+	pending  map[int32]chan reply // nil once the connection failed
+	draining bool                 // the server asked us to reconnect
 }
 
-func (cc *clientConn) add(id int32, call chan reply) error {
+func (cc *clientConn) add(id int32, call chan reply) bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.dead == nil {
+	if cc.pending != nil {
 		cc.pending[id] = call
 	}
-	return cc.dead
+	return cc.pending != nil
 }
 
 // settle hands rep to call id (nil: just forgets it), false if not pending. After a push (id 0)
@@ -153,13 +161,10 @@ func (p *ObjProxy) Abort() {
 func (cc *clientConn) fail(err error) {
 	cc.ep.cc.CompareAndSwap(cc, nil) // the next call dials again
 	cc.mu.Lock()
-	if cc.dead == nil {
-		cc.dead = err
-	}
-	for id, call := range cc.pending {
+	for _, call := range cc.pending {
 		call <- reply{err: err}
-		delete(cc.pending, id)
 	}
+	cc.pending = nil
 	cc.mu.Unlock()
 	cc.nc.Close()
 	cc.w.close()

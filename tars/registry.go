@@ -41,15 +41,13 @@ func (c *Client) resolve(ctx context.Context, obj string) (resolved, error) {
 		return *e, nil
 	}
 	c.mu.Unlock()
-
 	fresh, err := c.fetch(ctx, obj)
-	if err != nil {
-		return resolved{}, err
+	if err == nil {
+		c.mu.Lock()
+		c.cache[obj] = &fresh // if another caller stored one meanwhile, either is fresh
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cache[obj] = &fresh // if another caller stored one meanwhile, either is fresh
-	return fresh, nil
+	return fresh, err
 }
 
 // refresh fetches obj again for the cache entry e.
