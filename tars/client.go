@@ -205,7 +205,7 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 		freeFrame(frame)
 		return fail(SendRequestErr, "connection closed", net.ErrClosed)
 	}
-	cc.w.send(frame, true) // if the connection dies, the reader fails every pending call
+	cc.w.send(frame) // if the connection dies, the reader fails every pending call
 	var rep reply
 	select {
 	case rep = <-call:

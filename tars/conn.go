@@ -39,7 +39,7 @@ func (c *serverConn) drain() {
 	} else {
 		*f = (&ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}).AppendFrame(*f)
 	}
-	c.w.send(f, false) // a courtesy: never wait for a slow peer here
+	go c.w.send(f) // a courtesy: Shutdown never waits for a slow peer
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -198,26 +198,17 @@ func (w *frameWriter) release(n int) {
 	}
 }
 
-// send queues a frame from newFrame, which the writer frees; it reports
-// false if the writer has stopped or, unless wait, the queue is full.
-func (w *frameWriter) send(f *[]byte, wait bool) bool {
+// send queues a frame from newFrame, which the writer frees; false if the writer has stopped.
+func (w *frameWriter) send(f *[]byte) bool {
 	w.pending.Add(int64(len(*f)))
 	select {
 	case w.q <- f:
 		return true
 	case <-w.dead:
-	default:
-		if wait {
-			select {
-			case w.q <- f:
-				return true
-			case <-w.dead:
-			}
-		}
+		w.release(len(*f))
+		freeFrame(f)
+		return false
 	}
-	w.release(len(*f))
-	freeFrame(f)
-	return false
 }
 
 // close makes run write what is queued and close the connection, and waits for that.

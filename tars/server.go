@@ -281,5 +281,5 @@ func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, sBuffer [
 		}
 		*f = rsp.AppendFrame(*f)
 	}
-	c.w.send(f, true)
+	c.w.send(f)
 }
