@@ -222,12 +222,12 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 	switch {
 	case rep.err != nil:
 		return fail(ProxyConnectErr, "connection to "+peer.String()+" lost: "+rep.err.Error(), rep.err)
-	case rep.ret != Success:
-		return fail(rep.ret, rep.desc, nil)
+	case rep.Ret != Success:
+		return fail(rep.Ret, rep.ResultDesc, nil)
 	case out == nil:
 		return nil
 	}
-	a, err := NewArgs(rep.version, rep.buf)
+	a, err := NewArgs(rep.Version, rep.Buffer)
 	if err == nil {
 		err = out(a)
 	}

@@ -2,6 +2,7 @@ package tars
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,11 +91,8 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 
 // reply is the outcome of a call as the reader hands it over.
 type reply struct {
-	version int16
-	ret     int32
-	desc    string
-	buf     []byte
-	err     error // the connection was lost
+	ResponsePacket       // Buffer is the reply's own
+	err            error // the connection was lost
 }
 
 var callPool = sync.Pool{New: func() any { return make(chan reply, 1) }}
@@ -125,7 +123,7 @@ func (cc *clientConn) settle(id int32, rep *reply) bool {
 	cc.mu.Lock()
 	call, ok := cc.pending[id]
 	delete(cc.pending, id)
-	cc.draining = cc.draining || id == 0 && rep != nil && rep.desc == reconnectDesc
+	cc.draining = cc.draining || id == 0 && rep != nil && rep.ResultDesc == reconnectDesc
 	draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
 	cc.mu.Unlock()
 	if draining {
@@ -174,10 +172,9 @@ func (cc *clientConn) read() {
 	fr := FrameReader{R: bufio.NewReaderSize(cc.nc, 16<<10), Max: cc.ep.c.opt.MaxPacket}
 	for {
 		body, err := fr.Next()
-		var id int32
 		var rep reply
 		if err == nil {
-			id, rep, err = decodeReply(body)
+			rep, err = decodeReply(body)
 		}
 		var fe *FrameError
 		if errors.As(err, &fe) || err != nil && body != nil { // not a lost connection
@@ -187,23 +184,22 @@ func (cc *clientConn) read() {
 			cc.fail(err)
 			return
 		}
-		cc.settle(id, &rep)
+		cc.settle(rep.RequestID, &rep)
 	}
 }
 
 // decodeReply reads a ResponsePacket, or for TUP a RequestPacket, copying its buffer out of body.
-func decodeReply(body []byte) (id int32, rep reply, err error) {
-	var p ResponsePacket
-	if err = NewDecoder(body).ReadInt16(&rep.version, 1, true); err == nil && rep.version == VersionTUP {
+func decodeReply(body []byte) (rep reply, err error) {
+	p := &rep.ResponsePacket
+	if err = NewDecoder(body).ReadInt16(&p.Version, 1, true); err == nil && p.Version == VersionTUP {
 		var q RequestPacket
 		if err = q.Decode(body); err == nil {
-			rep.ret, rep.desc, err = TUPResult(&q)
 			p.RequestID, p.Buffer = q.RequestID, q.Buffer
+			p.Ret, p.ResultDesc, err = TUPResult(&q)
 		}
 	} else if err == nil {
 		err = p.Decode(body)
-		rep.ret, rep.desc = p.Ret, p.ResultDesc
 	}
-	rep.buf = append([]byte(nil), p.Buffer...)
-	return p.RequestID, rep, err
+	p.Buffer = bytes.Clone(p.Buffer)
+	return rep, err
 }

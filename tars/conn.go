@@ -79,12 +79,9 @@ func (c *serverConn) read() (graceful bool) {
 				return false
 			}
 		}
-		// The connection is idle when no frame comes and no call is in flight.
-		var deadline time.Time
-		if c.idle > 0 {
-			deadline = time.Now().Add(c.idle)
+		if c.idle > 0 { // the connection is idle when no frame comes and no call is in flight
+			c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		}
-		c.nc.SetReadDeadline(deadline)
 		if c.draining.Load() {
 			return true
 		}

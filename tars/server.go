@@ -184,7 +184,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // dispatch serves one request and queues its reply.
 func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
-	s := c.s
 	cur := &Current{Servant: req.ServantName, Func: req.FuncName, Version: req.Version,
 		Oneway: req.PacketType == PacketOneway, Timeout: time.Duration(req.Timeout) * time.Millisecond,
 		Context: req.Context, RemoteAddr: c.nc.RemoteAddr()}
@@ -196,19 +195,19 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 		buf, err := out.AppendTo(nil)
 		if ret == Success && err != nil {
 			ret, desc = ServerEncodeErr, err.Error()
-			s.logger().Error("tars: cannot encode results", "servant", cur.Servant, "func", cur.Func, "err", err)
+			c.s.logger().Error("tars: cannot encode results", "servant", cur.Servant, "func", cur.Func, "err", err)
 		}
 		if ret != Success {
 			buf = nil
 		}
 		c.reply(req, ret, desc, buf)
 	}
-	if s.OnCall != nil {
+	if c.s.OnCall != nil {
 		info := CallInfo{Servant: cur.Servant, Func: cur.Func, Ret: ret, Duration: time.Since(received), Peer: cur.RemoteAddr}
 		if ret != Success {
 			info.Err = &CallError{Code: ret, Desc: desc, Servant: cur.Servant, Func: cur.Func}
 		}
-		s.OnCall(info)
+		c.s.OnCall(info)
 	}
 }
 
