@@ -173,11 +173,13 @@ func (cc *clientConn) read() {
 	for {
 		body, err := fr.Next()
 		var rep reply
+		var fe *FrameError
+		bad := errors.As(err, &fe) // a bad frame or reply, not a lost connection
 		if err == nil {
 			rep, err = decodeReply(body)
+			bad = err != nil
 		}
-		var fe *FrameError
-		if errors.As(err, &fe) || err != nil && body != nil { // not a lost connection
+		if bad {
 			cc.ep.c.logger().Warn("tars: closing connection after a bad reply", "peer", cc.ep.addr, "err", err)
 		}
 		if err != nil {

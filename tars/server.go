@@ -18,12 +18,10 @@ import (
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("tars: server closed")
 
-// PingFunc is answered with Success by every servant, for liveness checks.
-const PingFunc = "tars_ping"
-
 const (
-	maxInflight = 1024    // calls served at once on one connection; then the reader waits
-	maxPending  = 4 << 20 // request and reply bytes one connection may hold before reads stop
+	PingFunc    = "tars_ping" // answered with Success by every servant, for liveness checks
+	maxInflight = 1024        // calls served at once on one connection; then the reader waits
+	maxPending  = 4 << 20     // request and reply bytes one connection may hold before reads stop
 )
 
 // Current describes the call a handler is serving.
