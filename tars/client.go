@@ -14,21 +14,16 @@ import (
 	"time"
 )
 
-// DefaultSyncTimeout bounds a call when neither the context, the endpoint
-// nor ClientOptions.SyncTimeout does (sync-invoke-timeout in TarsCpp).
-const DefaultSyncTimeout = 3 * time.Second
-
 // ErrClientClosed is returned by calls on a closed Client.
 var ErrClientClosed = errors.New("tars: client closed")
 
 // CallError is a failed call: the server's non-zero return code, or a local
 // failure (InvokeTimeout, ProxyConnectErr, ClientDecodeErr, SendRequestErr).
 type CallError struct {
-	Code    int32
-	Desc    string // the server's sResultDesc or the local reason
-	Servant string
-	Func    string
-	Err     error // the underlying error, if any (context.DeadlineExceeded for a timeout)
+	Code          int32
+	Desc          string // the server's sResultDesc or the local reason
+	Servant, Func string
+	Err           error // the underlying error, if any (context.DeadlineExceeded for a timeout)
 }
 
 func (e *CallError) Error() string {
@@ -51,69 +46,59 @@ type Resolver interface {
 
 // ClientOptions configure a Client. The zero value is usable.
 type ClientOptions struct {
-	SyncTimeout time.Duration // bound on every call; 0: DefaultSyncTimeout
+	SyncTimeout time.Duration // bound on every call (sync-invoke-timeout); 0: 3 s
 	MaxPacket   int           // largest reply frame accepted; 0: DefaultMaxPacket
-	// Locator is the registry's proxy string (client<locator>): the Client
-	// finds names without '@' by calling it. Resolver does instead, if set.
+	// Locator is the registry's proxy string (client<locator>), called to find names without '@'; Resolver wins.
 	Locator  string
 	Resolver Resolver
-	Refresh  time.Duration  // how long a resolved list is used before it is asked for again; 0: a minute
+	Refresh  time.Duration  // a resolved list is asked for again after this (refresh-endpoint-interval); 0: 1 min
 	OnCall   func(CallInfo) // if set, called after each call, from the calling goroutine
 	Logger   *slog.Logger   // nil: slog.Default()
 }
 
-// Client is a communicator: it multiplexes the calls of all its proxies over
-// one connection per endpoint. The zero value is usable; it is safe for
-// concurrent use.
+// Client is a communicator: it multiplexes the calls of all its proxies over one connection per
+// endpoint. The zero value is usable; it is safe for concurrent use.
 type Client struct {
-	opt ClientOptions
-	reg *registry // nil: no Locator or Resolver
+	opt        ClientOptions
+	resolver   Resolver        // opt.Resolver, or the registry at opt.Locator; nil: none
+	resolveErr error           // a bad locator
+	ctx        context.Context // ends at Close, cancelling background refreshes
+	stop       context.CancelFunc
+	refreshes  sync.WaitGroup
 
 	mu     sync.Mutex
 	eps    map[string]*endpointConns // by dial address
+	cache  map[string]*resolved      // by servant
 	closed atomic.Bool
 	lastID atomic.Uint32
 }
 
 // NewClient returns a Client with opt.
 func NewClient(opt ClientOptions) *Client {
-	c := &Client{opt: opt}
-	c.reg = newRegistry(c)
-	return c
-}
-
-// Resolve returns the active endpoints of obj from the registry or Resolver,
-// through the Client's cache (see ClientOptions.Refresh).
-func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
-	if c.reg == nil {
-		return nil, fmt.Errorf("tars: no locator or resolver to find %s", obj)
+	c := &Client{opt: opt, resolver: opt.Resolver, cache: make(map[string]*resolved)}
+	c.ctx, c.stop = context.WithCancel(context.Background())
+	if opt.Resolver == nil && opt.Locator != "" {
+		query, err := c.Proxy(opt.Locator) // c.resolver is not set yet: the locator must have endpoints
+		c.resolver = locator{query}
+		if err != nil {
+			c.resolveErr = fmt.Errorf("tars: registry locator %q: %w", opt.Locator, err)
+		}
 	}
-	e, err := c.reg.resolve(ctx, obj)
-	return e.eps, err
+	return c
 }
 
 func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
-// nextID returns a request id; 0 is never used, it marks server pushes.
-func (c *Client) nextID() int32 {
-	for {
-		if id := int32(c.lastID.Add(1) & 0x7FFFFFFF); id != 0 {
-			return id
-		}
-	}
-}
-
 // Close closes every connection; calls in flight fail with ErrClientClosed.
 func (c *Client) Close() error {
-	if c.reg != nil {
-		c.reg.close()
+	if c.stop != nil {
+		c.stop()
+		c.refreshes.Wait()
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.closed.Store(true)
-	eps := c.eps
-	c.eps = nil
-	c.mu.Unlock()
-	for _, ep := range eps {
+	for _, ep := range c.eps {
 		if cc := ep.cc.Load(); cc != nil {
 			cc.fail(ErrClientClosed)
 		}
@@ -131,25 +116,6 @@ type ObjProxy struct {
 	rr      *atomic.Uint32    // shared by the copies, to take endpoints in turn
 }
 
-// target is an endpoint with its connection slot, or why it has none.
-type target struct {
-	e   Endpoint
-	ep  *endpointConns
-	err error
-}
-
-func (c *Client) targets(eps []Endpoint) []target {
-	if len(eps) == 0 {
-		return nil
-	}
-	ts := make([]target, len(eps))
-	for i, e := range eps {
-		ep, err := c.endpoint(e)
-		ts[i] = target{e, ep, err}
-	}
-	return ts
-}
-
 // Proxy returns a proxy for "App.Server.Obj@tcp -h HOST -p PORT[:tcp ...]",
 // or a bare name resolved at each call (see Resolve). Calls use TARS.
 func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
@@ -157,7 +123,7 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(p.Endpoints) == 0 && c.reg == nil {
+	if len(p.Endpoints) == 0 && c.resolver == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
 	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints),
@@ -174,40 +140,25 @@ func (p *ObjProxy) WithVersion(v int16) *ObjProxy {
 	return &q
 }
 
-// WithContext returns a copy of p whose calls carry ctx as the request
-// context (for example a push token).
+// WithContext returns a copy of p whose calls carry ctx as the request context (a push token, say).
 func (p *ObjProxy) WithContext(ctx map[string]string) *ObjProxy {
 	q := *p
 	q.context = maps.Clone(ctx)
 	return &q
 }
 
-// Invoke calls fn and waits for its reply. in writes the in-parameters, out
-// reads the return value and out-parameters (either may be nil). ctx, the
-// endpoint's -t timeout and SyncTimeout bound the call. Errors are
-// *CallError.
-func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) error {
-	return p.invoke(ctx, fn, in, out, false)
-}
-
-// InvokeOneway sends a call that gets no reply, returning once it is queued.
-func (p *ObjProxy) InvokeOneway(ctx context.Context, fn string, in func(*Results)) error {
-	return p.invoke(ctx, fn, in, nil, true)
-}
-
 // Ping calls tars_ping, which every servant answers.
-func (p *ObjProxy) Ping(ctx context.Context) error {
-	return p.invoke(ctx, PingFunc, nil, nil, false)
-}
+func (p *ObjProxy) Ping(ctx context.Context) error { return p.Invoke(ctx, PingFunc, nil, nil) }
 
-func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error,
-	oneway bool) (err error) {
+// Invoke calls fn and waits for its reply. in writes the in-parameters, out reads the return value
+// and out-parameters (either may be nil). ctx, the endpoint's -t timeout and SyncTimeout bound the
+// call. Errors are *CallError.
+func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) (err error) {
 	c, start := p.c, time.Now()
 	var peer net.Addr
 	if c.opt.OnCall != nil {
 		defer func() {
-			info := CallInfo{Servant: p.name, Func: fn, Version: p.version, Duration: time.Since(start),
-				Peer: peer, Err: err}
+			info := CallInfo{Servant: p.name, Func: fn, Duration: time.Since(start), Peer: peer, Err: err}
 			if ce, ok := err.(*CallError); ok {
 				info.Ret = ce.Code
 			}
@@ -221,15 +172,13 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	if in != nil {
 		in(&args)
 	}
-	req := RequestPacket{Version: p.version, ServantName: p.name, FuncName: fn, Context: p.context}
-	if oneway {
-		req.PacketType = PacketOneway
-	}
+	// Request ids wrap around within 1..2^31-1: 0 marks server pushes.
+	req := RequestPacket{Version: p.version, ServantName: p.name, FuncName: fn, Context: p.context,
+		RequestID: int32(c.lastID.Add(1)%(1<<31-1)) + 1}
 	if req.Buffer, err = args.AppendTo(nil); err != nil {
 		return fail(SendRequestErr, "encode arguments", err)
 	}
-
-	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), DefaultSyncTimeout)
+	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), 3*time.Second)
 	cc, ep, err := p.conn(ctx, start.Add(timeout))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -248,45 +197,37 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(InvokeTimeout, "no time left to send", ctx.Err())
 	}
 	req.Timeout = int32(min(time.Until(deadline).Milliseconds()+1, 1<<31-1))
-	req.RequestID = c.nextID()
 	frame := newFrame()
 	*frame = req.AppendFrame(*frame)
-	if oneway {
-		if !cc.w.send(frame) {
-			return fail(SendRequestErr, "connection closed", net.ErrClosed)
-		}
-		return nil
-	}
-
-	call := callPool.Get().(*pendingCall)
+	call := callPool.Get().(chan reply)
 	defer callPool.Put(call)
-	if err := cc.add(req.RequestID, call); err != nil {
+	if !cc.add(req.RequestID, call) {
 		freeFrame(frame)
-		return fail(SendRequestErr, "connection closed", err)
+		return fail(SendRequestErr, "connection closed", net.ErrClosed)
 	}
 	cc.w.send(frame) // if the connection dies, the reader fails every pending call
 	var rep reply
 	select {
-	case rep = <-call.ch:
+	case rep = <-call:
 	case <-ctx.Done():
-		if cc.remove(req.RequestID) {
+		if cc.settle(req.RequestID, nil) {
 			why := fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
 			if ctx.Err() == context.Canceled {
 				why = "call abandoned"
 			}
 			return fail(InvokeTimeout, why, ctx.Err())
 		}
-		rep = <-call.ch // the reply was being delivered
+		rep = <-call // the reply was being delivered
 	}
 	switch {
 	case rep.err != nil:
 		return fail(ProxyConnectErr, "connection to "+peer.String()+" lost: "+rep.err.Error(), rep.err)
-	case rep.ret != Success:
-		return fail(rep.ret, rep.desc, nil)
+	case rep.Ret != Success:
+		return fail(rep.Ret, rep.ResultDesc, nil)
 	case out == nil:
 		return nil
 	}
-	a, err := NewArgs(rep.version, rep.buf)
+	a, err := NewArgs(rep.Version, rep.Buffer)
 	if err == nil {
 		err = out(a)
 	}
@@ -296,12 +237,11 @@ func (p *ObjProxy) invoke(ctx context.Context, fn string, in func(*Results), out
 	return nil
 }
 
-// conn returns a connection to one of the proxy's endpoints, taking them in
-// turn and skipping those that cannot be reached.
+// conn returns a connection to one of the proxy's endpoints, in turn, skipping those it cannot reach.
 func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, Endpoint, error) {
 	ts := p.static
 	if ts == nil {
-		e, err := p.c.reg.resolve(ctx, p.name) // Proxy checked that reg is set
+		e, err := p.c.resolve(ctx, p.name)
 		if err != nil {
 			return nil, Endpoint{}, fmt.Errorf("resolve %s: %w", p.name, err)
 		}
@@ -311,12 +251,9 @@ func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, E
 	var errs []error
 	for i := range ts {
 		t := ts[(start+i)%len(ts)]
-		err := t.err
+		cc, err := t.ep.get(ctx, t.e, deadline)
 		if err == nil {
-			var cc *clientConn
-			if cc, err = t.ep.get(ctx, t.e, deadline); err == nil {
-				return cc, t.e, nil
-			}
+			return cc, t.e, nil
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {

@@ -186,21 +186,6 @@ func TestClientTimeout(t *testing.T) {
 	}
 }
 
-func TestClientOneway(t *testing.T) {
-	ts := newTestServer()
-	addr := serve(t, &ts.Server, ListenOptions{})
-	c := newTestClient(t, ClientOptions{})
-	p := mustProxy(t, c, pushObj+"@"+endpointOf(addr))
-	for _, v := range []int16{VersionTars, VersionTUP} {
-		if err := p.WithVersion(v).InvokeOneway(context.Background(), "pushByRoom", putPushArgs); err != nil {
-			t.Fatal(err)
-		}
-		if msg := <-ts.oneway; msg != "hi" {
-			t.Fatalf("one-way call got %q", msg)
-		}
-	}
-}
-
 // TestClientReconnect: after the server closes the connection, the next
 // call dials again.
 func TestClientReconnect(t *testing.T) {

@@ -2,6 +2,7 @@ package tars
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,33 +12,28 @@ import (
 	"time"
 )
 
-// The back-off after a failed dial doubles from min to max while the
-// endpoint keeps failing.
-const (
-	minDialBackoff = 100 * time.Millisecond
-	maxDialBackoff = 5 * time.Second
-)
+// target is an endpoint with its connection slot.
+type target struct {
+	e  Endpoint
+	ep *endpointConns
+}
 
-// endpoint returns the connection slot for e, shared by every proxy.
-func (c *Client) endpoint(e Endpoint) (*endpointConns, error) {
-	if e.Proto != "tcp" {
-		return nil, fmt.Errorf("endpoint %s: protocol %s is not supported (only tcp)", e, e.Proto)
-	}
-	addr := e.Addr()
+// targets pairs eps with their slots, one per address for every proxy.
+func (c *Client) targets(eps []Endpoint) (ts []target) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed.Load() {
-		return nil, ErrClientClosed
+	if c.eps == nil {
+		c.eps = make(map[string]*endpointConns)
 	}
-	ep := c.eps[addr]
-	if ep == nil {
-		if c.eps == nil {
-			c.eps = make(map[string]*endpointConns)
+	for _, e := range eps {
+		ep := c.eps[e.Addr()]
+		if ep == nil {
+			ep = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
+			c.eps[ep.addr] = ep
 		}
-		ep = &endpointConns{c: c, addr: addr, dial: make(chan struct{}, 1)}
-		c.eps[addr] = ep
+		ts = append(ts, target{e, ep})
 	}
-	return ep, nil
+	return ts
 }
 
 // endpointConns holds the connection to one address.
@@ -46,17 +42,18 @@ type endpointConns struct {
 	addr string
 	cc   atomic.Pointer[clientConn] // nil: none
 
-	// dial is a token, held by the one dial in progress: only its holder
-	// touches the fields after it.
-	dial     chan struct{}
-	failures int       // dials failed in a row
-	retryAt  time.Time // no dial before this after a failure
-	lastErr  error
+	// dial is the token of the one dial in progress; only its holder touches the fields below.
+	dial    chan struct{}
+	backoff time.Duration // after a failed dial; doubles while dials keep failing
+	retryAt time.Time     // no dial before this after a failure
+	lastErr error
 }
 
 // get returns the endpoint's connection, dialing it if there is none.
 func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time) (*clientConn, error) {
-	if cc := ep.cc.Load(); cc != nil {
+	if e.Proto != "tcp" {
+		return nil, fmt.Errorf("endpoint %s: protocol %s is not supported (only tcp)", e, e.Proto)
+	} else if cc := ep.cc.Load(); cc != nil {
 		return cc, nil
 	}
 	select { // the others wait for the dial in progress
@@ -76,13 +73,12 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 	d := net.Dialer{Deadline: deadline, Timeout: e.Timeout} // the earlier bound wins
 	nc, err := d.DialContext(ctx, "tcp", ep.addr)
 	if err != nil {
-		ep.failures++
-		ep.retryAt = time.Now().Add(min(minDialBackoff<<min(ep.failures-1, 10), maxDialBackoff))
-		ep.lastErr = fmt.Errorf("dial %s: %w", ep.addr, err)
+		ep.backoff = min(max(2*ep.backoff, 100*time.Millisecond), 5*time.Second)
+		ep.retryAt, ep.lastErr = time.Now().Add(ep.backoff), fmt.Errorf("dial %s: %w", ep.addr, err)
 		return nil, ep.lastErr
 	}
-	ep.failures = 0
-	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]*pendingCall)}
+	ep.backoff = 0
+	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]chan reply)}
 	ep.cc.Store(cc)
 	go cc.w.run()
 	go cc.read()
@@ -95,16 +91,11 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 
 // reply is the outcome of a call as the reader hands it over.
 type reply struct {
-	version int16
-	ret     int32
-	desc    string
-	buf     []byte
-	err     error // the connection was lost
+	ResponsePacket       // Buffer is the reply's own
+	err            error // the connection was lost
 }
 
-type pendingCall struct{ ch chan reply }
-
-var callPool = sync.Pool{New: func() any { return &pendingCall{ch: make(chan reply, 1)} }}
+var callPool = sync.Pool{New: func() any { return make(chan reply, 1) }}
 
 // clientConn is one connection: calls are matched to replies by request id.
 type clientConn struct {
@@ -113,29 +104,36 @@ type clientConn struct {
 	w  *frameWriter
 
 	mu       sync.Mutex
-	pending  map[int32]*pendingCall
-	dead     error // set once the connection failed
-	draining bool  // the server asked us to reconnect
+	pending  map[int32]chan reply // nil once the connection failed
+	draining bool                 // the server asked us to reconnect
 }
 
-func (cc *clientConn) add(id int32, call *pendingCall) error {
+func (cc *clientConn) add(id int32, call chan reply) bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.dead == nil {
+	if cc.pending != nil {
 		cc.pending[id] = call
 	}
-	return cc.dead
+	return cc.pending != nil
 }
 
-// remove forgets a call; false means its reply is being delivered.
-func (cc *clientConn) remove(id int32) bool {
+// settle hands rep to call id (nil: just forgets it), false if not pending. After a push (id 0)
+// asking to reconnect, the connection closes once no call is pending.
+func (cc *clientConn) settle(id int32, rep *reply) bool {
 	cc.mu.Lock()
-	_, ok := cc.pending[id]
+	call, ok := cc.pending[id]
 	delete(cc.pending, id)
-	drained := cc.draining && len(cc.pending) == 0
+	cc.draining = cc.draining || id == 0 && rep != nil && rep.ResultDesc == reconnectDesc
+	draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
 	cc.mu.Unlock()
+	if draining {
+		cc.ep.cc.CompareAndSwap(cc, nil) // new calls go to a new connection
+	}
+	if ok && rep != nil {
+		call <- *rep
+	}
 	if drained {
-		cc.nc.Close()
+		cc.fail(errors.New("closed at the server's request"))
 	}
 	return ok
 }
@@ -143,15 +141,11 @@ func (cc *clientConn) remove(id int32) bool {
 // errAborted fails the calls waiting on a connection that Abort reset.
 var errAborted = errors.New("connection reset by the caller")
 
-// Abort resets the connections to the endpoints of p's proxy string at once,
-// discarding what they hold unsent, and fails the calls waiting on them; the
-// next call dials again. After a call that timed out, it makes sure the
-// request cannot still arrive, later than the calls that follow it.
+// Abort resets the connections to the endpoints of p's proxy string, discarding what they hold
+// unsent, and fails the calls waiting on them; the next call dials again. After a call that timed
+// out, it makes sure the request cannot still arrive, later than the calls that follow it.
 func (p *ObjProxy) Abort() {
 	for _, t := range p.static {
-		if t.ep == nil {
-			continue
-		}
 		if cc := t.ep.cc.Load(); cc != nil {
 			if tc, ok := cc.nc.(*net.TCPConn); ok {
 				tc.SetLinger(0) // close sends a reset, not what is queued
@@ -165,13 +159,10 @@ func (p *ObjProxy) Abort() {
 func (cc *clientConn) fail(err error) {
 	cc.ep.cc.CompareAndSwap(cc, nil) // the next call dials again
 	cc.mu.Lock()
-	if cc.dead == nil {
-		cc.dead = err
+	for _, call := range cc.pending {
+		call <- reply{err: err}
 	}
-	for id, call := range cc.pending {
-		call.ch <- reply{err: err}
-		delete(cc.pending, id)
-	}
+	cc.pending = nil
 	cc.mu.Unlock()
 	cc.nc.Close()
 	cc.w.close()
@@ -181,57 +172,36 @@ func (cc *clientConn) read() {
 	fr := FrameReader{R: bufio.NewReaderSize(cc.nc, 16<<10), Max: cc.ep.c.opt.MaxPacket}
 	for {
 		body, err := fr.Next()
+		var rep reply
+		var fe *FrameError
+		bad := errors.As(err, &fe) // a bad frame or reply, not a lost connection
+		if err == nil {
+			rep, err = decodeReply(body)
+			bad = err != nil
+		}
+		if bad {
+			cc.ep.c.logger().Warn("tars: closing connection after a bad reply", "peer", cc.ep.addr, "err", err)
+		}
 		if err != nil {
-			var fe *FrameError
-			if errors.As(err, &fe) {
-				cc.ep.c.logger().Warn("tars: closing connection after a bad reply frame",
-					"peer", cc.ep.addr, "err", err)
-			}
 			cc.fail(err)
 			return
 		}
-		id, rep, err := decodeReply(body)
-		if err != nil {
-			cc.ep.c.logger().Warn("tars: closing connection after an undecodable reply",
-				"peer", cc.ep.addr, "err", err)
-			cc.fail(err)
-			return
-		}
-		cc.mu.Lock()
-		call := cc.pending[id] // nil for a push (id 0)
-		delete(cc.pending, id)
-		if id == 0 && rep.desc == reconnectDesc {
-			cc.draining = true
-		}
-		draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
-		cc.mu.Unlock()
-		if draining {
-			cc.ep.cc.CompareAndSwap(cc, nil) // new calls go to a new connection
-		}
-		if call != nil {
-			call.ch <- rep
-		}
-		if drained {
-			cc.fail(errors.New("closed at the server's request"))
-			return
-		}
+		cc.settle(rep.RequestID, &rep)
 	}
 }
 
-// decodeReply reads a reply, a ResponsePacket or for TUP a RequestPacket,
-// copying its buffer out of body.
-func decodeReply(body []byte) (id int32, rep reply, err error) {
-	var p ResponsePacket
-	if err = NewDecoder(body).ReadInt16(&rep.version, 1, true); err == nil && rep.version == VersionTUP {
+// decodeReply reads a ResponsePacket, or for TUP a RequestPacket, copying its buffer out of body.
+func decodeReply(body []byte) (rep reply, err error) {
+	p := &rep.ResponsePacket
+	if err = NewDecoder(body).ReadInt16(&p.Version, 1, true); err == nil && p.Version == VersionTUP {
 		var q RequestPacket
 		if err = q.Decode(body); err == nil {
-			rep.ret, rep.desc, err = TUPResult(&q)
 			p.RequestID, p.Buffer = q.RequestID, q.Buffer
+			p.Ret, p.ResultDesc, err = TUPResult(&q)
 		}
 	} else if err == nil {
 		err = p.Decode(body)
-		rep.ret, rep.desc = p.Ret, p.ResultDesc
 	}
-	rep.buf = append([]byte(nil), p.Buffer...)
-	return p.RequestID, rep, err
+	p.Buffer = bytes.Clone(p.Buffer)
+	return rep, err
 }

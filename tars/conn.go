@@ -6,16 +6,16 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// serverConn is one accepted connection: a reader (serve), a goroutine per
-// call in flight and one writer.
+// serverConn is one accepted connection: a reader, a goroutine per call in flight, one writer.
 type serverConn struct {
 	s        *Server
-	servants map[string]bool // served here; nil: all
+	servants []string // served here; empty: all
 	idle     time.Duration
 	nc       net.Conn
 	ctx      context.Context // ends when the connection is aborted
@@ -23,83 +23,49 @@ type serverConn struct {
 	w        *frameWriter
 
 	calls    sync.WaitGroup
-	inflight atomic.Int32
 	draining atomic.Bool
 	tup      atomic.Bool // the client speaks TUP: pushes take its layout
 }
 
-func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, buf []byte) {
-	f := newFrame()
-	*f = appendReply(*f, req, ret, desc, buf)
-	c.w.send(f)
-}
-
-// drain makes the reader stop after telling the client to reconnect; the
-// calls in flight are still answered.
+// drain tells the client to reconnect and stops the reader; calls in flight are still answered.
 func (c *serverConn) drain() {
 	if c.draining.Swap(true) {
 		return
 	}
 	f := newFrame()
-	if c.tup.Load() {
-		// TUP clients read every packet as a RequestPacket.
-		push := RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
-			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}
-		*f = push.AppendFrame(*f)
+	if c.tup.Load() { // TUP clients read every packet as a RequestPacket
+		*f = (&RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
+			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}).AppendFrame(*f)
 	} else {
-		push := ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}
-		*f = push.AppendFrame(*f)
+		*f = (&ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}).AppendFrame(*f)
 	}
-	c.w.trySend(f) // a courtesy: never wait for a slow peer here
+	go c.w.send(f) // a courtesy: Shutdown never waits for a slow peer
 	c.nc.SetReadDeadline(time.Now())
 }
 
-// abort closes the connection at once; calls in flight see ctx end, after the close, so no
-// reply of theirs goes out.
+// abort closes the connection, then ends ctx: no reply of a call in flight goes out.
 func (c *serverConn) abort() {
 	c.nc.Close()
 	c.cancel()
 }
 
 func (c *serverConn) serve() {
-	s := c.s
-	defer func() {
-		c.calls.Wait()
-		c.w.close() // flushes the last replies and closes the connection
-		c.cancel()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.connsDone.Done()
-	}()
 	if !c.read() {
-		// The peer is gone or broke the protocol: nobody will read the
-		// replies, so the handlers may stop early.
-		c.cancel()
+		c.cancel() // the peer is gone or broke the protocol: nobody reads the replies
 	}
+	c.calls.Wait()
+	c.w.close() // flushes the last replies and closes the connection
+	c.cancel()
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	c.s.connsDone.Done()
 }
 
-// read reads and dispatches requests until the connection ends; it reports
-// whether it stopped for a graceful Shutdown or the idle timeout.
+// read dispatches requests until the connection ends: gracefully for Shutdown or the idle timeout.
 func (c *serverConn) read() (graceful bool) {
-	s := c.s
+	s, peer := c.s, c.nc.RemoteAddr().String()
 	log := s.logger()
-	peer := c.nc.RemoteAddr().String()
-	isTimeout := func(err error) bool {
-		var ne net.Error
-		return errors.As(err, &ne) && ne.Timeout()
-	}
-	// failed says whether err ended the connection gracefully, logging
-	// other failures.
-	failed := func(err error) bool {
-		if isTimeout(err) && c.draining.Load() {
-			return true
-		}
-		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			log.Debug("tars: connection read failed", "peer", peer, "err", err)
-		}
-		return false
-	}
 	br := bufio.NewReaderSize(c.nc, 16<<10)
 	fr := FrameReader{R: br, Max: s.MaxPacket}
 	slots := make(chan struct{}, maxInflight)
@@ -113,35 +79,38 @@ func (c *serverConn) read() (graceful bool) {
 				return false
 			}
 		}
-		// Wait for the next frame under the idle timeout, which only
-		// closes the connection when no call is in flight either.
-		var deadline time.Time
-		if c.idle > 0 {
-			deadline = time.Now().Add(c.idle)
+		if c.idle > 0 { // the connection is idle when no frame comes and no call is in flight
+			c.nc.SetReadDeadline(time.Now().Add(c.idle))
 		}
-		c.nc.SetReadDeadline(deadline)
 		if c.draining.Load() {
 			return true
 		}
-		if _, err := br.Peek(1); err != nil {
-			switch {
-			case isTimeout(err) && c.inflight.Load() > 0 && !c.draining.Load():
+		_, err := br.Peek(1)
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.draining.Load() {
+			if len(slots) > 0 { // calls in flight
 				continue
-			case isTimeout(err) && !c.draining.Load():
-				log.Debug("tars: closing idle connection", "peer", peer, "idle_timeout", c.idle)
-				return true
 			}
-			return failed(err)
+			log.Debug("tars: closing idle connection", "peer", peer, "idle_timeout", c.idle)
+			return true
 		}
-		body, err := fr.Next()
+		var body []byte
+		if err == nil {
+			body, err = fr.Next()
+		}
 		var fe *FrameError
-		if errors.As(err, &fe) {
+		switch {
+		case errors.As(err, &fe):
 			s.badFrames.Add(1)
 			log.Warn("tars: closing connection after a bad frame", "peer", peer, "err", err)
 			c.abort()
 			return false
-		} else if err != nil {
-			return failed(err)
+		case errors.Is(err, os.ErrDeadlineExceeded) && c.draining.Load():
+			return true
+		case err != nil:
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				log.Debug("tars: connection read failed", "peer", peer, "err", err)
+			}
+			return false
 		}
 		received := time.Now()
 		req := new(RequestPacket)
@@ -158,16 +127,13 @@ func (c *serverConn) read() (graceful bool) {
 				c.abort()
 				return false
 			}
-			// Its ids decoded and the frame kept the stream in step: the
-			// caller learns why, and the connection goes on.
+			// Its ids decoded and the stream is in step: the caller learns why; the connection goes on.
 			log.Debug("tars: undecodable request refused", "peer", peer, "err", err)
 			if req.PacketType != PacketOneway {
 				c.reply(req, ServerDecodeErr, err.Error(), nil)
 			}
 			continue
 		}
-		size := len(body)
-		c.w.hold(size)
 		if req.Version == VersionTUP {
 			c.tup.Store(true)
 		}
@@ -175,25 +141,21 @@ func (c *serverConn) read() (graceful bool) {
 		select {
 		case slots <- struct{}{}:
 		case <-c.ctx.Done():
-			c.w.release(size)
 			return false
 		}
+		size := len(body)
+		c.w.pending.Add(int64(size)) // while the request is served
 		c.calls.Add(1)
-		c.inflight.Add(1)
 		go func() {
-			defer func() {
-				c.inflight.Add(-1)
-				c.w.release(size)
-				<-slots
-				c.calls.Done()
-			}()
 			c.dispatch(req, received)
+			c.w.release(size)
+			<-slots
+			c.calls.Done()
 		}()
 	}
 }
 
-// Frames being sent are pooled; the pool holds pointers so that putting
-// one back does not allocate.
+// Frames being sent are pooled, as pointers so that Put does not allocate.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func newFrame() *[]byte {
@@ -208,9 +170,7 @@ func freeFrame(f *[]byte) {
 	}
 }
 
-// frameWriter is the one goroutine writing to a connection, client or
-// server: frames are written whole, in the order queued, and flushed when
-// the queue runs dry.
+// frameWriter is a connection's one writer: whole frames in the order queued, flushed when none is left.
 type frameWriter struct {
 	nc      net.Conn
 	timeout time.Duration // for each write to make progress; 0: none
@@ -227,9 +187,6 @@ func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 		dead: make(chan struct{}), freed: make(chan struct{}, 1)}
 }
 
-// hold counts n bytes in pending until release.
-func (w *frameWriter) hold(n int) { w.pending.Add(int64(n)) }
-
 func (w *frameWriter) release(n int) {
 	w.pending.Add(-int64(n))
 	select {
@@ -238,32 +195,20 @@ func (w *frameWriter) release(n int) {
 	}
 }
 
-// send queues a frame from newFrame, which the writer frees; it reports
-// false if the writer has stopped.
+// send queues a frame from newFrame, which the writer frees; false if the writer has stopped.
 func (w *frameWriter) send(f *[]byte) bool {
-	w.hold(len(*f))
+	w.pending.Add(int64(len(*f)))
 	select {
 	case w.q <- f:
 		return true
 	case <-w.dead:
 		w.release(len(*f))
+		freeFrame(f)
 		return false
 	}
 }
 
-// trySend queues a frame if there is room at once.
-func (w *frameWriter) trySend(f *[]byte) {
-	w.hold(len(*f))
-	select {
-	case w.q <- f:
-	default:
-		w.release(len(*f))
-		freeFrame(f)
-	}
-}
-
-// close makes run write the queued frames and close the connection; it
-// waits for that.
+// close makes run write what is queued and close the connection, and waits for that.
 func (w *frameWriter) close() {
 	w.once.Do(func() { close(w.quit) })
 	<-w.dead
@@ -272,11 +217,7 @@ func (w *frameWriter) close() {
 func (w *frameWriter) run() {
 	defer close(w.dead)
 	defer w.nc.Close()
-	var out io.Writer = w.nc
-	if w.timeout > 0 {
-		out = deadlineWriter{w.nc, w.timeout}
-	}
-	bw := bufio.NewWriterSize(out, 32<<10)
+	bw := bufio.NewWriterSize(w, 32<<10)
 	var err error
 	write := func(f *[]byte) {
 		if err == nil {
@@ -285,46 +226,31 @@ func (w *frameWriter) run() {
 		w.release(len(*f))
 		freeFrame(f)
 	}
-	// writeQueued writes what else is queued, so one flush takes it all.
-	writeQueued := func() {
-		for {
-			select {
-			case f := <-w.q:
-				write(f)
-			default:
-				if err == nil {
-					err = bw.Flush()
-				}
-				return
-			}
-		}
-	}
-	for {
+	for quit := false; !quit; {
 		select {
 		case f := <-w.q:
 			write(f)
-			writeQueued()
-			if err != nil {
-				w.nc.Close() // the reader sees it and stops
-			}
 		case <-w.quit:
-			writeQueued()
-			return
+			quit = true
+		}
+		for len(w.q) > 0 { // the only reader: one flush takes all that is queued
+			write(<-w.q)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			w.nc.Close() // the reader sees it and stops
 		}
 	}
 }
 
-// deadlineWriter gives each write of at most 64 KiB timeout to complete, so
-// a large frame is cut off only when the peer stops reading, not when the
-// link is slow.
-type deadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
-}
-
-func (w deadlineWriter) Write(p []byte) (n int, err error) {
+// Write gives each write of at most 64 KiB the timeout: a large frame fails if the peer stops reading, not if slow.
+func (w *frameWriter) Write(p []byte) (n int, err error) {
 	for n < len(p) && err == nil {
-		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		if w.timeout > 0 {
+			w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
 		var m int
 		m, err = w.nc.Write(p[n:min(len(p), n+64<<10)])
 		n += m

@@ -5,129 +5,84 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 )
 
-// defaultRefresh is how long a resolved list is used before it is asked for
-// again (refresh-endpoint-interval).
-const defaultRefresh = time.Minute
-
-// registry is a Client's one resolve cache of the active endpoints of each
-// servant, found through the Tars registry (QueryF findObjectById4Any, called
-// by the Client itself) or a Resolver. A list older than refresh is still
-// returned while one background call fetches a new one; if that fails, the
-// last good list stays. Only a name never resolved waits.
-type registry struct {
-	query    *ObjProxy // the registry's QueryObj; nil: resolver
-	resolver Resolver
-	err      error // a bad locator
-	refresh  time.Duration
-	c        *Client
-
-	ctx    context.Context // ends at close, cancelling background refreshes
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	cache map[string]*registryEntry
-}
-
-type registryEntry struct {
+// resolved is a servant's active endpoints in the Client's one resolve cache. A list older than
+// ClientOptions.Refresh is still used while one background call fetches a new one; if that fails,
+// the last good list stays. Only a name never resolved waits.
+type resolved struct {
 	eps        []Endpoint
 	ts         []target // eps with their connection slots
 	at         time.Time
 	refreshing bool
 }
 
-// newRegistry returns c's cache; nil without a locator or Resolver.
-func newRegistry(c *Client) *registry {
-	o := c.opt
-	if o.Locator == "" && o.Resolver == nil {
-		return nil
-	}
-	r := &registry{resolver: o.Resolver, refresh: cmp.Or(max(o.Refresh, 0), defaultRefresh), c: c}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
-	if o.Locator != "" {
-		var err error
-		// c.reg is not set yet, so the locator must have endpoints.
-		if r.query, err = c.Proxy(o.Locator); err != nil {
-			r.err = fmt.Errorf("tars: registry locator %q: %w", o.Locator, err)
-		}
-	}
-	return r
+// Resolve returns the active endpoints of obj from the registry or Resolver, through the cache.
+func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
+	e, err := c.resolve(ctx, obj)
+	return e.eps, err
 }
 
-// resolve returns the cache entry of obj, filled.
-func (r *registry) resolve(ctx context.Context, obj string) (registryEntry, error) {
-	if r.err != nil {
-		return registryEntry{}, r.err
+func (c *Client) resolve(ctx context.Context, obj string) (resolved, error) {
+	switch {
+	case c.resolveErr != nil:
+		return resolved{}, c.resolveErr
+	case c.resolver == nil:
+		return resolved{}, fmt.Errorf("tars: no locator or resolver to find %s", obj)
 	}
-	r.mu.Lock()
-	if e := r.cache[obj]; e != nil {
-		if !e.refreshing && time.Since(e.at) >= r.refresh && r.ctx.Err() == nil {
+	c.mu.Lock()
+	if e := c.cache[obj]; e != nil {
+		if !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), time.Minute) && c.ctx.Err() == nil {
 			e.refreshing = true
-			r.wg.Go(func() { r.update(obj, e) })
+			c.refreshes.Go(func() { c.refresh(obj, e) })
 		}
-		found := *e
-		r.mu.Unlock()
-		return found, nil
-	}
-	r.mu.Unlock()
-
-	fresh, err := r.fetch(ctx, obj)
-	if err != nil {
-		return registryEntry{}, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cache == nil {
-		r.cache = make(map[string]*registryEntry)
-	}
-	if e := r.cache[obj]; e != nil { // another caller got there first
+		defer c.mu.Unlock()
 		return *e, nil
 	}
-	r.cache[obj] = &fresh
-	return fresh, nil
+	c.mu.Unlock()
+	fresh, err := c.fetch(ctx, obj)
+	if err == nil {
+		c.mu.Lock()
+		c.cache[obj] = &fresh // if another caller stored one meanwhile, either is fresh
+		c.mu.Unlock()
+	}
+	return fresh, err
 }
 
-// update fetches obj again for the cache entry e.
-func (r *registry) update(obj string, e *registryEntry) {
-	fresh, err := r.fetch(r.ctx, obj)
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// refresh fetches obj again for the cache entry e.
+func (c *Client) refresh(obj string, e *resolved) {
+	fresh, err := c.fetch(c.ctx, obj)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err == nil {
 		*e = fresh
 		return
 	}
 	e.refreshing, e.at = false, time.Now()
-	if r.ctx.Err() == nil {
-		r.c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
+	if c.ctx.Err() == nil {
+		c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
 			"servant", obj, "endpoints", len(e.eps), "err", err)
 	}
 }
 
 // fetch asks for the active endpoints of obj, without the cache.
-func (r *registry) fetch(ctx context.Context, obj string) (registryEntry, error) {
-	eps, err := r.find(ctx, obj)
-	return registryEntry{eps: eps, ts: r.c.targets(eps), at: time.Now()}, err
+func (c *Client) fetch(ctx context.Context, obj string) (resolved, error) {
+	eps, err := c.resolver.Resolve(ctx, obj)
+	if err == nil && len(eps) == 0 {
+		err = errors.New("no active endpoints")
+	}
+	return resolved{eps: eps, ts: c.targets(eps), at: time.Now()}, err
 }
 
-// find asks the registry or Resolver for the active endpoints of obj.
-func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
-	if r.query == nil {
-		eps, err := r.resolver.Resolve(ctx, obj)
-		if err == nil && len(eps) == 0 {
-			err = errors.New("no active endpoints")
-		}
-		return eps, err
-	}
+// locator asks the Tars registry's QueryObj (QueryF.findObjectById4Any).
+type locator struct{ query *ObjProxy }
+
+func (l locator) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 	var ret int32
 	var active []Endpoint
-	err := r.query.Invoke(ctx, "findObjectById4Any",
-		func(in *Results) { in.PutString(1, "id", obj) },
-		func(out *Args) error {
-			var err error
+	err := l.query.Invoke(ctx, "findObjectById4Any", func(in *Results) { in.PutString(1, "id", obj) },
+		func(out *Args) (err error) {
 			if ret, err = out.Int32(0, ""); err != nil {
 				return err
 			}
@@ -136,8 +91,7 @@ func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
 				return err
 			})
 		})
-	name := r.query.Name()
-	switch {
+	switch name := l.query.Name(); {
 	case err != nil:
 		return nil, fmt.Errorf("registry %s: findObjectById4Any(%s): %w", name, obj, err)
 	case ret != 0:
@@ -146,12 +100,6 @@ func (r *registry) find(ctx context.Context, obj string) ([]Endpoint, error) {
 		return nil, fmt.Errorf("registry %s: no active endpoint of %s", name, obj)
 	}
 	return active, nil
-}
-
-// close stops background refreshes.
-func (r *registry) close() {
-	r.cancel()
-	r.wg.Wait()
 }
 
 // readEndpointFs reads a vector<EndpointF> (framework.tars). A timeout of 0
@@ -174,23 +122,17 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 			d.ReadInt32(&weight, 11, false), d.ReadInt32(&weightType, 12, false),
 			d.ReadInt32(&authType, 13, false), d.ReadStructEnd(),
 		)
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if istcp < 0 || int(istcp) >= len(endpointProtos) {
-			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)",
-				i, host, port, istcp)
-		}
-		if host == "" || port <= 0 || port > 65535 {
+		case istcp < 0 || int(istcp) >= len(endpointProtos):
+			return nil, fmt.Errorf("tars: EndpointF %d (%s:%d): istcp %d (want 0 udp, 1 tcp or 2 ssl)", i, host, port, istcp)
+		case host == "" || port <= 0 || port > 65535:
 			return nil, fmt.Errorf("tars: EndpointF %d: bad address %q port %d", i, host, port)
 		}
-		e := Endpoint{Proto: endpointProtos[istcp], Host: host, Port: int(port),
-			Timeout: time.Duration(timeout) * time.Millisecond, Grid: int(grid), Qos: int(qos),
-			Weight: int(weight), WeightType: int(weightType), AuthType: int(authType)}
-		if e.Timeout <= 0 {
-			e.Timeout = DefaultTimeout
-		}
-		eps = append(eps, e)
+		eps = append(eps, Endpoint{Proto: endpointProtos[istcp], Host: host, Port: int(port),
+			Timeout: cmp.Or(max(time.Duration(timeout)*time.Millisecond, 0), DefaultTimeout), Grid: int(grid),
+			Qos: int(qos), Weight: int(weight), WeightType: int(weightType), AuthType: int(authType)})
 	}
 	return eps, nil
 }

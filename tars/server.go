@@ -1,12 +1,14 @@
 package tars
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,68 +18,46 @@ import (
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("tars: server closed")
 
-// PingFunc is answered with Success by every servant, for liveness checks.
-const PingFunc = "tars_ping"
-
 const (
-	// maxInflight bounds the calls served at once on one connection; the
-	// reader waits for a free slot, which pushes back on the peer.
-	maxInflight = 1024
-	// maxPending bounds the bytes of requests being served and replies not
-	// yet written on one connection: past it no more requests are read, so
-	// a peer that does not read its replies holds little.
-	maxPending = 4 << 20
-	// defaultWriteTimeout: a reply making no progress this long (the peer
-	// stopped reading) closes its connection.
-	defaultWriteTimeout = 10 * time.Second
+	PingFunc    = "tars_ping" // answered with Success by every servant, for liveness checks
+	maxInflight = 1024        // calls served at once on one connection; then the reader waits
+	maxPending  = 4 << 20     // request and reply bytes one connection may hold before reads stop
 )
 
 // Current describes the call a handler is serving.
 type Current struct {
 	Servant, Func string
 	Version       int16
-	RequestID     int32
-	MessageType   int32
 	Oneway        bool          // no reply will be sent
 	Timeout       time.Duration // the caller's iTimeout; 0 if none
 	Context       map[string]string
-	Status        map[string]string
 	RemoteAddr    net.Addr
-	LocalAddr     net.Addr
 }
 
-// HandlerFunc serves one function of a servant: it reads the in-parameters
-// from in and writes the return value (tag 0, name "") and out-parameters to
-// out. A non-nil err is sent as ret, or ServerUnknownErr when ret is
-// Success, with the error's text; an *ArgError as ServerDecodeErr. ctx ends
-// when the caller's timeout passes or the connection closes (not during a
-// graceful Shutdown).
-//
-// in reads each argument on demand, skipping those before it without
-// allocating: check a token before decoding anything large, and set
-// in.MaxLen to what a list or map argument may hold before reading it.
+// HandlerFunc serves one function of a servant: it reads the in-parameters from in (on demand:
+// check a token before decoding anything large, set in.MaxLen before a list or map) and writes the
+// return value (tag 0, name "") and out-parameters to out. A non-nil err is sent with its text as
+// ret, or ServerUnknownErr if ret is Success, or ServerDecodeErr for an *ArgError. ctx ends at the
+// caller's timeout or when the connection closes.
 type HandlerFunc func(ctx context.Context, cur *Current, in *Args, out *Results) (ret int32, err error)
 
 // CallInfo describes one finished call, for statistics.
 type CallInfo struct {
 	Servant, Func string
-	Version       int16
 	Ret           int32 // InvokeTimeout for a client timeout
 	Duration      time.Duration
 	Peer          net.Addr // the other side
 	Err           error    // nil on success
 }
 
-// ListenOptions say what one listener serves. Who may connect, and how
-// many at once, is the listener's business: App wraps it.
+// ListenOptions say what one listener serves; App admits the connections.
 type ListenOptions struct {
 	Servants     []string      // empty: all
 	IdleTimeout  time.Duration // no traffic and no call in flight this long closes; 0: never
 	WriteTimeout time.Duration // a reply stuck this long closes; 0: 10 s
 }
 
-// Server serves Tars servants on any number of listeners. The zero value
-// is ready; set the fields before the first Serve.
+// Server serves Tars servants on any number of listeners. The zero value is ready; set the fields before the first Serve.
 type Server struct {
 	MaxPacket int            // largest frame accepted; 0: DefaultMaxPacket
 	Logger    *slog.Logger   // nil: slog.Default()
@@ -107,12 +87,7 @@ func (s *Server) Handle(servant, fn string, h HandlerFunc) {
 	s.handlers[servant][fn] = h
 }
 
-func (s *Server) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return slog.Default()
-}
+func (s *Server) logger() *slog.Logger { return cmp.Or(s.Logger, slog.Default()) }
 
 // Calls returns the requests dispatched since the server started.
 func (s *Server) Calls() uint64 { return s.calls.Load() }
@@ -126,81 +101,60 @@ func (s *Server) serves(servant string) bool {
 	return s.handlers[servant] != nil
 }
 
-// track adds a listener or connection to those Shutdown closes, unless the
-// server is closed already.
+// track adds a listener or connection to those Shutdown closes; false if the server is closed.
 func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
 	if *m == nil {
 		*m = make(map[T]struct{})
 	}
-	(*m)[v] = struct{}{}
-	return true
+	if !s.closed {
+		(*m)[v] = struct{}{}
+	}
+	return !s.closed
 }
 
-// Serve accepts connections on ln until Shutdown, then returns
-// ErrServerClosed.
+// Serve accepts connections on ln until Shutdown, then returns ErrServerClosed.
 func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
-	var servants map[string]bool // nil: all
-	for _, name := range opt.Servants {
-		if servants == nil {
-			servants = make(map[string]bool)
-		}
-		servants[name] = true
-	}
-	if opt.WriteTimeout <= 0 {
-		opt.WriteTimeout = defaultWriteTimeout
-	}
+	opt.WriteTimeout = cmp.Or(max(opt.WriteTimeout, 0), 10*time.Second)
 	if !track(s, &s.listeners, ln) {
 		ln.Close()
 		return ErrServerClosed
 	}
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
+	defer func() { s.mu.Lock(); delete(s.listeners, ln); s.mu.Unlock() }()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
-		if err != nil {
-			s.mu.RLock()
-			closed := s.closed
-			s.mu.RUnlock()
-			if closed {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors or the like: wait, as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn("tars: accept failed; retrying", "listener", ln.Addr().String(), "err", err, "delay", delay)
-				time.Sleep(delay)
+		var ne net.Error
+		switch {
+		case err == nil:
+			delay = 0
+			ctx, cancel := context.WithCancel(context.Background())
+			c := &serverConn{s: s, servants: opt.Servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
+				w: newFrameWriter(nc, opt.WriteTimeout)}
+			if !track(s, &s.conns, c) {
+				nc.Close()
 				continue
 			}
+			s.connsDone.Add(1)
+			go c.w.run()
+			go c.serve()
+		case !track(s, &s.listeners, ln): // ln is listed until Shutdown
+			return ErrServerClosed
+		case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+			// Out of file descriptors or the like: wait, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.logger().Warn("tars: accept failed; retrying", "listener", ln.Addr().String(), "err", err, "delay", delay)
+			time.Sleep(delay)
+		default:
 			return fmt.Errorf("tars: accept on %s: %w", ln.Addr(), err)
 		}
-		delay = 0
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &serverConn{s: s, servants: servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
-			w: newFrameWriter(nc, opt.WriteTimeout)}
-		if !track(s, &s.conns, c) {
-			nc.Close()
-			continue
-		}
-		s.connsDone.Add(1)
-		go c.w.run()
-		go c.serve()
 	}
 }
 
-// Shutdown stops accepting connections, tells every client to reconnect
-// elsewhere, stops reading new requests, waits for the calls in flight to be
-// answered and closes the connections. If ctx ends first, the remaining
-// connections are closed at once and ctx's error is returned.
+// Shutdown stops accepting connections, tells every client to reconnect elsewhere, stops reading
+// new requests, waits for the calls in flight to be answered and closes the connections. If ctx
+// ends first, the remaining connections are closed at once and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -212,10 +166,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
-	go func() {
-		s.connsDone.Wait()
-		close(done)
-	}()
+	go func() { s.connsDone.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -231,52 +182,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // dispatch serves one request and queues its reply.
 func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
-	s := c.s
-	cur := &Current{
-		Servant: req.ServantName, Func: req.FuncName, Version: req.Version,
-		RequestID: req.RequestID, MessageType: req.MessageType, Oneway: req.PacketType == PacketOneway,
-		Timeout: time.Duration(req.Timeout) * time.Millisecond,
-		Context: req.Context, Status: req.Status,
-		RemoteAddr: c.nc.RemoteAddr(), LocalAddr: c.nc.LocalAddr(),
-	}
+	cur := &Current{Servant: req.ServantName, Func: req.FuncName, Version: req.Version,
+		Oneway: req.PacketType == PacketOneway, Timeout: time.Duration(req.Timeout) * time.Millisecond,
+		Context: req.Context, RemoteAddr: c.nc.RemoteAddr()}
 	out := NewResults(req.Version)
 	ret, desc := c.call(cur, req, out, received)
-
-	// Past its iTimeout the caller has stopped waiting: a reply would only
-	// race with its own timeout error.
+	// Past its iTimeout the caller stopped waiting: a reply would race its own timeout error.
 	late := cur.Timeout > 0 && ret != ServerQueueTimeout && time.Since(received) > cur.Timeout
 	if !cur.Oneway && !late {
 		buf, err := out.AppendTo(nil)
 		if ret == Success && err != nil {
 			ret, desc = ServerEncodeErr, err.Error()
-			s.logger().Error("tars: cannot encode results", "servant", cur.Servant, "func", cur.Func, "err", err)
+			c.s.logger().Error("tars: cannot encode results", "servant", cur.Servant, "func", cur.Func, "err", err)
 		}
 		if ret != Success {
 			buf = nil
 		}
 		c.reply(req, ret, desc, buf)
 	}
-	if s.OnCall != nil {
-		info := CallInfo{Servant: cur.Servant, Func: cur.Func, Version: cur.Version, Ret: ret,
-			Duration: time.Since(received), Peer: cur.RemoteAddr}
+	if c.s.OnCall != nil {
+		info := CallInfo{Servant: cur.Servant, Func: cur.Func, Ret: ret, Duration: time.Since(received), Peer: cur.RemoteAddr}
 		if ret != Success {
 			info.Err = &CallError{Code: ret, Desc: desc, Servant: cur.Servant, Func: cur.Func}
 		}
-		s.OnCall(info)
+		c.s.OnCall(info)
 	}
 }
 
-// call finds and runs the handler; it returns the packet's code and, when
-// that is not Success, a description.
+// call finds and runs the handler: the packet's code and, unless Success, a description.
 func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, received time.Time) (ret int32, desc string) {
-	s := c.s
-	if c.servants != nil && !c.servants[cur.Servant] {
+	if len(c.servants) > 0 && !slices.Contains(c.servants, cur.Servant) {
 		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
 	}
-	s.mu.RLock()
-	fns, ok := s.handlers[cur.Servant]
+	c.s.mu.RLock()
+	fns, ok := c.s.handlers[cur.Servant]
 	h := fns[cur.Func]
-	s.mu.RUnlock()
+	c.s.mu.RUnlock()
 	switch {
 	case !ok:
 		return ServerNoServantErr, "no servant " + cur.Servant
@@ -299,7 +240,7 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			s.logger().Error("tars: handler panicked", "servant", cur.Servant, "func", cur.Func, "panic", p,
+			c.s.logger().Error("tars: handler panicked", "servant", cur.Servant, "func", cur.Func, "panic", p,
 				"stack", string(debug.Stack()))
 			ret, desc = ServerUnknownErr, fmt.Sprintf("panic in %s.%s: %v", cur.Servant, cur.Func, p)
 		}
@@ -309,34 +250,33 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 	switch {
 	case errors.As(err, &ae):
 		return ServerDecodeErr, err.Error()
-	case err != nil && ret == Success:
-		return ServerUnknownErr, err.Error()
 	case err != nil:
-		return ret, err.Error()
+		return cmp.Or(ret, ServerUnknownErr), err.Error()
 	case ret != Success:
 		return ret, fmt.Sprintf("%s.%s returned code %d", cur.Servant, cur.Func, ret)
 	}
 	return Success, ""
 }
 
-// reconnectDesc in a push (request id 0) asks the client to stop sending on
-// this connection and reconnect once its calls are answered.
+// reconnectDesc in a push (request id 0) asks the client to reconnect once its calls are answered.
 const reconnectDesc = "_reconnect_"
 
-// appendReply appends the reply frame to req in req's version.
-func appendReply(b []byte, req *RequestPacket, ret int32, desc string, sBuffer []byte) []byte {
+// reply queues the reply to req in req's version.
+func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, sBuffer []byte) {
+	f := newFrame()
 	if req.Version == VersionTUP {
 		rsp := TUPReply(req, ret, desc, nil)
 		if ret == Success {
 			rsp.Buffer = sBuffer // already the encoded argument map
 		}
-		return rsp.AppendFrame(b)
+		*f = rsp.AppendFrame(*f)
+	} else {
+		rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
+			MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
+		if req.Version == VersionJSON {
+			rsp.Version = VersionJSON
+		}
+		*f = rsp.AppendFrame(*f)
 	}
-	version := req.Version
-	if version != VersionJSON {
-		version = VersionTars
-	}
-	rsp := ResponsePacket{Version: version, PacketType: req.PacketType, RequestID: req.RequestID,
-		MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
-	return rsp.AppendFrame(b)
+	c.w.send(f)
 }
