@@ -54,7 +54,11 @@ func (t *table) printGoals(w io.Writer) {
 			got, what = v/best, what+"× best peer"
 		}
 		met := float64(g.rw.better)*(got-g.limit) >= 0
-		fmt.Fprintf(w, "| %s | "+g.rw.unit+" | %s | %.2f | %s |\n", what, v, peerFigure(g.rw, best, name), got, map[bool]string{true: "met", false: "**missed**"}[met])
+		ratio := fmt.Sprintf("%.2f", got)
+		if g.absolute {
+			ratio = "–"
+		}
+		fmt.Fprintf(w, "| %s | "+g.rw.unit+" | %s | %s | %s |\n", what, v, peerFigure(g.rw, best, name), ratio, map[bool]string{true: "met", false: "**missed**"}[met])
 	}
 	var bad []string
 	for _, r := range t.results {
