@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	rtmetrics "runtime/metrics"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -181,4 +183,40 @@ func TestPausedReaderGetsEverythingInOrder(t *testing.T) {
 		}
 	}
 	paused.do("ping", "pong")
+}
+
+func TestDeliveryToIdleConnectionsStartsNoGoroutine(t *testing.T) {
+	// Whoever delivers writes: 50 pushes to 200 idle members, 10,000 deliveries, start no
+	// goroutine per delivery (a writer starts only for a socket that is full).
+	s := testSettings()
+	s.Store = "memory"
+	ts := startServer(t, s, t.TempDir())
+	const members, pushes = 200, 50
+	cs := make([]*wsClient, members)
+	for i := range cs {
+		cs[i] = ts.dial(t)
+		cs[i].do("subscribe|room1", "Subscribe roomNum:room1 success!")
+	}
+	sample := []rtmetrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	rtmetrics.Read(sample)
+	before := sample[0].Value.Uint64()
+	for i := range pushes {
+		if n, err := ts.hub.PushRoom("room1", fmt.Sprint("m", i), fromHTTP); n != members || err != nil {
+			t.Fatalf("push %d reached %d, %v", i, n, err)
+		}
+		time.Sleep(2 * time.Millisecond) // each push finds its members idle again
+	}
+	rtmetrics.Read(sample)
+	created := sample[0].Value.Uint64() - before
+	t.Logf("%d goroutines created for %d deliveries", created, members*pushes)
+	if created >= pushes { // fewer than one per push; one per delivery was the old way
+		t.Fatalf("%d goroutines created for %d deliveries", created, members*pushes)
+	}
+	for _, c := range cs {
+		for i := range pushes {
+			if got := c.recv(); got != fmt.Sprint("m", i) {
+				t.Fatalf("got %q, want m%d", got, i)
+			}
+		}
+	}
 }
