@@ -222,8 +222,10 @@ func TestHostileClusterPeerPush(t *testing.T) {
 	}
 	rss1 := clusterRSS(t, p.cmd.Process.Pid)
 	t.Logf("RSS %d MiB before the attacks, %d MiB after (+%d MiB)", rss0>>20, rss1>>20, (rss1-rss0)>>20)
-	if rss1-rss0 > 100<<20 {
-		t.Errorf("RSS grew by %d MiB, want under 100", (rss1-rss0)>>20)
+	// Kept, the 50 messages grow it by over 300 MiB; refused, by some 25 MiB of garbage, which
+	// a loaded machine may collect late.
+	if rss1-rss0 > 150<<20 {
+		t.Errorf("RSS grew by %d MiB, want under 150", (rss1-rss0)>>20)
 	}
 
 	stop := func() int {
