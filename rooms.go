@@ -276,7 +276,9 @@ func (h *Hub) committed(items []*logItem) {
 		drops = append(drops, h.send(it, &flush))
 	}
 	h.mu.Unlock()
-	go flushAll(flush) // the log's writer goes on to the next group meanwhile
+	if len(flush) > 0 {
+		go flushAll(flush) // the log's writer goes on to the next group meanwhile
+	}
 	for i, it := range items {
 		if drops[i] != nil {
 			drops[i].answer(0)
