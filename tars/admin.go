@@ -70,8 +70,8 @@ func (a *App) adminObj() {
 	})
 	a.Command("tars.viewstatus", "", "shows the server's state", func(context.Context, []string) string {
 		var b strings.Builder
-		fmt.Fprintf(&b, "server: %s.%s\nversion: %s\npid: %d\n", a.cfg.App, a.cfg.Server, a.version(), os.Getpid())
-		fmt.Fprintf(&b, "uptime: %s\nloglevel: %s\nadapters: %d\n", time.Since(a.started).Round(time.Second), a.logs.Level(), len(a.adapters))
+		fmt.Fprintf(&b, "server: %s.%s\nversion: %s\npid: %d\nuptime: %s\nloglevel: %s\nadapters: %d\n", a.cfg.App, a.cfg.Server,
+			a.version(), os.Getpid(), time.Since(a.started).Round(time.Second), a.logs.Level(), len(a.adapters))
 		for _, line := range a.status {
 			b.WriteString(line())
 		}
@@ -86,7 +86,6 @@ func (a *App) adminObj() {
 		}
 		return b.String()
 	})
-
 	a.srv.Handle(AdminServant, "shutdown", func(ctx context.Context, cur *Current, in *Args, out *Results) (int32, error) {
 		a.log.Info("shutdown requested through AdminObj", "peer", cur.RemoteAddr.String())
 		a.stop() // the drain answers this call before closing its connection
@@ -98,28 +97,23 @@ func (a *App) adminObj() {
 			return 0, err
 		}
 		a.log.Info("AdminObj notify", "command", cmd, "peer", cur.RemoteAddr.String())
-		out.PutString(0, "", a.notify(ctx, cmd))
+		answer := "empty command; tars.help lists the commands"
+		if f := strings.Fields(cmd); len(f) > 0 {
+			if c, ok := a.commands[f[0]]; ok {
+				answer = c.run(ctx, f[1:])
+			} else {
+				answer = fmt.Sprintf("unknown command %q; tars.help lists the commands", f[0])
+			}
+		}
+		out.PutString(0, "", answer)
 		return Success, nil
 	})
-}
-
-// notify runs one operator command and returns its answer.
-func (a *App) notify(ctx context.Context, command string) string {
-	f := strings.Fields(command)
-	if len(f) == 0 {
-		return "empty command; tars.help lists the commands"
-	}
-	c, ok := a.commands[f[0]]
-	if !ok {
-		return fmt.Sprintf("unknown command %q; tars.help lists the commands", f[0])
-	}
-	return c.run(ctx, f[1:])
 }
 
 // checkConfigName refuses a file name that could write outside the base
 // path: the config service names files, never paths.
 func checkConfigName(name string) error {
-	if name == "" || name != filepath.Base(name) || strings.ContainsAny(name, `/\`) || strings.Contains(name, "..") ||
+	if name == "" || strings.ContainsAny(name, `/\`) || strings.Contains(name, "..") ||
 		strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return fmt.Errorf("file name %q is not a bare name (no path separator, \"..\" or control character)", name)
 	}

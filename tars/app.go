@@ -127,19 +127,12 @@ func (a *App) UseTLS(c *tls.Config) {
 	}
 }
 
-// adapterWith returns the first adapter that has ok, nil if none.
-func (a *App) adapterWith(ok func(AdapterConfig) bool) *adapter {
-	i := slices.IndexFunc(a.adapters, func(ad *adapter) bool { return ok(ad.cfg) })
-	if i < 0 {
-		return nil
-	}
-	return a.adapters[i]
-}
-
 // HTTPAddr returns the address of the first not_tars adapter.
 func (a *App) HTTPAddr() (net.Addr, bool) {
-	if ad := a.adapterWith(func(c AdapterConfig) bool { return c.Protocol == "not_tars" }); ad != nil {
-		return ad.Addr(), true
+	for _, ad := range a.adapters {
+		if ad.http != nil {
+			return ad.Addr(), true
+		}
 	}
 	return nil, false
 }
@@ -147,13 +140,14 @@ func (a *App) HTTPAddr() (net.Addr, bool) {
 // Reachable returns where servant is reached: the bound port, and for a
 // wildcard host the localip (or 127.0.0.1).
 func (a *App) Reachable(servant string) (Endpoint, bool) {
-	ad := a.adapterWith(func(c AdapterConfig) bool { return c.Servant == servant })
-	if ad == nil {
-		return Endpoint{}, false
+	for _, ad := range a.adapters {
+		if ad.cfg.Servant == servant {
+			e := ad.cfg.Endpoint
+			e.Port = ad.Addr().(*net.TCPAddr).Port
+			return e.Dialable(a.cfg.LocalIP), true
+		}
 	}
-	e := ad.cfg.Endpoint
-	e.Port = ad.Addr().(*net.TCPAddr).Port
-	return e.Dialable(a.cfg.LocalIP), true
+	return Endpoint{}, false
 }
 
 // AdapterStats describe one adapter's admission.
@@ -174,12 +168,12 @@ func (a *App) Adapters() []AdapterStats {
 }
 
 // adapter is the listener of one adapter section, served by the Tars server
-// or an http.Server. It closes, counts and logs at accept the connections
-// the allow list or maxconns refuse.
+// or an http.Server: the one admission layer of both. It closes, counts and
+// logs at accept the connections the allow list or maxconns refuse.
 type adapter struct {
 	net.Listener
 	cfg             AdapterConfig
-	http            *http.Server
+	http            *http.Server // nil: served by the Tars server
 	allow           []netip.Addr // nil: all
 	log             *slog.Logger
 	conns           atomic.Int64
@@ -264,10 +258,8 @@ type RunOptions struct {
 func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	a.apply = opt.Apply
 	// Heartbeats and pulls end before the drain, reports after it.
-	fwCtx, fwCancel := context.WithCancel(context.Background())
-	defer fwCancel()
+	fwCtx, endFw := context.WithCancel(context.Background())
 	reportCtx, endReports := context.WithCancel(context.Background())
-	defer endReports()
 	var fw sync.WaitGroup
 	if node := a.framework(serverPath+"<node>", a.cfg.Node); node != nil {
 		fw.Go(func() { a.keepAlive(fwCtx, node) })
@@ -284,7 +276,6 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	if property := a.framework(clientPath+"<property>", a.cfg.Property); a.stat != nil || property != nil {
 		fw.Go(func() { a.report(reportCtx, property) })
 	}
-
 	served := make(chan error, len(a.adapters))
 	for _, ad := range a.adapters {
 		go func() { served <- ad.serve(&a.srv, a.tls) }()
@@ -305,12 +296,12 @@ func (a *App) Run(ctx context.Context, opt RunOptions) error {
 		pending--
 		a.log.Error("shutting down: a listener failed", "err", failed)
 	}
-	fwCancel()
+	endFw()
 	err := a.drain(opt.Drain)
 	endReports()
 	fw.Wait()
 	a.client.Close()
-	for ; pending > 0; pending-- {
+	for range pending {
 		if e := <-served; e != nil {
 			a.log.Error("listener", "err", e)
 		}
@@ -343,31 +334,33 @@ func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 func (a *App) drain(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DeactivatingTimeout)
 	defer cancel()
-	warnIf := func(err error, msg string) {
-		if err != nil {
-			a.log.Warn(msg, "err", err)
-		}
-	}
 	var wg sync.WaitGroup
+	shutdown := func(stop func(context.Context) error, what string) {
+		wg.Go(func() {
+			if err := stop(ctx); err != nil {
+				a.log.Warn(what+" still running at shutdown", "err", err)
+			}
+		})
+	}
 	for _, ad := range a.adapters {
 		if ad.http != nil {
-			wg.Go(func() { warnIf(ad.http.Shutdown(ctx), "HTTP requests still running at shutdown") })
+			shutdown(ad.http.Shutdown, "HTTP requests")
 		}
 	}
-	wg.Go(func() { warnIf(a.srv.Shutdown(ctx), "Tars calls still running at shutdown") })
+	shutdown(a.srv.Shutdown, "Tars calls")
 	wg.Wait()
 	for _, ad := range a.adapters {
 		ad.Close() // in case a Serve had not started before its Shutdown
 	}
-	if fn == nil {
-		return nil
+	var err error
+	if fn != nil {
+		err = fn(ctx)
 	}
-	err := fn(ctx)
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		a.log.Warn("not drained within deactivating-timeout", "timeout", a.cfg.DeactivatingTimeout)
 		return nil
-	}
-	if err != nil {
+	case err != nil:
 		a.log.Error("shutdown", "err", err)
 	}
 	return err
