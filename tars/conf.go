@@ -2,7 +2,6 @@ package tars
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -24,6 +23,7 @@ type confSection struct {
 	keys   []string // in file order, as are subs
 	values map[string]string
 	subs   []*confSection
+	line   int // where it was last opened, for errors
 }
 
 // sub returns the child section called name, nil if none.
@@ -44,11 +44,7 @@ func (s *confSection) sub(name string) *confSection {
 // paths need no escaping.
 func ParseConf(name string, data []byte) (*Conf, error) {
 	c := &Conf{confSection{values: map[string]string{}}}
-	type open struct {
-		s    *confSection
-		line int
-	}
-	stack := []open{{&c.root, 0}}
+	stack := []*confSection{&c.root}
 	for i, raw := range strings.Split(string(data), "\n") {
 		line, top := trimConf(raw), stack[len(stack)-1]
 		fail := func(format string, a ...any) error {
@@ -61,36 +57,41 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 			if key == "" {
 				return nil, fail("empty key in %q", line)
 			}
-			if _, ok := top.s.values[key]; !ok {
-				top.s.keys = append(top.s.keys, key)
+			if _, ok := top.values[key]; !ok {
+				top.keys = append(top.keys, key)
 			}
-			top.s.values[key] = value
+			top.values[key] = value
 		case len(line) < 2 || line[len(line)-1] != '>':
 			return nil, fail("section tag %q does not end with '>'", line)
 		default:
 			inner, closing := strings.CutPrefix(line[1:len(line)-1], "/")
 			sec := trimConf(inner)
-			if err := checkSectionName(sec); err != nil {
-				return nil, fail("%s in %q", err, line)
-			}
-			switch s := top.s.sub(sec); {
+			bad := strings.IndexFunc(sec, func(r rune) bool {
+				return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`/<>\`, r)
+			})
+			switch s := top.sub(sec); {
+			case sec == "":
+				return nil, fail("empty section name in %q", line)
+			case bad >= 0: // a name that could not be written in a path
+				return nil, fail("section name %q may not contain %q in %q", sec, []rune(sec[bad:])[0], line)
 			case !closing:
 				if s == nil {
 					s = &confSection{name: sec, values: map[string]string{}}
-					top.s.subs = append(top.s.subs, s)
+					top.subs = append(top.subs, s)
 				}
-				stack = append(stack, open{s, i + 1})
+				s.line = i + 1
+				stack = append(stack, s)
 			case len(stack) == 1:
 				return nil, fail("</%s> closes no open section", sec)
-			case top.s.name != sec:
-				return nil, fail("</%s> does not match <%s> opened at line %d", sec, top.s.name, top.line)
+			case top.name != sec:
+				return nil, fail("</%s> does not match <%s> opened at line %d", sec, top.name, top.line)
 			default:
 				stack = stack[:len(stack)-1]
 			}
 		}
 	}
 	if top := stack[len(stack)-1]; len(stack) > 1 {
-		return nil, fmt.Errorf("%s:%d: <%s> is never closed", name, top.line, top.s.name)
+		return nil, fmt.Errorf("%s:%d: <%s> is never closed", name, top.line, top.name)
 	}
 	return c, nil
 }
@@ -99,19 +100,6 @@ func ParseConf(name string, data []byte) (*Conf, error) {
 // the start of a file and concatenation at the start of any line.
 func trimConf(s string) string {
 	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '\ufeff' })
-}
-
-// checkSectionName rejects names that could not be written in a path.
-func checkSectionName(n string) error {
-	if n == "" {
-		return errors.New("empty section name")
-	}
-	for _, r := range n {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`/<>\`, r) {
-			return fmt.Errorf("section name %q may not contain %q", n, r)
-		}
-	}
-	return nil
 }
 
 // splitConfLine splits a trimmed line at its first unescaped '=', then
@@ -166,10 +154,7 @@ func (c *Conf) Lookup(path string) (string, bool) {
 }
 
 // Get returns the value at a path, or "" if it is absent.
-func (c *Conf) Get(path string) string {
-	v, _ := c.Lookup(path)
-	return v
-}
+func (c *Conf) Get(path string) string { v, _ := c.Lookup(path); return v }
 
 // Sections returns the names of a section's child sections in file order;
 // nil if the section is absent.
@@ -178,9 +163,9 @@ func (c *Conf) Sections(path string) []string {
 	if hasKey || s == nil {
 		return nil
 	}
-	out := []string{}
-	for _, sub := range s.subs {
-		out = append(out, sub.name)
+	out := make([]string, len(s.subs))
+	for i, sub := range s.subs {
+		out[i] = sub.name
 	}
 	return out
 }

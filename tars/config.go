@@ -87,10 +87,7 @@ func LoadConfig(c *Conf) (*Config, error) {
 	for _, name := range c.Sections(serverPath) {
 		p := serverPath + "/" + name
 		a := AdapterConfig{Name: name, Allow: r.List(p + "<allow>"), MaxConns: r.Int(p+"<maxconns>", 1024, 1)}
-		var v string
-		if a.Endpoint, v = parsed(r, p+"<endpoint>", "", ParseEndpoint); v == "" {
-			r.check(p+"<endpoint>", errNotSet)
-		}
+		a.Endpoint, _ = parsed(r, p+"<endpoint>", r.required(p+"<endpoint>"), ParseEndpoint) // required, then parsed
 		a.Servant = r.required(p + "<servant>")
 		if prev, dup := cfg.Adapter(a.Servant); dup {
 			r.check(p+"<servant>", fmt.Errorf("%q is also served by adapter %s", a.Servant, prev.Name))
@@ -106,13 +103,11 @@ func LoadConfig(c *Conf) (*Config, error) {
 	return cfg, nil
 }
 
-var errNotSet = errors.New("not set")
-
 // required reads a value that must be set.
 func (r *ConfReader) required(path string) string {
 	v := r.Str(path, "")
 	if v == "" {
-		r.check(path, errNotSet)
+		r.check(path, errors.New("not set"))
 	}
 	return v
 }

@@ -2,6 +2,7 @@ package tars
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -72,9 +73,7 @@ func (c *serverConn) read() (graceful bool) {
 	for {
 		for c.w.pending.Load() >= maxPending {
 			select {
-			case <-c.w.freed:
-			case <-c.w.dead: // the peer stopped reading: the write timed out
-				return false
+			case <-c.w.freed: // also when a failed write drops what is queued
 			case <-c.ctx.Done():
 				return false
 			}
@@ -97,13 +96,16 @@ func (c *serverConn) read() (graceful bool) {
 		if err == nil {
 			body, err = fr.Next()
 		}
+		bad := func(what string, err error) bool {
+			s.badFrames.Add(1)
+			log.Warn("tars: closing connection after "+what, "peer", peer, "err", err)
+			c.abort()
+			return false
+		}
 		var fe *FrameError
 		switch {
 		case errors.As(err, &fe):
-			s.badFrames.Add(1)
-			log.Warn("tars: closing connection after a bad frame", "peer", peer, "err", err)
-			c.abort()
-			return false
+			return bad("a bad frame", err)
 		case errors.Is(err, os.ErrDeadlineExceeded) && c.draining.Load():
 			return true
 		case err != nil:
@@ -118,23 +120,20 @@ func (c *serverConn) read() (graceful bool) {
 		if len(body) > 64<<10 {
 			fr.buf = nil // the request keeps a large frame; no idle connection holds one
 		} else {
-			req.Buffer = append([]byte(nil), req.Buffer...) // body is reused by the next read
+			req.Buffer = bytes.Clone(req.Buffer) // body is reused by the next read
 		}
-		if err != nil {
-			s.badFrames.Add(1)
-			if req.RequestID == 0 {
-				log.Warn("tars: closing connection after an undecodable request", "peer", peer, "err", err)
-				c.abort()
-				return false
-			}
+		switch {
+		case err != nil && req.RequestID == 0:
+			return bad("an undecodable request", err)
+		case err != nil:
 			// Its ids decoded and the stream is in step: the caller learns why; the connection goes on.
+			s.badFrames.Add(1)
 			log.Debug("tars: undecodable request refused", "peer", peer, "err", err)
 			if req.PacketType != PacketOneway {
 				c.reply(req, ServerDecodeErr, err.Error(), nil)
 			}
 			continue
-		}
-		if req.Version == VersionTUP {
+		case req.Version == VersionTUP:
 			c.tup.Store(true)
 		}
 		s.calls.Add(1)
