@@ -127,27 +127,27 @@ func LoadConf(path string) (*Conf, error) {
 	return ParseConf(path, data)
 }
 
-// at returns the section of a path such as "/a/b<key>", nil if absent, and
-// the key it names, if any. Empty segments are ignored: "/" is the root.
-func (c *Conf) at(path string) (s *confSection, key string, hasKey bool) {
-	if i := strings.IndexByte(path, '<'); i >= 0 && strings.HasSuffix(path, ">") {
-		path, key, hasKey = path[:i], path[i+1:len(path)-1], true
+// section returns the section at a path such as "/a/b", nil if absent.
+// Empty segments are ignored: "/" is the root.
+func (c *Conf) section(path string) *confSection {
+	if c == nil {
+		return nil
 	}
-	if c != nil {
-		s = &c.root
-	}
+	s := &c.root
 	for n := range strings.SplitSeq(path, "/") {
 		if s != nil && n != "" {
 			s = s.sub(n)
 		}
 	}
-	return s, key, hasKey
+	return s
 }
 
-// Lookup returns the value at a path and whether the key is present.
+// Lookup returns the value at a path such as "/a/b<key>" and whether the
+// key is present.
 func (c *Conf) Lookup(path string) (string, bool) {
-	if s, key, hasKey := c.at(path); hasKey && s != nil {
-		v, ok := s.values[key]
+	sec, key, ok := strings.Cut(path, "<")
+	if s := c.section(sec); ok && s != nil && strings.HasSuffix(key, ">") {
+		v, ok := s.values[key[:len(key)-1]]
 		return v, ok
 	}
 	return "", false
@@ -159,8 +159,8 @@ func (c *Conf) Get(path string) string { v, _ := c.Lookup(path); return v }
 // Sections returns the names of a section's child sections in file order;
 // nil if the section is absent.
 func (c *Conf) Sections(path string) []string {
-	s, _, hasKey := c.at(path)
-	if hasKey || s == nil {
+	s := c.section(path)
+	if s == nil {
 		return nil
 	}
 	out := make([]string, len(s.subs))
@@ -172,7 +172,7 @@ func (c *Conf) Sections(path string) []string {
 
 // Keys returns the keys of a section in file order.
 func (c *Conf) Keys(path string) []string {
-	if s, _, hasKey := c.at(path); !hasKey && s != nil {
+	if s := c.section(path); s != nil {
 		return slices.Clone(s.keys)
 	}
 	return nil

@@ -211,14 +211,13 @@ func (c *serverConn) dispatch(req *RequestPacket, received time.Time) {
 
 // call finds and runs the handler: the packet's code and, unless Success, a description.
 func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, received time.Time) (ret int32, desc string) {
-	if len(c.servants) > 0 && !slices.Contains(c.servants, cur.Servant) {
-		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
-	}
 	c.s.mu.RLock()
 	fns, ok := c.s.handlers[cur.Servant]
 	h := fns[cur.Func]
 	c.s.mu.RUnlock()
 	switch {
+	case len(c.servants) > 0 && !slices.Contains(c.servants, cur.Servant):
+		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
 	case !ok:
 		return ServerNoServantErr, "no servant " + cur.Servant
 	case cur.Func == PingFunc && h == nil:
