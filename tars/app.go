@@ -334,33 +334,31 @@ func (ad *adapter) serve(s *Server, tc *tls.Config) error {
 func (a *App) drain(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DeactivatingTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	shutdown := func(stop func(context.Context) error, what string) {
-		wg.Go(func() {
-			if err := stop(ctx); err != nil {
-				a.log.Warn(what+" still running at shutdown", "err", err)
-			}
-		})
-	}
-	for _, ad := range a.adapters {
-		if ad.http != nil {
-			shutdown(ad.http.Shutdown, "HTTP requests")
+	warnIf := func(err error, msg string) {
+		if err != nil {
+			a.log.Warn(msg, "err", err)
 		}
 	}
-	shutdown(a.srv.Shutdown, "Tars calls")
+	var wg sync.WaitGroup
+	for _, ad := range a.adapters {
+		if ad.http != nil {
+			wg.Go(func() { warnIf(ad.http.Shutdown(ctx), "HTTP requests still running at shutdown") })
+		}
+	}
+	wg.Go(func() { warnIf(a.srv.Shutdown(ctx), "Tars calls still running at shutdown") })
 	wg.Wait()
 	for _, ad := range a.adapters {
 		ad.Close() // in case a Serve had not started before its Shutdown
 	}
-	var err error
-	if fn != nil {
-		err = fn(ctx)
+	if fn == nil {
+		return nil
 	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	err := fn(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
 		a.log.Warn("not drained within deactivating-timeout", "timeout", a.cfg.DeactivatingTimeout)
 		return nil
-	case err != nil:
+	}
+	if err != nil {
 		a.log.Error("shutdown", "err", err)
 	}
 	return err

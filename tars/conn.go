@@ -15,13 +15,12 @@ import (
 
 // serverConn is one accepted connection: a reader, a goroutine per call in flight, one writer.
 type serverConn struct {
-	s        *Server
-	servants []string // served here; empty: all
-	idle     time.Duration
-	nc       net.Conn
-	ctx      context.Context // ends when the connection is aborted
-	cancel   context.CancelFunc
-	w        *frameWriter
+	s      *Server
+	opt    ListenOptions
+	nc     net.Conn
+	ctx    context.Context // ends when the connection is aborted
+	cancel context.CancelFunc
+	w      *frameWriter
 
 	calls    sync.WaitGroup
 	draining atomic.Bool
@@ -78,8 +77,8 @@ func (c *serverConn) read() (graceful bool) {
 				return false
 			}
 		}
-		if c.idle > 0 { // the connection is idle when no frame comes and no call is in flight
-			c.nc.SetReadDeadline(time.Now().Add(c.idle))
+		if c.opt.IdleTimeout > 0 { // the connection is idle when no frame comes and no call is in flight
+			c.nc.SetReadDeadline(time.Now().Add(c.opt.IdleTimeout))
 		}
 		if c.draining.Load() {
 			return true
@@ -89,7 +88,7 @@ func (c *serverConn) read() (graceful bool) {
 			if len(slots) > 0 { // calls in flight
 				continue
 			}
-			log.Debug("tars: closing idle connection", "peer", peer, "idle_timeout", c.idle)
+			log.Debug("tars: closing idle connection", "peer", peer, "idle_timeout", c.opt.IdleTimeout)
 			return true
 		}
 		var body []byte

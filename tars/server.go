@@ -130,8 +130,7 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 		case err == nil:
 			delay = 0
 			ctx, cancel := context.WithCancel(context.Background())
-			c := &serverConn{s: s, servants: opt.Servants, idle: opt.IdleTimeout, nc: nc, ctx: ctx, cancel: cancel,
-				w: newFrameWriter(nc, opt.WriteTimeout)}
+			c := &serverConn{s: s, opt: opt, nc: nc, ctx: ctx, cancel: cancel, w: newFrameWriter(nc, opt.WriteTimeout)}
 			if !track(s, &s.conns, c) {
 				nc.Close()
 				continue
@@ -216,7 +215,7 @@ func (c *serverConn) call(cur *Current, req *RequestPacket, out *Results, receiv
 	h := fns[cur.Func]
 	c.s.mu.RUnlock()
 	switch {
-	case len(c.servants) > 0 && !slices.Contains(c.servants, cur.Servant):
+	case len(c.opt.Servants) > 0 && !slices.Contains(c.opt.Servants, cur.Servant):
 		return ServerNoServantErr, "no servant " + cur.Servant + " on this adapter"
 	case !ok:
 		return ServerNoServantErr, "no servant " + cur.Servant
