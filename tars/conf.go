@@ -127,8 +127,7 @@ func LoadConf(path string) (*Conf, error) {
 	return ParseConf(path, data)
 }
 
-// section returns the section at a path such as "/a/b", nil if absent.
-// Empty segments are ignored: "/" is the root.
+// section returns the section at a path such as "/a/b" ("/" is the root), nil if absent.
 func (c *Conf) section(path string) *confSection {
 	if c == nil {
 		return nil
@@ -142,8 +141,7 @@ func (c *Conf) section(path string) *confSection {
 	return s
 }
 
-// Lookup returns the value at a path such as "/a/b<key>" and whether the
-// key is present.
+// Lookup returns the value at a path such as "/a/b<key>" and whether the key is present.
 func (c *Conf) Lookup(path string) (string, bool) {
 	sec, key, ok := strings.Cut(path, "<")
 	if s := c.section(sec); ok && s != nil && strings.HasSuffix(key, ">") {
@@ -156,8 +154,7 @@ func (c *Conf) Lookup(path string) (string, bool) {
 // Get returns the value at a path, or "" if it is absent.
 func (c *Conf) Get(path string) string { v, _ := c.Lookup(path); return v }
 
-// Sections returns the names of a section's child sections in file order;
-// nil if the section is absent.
+// Sections returns the names of a section's child sections in file order; nil if it is absent.
 func (c *Conf) Sections(path string) []string {
 	s := c.section(path)
 	if s == nil {
@@ -178,9 +175,8 @@ func (c *Conf) Keys(path string) []string {
 	return nil
 }
 
-// ConfReader reads typed values from C and keeps the first error in Err,
-// which names the key path and the value. An absent or empty key gives the
-// default.
+// ConfReader reads typed values from C and keeps the first error in Err, which names the key
+// path and the value. An absent or empty key gives the default.
 type ConfReader struct {
 	C   *Conf
 	Err error

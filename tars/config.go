@@ -112,8 +112,7 @@ func (r *ConfReader) required(path string) string {
 	return v
 }
 
-// ServantName returns the full name of one of this server's objects:
-// "App.Server.obj".
+// ServantName returns the full name "App.Server.obj" of one of this server's objects.
 func (c *Config) ServantName(obj string) string { return c.App + "." + c.Server + "." + obj }
 
 // Adapter returns the adapter serving servant.
