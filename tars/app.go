@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -183,7 +182,7 @@ type adapter struct {
 func admit(cfg AdapterConfig, log *slog.Logger) (*adapter, error) {
 	l := &adapter{cfg: cfg, log: log}
 	for _, s := range cfg.Allow {
-		ip, err := netip.ParseAddr(strings.TrimSpace(s))
+		ip, err := netip.ParseAddr(s) // trimmed by ConfReader.List
 		if err != nil {
 			return nil, fmt.Errorf("adapter %s: allow: %q is not an IP address", cfg.Name, s)
 		}
