@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -61,8 +62,8 @@ func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.
 			http.ServeContent(w, r, "chat.html", time.Time{}, bytes.NewReader(page))
 		})
 	}
-	mux.HandleFunc("/Index/pushByRoom", h.pushByRoom)
-	mux.HandleFunc("/Index/pushAll", h.pushAll)
+	mux.HandleFunc("/Index/pushByRoom", h.push)
+	mux.HandleFunc("/Index/pushAll", h.push)
 	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "index success!!")
 	})
@@ -172,43 +173,36 @@ func (h *handler) checkOrigin(cfg *websocket.Config, r *http.Request) error {
 	return nil
 }
 
-// trigger checks an HTTP trigger before it pushes, and answers it if it may not: a browser request
-// for a page the server does not allow (403, whatever the method: a form or an <img> on any site
-// must not push), a body over the limit (400), a missing (401) or wrong (403) push token. A request
-// with an Origin is judged by it; one without, by Sec-Fetch-Site. Clients that send neither (curl,
-// backends) go through.
-func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool) bool {
+// trigger checks an HTTP trigger and returns the settings in force, or answers it and returns nil:
+// a browser request for a page the server does not allow (403, whatever the method: a form or an
+// <img> on any site must not push), a body over the limit (400), a missing (401) or wrong (403)
+// push token. A request with an Origin is judged by it; one without, by Sec-Fetch-Site. Clients
+// that send neither (curl, backends) go through.
+func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool) *Settings {
 	s := h.live.get()
 	origin, site := r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site")
 	if sameSite && (origin != "" && !h.originAllowed(origin, r) ||
 		origin == "" && site != "" && site != "same-origin" && site != "none") {
 		h.log.Warn("trigger refused: cross-site request", "path", r.URL.Path, "origin", origin, "site", site, "remote", r.RemoteAddr)
 		http.Error(w, "cross-site request refused: the page's origin is not allowed (setting origins)", http.StatusForbidden)
-		return false
+		return nil
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.MaxHTTPBody)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-		return false
+		return nil
 	}
-	if s.PushToken == "" {
-		return true
-	}
-	got := r.Header.Get(pushTokenHeader)
-	if got == "" {
-		got = r.FormValue("token")
-	}
-	switch {
+	switch got := cmp.Or(r.Header.Get(pushTokenHeader), r.FormValue("token")); {
+	case checkPushToken(s, got):
+		return s
 	case got == "":
 		w.Header().Set("WWW-Authenticate", `Push-Token realm="push"`)
 		http.Error(w, "push token required (header "+pushTokenHeader+" or parameter token)", http.StatusUnauthorized)
-		return false
-	case !checkPushToken(s, got):
+	default:
 		h.log.Warn("push refused: wrong token", "path", r.URL.Path, "remote", r.RemoteAddr)
 		http.Error(w, "wrong push token", http.StatusForbidden)
-		return false
 	}
-	return true
+	return nil
 }
 
 // pushTokenHeader carries the push token of an HTTP trigger; the parameter "token" may carry it
@@ -226,43 +220,34 @@ func checkPushToken(s *Settings, got string) bool {
 	return subtle.ConstantTimeCompare(want[:], have[:]) == 1
 }
 
-// params reads the named trigger parameters from the query, a POST form or a body; a missing one is
-// answered 400, and so is a message or a room (roomNum) that breaks a limit.
-func (h *handler) params(w http.ResponseWriter, r *http.Request, names ...string) ([]string, bool) {
-	s := h.live.get()
-	vals := make([]string, len(names))
-	for i, name := range names {
-		if vals[i] = r.FormValue(name); vals[i] == "" {
-			http.Error(w, "missing parameter "+name, http.StatusBadRequest)
-			return nil, false
-		}
-	}
-	for i, name := range names {
-		var err error
-		if name == "roomNum" {
-			if err = checkRoom(vals[i], s); err != nil {
-				err = fmt.Errorf("roomNum: %w", err)
-			}
-		} else {
-			err = checkMessage(&vals[i], s)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return nil, false
-		}
-	}
-	return vals, true
-}
-
-func (h *handler) pushByRoom(w http.ResponseWriter, r *http.Request) {
-	if !h.trigger(w, r, true) {
+// push serves pushByRoom (roomNum, message) and pushAll (message), whose parameters come from the
+// query, a POST form or a body: a missing one, or a room or message that breaks a limit, is a 400.
+func (h *handler) push(w http.ResponseWriter, r *http.Request) {
+	s := h.trigger(w, r, true)
+	if s == nil {
 		return
 	}
-	p, ok := h.params(w, r, "roomNum", "message")
-	if !ok {
+	all, room, msg := r.URL.Path == "/Index/pushAll", r.FormValue("roomNum"), r.FormValue("message")
+	var err error
+	switch {
+	case !all && room == "":
+		err = errors.New("missing parameter roomNum")
+	case msg == "":
+		err = errors.New("missing parameter message")
+	case !all:
+		if err = checkRoom(room, s); err != nil {
+			err = fmt.Errorf("roomNum: %w", err)
+		}
+	}
+	if err = cmp.Or(err, checkMessage(&msg, s)); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	room, msg := p[0], p[1]
+	if all {
+		h.hub.PushAll(msg, fromHTTP)
+		io.WriteString(w, "pushBy all success")
+		return
+	}
 	if _, err := h.hub.PushRoom(room, msg, fromHTTP); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -270,20 +255,10 @@ func (h *handler) pushByRoom(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "pushBy room success")
 }
 
-func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
-	if !h.trigger(w, r, true) {
-		return
-	}
-	if p, ok := h.params(w, r, "message"); ok {
-		h.hub.PushAll(p[0], fromHTTP)
-		io.WriteString(w, "pushBy all success")
-	}
-}
-
 // stats shows every room name, protected ones too: with a push token set, only those who may push
 // may look.
 func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
-	if !h.trigger(w, r, false) {
+	if h.trigger(w, r, false) == nil {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
