@@ -85,24 +85,22 @@ func DefaultSettings() Settings {
 // queue: half is the most one sender queues at once and the most a history replay fills, so each
 // leaves room for the other. A room's full history must fit the history memory bound.
 func (s Settings) check() error {
-	if f := maxFrame(s); 2*f > s.QueueBytes {
+	f, perEntry := maxFrame(s), s.MaxRoomName+s.MaxMessage+historyEntryOverhead
+	switch {
+	case 2*f > s.QueueBytes:
 		return fmt.Errorf("queue-bytes (%d) is too small for max-message (%d) and max-room-name (%d): "+
 			"a message can grow to %d bytes once JSON-escaped and must fit in half the queue; "+
 			"raise queue-bytes to at least %d or lower max-message", s.QueueBytes, s.MaxMessage, s.MaxRoomName, f, 2*f)
-	}
-	if s.PingInterval >= s.IdleTimeout {
+	case s.PingInterval >= s.IdleTimeout:
 		return fmt.Errorf("ping-interval (%d ms) must be less than idle-timeout (%d ms), or idle connections are dropped between pings",
 			s.PingInterval.Milliseconds(), s.IdleTimeout.Milliseconds())
-	}
-	if per := s.MaxRoomName + s.MaxMessage + historyEntryOverhead; s.History > s.historyBytes()/per {
+	case s.History > s.historyBytes()/perEntry:
 		return fmt.Errorf("history (%d) x max-message (%d) is more than the %d bytes all rooms' history may hold: "+
-			"keep history at most %d, lower max-message or raise history-disk", s.History, s.MaxMessage, s.historyBytes(), s.historyBytes()/per)
-	}
-	if s.HookTimeout >= s.IdleTimeout {
+			"keep history at most %d, lower max-message or raise history-disk", s.History, s.MaxMessage, s.historyBytes(), s.historyBytes()/perEntry)
+	case s.HookTimeout >= s.IdleTimeout:
 		return fmt.Errorf("hook-timeout (%d ms) must be less than idle-timeout (%d ms): a connection reads nothing while its hook runs",
 			s.HookTimeout.Milliseconds(), s.IdleTimeout.Milliseconds())
-	}
-	if s.Store == "file" && s.HistoryDisk < minHistoryDisk {
+	case s.Store == "file" && s.HistoryDisk < minHistoryDisk:
 		return fmt.Errorf("history-disk (%d) is less than %d bytes", s.HistoryDisk, minHistoryDisk)
 	}
 	return nil
