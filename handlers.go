@@ -64,16 +64,23 @@ func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.
 	}
 	mux.HandleFunc("/Index/pushByRoom", h.push)
 	mux.HandleFunc("/Index/pushAll", h.push)
-	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "index success!!")
-	})
+	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "index success!!") })
 	mux.HandleFunc("/Index/stats", h.stats)
 	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/monitor/monitor", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"code":0}`)
 	})
-	return h.checkHost(mux)
+	// 421 to a Host not served: a page elsewhere can point its own name at this address (DNS
+	// rebinding); its requests then carry that name, which Settings.Hosts does not list.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.hostAllowed(r) {
+			h.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
+			http.Error(w, fmt.Sprintf("host %q is not served here", tars.Clip(r.Host)), http.StatusMisdirectedRequest)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // upgrade is the gate to a WebSocket: the origin and the connections per client address are checked
@@ -111,20 +118,6 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// checkHost answers 421 to a request for a Host the server does not serve. A page elsewhere can
-// point its own name at this address (DNS rebinding); its requests then carry that name, which
-// Settings.Hosts does not list.
-func (h *handler) checkHost(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !h.hostAllowed(r) {
-			h.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
-			http.Error(w, fmt.Sprintf("host %q is not served here", tars.Clip(r.Host)), http.StatusMisdirectedRequest)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // hostAllowed reports whether r's Host is one of Settings.Hosts ("*" allows any). With none set, a
 // request that came in on a loopback address may only name a loopback host (localhost, 127.0.0.1,
 // [::1], any port), and one that came in on another address may name any.
@@ -151,7 +144,7 @@ func anyOf(list []string, v string) bool {
 }
 
 // originAllowed reports whether a browser page from origin may use the server: a page it served
-// itself (same host as the request, which checkHost has let through), or one of Settings.Origins
+// itself (same host as the request, which newHandler has let through), or one of Settings.Origins
 // ("*" allows any).
 func (h *handler) originAllowed(origin string, r *http.Request) bool {
 	return strings.EqualFold(origin, "http://"+r.Host) || strings.EqualFold(origin, "https://"+r.Host) ||
