@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -153,16 +152,11 @@ func (h *handler) originAllowed(origin string, r *http.Request) bool {
 
 // checkOrigin accepts clients that send no Origin (not browsers) and origins that originAllowed
 // accepts.
-func (h *handler) checkOrigin(cfg *websocket.Config, r *http.Request) error {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return nil
-	}
-	if !h.originAllowed(origin, r) {
+func (h *handler) checkOrigin(_ *websocket.Config, r *http.Request) error {
+	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(origin, r) {
 		h.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
 		return fmt.Errorf("origin %q not allowed", tars.Clip(origin))
 	}
-	cfg.Origin, _ = url.Parse(origin)
 	return nil
 }
 
@@ -185,22 +179,18 @@ func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool)
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return nil
 	}
-	switch got := cmp.Or(r.Header.Get(pushTokenHeader), r.FormValue("token")); {
+	switch got := cmp.Or(r.Header.Get("X-Push-Token"), r.FormValue("token")); {
 	case checkPushToken(s, got):
 		return s
 	case got == "":
 		w.Header().Set("WWW-Authenticate", `Push-Token realm="push"`)
-		http.Error(w, "push token required (header "+pushTokenHeader+" or parameter token)", http.StatusUnauthorized)
+		http.Error(w, "push token required (header X-Push-Token or parameter token)", http.StatusUnauthorized)
 	default:
 		h.log.Warn("push refused: wrong token", "path", r.URL.Path, "remote", r.RemoteAddr)
 		http.Error(w, "wrong push token", http.StatusForbidden)
 	}
 	return nil
 }
-
-// pushTokenHeader carries the push token of an HTTP trigger; the parameter "token" may carry it
-// instead.
-const pushTokenHeader = "X-Push-Token"
 
 // checkPushToken reports whether got may push under s: always when no push token is configured,
 // else when got is the token. Comparing fixed-size digests keeps the time independent of where, and

@@ -1,12 +1,7 @@
-// Command websocketserver is a WebSocket chat-room and push server for the
-// Tars ecosystem. Browsers join rooms over WebSocket; pages, HTTP calls and
-// Tars services push messages to a room or to everyone.
-//
-// On a Tars platform tarsnode starts it as
-//
-//	WebsocketServer --config=/path/App.Server.config.conf
-//
-// Without --config it serves the demo from the embedded default.conf.
+// Command websocketserver is a WebSocket chat-room and push server for the Tars ecosystem.
+// Browsers join rooms over WebSocket; pages, HTTP calls and Tars services push messages to a
+// room or to everyone. On a Tars platform tarsnode starts it with --config=App.Server.config.conf;
+// without --config it serves the demo from the embedded default.conf.
 package main
 
 import (
@@ -75,21 +70,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	set, pull, err := loadSettings(conf, DefaultSettings())
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
 	cfg.Version = version
 	var logTo io.Writer // a person running the demo watches the terminal; a platform, the log file
 	if !configSet {
 		logTo = stderr
 	}
-	logs, err := tars.OpenLogs(cfg, logTo)
+	set, pull, err := loadSettings(conf, DefaultSettings())
+	var logs *tars.Logs
+	if err == nil {
+		logs, err = tars.OpenLogs(cfg, logTo)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer logs.Close()
-
 	app, err := tars.New(cfg, logs)
 	if err == nil {
 		var srv *server

@@ -132,11 +132,8 @@ func (l *live) get() *Settings { return l.p.Load() }
 func (l *live) set(s Settings) { l.p.Store(&s) }
 
 // restartKeys are the keys read only at start: a file pulled later is applied without them.
-var restartKeys = map[string]bool{
-	"store": true, "hello": true, "peers": true, "cluster-secret": true,
-	"ping-interval": true, "http-read-timeout": true, "config-files": true,
-	"tls-cert": true, "tls-key": true,
-}
+var restartKeys = map[string]bool{"store": true, "hello": true, "peers": true, "cluster-secret": true, "ping-interval": true,
+	"http-read-timeout": true, "config-files": true, "tls-cert": true, "tls-key": true}
 
 // apply puts in force the <websocket> section of a file pulled while the server runs, read over
 // the settings in force with the same checks; on an error nothing changes. restartKeys keep their
@@ -207,10 +204,8 @@ func websocketSection(c *tars.Conf) (string, bool) {
 func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	path, _ := websocketSection(c)
 	r := &tars.ConfReader{C: c}
-	for _, k := range c.Keys(path) {
-		if !websocketKeys[k] && r.Err == nil {
-			r.Err = fmt.Errorf("config %s<%s>: unknown key", path, k)
-		}
+	if i := slices.IndexFunc(c.Keys(path), func(k string) bool { return !websocketKeys[k] }); i >= 0 {
+		r.Err = fmt.Errorf("config %s<%s>: unknown key", path, c.Keys(path)[i])
 	}
 	p := func(key string) string { return path + "<" + key + ">" }
 	s := base
@@ -219,12 +214,10 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 		key, want := p(f.Tag.Get("conf")), f.Tag.Get("want")
 		switch fv := v.Field(i).Addr().Interface().(type) {
 		case *string:
+			*fv = r.Str(key, *fv)
 			if want == "proxy" {
-				*fv = r.Proxy(key, *fv)
-			} else {
-				*fv = r.Str(key, *fv)
-			}
-			if vals := strings.Split(want, "|"); len(vals) > 1 && !slices.Contains(vals, *fv) {
+				r.Proxy(key, *fv) // records the error of one that does not parse
+			} else if vals := strings.Split(want, "|"); len(vals) > 1 && !slices.Contains(vals, *fv) {
 				r.Fail(key, *fv, strings.Join(vals, " or "))
 			}
 		case *int:
