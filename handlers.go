@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/tarsws/websocketserver/tars"
-	"golang.org/x/net/websocket"
 )
 
 //go:embed clients
@@ -84,18 +83,16 @@ func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.
 
 // upgrade is the gate to a WebSocket: the origin and the connections per client address are checked
 // here rather than in the handshake, which answers 403 without saying why; the connection counts
-// until it ends.
+// until it ends. Clients that send no Origin are not browsers.
 func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
-	if err := h.checkOrigin(&websocket.Config{}, r); err != nil {
-		http.Error(w, err.Error(), http.StatusForbidden)
+	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(origin, r) {
+		h.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
+		http.Error(w, fmt.Sprintf("origin %q not allowed", tars.Clip(origin)), http.StatusForbidden)
 		return
 	}
 	// The peer of the TCP connection: forwarding headers are not trusted, so behind a reverse proxy
 	// all clients share the proxy's address; keep the limit off there.
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	max := h.live.get().MaxConnsPerIP
 	h.mu.Lock()
 	ok := max <= 0 || h.conns[ip] < max
@@ -108,7 +105,7 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, max), http.StatusTooManyRequests)
 		return
 	}
-	serveConn(h.hub, w, r, h.checkOrigin, func() {
+	serveConn(h.hub, w, r, nil, func() {
 		h.mu.Lock()
 		if h.conns[ip]--; h.conns[ip] <= 0 {
 			delete(h.conns, ip)
@@ -148,16 +145,6 @@ func anyOf(list []string, v string) bool {
 func (h *handler) originAllowed(origin string, r *http.Request) bool {
 	return strings.EqualFold(origin, "http://"+r.Host) || strings.EqualFold(origin, "https://"+r.Host) ||
 		anyOf(h.live.get().Origins, origin)
-}
-
-// checkOrigin accepts clients that send no Origin (not browsers) and origins that originAllowed
-// accepts.
-func (h *handler) checkOrigin(_ *websocket.Config, r *http.Request) error {
-	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(origin, r) {
-		h.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
-		return fmt.Errorf("origin %q not allowed", tars.Clip(origin))
-	}
-	return nil
 }
 
 // trigger checks an HTTP trigger and returns the settings in force, or answers it and returns nil:
