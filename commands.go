@@ -44,15 +44,13 @@ func flagError(err error) error {
 func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := newFlags("push", `usage: websocketserver push [-config FILE] [-proxy PROXY] [-room ROOM | -all] [-token T] [-tup] TEXT
 
-Pushes TEXT over Tars RPC to a room (PushObj.pushByRoom) or to every
-connection (PushObj.pushAll) and prints "delivered N", the connections it was
-queued for. The default proxy is the PushObj adapter of the config.
+Pushes TEXT over Tars RPC and prints "delivered N", the connections it was queued for.
 
 `, stderr)
 	config := flags.String("config", "", "the server's config file (default: the embedded default.conf)")
 	proxy := flags.String("proxy", "", "PushObj's proxy string, App.Server.PushObj@tcp -h HOST -p PORT (default: from the config)")
-	room := flags.String("room", "", "the room to push to")
-	all := flags.Bool("all", false, "push to every connection")
+	room := flags.String("room", "", "the room to push to (PushObj.pushByRoom)")
+	all := flags.Bool("all", false, "push to every connection (PushObj.pushAll)")
 	token := flags.String("token", "", "the push token, when the server has push-token set")
 	tup := flags.Bool("tup", false, "call in the TUP layout (version 3) rather than TARS (version 1)")
 	if err := flags.Parse(args); err != nil {
@@ -123,15 +121,13 @@ queued for. The default proxy is the PushObj adapter of the config.
 func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags := newFlags("package", `usage: websocketserver package [-name WebsocketServer] [-o DIR] [-src DIR | -self]
 
-Packs NAME.tgz for the Tars web console's upload, NAME/NAME inside as TarsGo's
-"make tar" lays it out: the module in -src built for linux/amd64 (CGO off,
--trimpath), or with -self this executable, which must be a linux/amd64 build.
+Packs NAME.tgz, NAME/NAME built for linux/amd64, for the Tars web console's upload.
 
 `, stderr)
 	name := flags.String("name", "WebsocketServer", "the server name: the binary, its folder and the archive are named after it")
 	out := flags.String("o", ".", "the directory NAME.tgz is written to")
-	src := flags.String("src", ".", "the module directory to build from")
-	self := flags.Bool("self", false, "pack this executable rather than building one")
+	src := flags.String("src", ".", "the module directory to build from (CGO off, -trimpath)")
+	self := flags.Bool("self", false, "pack this executable, which must be a linux/amd64 build, rather than building one")
 	if err := flags.Parse(args); err != nil {
 		return flagError(err)
 	}

@@ -153,14 +153,12 @@ func (l *live) apply(name string, c *tars.Conf) (string, error) {
 	var applied, restart []string
 	was, now := reflect.ValueOf(old).Elem(), reflect.ValueOf(&s).Elem()
 	for i := range now.NumField() {
-		if reflect.DeepEqual(was.Field(i).Interface(), now.Field(i).Interface()) {
-			continue
-		}
-		key := now.Type().Field(i).Tag.Get("conf")
-		if restartKeys[key] {
+		switch key := now.Type().Field(i).Tag.Get("conf"); {
+		case reflect.DeepEqual(was.Field(i).Interface(), now.Field(i).Interface()):
+		case restartKeys[key]:
 			restart = append(restart, key)
 			now.Field(i).Set(was.Field(i))
-		} else {
+		default:
 			applied = append(applied, key)
 		}
 	}
