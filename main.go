@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -61,8 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if flags.NArg() > 0 {
 		return usageError(fmt.Sprintf("unexpected argument %q", flags.Arg(0)))
 	}
-	configSet := false
-	flags.Visit(func(*flag.Flag) { configSet = true }) // config is the only flag
+	configSet := flags.NFlag() > 0 // config is the only flag
 	if configSet && *config == "" {
 		return usageError("--config: empty file name")
 	}
