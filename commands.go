@@ -20,45 +20,37 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-const (
-	pushUsage = `usage: websocketserver push [-config FILE] [-proxy PROXY] [-room ROOM | -all] [-token T] [-tup] TEXT
+// newFlags returns a subcommand's flags, reporting to stderr; -h prints usage, then the flags.
+func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		flags.PrintDefaults()
+	}
+	return flags
+}
 
-Pushes TEXT to a room (PushObj.pushByRoom) or to every connection
-(PushObj.pushAll) over Tars RPC and prints "delivered N": how many
-connections the message was queued for. The default proxy is the PushObj
-adapter of the config (-config, or the embedded default.conf).
-
-`
-	packageUsage = `usage: websocketserver package [-name WebsocketServer] [-o DIR] [-src DIR | -self]
-
-Builds the server for linux/amd64 and packs NAME.tgz for the Tars web
-console's upload: the archive holds a folder NAME/ with the binary NAME in
-it, as TarsGo's "make tar" lays it out. The binary is built from the module
-in -src with the go command (CGO off, -trimpath); -self packs the running
-executable instead, which must be a linux/amd64 build.
-`
-)
-
-// flagError is a subcommand's error for flags that do not parse: none for -h, else a usage error.
+// flagError is a command's error for flags that do not parse: none for -h, else a usage error
+// (the parser has said what is wrong).
 func flagError(err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
-	return usageError{}
+	return usageError("")
 }
 
 // runPush pushes one message through PushObj.
 func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	flags := flag.NewFlagSet("push", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() {
-		fmt.Fprint(stderr, pushUsage)
-		flags.PrintDefaults()
-	}
+	flags := newFlags("push", `usage: websocketserver push [-config FILE] [-proxy PROXY] [-room ROOM | -all] [-token T] [-tup] TEXT
+
+Pushes TEXT over Tars RPC and prints "delivered N", the connections it was queued for.
+
+`, stderr)
 	config := flags.String("config", "", "the server's config file (default: the embedded default.conf)")
 	proxy := flags.String("proxy", "", "PushObj's proxy string, App.Server.PushObj@tcp -h HOST -p PORT (default: from the config)")
-	room := flags.String("room", "", "the room to push to")
-	all := flags.Bool("all", false, "push to every connection")
+	room := flags.String("room", "", "the room to push to (PushObj.pushByRoom)")
+	all := flags.Bool("all", false, "push to every connection (PushObj.pushAll)")
 	token := flags.String("token", "", "the push token, when the server has push-token set")
 	tup := flags.Bool("tup", false, "call in the TUP layout (version 3) rather than TARS (version 1)")
 	if err := flags.Parse(args); err != nil {
@@ -66,21 +58,19 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	switch {
 	case flags.NArg() == 0:
-		return usageError{"push: no TEXT to push"}
+		return usageError("push: no TEXT to push")
 	case flags.NArg() > 1:
-		return usageError{fmt.Sprintf("push: unexpected argument %q (quote TEXT if it has spaces)", flags.Arg(1))}
+		return usageError(fmt.Sprintf("push: unexpected argument %q (quote TEXT if it has spaces)", flags.Arg(1)))
 	case *all == (*room != ""):
-		return usageError{"push: want exactly one of -room ROOM and -all"}
+		return usageError("push: want exactly one of -room ROOM and -all")
 	case flags.Arg(0) == "":
-		return usageError{"push: empty TEXT"}
+		return usageError("push: empty TEXT")
 	}
-
 	_, cfg, name, err := loadConf(*config)
 	if err != nil {
 		return err
 	}
-	if *proxy == "" {
-		// The config's own PushObj, reached on this machine.
+	if *proxy == "" { // the config's own PushObj, reached on this machine
 		servant := cfg.ServantName("PushObj")
 		ad, ok := cfg.Adapter(servant)
 		if !ok {
@@ -127,24 +117,26 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return err
 }
 
+// runPackage packs NAME.tgz for the Tars web console's upload.
 func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	flags := flag.NewFlagSet("package", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() { fmt.Fprint(stderr, packageUsage) }
+	flags := newFlags("package", `usage: websocketserver package [-name WebsocketServer] [-o DIR] [-src DIR | -self]
+
+Packs NAME.tgz, NAME/NAME built for linux/amd64, for the Tars web console's upload.
+
+`, stderr)
 	name := flags.String("name", "WebsocketServer", "the server name: the binary, its folder and the archive are named after it")
 	out := flags.String("o", ".", "the directory NAME.tgz is written to")
-	src := flags.String("src", ".", "the module directory to build from")
-	self := flags.Bool("self", false, "pack this executable rather than building one")
+	src := flags.String("src", ".", "the module directory to build from (CGO off, -trimpath)")
+	self := flags.Bool("self", false, "pack this executable, which must be a linux/amd64 build, rather than building one")
 	if err := flags.Parse(args); err != nil {
 		return flagError(err)
 	}
 	if flags.NArg() > 0 {
-		return usageError{fmt.Sprintf("package: unexpected argument %q", flags.Arg(0))}
+		return usageError(fmt.Sprintf("package: unexpected argument %q", flags.Arg(0)))
 	}
-	if *name == "" || *name != filepath.Base(*name) || strings.ContainsAny(*name, `/\`) || *name == "." || *name == ".." {
-		return usageError{fmt.Sprintf("package: -name %q: want a plain file name", *name)}
+	if !filepath.IsLocal(*name) || strings.ContainsAny(*name, `/\`) || *name == "." {
+		return usageError(fmt.Sprintf("package: -name %q: want a plain file name", *name))
 	}
-
 	tmp, err := os.MkdirTemp("", "websocketserver-package-")
 	if err != nil {
 		return err
@@ -190,11 +182,11 @@ func writeTgz(path, name, bin string) error {
 	if err = errors.Join(tw.WriteHeader(dir), tw.WriteHeader(&file)); err == nil {
 		_, err = tw.Write(data)
 	}
-	if err = errors.Join(err, tw.Close(), gz.Close()); err != nil {
-		return err
+	if err = errors.Join(err, tw.Close(), gz.Close()); err == nil {
+		err = writeFileAtomic(path, buf.Bytes(), true)
 	}
-	if err := writeFileAtomic(path, buf.Bytes(), true); err != nil {
-		return err
+	if err == nil {
+		err = os.Chmod(path, 0o644)
 	}
-	return os.Chmod(path, 0o644)
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,14 +15,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tarsws/websocketserver/tars"
-	"golang.org/x/net/websocket"
 )
 
 //go:embed clients
@@ -61,34 +60,39 @@ func newHandler(hub *Hub, l *live, cl *Cluster, metrics http.Handler, log *slog.
 			http.ServeContent(w, r, "chat.html", time.Time{}, bytes.NewReader(page))
 		})
 	}
-	mux.HandleFunc("/Index/pushByRoom", h.pushByRoom)
-	mux.HandleFunc("/Index/pushAll", h.pushAll)
-	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "index success!!")
-	})
+	mux.HandleFunc("/Index/pushByRoom", h.push)
+	mux.HandleFunc("/Index/pushAll", h.push)
+	mux.HandleFunc("/Index/index", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "index success!!") })
 	mux.HandleFunc("/Index/stats", h.stats)
 	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/monitor/monitor", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"code":0}`)
 	})
-	return h.checkHost(mux)
+	// 421 to a Host not served: a page elsewhere can point its own name at this address (DNS
+	// rebinding); its requests then carry that name, which Settings.Hosts does not list.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.hostAllowed(r) {
+			h.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
+			http.Error(w, fmt.Sprintf("host %q is not served here", tars.Clip(r.Host)), http.StatusMisdirectedRequest)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // upgrade is the gate to a WebSocket: the origin and the connections per client address are checked
 // here rather than in the handshake, which answers 403 without saying why; the connection counts
-// until it ends.
+// until it ends. Clients that send no Origin are not browsers.
 func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
-	if err := h.checkOrigin(&websocket.Config{}, r); err != nil {
-		http.Error(w, err.Error(), http.StatusForbidden)
+	if origin := r.Header.Get("Origin"); origin != "" && !h.originAllowed(origin, r) {
+		h.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
+		http.Error(w, fmt.Sprintf("origin %q not allowed", tars.Clip(origin)), http.StatusForbidden)
 		return
 	}
 	// The peer of the TCP connection: forwarding headers are not trusted, so behind a reverse proxy
 	// all clients share the proxy's address; keep the limit off there.
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	max := h.live.get().MaxConnsPerIP
 	h.mu.Lock()
 	ok := max <= 0 || h.conns[ip] < max
@@ -101,26 +105,12 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, max), http.StatusTooManyRequests)
 		return
 	}
-	serveConn(h.hub, w, r, h.checkOrigin, func() {
+	serveConn(h.hub, w, r, nil, func() {
 		h.mu.Lock()
 		if h.conns[ip]--; h.conns[ip] <= 0 {
 			delete(h.conns, ip)
 		}
 		h.mu.Unlock()
-	})
-}
-
-// checkHost answers 421 to a request for a Host the server does not serve. A page elsewhere can
-// point its own name at this address (DNS rebinding); its requests then carry that name, which
-// Settings.Hosts does not list.
-func (h *handler) checkHost(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !h.hostAllowed(r) {
-			h.log.Warn("request refused: host not served", "host", r.Host, "remote", r.RemoteAddr)
-			http.Error(w, fmt.Sprintf("host %q is not served here", tars.Clip(r.Host)), http.StatusMisdirectedRequest)
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
 }
 
@@ -150,70 +140,44 @@ func anyOf(list []string, v string) bool {
 }
 
 // originAllowed reports whether a browser page from origin may use the server: a page it served
-// itself (same host as the request, which checkHost has let through), or one of Settings.Origins
+// itself (same host as the request, which newHandler has let through), or one of Settings.Origins
 // ("*" allows any).
 func (h *handler) originAllowed(origin string, r *http.Request) bool {
 	return strings.EqualFold(origin, "http://"+r.Host) || strings.EqualFold(origin, "https://"+r.Host) ||
 		anyOf(h.live.get().Origins, origin)
 }
 
-// checkOrigin accepts clients that send no Origin (not browsers) and origins that originAllowed
-// accepts.
-func (h *handler) checkOrigin(cfg *websocket.Config, r *http.Request) error {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return nil
-	}
-	if !h.originAllowed(origin, r) {
-		h.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
-		return fmt.Errorf("origin %q not allowed", tars.Clip(origin))
-	}
-	cfg.Origin, _ = url.Parse(origin)
-	return nil
-}
-
-// trigger checks an HTTP trigger before it pushes, and answers it if it may not: a browser request
-// for a page the server does not allow (403, whatever the method: a form or an <img> on any site
-// must not push), a body over the limit (400), a missing (401) or wrong (403) push token. A request
-// with an Origin is judged by it; one without, by Sec-Fetch-Site. Clients that send neither (curl,
-// backends) go through.
-func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool) bool {
+// trigger checks an HTTP trigger and returns the settings in force, or answers it and returns nil:
+// a browser request for a page the server does not allow (403, whatever the method: a form or an
+// <img> on any site must not push), a body over the limit (400), a missing (401) or wrong (403)
+// push token. A request with an Origin is judged by it; one without, by Sec-Fetch-Site. Clients
+// that send neither (curl, backends) go through.
+func (h *handler) trigger(w http.ResponseWriter, r *http.Request, sameSite bool) *Settings {
 	s := h.live.get()
 	origin, site := r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site")
 	if sameSite && (origin != "" && !h.originAllowed(origin, r) ||
 		origin == "" && site != "" && site != "same-origin" && site != "none") {
 		h.log.Warn("trigger refused: cross-site request", "path", r.URL.Path, "origin", origin, "site", site, "remote", r.RemoteAddr)
 		http.Error(w, "cross-site request refused: the page's origin is not allowed (setting origins)", http.StatusForbidden)
-		return false
+		return nil
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.MaxHTTPBody)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-		return false
+		return nil
 	}
-	if s.PushToken == "" {
-		return true
-	}
-	got := r.Header.Get(pushTokenHeader)
-	if got == "" {
-		got = r.FormValue("token")
-	}
-	switch {
+	switch got := cmp.Or(r.Header.Get("X-Push-Token"), r.FormValue("token")); {
+	case checkPushToken(s, got):
+		return s
 	case got == "":
 		w.Header().Set("WWW-Authenticate", `Push-Token realm="push"`)
-		http.Error(w, "push token required (header "+pushTokenHeader+" or parameter token)", http.StatusUnauthorized)
-		return false
-	case !checkPushToken(s, got):
+		http.Error(w, "push token required (header X-Push-Token or parameter token)", http.StatusUnauthorized)
+	default:
 		h.log.Warn("push refused: wrong token", "path", r.URL.Path, "remote", r.RemoteAddr)
 		http.Error(w, "wrong push token", http.StatusForbidden)
-		return false
 	}
-	return true
+	return nil
 }
-
-// pushTokenHeader carries the push token of an HTTP trigger; the parameter "token" may carry it
-// instead.
-const pushTokenHeader = "X-Push-Token"
 
 // checkPushToken reports whether got may push under s: always when no push token is configured,
 // else when got is the token. Comparing fixed-size digests keeps the time independent of where, and
@@ -226,43 +190,34 @@ func checkPushToken(s *Settings, got string) bool {
 	return subtle.ConstantTimeCompare(want[:], have[:]) == 1
 }
 
-// params reads the named trigger parameters from the query, a POST form or a body; a missing one is
-// answered 400, and so is a message or a room (roomNum) that breaks a limit.
-func (h *handler) params(w http.ResponseWriter, r *http.Request, names ...string) ([]string, bool) {
-	s := h.live.get()
-	vals := make([]string, len(names))
-	for i, name := range names {
-		if vals[i] = r.FormValue(name); vals[i] == "" {
-			http.Error(w, "missing parameter "+name, http.StatusBadRequest)
-			return nil, false
-		}
-	}
-	for i, name := range names {
-		var err error
-		if name == "roomNum" {
-			if err = checkRoom(vals[i], s); err != nil {
-				err = fmt.Errorf("roomNum: %w", err)
-			}
-		} else {
-			err = checkMessage(&vals[i], s)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return nil, false
-		}
-	}
-	return vals, true
-}
-
-func (h *handler) pushByRoom(w http.ResponseWriter, r *http.Request) {
-	if !h.trigger(w, r, true) {
+// push serves pushByRoom (roomNum, message) and pushAll (message), whose parameters come from the
+// query, a POST form or a body: a missing one, or a room or message that breaks a limit, is a 400.
+func (h *handler) push(w http.ResponseWriter, r *http.Request) {
+	s := h.trigger(w, r, true)
+	if s == nil {
 		return
 	}
-	p, ok := h.params(w, r, "roomNum", "message")
-	if !ok {
+	all, room, msg := r.URL.Path == "/Index/pushAll", r.FormValue("roomNum"), r.FormValue("message")
+	var err error
+	switch {
+	case !all && room == "":
+		err = errors.New("missing parameter roomNum")
+	case msg == "":
+		err = errors.New("missing parameter message")
+	case !all:
+		if err = checkRoom(room, s); err != nil {
+			err = fmt.Errorf("roomNum: %w", err)
+		}
+	}
+	if err = cmp.Or(err, checkMessage(&msg, s)); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	room, msg := p[0], p[1]
+	if all {
+		h.hub.PushAll(msg, fromHTTP)
+		io.WriteString(w, "pushBy all success")
+		return
+	}
 	if _, err := h.hub.PushRoom(room, msg, fromHTTP); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -270,20 +225,10 @@ func (h *handler) pushByRoom(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "pushBy room success")
 }
 
-func (h *handler) pushAll(w http.ResponseWriter, r *http.Request) {
-	if !h.trigger(w, r, true) {
-		return
-	}
-	if p, ok := h.params(w, r, "message"); ok {
-		h.hub.PushAll(p[0], fromHTTP)
-		io.WriteString(w, "pushBy all success")
-	}
-}
-
 // stats shows every room name, protected ones too: with a push token set, only those who may push
 // may look.
 func (h *handler) stats(w http.ResponseWriter, r *http.Request) {
-	if !h.trigger(w, r, false) {
+	if h.trigger(w, r, false) == nil {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

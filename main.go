@@ -1,19 +1,13 @@
-// Command websocketserver is a WebSocket chat-room and push server for the
-// Tars ecosystem. Browsers join rooms over WebSocket; pages, HTTP calls and
-// Tars services push messages to a room or to everyone.
-//
-// On a Tars platform tarsnode starts it as
-//
-//	WebsocketServer --config=/path/App.Server.config.conf
-//
-// Without --config it serves the demo from the embedded default.conf.
+// Command websocketserver is a WebSocket chat-room and push server for the Tars ecosystem.
+// Browsers join rooms over WebSocket; pages, HTTP calls and Tars services push messages to a
+// room or to everyone. On a Tars platform tarsnode starts it with --config=App.Server.config.conf;
+// without --config it serves the demo from the embedded default.conf.
 package main
 
 import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -31,21 +25,21 @@ var version string
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, stop) // after the first signal a second one kills at once, as usual
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if err.Error() != "" { // a bad flag is reported by its parser
-			fmt.Fprintln(os.Stderr, "websocketserver:", err)
-		}
-		if errors.As(err, new(usageError)) {
-			os.Exit(2)
-		}
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil && err.Error() != "" { // a bad flag is reported by its parser
+		fmt.Fprintln(os.Stderr, "websocketserver:", err)
+	}
+	if errors.As(err, new(usageError)) {
+		os.Exit(2)
+	} else if err != nil {
 		os.Exit(1)
 	}
 }
 
 // usageError means the command line was wrong: exit status 2.
-type usageError struct{ msg string }
+type usageError string
 
-func (e usageError) Error() string { return e.msg }
+func (e usageError) Error() string { return string(e) }
 
 // run parses the command line and serves until ctx ends or AdminObj stops it, then drains.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -56,41 +50,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if sub != nil {
 			return sub(ctx, args[1:], stdout, stderr)
 		}
-		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+		return usageError(fmt.Sprintf("unknown command %q", args[0]))
 	}
-	flags := flag.NewFlagSet("websocketserver", flag.ContinueOnError)
-	flags.SetOutput(stderr)
+	flags := newFlags("websocketserver", "usage: websocketserver [-config FILE] | push ... | package ...\n\n", stderr)
 	config := flags.String("config", "", "the config file tarsnode writes (default: the embedded default.conf)")
 	if err := flags.Parse(args); err != nil {
 		return flagError(err)
 	}
 	if flags.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", flags.Arg(0))}
+		return usageError(fmt.Sprintf("unexpected argument %q", flags.Arg(0)))
 	}
-	configSet := false
-	flags.Visit(func(f *flag.Flag) { configSet = configSet || f.Name == "config" })
+	configSet := flags.NFlag() > 0 // config is the only flag
 	if configSet && *config == "" {
-		return usageError{"--config: empty file name"}
+		return usageError("--config: empty file name")
 	}
 	conf, cfg, name, err := loadConf(*config)
 	if err != nil {
 		return err
-	}
-	set, pull, err := loadSettings(conf, DefaultSettings())
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
 	}
 	cfg.Version = version
 	var logTo io.Writer // a person running the demo watches the terminal; a platform, the log file
 	if !configSet {
 		logTo = stderr
 	}
-	logs, err := tars.OpenLogs(cfg, logTo)
+	set, pull, err := loadSettings(conf, DefaultSettings())
+	var logs *tars.Logs
+	if err == nil {
+		logs, err = tars.OpenLogs(cfg, logTo)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	defer logs.Close()
-
 	app, err := tars.New(cfg, logs)
 	if err == nil {
 		var srv *server
@@ -134,24 +125,33 @@ type server struct {
 // newServer puts the hub, HTTP handler, servants, admin commands and properties on app; app.Run serves.
 func newServer(app *tars.App, set Settings) (*server, error) {
 	cfg := app.Config()
-	s := &server{live: newLive(set)}
+	push := cfg.ServantName("PushObj")
+	copt := ClusterOptions{Servant: push, Secret: set.ClusterSecret, Log: app.Log()}
+	relay := cfg.Locator != "" || set.Peers != ""
+	if cfg.Locator != "" {
+		copt.Resolver = app.Client()
+	} else if set.Peers != "" {
+		p, _ := tars.ParseProxy(set.Peers) // loadSettings has parsed it
+		if p.Name != push || len(p.Endpoints) == 0 {
+			return nil, fmt.Errorf("config %s<peers>: %q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj", websocketPath, set.Peers, push)
+		}
+		copt.Static = p.Endpoints
+	}
 	tc, err := loadTLS(set, cfg, app.Log())
 	if err != nil {
 		return nil, err
 	}
 	app.UseTLS(tc)
-	push := cfg.ServantName("PushObj")
-	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: app.Log(),
-		Relay: cfg.Locator != "" || set.Peers != ""}
+	s := &server{live: newLive(set)}
+	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: app.Log(), Relay: relay,
+		Gateway: newGateway(app.Client(), app.Reachable)}
 	if opt.Hello, err = helloCaller(app, set.Hello); err != nil {
 		return nil, err
 	}
-	opt.Gateway = newGateway(app.Client(), app.Reachable)
 	if s.hub, err = newHub(opt); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", opt.DataDir, err)
 	}
-	if opt.Relay {
-		copt := ClusterOptions{Servant: push, Secret: set.ClusterSecret, Log: app.Log()}
+	if relay {
 		// Peers know this node by an address they can dial, not its wildcard; one listening on
 		// every interface is also itself on this machine's loopback.
 		if e, ok := app.Reachable(push); ok {
@@ -161,12 +161,6 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 			}
 		} else {
 			app.Log().Warn("cluster: no adapter serves PushObj, so the other nodes cannot pass their messages here", "servant", push)
-		}
-		if cfg.Locator != "" {
-			copt.Resolver = app.Client()
-		} else if copt.Static, err = staticPeers(set.Peers, push); err != nil {
-			s.hub.Shutdown(context.Background())
-			return nil, err
 		}
 		s.cl = NewCluster(s.hub, app.Client(), copt)
 		s.hub.useCluster(s.cl.interestChanged, s.cl.presence)
@@ -179,18 +173,6 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	registerProperties(app, s.hub)
 	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), app.Log()), set.ReadTimeout)
 	return s, nil
-}
-
-// staticPeers reads the peers key: this server's own PushObj with the endpoints of every node.
-func staticPeers(peers, servant string) ([]tars.Endpoint, error) {
-	p, err := tars.ParseProxy(peers)
-	if err == nil && (p.Name != servant || len(p.Endpoints) == 0) {
-		err = fmt.Errorf("%q: want %s@ENDPOINT[:ENDPOINT...], this server's own PushObj", peers, servant)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("config %s<peers>: %w", websocketPath, err)
-	}
-	return p.Endpoints, nil
 }
 
 // drain closes every WebSocket (1001) once flushed, then the cluster with what they pushed meanwhile.

@@ -85,24 +85,22 @@ func DefaultSettings() Settings {
 // queue: half is the most one sender queues at once and the most a history replay fills, so each
 // leaves room for the other. A room's full history must fit the history memory bound.
 func (s Settings) check() error {
-	if f := maxFrame(s); 2*f > s.QueueBytes {
+	f, perEntry := maxFrame(s), s.MaxRoomName+s.MaxMessage+historyEntryOverhead
+	switch {
+	case 2*f > s.QueueBytes:
 		return fmt.Errorf("queue-bytes (%d) is too small for max-message (%d) and max-room-name (%d): "+
 			"a message can grow to %d bytes once JSON-escaped and must fit in half the queue; "+
 			"raise queue-bytes to at least %d or lower max-message", s.QueueBytes, s.MaxMessage, s.MaxRoomName, f, 2*f)
-	}
-	if s.PingInterval >= s.IdleTimeout {
+	case s.PingInterval >= s.IdleTimeout:
 		return fmt.Errorf("ping-interval (%d ms) must be less than idle-timeout (%d ms), or idle connections are dropped between pings",
 			s.PingInterval.Milliseconds(), s.IdleTimeout.Milliseconds())
-	}
-	if per := s.MaxRoomName + s.MaxMessage + historyEntryOverhead; s.History > s.historyBytes()/per {
+	case s.History > s.historyBytes()/perEntry:
 		return fmt.Errorf("history (%d) x max-message (%d) is more than the %d bytes all rooms' history may hold: "+
-			"keep history at most %d, lower max-message or raise history-disk", s.History, s.MaxMessage, s.historyBytes(), s.historyBytes()/per)
-	}
-	if s.HookTimeout >= s.IdleTimeout {
+			"keep history at most %d, lower max-message or raise history-disk", s.History, s.MaxMessage, s.historyBytes(), s.historyBytes()/perEntry)
+	case s.HookTimeout >= s.IdleTimeout:
 		return fmt.Errorf("hook-timeout (%d ms) must be less than idle-timeout (%d ms): a connection reads nothing while its hook runs",
 			s.HookTimeout.Milliseconds(), s.IdleTimeout.Milliseconds())
-	}
-	if s.Store == "file" && s.HistoryDisk < minHistoryDisk {
+	case s.Store == "file" && s.HistoryDisk < minHistoryDisk:
 		return fmt.Errorf("history-disk (%d) is less than %d bytes", s.HistoryDisk, minHistoryDisk)
 	}
 	return nil
@@ -134,11 +132,8 @@ func (l *live) get() *Settings { return l.p.Load() }
 func (l *live) set(s Settings) { l.p.Store(&s) }
 
 // restartKeys are the keys read only at start: a file pulled later is applied without them.
-var restartKeys = map[string]bool{
-	"store": true, "hello": true, "peers": true, "cluster-secret": true,
-	"ping-interval": true, "http-read-timeout": true, "config-files": true,
-	"tls-cert": true, "tls-key": true,
-}
+var restartKeys = map[string]bool{"store": true, "hello": true, "peers": true, "cluster-secret": true, "ping-interval": true,
+	"http-read-timeout": true, "config-files": true, "tls-cert": true, "tls-key": true}
 
 // apply puts in force the <websocket> section of a file pulled while the server runs, read over
 // the settings in force with the same checks; on an error nothing changes. restartKeys keep their
@@ -158,14 +153,12 @@ func (l *live) apply(name string, c *tars.Conf) (string, error) {
 	var applied, restart []string
 	was, now := reflect.ValueOf(old).Elem(), reflect.ValueOf(&s).Elem()
 	for i := range now.NumField() {
-		if reflect.DeepEqual(was.Field(i).Interface(), now.Field(i).Interface()) {
-			continue
-		}
-		key := now.Type().Field(i).Tag.Get("conf")
-		if restartKeys[key] {
+		switch key := now.Type().Field(i).Tag.Get("conf"); {
+		case reflect.DeepEqual(was.Field(i).Interface(), now.Field(i).Interface()):
+		case restartKeys[key]:
 			restart = append(restart, key)
 			now.Field(i).Set(was.Field(i))
-		} else {
+		default:
 			applied = append(applied, key)
 		}
 	}
@@ -209,10 +202,8 @@ func websocketSection(c *tars.Conf) (string, bool) {
 func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 	path, _ := websocketSection(c)
 	r := &tars.ConfReader{C: c}
-	for _, k := range c.Keys(path) {
-		if !websocketKeys[k] && r.Err == nil {
-			r.Err = fmt.Errorf("config %s<%s>: unknown key", path, k)
-		}
+	if i := slices.IndexFunc(c.Keys(path), func(k string) bool { return !websocketKeys[k] }); i >= 0 {
+		r.Err = fmt.Errorf("config %s<%s>: unknown key", path, c.Keys(path)[i])
 	}
 	p := func(key string) string { return path + "<" + key + ">" }
 	s := base
@@ -221,12 +212,10 @@ func loadSettings(c *tars.Conf, base Settings) (Settings, []string, error) {
 		key, want := p(f.Tag.Get("conf")), f.Tag.Get("want")
 		switch fv := v.Field(i).Addr().Interface().(type) {
 		case *string:
+			*fv = r.Str(key, *fv)
 			if want == "proxy" {
-				*fv = r.Proxy(key, *fv)
-			} else {
-				*fv = r.Str(key, *fv)
-			}
-			if vals := strings.Split(want, "|"); len(vals) > 1 && !slices.Contains(vals, *fv) {
+				r.Proxy(key, *fv) // records the error of one that does not parse
+			} else if vals := strings.Split(want, "|"); len(vals) > 1 && !slices.Contains(vals, *fv) {
 				r.Fail(key, *fv, strings.Join(vals, " or "))
 			}
 		case *int:

@@ -7,18 +7,14 @@ import "syscall"
 // tryWrite writes what the socket takes now, without waiting, and says how much that was.
 func tryWrite(rc syscall.RawConn, b []byte) (n int, err error) {
 	cerr := rc.Control(func(fd uintptr) {
-		for n < len(b) {
+		for n < len(b) && err == nil {
 			m, e := syscall.Write(int(fd), b[n:])
 			switch {
-			case e == syscall.EINTR:
-				continue
 			case e == syscall.EAGAIN || e == nil && m == 0:
-				return
-			case e != nil:
-				err = e
-				return
+				return // the socket takes no more now
+			case e != syscall.EINTR:
+				n, err = n+max(m, 0), e
 			}
-			n += m
 		}
 	})
 	if err == nil {
