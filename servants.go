@@ -21,9 +21,7 @@ import (
 const (
 	pushBadArgument int32 = 1 // empty or too long room, empty or too long message
 	pushDenied      int32 = 2 // push-token is set and the call's context lacks it; peer calls: not a peer, or no cluster secret
-)
 
-const (
 	pushTokenKey     = "token"         // the request context key of the push token
 	minClusterSecret = 16              // characters of cluster-secret at least
 	peerFromMax      = 64              // bytes of PeerMessage.from
@@ -55,49 +53,21 @@ type pushObj struct {
 	cl   *Cluster // nil: no cluster, peer calls are refused
 }
 
-// pushFunc serves one PushObj function (see handle).
+// pushFunc serves one PushObj function: it puts the out-parameters after the return value 0, or
+// returns an error answered with its code (codeErr).
 type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error
 
 // registerPush registers PushObj under name; cl is nil without a cluster.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	o := &pushObj{s, name, hub, l, cl}
-	o.handle("pushByRoom", o.pushByRoom)
-	o.handle("pushAll", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-		a, err := o.args(cur, in, "message")
-		if err != nil {
-			return err
-		}
-		n, err := o.push(ctx, event{Kind: kindMessage, From: fromTars, Text: a[0], Time: time.Now()})
-		out.PutInt32(2, "delivered", int32(n))
-		return err
-	})
-	o.handle("pushToConn", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-		a, err := o.args(cur, in, "connId", "message")
-		if err != nil {
-			return err
-		}
-		id := a[0]
-		_, tag, _ := strings.Cut(id, ".")
-		if badID(id) || tag == "" {
-			return codeErr{pushBadArgument, fmt.Errorf("%s: connId: want a connection id c<N>.<tag>", cur.Func)}
-		}
-		ev := event{Kind: kindMessage, From: fromTars, Text: a[1], Time: time.Now(), To: id}
-		var n int
-		if tag == hub.idTag || cl == nil {
-			n, err = hub.DeliverLocal(newFrames(ev)).wait()
-		} else {
-			n, err = o.push(ctx, ev)
-		}
-		out.PutInt32(3, "delivered", int32(n))
-		return err
-	})
+	o.handle("pushByRoom", o.pusher("roomNum", "message"))
+	o.handle("pushAll", o.pusher("message"))
+	o.handle("pushToConn", o.pusher("connId", "message"))
 	o.handlePeer("peerPush", o.peerPush)
 	o.handlePeer("peerInterest", o.peerInterest)
 	o.handlePeer("peerPresence", o.peerPresence)
 }
 
-// handle registers fn: h puts the out-parameters after the return value 0, or returns an error
-// answered with its code (codeErr).
 func (o *pushObj) handle(fn string, h pushFunc) {
 	o.s.Handle(o.name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		out.PutInt32(0, "", 0)
@@ -123,46 +93,54 @@ func (o *pushObj) handlePeer(fn string, h pushFunc) {
 	})
 }
 
-func (o *pushObj) pushByRoom(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-	a, err := o.args(cur, in, "roomNum", "message")
-	if err != nil {
+// pusher serves a push function: its string arguments names from tag 1 (see event), then the
+// out-parameter delivered.
+func (o *pushObj) pusher(names ...string) pushFunc {
+	return func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
+		ev, err := o.event(cur, in, names...)
+		if err != nil {
+			return err
+		}
+		n, err := o.push(ctx, ev)
+		out.PutInt32(uint8(len(names)+1), "delivered", int32(n))
 		return err
 	}
-	n, err := o.push(ctx, event{Kind: kindMessage, Room: a[0], From: fromTars, Text: a[1], Time: time.Now()})
-	out.PutInt32(3, "delivered", int32(n))
-	return err
 }
 
-// args reads the string arguments at tags 1, 2... and checks the push token, then each argument
-// by its name (roomNum, message).
-func (o *pushObj) args(cur *tars.Current, in *tars.Args, names ...string) ([]string, error) {
+// event reads the string arguments names at tags 1, 2..., checks the push token, then each
+// argument by its name, and returns the message they make: to roomNum, to connId, or to all.
+func (o *pushObj) event(cur *tars.Current, in *tars.Args, names ...string) (event, error) {
+	ev := event{Kind: kindMessage, From: fromTars, Time: time.Now()}
 	a, err := readStrings(in, 1, names...)
 	if err != nil {
-		return nil, err
+		return ev, err
 	}
 	set := o.live.get()
 	if !checkPushToken(set, cur.Context[pushTokenKey]) {
-		return nil, codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
+		return ev, codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
 	}
 	for i, name := range names {
 		switch name {
 		case "roomNum":
-			err = checkRoom(a[i], set)
+			ev.Room, err = a[i], checkRoom(a[i], set)
+		case "connId":
+			if ev.To = a[i]; connTag(a[i]) == "" {
+				err = errors.New("want a connection id c<N>.<tag>")
+			}
 		case "message":
-			err = checkMessage(&a[i], set)
+			ev.Text, err = a[i], checkMessage(&a[i], set)
 		}
 		if err != nil {
-			return nil, codeErr{pushBadArgument, fmt.Errorf("%s: %s: %w", cur.Func, name, err)}
+			return ev, codeErr{pushBadArgument, fmt.Errorf("%s: %s: %w", cur.Func, name, err)}
 		}
 	}
-	return a, nil
+	return ev, nil
 }
 
 // readStrings reads the string arguments names at tags from, from+1...
-func readStrings(in *tars.Args, from uint8, names ...string) ([]string, error) {
-	a := make([]string, len(names))
+func readStrings(in *tars.Args, from uint8, names ...string) (a []string, err error) {
+	a = make([]string, len(names))
 	for i, name := range names {
-		var err error
 		if a[i], err = in.String(from+uint8(i), name); err != nil {
 			return nil, err
 		}
@@ -170,21 +148,26 @@ func readStrings(in *tars.Args, from uint8, names ...string) ([]string, error) {
 	return a, nil
 }
 
-// push delivers ev here and, with a cluster, on the other nodes.
+// push delivers ev here and, with a cluster, on the other nodes; a message to a connection of
+// this node stays here.
 func (o *pushObj) push(ctx context.Context, ev event) (int, error) {
-	if o.cl == nil {
+	switch {
+	case o.cl == nil:
 		return o.hub.Deliver(newFrames(ev), nil)
+	case ev.To != "" && connTag(ev.To) == o.hub.idTag:
+		return o.hub.DeliverLocal(newFrames(ev)).wait()
 	}
 	return o.cl.PushWait(ctx, ev)
 }
 
 // peerPush delivers other nodes' messages here only, and answers each one's count (-1: refused).
 func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-	msgs, err := readPeerPush(in, o.live.get().ClusterSecret)
+	set := o.live.get()
+	msgs, err := readPeerPush(in, set.ClusterSecret)
 	if err != nil {
 		return err
 	}
-	now, set := time.Now(), o.live.get()
+	now := time.Now()
 	items := make([]*logItem, len(msgs)) // delivered together: their writes share a sync
 	var bad, retimed int
 	var first error
@@ -197,9 +180,7 @@ func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, 
 			}
 			continue
 		}
-		if moved {
-			retimed++
-		}
+		retimed += boolInt(moved)
 		ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Name: m.Name, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
 		items[i] = o.hub.DeliverLocal(newFrames(ev))
 	}
@@ -257,13 +238,12 @@ func peerToken(in *tars.Args, tag uint8, fn, secret string) error {
 // (ownTag). A time further than peerClockSkew from now (a skewed clock, or a message that waited
 // long for its peer) is replaced by now, and retimed says so.
 func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time) (retimed bool, err error) {
-	_, tag, _ := strings.Cut(m.From, ".")
-	switch {
+	switch tag := connTag(m.From); {
 	case checkMessage(&m.Text, &set) != nil:
 		return false, fmt.Errorf("text: %w", checkMessage(&m.Text, &set))
 	case m.Room != "" && checkRoom(m.Room, &set) != nil:
 		return false, fmt.Errorf("room: %w", checkRoom(m.Room, &set))
-	case m.From != fromHTTP && m.From != fromTars && (badID(m.From) || tag == "" || tag == ownTag):
+	case m.From != fromHTTP && m.From != fromTars && (tag == "" || tag == ownTag):
 		return false, errors.New("from: want http, tars or a connection id of another node")
 	case m.To != "" && (badID(m.To) || m.Room != ""):
 		return false, errors.New("to: want a connection id, and no room")
@@ -282,6 +262,14 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 // badID reports whether id is not a connection id of at most peerFromMax bytes.
 func badID(id string) bool { return len(id) > peerFromMax || checkID(id) != nil }
 
+// connTag returns the node tag of connection id id, or "" if id is not a connection id with one.
+func connTag(id string) string {
+	if _, tag, _ := strings.Cut(id, "."); !badID(id) {
+		return tag
+	}
+	return ""
+}
+
 // codeErr is an error answered with a given return code.
 type codeErr struct {
 	code int32
@@ -292,8 +280,7 @@ func (e codeErr) Error() string { return e.err.Error() }
 func (e codeErr) Unwrap() error { return e.err }
 
 func codeOf(err error) int32 {
-	var ce codeErr
-	if errors.As(err, &ce) {
+	if ce := (codeErr{}); errors.As(err, &ce) {
 		return ce.code
 	}
 	return tars.ServerUnknownErr
@@ -372,10 +359,7 @@ func registerCommands(app *tars.App, hub *Hub) {
 			return fmt.Sprintf("ws.kick: closed %d connections in room %s", n, args[0])
 		})
 	app.Command("ws.stats", "", "shows the WebSocket counters as JSON", func(context.Context, []string) string {
-		b, err := json.Marshal(hub.Counts())
-		if err != nil {
-			return "ws.stats: " + err.Error()
-		}
+		b, _ := json.Marshal(hub.Counts()) // ints and a map of them: cannot fail
 		return string(b)
 	})
 	app.Status("websocket connections", func() any { return hub.Counts().Connections })
