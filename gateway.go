@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -71,47 +72,42 @@ func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
 	}
 	name := servant
 	if e, ok := g.local(servant); ok {
-		name = servant + "@" + e.String()
+		name += "@" + e.String()
 	}
 	p, err := g.client.Proxy(name)
-	if err == nil {
-		g.proxies[servant] = p.WithVersion(tars.VersionJSON)
+	if err != nil {
+		return nil, err
 	}
-	return g.proxies[servant], err
+	g.proxies[servant] = p.WithVersion(tars.VersionJSON)
+	return g.proxies[servant], nil
 }
 
 // call checks one call frame's data and calls on a goroutine of its own, so the reader goes on.
 func (c *conn) call(data string, s *Settings) {
 	var req callRequest
+	var args map[string]json.RawMessage
 	fail := func(code int32, err error) {
 		c.enqueue(encodeAnswer(callAnswer{Kind: kindError, ID: req.ID, Code: code, Error: err.Error()}))
 	}
-	if err := json.Unmarshal([]byte(data), &req); err != nil {
-		req.ID = nil
-		fail(callBadRequest, fmt.Errorf("call: bad JSON: %v", err))
-		return
-	}
-	if len(req.ID) > maxCallID || len(req.ID) > 0 && !strings.ContainsRune(`"-0123456789`, rune(req.ID[0])) {
-		req.ID = nil
-		fail(callBadRequest, fmt.Errorf("call: id must be a number or a string of at most %d bytes", maxCallID))
-		return
-	}
-	var args map[string]json.RawMessage
+	code, err := callBadRequest, json.Unmarshal([]byte(data), &req)
 	switch {
+	case err != nil:
+		req.ID, err = nil, fmt.Errorf("call: bad JSON: %v", err)
+	case len(req.ID) > maxCallID || len(req.ID) > 0 && !strings.ContainsRune(`"-0123456789`, rune(req.ID[0])):
+		req.ID, err = nil, fmt.Errorf("call: id must be a number or a string of at most %d bytes", maxCallID)
 	case req.Servant == "" || req.Func == "":
-		fail(callBadRequest, errors.New("call: servant and func required"))
-		return
+		err = errors.New("call: servant and func required")
 	case !callAllowed(s.CallAllow, req.Servant, req.Func):
-		fail(callDenied, fmt.Errorf("call: %s.%s is not allowed (call-allow)", req.Servant, req.Func))
-		return
+		code, err = callDenied, fmt.Errorf("call: %s.%s is not allowed (call-allow)", req.Servant, req.Func)
 	case len(req.Args) > s.CallMaxArgs:
-		fail(callBadRequest, fmt.Errorf("call: args longer than %d bytes", s.CallMaxArgs))
-		return
+		err = fmt.Errorf("call: args longer than %d bytes", s.CallMaxArgs)
 	case len(req.Args) > 0 && string(req.Args) != "null" && (req.Args[0] != '{' || json.Unmarshal(req.Args, &args) != nil):
-		fail(callBadRequest, errors.New("call: args must be an object of parameters by name"))
-		return
+		err = errors.New("call: args must be an object of parameters by name")
 	case c.hub.gw == nil:
-		fail(callDenied, errors.New("call: no Tars client"))
+		code, err = callDenied, errors.New("call: no Tars client")
+	}
+	if err != nil {
+		fail(code, err)
 		return
 	}
 	p, err := c.hub.gw.proxy(req.Servant)
@@ -131,30 +127,21 @@ func (c *conn) call(data string, s *Settings) {
 	p, limit := p.WithContext(ctx), s.QueueBytes/2
 	go func() {
 		defer c.calls.Add(-1)
-		var out map[string]json.RawMessage
-		// The client's timeout (sync-invoke-timeout) bounds the call.
+		out := map[string]json.RawMessage{}
+		// The client's timeout (sync-invoke-timeout) bounds the call; its errors are *tars.CallError.
 		err := p.Invoke(context.Background(), req.Func,
 			func(r *tars.Results) {
 				for name, v := range args {
 					r.PutJSON(0, name, v)
 				}
 			},
-			func(a *tars.Args) error {
-				out = a.JSONObject()
-				return nil
-			})
+			func(a *tars.Args) error { maps.Copy(out, a.JSONObject()); return nil })
 		if ce := (*tars.CallError)(nil); errors.As(err, &ce) {
 			fail(ce.Code, ce)
-			return
-		} else if err != nil {
-			fail(tars.ServerUnknownErr, err)
 			return
 		}
 		ret := out["tars_ret"]
 		delete(out, "tars_ret")
-		if out == nil {
-			out = map[string]json.RawMessage{}
-		}
 		if b := encodeAnswer(callAnswer{Kind: "result", ID: req.ID, Ret: ret, Result: out}); len(b) > limit {
 			fail(callBadRequest, fmt.Errorf("call: result of %d bytes does not fit the connection's queue", len(b)))
 		} else {
@@ -201,7 +188,7 @@ func callAllowed(spec, servant, fn string) bool {
 
 // connsByID returns the connection with id, if it is on this node, as a member set. h.mu held.
 func (h *Hub) connsByID(id string) map[*conn]uint64 {
-	if _, tag, _ := strings.Cut(id, "."); tag != h.idTag {
+	if connTag(id) != h.idTag {
 		return nil
 	}
 	for c, seq := range h.conns {
