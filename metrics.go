@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"fmt"
 	"io"
 	"net/http"
@@ -111,13 +110,11 @@ func (m *metrics) gather() []*metricFamily {
 	return fams
 }
 
-// metricFamily is one metric name with its samples.
+// metricFamily is one metric name with its samples: `{a="x",b="y"} value` or ` value`.
 type metricFamily struct {
 	name, typ, help string
-	samples         []metricSample
+	samples         []string
 }
-
-type metricSample struct{ labels, value string } // labels: `{a="x",b="y"}` or "", escaped
 
 var (
 	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
@@ -130,22 +127,23 @@ func (f *metricFamily) add(value any, labels ...string) {
 	for i := 0; i+1 < len(labels); i += 2 {
 		ls = append(ls, labels[i]+`="`+labelEscaper.Replace(labels[i+1])+`"`)
 	}
-	l := ""
+	s := " " + fmt.Sprint(value)
 	if ls != nil {
-		l = "{" + strings.Join(ls, ",") + "}"
+		s = "{" + strings.Join(ls, ",") + "}" + s
 	}
-	f.samples = append(f.samples, metricSample{l, fmt.Sprint(value)})
+	f.samples = append(f.samples, s)
 }
 
 // writeMetrics writes the families by name and their samples by labels, so the output is stable.
+// No label set is a prefix of another, so sorting the samples sorts them by labels.
 func writeMetrics(w io.Writer, fams []*metricFamily) error {
 	bw := bufio.NewWriter(w)
-	slices.SortFunc(fams, func(x, y *metricFamily) int { return cmp.Compare(x.name, y.name) })
+	slices.SortFunc(fams, func(x, y *metricFamily) int { return strings.Compare(x.name, y.name) })
 	for _, f := range fams {
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", f.name, helpEscaper.Replace(f.help), f.name, f.typ)
-		slices.SortFunc(f.samples, func(x, y metricSample) int { return cmp.Compare(x.labels, y.labels) })
+		slices.Sort(f.samples)
 		for _, s := range f.samples {
-			fmt.Fprintf(bw, "%s%s %s\n", f.name, s.labels, s.value)
+			fmt.Fprintf(bw, "%s%s\n", f.name, s)
 		}
 	}
 	return bw.Flush()
