@@ -13,15 +13,11 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// The gateway: a browser calls the application's Tars servants, with the JSON packet version
-// (args are the in-parameters by name, as TarsGo's servants read them without IDL), over its
-// connection; the answer is one json frame whatever the format. code is the Tars return code of a
+// The gateway: call| (README.md) has a browser call the application's Tars servants over its
+// connection, with the JSON packet version: args are the in-parameters by name, as TarsGo's
+// servants read them without IDL. The answer is one json frame; code is the Tars return code of a
 // failed call, or a call* code for one refused here. The request context carries the caller's
 // connection id under ctxConn, so the servant knows whom to push to (PushObj.pushToConn).
-//
-//	call|{"id":7,"servant":"App.Server.Obj","func":"getOrder","args":{"id":"o1"}}
-//	{"kind":"result","id":7,"ret":0,"result":{"order":{...}}}   ret: the return value, result: out-parameters
-//	{"kind":"error","id":7,"code":-7,"error":"tars: App.Server.Obj.getOrder: code -7 (invoke timeout): ..."}
 const (
 	cmdCall = "call"
 	ctxConn = "ws.conn"

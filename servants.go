@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -34,17 +35,9 @@ type registrar interface {
 	Handle(servant, fn string, h tars.HandlerFunc)
 }
 
-// pushObj serves PushObj (tars/Push.tars):
-//
-//	int pushByRoom(string roomNum, string message, out int delivered);
-//	int pushAll(string message, out int delivered);
-//	int pushToConn(string connId, string message, out int delivered);
-//	int peerPush(vector<PeerMessage> msgs, string token, out vector<int> delivered);
-//	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove, vector<string> gaps);
-//	int peerPresence(string token, string roomNum, out int count, out vector<PeerMember> members);
-//
-// The push calls answer the connections reached here and on the peers that answered in time
-// (Cluster.PushWait). The peer calls come from the peers' hosts with cluster-secret as token.
+// pushObj serves PushObj (tars/Push.tars): pushByRoom, pushAll and pushToConn answer the
+// connections reached here and on the peers that answered in time (Cluster.PushWait); peerPush,
+// peerInterest and peerPresence come from the peers' hosts with cluster-secret as token.
 type pushObj struct {
 	s    registrar
 	name string
@@ -72,7 +65,10 @@ func (o *pushObj) handle(fn string, h pushFunc) {
 	o.s.Handle(o.name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		out.PutInt32(0, "", 0)
 		if err := h(ctx, cur, in, out); err != nil {
-			return codeOf(err), err
+			if ce := (codeErr{}); errors.As(err, &ce) {
+				return ce.code, err
+			}
+			return tars.ServerUnknownErr, err
 		}
 		return tars.Success, nil
 	})
@@ -279,23 +275,13 @@ type codeErr struct {
 func (e codeErr) Error() string { return e.err.Error() }
 func (e codeErr) Unwrap() error { return e.err }
 
-func codeOf(err error) int32 {
-	if ce := (codeErr{}); errors.As(err, &ce) {
-		return ce.code
-	}
-	return tars.ServerUnknownErr
-}
-
 // registerHello registers HelloObj (tars/hello.tars), string hello(int no, string name), under
 // name. The answer names the caller and this server: "hello ann, no 3, from TestApp.WebsocketServer".
 func registerHello(s registrar, name, server string) {
 	s.Handle(name, "hello", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		no, err := in.Int32(1, "no")
-		if err != nil {
-			return 0, err
-		}
-		who, err := in.String(2, "name")
-		if err != nil {
+		who, err2 := in.String(2, "name")
+		if err = cmp.Or(err, err2); err != nil {
 			return 0, err
 		}
 		out.PutString(0, "", fmt.Sprintf("hello %s, no %d, from %s", who, no, server))
