@@ -89,48 +89,46 @@ func (o *pushObj) handlePeer(fn string, h pushFunc) {
 	})
 }
 
-// pusher serves a push function: its string arguments names from tag 1 (see event), then the
-// out-parameter delivered.
+// pusher serves a push function: its string arguments names from tag 1 make a message to roomNum,
+// to connId or to all, checked after the push token; the out-parameter delivered follows them.
 func (o *pushObj) pusher(names ...string) pushFunc {
 	return func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-		ev, err := o.event(cur, in, names...)
+		a, err := readStrings(in, 1, names...)
 		if err != nil {
 			return err
 		}
-		n, err := o.push(ctx, ev)
+		set := o.live.get()
+		if !checkPushToken(set, cur.Context[pushTokenKey]) {
+			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
+		}
+		ev := event{Kind: kindMessage, From: fromTars, Time: time.Now()}
+		for i, name := range names {
+			switch name {
+			case "roomNum":
+				ev.Room, err = a[i], checkRoom(a[i], set)
+			case "connId":
+				if ev.To = a[i]; connTag(a[i]) == "" {
+					err = errors.New("want a connection id c<N>.<tag>")
+				}
+			case "message":
+				ev.Text, err = a[i], checkMessage(&a[i], set)
+			}
+			if err != nil {
+				return codeErr{pushBadArgument, fmt.Errorf("%s: %s: %w", cur.Func, name, err)}
+			}
+		}
+		var n int
+		switch {
+		case o.cl == nil:
+			n, err = o.hub.Deliver(newFrames(ev), nil)
+		case ev.To != "" && connTag(ev.To) == o.hub.idTag: // a connection of this node
+			n, err = o.hub.DeliverLocal(newFrames(ev)).wait()
+		default: // here and on the other nodes
+			n, err = o.cl.PushWait(ctx, ev)
+		}
 		out.PutInt32(uint8(len(names)+1), "delivered", int32(n))
 		return err
 	}
-}
-
-// event reads the string arguments names at tags 1, 2..., checks the push token, then each
-// argument by its name, and returns the message they make: to roomNum, to connId, or to all.
-func (o *pushObj) event(cur *tars.Current, in *tars.Args, names ...string) (event, error) {
-	ev := event{Kind: kindMessage, From: fromTars, Time: time.Now()}
-	a, err := readStrings(in, 1, names...)
-	if err != nil {
-		return ev, err
-	}
-	set := o.live.get()
-	if !checkPushToken(set, cur.Context[pushTokenKey]) {
-		return ev, codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
-	}
-	for i, name := range names {
-		switch name {
-		case "roomNum":
-			ev.Room, err = a[i], checkRoom(a[i], set)
-		case "connId":
-			if ev.To = a[i]; connTag(a[i]) == "" {
-				err = errors.New("want a connection id c<N>.<tag>")
-			}
-		case "message":
-			ev.Text, err = a[i], checkMessage(&a[i], set)
-		}
-		if err != nil {
-			return ev, codeErr{pushBadArgument, fmt.Errorf("%s: %s: %w", cur.Func, name, err)}
-		}
-	}
-	return ev, nil
 }
 
 // readStrings reads the string arguments names at tags from, from+1...
@@ -142,18 +140,6 @@ func readStrings(in *tars.Args, from uint8, names ...string) (a []string, err er
 		}
 	}
 	return a, nil
-}
-
-// push delivers ev here and, with a cluster, on the other nodes; a message to a connection of
-// this node stays here.
-func (o *pushObj) push(ctx context.Context, ev event) (int, error) {
-	switch {
-	case o.cl == nil:
-		return o.hub.Deliver(newFrames(ev), nil)
-	case ev.To != "" && connTag(ev.To) == o.hub.idTag:
-		return o.hub.DeliverLocal(newFrames(ev)).wait()
-	}
-	return o.cl.PushWait(ctx, ev)
 }
 
 // peerPush delivers other nodes' messages here only, and answers each one's count (-1: refused).
