@@ -39,34 +39,9 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if r.Method == http.MethodGet {
-		writeMetrics(w, m.gather())
+	if r.Method == http.MethodHead {
+		return
 	}
-}
-
-// peerMetrics are the families websocketserver_cluster_peer_NAME, with each peer's value.
-var peerMetrics = []struct {
-	name, typ, help string
-	value           func(peerView) any
-}{
-	{"up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.", func(p peerView) any { return boolInt(p.State == "up") }},
-	{"queued", "gauge", "Messages waiting to be sent to the peer node.", func(p peerView) any { return p.Queued }},
-	{"sent_total", "counter", "Messages the peer node acknowledged.", func(p peerView) any { return p.Sent }},
-	{"dropped_total", "counter", "Oldest messages dropped from the peer's full queue (too many messages or bytes).", func(p peerView) any { return p.Dropped }},
-	{"filtered_total", "counter", "Room messages not sent to the peer node: it has no member in the room.", func(p peerView) any { return p.Filtered }},
-	{"interest_rooms", "gauge", "Rooms the peer node has members in; -1: not known, it gets every message.", func(p peerView) any { return p.Interest }},
-	{"lost_total", "counter", "Messages in calls to the peer that failed after they may have arrived; not resent.", func(p peerView) any { return p.Lost }},
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// gather reads every counter now.
-func (m *metrics) gather() []*metricFamily {
 	var fams []*metricFamily
 	family := func(name, typ, help string) *metricFamily {
 		fams = append(fams, &metricFamily{name: name, typ: typ, help: help})
@@ -107,7 +82,28 @@ func (m *metrics) gather() []*metricFamily {
 		family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
 			add(strconv.FormatFloat(float64(a.Started().UnixMilli())/1000, 'f', -1, 64))
 	}
-	return fams
+	writeMetrics(w, fams)
+}
+
+// peerMetrics are the families websocketserver_cluster_peer_NAME, with each peer's value.
+var peerMetrics = []struct {
+	name, typ, help string
+	value           func(peerView) any
+}{
+	{"up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.", func(p peerView) any { return boolInt(p.State == "up") }},
+	{"queued", "gauge", "Messages waiting to be sent to the peer node.", func(p peerView) any { return p.Queued }},
+	{"sent_total", "counter", "Messages the peer node acknowledged.", func(p peerView) any { return p.Sent }},
+	{"dropped_total", "counter", "Oldest messages dropped from the peer's full queue (too many messages or bytes).", func(p peerView) any { return p.Dropped }},
+	{"filtered_total", "counter", "Room messages not sent to the peer node: it has no member in the room.", func(p peerView) any { return p.Filtered }},
+	{"interest_rooms", "gauge", "Rooms the peer node has members in; -1: not known, it gets every message.", func(p peerView) any { return p.Interest }},
+	{"lost_total", "counter", "Messages in calls to the peer that failed after they may have arrived; not resent.", func(p peerView) any { return p.Lost }},
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // metricFamily is one metric name with its samples: `{a="x",b="y"} value` or ` value`.
