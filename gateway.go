@@ -99,8 +99,6 @@ func (c *conn) call(data string, s *Settings) {
 		err = fmt.Errorf("call: args longer than %d bytes", s.CallMaxArgs)
 	case len(req.Args) > 0 && string(req.Args) != "null" && (req.Args[0] != '{' || json.Unmarshal(req.Args, &args) != nil):
 		err = errors.New("call: args must be an object of parameters by name")
-	case c.hub.gw == nil:
-		code, err = callDenied, errors.New("call: no Tars client")
 	}
 	if err != nil {
 		fail(code, err)

@@ -23,7 +23,6 @@ type metrics struct {
 
 func newMetrics(hub *Hub, app *tars.App, cl *Cluster) http.Handler { return &metrics{hub, app, cl} }
 
-// registerProperties reports the hub's counters: connections and rooms as gauges, the rest as sums.
 func registerProperties(app *tars.App, hub *Hub) {
 	app.Property("ws.connections", tars.Gauge, func() int64 { return int64(hub.Counts().Connections) })
 	app.Property("ws.rooms", tars.Gauge, func() int64 { return int64(len(hub.Counts().Rooms)) })

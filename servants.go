@@ -50,7 +50,6 @@ type pushObj struct {
 // returns an error answered with its code (codeErr).
 type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error
 
-// registerPush registers PushObj under name; cl is nil without a cluster.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	o := &pushObj{s, name, hub, l, cl}
 	o.handle("pushByRoom", o.pusher("roomNum", "message"))
@@ -311,15 +310,12 @@ func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name st
 // tars.viewstatus.
 func registerCommands(app *tars.App, hub *Hub) {
 	app.Command("ws.rooms", "", "lists the rooms with their member counts", func(context.Context, []string) string {
-		st := hub.Counts()
-		if len(st.Rooms) == 0 {
-			return "no rooms"
-		}
+		rooms := hub.Counts().Rooms
 		var b strings.Builder
-		for _, room := range slices.Sorted(maps.Keys(st.Rooms)) {
-			fmt.Fprintf(&b, "%s %d\n", room, st.Rooms[room])
+		for _, room := range slices.Sorted(maps.Keys(rooms)) {
+			fmt.Fprintf(&b, "%s %d\n", room, rooms[room])
 		}
-		return b.String()
+		return cmp.Or(b.String(), "no rooms")
 	})
 	app.Command("ws.kick", "ROOM", fmt.Sprintf("closes every connection in ROOM (close code %d)", closeKicked),
 		func(_ context.Context, args []string) string {
