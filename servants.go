@@ -183,8 +183,7 @@ func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, 
 }
 
 // readPeerPush reads peerPush's arguments, the token first: a call without the cluster secret is
-// refused before its message list is decoded, and a list longer than a batch before anything is
-// allocated for it.
+// refused before its messages are decoded, and more than a batch before any is allocated.
 func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 	if err := peerToken(in, 2, "peerPush", secret); err != nil {
 		return nil, err
@@ -214,10 +213,9 @@ func peerToken(in *tars.Args, tag uint8, fn, secret string) error {
 	return nil
 }
 
-// checkPeerMessage reports what is wrong with a message from a peer. Every field is bounded, and
-// from must be "http", "tars" or a connection id of another node, never one of this node's
-// (ownTag). A time further than peerClockSkew from now (a skewed clock, or a message that waited
-// long for its peer) is replaced by now, and retimed says so.
+// checkPeerMessage reports what is wrong with a message from a peer: every field is bounded, and
+// from is "http", "tars" or a connection id of another node (not ownTag). A time further than
+// peerClockSkew from now (a skewed clock, or a long wait for its peer) is replaced by now: retimed.
 func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time) (retimed bool, err error) {
 	switch tag := connTag(m.From); {
 	case checkMessage(&m.Text, &set) != nil:
@@ -274,9 +272,8 @@ func registerHello(s registrar, name, server string) {
 	})
 }
 
-// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name) on the servant named by
-// proxy, or on this server's own HelloObj when proxy is "", numbering the calls from 1. It is nil
-// when there is neither.
+// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name), numbering the calls
+// from 1, on the servant named by proxy, or on this server's own HelloObj; nil if neither.
 func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name string) (string, error), error) {
 	own := app.Config().ServantName("HelloObj")
 	if e, ok := app.Reachable(own); ok && proxy == "" {
