@@ -45,7 +45,7 @@ type callAnswer struct {
 	Error  string          `json:"error,omitempty"`
 }
 
-// gateway holds one JSON-version proxy per servant called, on the process's one client.
+// gateway holds one proxy per servant called (call| and the hook), on the process's one client.
 type gateway struct {
 	client  *tars.Client
 	local   func(servant string) (tars.Endpoint, bool) // a servant this process serves, on its adapter
@@ -71,11 +71,10 @@ func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
 		name += "@" + e.String()
 	}
 	p, err := g.client.Proxy(name)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		g.proxies[servant] = p
 	}
-	g.proxies[servant] = p.WithVersion(tars.VersionJSON)
-	return g.proxies[servant], nil
+	return p, err
 }
 
 // call checks one call frame's data and calls on a goroutine of its own, so the reader goes on.
@@ -118,7 +117,7 @@ func (c *conn) call(data string, s *Settings) {
 	if name := c.displayName(); name != "" {
 		ctx[ctxName] = name
 	}
-	p, limit := p.WithContext(ctx), s.QueueBytes/2
+	p, limit := p.WithVersion(tars.VersionJSON).WithContext(ctx), s.QueueBytes/2
 	go func() {
 		defer c.calls.Add(-1)
 		out := map[string]json.RawMessage{}

@@ -41,7 +41,7 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	defer cancel()
 	p, err := c.hub.gw.proxy(s.Hook)
 	if err == nil {
-		err = p.WithVersion(tars.VersionTars).Invoke(ctx, fn,
+		err = p.Invoke(ctx, fn,
 			func(r *tars.Results) {
 				r.PutString(1, "connId", c.id)
 				r.PutString(2, "name", c.displayName())
