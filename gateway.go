@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -12,15 +13,11 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// The gateway: a browser calls the application's Tars servants, with the JSON packet version
-// (args are the in-parameters by name, as TarsGo's servants read them without IDL), over its
-// connection; the answer is one json frame whatever the format. code is the Tars return code of a
+// The gateway: call| (README.md) has a browser call the application's Tars servants over its
+// connection, with the JSON packet version: args are the in-parameters by name, as TarsGo's
+// servants read them without IDL. The answer is one json frame; code is the Tars return code of a
 // failed call, or a call* code for one refused here. The request context carries the caller's
 // connection id under ctxConn, so the servant knows whom to push to (PushObj.pushToConn).
-//
-//	call|{"id":7,"servant":"App.Server.Obj","func":"getOrder","args":{"id":"o1"}}
-//	{"kind":"result","id":7,"ret":0,"result":{"order":{...}}}   ret: the return value, result: out-parameters
-//	{"kind":"error","id":7,"code":-7,"error":"tars: App.Server.Obj.getOrder: code -7 (invoke timeout): ..."}
 const (
 	cmdCall = "call"
 	ctxConn = "ws.conn"
@@ -48,7 +45,7 @@ type callAnswer struct {
 	Error  string          `json:"error,omitempty"`
 }
 
-// gateway holds one JSON-version proxy per servant called, on the process's one client.
+// gateway holds one proxy per servant called (call| and the hook), on the process's one client.
 type gateway struct {
 	client  *tars.Client
 	local   func(servant string) (tars.Endpoint, bool) // a servant this process serves, on its adapter
@@ -71,47 +68,39 @@ func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
 	}
 	name := servant
 	if e, ok := g.local(servant); ok {
-		name = servant + "@" + e.String()
+		name += "@" + e.String()
 	}
 	p, err := g.client.Proxy(name)
 	if err == nil {
-		g.proxies[servant] = p.WithVersion(tars.VersionJSON)
+		g.proxies[servant] = p
 	}
-	return g.proxies[servant], err
+	return p, err
 }
 
 // call checks one call frame's data and calls on a goroutine of its own, so the reader goes on.
 func (c *conn) call(data string, s *Settings) {
 	var req callRequest
+	var args map[string]json.RawMessage
 	fail := func(code int32, err error) {
 		c.enqueue(encodeAnswer(callAnswer{Kind: kindError, ID: req.ID, Code: code, Error: err.Error()}))
 	}
-	if err := json.Unmarshal([]byte(data), &req); err != nil {
-		req.ID = nil
-		fail(callBadRequest, fmt.Errorf("call: bad JSON: %v", err))
-		return
-	}
-	if len(req.ID) > maxCallID || len(req.ID) > 0 && !strings.ContainsRune(`"-0123456789`, rune(req.ID[0])) {
-		req.ID = nil
-		fail(callBadRequest, fmt.Errorf("call: id must be a number or a string of at most %d bytes", maxCallID))
-		return
-	}
-	var args map[string]json.RawMessage
+	code, err := callBadRequest, json.Unmarshal([]byte(data), &req)
 	switch {
+	case err != nil:
+		req.ID, err = nil, fmt.Errorf("call: bad JSON: %v", err)
+	case len(req.ID) > maxCallID || len(req.ID) > 0 && !strings.ContainsRune(`"-0123456789`, rune(req.ID[0])):
+		req.ID, err = nil, fmt.Errorf("call: id must be a number or a string of at most %d bytes", maxCallID)
 	case req.Servant == "" || req.Func == "":
-		fail(callBadRequest, errors.New("call: servant and func required"))
-		return
+		err = errors.New("call: servant and func required")
 	case !callAllowed(s.CallAllow, req.Servant, req.Func):
-		fail(callDenied, fmt.Errorf("call: %s.%s is not allowed (call-allow)", req.Servant, req.Func))
-		return
+		code, err = callDenied, fmt.Errorf("call: %s.%s is not allowed (call-allow)", req.Servant, req.Func)
 	case len(req.Args) > s.CallMaxArgs:
-		fail(callBadRequest, fmt.Errorf("call: args longer than %d bytes", s.CallMaxArgs))
-		return
+		err = fmt.Errorf("call: args longer than %d bytes", s.CallMaxArgs)
 	case len(req.Args) > 0 && string(req.Args) != "null" && (req.Args[0] != '{' || json.Unmarshal(req.Args, &args) != nil):
-		fail(callBadRequest, errors.New("call: args must be an object of parameters by name"))
-		return
-	case c.hub.gw == nil:
-		fail(callDenied, errors.New("call: no Tars client"))
+		err = errors.New("call: args must be an object of parameters by name")
+	}
+	if err != nil {
+		fail(code, err)
 		return
 	}
 	p, err := c.hub.gw.proxy(req.Servant)
@@ -128,33 +117,24 @@ func (c *conn) call(data string, s *Settings) {
 	if name := c.displayName(); name != "" {
 		ctx[ctxName] = name
 	}
-	p, limit := p.WithContext(ctx), s.QueueBytes/2
+	p, limit := p.WithVersion(tars.VersionJSON).WithContext(ctx), s.QueueBytes/2
 	go func() {
 		defer c.calls.Add(-1)
-		var out map[string]json.RawMessage
-		// The client's timeout (sync-invoke-timeout) bounds the call.
+		out := map[string]json.RawMessage{}
+		// The client's timeout (sync-invoke-timeout) bounds the call; its errors are *tars.CallError.
 		err := p.Invoke(context.Background(), req.Func,
 			func(r *tars.Results) {
 				for name, v := range args {
 					r.PutJSON(0, name, v)
 				}
 			},
-			func(a *tars.Args) error {
-				out = a.JSONObject()
-				return nil
-			})
+			func(a *tars.Args) error { maps.Copy(out, a.JSONObject()); return nil })
 		if ce := (*tars.CallError)(nil); errors.As(err, &ce) {
 			fail(ce.Code, ce)
-			return
-		} else if err != nil {
-			fail(tars.ServerUnknownErr, err)
 			return
 		}
 		ret := out["tars_ret"]
 		delete(out, "tars_ret")
-		if out == nil {
-			out = map[string]json.RawMessage{}
-		}
 		if b := encodeAnswer(callAnswer{Kind: "result", ID: req.ID, Ret: ret, Result: out}); len(b) > limit {
 			fail(callBadRequest, fmt.Errorf("call: result of %d bytes does not fit the connection's queue", len(b)))
 		} else {
@@ -201,7 +181,7 @@ func callAllowed(spec, servant, fn string) bool {
 
 // connsByID returns the connection with id, if it is on this node, as a member set. h.mu held.
 func (h *Hub) connsByID(id string) map[*conn]uint64 {
-	if _, tag, _ := strings.Cut(id, "."); tag != h.idTag {
+	if connTag(id) != h.idTag {
 		return nil
 	}
 	for c, seq := range h.conns {

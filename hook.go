@@ -21,7 +21,8 @@ const (
 	hookRefuse  int32 = 1
 	hookReplace int32 = 2 // onPublish: deliver the replacement instead
 
-	maxHookReason = 200 // bytes of a refusal's reason shown to the browser
+	maxHookReason = 200    // bytes of a refusal's reason shown to the browser
+	demoWord      = "spam" // the word the demo's HelloObj, as a hook, refuses in messages
 )
 
 // runHook asks the hook about cmd if it decides on it: the text to deliver, or why cmd is refused.
@@ -29,8 +30,34 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	if s.Hook == "" || cmd.Name != cmdSubscribe && cmd.Name != cmdSendByRoom && cmd.Name != cmdBroadcast {
 		return cmd.Text, nil
 	}
+	fn, key, last := "onPublish", "text", cmd.Text
+	if cmd.Name == cmdSubscribe {
+		fn, key, last = "onSubscribe", "token", cmd.Token
+	}
+	var ret int32
+	var reason, repl string
 	start := time.Now()
-	ret, reason, repl, err := c.callHook(s, cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), s.HookTimeout)
+	defer cancel()
+	p, err := c.hub.gw.proxy(s.Hook)
+	if err == nil {
+		err = p.Invoke(ctx, fn,
+			func(r *tars.Results) {
+				r.PutString(1, "connId", c.id)
+				r.PutString(2, "name", c.displayName())
+				r.PutString(3, "room", cmd.Room)
+				r.PutString(4, key, last)
+			},
+			func(a *tars.Args) (err error) {
+				if ret, err = a.Int32(0, ""); err == nil {
+					reason, err = a.String(5, "reason")
+				}
+				if err == nil && fn == "onPublish" {
+					repl, err = a.String(6, "replacement")
+				}
+				return err
+			})
+	}
 	switch {
 	case err == nil && ret == hookAllow:
 		return cmd.Text, nil
@@ -57,44 +84,10 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	return "", errors.New("refused: the hook failed")
 }
 
-// callHook calls onSubscribe or onPublish.
-func (c *conn) callHook(s *Settings, cmd command) (ret int32, reason, repl string, err error) {
-	p, err := c.hub.gw.proxy(s.Hook)
-	if err != nil {
-		return 0, "", "", err
-	}
-	fn, key, last := "onPublish", "text", cmd.Text
-	if cmd.Name == cmdSubscribe {
-		fn, key, last = "onSubscribe", "token", cmd.Token
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.HookTimeout)
-	defer cancel()
-	err = p.WithVersion(tars.VersionTars).Invoke(ctx, fn,
-		func(r *tars.Results) {
-			r.PutString(1, "connId", c.id)
-			r.PutString(2, "name", c.displayName())
-			r.PutString(3, "room", cmd.Room)
-			r.PutString(4, key, last)
-		},
-		func(a *tars.Args) (err error) {
-			if ret, err = a.Int32(0, ""); err == nil {
-				reason, err = a.String(5, "reason")
-			}
-			if err == nil && fn == "onPublish" {
-				repl, err = a.String(6, "replacement")
-			}
-			return err
-		})
-	return ret, reason, repl, err
-}
-
-// demoWord is the word the demo's HelloObj, as a hook, refuses in messages.
-const demoWord = "spam"
-
 // registerHelloHook makes the demo's HelloObj a hook too: it refuses messages with demoWord in them.
 func registerHelloHook(s registrar, name string) {
 	for _, fn := range []string{"onSubscribe", "onPublish"} {
-		s.Handle(name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+		s.Handle(name, fn, func(_ context.Context, _ *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 			ret, reason := hookAllow, ""
 			if fn == "onPublish" {
 				text, err := in.String(4, "text")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,7 +23,6 @@ type metrics struct {
 
 func newMetrics(hub *Hub, app *tars.App, cl *Cluster) http.Handler { return &metrics{hub, app, cl} }
 
-// registerProperties reports the hub's counters: connections and rooms as gauges, the rest as sums.
 func registerProperties(app *tars.App, hub *Hub) {
 	app.Property("ws.connections", tars.Gauge, func() int64 { return int64(hub.Counts().Connections) })
 	app.Property("ws.rooms", tars.Gauge, func() int64 { return int64(len(hub.Counts().Rooms)) })
@@ -40,34 +38,9 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if r.Method == http.MethodGet {
-		writeMetrics(w, m.gather())
+	if r.Method == http.MethodHead {
+		return
 	}
-}
-
-// peerMetrics are the families websocketserver_cluster_peer_NAME, with each peer's value.
-var peerMetrics = []struct {
-	name, typ, help string
-	value           func(peerView) any
-}{
-	{"up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.", func(p peerView) any { return boolInt(p.State == "up") }},
-	{"queued", "gauge", "Messages waiting to be sent to the peer node.", func(p peerView) any { return p.Queued }},
-	{"sent_total", "counter", "Messages the peer node acknowledged.", func(p peerView) any { return p.Sent }},
-	{"dropped_total", "counter", "Oldest messages dropped from the peer's full queue (too many messages or bytes).", func(p peerView) any { return p.Dropped }},
-	{"filtered_total", "counter", "Room messages not sent to the peer node: it has no member in the room.", func(p peerView) any { return p.Filtered }},
-	{"interest_rooms", "gauge", "Rooms the peer node has members in; -1: not known, it gets every message.", func(p peerView) any { return p.Interest }},
-	{"lost_total", "counter", "Messages in calls to the peer that failed after they may have arrived; not resent.", func(p peerView) any { return p.Lost }},
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// gather reads every counter now.
-func (m *metrics) gather() []*metricFamily {
 	var fams []*metricFamily
 	family := func(name, typ, help string) *metricFamily {
 		fams = append(fams, &metricFamily{name: name, typ: typ, help: help})
@@ -108,16 +81,35 @@ func (m *metrics) gather() []*metricFamily {
 		family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
 			add(strconv.FormatFloat(float64(a.Started().UnixMilli())/1000, 'f', -1, 64))
 	}
-	return fams
+	writeMetrics(w, fams)
 }
 
-// metricFamily is one metric name with its samples.
+// peerMetrics are the families websocketserver_cluster_peer_NAME, with each peer's value.
+var peerMetrics = []struct {
+	name, typ, help string
+	value           func(peerView) any
+}{
+	{"up", "gauge", "1 if the last batch sent to the peer node arrived, else 0.", func(p peerView) any { return boolInt(p.State == "up") }},
+	{"queued", "gauge", "Messages waiting to be sent to the peer node.", func(p peerView) any { return p.Queued }},
+	{"sent_total", "counter", "Messages the peer node acknowledged.", func(p peerView) any { return p.Sent }},
+	{"dropped_total", "counter", "Oldest messages dropped from the peer's full queue (too many messages or bytes).", func(p peerView) any { return p.Dropped }},
+	{"filtered_total", "counter", "Room messages not sent to the peer node: it has no member in the room.", func(p peerView) any { return p.Filtered }},
+	{"interest_rooms", "gauge", "Rooms the peer node has members in; -1: not known, it gets every message.", func(p peerView) any { return p.Interest }},
+	{"lost_total", "counter", "Messages in calls to the peer that failed after they may have arrived; not resent.", func(p peerView) any { return p.Lost }},
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// metricFamily is one metric name with its samples: `{a="x",b="y"} value` or ` value`.
 type metricFamily struct {
 	name, typ, help string
-	samples         []metricSample
+	samples         []string
 }
-
-type metricSample struct{ labels, value string } // labels: `{a="x",b="y"}` or "", escaped
 
 var (
 	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
@@ -130,22 +122,23 @@ func (f *metricFamily) add(value any, labels ...string) {
 	for i := 0; i+1 < len(labels); i += 2 {
 		ls = append(ls, labels[i]+`="`+labelEscaper.Replace(labels[i+1])+`"`)
 	}
-	l := ""
+	s := " " + fmt.Sprint(value)
 	if ls != nil {
-		l = "{" + strings.Join(ls, ",") + "}"
+		s = "{" + strings.Join(ls, ",") + "}" + s
 	}
-	f.samples = append(f.samples, metricSample{l, fmt.Sprint(value)})
+	f.samples = append(f.samples, s)
 }
 
 // writeMetrics writes the families by name and their samples by labels, so the output is stable.
+// No label set is a prefix of another, so sorting the samples sorts them by labels.
 func writeMetrics(w io.Writer, fams []*metricFamily) error {
 	bw := bufio.NewWriter(w)
-	slices.SortFunc(fams, func(x, y *metricFamily) int { return cmp.Compare(x.name, y.name) })
+	slices.SortFunc(fams, func(x, y *metricFamily) int { return strings.Compare(x.name, y.name) })
 	for _, f := range fams {
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", f.name, helpEscaper.Replace(f.help), f.name, f.typ)
-		slices.SortFunc(f.samples, func(x, y metricSample) int { return cmp.Compare(x.labels, y.labels) })
+		slices.Sort(f.samples)
 		for _, s := range f.samples {
-			fmt.Fprintf(bw, "%s%s %s\n", f.name, s.labels, s.value)
+			fmt.Fprintf(bw, "%s%s\n", f.name, s)
 		}
 	}
 	return bw.Flush()

@@ -9,8 +9,6 @@ import (
 	"unicode"
 )
 
-// Names and presence: display names, who is in a room on this node, and join and leave frames.
-
 // maxName bounds a display name; maxPresence the members one presence reply lists (its count is
 // exact), so that asking costs the same however large the room.
 const (

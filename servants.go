@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -21,9 +22,7 @@ import (
 const (
 	pushBadArgument int32 = 1 // empty or too long room, empty or too long message
 	pushDenied      int32 = 2 // push-token is set and the call's context lacks it; peer calls: not a peer, or no cluster secret
-)
 
-const (
 	pushTokenKey     = "token"         // the request context key of the push token
 	minClusterSecret = 16              // characters of cluster-secret at least
 	peerFromMax      = 64              // bytes of PeerMessage.from
@@ -36,17 +35,9 @@ type registrar interface {
 	Handle(servant, fn string, h tars.HandlerFunc)
 }
 
-// pushObj serves PushObj (tars/Push.tars):
-//
-//	int pushByRoom(string roomNum, string message, out int delivered);
-//	int pushAll(string message, out int delivered);
-//	int pushToConn(string connId, string message, out int delivered);
-//	int peerPush(vector<PeerMessage> msgs, string token, out vector<int> delivered);
-//	int peerInterest(string token, string origin, string epoch, bool full, vector<string> add, vector<string> remove, vector<string> gaps);
-//	int peerPresence(string token, string roomNum, out int count, out vector<PeerMember> members);
-//
-// The push calls answer the connections reached here and on the peers that answered in time
-// (Cluster.PushWait). The peer calls come from the peers' hosts with cluster-secret as token.
+// pushObj serves PushObj (tars/Push.tars): pushByRoom, pushAll and pushToConn answer the
+// connections reached here and on the peers that answered in time (Cluster.PushWait); peerPush,
+// peerInterest and peerPresence come from the peers' hosts with cluster-secret as token.
 type pushObj struct {
 	s    registrar
 	name string
@@ -55,54 +46,28 @@ type pushObj struct {
 	cl   *Cluster // nil: no cluster, peer calls are refused
 }
 
-// pushFunc serves one PushObj function (see handle).
+// pushFunc serves one PushObj function: it puts the out-parameters after the return value 0, or
+// returns an error answered with its code (codeErr).
 type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error
 
-// registerPush registers PushObj under name; cl is nil without a cluster.
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	o := &pushObj{s, name, hub, l, cl}
-	o.handle("pushByRoom", o.pushByRoom)
-	o.handle("pushAll", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-		a, err := o.args(cur, in, "message")
-		if err != nil {
-			return err
-		}
-		n, err := o.push(ctx, event{Kind: kindMessage, From: fromTars, Text: a[0], Time: time.Now()})
-		out.PutInt32(2, "delivered", int32(n))
-		return err
-	})
-	o.handle("pushToConn", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-		a, err := o.args(cur, in, "connId", "message")
-		if err != nil {
-			return err
-		}
-		id := a[0]
-		_, tag, _ := strings.Cut(id, ".")
-		if badID(id) || tag == "" {
-			return codeErr{pushBadArgument, fmt.Errorf("%s: connId: want a connection id c<N>.<tag>", cur.Func)}
-		}
-		ev := event{Kind: kindMessage, From: fromTars, Text: a[1], Time: time.Now(), To: id}
-		var n int
-		if tag == hub.idTag || cl == nil {
-			n, err = hub.DeliverLocal(newFrames(ev)).wait()
-		} else {
-			n, err = o.push(ctx, ev)
-		}
-		out.PutInt32(3, "delivered", int32(n))
-		return err
-	})
+	o.handle("pushByRoom", o.pusher("roomNum", "message"))
+	o.handle("pushAll", o.pusher("message"))
+	o.handle("pushToConn", o.pusher("connId", "message"))
 	o.handlePeer("peerPush", o.peerPush)
 	o.handlePeer("peerInterest", o.peerInterest)
 	o.handlePeer("peerPresence", o.peerPresence)
 }
 
-// handle registers fn: h puts the out-parameters after the return value 0, or returns an error
-// answered with its code (codeErr).
 func (o *pushObj) handle(fn string, h pushFunc) {
 	o.s.Handle(o.name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		out.PutInt32(0, "", 0)
 		if err := h(ctx, cur, in, out); err != nil {
-			return codeOf(err), err
+			if ce := (codeErr{}); errors.As(err, &ce) {
+				return ce.code, err
+			}
+			return tars.ServerUnknownErr, err
 		}
 		return tars.Success, nil
 	})
@@ -123,46 +88,52 @@ func (o *pushObj) handlePeer(fn string, h pushFunc) {
 	})
 }
 
-func (o *pushObj) pushByRoom(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-	a, err := o.args(cur, in, "roomNum", "message")
-	if err != nil {
+// pusher serves a push function: its string arguments names from tag 1 make a message to roomNum,
+// to connId or to all, checked after the push token; the out-parameter delivered follows them.
+func (o *pushObj) pusher(names ...string) pushFunc {
+	return func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
+		a, err := readStrings(in, 1, names...)
+		if err != nil {
+			return err
+		}
+		set := o.live.get()
+		if !checkPushToken(set, cur.Context[pushTokenKey]) {
+			return codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
+		}
+		ev := event{Kind: kindMessage, From: fromTars, Time: time.Now()}
+		for i, name := range names {
+			switch name {
+			case "roomNum":
+				ev.Room, err = a[i], checkRoom(a[i], set)
+			case "connId":
+				if ev.To = a[i]; connTag(a[i]) == "" {
+					err = errors.New("want a connection id c<N>.<tag>")
+				}
+			case "message":
+				ev.Text, err = a[i], checkMessage(&a[i], set)
+			}
+			if err != nil {
+				return codeErr{pushBadArgument, fmt.Errorf("%s: %s: %w", cur.Func, name, err)}
+			}
+		}
+		var n int
+		switch {
+		case o.cl == nil:
+			n, err = o.hub.Deliver(newFrames(ev), nil)
+		case ev.To != "" && connTag(ev.To) == o.hub.idTag: // a connection of this node
+			n, err = o.hub.DeliverLocal(newFrames(ev)).wait()
+		default: // here and on the other nodes
+			n, err = o.cl.PushWait(ctx, ev)
+		}
+		out.PutInt32(uint8(len(names)+1), "delivered", int32(n))
 		return err
 	}
-	n, err := o.push(ctx, event{Kind: kindMessage, Room: a[0], From: fromTars, Text: a[1], Time: time.Now()})
-	out.PutInt32(3, "delivered", int32(n))
-	return err
-}
-
-// args reads the string arguments at tags 1, 2... and checks the push token, then each argument
-// by its name (roomNum, message).
-func (o *pushObj) args(cur *tars.Current, in *tars.Args, names ...string) ([]string, error) {
-	a, err := readStrings(in, 1, names...)
-	if err != nil {
-		return nil, err
-	}
-	set := o.live.get()
-	if !checkPushToken(set, cur.Context[pushTokenKey]) {
-		return nil, codeErr{pushDenied, fmt.Errorf("%s: missing or wrong push token (context key %q)", cur.Func, pushTokenKey)}
-	}
-	for i, name := range names {
-		switch name {
-		case "roomNum":
-			err = checkRoom(a[i], set)
-		case "message":
-			err = checkMessage(&a[i], set)
-		}
-		if err != nil {
-			return nil, codeErr{pushBadArgument, fmt.Errorf("%s: %s: %w", cur.Func, name, err)}
-		}
-	}
-	return a, nil
 }
 
 // readStrings reads the string arguments names at tags from, from+1...
-func readStrings(in *tars.Args, from uint8, names ...string) ([]string, error) {
-	a := make([]string, len(names))
+func readStrings(in *tars.Args, from uint8, names ...string) (a []string, err error) {
+	a = make([]string, len(names))
 	for i, name := range names {
-		var err error
 		if a[i], err = in.String(from+uint8(i), name); err != nil {
 			return nil, err
 		}
@@ -170,21 +141,14 @@ func readStrings(in *tars.Args, from uint8, names ...string) ([]string, error) {
 	return a, nil
 }
 
-// push delivers ev here and, with a cluster, on the other nodes.
-func (o *pushObj) push(ctx context.Context, ev event) (int, error) {
-	if o.cl == nil {
-		return o.hub.Deliver(newFrames(ev), nil)
-	}
-	return o.cl.PushWait(ctx, ev)
-}
-
 // peerPush delivers other nodes' messages here only, and answers each one's count (-1: refused).
 func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-	msgs, err := readPeerPush(in, o.live.get().ClusterSecret)
+	set := o.live.get()
+	msgs, err := readPeerPush(in, set.ClusterSecret)
 	if err != nil {
 		return err
 	}
-	now, set := time.Now(), o.live.get()
+	now := time.Now()
 	items := make([]*logItem, len(msgs)) // delivered together: their writes share a sync
 	var bad, retimed int
 	var first error
@@ -197,9 +161,7 @@ func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, 
 			}
 			continue
 		}
-		if moved {
-			retimed++
-		}
+		retimed += boolInt(moved)
 		ev := event{Kind: kindMessage, Room: m.Room, From: m.From, Name: m.Name, Text: m.Text, Time: time.UnixMilli(m.Time), To: m.To}
 		items[i] = o.hub.DeliverLocal(newFrames(ev))
 	}
@@ -221,8 +183,7 @@ func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, 
 }
 
 // readPeerPush reads peerPush's arguments, the token first: a call without the cluster secret is
-// refused before its message list is decoded, and a list longer than a batch before anything is
-// allocated for it.
+// refused before its messages are decoded, and more than a batch before any is allocated.
 func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 	if err := peerToken(in, 2, "peerPush", secret); err != nil {
 		return nil, err
@@ -252,18 +213,16 @@ func peerToken(in *tars.Args, tag uint8, fn, secret string) error {
 	return nil
 }
 
-// checkPeerMessage reports what is wrong with a message from a peer. Every field is bounded, and
-// from must be "http", "tars" or a connection id of another node, never one of this node's
-// (ownTag). A time further than peerClockSkew from now (a skewed clock, or a message that waited
-// long for its peer) is replaced by now, and retimed says so.
+// checkPeerMessage reports what is wrong with a message from a peer: every field is bounded, and
+// from is "http", "tars" or a connection id of another node (not ownTag). A time further than
+// peerClockSkew from now (a skewed clock, or a long wait for its peer) is replaced by now: retimed.
 func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time) (retimed bool, err error) {
-	_, tag, _ := strings.Cut(m.From, ".")
-	switch {
+	switch tag := connTag(m.From); {
 	case checkMessage(&m.Text, &set) != nil:
 		return false, fmt.Errorf("text: %w", checkMessage(&m.Text, &set))
 	case m.Room != "" && checkRoom(m.Room, &set) != nil:
 		return false, fmt.Errorf("room: %w", checkRoom(m.Room, &set))
-	case m.From != fromHTTP && m.From != fromTars && (badID(m.From) || tag == "" || tag == ownTag):
+	case m.From != fromHTTP && m.From != fromTars && (tag == "" || tag == ownTag):
 		return false, errors.New("from: want http, tars or a connection id of another node")
 	case m.To != "" && (badID(m.To) || m.Room != ""):
 		return false, errors.New("to: want a connection id, and no room")
@@ -282,6 +241,14 @@ func checkPeerMessage(m *peerMessage, set Settings, ownTag string, now time.Time
 // badID reports whether id is not a connection id of at most peerFromMax bytes.
 func badID(id string) bool { return len(id) > peerFromMax || checkID(id) != nil }
 
+// connTag returns the node tag of connection id id, or "" if id is not a connection id with one.
+func connTag(id string) string {
+	if _, tag, _ := strings.Cut(id, "."); !badID(id) {
+		return tag
+	}
+	return ""
+}
+
 // codeErr is an error answered with a given return code.
 type codeErr struct {
 	code int32
@@ -291,24 +258,13 @@ type codeErr struct {
 func (e codeErr) Error() string { return e.err.Error() }
 func (e codeErr) Unwrap() error { return e.err }
 
-func codeOf(err error) int32 {
-	var ce codeErr
-	if errors.As(err, &ce) {
-		return ce.code
-	}
-	return tars.ServerUnknownErr
-}
-
 // registerHello registers HelloObj (tars/hello.tars), string hello(int no, string name), under
 // name. The answer names the caller and this server: "hello ann, no 3, from TestApp.WebsocketServer".
 func registerHello(s registrar, name, server string) {
 	s.Handle(name, "hello", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		no, err := in.Int32(1, "no")
-		if err != nil {
-			return 0, err
-		}
-		who, err := in.String(2, "name")
-		if err != nil {
+		who, err2 := in.String(2, "name")
+		if err = cmp.Or(err, err2); err != nil {
 			return 0, err
 		}
 		out.PutString(0, "", fmt.Sprintf("hello %s, no %d, from %s", who, no, server))
@@ -316,9 +272,8 @@ func registerHello(s registrar, name, server string) {
 	})
 }
 
-// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name) on the servant named by
-// proxy, or on this server's own HelloObj when proxy is "", numbering the calls from 1. It is nil
-// when there is neither.
+// helloCaller returns the hub's hello|NAME hook: it calls hello(no, name), numbering the calls
+// from 1, on the servant named by proxy, or on this server's own HelloObj; nil if neither.
 func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name string) (string, error), error) {
 	own := app.Config().ServantName("HelloObj")
 	if e, ok := app.Reachable(own); ok && proxy == "" {
@@ -352,15 +307,12 @@ func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name st
 // tars.viewstatus.
 func registerCommands(app *tars.App, hub *Hub) {
 	app.Command("ws.rooms", "", "lists the rooms with their member counts", func(context.Context, []string) string {
-		st := hub.Counts()
-		if len(st.Rooms) == 0 {
-			return "no rooms"
-		}
+		rooms := hub.Counts().Rooms
 		var b strings.Builder
-		for _, room := range slices.Sorted(maps.Keys(st.Rooms)) {
-			fmt.Fprintf(&b, "%s %d\n", room, st.Rooms[room])
+		for _, room := range slices.Sorted(maps.Keys(rooms)) {
+			fmt.Fprintf(&b, "%s %d\n", room, rooms[room])
 		}
-		return b.String()
+		return cmp.Or(b.String(), "no rooms")
 	})
 	app.Command("ws.kick", "ROOM", fmt.Sprintf("closes every connection in ROOM (close code %d)", closeKicked),
 		func(_ context.Context, args []string) string {
@@ -372,10 +324,7 @@ func registerCommands(app *tars.App, hub *Hub) {
 			return fmt.Sprintf("ws.kick: closed %d connections in room %s", n, args[0])
 		})
 	app.Command("ws.stats", "", "shows the WebSocket counters as JSON", func(context.Context, []string) string {
-		b, err := json.Marshal(hub.Counts())
-		if err != nil {
-			return "ws.stats: " + err.Error()
-		}
+		b, _ := json.Marshal(hub.Counts()) // ints and a map of them: cannot fail
 		return string(b)
 	})
 	app.Status("websocket connections", func() any { return hub.Counts().Connections })

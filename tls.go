@@ -12,9 +12,8 @@ import (
 )
 
 // loadTLS reads the certificate of the not_tars adapters whose endpoint is ssl (HTTPS and
-// wss://): the PEM files named by tls-cert and tls-key, a relative path being from the working
-// directory, as datapath and logpath are. It returns nil when neither is set and no adapter needs
-// them. A missing or bad file, or an ssl endpoint without them, is an error naming the setting.
+// wss://) from the PEM files tls-cert and tls-key, relative to the working directory as datapath
+// is; nil if neither is set and no adapter needs them. Errors name the setting.
 func loadTLS(s Settings, cfg *tars.Config, log *slog.Logger) (*tls.Config, error) {
 	ssl := "" // the first adapter that needs them
 	isSSL := func(a tars.AdapterConfig) bool { return a.Protocol == "not_tars" && a.Endpoint.Proto == "ssl" }
