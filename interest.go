@@ -25,7 +25,7 @@ func (c *Cluster) interestChanged(wait bool) {
 	c.gen++
 	gen := c.gen
 	for _, p := range c.peers {
-		p.signal()
+		notify(p.wake)
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.stopped, peerAckWait)
@@ -59,13 +59,10 @@ func (c *Cluster) tell(p *peer) bool {
 	if skip {
 		return true
 	}
-	now := make(map[string]struct{})
-	for room := range c.hub.Counts().Rooms {
-		now[room] = struct{}{}
-	}
+	now := c.hub.Counts().Rooms
 	add, remove, full := minus(now, told), minus(told, now), told == nil
 	switch {
-	case !full && !fits(add, remove):
+	case !full && !fits(slices.Concat(add, remove)):
 		add, remove, full = slices.Collect(maps.Keys(now)), nil, true
 	case !full && len(add)+len(remove)+len(gaps) == 0:
 		c.mu.Lock()
@@ -76,7 +73,7 @@ func (c *Cluster) tell(p *peer) bool {
 	if full && !fits(add) {
 		add, full, now = nil, false, nil
 	}
-	err := p.proxy.Invoke(p.ctx, "peerInterest", func(r *tars.Results) {
+	err := c.call(p, "peerInterest", func(r *tars.Results) {
 		r.PutString(1, "token", c.opt.Secret)
 		r.PutString(2, "origin", c.origin)
 		r.PutString(3, "epoch", c.hub.idTag)
@@ -87,7 +84,6 @@ func (c *Cluster) tell(p *peer) bool {
 			r.Put(7, "gaps", func(b []byte, tag uint8) []byte { return appendList(b, tag, gaps, tars.AppendString) })
 		}
 	}, nil)
-	unanswered(p, err)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -96,20 +92,20 @@ func (c *Cluster) tell(p *peer) bool {
 		}
 	}
 	switch {
-	case peerRefused(err):
+	case callCode(err) == pushDenied:
 		// It does not take this node's rooms (a wrong secret, or it knows this node by another
 		// address), so relays everything here; it is asked again at the next change.
 		if p.Error != err.Error() {
-			c.log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
+			c.opt.Log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
 		}
 		p.Error, p.told, p.toldGen = err.Error(), nil, gen
 		return true
 	case err != nil && p.State == "unknown":
 		p.Error, p.told, p.toldGen = err.Error(), nil, -1 // never reached: messages will tell
-	case err != nil:
-		c.down(p, err)
-	default:
-		c.up(p)
+		return false
+	}
+	c.mark(p, err)
+	if err == nil {
 		p.told, p.toldGen = now, gen
 		close(c.told)
 		c.told = make(chan struct{})
@@ -118,7 +114,7 @@ func (c *Cluster) tell(p *peer) bool {
 }
 
 // minus returns the keys of a that are not in b.
-func minus(a, b map[string]struct{}) (keys []string) {
+func minus(a, b map[string]int) (keys []string) {
 	for k := range a {
 		if _, in := b[k]; !in {
 			keys = append(keys, k)
@@ -128,57 +124,12 @@ func minus(a, b map[string]struct{}) (keys []string) {
 }
 
 // fits reports whether the rooms fit one peerInterest call.
-func fits(lists ...[]string) bool {
-	n, size := 0, 0
-	for _, rooms := range lists {
-		n += len(rooms)
-		for _, r := range rooms {
-			size += len(r) + 4
-		}
+func fits(rooms []string) bool {
+	size := 0
+	for _, r := range rooms {
+		size += len(r) + 4
 	}
-	return n <= peerInterestMax && size <= peerBatchBytes
-}
-
-// setInterest applies a peerInterest call from the peer at origin, which must be on one of that
-// peer's hosts. A new epoch is a restarted peer process: it gets this node's whole interest again.
-func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, add, remove []string) error {
-	ip := callerIP(caller)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i := slices.IndexFunc(c.peers, func(p *peer) bool { return p.Addr == origin && slices.Contains(p.hosts, ip) })
-	if i < 0 {
-		return codeErr{pushDenied, fmt.Errorf("peerInterest: origin %.300q is not a peer at the caller's address", origin)}
-	}
-	p := c.peers[i]
-	if p.epoch != epoch {
-		if p.epoch != "" {
-			p.told, p.toldGen = nil, -1
-			p.signal()
-		}
-		p.epoch, p.wants = epoch, nil
-	}
-	switch {
-	case full:
-		p.wants = make(map[string]struct{}, len(add))
-	case len(add)+len(remove) == 0:
-		p.wants = nil
-	}
-	if p.wants != nil {
-		for _, r := range remove {
-			delete(p.wants, r)
-		}
-		for _, r := range add {
-			p.wants[r] = struct{}{}
-		}
-		if len(p.wants) > peerInterestMax {
-			p.wants = nil
-		}
-	}
-	p.Interest = -1
-	if p.wants != nil {
-		p.Interest = len(p.wants)
-	}
-	return nil
+	return len(rooms) <= peerInterestMax && size <= peerBatchBytes
 }
 
 // peerInterest records which rooms the calling peer has members in, and starts its rooms' gaps
@@ -193,7 +144,8 @@ func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Ar
 	if err != nil {
 		return err
 	}
-	if len(a[0]) > peerOriginMax || len(a[1]) > peerFromMax {
+	origin, epoch := a[0], a[1]
+	if len(origin) > peerOriginMax || len(epoch) > peerFromMax {
 		return codeErr{pushBadArgument, errors.New("peerInterest: origin or epoch too long")}
 	}
 	full, err := in.Bool(4, "full")
@@ -223,9 +175,47 @@ func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Ar
 			}
 		}
 	}
-	if err := o.cl.setInterest(cur.RemoteAddr, a[0], a[1], full, lists[0], lists[1]); err != nil {
+	if err := o.cl.setInterest(cur.RemoteAddr, origin, epoch, full, lists[0], lists[1]); err != nil {
 		return err
 	}
 	o.hub.gap(lists[2])
+	return nil
+}
+
+// setInterest applies a peerInterest call from the peer at origin, which must be on one of that
+// peer's hosts. A new epoch is a restarted peer process: it gets this node's whole interest again.
+func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, add, remove []string) error {
+	ip := callerIP(caller)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.peers, func(p *peer) bool { return p.Addr == origin && slices.Contains(p.hosts, ip) })
+	if i < 0 {
+		return codeErr{pushDenied, fmt.Errorf("peerInterest: origin %.300q is not a peer at the caller's address", origin)}
+	}
+	p := c.peers[i]
+	if p.epoch != epoch {
+		if p.epoch != "" {
+			p.told, p.toldGen = nil, -1
+			notify(p.wake)
+		}
+		p.epoch, p.wants = epoch, nil
+	}
+	switch {
+	case full:
+		p.wants = make(map[string]struct{}, len(add))
+	case len(add)+len(remove) == 0:
+		p.wants = nil
+	}
+	for _, r := range remove {
+		delete(p.wants, r)
+	}
+	for _, r := range add {
+		if p.wants != nil {
+			p.wants[r] = struct{}{}
+		}
+	}
+	if p.Interest = len(p.wants); p.wants == nil || p.Interest > peerInterestMax {
+		p.wants, p.Interest = nil, -1
+	}
 	return nil
 }

@@ -24,27 +24,24 @@ func (c *Cluster) relay() {
 		_, tag, _ := strings.Cut(ev.To, ".")
 		var skip []*peer
 		for _, p := range c.peers {
-			_, in := p.wants[ev.Room]
 			switch {
-			case ev.Room != "" && p.wants != nil && !in && !all, ev.To != "" && p.epoch != "" && p.epoch != tag:
+			case ev.Room != "" && !all && !p.has(ev.Room), ev.To != "" && p.epoch != "" && p.epoch != tag:
 				skip = append(skip, p)
 			case p.State == "down" || c.closing:
 				p.owes = max(p.owes, c.end()+1)
 			case it.ack != nil:
 				it.ack.left.Add(1)
 			}
-			p.signal()
+			notify(p.wake)
 		}
 		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin, To: ev.To, Name: ev.Name}
 		c.relayed = append(c.relayed, peerItem{m, it.ack, c.bytes, skip})
-		c.bytes += c.relayed[len(c.relayed)-1].cost()
+		c.bytes += m.cost()
 	}
 	c.trim()
 	c.mu.Unlock()
 	for _, it := range items {
-		if it.ack != nil {
-			it.ack.answer(0) // the count PushWait held while queueing
-		}
+		it.ack.answer(0) // the count PushWait held while queueing
 	}
 }
 
@@ -83,11 +80,17 @@ func (c *Cluster) trim() {
 // all, and it owes no more).
 func (c *Cluster) settle(p *peer, to int) {
 	for n := max(p.owes, c.base); n < min(to, c.end()); n++ {
-		if it := c.relayed[n-c.base]; it.ack != nil && !slices.Contains(it.skip, p) {
+		if it := c.relayed[n-c.base]; !slices.Contains(it.skip, p) {
 			it.ack.answer(0)
 		}
 	}
 	p.owes = max(p.owes, to)
+}
+
+// has reports whether p may have members in room. c.mu must be held.
+func (p *peer) has(room string) bool {
+	_, in := p.wants[room]
+	return in || p.wants == nil
 }
 
 // missed notes that p will never get m (dropped, or lost in a call cut off): p is told so with
@@ -104,17 +107,14 @@ func (p *peer) gap(room string) {
 	if _, all := p.gaps[""]; all {
 		return
 	}
+	if room == "" || len(p.gaps) >= peerInterestMax {
+		p.gaps, room = nil, ""
+	}
 	if p.gaps == nil {
 		p.gaps = make(map[string]struct{})
 	}
-	if room == "" || len(p.gaps) >= peerInterestMax {
-		clear(p.gaps)
-		room = ""
-	}
 	p.gaps[room] = struct{}{}
 }
-
-func (p *peer) signal() { notify(p.wake) }
 
 // send is p's sender: it hands the log over one batch at a time, each after the previous one was
 // answered, which keeps the order. After a failed call it waits peerRetryWait, after an empty
@@ -140,13 +140,11 @@ func (c *Cluster) send(p *peer) {
 		} else if closing {
 			return
 		}
-		var wake <-chan struct{}
-		retry := time.After(peerRetryWait)
-		if len(batch) == 0 {
-			wake = p.wake
-			if told {
-				retry = nil
-			}
+		wake, retry := p.wake, time.After(peerRetryWait)
+		if len(batch) > 0 {
+			wake = nil
+		} else if told {
+			retry = nil
 		}
 		select {
 		case <-wake:
@@ -171,7 +169,7 @@ func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 			p.skipped++
 			continue
 		}
-		if size += it.cost(); size > peerBatchBytes && len(batch) > 0 {
+		if size += it.msg.cost(); size > peerBatchBytes && len(batch) > 0 {
 			break
 		}
 		if p.next < p.owes {
@@ -190,7 +188,7 @@ func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 // and moves p's cursor past it, unless it certainly was not delivered. A failed call marks p down.
 func (c *Cluster) push(p *peer, batch []peerItem) bool {
 	var counts []int32
-	err := p.proxy.Invoke(p.ctx, "peerPush", func(r *tars.Results) {
+	err := c.call(p, "peerPush", func(r *tars.Results) {
 		r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
 			return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte { return appendPeerMessage(b, tag, it.msg) })
 		})
@@ -201,7 +199,6 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 			return err
 		})
 	})
-	unanswered(p, err)
 	if err == nil && len(counts) != len(batch) {
 		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
 	}
@@ -209,18 +206,15 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		counts = make([]int32, len(batch))
 	}
 	for i, it := range batch {
-		if it.ack != nil {
-			it.ack.answer(counts[i])
-		}
+		it.ack.answer(counts[i])
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case err == nil:
-		c.up(p)
 		p.Sent += uint64(len(batch))
 		p.Filtered += uint64(p.skipped)
-	case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
+	case (neverSent(err) || callCode(err) == pushDenied) && p.ctx.Err() == nil:
 		p.next = max(p.from, c.base) // back to the log, less what fell off it meanwhile
 		for _, it := range batch {
 			if len(c.relayed) == 0 || it.at < c.relayed[0].at {
@@ -235,54 +229,55 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 			p.missed(it.msg)
 		}
 	}
-	if err != nil {
-		c.down(p, err)
-	}
+	c.mark(p, err)
 	p.from = p.next
 	c.trim()
 	return err == nil
 }
 
-// up marks p up after a call that succeeded. c.mu must be held.
-func (c *Cluster) up(p *peer) {
-	if p.State != "up" {
-		c.log.Info("cluster: peer up", "peer", p.Addr)
+// mark records how p's last call went. After a failure it answers the callers waiting on p with
+// nothing, and forgets what p was told: it may have restarted. c.mu must be held.
+func (c *Cluster) mark(p *peer, err error) {
+	if err == nil {
+		if p.State != "up" {
+			c.opt.Log.Info("cluster: peer up", "peer", p.Addr)
+		}
+		p.State, p.Error = "up", ""
+		return
 	}
-	p.State, p.Error = "up", ""
-}
-
-// down marks p down after a failed call, answers the callers waiting on it with nothing, and
-// forgets what it was told: it may have restarted. c.mu must be held.
-func (c *Cluster) down(p *peer, err error) {
 	if p.State != "down" {
-		c.log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
+		c.opt.Log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
 	}
 	p.State, p.Error = "down", err.Error()
 	p.told, p.toldGen = nil, -1
 	c.settle(p, c.end())
 }
 
-// unanswered resets p's connection after a call that timed out: across a partition its request
-// would wait in the connection and arrive after the heal, out of order with the calls that
-// follow. Reset, it certainly arrives never, or before.
-func unanswered(p *peer, err error) {
-	var ce *tars.CallError
-	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+// call invokes fn on p. A call that timed out resets p's connection: across a partition its
+// request would wait in the connection and arrive after the heal, out of order with the calls
+// that follow. Reset, it certainly arrives never, or before.
+func (c *Cluster) call(p *peer, fn string, in func(*tars.Results), out func(*tars.Args) error) error {
+	err := p.proxy.Invoke(p.ctx, fn, in, out)
+	if callCode(err) == tars.InvokeTimeout {
 		p.proxy.Abort()
 	}
+	return err
+}
+
+// callCode is the code of a failed call (a peer answering pushDenied refused it unread: a wrong
+// secret, or it does not know this node yet; sending it again cannot deliver anything twice).
+func callCode(err error) int32 {
+	var ce *tars.CallError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return tars.Success
 }
 
 // neverSent reports whether a call failed before its request could leave: no connection.
 func neverSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// peerRefused reports whether the peer refused a whole call unread (a wrong secret, or it does
-// not know this node yet): sending it again cannot deliver anything twice.
-func peerRefused(err error) bool {
-	var ce *tars.CallError
-	return errors.As(err, &ce) && ce.Code == pushDenied
 }
 
 // peerMessage is TestApp.PeerMessage (tars/Push.tars).
@@ -292,6 +287,11 @@ type peerMessage struct {
 	Origin           string
 	To               string // a connection id: for it only (pushToConn); "": the room's members, or everyone
 	Name             string // the sender's display name; older nodes neither send nor read it
+}
+
+// cost is what m costs in the log.
+func (m *peerMessage) cost() int {
+	return len(m.Room) + len(m.Text) + len(m.From) + len(m.Origin) + len(m.To) + len(m.Name) + peerItemCost
 }
 
 func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
