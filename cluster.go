@@ -46,7 +46,7 @@ type ClusterOptions struct {
 	Log        *slog.Logger
 }
 
-// Cluster passes the messages pushed on this node to the other nodes.
+// Cluster passes the messages pushed here to the other nodes.
 type Cluster struct {
 	hub    *Hub
 	client *tars.Client
@@ -222,10 +222,9 @@ func (c *Cluster) fromPeer(addr net.Addr) bool {
 	return slices.ContainsFunc(c.peers, func(p *peer) bool { return slices.Contains(p.hosts, ip) })
 }
 
-// PushWait delivers ev here and hands it to every peer, then waits for the peers' counts until
-// they have all answered, peerAckWait has passed, or half the time ctx has left is gone (the rest
-// is for the reply). It returns the connections reached on the nodes that answered, and an error
-// if the message could not be stored here.
+// PushWait delivers ev here and hands it to every peer, then waits for the peers' counts for at
+// most peerAckWait and half the time ctx has left (the rest is for the reply). It returns the
+// connections reached on the nodes that answered, and an error if ev could not be stored here.
 func (c *Cluster) PushWait(ctx context.Context, ev event) (int, error) {
 	ack := &peerAck{done: make(chan struct{})}
 	ack.left.Store(1) // held until every peer has its share (relay)
@@ -234,11 +233,10 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) (int, error) {
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d)/2)
 	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
 	select {
 	case <-ack.done:
 	case <-ctx.Done():
+	case <-time.After(wait):
 	}
 	return local + int(ack.delivered.Load()), err
 }
@@ -261,8 +259,8 @@ func (a *peerAck) answer(n int32) {
 	}
 }
 
-// Close lets every sender send what the log holds until ctx ends, then abandons the rest. The
-// client is the caller's to close.
+// Close lets the senders send what the log holds until ctx ends, then abandons the rest; the
+// client stays open.
 func (c *Cluster) Close(ctx context.Context) error {
 	c.relay() // what the connections pushed while closing
 	c.mu.Lock()

@@ -114,13 +114,8 @@ func (c *Cluster) tell(p *peer) bool {
 }
 
 // minus returns the keys of a that are not in b.
-func minus(a, b map[string]int) (keys []string) {
-	for k := range a {
-		if _, in := b[k]; !in {
-			keys = append(keys, k)
-		}
-	}
-	return keys
+func minus(a, b map[string]int) []string {
+	return slices.DeleteFunc(slices.Collect(maps.Keys(a)), func(k string) bool { _, in := b[k]; return in })
 }
 
 // fits reports whether the rooms fit one peerInterest call.

@@ -13,8 +13,8 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// relay appends what the hub delivered since the last call to the log. A waiting caller counts
-// on each peer that wants the message and is not known to be down (nor stopping).
+// relay appends to the log what the hub delivered since the last call. A waiting caller counts on
+// each peer that wants the message and is not known to be down (nor stopping).
 func (c *Cluster) relay() {
 	c.mu.Lock()
 	items := c.hub.TakeRelayed()
@@ -87,22 +87,22 @@ func (c *Cluster) settle(p *peer, to int) {
 	p.owes = max(p.owes, to)
 }
 
-// has reports whether p may have members in room. c.mu must be held.
+// has reports whether p may have members in room.
 func (p *peer) has(room string) bool {
 	_, in := p.wants[room]
 	return in || p.wants == nil
 }
 
-// missed notes that p will never get m (dropped, or lost in a call cut off): p is told so with
-// its next peerInterest, and its history of the room starts a new epoch, so that a page
-// recovering there across the gap learns recovered:false. c.mu must be held.
+// missed notes that p will never get m (dropped, or lost in a call cut off): its next
+// peerInterest tells it, and its history of the room starts a new epoch, so that a page
+// recovering there across the gap learns recovered:false.
 func (p *peer) missed(m peerMessage) {
 	if m.Room != "" && m.To == "" { // the others are in no history
 		p.gap(m.Room)
 	}
 }
 
-// gap adds room ("": every room, as past peerInterestMax rooms) to the gaps p is to be told of.
+// gap adds room to the gaps p is to be told of ("": every room, as past peerInterestMax).
 func (p *peer) gap(room string) {
 	if _, all := p.gaps[""]; all {
 		return
@@ -116,9 +116,9 @@ func (p *peer) gap(room string) {
 	p.gaps[room] = struct{}{}
 }
 
-// send is p's sender: it hands the log over one batch at a time, each after the previous one was
-// answered, which keeps the order. After a failed call it waits peerRetryWait, after an empty
-// batch for more (and peerRetryWait if telling the rooms failed).
+// send is p's sender: one batch at a time, each after the previous one was answered, which keeps
+// the order. After a failed call it waits peerRetryWait, after an empty batch for more (and
+// peerRetryWait if telling the rooms failed).
 func (c *Cluster) send(p *peer) {
 	defer func() {
 		c.mu.Lock()
@@ -155,9 +155,9 @@ func (c *Cluster) send(p *peer) {
 	}
 }
 
-// take returns p's next batch, at most peerBatchMax messages and peerBatchBytes bytes (or one
-// message), leaving out those p did not want, each with the caller waiting on it if p owes that
-// one its count; and whether the cluster is closing.
+// take returns p's next batch (at most peerBatchMax messages and peerBatchBytes bytes, or one
+// message) without those p does not want, each with its waiting caller if p owes it its count;
+// and whether the cluster is closing.
 func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -184,8 +184,8 @@ func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	return batch, c.closing
 }
 
-// push calls PushObj.peerPush with a batch, answers the callers waiting on it with their counts
-// and moves p's cursor past it, unless it certainly was not delivered. A failed call marks p down.
+// push calls peerPush with a batch, answers its waiting callers, and moves p's cursor past it
+// unless it certainly was not delivered.
 func (c *Cluster) push(p *peer, batch []peerItem) bool {
 	var counts []int32
 	err := c.call(p, "peerPush", func(r *tars.Results) {
@@ -236,7 +236,7 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 }
 
 // mark records how p's last call went. After a failure it answers the callers waiting on p with
-// nothing, and forgets what p was told: it may have restarted. c.mu must be held.
+// nothing, and forgets what p was told: it may have restarted.
 func (c *Cluster) mark(p *peer, err error) {
 	if err == nil {
 		if p.State != "up" {
@@ -253,9 +253,8 @@ func (c *Cluster) mark(p *peer, err error) {
 	c.settle(p, c.end())
 }
 
-// call invokes fn on p. A call that timed out resets p's connection: across a partition its
-// request would wait in the connection and arrive after the heal, out of order with the calls
-// that follow. Reset, it certainly arrives never, or before.
+// call invokes fn on p. A timeout resets p's connection: across a partition the request would
+// wait in it and arrive after the heal, after later calls. Reset, it arrives never, or before.
 func (c *Cluster) call(p *peer, fn string, in func(*tars.Results), out func(*tars.Args) error) error {
 	err := p.proxy.Invoke(p.ctx, fn, in, out)
 	if callCode(err) == tars.InvokeTimeout {
@@ -264,8 +263,8 @@ func (c *Cluster) call(p *peer, fn string, in func(*tars.Results), out func(*tar
 	return err
 }
 
-// callCode is the code of a failed call (a peer answering pushDenied refused it unread: a wrong
-// secret, or it does not know this node yet; sending it again cannot deliver anything twice).
+// callCode is the code of a failed call. pushDenied: the peer refused it unread (a wrong secret,
+// or it does not know this node yet), so sending it again cannot deliver anything twice.
 func callCode(err error) int32 {
 	var ce *tars.CallError
 	if errors.As(err, &ce) {
@@ -289,7 +288,6 @@ type peerMessage struct {
 	Name             string // the sender's display name; older nodes neither send nor read it
 }
 
-// cost is what m costs in the log.
 func (m *peerMessage) cost() int {
 	return len(m.Room) + len(m.Text) + len(m.From) + len(m.Origin) + len(m.To) + len(m.Name) + peerItemCost
 }
@@ -334,7 +332,7 @@ func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) [
 	return b
 }
 
-// errPeerBatch refuses a list longer than a peer sends in one call, before anything is allocated.
+// errPeerBatch refuses a list longer than a peer sends, before anything is allocated.
 var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
 
 // readList reads a vector of at most max elements (max < 0: any number).
