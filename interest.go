@@ -155,7 +155,7 @@ func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Ar
 					return err
 				}
 			}
-			lists[i], err = readList(d, tag, peerInterestMax, readString)
+			lists[i], err = readList(d, tag, peerInterestMax, (*tars.Decoder).ReadString)
 			return err
 		})
 		if errors.Is(err, errPeerBatch) {

@@ -98,8 +98,8 @@ func appendPeerMember(b []byte, tag uint8, m roomMember) []byte {
 	return tars.AppendStructEnd(b)
 }
 
-func readPeerMember(d *tars.Decoder, m *roomMember) error {
-	if _, err := d.ReadStructBegin(0, true); err != nil {
+func readPeerMember(d *tars.Decoder, m *roomMember, tag uint8, required bool) error {
+	if ok, err := d.ReadStructBegin(tag, required); !ok {
 		return err
 	}
 	switch err := cmp.Or(d.ReadString(&m.ID, 0, true), d.ReadString(&m.Name, 1, false), d.ReadStructEnd()); {

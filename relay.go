@@ -195,7 +195,7 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		r.PutString(2, "token", c.opt.Secret)
 	}, func(a *tars.Args) error {
 		return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-			counts, err = readList(d, tag, -1, readInt32)
+			counts, err = readList(d, tag, -1, (*tars.Decoder).ReadInt32)
 			return err
 		})
 	})
@@ -308,8 +308,8 @@ func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
 	return tars.AppendStructEnd(b)
 }
 
-func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
-	if _, err := d.ReadStructBegin(0, true); err != nil {
+func readPeerMessage(d *tars.Decoder, m *peerMessage, tag uint8, required bool) error {
+	if ok, err := d.ReadStructBegin(tag, required); !ok {
 		return err
 	}
 	return cmp.Or(d.ReadString(&m.Room, 0, true), d.ReadString(&m.Text, 1, true), d.ReadString(&m.From, 2, true),
@@ -318,10 +318,6 @@ func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
 }
 
 func appendInt32(b []byte, tag uint8, n int32) []byte { return tars.AppendInt(b, tag, int64(n)) }
-
-func readInt32(d *tars.Decoder, n *int32) error { return d.ReadInt32(n, 0, true) }
-
-func readString(d *tars.Decoder, s *string) error { return d.ReadString(s, 0, true) }
 
 // appendList appends v as a vector, its elements at tag 0.
 func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) []byte) []byte {
@@ -335,8 +331,9 @@ func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) [
 // errPeerBatch refuses a list longer than a peer sends, before anything is allocated.
 var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
 
-// readList reads a vector of at most max elements (max < 0: any number).
-func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T) error) ([]T, error) {
+// readList reads a vector of at most max elements (max < 0: any number), each by elem at tag 0
+// as the Decoder's methods read them.
+func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T, uint8, bool) error) ([]T, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
 		return nil, err
@@ -346,7 +343,7 @@ func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decode
 	}
 	v := make([]T, n)
 	for i := range v {
-		if err := elem(d, &v[i]); err != nil {
+		if err := elem(d, &v[i], 0, true); err != nil {
 			return nil, fmt.Errorf("element %d: %w", i, err)
 		}
 	}
