@@ -59,9 +59,6 @@ func (c *Cluster) trim() {
 	for limit := cmp.Or(c.opt.QueueBytes, peerQueueBytes); to < c.end() && c.bytes-c.relayed[to-c.base].at > limit; {
 		to++
 	}
-	if to == c.base {
-		return
-	}
 	for _, p := range c.peers {
 		c.settle(p, to)
 		for ; p.next < to; p.next++ {
