@@ -50,7 +50,7 @@ type ClusterOptions struct {
 type Cluster struct {
 	hub    *Hub
 	client *tars.Client
-	opt    ClusterOptions // Log set
+	opt    ClusterOptions // Log never nil
 	origin string         // this node's name in PeerMessage.origin
 
 	mu      sync.Mutex // guards what follows and the peers' cursors, state and counts
@@ -132,11 +132,12 @@ func (c *Cluster) Start() {
 			eps, err := c.opt.Resolver.Resolve(ctx, c.opt.Servant)
 			cancel()
 			if err == nil {
+				logged = ""
 				c.setPeers(eps)
 			} else if err.Error() != logged && c.stopped.Err() == nil {
+				logged = err.Error()
 				c.opt.Log.Warn("cluster: cannot list the nodes; keeping the known peers", "servant", c.opt.Servant, "err", err)
 			}
-			logged = fmt.Sprint(err)
 			select {
 			case <-time.After(peerResolve):
 			case <-c.stopped.Done():

@@ -201,11 +201,11 @@ func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, 
 	case len(add)+len(remove) == 0:
 		p.wants = nil
 	}
-	for _, r := range remove {
-		delete(p.wants, r)
-	}
-	for _, r := range add {
-		if p.wants != nil {
+	if p.wants != nil {
+		for _, r := range remove {
+			delete(p.wants, r)
+		}
+		for _, r := range add {
 			p.wants[r] = struct{}{}
 		}
 	}
