@@ -12,14 +12,12 @@ import (
 )
 
 // Interest: each node tells its peers which rooms it has members in (peerInterest): its whole set
-// when a peer is new or may have lost it (a failed call, a restarted process), then the changes,
-// which happen only when a room gains its first member here or loses its last. A join that gives
-// a room its first member here is answered once the peers that are up know it (at most
-// peerAckWait), so a message pushed after it on any node reaches it.
+// when a peer is new or may have lost it (a failed call, a restarted process), then the changes.
 
 // interestChanged is the hub's news that a room gained its first member here or lost its last:
-// the senders tell the peers. With wait it returns once every peer whose last call did not fail
-// has acknowledged, or after peerAckWait.
+// the senders tell the peers. With wait (a join) it returns once every peer whose last call did
+// not fail has acknowledged, at most after peerAckWait, so that a message pushed after the join
+// on any node reaches it.
 func (c *Cluster) interestChanged(wait bool) {
 	c.mu.Lock()
 	c.gen++
