@@ -62,9 +62,11 @@ func (c *Cluster) presence(room string) (n int, ms []roomMember, partial bool) {
 	}
 	wg.Wait()
 	for i, err := range errs {
-		if partial = partial || err != nil; err == nil {
-			n, ms = n+int(counts[i]), append(ms, lists[i]...)
+		if err != nil {
+			partial = true
+			continue
 		}
+		n, ms = n+int(counts[i]), append(ms, lists[i]...)
 	}
 	return n, ms, partial
 }
