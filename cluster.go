@@ -18,12 +18,12 @@ import (
 )
 
 // A room spans every node: the endpoints of this server's PushObj, from the registry with a
-// locator, else the peers key. A message pushed on a node is delivered there and appended to one
-// log, which each peer's sender hands over from its own cursor in batches (peerPush, relay.go);
-// the receiver delivers them locally only: no loops. A room message goes only to the peers with
-// members there or unknown rooms (interest.go). A cursor lags at most peerQueueMax messages and
-// the queue bytes: a slow or dead peer drops what falls off, costing bounded memory, delaying no
-// other. A batch is sent again only if it certainly did not arrive: nobody gets a message twice.
+// locator, else the peers key. A message pushed here is delivered here and appended to one log,
+// which each peer's sender hands over in batches from its own cursor (relay.go); the receiver
+// delivers them locally only: no loops. A room message goes only to the peers with members there
+// or unknown rooms (interest.go). A slow or dead peer drops what falls past the queue's bounds,
+// delaying no other. A batch is sent again only if it certainly did not arrive: nobody gets a
+// message twice.
 const (
 	peerQueueMax    = 10000                  // messages a peer's cursor may lag
 	peerBatchMax    = 256                    // messages per peerPush call
@@ -36,7 +36,6 @@ const (
 	peerResolve     = 2 * time.Second        // how often the registry's (cached) list is read
 )
 
-// ClusterOptions configure a Cluster.
 type ClusterOptions struct {
 	Servant    string          // this server's PushObj, "App.Server.PushObj"
 	Self       []string        // host:port addresses of this node's PushObj, never a peer
@@ -47,13 +46,12 @@ type ClusterOptions struct {
 	Log        *slog.Logger
 }
 
-// Cluster passes the messages pushed on this node to the other nodes.
+// Cluster passes the messages pushed here to the other nodes.
 type Cluster struct {
 	hub    *Hub
 	client *tars.Client
-	opt    ClusterOptions
-	origin string // this node's name in PeerMessage.origin
-	log    *slog.Logger
+	opt    ClusterOptions // Log never nil
+	origin string         // this node's name in PeerMessage.origin
 
 	mu      sync.Mutex // guards what follows and the peers' cursors, state and counts
 	peers   []*peer
@@ -78,11 +76,6 @@ type peerItem struct {
 	skip []*peer  // the peers that did not want it when it was logged
 }
 
-func (it *peerItem) cost() int {
-	m := &it.msg
-	return len(m.Room) + len(m.Text) + len(m.From) + len(m.Origin) + len(m.To) + len(m.Name) + peerItemCost
-}
-
 // peer is one other node and the state of its sender; Cluster.mu guards its fields but hosts,
 // proxy, ctx and wake.
 type peer struct {
@@ -98,14 +91,15 @@ type peer struct {
 	skipped    int                 // left out of the batch in the call
 	wants      map[string]struct{} // rooms the peer has members in; nil: not known, it gets all
 	epoch      string              // the peer process's tag, from its peerInterest calls
-	told       map[string]struct{} // the rooms the peer acknowledged; nil: it needs them all
+	told       map[string]int      // the rooms the peer acknowledged; nil: it needs them all
 	toldGen    int                 // the gen told acknowledged; -1: none
 	gaps       map[string]struct{} // rooms with messages p will never get, to tell it; "": every room
 }
 
 // NewCluster returns a cluster that relays hub's pushes through client; Start finds the peers.
 func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
-	c := &Cluster{hub: hub, client: client, opt: opt, log: cmp.Or(opt.Log, slog.Default()), told: make(chan struct{})}
+	opt.Log = cmp.Or(opt.Log, slog.Default())
+	c := &Cluster{hub: hub, client: client, opt: opt, told: make(chan struct{})}
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]
 	}
@@ -124,8 +118,8 @@ func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
 	return c
 }
 
-// Start reads the peers (the static list at once, the registry every peerResolve) and sends to
-// them until Close. A failed read keeps the peers.
+// Start reads the peers (the static list at once, the registry every peerResolve; a failed read
+// keeps them) and sends to them until Close.
 func (c *Cluster) Start() {
 	if c.opt.Resolver == nil {
 		c.setPeers(c.opt.Static)
@@ -133,7 +127,7 @@ func (c *Cluster) Start() {
 	}
 	c.wg.Go(func() {
 		logged := "" // the last error, logged once
-		for {
+		for c.stopped.Err() == nil {
 			ctx, cancel := context.WithTimeout(c.stopped, 3*time.Second)
 			eps, err := c.opt.Resolver.Resolve(ctx, c.opt.Servant)
 			cancel()
@@ -142,12 +136,11 @@ func (c *Cluster) Start() {
 				c.setPeers(eps)
 			} else if err.Error() != logged && c.stopped.Err() == nil {
 				logged = err.Error()
-				c.log.Warn("cluster: cannot list the nodes; keeping the known peers", "servant", c.opt.Servant, "err", err)
+				c.opt.Log.Warn("cluster: cannot list the nodes; keeping the known peers", "servant", c.opt.Servant, "err", err)
 			}
 			select {
 			case <-time.After(peerResolve):
 			case <-c.stopped.Done():
-				return
 			}
 		}
 	})
@@ -170,7 +163,7 @@ func (c *Cluster) setPeers(eps []tars.Endpoint) {
 		} else if p, err := c.newPeer(e); err == nil {
 			next = append(next, p)
 		} else {
-			c.log.Error("cluster: peer not used", "endpoint", e.String(), "err", err)
+			c.opt.Log.Error("cluster: peer not used", "endpoint", e.String(), "err", err)
 		}
 	}
 	c.mu.Lock()
@@ -180,14 +173,14 @@ func (c *Cluster) setPeers(eps []tars.Endpoint) {
 	}
 	for _, p := range old {
 		if !slices.Contains(next, p) {
-			c.log.Info("cluster: peer removed", "peer", p.Addr)
+			c.opt.Log.Info("cluster: peer removed", "peer", p.Addr)
 			c.settle(p, math.MaxInt)
 			p.cancel()
 		}
 	}
 	for _, p := range next {
 		if !slices.Contains(old, p) {
-			c.log.Info("cluster: peer added", "peer", p.Addr)
+			c.opt.Log.Info("cluster: peer added", "peer", p.Addr)
 			p.from, p.next, p.owes = c.end(), c.end(), c.end()
 			c.wg.Go(func() { c.send(p) })
 		}
@@ -208,7 +201,7 @@ func (c *Cluster) newPeer(e tars.Endpoint) (*peer, error) {
 	ctx, cancel := context.WithTimeout(c.stopped, peerResolve)
 	defer cancel()
 	if p.hosts, err = net.DefaultResolver.LookupNetIP(ctx, "ip", e.Host); err != nil {
-		c.log.Warn("cluster: peer's address not found; its calls will be refused", "peer", p.Addr, "err", err)
+		c.opt.Log.Warn("cluster: peer's address not found; its calls will be refused", "peer", p.Addr, "err", err)
 	}
 	for i := range p.hosts {
 		p.hosts[i] = p.hosts[i].Unmap().WithZone("")
@@ -230,10 +223,9 @@ func (c *Cluster) fromPeer(addr net.Addr) bool {
 	return slices.ContainsFunc(c.peers, func(p *peer) bool { return slices.Contains(p.hosts, ip) })
 }
 
-// PushWait delivers ev here and hands it to every peer, then waits for the peers' counts until
-// they have all answered, peerAckWait has passed, or half the time ctx has left is gone (the rest
-// is for the reply). It returns the connections reached on the nodes that answered, and an error
-// if the message could not be stored here.
+// PushWait delivers ev here and hands it to every peer, then waits for the peers' counts for at
+// most peerAckWait and half the time ctx has left (the rest is for the reply). It returns the
+// connections reached on the nodes that answered, and an error if ev could not be stored here.
 func (c *Cluster) PushWait(ctx context.Context, ev event) (int, error) {
 	ack := &peerAck{done: make(chan struct{})}
 	ack.left.Store(1) // held until every peer has its share (relay)
@@ -242,11 +234,10 @@ func (c *Cluster) PushWait(ctx context.Context, ev event) (int, error) {
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d)/2)
 	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
 	select {
 	case <-ack.done:
 	case <-ctx.Done():
+	case <-time.After(wait):
 	}
 	return local + int(ack.delivered.Load()), err
 }
@@ -258,22 +249,26 @@ type peerAck struct {
 	done      chan struct{} // closed when left reaches 0
 }
 
+// answer adds one peer's count (a nil a: nobody waits for it).
 func (a *peerAck) answer(n int32) {
+	if a == nil {
+		return
+	}
 	a.delivered.Add(int64(max(n, 0)))
 	if a.left.Add(-1) == 0 {
 		close(a.done)
 	}
 }
 
-// Close lets every sender send what the log holds until ctx ends, then abandons the rest. The
-// client is the caller's to close.
+// Close lets the senders send what the log holds until ctx ends, then abandons the rest; the
+// client stays open.
 func (c *Cluster) Close(ctx context.Context) error {
 	c.relay() // what the connections pushed while closing
 	c.mu.Lock()
 	closed := c.closing
 	c.closing = true
 	for _, p := range c.peers {
-		p.signal()
+		notify(p.wake)
 	}
 	c.mu.Unlock()
 	if closed {

@@ -230,7 +230,7 @@ func peerPushCall(t *testing.T, addr, token string, msgs []peerMessage) ([]int32
 		},
 		func(a *tars.Args) error {
 			return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-				counts, err = readList(d, tag, -1, readInt32)
+				counts, err = readList(d, tag, -1, (*tars.Decoder).ReadInt32)
 				return err
 			})
 		})
@@ -381,7 +381,7 @@ func TestPeerMessageCodec(t *testing.T) {
 		t.Errorf("2 messages read with a limit of 1: %v", err)
 	}
 	// A node that knows tags 0 to 5 only (before names) reads a message with a name, without it.
-	old := func(d *tars.Decoder, m *peerMessage) error {
+	old := func(d *tars.Decoder, m *peerMessage, _ uint8, _ bool) error {
 		if _, err := d.ReadStructBegin(0, true); err != nil {
 			return err
 		}
@@ -394,7 +394,7 @@ func TestPeerMessageCodec(t *testing.T) {
 		t.Errorf("read by an older node = %+v, %v; want %+v", got, err, unnamed)
 	}
 	counts := []int32{0, 5, -1, 1 << 20}
-	if got, err := readList(tars.NewDecoder(appendList(nil, 3, counts, appendInt32)), 3, -1, readInt32); err != nil || !slices.Equal(got, counts) {
+	if got, err := readList(tars.NewDecoder(appendList(nil, 3, counts, appendInt32)), 3, -1, (*tars.Decoder).ReadInt32); err != nil || !slices.Equal(got, counts) {
 		t.Errorf("counts round trip = %v, %v", got, err)
 	}
 }

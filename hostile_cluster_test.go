@@ -168,7 +168,7 @@ func TestHostileClusterPeerPush(t *testing.T) {
 			in, err := tars.NewArgs(rsp.Version, rsp.Buffer)
 			if err == nil {
 				err = in.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-					counts, err = readList(d, tag, -1, readInt32)
+					counts, err = readList(d, tag, -1, (*tars.Decoder).ReadInt32)
 					return err
 				})
 			}

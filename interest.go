@@ -12,20 +12,18 @@ import (
 )
 
 // Interest: each node tells its peers which rooms it has members in (peerInterest): its whole set
-// when a peer is new or may have lost it (a failed call, a restarted process), then the changes,
-// which happen only when a room gains its first member here or loses its last. A join that gives
-// a room its first member here is answered once the peers that are up know it (at most
-// peerAckWait), so a message pushed after it on any node reaches it.
+// when a peer is new or may have lost it (a failed call, a restarted process), then the changes.
 
 // interestChanged is the hub's news that a room gained its first member here or lost its last:
-// the senders tell the peers. With wait it returns once every peer whose last call did not fail
-// has acknowledged, or after peerAckWait.
+// the senders tell the peers. With wait (a join) it returns once every peer whose last call did
+// not fail has acknowledged, at most after peerAckWait, so that a message pushed after the join
+// on any node reaches it.
 func (c *Cluster) interestChanged(wait bool) {
 	c.mu.Lock()
 	c.gen++
 	gen := c.gen
 	for _, p := range c.peers {
-		p.signal()
+		notify(p.wake)
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.stopped, peerAckWait)
@@ -59,13 +57,10 @@ func (c *Cluster) tell(p *peer) bool {
 	if skip {
 		return true
 	}
-	now := make(map[string]struct{})
-	for room := range c.hub.Counts().Rooms {
-		now[room] = struct{}{}
-	}
+	now := c.hub.Counts().Rooms
 	add, remove, full := minus(now, told), minus(told, now), told == nil
 	switch {
-	case !full && !fits(add, remove):
+	case !full && !fits(slices.Concat(add, remove)):
 		add, remove, full = slices.Collect(maps.Keys(now)), nil, true
 	case !full && len(add)+len(remove)+len(gaps) == 0:
 		c.mu.Lock()
@@ -76,7 +71,7 @@ func (c *Cluster) tell(p *peer) bool {
 	if full && !fits(add) {
 		add, full, now = nil, false, nil
 	}
-	err := p.proxy.Invoke(p.ctx, "peerInterest", func(r *tars.Results) {
+	err := c.call(p, "peerInterest", func(r *tars.Results) {
 		r.PutString(1, "token", c.opt.Secret)
 		r.PutString(2, "origin", c.origin)
 		r.PutString(3, "epoch", c.hub.idTag)
@@ -87,7 +82,6 @@ func (c *Cluster) tell(p *peer) bool {
 			r.Put(7, "gaps", func(b []byte, tag uint8) []byte { return appendList(b, tag, gaps, tars.AppendString) })
 		}
 	}, nil)
-	unanswered(p, err)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -96,20 +90,20 @@ func (c *Cluster) tell(p *peer) bool {
 		}
 	}
 	switch {
-	case peerRefused(err):
+	case callCode(err) == pushDenied:
 		// It does not take this node's rooms (a wrong secret, or it knows this node by another
 		// address), so relays everything here; it is asked again at the next change.
 		if p.Error != err.Error() {
-			c.log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
+			c.opt.Log.Warn("cluster: peer refused this node's rooms; it relays every message here", "peer", p.Addr, "err", err)
 		}
 		p.Error, p.told, p.toldGen = err.Error(), nil, gen
 		return true
 	case err != nil && p.State == "unknown":
 		p.Error, p.told, p.toldGen = err.Error(), nil, -1 // never reached: messages will tell
-	case err != nil:
-		c.down(p, err)
-	default:
-		c.up(p)
+		return false
+	}
+	c.mark(p, err)
+	if err == nil {
 		p.told, p.toldGen = now, gen
 		close(c.told)
 		c.told = make(chan struct{})
@@ -118,25 +112,67 @@ func (c *Cluster) tell(p *peer) bool {
 }
 
 // minus returns the keys of a that are not in b.
-func minus(a, b map[string]struct{}) (keys []string) {
-	for k := range a {
-		if _, in := b[k]; !in {
-			keys = append(keys, k)
-		}
-	}
-	return keys
+func minus(a, b map[string]int) []string {
+	return slices.DeleteFunc(slices.Collect(maps.Keys(a)), func(k string) bool { _, in := b[k]; return in })
 }
 
 // fits reports whether the rooms fit one peerInterest call.
-func fits(lists ...[]string) bool {
-	n, size := 0, 0
-	for _, rooms := range lists {
-		n += len(rooms)
-		for _, r := range rooms {
-			size += len(r) + 4
+func fits(rooms []string) bool {
+	size := 0
+	for _, r := range rooms {
+		size += len(r) + 4
+	}
+	return len(rooms) <= peerInterestMax && size <= peerBatchBytes
+}
+
+// peerInterest records which rooms the calling peer has members in, and starts its rooms' gaps
+// here. The token goes first, then the short fields, then the room lists, each bounded
+// (peerInterestMax valid room names; gaps, which older nodes do not send, may hold "").
+func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Args, _ *tars.Results) error {
+	set := o.live.get()
+	if err := peerToken(in, 1, "peerInterest", set.ClusterSecret); err != nil {
+		return err
+	}
+	a, err := readStrings(in, 2, "origin", "epoch")
+	if err != nil {
+		return err
+	}
+	origin, epoch := a[0], a[1]
+	if len(origin) > peerOriginMax || len(epoch) > peerFromMax {
+		return codeErr{pushBadArgument, errors.New("peerInterest: origin or epoch too long")}
+	}
+	full, err := in.Bool(4, "full")
+	if err != nil {
+		return err
+	}
+	var lists [3][]string
+	for i, name := range []string{"add", "remove", "gaps"} {
+		err := in.Value(uint8(5+i), name, func(d *tars.Decoder, tag uint8) (err error) {
+			if peek := *d; name == "gaps" {
+				if _, ok, err := peek.ReadListLen(tag, false); !ok {
+					return err
+				}
+			}
+			lists[i], err = readList(d, tag, peerInterestMax, (*tars.Decoder).ReadString)
+			return err
+		})
+		if errors.Is(err, errPeerBatch) {
+			return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: more than %d rooms", name, peerInterestMax)}
+		}
+		if err != nil {
+			return err
+		}
+		for _, room := range lists[i] {
+			if err := checkRoom(room, set); err != nil && (room != "" || name != "gaps") {
+				return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: %w", name, err)}
+			}
 		}
 	}
-	return n <= peerInterestMax && size <= peerBatchBytes
+	if err := o.cl.setInterest(cur.RemoteAddr, origin, epoch, full, lists[0], lists[1]); err != nil {
+		return err
+	}
+	o.hub.gap(lists[2])
+	return nil
 }
 
 // setInterest applies a peerInterest call from the peer at origin, which must be on one of that
@@ -153,7 +189,7 @@ func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, 
 	if p.epoch != epoch {
 		if p.epoch != "" {
 			p.told, p.toldGen = nil, -1
-			p.signal()
+			notify(p.wake)
 		}
 		p.epoch, p.wants = epoch, nil
 	}
@@ -170,62 +206,9 @@ func (c *Cluster) setInterest(caller net.Addr, origin, epoch string, full bool, 
 		for _, r := range add {
 			p.wants[r] = struct{}{}
 		}
-		if len(p.wants) > peerInterestMax {
-			p.wants = nil
-		}
 	}
-	p.Interest = -1
-	if p.wants != nil {
-		p.Interest = len(p.wants)
+	if p.Interest = len(p.wants); p.wants == nil || p.Interest > peerInterestMax {
+		p.wants, p.Interest = nil, -1
 	}
-	return nil
-}
-
-// peerInterest records which rooms the calling peer has members in, and starts its rooms' gaps
-// here. The token goes first, then the short fields, then the room lists, each bounded
-// (peerInterestMax valid room names; gaps, which older nodes do not send, may hold "").
-func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Args, _ *tars.Results) error {
-	set := o.live.get()
-	if err := peerToken(in, 1, "peerInterest", set.ClusterSecret); err != nil {
-		return err
-	}
-	a, err := readStrings(in, 2, "origin", "epoch")
-	if err != nil {
-		return err
-	}
-	if len(a[0]) > peerOriginMax || len(a[1]) > peerFromMax {
-		return codeErr{pushBadArgument, errors.New("peerInterest: origin or epoch too long")}
-	}
-	full, err := in.Bool(4, "full")
-	if err != nil {
-		return err
-	}
-	var lists [3][]string
-	for i, name := range []string{"add", "remove", "gaps"} {
-		err := in.Value(uint8(5+i), name, func(d *tars.Decoder, tag uint8) (err error) {
-			if peek := *d; name == "gaps" {
-				if _, ok, err := peek.ReadListLen(tag, false); !ok {
-					return err
-				}
-			}
-			lists[i], err = readList(d, tag, peerInterestMax, readString)
-			return err
-		})
-		if errors.Is(err, errPeerBatch) {
-			return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: more than %d rooms", name, peerInterestMax)}
-		}
-		if err != nil {
-			return err
-		}
-		for _, room := range lists[i] {
-			if err := checkRoom(room, set); err != nil && (room != "" || name != "gaps") {
-				return codeErr{pushBadArgument, fmt.Errorf("peerInterest: %s: %w", name, err)}
-			}
-		}
-	}
-	if err := o.cl.setInterest(cur.RemoteAddr, a[0], a[1], full, lists[0], lists[1]); err != nil {
-		return err
-	}
-	o.hub.gap(lists[2])
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,8 +13,8 @@ import (
 
 // Presence across a cluster: presence|room counts this node's members, then asks every peer that
 // may have members in the room (PushObj.peerPresence) at once, for at most peerPresenceWait. A
-// peer whose interest says it has none there is not asked. A peer that does not answer in time,
-// or answers what cannot be right, makes the reply partial: its members are left out.
+// peer that does not answer in time, or answers what cannot be right, makes the reply partial:
+// its members are left out.
 const peerPresenceWait = 500 * time.Millisecond
 
 // roomPresence answers presence|room: how many are in room on every node that answered, at most
@@ -30,23 +31,34 @@ func (h *Hub) roomPresence(room string) (n int, ms []roomMember, partial bool) {
 	return n + pn, append(ms, pms[:min(len(pms), maxPresence-len(ms))]...), partial
 }
 
-// presence asks the peers that may have members in room who they are, concurrently, never
-// holding a lock while they answer.
+// presence asks the peers that may have members in room who they are, never holding a lock
+// while they answer.
 func (c *Cluster) presence(room string) (n int, ms []roomMember, partial bool) {
 	c.mu.Lock()
-	var ask []*peer
-	for _, p := range c.peers {
-		if _, in := p.wants[room]; p.wants == nil || in {
-			ask = append(ask, p)
-		}
-	}
+	ask := slices.DeleteFunc(slices.Clone(c.peers), func(p *peer) bool { return !p.has(room) })
 	c.mu.Unlock()
 	counts, lists, errs := make([]int32, len(ask)), make([][]roomMember, len(ask)), make([]error, len(ask))
 	ctx, cancel := context.WithTimeout(c.ctx, peerPresenceWait)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, p := range ask {
-		wg.Go(func() { counts[i], lists[i], errs[i] = c.askPresence(ctx, p, room) })
+		wg.Go(func() {
+			errs[i] = p.proxy.Invoke(ctx, "peerPresence", func(r *tars.Results) {
+				r.PutString(1, "token", c.opt.Secret)
+				r.PutString(2, "roomNum", room)
+			}, func(r *tars.Args) (err error) {
+				if counts[i], err = r.Int32(3, "count"); err != nil {
+					return err
+				}
+				return r.Value(4, "members", func(d *tars.Decoder, tag uint8) (err error) {
+					lists[i], err = readList(d, tag, maxPresence, readPeerMember)
+					return err
+				})
+			})
+			if errs[i] == nil && int(counts[i]) < len(lists[i]) {
+				errs[i] = fmt.Errorf("peerPresence: count %d with %d members", counts[i], len(lists[i]))
+			}
+		})
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -54,30 +66,9 @@ func (c *Cluster) presence(room string) (n int, ms []roomMember, partial bool) {
 			partial = true
 			continue
 		}
-		n += int(counts[i])
-		ms = append(ms, lists[i]...)
+		n, ms = n+int(counts[i]), append(ms, lists[i]...)
 	}
 	return n, ms, partial
-}
-
-// askPresence calls p's peerPresence and checks its answer.
-func (c *Cluster) askPresence(ctx context.Context, p *peer, room string) (n int32, ms []roomMember, err error) {
-	err = p.proxy.Invoke(ctx, "peerPresence", func(r *tars.Results) {
-		r.PutString(1, "token", c.opt.Secret)
-		r.PutString(2, "roomNum", room)
-	}, func(a *tars.Args) error {
-		if n, err = a.Int32(3, "count"); err != nil {
-			return err
-		}
-		return a.Value(4, "members", func(d *tars.Decoder, tag uint8) (err error) {
-			ms, err = readList(d, tag, maxPresence, readPeerMember)
-			return err
-		})
-	})
-	if err == nil && int(n) < len(ms) {
-		err = fmt.Errorf("peerPresence: count %d with %d members", n, len(ms))
-	}
-	return n, ms, err
 }
 
 // peerPresence answers who is in a room here, the token checked before the room is read.
@@ -102,20 +93,18 @@ func (o *pushObj) peerPresence(_ context.Context, _ *tars.Current, in *tars.Args
 // appendPeerMember and readPeerMember are TestApp.PeerMember; what is read is checked as a local
 // member would be.
 func appendPeerMember(b []byte, tag uint8, m roomMember) []byte {
-	b = tars.AppendStructBegin(b, tag)
-	b = tars.AppendString(b, 0, m.ID)
+	b = tars.AppendString(tars.AppendStructBegin(b, tag), 0, m.ID)
 	if m.Name != "" {
 		b = tars.AppendString(b, 1, m.Name)
 	}
 	return tars.AppendStructEnd(b)
 }
 
-func readPeerMember(d *tars.Decoder, m *roomMember) error {
-	if _, err := d.ReadStructBegin(0, true); err != nil {
+func readPeerMember(d *tars.Decoder, m *roomMember, tag uint8, required bool) error {
+	if ok, err := d.ReadStructBegin(tag, required); !ok {
 		return err
 	}
-	err := cmp.Or(d.ReadString(&m.ID, 0, true), d.ReadString(&m.Name, 1, false), d.ReadStructEnd())
-	switch {
+	switch err := cmp.Or(d.ReadString(&m.ID, 0, true), d.ReadString(&m.Name, 1, false), d.ReadStructEnd()); {
 	case err != nil:
 		return err
 	case badID(m.ID):

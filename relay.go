@@ -13,8 +13,8 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// relay appends what the hub delivered since the last call to the log. A waiting caller counts
-// on each peer that wants the message and is not known to be down (nor stopping).
+// relay appends to the log what the hub delivered since the last call. A waiting caller counts on
+// each peer that wants the message and is not known to be down (nor stopping).
 func (c *Cluster) relay() {
 	c.mu.Lock()
 	items := c.hub.TakeRelayed()
@@ -24,27 +24,24 @@ func (c *Cluster) relay() {
 		_, tag, _ := strings.Cut(ev.To, ".")
 		var skip []*peer
 		for _, p := range c.peers {
-			_, in := p.wants[ev.Room]
 			switch {
-			case ev.Room != "" && p.wants != nil && !in && !all, ev.To != "" && p.epoch != "" && p.epoch != tag:
+			case ev.Room != "" && !all && !p.has(ev.Room), ev.To != "" && p.epoch != "" && p.epoch != tag:
 				skip = append(skip, p)
 			case p.State == "down" || c.closing:
 				p.owes = max(p.owes, c.end()+1)
 			case it.ack != nil:
 				it.ack.left.Add(1)
 			}
-			p.signal()
+			notify(p.wake)
 		}
 		m := peerMessage{Room: ev.Room, Text: ev.Text, From: ev.From, Time: ev.Time.UnixMilli(), Origin: c.origin, To: ev.To, Name: ev.Name}
 		c.relayed = append(c.relayed, peerItem{m, it.ack, c.bytes, skip})
-		c.bytes += c.relayed[len(c.relayed)-1].cost()
+		c.bytes += m.cost()
 	}
 	c.trim()
 	c.mu.Unlock()
 	for _, it := range items {
-		if it.ack != nil {
-			it.ack.answer(0) // the count PushWait held while queueing
-		}
+		it.ack.answer(0) // the count PushWait held while queueing
 	}
 }
 
@@ -61,9 +58,6 @@ func (c *Cluster) trim() {
 	to = max(to, c.end()-peerQueueMax, c.base)
 	for limit := cmp.Or(c.opt.QueueBytes, peerQueueBytes); to < c.end() && c.bytes-c.relayed[to-c.base].at > limit; {
 		to++
-	}
-	if to == c.base {
-		return
 	}
 	for _, p := range c.peers {
 		c.settle(p, to)
@@ -83,42 +77,45 @@ func (c *Cluster) trim() {
 // all, and it owes no more).
 func (c *Cluster) settle(p *peer, to int) {
 	for n := max(p.owes, c.base); n < min(to, c.end()); n++ {
-		if it := c.relayed[n-c.base]; it.ack != nil && !slices.Contains(it.skip, p) {
+		if it := c.relayed[n-c.base]; !slices.Contains(it.skip, p) {
 			it.ack.answer(0)
 		}
 	}
 	p.owes = max(p.owes, to)
 }
 
-// missed notes that p will never get m (dropped, or lost in a call cut off): p is told so with
-// its next peerInterest, and its history of the room starts a new epoch, so that a page
-// recovering there across the gap learns recovered:false. c.mu must be held.
+// has reports whether p may have members in room.
+func (p *peer) has(room string) bool {
+	_, in := p.wants[room]
+	return in || p.wants == nil
+}
+
+// missed notes that p will never get m (dropped, or lost in a call cut off): its next
+// peerInterest tells it, and its history of the room starts a new epoch, so that a page
+// recovering there across the gap learns recovered:false.
 func (p *peer) missed(m peerMessage) {
 	if m.Room != "" && m.To == "" { // the others are in no history
 		p.gap(m.Room)
 	}
 }
 
-// gap adds room ("": every room, as past peerInterestMax rooms) to the gaps p is to be told of.
+// gap adds room to the gaps p is to be told of ("": every room, as past peerInterestMax).
 func (p *peer) gap(room string) {
 	if _, all := p.gaps[""]; all {
 		return
 	}
+	if room == "" || len(p.gaps) >= peerInterestMax {
+		p.gaps, room = nil, ""
+	}
 	if p.gaps == nil {
 		p.gaps = make(map[string]struct{})
-	}
-	if room == "" || len(p.gaps) >= peerInterestMax {
-		clear(p.gaps)
-		room = ""
 	}
 	p.gaps[room] = struct{}{}
 }
 
-func (p *peer) signal() { notify(p.wake) }
-
-// send is p's sender: it hands the log over one batch at a time, each after the previous one was
-// answered, which keeps the order. After a failed call it waits peerRetryWait, after an empty
-// batch for more (and peerRetryWait if telling the rooms failed).
+// send is p's sender: one batch at a time, each after the previous one was answered, which keeps
+// the order. After a failed call it waits peerRetryWait, after an empty batch for more (and
+// peerRetryWait if telling the rooms failed).
 func (c *Cluster) send(p *peer) {
 	defer func() {
 		c.mu.Lock()
@@ -140,13 +137,11 @@ func (c *Cluster) send(p *peer) {
 		} else if closing {
 			return
 		}
-		var wake <-chan struct{}
-		retry := time.After(peerRetryWait)
-		if len(batch) == 0 {
-			wake = p.wake
-			if told {
-				retry = nil
-			}
+		wake, retry := p.wake, time.After(peerRetryWait)
+		if len(batch) > 0 {
+			wake = nil
+		} else if told {
+			retry = nil
 		}
 		select {
 		case <-wake:
@@ -157,9 +152,9 @@ func (c *Cluster) send(p *peer) {
 	}
 }
 
-// take returns p's next batch, at most peerBatchMax messages and peerBatchBytes bytes (or one
-// message), leaving out those p did not want, each with the caller waiting on it if p owes that
-// one its count; and whether the cluster is closing.
+// take returns p's next batch (at most peerBatchMax messages and peerBatchBytes bytes, or one
+// message) without those p does not want, each with its waiting caller if p owes it its count;
+// and whether the cluster is closing.
 func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -171,7 +166,7 @@ func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 			p.skipped++
 			continue
 		}
-		if size += it.cost(); size > peerBatchBytes && len(batch) > 0 {
+		if size += it.msg.cost(); size > peerBatchBytes && len(batch) > 0 {
 			break
 		}
 		if p.next < p.owes {
@@ -186,22 +181,21 @@ func (c *Cluster) take(p *peer) ([]peerItem, bool) {
 	return batch, c.closing
 }
 
-// push calls PushObj.peerPush with a batch, answers the callers waiting on it with their counts
-// and moves p's cursor past it, unless it certainly was not delivered. A failed call marks p down.
+// push calls peerPush with a batch, answers its waiting callers, and moves p's cursor past it
+// unless it certainly was not delivered.
 func (c *Cluster) push(p *peer, batch []peerItem) bool {
 	var counts []int32
-	err := p.proxy.Invoke(p.ctx, "peerPush", func(r *tars.Results) {
+	err := c.call(p, "peerPush", func(r *tars.Results) {
 		r.Put(1, "msgs", func(b []byte, tag uint8) []byte {
 			return appendList(b, tag, batch, func(b []byte, tag uint8, it peerItem) []byte { return appendPeerMessage(b, tag, it.msg) })
 		})
 		r.PutString(2, "token", c.opt.Secret)
 	}, func(a *tars.Args) error {
 		return a.Value(3, "delivered", func(d *tars.Decoder, tag uint8) (err error) {
-			counts, err = readList(d, tag, -1, readInt32)
+			counts, err = readList(d, tag, -1, (*tars.Decoder).ReadInt32)
 			return err
 		})
 	})
-	unanswered(p, err)
 	if err == nil && len(counts) != len(batch) {
 		err = fmt.Errorf("peerPush answered %d counts for %d messages", len(counts), len(batch))
 	}
@@ -209,18 +203,15 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 		counts = make([]int32, len(batch))
 	}
 	for i, it := range batch {
-		if it.ack != nil {
-			it.ack.answer(counts[i])
-		}
+		it.ack.answer(counts[i])
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case err == nil:
-		c.up(p)
 		p.Sent += uint64(len(batch))
 		p.Filtered += uint64(p.skipped)
-	case (neverSent(err) || peerRefused(err)) && p.ctx.Err() == nil:
+	case (neverSent(err) || callCode(err) == pushDenied) && p.ctx.Err() == nil:
 		p.next = max(p.from, c.base) // back to the log, less what fell off it meanwhile
 		for _, it := range batch {
 			if len(c.relayed) == 0 || it.at < c.relayed[0].at {
@@ -235,54 +226,54 @@ func (c *Cluster) push(p *peer, batch []peerItem) bool {
 			p.missed(it.msg)
 		}
 	}
-	if err != nil {
-		c.down(p, err)
-	}
+	c.mark(p, err)
 	p.from = p.next
 	c.trim()
 	return err == nil
 }
 
-// up marks p up after a call that succeeded. c.mu must be held.
-func (c *Cluster) up(p *peer) {
-	if p.State != "up" {
-		c.log.Info("cluster: peer up", "peer", p.Addr)
+// mark records how p's last call went. After a failure it answers the callers waiting on p with
+// nothing, and forgets what p was told: it may have restarted.
+func (c *Cluster) mark(p *peer, err error) {
+	if err == nil {
+		if p.State != "up" {
+			c.opt.Log.Info("cluster: peer up", "peer", p.Addr)
+		}
+		p.State, p.Error = "up", ""
+		return
 	}
-	p.State, p.Error = "up", ""
-}
-
-// down marks p down after a failed call, answers the callers waiting on it with nothing, and
-// forgets what it was told: it may have restarted. c.mu must be held.
-func (c *Cluster) down(p *peer, err error) {
 	if p.State != "down" {
-		c.log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
+		c.opt.Log.Warn("cluster: peer down", "peer", p.Addr, "err", err)
 	}
 	p.State, p.Error = "down", err.Error()
 	p.told, p.toldGen = nil, -1
 	c.settle(p, c.end())
 }
 
-// unanswered resets p's connection after a call that timed out: across a partition its request
-// would wait in the connection and arrive after the heal, out of order with the calls that
-// follow. Reset, it certainly arrives never, or before.
-func unanswered(p *peer, err error) {
-	var ce *tars.CallError
-	if errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+// call invokes fn on p. A timeout resets p's connection: across a partition the request would
+// wait in it and arrive after the heal, after later calls. Reset, it arrives never, or before.
+func (c *Cluster) call(p *peer, fn string, in func(*tars.Results), out func(*tars.Args) error) error {
+	err := p.proxy.Invoke(p.ctx, fn, in, out)
+	if callCode(err) == tars.InvokeTimeout {
 		p.proxy.Abort()
 	}
+	return err
+}
+
+// callCode is the code of a failed call. pushDenied: the peer refused it unread (a wrong secret,
+// or it does not know this node yet), so sending it again cannot deliver anything twice.
+func callCode(err error) int32 {
+	var ce *tars.CallError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return tars.Success
 }
 
 // neverSent reports whether a call failed before its request could leave: no connection.
 func neverSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// peerRefused reports whether the peer refused a whole call unread (a wrong secret, or it does
-// not know this node yet): sending it again cannot deliver anything twice.
-func peerRefused(err error) bool {
-	var ce *tars.CallError
-	return errors.As(err, &ce) && ce.Code == pushDenied
 }
 
 // peerMessage is TestApp.PeerMessage (tars/Push.tars).
@@ -292,6 +283,10 @@ type peerMessage struct {
 	Origin           string
 	To               string // a connection id: for it only (pushToConn); "": the room's members, or everyone
 	Name             string // the sender's display name; older nodes neither send nor read it
+}
+
+func (m *peerMessage) cost() int {
+	return len(m.Room) + len(m.Text) + len(m.From) + len(m.Origin) + len(m.To) + len(m.Name) + peerItemCost
 }
 
 func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
@@ -310,8 +305,8 @@ func appendPeerMessage(b []byte, tag uint8, m peerMessage) []byte {
 	return tars.AppendStructEnd(b)
 }
 
-func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
-	if _, err := d.ReadStructBegin(0, true); err != nil {
+func readPeerMessage(d *tars.Decoder, m *peerMessage, tag uint8, required bool) error {
+	if ok, err := d.ReadStructBegin(tag, required); !ok {
 		return err
 	}
 	return cmp.Or(d.ReadString(&m.Room, 0, true), d.ReadString(&m.Text, 1, true), d.ReadString(&m.From, 2, true),
@@ -320,10 +315,6 @@ func readPeerMessage(d *tars.Decoder, m *peerMessage) error {
 }
 
 func appendInt32(b []byte, tag uint8, n int32) []byte { return tars.AppendInt(b, tag, int64(n)) }
-
-func readInt32(d *tars.Decoder, n *int32) error { return d.ReadInt32(n, 0, true) }
-
-func readString(d *tars.Decoder, s *string) error { return d.ReadString(s, 0, true) }
 
 // appendList appends v as a vector, its elements at tag 0.
 func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) []byte) []byte {
@@ -334,11 +325,12 @@ func appendList[T any](b []byte, tag uint8, v []T, elem func([]byte, uint8, T) [
 	return b
 }
 
-// errPeerBatch refuses a list longer than a peer sends in one call, before anything is allocated.
+// errPeerBatch refuses a list longer than a peer sends, before anything is allocated.
 var errPeerBatch = fmt.Errorf("more than %d messages in one call", peerBatchMax)
 
-// readList reads a vector of at most max elements (max < 0: any number).
-func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T) error) ([]T, error) {
+// readList reads a vector of at most max elements (max < 0: any number), each by elem at tag 0
+// as the Decoder's methods read them.
+func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decoder, *T, uint8, bool) error) ([]T, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
 		return nil, err
@@ -348,7 +340,7 @@ func readList[T any](d *tars.Decoder, tag uint8, max int, elem func(*tars.Decode
 	}
 	v := make([]T, n)
 	for i := range v {
-		if err := elem(d, &v[i]); err != nil {
+		if err := elem(d, &v[i], 0, true); err != nil {
 			return nil, fmt.Errorf("element %d: %w", i, err)
 		}
 	}
