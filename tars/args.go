@@ -59,9 +59,8 @@ type Args struct {
 }
 
 // NewArgs reads sBuffer, which it may alias, as version: TUP and JSON at once, TARS on demand.
-func NewArgs(version int16, sBuffer []byte) (*Args, error) {
-	a := &Args{version: version, body: sBuffer}
-	var err error
+func NewArgs(version int16, sBuffer []byte) (a *Args, err error) {
+	a = &Args{version: version, body: sBuffer}
 	switch version {
 	case VersionTars:
 	case VersionTUP:
@@ -106,9 +105,6 @@ func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
 	return m, err
 }
 
-// Version returns the packet version the arguments came in.
-func (a *Args) Version() int16 { return a.version }
-
 // Value reads a struct, vector or map parameter that read decodes at the tag given; not in JSON.
 func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) error) error {
 	d, t, err := a.at(tag, name)
@@ -119,21 +115,22 @@ func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) er
 }
 
 // at returns a Decoder over the parameter and the tag to read it at.
-func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
+func (a *Args) at(tag uint8, name string) (d Decoder, _ uint8, err error) {
+	d = Decoder{buf: a.body, MaxLen: a.MaxLen}
 	switch a.version {
 	case VersionTars:
-		return Decoder{buf: a.body, MaxLen: a.MaxLen}, tag, nil
+		return d, tag, nil
 	case VersionTUP:
-		v, ok := a.tup[name]
-		if !ok && name == "" {
-			v, ok = a.tup[retName]
+		var ok bool
+		if d.buf, ok = a.tup[name]; !ok && name == "" {
+			d.buf, ok = a.tup[retName]
 		}
 		if !ok {
-			return Decoder{}, 0, errors.New("missing")
+			err = errors.New("missing")
 		}
-		return Decoder{buf: v, MaxLen: a.MaxLen}, 0, nil
+		return d, 0, err
 	}
-	return Decoder{}, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
+	return d, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }
 
 // JSON unmarshals the parameter of a JSON (version 5) call into v.

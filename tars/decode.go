@@ -27,21 +27,23 @@ func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
 // Offset returns the number of bytes consumed so far.
 func (d *Decoder) Offset() int { return d.off }
 
-// field consumes the head of field tag, which must be of a type accept
-// takes (else it cannot be read as want); ok is false when it is absent.
-func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte) bool) (typ byte, ok bool, err error) {
+// field consumes the head of field tag, whose type must be in accept (a bit
+// per type code), else it cannot be read as want; ok is false when it is absent.
+func (d *Decoder) field(tag uint8, required bool, want string, accept uint16) (typ byte, ok bool, err error) {
 	for d.off < len(d.buf) {
 		at := d.off
 		ftag, ftyp, err := d.head(int(tag))
-		switch {
-		case err != nil:
+		if err != nil {
 			return 0, false, err
-		case ftyp == TypeStructEnd || ftag > tag:
+		}
+		if ftyp == TypeStructEnd || ftag > tag {
 			d.off = at // not this field: leave it for the next read
-			return 0, false, d.absent(tag, required)
-		case ftag == tag && !accept(ftyp):
-			return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
-		case ftag == tag:
+			break
+		}
+		if ftag == tag {
+			if accept&(1<<ftyp) == 0 {
+				return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
+			}
 			d.at = at
 			return ftyp, true, nil
 		}
@@ -49,21 +51,17 @@ func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte)
 			return 0, false, err
 		}
 	}
-	return 0, false, d.absent(tag, required)
-}
-
-func (d *Decoder) absent(tag uint8, required bool) error {
 	if required {
-		return decodeErr(d.off, int(tag), "required field missing")
+		return 0, false, decodeErr(d.off, int(tag), "required field missing")
 	}
-	return nil
+	return 0, false, nil
 }
 
 // readInt reads an integer stored in at most the type widest. Unsigned types
 // are stored widened to the next signed one, so a value may be out of range.
 func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
 	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t <= widest || t == TypeZero })
+	typ, ok, err := d.field(tag, required, want, 2<<widest-1|1<<TypeZero)
 	if !ok {
 		return err
 	}
@@ -134,7 +132,7 @@ func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
 }
 
 func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t == TypeZero || t == TypeFloat || t == widest })
+	typ, ok, err := d.field(tag, required, want, 1<<TypeZero|1<<TypeFloat|1<<widest)
 	var p []byte
 	if ok && typ != TypeZero {
 		p, err = d.number(int(tag), typ)
@@ -172,44 +170,42 @@ func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 
 // stringField reads the bytes of a string field; they alias the input.
 func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err error) {
-	typ, ok, err := d.field(tag, required, "string", func(t byte) bool { return t == TypeString1 || t == TypeString4 })
-	if !ok {
-		return nil, false, err
+	typ, ok, err := d.field(tag, required, "string", 1<<TypeString1|1<<TypeString4)
+	if ok {
+		s, err = d.str(int(tag), typ)
 	}
-	s, err = d.str(int(tag), typ)
-	return s, err == nil, err
+	return s, ok && err == nil, err
 }
 
 // ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a
 // LIST of INT1, which is copied.
 func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
-	typ, ok, err := d.field(tag, required, "vector<byte>", func(t byte) bool { return t == TypeSimpleList || t == TypeList })
-	switch {
-	case !ok:
+	typ, ok, err := d.field(tag, required, "vector<byte>", 1<<TypeSimpleList|1<<TypeList)
+	if !ok {
 		return err
-	case typ == TypeSimpleList:
+	}
+	if typ == TypeSimpleList {
 		p, err := d.simpleList(int(tag))
 		if err == nil {
 			*v = p
 		}
 		return err
 	}
-	var n int // a LIST of INT1, copied
-	if n, err = d.count(int(tag), 1, "list"); err != nil {
+	n, err := d.count(int(tag), 1, "list") // a LIST of INT1, copied
+	if err != nil {
 		return err
 	}
 	p := make([]byte, n)
 	for i := range p {
 		at := d.off
 		etag, etyp, err := d.head(int(tag))
-		if err != nil {
-			return err
+		if err == nil && (etag != 0 || etyp != TypeInt1 && etyp != TypeZero) {
+			err = decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d", i, typeNames[etyp], etag)
 		}
-		if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
-			return decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
-				i, typeNames[etyp], etag)
+		var e int64
+		if err == nil {
+			e, err = d.integer(int(tag), etyp)
 		}
-		e, err := d.integer(int(tag), etyp)
 		if err != nil {
 			return err
 		}
@@ -238,7 +234,7 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 	if want == TypeMap {
 		what, least = "map", 2 // and so may its value
 	}
-	if _, ok, err = d.field(tag, required, what, func(t byte) bool { return t == want }); !ok {
+	if _, ok, err = d.field(tag, required, what, 1<<want); !ok {
 		return 0, false, err
 	}
 	start := d.off
@@ -249,11 +245,11 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 			n, err = d.count(int(tag), least+1, what)
 		}
 	}
+	if limit := cmp.Or(max(d.MaxLen, 0), DefaultMaxLen); err == nil && n > limit {
+		err = decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
+	}
 	if err != nil {
 		return 0, false, err
-	}
-	if limit := cmp.Or(max(d.MaxLen, 0), DefaultMaxLen); n > limit {
-		return 0, false, decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
 	}
 	return n, true, nil
 }
@@ -299,15 +295,14 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 
 // ReadStructBegin enters the struct at tag; read its fields, then call ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
-	_, ok, err = d.field(tag, required, "struct", func(t byte) bool { return t == TypeStructBegin })
-	switch {
-	case !ok:
-		return false, err
-	case d.depth >= MaxDepth:
+	_, ok, err = d.field(tag, required, "struct", 1<<TypeStructBegin)
+	if ok && d.depth >= MaxDepth {
 		return false, decodeErr(d.at, int(tag), "nesting deeper than %d", MaxDepth)
 	}
-	d.depth++
-	return true, nil
+	if ok {
+		d.depth++
+	}
+	return ok, err
 }
 
 // ReadStructEnd skips the fields of the current struct not read (newer peers
