@@ -198,11 +198,31 @@ func (r *Results) Version() int16 { return cmp.Or(r.version, VersionTars) }
 
 // Put adds a struct, vector or map parameter that write appends at the tag given; not in JSON.
 func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []byte) {
-	if r.Version() == VersionJSON {
-		r.fail(tag, name, errors.New("no Tars encoding in a JSON call: use PutJSON"))
-		return
+	switch v := r.Version(); {
+	case v == VersionTars && int(tag) < r.last: // readers expect ascending tags
+		r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
+	case v == VersionTars:
+		r.buf, r.last = write(r.buf, tag), int(tag)+1
+	case v == VersionTUP:
+		if r.tup == nil {
+			r.tup = make(map[string][]byte, 2)
+		}
+		r.tup[name] = write(nil, 0)
+		if name == "" {
+			r.tup[retName] = r.tup[name]
+		}
+	default:
+		r.fail(tag, name, fmt.Errorf("no Tars encoding in packet version %d", v))
 	}
-	put(r, tag, name, write, func(b []byte, t uint8, w func([]byte, uint8) []byte) []byte { return w(b, t) })
+}
+
+// put adds v, encoded by app in TARS and TUP and by encoding/json in JSON.
+func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
+	if r.Version() == VersionJSON {
+		r.PutJSON(tag, name, v)
+	} else {
+		r.Put(tag, name, func(b []byte, t uint8) []byte { return app(b, t, v) })
+	}
 }
 
 // PutJSON adds a parameter of a JSON (version 5) call, marshalled with encoding/json.
@@ -219,28 +239,6 @@ func (r *Results) PutJSON(tag uint8, name string, v any) {
 
 func (r *Results) fail(tag uint8, name string, err error) {
 	r.err = cmp.Or(r.err, argErr(tag, name, err))
-}
-
-// put adds v, encoded by app in TARS and TUP and by encoding/json in JSON.
-func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
-	switch r.Version() {
-	case VersionTars:
-		if int(tag) < r.last { // readers expect ascending tags
-			r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
-			return
-		}
-		r.buf, r.last = app(r.buf, tag, v), int(tag)+1
-	case VersionTUP:
-		if r.tup == nil {
-			r.tup = make(map[string][]byte, 2)
-		}
-		r.tup[name] = app(nil, 0, v)
-		if name == "" {
-			r.tup[retName] = r.tup[name]
-		}
-	default:
-		r.PutJSON(tag, name, v)
-	}
 }
 
 // PutString adds a string parameter.

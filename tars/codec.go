@@ -174,13 +174,10 @@ func (d *Decoder) number(tag int, typ byte) ([]byte, error) {
 	return d.take(tag, uint64(numberSize[typ]), typeNames[typ], "size")
 }
 
-// integer consumes the payload of an integer of type typ.
+// integer consumes the payload of an integer of type typ, ZERO or INT1 to INT8.
 func (d *Decoder) integer(tag int, typ byte) (int64, error) {
 	if typ == TypeZero {
 		return 0, nil
-	}
-	if typ > TypeInt8 {
-		return 0, decodeErr(d.off, tag, "want an integer, found %s", typeNames[typ])
 	}
 	p, err := d.number(tag, typ)
 	var u uint64

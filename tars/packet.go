@@ -24,12 +24,11 @@ const (
 	PacketOneway int8 = 1 // no response is sent
 )
 
-// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
-const DefaultMaxPacket = 10 << 20
-
-// A packet's context and status maps carry a few short entries (tracing,
-// dyeing, a token); a packet whose maps exceed these does not decode.
 const (
+	// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
+	DefaultMaxPacket = 10 << 20
+	// A packet's context and status maps carry a few short entries (tracing,
+	// dyeing, a token); a packet whose maps exceed these does not decode.
 	MaxContextLen   = 64       // entries in each map
 	MaxContextBytes = 64 << 10 // bytes of keys and values in each map
 )
