@@ -3,6 +3,7 @@ package tars
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 )
@@ -129,10 +130,7 @@ func AppendStringMap(b []byte, tag uint8, m map[string]string) []byte {
 // appendMap appends m, keys sorted in a stack array so small maps do not allocate.
 func appendMap[V any](b []byte, tag uint8, m map[string]V, value func([]byte, uint8, V) []byte) []byte {
 	var stack [16]string
-	keys := stack[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
+	keys := slices.AppendSeq(stack[:0], maps.Keys(m))
 	slices.Sort(keys)
 	b = AppendMapHead(b, tag, len(m))
 	for _, k := range keys {
