@@ -296,13 +296,14 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 // ReadStructBegin enters the struct at tag; read its fields, then call ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
 	_, ok, err = d.field(tag, required, "struct", 1<<TypeStructBegin)
-	if ok && d.depth >= MaxDepth {
+	switch {
+	case !ok:
+		return false, err
+	case d.depth >= MaxDepth:
 		return false, decodeErr(d.at, int(tag), "nesting deeper than %d", MaxDepth)
 	}
-	if ok {
-		d.depth++
-	}
-	return ok, err
+	d.depth++
+	return true, nil
 }
 
 // ReadStructEnd skips the fields of the current struct not read (newer peers
