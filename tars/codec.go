@@ -45,7 +45,7 @@ const (
 var (
 	typeNames = [...]string{"INT1", "INT2", "INT4", "INT8", "FLOAT", "DOUBLE", "STRING1", "STRING4",
 		"MAP", "LIST", "STRUCT_BEGIN", "STRUCT_END", "ZERO", "SIMPLE_LIST"}
-	numberSize = [...]int{1, 2, 4, 8, 4, 8} // INT1 to DOUBLE
+	numberSize = [...]int{1, 2, 4, 8, 4, 8, TypeZero: 0} // payload bytes of a number
 )
 
 // AppendHead appends the head of a value of type typ at tag.
@@ -167,22 +167,19 @@ func (d *Decoder) take(tag int, n uint64, kind, what string) ([]byte, error) {
 	return d.buf[d.off-int(n) : d.off : d.off], nil
 }
 
-// number consumes the payload of a number of type typ, INT1 to DOUBLE.
+// number consumes the payload of a number of type typ: INT1 to DOUBLE, or ZERO.
 func (d *Decoder) number(tag int, typ byte) ([]byte, error) {
 	return d.take(tag, uint64(numberSize[typ]), typeNames[typ], "size")
 }
 
 // integer consumes the payload of an integer of type typ, ZERO or INT1 to INT8.
 func (d *Decoder) integer(tag int, typ byte) (int64, error) {
-	if typ == TypeZero {
-		return 0, nil
-	}
 	p, err := d.number(tag, typ)
 	var u uint64
 	for _, c := range p {
 		u = u<<8 | uint64(c)
 	}
-	shift := 64 - 8*len(p) // sign-extend
+	shift := 64 - 8*len(p) // sign-extend (ZERO: 64, and u is 0)
 	return int64(u<<shift) >> shift, err
 }
 

@@ -57,12 +57,21 @@ func (d *Decoder) field(tag uint8, required bool, want string, accept uint16) (t
 	return 0, false, nil
 }
 
-// readInt reads an integer stored in at most the type widest. Unsigned types
-// are stored widened to the next signed one, so a value may be out of range.
-func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
-	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required, want, 2<<widest-1|1<<TypeZero)
+// readNumber reads a number stored as ZERO or as a type in accept. Unsigned
+// types are stored widened to the next signed one, so a value may be out of range.
+func readNumber[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | float32 | float64](
+	d *Decoder, v *T, tag uint8, required bool, accept uint16, want string) error {
+	typ, ok, err := d.field(tag, required, want, accept|1<<TypeZero)
 	if !ok {
+		return err
+	}
+	if typ == TypeFloat || typ == TypeDouble {
+		p, err := d.number(int(tag), typ)
+		if err == nil && typ == TypeFloat {
+			*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
+		} else if err == nil {
+			*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
+		}
 		return err
 	}
 	n, err := d.integer(int(tag), typ)
@@ -75,79 +84,63 @@ func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
 	return err
 }
 
+// upTo is the set of integer types up to typ.
+func upTo(typ byte) uint16 { return 2<<typ - 1 }
+
 // ReadBool reads a bool (ZERO or INT1; any non-zero value is true).
 func (d *Decoder) ReadBool(v *bool, tag uint8, required bool) error {
 	var n int8
 	if *v {
 		n = 1 // kept when the field is absent
 	}
-	err := readInt(d, &n, tag, required, TypeInt1, "bool")
+	err := readNumber(d, &n, tag, required, upTo(TypeInt1), "bool")
 	*v = n != 0
 	return err
 }
 
 // ReadInt8 reads a byte (ZERO or INT1).
 func (d *Decoder) ReadInt8(v *int8, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt1, "int8")
+	return readNumber(d, v, tag, required, upTo(TypeInt1), "int8")
 }
 
 // ReadInt16 reads a short (ZERO, INT1 or INT2).
 func (d *Decoder) ReadInt16(v *int16, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt2, "int16")
+	return readNumber(d, v, tag, required, upTo(TypeInt2), "int16")
 }
 
 // ReadInt32 reads an int or enum (ZERO, INT1, INT2 or INT4).
 func (d *Decoder) ReadInt32(v *int32, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt4, "int32")
+	return readNumber(d, v, tag, required, upTo(TypeInt4), "int32")
 }
 
 // ReadInt64 reads a long (ZERO or INT1 to INT8).
 func (d *Decoder) ReadInt64(v *int64, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt8, "int64")
+	return readNumber(d, v, tag, required, upTo(TypeInt8), "int64")
 }
 
 // ReadUint8 reads an unsigned byte, stored as a short.
 func (d *Decoder) ReadUint8(v *uint8, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt2, "uint8")
+	return readNumber(d, v, tag, required, upTo(TypeInt2), "uint8")
 }
 
 // ReadUint16 reads an unsigned short, stored as an int.
 func (d *Decoder) ReadUint16(v *uint16, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt4, "uint16")
+	return readNumber(d, v, tag, required, upTo(TypeInt4), "uint16")
 }
 
 // ReadUint32 reads an unsigned int, stored as a long.
 func (d *Decoder) ReadUint32(v *uint32, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt8, "uint32")
+	return readNumber(d, v, tag, required, upTo(TypeInt8), "uint32")
 }
 
 // ReadFloat reads a float (ZERO or FLOAT).
 func (d *Decoder) ReadFloat(v *float32, tag uint8, required bool) error {
-	return readFloat(d, v, tag, required, TypeFloat, "float32")
+	return readNumber(d, v, tag, required, 1<<TypeFloat, "float32")
 }
 
 // ReadDouble reads a double (ZERO, FLOAT or DOUBLE).
 func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
-	return readFloat(d, v, tag, required, TypeDouble, "float64")
-}
-
-func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required, want, 1<<TypeZero|1<<TypeFloat|1<<widest)
-	var p []byte
-	if ok && typ != TypeZero {
-		p, err = d.number(int(tag), typ)
-	}
-	switch {
-	case !ok || err != nil:
-		return err
-	case typ == TypeZero:
-		*v = 0
-	case typ == TypeFloat:
-		*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
-	default:
-		*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
-	}
-	return nil
+	return readNumber(d, v, tag, required, 1<<TypeFloat|1<<TypeDouble, "float64")
 }
 
 // ReadString reads a string (STRING1 or STRING4).
