@@ -35,9 +35,8 @@ const (
 const (
 	// MaxDepth bounds the nesting a decoder follows, so input cannot exhaust the stack.
 	MaxDepth = 100
-	// DefaultMaxLen is the most elements a Decoder accepts in a list or map
-	// unless MaxLen says otherwise: an element can take far more memory than
-	// its bytes (an empty struct is 2).
+	// DefaultMaxLen is the most elements a list or map may have unless Decoder.MaxLen
+	// says otherwise: an element can take far more memory than its bytes (an empty struct is 2).
 	DefaultMaxLen = 1 << 16
 	preSize       = 16 // the most capacity given from a count read off the wire
 )

@@ -152,11 +152,11 @@ func (d *Decoder) ReadString(v *string, tag uint8, required bool) error {
 	return err
 }
 
-// readName reads a servant or function name through the name cache.
+// readName reads a servant or function name, interned.
 func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 	s, ok, err := d.stringField(tag, required)
 	if ok {
-		*v = names.get(s)
+		*v = intern(s)
 	}
 	return err
 }
@@ -170,8 +170,7 @@ func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err 
 	return s, ok && err == nil, err
 }
 
-// ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a
-// LIST of INT1, which is copied.
+// ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a LIST of INT1, copied.
 func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
 	typ, ok, err := d.field(tag, required, "vector<byte>", 1<<TypeSimpleList|1<<TypeList)
 	if !ok {
