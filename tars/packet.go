@@ -17,11 +17,8 @@ const (
 	VersionJSON int16 = 5 // a JSON object of named parameters
 )
 
-// Packet types (cPacketType).
-const (
-	PacketNormal int8 = 0
-	PacketOneway int8 = 1 // no response is sent
-)
+// PacketOneway is the packet type (cPacketType) of a call that gets no response; 0 is a normal one.
+const PacketOneway int8 = 1
 
 const (
 	// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.

@@ -81,7 +81,7 @@ func fullRequest() RequestPacket {
 }
 
 func fullResponse() ResponsePacket {
-	return ResponsePacket{Version: VersionTars, PacketType: PacketNormal, RequestID: 1 << 30, MessageType: 0x4,
+	return ResponsePacket{Version: VersionTars, PacketType: 0, RequestID: 1 << 30, MessageType: 0x4,
 		Ret: ServerUnknownErr, Buffer: []byte{1, 2, 3}, Status: map[string]string{"a": "b"},
 		ResultDesc: "boom", Context: map[string]string{"c": "d"}}
 }
