@@ -59,9 +59,8 @@ type Args struct {
 }
 
 // NewArgs reads sBuffer, which it may alias, as version: TUP and JSON at once, TARS on demand.
-func NewArgs(version int16, sBuffer []byte) (*Args, error) {
-	a := &Args{version: version, body: sBuffer}
-	var err error
+func NewArgs(version int16, sBuffer []byte) (a *Args, err error) {
+	a = &Args{version: version, body: sBuffer}
 	switch version {
 	case VersionTars:
 	case VersionTUP:
@@ -106,9 +105,6 @@ func decodeJSONArgs(b []byte) (map[string]json.RawMessage, error) {
 	return m, err
 }
 
-// Version returns the packet version the arguments came in.
-func (a *Args) Version() int16 { return a.version }
-
 // Value reads a struct, vector or map parameter that read decodes at the tag given; not in JSON.
 func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) error) error {
 	d, t, err := a.at(tag, name)
@@ -119,21 +115,22 @@ func (a *Args) Value(tag uint8, name string, read func(d *Decoder, tag uint8) er
 }
 
 // at returns a Decoder over the parameter and the tag to read it at.
-func (a *Args) at(tag uint8, name string) (Decoder, uint8, error) {
+func (a *Args) at(tag uint8, name string) (d Decoder, _ uint8, err error) {
+	d = Decoder{buf: a.body, MaxLen: a.MaxLen}
 	switch a.version {
 	case VersionTars:
-		return Decoder{buf: a.body, MaxLen: a.MaxLen}, tag, nil
+		return d, tag, nil
 	case VersionTUP:
-		v, ok := a.tup[name]
-		if !ok && name == "" {
-			v, ok = a.tup[retName]
+		var ok bool
+		if d.buf, ok = a.tup[name]; !ok && name == "" {
+			d.buf, ok = a.tup[retName]
 		}
 		if !ok {
-			return Decoder{}, 0, errors.New("missing")
+			err = errors.New("missing")
 		}
-		return Decoder{buf: v, MaxLen: a.MaxLen}, 0, nil
+		return d, 0, err
 	}
-	return Decoder{}, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
+	return d, 0, fmt.Errorf("no Tars encoding in packet version %d", a.version)
 }
 
 // JSON unmarshals the parameter of a JSON (version 5) call into v.
@@ -201,11 +198,31 @@ func (r *Results) Version() int16 { return cmp.Or(r.version, VersionTars) }
 
 // Put adds a struct, vector or map parameter that write appends at the tag given; not in JSON.
 func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []byte) {
-	if r.Version() == VersionJSON {
-		r.fail(tag, name, errors.New("no Tars encoding in a JSON call: use PutJSON"))
-		return
+	switch v := r.Version(); {
+	case v == VersionTars && int(tag) < r.last: // readers expect ascending tags
+		r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
+	case v == VersionTars:
+		r.buf, r.last = write(r.buf, tag), int(tag)+1
+	case v == VersionTUP:
+		if r.tup == nil {
+			r.tup = make(map[string][]byte, 2)
+		}
+		r.tup[name] = write(nil, 0)
+		if name == "" {
+			r.tup[retName] = r.tup[name]
+		}
+	default:
+		r.fail(tag, name, fmt.Errorf("no Tars encoding in packet version %d", v))
 	}
-	put(r, tag, name, write, func(b []byte, t uint8, w func([]byte, uint8) []byte) []byte { return w(b, t) })
+}
+
+// put adds v, encoded by app in TARS and TUP and by encoding/json in JSON.
+func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
+	if r.Version() == VersionJSON {
+		r.PutJSON(tag, name, v)
+	} else {
+		r.Put(tag, name, func(b []byte, t uint8) []byte { return app(b, t, v) })
+	}
 }
 
 // PutJSON adds a parameter of a JSON (version 5) call, marshalled with encoding/json.
@@ -222,28 +239,6 @@ func (r *Results) PutJSON(tag uint8, name string, v any) {
 
 func (r *Results) fail(tag uint8, name string, err error) {
 	r.err = cmp.Or(r.err, argErr(tag, name, err))
-}
-
-// put adds v, encoded by app in TARS and TUP and by encoding/json in JSON.
-func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
-	switch r.Version() {
-	case VersionTars:
-		if int(tag) < r.last { // readers expect ascending tags
-			r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
-			return
-		}
-		r.buf, r.last = app(r.buf, tag, v), int(tag)+1
-	case VersionTUP:
-		if r.tup == nil {
-			r.tup = make(map[string][]byte, 2)
-		}
-		r.tup[name] = app(nil, 0, v)
-		if name == "" {
-			r.tup[retName] = r.tup[name]
-		}
-	default:
-		r.PutJSON(tag, name, v)
-	}
 }
 
 // PutString adds a string parameter.

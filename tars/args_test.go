@@ -67,7 +67,7 @@ func putVia[T any](r *Results, tag uint8, name string, v T, app func([]byte, uin
 // getVia reads what putVia put, with JSON or Value and read.
 func getVia[T any](a *Args, tag uint8, name string, read func(*Decoder, *T, uint8, bool) error) (T, error) {
 	var v T
-	if a.Version() == VersionJSON {
+	if a.version == VersionJSON {
 		return v, a.JSON(tag, name, &v)
 	}
 	return v, a.Value(tag, name, func(d *Decoder, tag uint8) error { return read(d, &v, tag, true) })

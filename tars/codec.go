@@ -3,6 +3,7 @@ package tars
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 )
@@ -34,18 +35,16 @@ const (
 const (
 	// MaxDepth bounds the nesting a decoder follows, so input cannot exhaust the stack.
 	MaxDepth = 100
-	// DefaultMaxLen is the most elements a Decoder accepts in a list or map
-	// unless MaxLen says otherwise: an element can take far more memory than
-	// its bytes (an empty struct is 2).
+	// DefaultMaxLen is the most elements a list or map may have unless Decoder.MaxLen
+	// says otherwise: an element can take far more memory than its bytes (an empty struct is 2).
 	DefaultMaxLen = 1 << 16
-	// preSize bounds the capacity given from a count read off the wire.
-	preSize = 16
+	preSize       = 16 // the most capacity given from a count read off the wire
 )
 
 var (
 	typeNames = [...]string{"INT1", "INT2", "INT4", "INT8", "FLOAT", "DOUBLE", "STRING1", "STRING4",
 		"MAP", "LIST", "STRUCT_BEGIN", "STRUCT_END", "ZERO", "SIMPLE_LIST"}
-	numberSize = [...]int{1, 2, 4, 8, 4, 8} // INT1 to DOUBLE
+	numberSize = [...]int{1, 2, 4, 8, 4, 8, TypeZero: 0} // payload bytes of a number
 )
 
 // AppendHead appends the head of a value of type typ at tag.
@@ -130,10 +129,7 @@ func AppendStringMap(b []byte, tag uint8, m map[string]string) []byte {
 // appendMap appends m, keys sorted in a stack array so small maps do not allocate.
 func appendMap[V any](b []byte, tag uint8, m map[string]V, value func([]byte, uint8, V) []byte) []byte {
 	var stack [16]string
-	keys := stack[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
+	keys := slices.AppendSeq(stack[:0], maps.Keys(m))
 	slices.Sort(keys)
 	b = AppendMapHead(b, tag, len(m))
 	for _, k := range keys {
@@ -161,42 +157,28 @@ func (d *Decoder) head(errTag int) (tag uint8, typ byte, err error) {
 	return tag, typ, nil
 }
 
-func (d *Decoder) short(tag int, n uint64, what string) error {
-	return decodeErr(d.off, tag, "%s %d exceeds %d bytes left", what, n, len(d.buf)-d.off)
-}
-
-// take consumes n bytes, which alias the input.
-func (d *Decoder) take(tag int, n uint64, what string) ([]byte, error) {
-	if n > uint64(len(d.buf)-d.off) {
-		return nil, d.short(tag, n, what)
+// take consumes n bytes, which alias the input; kind and what name n in errors.
+func (d *Decoder) take(tag int, n uint64, kind, what string) ([]byte, error) {
+	if left := len(d.buf) - d.off; n > uint64(left) {
+		return nil, decodeErr(d.off, tag, "%s %s %d exceeds %d bytes left", kind, what, n, left)
 	}
 	d.off += int(n)
 	return d.buf[d.off-int(n) : d.off : d.off], nil
 }
 
-// number consumes the payload of a number of type typ, INT1 to DOUBLE.
+// number consumes the payload of a number of type typ: INT1 to DOUBLE, or ZERO.
 func (d *Decoder) number(tag int, typ byte) ([]byte, error) {
-	if n := numberSize[typ]; n <= len(d.buf)-d.off {
-		d.off += n
-		return d.buf[d.off-n : d.off], nil
-	}
-	return nil, d.short(tag, uint64(numberSize[typ]), typeNames[typ]+" size")
+	return d.take(tag, uint64(numberSize[typ]), typeNames[typ], "size")
 }
 
-// integer consumes the payload of an integer of type typ.
+// integer consumes the payload of an integer of type typ, ZERO or INT1 to INT8.
 func (d *Decoder) integer(tag int, typ byte) (int64, error) {
-	if typ == TypeZero {
-		return 0, nil
-	}
-	if typ > TypeInt8 {
-		return 0, decodeErr(d.off, tag, "want an integer, found %s", typeNames[typ])
-	}
 	p, err := d.number(tag, typ)
 	var u uint64
 	for _, c := range p {
 		u = u<<8 | uint64(c)
 	}
-	shift := 64 - 8*len(p) // sign-extend
+	shift := 64 - 8*len(p) // sign-extend (ZERO: 64, and u is 0)
 	return int64(u<<shift) >> shift, err
 }
 
@@ -270,16 +252,15 @@ func (d *Decoder) skip(tag int, typ byte) (err error) {
 
 // str consumes the payload of a STRING1 or STRING4; the result aliases the input.
 func (d *Decoder) str(tag int, typ byte) ([]byte, error) {
-	size := 1 + 3*int(typ-TypeString1) // of the length
-	if size > len(d.buf)-d.off {
-		return nil, d.short(tag, uint64(size), typeNames[typ]+" length field")
+	p, err := d.take(tag, uint64(1+3*(typ-TypeString1)), typeNames[typ], "length field")
+	if err != nil {
+		return nil, err
 	}
-	n := uint64(d.buf[d.off])
+	n := uint64(p[0])
 	if typ == TypeString4 {
-		n = uint64(binary.BigEndian.Uint32(d.buf[d.off:]))
+		n = uint64(binary.BigEndian.Uint32(p))
 	}
-	d.off += size
-	return d.take(tag, n, "string length")
+	return d.take(tag, n, "string", "length")
 }
 
 // simpleList consumes the payload of a SIMPLE_LIST; the result aliases the input.
@@ -287,8 +268,7 @@ func (d *Decoder) simpleList(tag int) ([]byte, error) {
 	start := d.off
 	itag, ityp, err := d.head(tag)
 	if err == nil && (itag != 0 || ityp != TypeInt1) {
-		err = decodeErr(start, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d",
-			typeNames[ityp], itag)
+		err = decodeErr(start, tag, "SIMPLE_LIST element head: want INT1 at tag 0, found %s at tag %d", typeNames[ityp], itag)
 	}
 	n := 0
 	if err == nil {
@@ -297,7 +277,7 @@ func (d *Decoder) simpleList(tag int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.take(tag, uint64(n), "SIMPLE_LIST")
+	return d.take(tag, uint64(n), "SIMPLE_LIST", "length")
 }
 
 // DecodeError reports malformed Tars data: what was wrong, the tag of the

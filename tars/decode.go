@@ -27,21 +27,23 @@ func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
 // Offset returns the number of bytes consumed so far.
 func (d *Decoder) Offset() int { return d.off }
 
-// field consumes the head of field tag, which must be of a type accept
-// takes (else it cannot be read as want); ok is false when it is absent.
-func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte) bool) (typ byte, ok bool, err error) {
+// field consumes the head of field tag, whose type must be in accept (a bit
+// per type code), else it cannot be read as want; ok is false when it is absent.
+func (d *Decoder) field(tag uint8, required bool, want string, accept uint16) (typ byte, ok bool, err error) {
 	for d.off < len(d.buf) {
 		at := d.off
 		ftag, ftyp, err := d.head(int(tag))
-		switch {
-		case err != nil:
+		if err != nil {
 			return 0, false, err
-		case ftyp == TypeStructEnd || ftag > tag:
+		}
+		if ftyp == TypeStructEnd || ftag > tag {
 			d.off = at // not this field: leave it for the next read
-			return 0, false, d.absent(tag, required)
-		case ftag == tag && !accept(ftyp):
-			return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
-		case ftag == tag:
+			break
+		}
+		if ftag == tag {
+			if accept&(1<<ftyp) == 0 {
+				return 0, false, decodeErr(at, int(tag), "%s cannot be read as %s", typeNames[ftyp], want)
+			}
 			d.at = at
 			return ftyp, true, nil
 		}
@@ -49,22 +51,27 @@ func (d *Decoder) field(tag uint8, required bool, want string, accept func(byte)
 			return 0, false, err
 		}
 	}
-	return 0, false, d.absent(tag, required)
-}
-
-func (d *Decoder) absent(tag uint8, required bool) error {
 	if required {
-		return decodeErr(d.off, int(tag), "required field missing")
+		return 0, false, decodeErr(d.off, int(tag), "required field missing")
 	}
-	return nil
+	return 0, false, nil
 }
 
-// readInt reads an integer stored in at most the type widest. Unsigned types
-// are stored widened to the next signed one, so a value may be out of range.
-func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
-	d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t <= widest || t == TypeZero })
+// readNumber reads a number stored as ZERO or as a type in accept. Unsigned
+// types are stored widened to the next signed one, so a value may be out of range.
+func readNumber[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | float32 | float64](
+	d *Decoder, v *T, tag uint8, required bool, accept uint16, want string) error {
+	typ, ok, err := d.field(tag, required, want, accept|1<<TypeZero)
 	if !ok {
+		return err
+	}
+	if typ == TypeFloat || typ == TypeDouble {
+		p, err := d.number(int(tag), typ)
+		if err == nil && typ == TypeFloat {
+			*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
+		} else if err == nil {
+			*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
+		}
 		return err
 	}
 	n, err := d.integer(int(tag), typ)
@@ -77,79 +84,63 @@ func readInt[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](
 	return err
 }
 
+// upTo is the set of integer types up to typ.
+func upTo(typ byte) uint16 { return 2<<typ - 1 }
+
 // ReadBool reads a bool (ZERO or INT1; any non-zero value is true).
 func (d *Decoder) ReadBool(v *bool, tag uint8, required bool) error {
 	var n int8
 	if *v {
 		n = 1 // kept when the field is absent
 	}
-	err := readInt(d, &n, tag, required, TypeInt1, "bool")
+	err := readNumber(d, &n, tag, required, upTo(TypeInt1), "bool")
 	*v = n != 0
 	return err
 }
 
 // ReadInt8 reads a byte (ZERO or INT1).
 func (d *Decoder) ReadInt8(v *int8, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt1, "int8")
+	return readNumber(d, v, tag, required, upTo(TypeInt1), "int8")
 }
 
 // ReadInt16 reads a short (ZERO, INT1 or INT2).
 func (d *Decoder) ReadInt16(v *int16, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt2, "int16")
+	return readNumber(d, v, tag, required, upTo(TypeInt2), "int16")
 }
 
 // ReadInt32 reads an int or enum (ZERO, INT1, INT2 or INT4).
 func (d *Decoder) ReadInt32(v *int32, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt4, "int32")
+	return readNumber(d, v, tag, required, upTo(TypeInt4), "int32")
 }
 
 // ReadInt64 reads a long (ZERO or INT1 to INT8).
 func (d *Decoder) ReadInt64(v *int64, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt8, "int64")
+	return readNumber(d, v, tag, required, upTo(TypeInt8), "int64")
 }
 
 // ReadUint8 reads an unsigned byte, stored as a short.
 func (d *Decoder) ReadUint8(v *uint8, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt2, "uint8")
+	return readNumber(d, v, tag, required, upTo(TypeInt2), "uint8")
 }
 
 // ReadUint16 reads an unsigned short, stored as an int.
 func (d *Decoder) ReadUint16(v *uint16, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt4, "uint16")
+	return readNumber(d, v, tag, required, upTo(TypeInt4), "uint16")
 }
 
 // ReadUint32 reads an unsigned int, stored as a long.
 func (d *Decoder) ReadUint32(v *uint32, tag uint8, required bool) error {
-	return readInt(d, v, tag, required, TypeInt8, "uint32")
+	return readNumber(d, v, tag, required, upTo(TypeInt8), "uint32")
 }
 
 // ReadFloat reads a float (ZERO or FLOAT).
 func (d *Decoder) ReadFloat(v *float32, tag uint8, required bool) error {
-	return readFloat(d, v, tag, required, TypeFloat, "float32")
+	return readNumber(d, v, tag, required, 1<<TypeFloat, "float32")
 }
 
 // ReadDouble reads a double (ZERO, FLOAT or DOUBLE).
 func (d *Decoder) ReadDouble(v *float64, tag uint8, required bool) error {
-	return readFloat(d, v, tag, required, TypeDouble, "float64")
-}
-
-func readFloat[T float32 | float64](d *Decoder, v *T, tag uint8, required bool, widest byte, want string) error {
-	typ, ok, err := d.field(tag, required, want, func(t byte) bool { return t == TypeZero || t == TypeFloat || t == widest })
-	var p []byte
-	if ok && typ != TypeZero {
-		p, err = d.number(int(tag), typ)
-	}
-	switch {
-	case !ok || err != nil:
-		return err
-	case typ == TypeZero:
-		*v = 0
-	case typ == TypeFloat:
-		*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
-	default:
-		*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
-	}
-	return nil
+	return readNumber(d, v, tag, required, 1<<TypeFloat|1<<TypeDouble, "float64")
 }
 
 // ReadString reads a string (STRING1 or STRING4).
@@ -161,55 +152,52 @@ func (d *Decoder) ReadString(v *string, tag uint8, required bool) error {
 	return err
 }
 
-// readName reads a servant or function name through the name cache.
+// readName reads a servant or function name, interned.
 func (d *Decoder) readName(v *string, tag uint8, required bool) error {
 	s, ok, err := d.stringField(tag, required)
 	if ok {
-		*v = names.get(s)
+		*v = intern(s)
 	}
 	return err
 }
 
 // stringField reads the bytes of a string field; they alias the input.
 func (d *Decoder) stringField(tag uint8, required bool) (s []byte, ok bool, err error) {
-	typ, ok, err := d.field(tag, required, "string", func(t byte) bool { return t == TypeString1 || t == TypeString4 })
-	if !ok {
-		return nil, false, err
+	typ, ok, err := d.field(tag, required, "string", 1<<TypeString1|1<<TypeString4)
+	if ok {
+		s, err = d.str(int(tag), typ)
 	}
-	s, err = d.str(int(tag), typ)
-	return s, err == nil, err
+	return s, ok && err == nil, err
 }
 
-// ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a
-// LIST of INT1, which is copied.
+// ReadBytes reads a vector<byte>: a SIMPLE_LIST, which *v aliases, or a LIST of INT1, copied.
 func (d *Decoder) ReadBytes(v *[]byte, tag uint8, required bool) error {
-	typ, ok, err := d.field(tag, required, "vector<byte>", func(t byte) bool { return t == TypeSimpleList || t == TypeList })
-	switch {
-	case !ok:
+	typ, ok, err := d.field(tag, required, "vector<byte>", 1<<TypeSimpleList|1<<TypeList)
+	if !ok {
 		return err
-	case typ == TypeSimpleList:
+	}
+	if typ == TypeSimpleList {
 		p, err := d.simpleList(int(tag))
 		if err == nil {
 			*v = p
 		}
 		return err
 	}
-	var n int // a LIST of INT1, copied
-	if n, err = d.count(int(tag), 1, "list"); err != nil {
+	n, err := d.count(int(tag), 1, "list") // a LIST of INT1, copied
+	if err != nil {
 		return err
 	}
 	p := make([]byte, n)
 	for i := range p {
 		at := d.off
 		etag, etyp, err := d.head(int(tag))
-		if err != nil {
-			return err
+		if err == nil && (etag != 0 || etyp != TypeInt1 && etyp != TypeZero) {
+			err = decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d", i, typeNames[etyp], etag)
 		}
-		if etag != 0 || (etyp != TypeInt1 && etyp != TypeZero) {
-			return decodeErr(at, int(tag), "vector<byte> element %d: want INT1 at tag 0, found %s at tag %d",
-				i, typeNames[etyp], etag)
+		var e int64
+		if err == nil {
+			e, err = d.integer(int(tag), etyp)
 		}
-		e, err := d.integer(int(tag), etyp)
 		if err != nil {
 			return err
 		}
@@ -238,7 +226,7 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 	if want == TypeMap {
 		what, least = "map", 2 // and so may its value
 	}
-	if _, ok, err = d.field(tag, required, what, func(t byte) bool { return t == want }); !ok {
+	if _, ok, err = d.field(tag, required, what, 1<<want); !ok {
 		return 0, false, err
 	}
 	start := d.off
@@ -249,11 +237,11 @@ func (d *Decoder) container(tag uint8, required bool, want byte, per uint64) (n 
 			n, err = d.count(int(tag), least+1, what)
 		}
 	}
+	if limit := cmp.Or(max(d.MaxLen, 0), DefaultMaxLen); err == nil && n > limit {
+		err = decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
+	}
 	if err != nil {
 		return 0, false, err
-	}
-	if limit := cmp.Or(max(d.MaxLen, 0), DefaultMaxLen); n > limit {
-		return 0, false, decodeErr(d.at, int(tag), "%s of %d elements exceeds the limit of %d", what, n, limit)
 	}
 	return n, true, nil
 }
@@ -299,7 +287,7 @@ func readMap[V string | []byte](d *Decoder, v *map[string]V, tag uint8, required
 
 // ReadStructBegin enters the struct at tag; read its fields, then call ReadStructEnd.
 func (d *Decoder) ReadStructBegin(tag uint8, required bool) (ok bool, err error) {
-	_, ok, err = d.field(tag, required, "struct", func(t byte) bool { return t == TypeStructBegin })
+	_, ok, err = d.field(tag, required, "struct", 1<<TypeStructBegin)
 	switch {
 	case !ok:
 		return false, err

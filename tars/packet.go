@@ -4,11 +4,10 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"slices"
 	"strconv"
-	"sync/atomic"
+	"unique"
 )
 
 // Packet versions (iVersion): how sBuffer carries the arguments.
@@ -18,18 +17,14 @@ const (
 	VersionJSON int16 = 5 // a JSON object of named parameters
 )
 
-// Packet types (cPacketType).
-const (
-	PacketNormal int8 = 0
-	PacketOneway int8 = 1 // no response is sent
-)
+// PacketOneway is the packet type (cPacketType) of a call that gets no response; 0 is a normal one.
+const PacketOneway int8 = 1
 
-// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
-const DefaultMaxPacket = 10 << 20
-
-// A packet's context and status maps carry a few short entries (tracing,
-// dyeing, a token); a packet whose maps exceed these does not decode.
 const (
+	// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
+	DefaultMaxPacket = 10 << 20
+	// A packet's context and status maps carry a few short entries (tracing,
+	// dyeing, a token); a packet whose maps exceed these does not decode.
 	MaxContextLen   = 64       // entries in each map
 	MaxContextBytes = 64 << 10 // bytes of keys and values in each map
 )
@@ -112,31 +107,16 @@ func (p *RequestPacket) Decode(body []byte) error {
 	)
 }
 
-// names holds the servant and function names of recent requests: a server
-// sees the same few again and again, and a hit saves copying one. Each slot
-// keeps the last name hashed to it, so the cache never grows.
-var names = nameCache{seed: maphash.MakeSeed()}
-
-type nameCache struct {
-	seed  maphash.Seed
-	slots [256]atomic.Pointer[string]
-}
-
-const maxName = 64 // longer names are not cached
-
-// get returns b as a string, from the cache when it holds b.
-func (c *nameCache) get(b []byte) string {
+// intern returns b as a string, interned unless long: a server sees the same
+// few servant and function names again and again, and a known one copies nothing.
+func intern(b []byte) string {
 	if len(b) > maxName {
 		return string(b)
 	}
-	slot := &c.slots[maphash.Bytes(c.seed, b)%uint64(len(c.slots))]
-	if s := slot.Load(); s != nil && *s == string(b) {
-		return *s
-	}
-	s := string(b)
-	slot.Store(&s)
-	return s
+	return unique.Make(string(b)).Value()
 }
+
+const maxName = 64 // longer names are not interned
 
 // ResponsePacket is a reply to a call, or a push when RequestID is 0.
 type ResponsePacket struct {
@@ -151,8 +131,7 @@ type ResponsePacket struct {
 	Context     map[string]string // 9, optional
 }
 
-// Append appends the packet body (no length prefix), leaving out the
-// optional fields when empty.
+// Append appends the packet body (no length prefix), leaving out optional fields when empty.
 func (p *ResponsePacket) Append(b []byte) []byte {
 	b = AppendInt(b, 1, int64(p.Version))
 	b = AppendInt(b, 2, int64(p.PacketType))
@@ -213,8 +192,7 @@ func (e *FrameError) Error() string {
 	return fmt.Sprintf("tars: frame length %d exceeds the limit of %d bytes", e.Length, e.Max)
 }
 
-// FrameReader reads frames from a stream (a bufio.Reader saves system
-// calls), reusing one buffer.
+// FrameReader reads frames from a stream (a bufio.Reader saves system calls), reusing one buffer.
 type FrameReader struct {
 	R   io.Reader
 	Max int // largest frame accepted, length prefix included; 0 means DefaultMaxPacket
@@ -276,8 +254,7 @@ func TUPReply(req *RequestPacket, code int32, desc string, values map[string][]b
 	return rsp
 }
 
-// TUPResult returns the return code and description of a TUP reply (a
-// missing code means Success).
+// TUPResult returns the return code and description of a TUP reply; no code means Success.
 func TUPResult(rsp *RequestPacket) (code int32, desc string, err error) {
 	s, ok := rsp.Status[StatusResultCode]
 	if !ok {
