@@ -102,6 +102,7 @@ func (s *Server) serves(servant string) bool {
 }
 
 // track adds a listener or connection to those Shutdown closes; false if the server is closed.
+// A connection is counted in connsDone under the lock, so Shutdown's Wait never races the Add.
 func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -110,6 +111,9 @@ func track[T comparable](s *Server, m *map[T]struct{}, v T) bool {
 	}
 	if !s.closed {
 		(*m)[v] = struct{}{}
+		if _, isConn := any(v).(*serverConn); isConn {
+			s.connsDone.Add(1)
+		}
 	}
 	return !s.closed
 }
@@ -135,7 +139,6 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 				nc.Close()
 				continue
 			}
-			s.connsDone.Add(1)
 			go c.w.run()
 			go c.serve()
 		case !track(s, &s.listeners, ln): // ln is listed until Shutdown
