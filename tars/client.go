@@ -68,14 +68,14 @@ type Client struct {
 
 	mu     sync.Mutex
 	eps    map[string]*endpointConns // by dial address
-	cache  map[string]*resolved      // by servant
+	cache  map[string]resolved       // by servant
 	closed atomic.Bool
 	lastID atomic.Uint32
 }
 
 // NewClient returns a Client with opt.
 func NewClient(opt ClientOptions) *Client {
-	c := &Client{opt: opt, resolver: opt.Resolver, cache: make(map[string]*resolved)}
+	c := &Client{opt: opt, resolver: opt.Resolver, cache: make(map[string]resolved)}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	if opt.Resolver == nil && opt.Locator != "" {
 		query, err := c.Proxy(opt.Locator) // c.resolver is not set yet: the locator must have endpoints
@@ -122,12 +122,10 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	p, err := ParseProxy(proxy)
 	if err != nil {
 		return nil, err
-	}
-	if len(p.Endpoints) == 0 && c.resolver == nil {
+	} else if len(p.Endpoints) == 0 && c.resolver == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
-	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints),
-		rr: new(atomic.Uint32)}, nil
+	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints), rr: new(atomic.Uint32)}, nil
 }
 
 // Name returns the servant name.
@@ -179,16 +177,14 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(SendRequestErr, "encode arguments", err)
 	}
 	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), 3*time.Second)
-	cc, ep, err := p.conn(ctx, start.Add(timeout))
-	if err != nil {
-		if ctx.Err() != nil {
-			return fail(InvokeTimeout, "while connecting", ctx.Err())
-		}
+	cc, e, err := p.conn(ctx, start.Add(timeout))
+	if err != nil && ctx.Err() != nil {
+		return fail(InvokeTimeout, "while connecting", ctx.Err())
+	} else if err != nil {
 		return fail(ProxyConnectErr, err.Error(), err)
 	}
-	peer = cc.nc.RemoteAddr()
-	if ep.Timeout > 0 {
-		timeout = min(timeout, ep.Timeout)
+	if peer = cc.nc.RemoteAddr(); e.Timeout > 0 {
+		timeout = min(timeout, e.Timeout)
 	}
 	ctx, cancel := context.WithDeadline(ctx, start.Add(timeout)) // or the caller's, if earlier
 	defer cancel()
@@ -210,14 +206,13 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 	select {
 	case rep = <-call:
 	case <-ctx.Done():
-		if cc.settle(req.RequestID, nil) {
-			why := fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
-			if ctx.Err() == context.Canceled {
-				why = "call abandoned"
-			}
-			return fail(InvokeTimeout, why, ctx.Err())
+		if !cc.settle(req.RequestID, nil) {
+			rep = <-call // the reply was being delivered
+		} else if ctx.Err() == context.Canceled {
+			return fail(InvokeTimeout, "call abandoned", ctx.Err())
+		} else {
+			return fail(InvokeTimeout, fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond)), ctx.Err())
 		}
-		rep = <-call // the reply was being delivered
 	}
 	switch {
 	case rep.err != nil:
@@ -241,11 +236,11 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, Endpoint, error) {
 	ts := p.static
 	if ts == nil {
-		e, err := p.c.resolve(ctx, p.name)
+		r, err := p.c.resolve(ctx, p.name)
 		if err != nil {
 			return nil, Endpoint{}, fmt.Errorf("resolve %s: %w", p.name, err)
 		}
-		ts = e.ts
+		ts = r.ts
 	}
 	start := int(p.rr.Add(1) % uint32(len(ts)))
 	var errs []error
@@ -255,8 +250,7 @@ func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, E
 		if err == nil {
 			return cc, t.e, nil
 		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
+		if errs = append(errs, err); ctx.Err() != nil {
 			break
 		}
 	}

@@ -44,19 +44,13 @@ type callRow struct {
 type callTable struct {
 	mu     sync.Mutex
 	totals map[callKey]uint64
-	rows   map[callKey]*callRow
+	rows   map[callKey]callRow
 	byPeer bool // rows are kept only for a stat service
 }
 
 func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
-	var ip string
-	var port int32
-	if tcp, ok := c.Peer.(*net.TCPAddr); ok {
-		ip, port = tcp.IP.String(), int32(tcp.Port)
-	}
-	if side == "served" { // a port is new per connection; made-up names would add a row per call
-		port = 0
+	if side == "served" { // made-up names would add a row per call
 		switch c.Ret {
 		case ServerNoServantErr:
 			k.servant, k.fn = "(unknown)", "(unknown)"
@@ -68,23 +62,24 @@ func (t *callTable) add(side string, c CallInfo) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.totals == nil {
-		t.totals, t.rows = map[callKey]uint64{}, map[callKey]*callRow{}
+		t.totals, t.rows = map[callKey]uint64{}, map[callKey]callRow{}
 	}
-	t.totals[k]++
-	if !t.byPeer {
+	if t.totals[k]++; !t.byPeer {
 		return
 	}
-	if k.ip, k.port = ip, port; t.rows[k] == nil {
-		t.rows[k] = &callRow{}
+	if tcp, ok := c.Peer.(*net.TCPAddr); ok {
+		k.ip, k.port = tcp.IP.String(), int32(tcp.Port)
 	}
-	switch r := t.rows[k]; c.Ret {
+	if side == "served" {
+		k.port = 0 // new per connection
+	}
+	r := t.rows[k]
+	switch c.Ret {
 	case Success:
 		if r.count == 0 || ms < r.min {
 			r.min = ms
 		}
-		r.count++
-		r.total += int64(ms)
-		r.max = max(r.max, ms)
+		r.count, r.total, r.max = r.count+1, r.total+int64(ms), max(r.max, ms)
 		if i := slices.IndexFunc(statBounds[:], func(b int32) bool { return ms < b }); i >= 0 {
 			r.intervals[i]++
 		}
@@ -93,6 +88,7 @@ func (t *callTable) add(side string, c CallInfo) {
 	default:
 		r.errors++
 	}
+	t.rows[k] = r
 }
 
 // take removes and returns the rows of side, in a fixed order.
@@ -101,7 +97,7 @@ func (t *callTable) take(side string) (keys []callKey, rows []callRow) {
 	defer t.mu.Unlock()
 	for _, k := range slices.SortedFunc(maps.Keys(t.rows), compareKeys) {
 		if k.side == side {
-			keys, rows = append(keys, k), append(rows, *t.rows[k])
+			keys, rows = append(keys, k), append(rows, t.rows[k])
 			delete(t.rows, k)
 		}
 	}
@@ -217,6 +213,16 @@ func (p *property) appendTake(b []byte, tag uint8) []byte {
 	})
 }
 
+// appendProps appends map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2 as TarsGo sends.
+func (a *App) appendProps(b []byte, tag uint8) []byte {
+	b = AppendMapHead(b, tag, len(a.props))
+	for _, p := range a.props {
+		b = appendStruct(b, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
+		b = p.appendTake(b, 1)
+	}
+	return b
+}
+
 // report sends call statistics (StatF reportMicMsg) and properties
 // (PropertyF reportPropMsg) every report-interval until ctx ends, then once
 // more within a second, so the last interval is not lost.
@@ -225,43 +231,33 @@ func (a *App) report(ctx context.Context, property *ObjProxy) {
 	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
 	defer tick.Stop()
 	defer sample.Stop()
-	send := func(ctx context.Context, timeout time.Duration) {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		for _, side := range []string{"made", "served"} {
-			if keys, rows := a.calls.take(side); len(keys) > 0 {
-				a.frameworkCall(ctx, a.stat, "reportMicMsg", func(in *Results) {
-					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
-					in.PutBool(2, "bFromClient", side == "made")
-				})
-			}
-		}
-		if property == nil || len(a.props) == 0 {
-			return
-		}
-		var msg []byte // map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2 as TarsGo sends
-		for _, p := range a.props {
-			msg = appendStruct(msg, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
-			msg = p.appendTake(msg, 1)
-		}
-		a.frameworkCall(ctx, property, "reportPropMsg", func(in *Results) {
-			in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return append(AppendMapHead(b, tag, len(a.props)), msg...) })
-		})
-	}
-	for {
+	for last := false; !last; {
+		sendCtx, timeout := ctx, interval
 		select {
 		case <-ctx.Done():
-			send(context.Background(), time.Second)
-			return
+			sendCtx, timeout, last = context.Background(), time.Second, true
 		case <-sample.C:
 			for _, p := range a.props {
 				if p.kind == Gauge {
 					p.sample(p.value())
 				}
 			}
+			continue
 		case <-tick.C:
-			send(ctx, interval)
 		}
+		sendCtx, cancel := context.WithTimeout(sendCtx, timeout)
+		for _, side := range []string{"made", "served"} {
+			if keys, rows := a.calls.take(side); len(keys) > 0 {
+				a.frameworkCall(sendCtx, a.stat, "reportMicMsg", func(in *Results) {
+					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
+					in.PutBool(2, "bFromClient", side == "made")
+				})
+			}
+		}
+		if property != nil && len(a.props) > 0 {
+			a.frameworkCall(sendCtx, property, "reportPropMsg", func(in *Results) { in.Put(1, "statmsg", a.appendProps) })
+		}
+		cancel()
 	}
 }
 
@@ -286,11 +282,12 @@ func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func
 // abandoned calls, never a stuck loop.
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
-	round := func(first bool) {
-		ctx, cancel := context.WithTimeout(ctx, interval)
-		defer cancel()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		round, cancel := context.WithTimeout(ctx, interval)
 		var wg sync.WaitGroup
-		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(ctx, node, fn, in) }) }
+		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(round, node, fn, in) }) }
 		var beats []string
 		if first {
 			call("reportVersion", func(in *Results) {
@@ -311,16 +308,11 @@ func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 			})
 		}
 		wg.Wait()
-	}
-	round(true)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			round(false)
 		}
 	}
 }
