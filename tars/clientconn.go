@@ -172,9 +172,7 @@ func (cc *clientConn) read() {
 	fr := FrameReader{R: bufio.NewReaderSize(cc.nc, 16<<10), Max: cc.ep.c.opt.MaxPacket}
 	for {
 		body, err := fr.Next()
-		var rep reply
-		var fe *FrameError
-		bad := errors.As(err, &fe) // a bad frame or reply, not a lost connection
+		rep, bad := reply{}, errors.As(err, new(*FrameError)) // a bad frame or reply, not a lost connection
 		if err == nil {
 			rep, err = decodeReply(body)
 			bad = err != nil

@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,10 +47,8 @@ func OpenLogs(cfg *Config, w io.Writer) (*Logs, error) {
 			return nil, err
 		}
 		w = l.file
-	} else if w == nil {
-		w = os.Stderr
 	}
-	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: &l.level})))
+	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(cmp.Or(w, io.Writer(os.Stderr)), &slog.HandlerOptions{Level: &l.level})))
 	return l, nil
 }
 
@@ -74,16 +74,14 @@ func (l *Logs) Level() string {
 
 // Close closes the log file; records logged later are dropped.
 func (l *Logs) Close() error {
-	if l.file == nil {
-		return nil
+	if w := l.file; w != nil {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.shut = true; w.f != nil {
+			return w.f.Close()
+		}
 	}
-	l.file.mu.Lock()
-	defer l.file.mu.Unlock()
-	l.file.shut = true
-	if l.file.f == nil {
-		return nil
-	}
-	return l.file.f.Close()
+	return nil
 }
 
 // rotatingFile is a log file rotated by size as TarsGo does: NAME.log
@@ -99,12 +97,9 @@ type rotatingFile struct {
 	shut bool
 }
 
-// path returns the name of the i-th file: 0 is the one being written.
+// path returns the name of the i-th file: NAME.log (0, the one being written), NAME1.log...
 func (w *rotatingFile) path(i int) string {
-	if i == 0 {
-		return w.base + ".log"
-	}
-	return fmt.Sprintf("%s%d.log", w.base, i)
+	return w.base + strings.TrimPrefix(strconv.Itoa(i), "0") + ".log"
 }
 
 func (w *rotatingFile) open(mode int) (err error) {
@@ -166,11 +161,7 @@ const (
 
 type quietHandler struct {
 	slog.Handler
-	*quiet // shared with the handlers made by WithAttrs and WithGroup
-}
-
-type quiet struct {
-	mu   sync.Mutex
+	mu   *sync.Mutex // mu and last are shared with the handlers made by WithAttrs and WithGroup
 	last map[string]*quietState
 }
 
@@ -180,7 +171,7 @@ type quietState struct {
 }
 
 func newQuietHandler(h slog.Handler) quietHandler {
-	return quietHandler{h, &quiet{last: make(map[string]*quietState)}}
+	return quietHandler{h, new(sync.Mutex), make(map[string]*quietState)}
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -232,11 +223,11 @@ func clipAttrs(as []slog.Attr) []slog.Attr {
 }
 
 func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.quiet}
+	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.mu, h.last}
 }
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
-	return quietHandler{h.Handler.WithGroup(name), h.quiet}
+	return quietHandler{h.Handler.WithGroup(name), h.mu, h.last}
 }
 
 // httpErrorLog passes net/http's error log to the server's log under one

@@ -50,12 +50,9 @@ type callTable struct {
 
 func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
-	if side == "served" { // made-up names would add a row per call
-		switch c.Ret {
-		case ServerNoServantErr:
-			k.servant, k.fn = "(unknown)", "(unknown)"
-		case ServerNoFuncErr:
-			k.fn = "(unknown)"
+	if side == "served" && (c.Ret == ServerNoServantErr || c.Ret == ServerNoFuncErr) { // made-up names would add a row per call
+		if k.fn = "(unknown)"; c.Ret == ServerNoServantErr {
+			k.servant = "(unknown)"
 		}
 	}
 	ms := int32(min(c.Duration.Milliseconds(), 1<<31-1))
