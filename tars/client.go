@@ -14,9 +14,6 @@ import (
 	"time"
 )
 
-// ErrClientClosed is returned by calls on a closed Client.
-var ErrClientClosed = errors.New("tars: client closed")
-
 // CallError is a failed call: the server's non-zero return code, or a local
 // failure (InvokeTimeout, ProxyConnectErr, ClientDecodeErr, SendRequestErr).
 type CallError struct {
@@ -89,7 +86,7 @@ func NewClient(opt ClientOptions) *Client {
 
 func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
-// Close closes every connection; calls in flight fail with ErrClientClosed.
+// Close closes every connection; calls in flight and later fail.
 func (c *Client) Close() error {
 	if c.stop != nil {
 		c.stop()
@@ -100,7 +97,7 @@ func (c *Client) Close() error {
 	c.closed.Store(true)
 	for _, ep := range c.eps {
 		if cc := ep.cc.Load(); cc != nil {
-			cc.fail(ErrClientClosed)
+			cc.fail(errClientClosed)
 		}
 	}
 	return nil

@@ -66,7 +66,7 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 	case cc != nil:
 		return cc, nil
 	case ep.c.closed.Load():
-		return nil, ErrClientClosed
+		return nil, errClientClosed
 	case time.Now().Before(ep.retryAt):
 		return nil, ep.lastErr
 	}
@@ -83,8 +83,8 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 	go cc.w.run()
 	go cc.read()
 	if ep.c.closed.Load() { // Close ran during the dial and may have missed cc
-		cc.fail(ErrClientClosed)
-		return nil, ErrClientClosed
+		cc.fail(errClientClosed)
+		return nil, errClientClosed
 	}
 	return cc, nil
 }
@@ -138,8 +138,8 @@ func (cc *clientConn) settle(id int32, rep *reply) bool {
 	return ok
 }
 
-// errAborted fails the calls waiting on a connection that Abort reset.
-var errAborted = errors.New("connection reset by the caller")
+// Calls fail with these on a closed Client and on a connection Abort reset.
+var errClientClosed, errAborted = errors.New("tars: client closed"), errors.New("connection reset by the caller")
 
 // Abort resets the connections to the endpoints of p's proxy string, discarding what they hold
 // unsent, and fails the calls waiting on them; the next call dials again. After a call that timed

@@ -15,8 +15,8 @@ import (
 	"unicode/utf8"
 )
 
-// DefaultTimeout is an endpoint's timeout when its string has no -t option.
-const DefaultTimeout = 3000 * time.Millisecond
+// defaultTimeout is an endpoint's timeout when its string has no -t option.
+const defaultTimeout = 3000 * time.Millisecond
 
 // Endpoint is one address in Tars form; host "*" means all interfaces, and
 // Timeout is also the idle timeout of connections made or accepted on it:
@@ -40,7 +40,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	if len(toks) == 0 {
 		return bad("empty")
 	}
-	e, timeout := Endpoint{Proto: toks[0]}, int(DefaultTimeout.Milliseconds())
+	e, timeout := Endpoint{Proto: toks[0]}, int(defaultTimeout.Milliseconds())
 	if !slices.Contains(endpointProtos[:], e.Proto) {
 		return bad("unknown protocol %q (want tcp, udp or ssl)", e.Proto)
 	}

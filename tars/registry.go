@@ -85,14 +85,12 @@ func (l locator) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 		return nil, fmt.Errorf("registry %s: findObjectById4Any(%s): %w", name, obj, err)
 	case ret != 0:
 		return nil, fmt.Errorf("registry %s: findObjectById4Any(%s) returned %d: unknown servant", name, obj, ret)
-	case len(active) == 0:
-		return nil, fmt.Errorf("registry %s: no active endpoint of %s", name, obj)
 	}
 	return active, nil
 }
 
 // readEndpointFs reads a vector<EndpointF> (framework.tars). A timeout of 0
-// reads as DefaultTimeout, as an endpoint string without -t does.
+// reads as defaultTimeout, as an endpoint string without -t does.
 func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
@@ -120,7 +118,7 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 			return nil, fmt.Errorf("tars: EndpointF %d: bad address %q port %d", i, host, port)
 		}
 		eps = append(eps, Endpoint{Proto: endpointProtos[istcp], Host: host, Port: int(port),
-			Timeout: cmp.Or(max(time.Duration(timeout)*time.Millisecond, 0), DefaultTimeout), Grid: int(grid),
+			Timeout: cmp.Or(max(time.Duration(timeout)*time.Millisecond, 0), defaultTimeout), Grid: int(grid),
 			Qos: int(qos), Weight: int(weight), WeightType: int(weightType), AuthType: int(authType)})
 	}
 	return eps, nil

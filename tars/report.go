@@ -177,7 +177,7 @@ type property struct {
 	kind        PropertyKind
 	value       func() int64
 	sum, n, max int64 // Gauge: the samples since the last report
-	last        int64 // Sum: the counter at the last report
+	last        int64 // the counter at the last report
 }
 
 // Property reports value to the property service (client<property>) every
@@ -188,34 +188,28 @@ func (a *App) Property(name string, kind PropertyKind, value func() int64) {
 
 func (p *property) sample(v int64) { p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v) }
 
-// appendTake appends StatPropMsgBody, the values to report, and starts afresh.
-func (p *property) appendTake(b []byte, tag uint8) []byte {
-	var values [][2]string
-	if v := p.value(); p.kind == Sum {
-		values, p.last = [][2]string{{"Sum", strconv.FormatInt(v-p.last, 10)}}, v
-	} else {
-		if p.n == 0 {
-			p.sample(v)
-		}
-		values = [][2]string{{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64)},
-			{"Max", strconv.FormatInt(p.max, 10)}}
-		p.sum, p.n, p.max = 0, 0, 0
-	}
-	return appendStruct(b, tag, func(b []byte, tag uint8) []byte {
-		b = AppendListHead(b, tag, len(values))
-		for _, v := range values {
-			b = appendStruct(b, 0, v[0], v[1])
-		}
-		return b
-	})
-}
-
-// appendProps appends map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2 as TarsGo sends.
+// appendProps appends map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2
+// as TarsGo sends, and starts the properties afresh.
 func (a *App) appendProps(b []byte, tag uint8) []byte {
 	b = AppendMapHead(b, tag, len(a.props))
 	for _, p := range a.props {
 		b = appendStruct(b, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
-		b = p.appendTake(b, 1)
+		v := p.value()
+		values := []string{"Sum", strconv.FormatInt(v-p.last, 10)}
+		if p.last = v; p.kind == Gauge {
+			if p.n == 0 {
+				p.sample(v)
+			}
+			values = []string{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64), "Max", strconv.FormatInt(p.max, 10)}
+			p.sum, p.n, p.max = 0, 0, 0
+		}
+		b = appendStruct(b, 1, func(b []byte, tag uint8) []byte { // vector<StatPropInfo>
+			b = AppendListHead(b, tag, len(values)/2)
+			for i := 0; i < len(values); i += 2 {
+				b = appendStruct(b, 0, values[i], values[i+1])
+			}
+			return b
+		})
 	}
 	return b
 }
