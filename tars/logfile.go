@@ -48,7 +48,7 @@ func OpenLogs(cfg *Config, w io.Writer) (*Logs, error) {
 		}
 		w = l.file
 	}
-	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(cmp.Or(w, io.Writer(os.Stderr)), &slog.HandlerOptions{Level: &l.level})))
+	l.Logger = slog.New(newQuietHandler(cmp.Or(w, io.Writer(os.Stderr)), &l.level))
 	return l, nil
 }
 
@@ -170,60 +170,45 @@ type quietState struct {
 	suppressed int
 }
 
-func newQuietHandler(h slog.Handler) quietHandler {
+// newQuietHandler returns a text handler that writes to w the records at level and above.
+func newQuietHandler(w io.Writer, level slog.Leveler) quietHandler {
+	clip := func(_ []string, a slog.Attr) slog.Attr { // the message too
+		if err, ok := a.Value.Any().(error); ok {
+			a.Value = slog.StringValue(Clip(err.Error()))
+		} else if a.Value.Kind() == slog.KindString {
+			a.Value = slog.StringValue(Clip(a.Value.String()))
+		}
+		return a
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: clip})
 	return quietHandler{h, new(sync.Mutex), make(map[string]*quietState)}
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, Clip(r.Message), r.PC)
-	var prev *quietState
-	if r.Level >= slog.LevelWarn {
-		h.mu.Lock()
-		if prev = h.last[out.Message]; prev != nil && r.Time.Sub(prev.at) < quietInterval {
-			prev.suppressed++
-			h.mu.Unlock()
-			return nil
-		}
-		if len(h.last) >= maxQuietKeys {
-			clear(h.last)
-		}
-		h.last[out.Message] = &quietState{at: r.Time}
+	if r.Level < slog.LevelWarn {
+		return h.Handler.Handle(ctx, r)
+	}
+	msg := Clip(r.Message)
+	h.mu.Lock()
+	prev := h.last[msg]
+	if prev != nil && r.Time.Sub(prev.at) < quietInterval {
+		prev.suppressed++
 		h.mu.Unlock()
+		return nil
 	}
-	r.Attrs(func(a slog.Attr) bool {
-		out.AddAttrs(clipAttr(a))
-		return true
-	})
+	if len(h.last) >= maxQuietKeys {
+		clear(h.last)
+	}
+	h.last[msg] = &quietState{at: r.Time}
+	h.mu.Unlock()
 	if prev != nil && prev.suppressed > 0 {
-		out.AddAttrs(slog.Int("suppressed", prev.suppressed))
+		r.AddAttrs(slog.Int("suppressed", prev.suppressed))
 	}
-	return h.Handler.Handle(ctx, out)
-}
-
-func clipAttr(a slog.Attr) slog.Attr {
-	switch v := a.Value.Resolve(); v.Kind() {
-	case slog.KindString:
-		a.Value = slog.StringValue(Clip(v.String()))
-	case slog.KindAny:
-		if err, ok := v.Any().(error); ok {
-			a.Value = slog.StringValue(Clip(err.Error()))
-		}
-	case slog.KindGroup:
-		a.Value = slog.GroupValue(clipAttrs(v.Group())...)
-	}
-	return a
-}
-
-func clipAttrs(as []slog.Attr) []slog.Attr {
-	clipped := make([]slog.Attr, len(as))
-	for i, a := range as {
-		clipped[i] = clipAttr(a)
-	}
-	return clipped
+	return h.Handler.Handle(ctx, r)
 }
 
 func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.mu, h.last}
+	return quietHandler{h.Handler.WithAttrs(as), h.mu, h.last}
 }
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
