@@ -190,14 +190,13 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(InvokeTimeout, "no time left to send", ctx.Err())
 	}
 	req.Timeout = int32(min(time.Until(deadline).Milliseconds()+1, 1<<31-1))
-	frame := newFrame()
-	*frame = req.AppendFrame(*frame)
 	call := callPool.Get().(chan reply)
 	defer callPool.Put(call)
 	if !cc.add(req.RequestID, call) {
-		freeFrame(frame)
 		return fail(SendRequestErr, "connection closed", net.ErrClosed)
 	}
+	frame := newFrame()
+	*frame = req.AppendFrame(*frame)
 	cc.w.send(frame) // if the connection dies, the reader fails every pending call
 	var rep reply
 	select {

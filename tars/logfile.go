@@ -150,10 +150,9 @@ func Clip(s string) string {
 	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }
 
-// quietHandler guards the log against what clients choose: it clips every
-// string and error, and writes a WARN or ERROR message at most once per
-// quietInterval, the next one counting those suppressed, so a flood of
-// refusals cannot rotate older records away.
+// quietHandler guards the log against what clients choose: it clips every string and error, and
+// writes a WARN or ERROR message at most once per quietInterval, the next one counting those
+// suppressed, so a flood of refusals cannot rotate older records away.
 const (
 	quietInterval = 10 * time.Second
 	maxQuietKeys  = 256 // messages remembered

@@ -214,9 +214,8 @@ func (a *App) appendProps(b []byte, tag uint8) []byte {
 	return b
 }
 
-// report sends call statistics (StatF reportMicMsg) and properties
-// (PropertyF reportPropMsg) every report-interval until ctx ends, then once
-// more within a second, so the last interval is not lost.
+// report sends call statistics (StatF reportMicMsg) and properties (PropertyF reportPropMsg) every
+// report-interval until ctx ends, then once more within a second, so the last interval is not lost.
 func (a *App) report(ctx context.Context, property *ObjProxy) {
 	interval := a.cfg.ReportInterval
 	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
@@ -267,10 +266,9 @@ func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func
 	}
 }
 
-// keepAlive tells tarsnode (ServerF) the server lives: reportVersion and
-// keepAlive("") at start, then every interval keepAlive("") and one per
-// adapter, each round bounded by the interval so a dead tarsnode costs
-// abandoned calls, never a stuck loop.
+// keepAlive tells tarsnode (ServerF) the server lives: reportVersion and keepAlive("") at start,
+// then every interval keepAlive("") and one per adapter, each round bounded by the interval so a
+// dead tarsnode costs abandoned calls, never a stuck loop.
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
 	tick := time.NewTicker(interval)
