@@ -151,16 +151,14 @@ func (p *ObjProxy) Ping(ctx context.Context) error { return p.Invoke(ctx, PingFu
 func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) (err error) {
 	c, start := p.c, time.Now()
 	var peer net.Addr
+	var ret int32 // the code of a failure
 	if c.opt.OnCall != nil {
 		defer func() {
-			info := CallInfo{Servant: p.name, Func: fn, Duration: time.Since(start), Peer: peer, Err: err}
-			if ce, ok := err.(*CallError); ok {
-				info.Ret = ce.Code
-			}
-			c.opt.OnCall(info)
+			c.opt.OnCall(CallInfo{Servant: p.name, Func: fn, Ret: ret, Duration: time.Since(start), Peer: peer, Err: err})
 		}()
 	}
 	fail := func(code int32, desc string, cause error) error {
+		ret = code
 		return &CallError{Code: code, Desc: desc, Servant: p.name, Func: fn, Err: cause}
 	}
 	args := Results{version: p.version}

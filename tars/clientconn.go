@@ -26,12 +26,10 @@ func (c *Client) targets(eps []Endpoint) (ts []target) {
 		c.eps = make(map[string]*endpointConns)
 	}
 	for _, e := range eps {
-		ep := c.eps[e.Addr()]
-		if ep == nil {
-			ep = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
-			c.eps[ep.addr] = ep
+		if c.eps[e.Addr()] == nil {
+			c.eps[e.Addr()] = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
 		}
-		ts = append(ts, target{e, ep})
+		ts = append(ts, target{e, c.eps[e.Addr()]})
 	}
 	return ts
 }

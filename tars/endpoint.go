@@ -166,8 +166,16 @@ func ParseProxy(s string) (Proxy, error) {
 	case strings.TrimSpace(rest) == "":
 		return Proxy{}, fmt.Errorf("tars: proxy %q: no endpoints after '@'", s)
 	}
+	var parts []string // cut at each ':' followed by a protocol word; others are within an IPv6 host
+	for i, part := range strings.Split(rest, ":") {
+		if f := strings.Fields(part); i > 0 && (len(f) == 0 || !slices.Contains(endpointProtos[:], f[0])) {
+			parts[len(parts)-1] += ":" + part
+		} else {
+			parts = append(parts, part)
+		}
+	}
 	p := Proxy{Name: name}
-	for i, part := range splitEndpoints(rest) {
+	for i, part := range parts {
 		e, err := ParseEndpoint(part)
 		if err != nil {
 			return Proxy{}, fmt.Errorf("tars: proxy %q: endpoint %d: %w", s, i+1, err)
@@ -175,17 +183,4 @@ func ParseProxy(s string) (Proxy, error) {
 		p.Endpoints = append(p.Endpoints, e)
 	}
 	return p, nil
-}
-
-// splitEndpoints cuts s at each ':' followed by a protocol word.
-func splitEndpoints(s string) []string {
-	var parts []string
-	for i, p := range strings.Split(s, ":") {
-		if f := strings.Fields(p); i > 0 && (len(f) == 0 || !slices.Contains(endpointProtos[:], f[0])) {
-			parts[len(parts)-1] += ":" + p // within an IPv6 host
-		} else {
-			parts = append(parts, p)
-		}
-	}
-	return parts
 }
