@@ -205,7 +205,8 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 		} else if ctx.Err() == context.Canceled {
 			return fail(InvokeTimeout, "call abandoned", ctx.Err())
 		} else {
-			return fail(InvokeTimeout, fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond)), ctx.Err())
+			why := fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
+			return fail(InvokeTimeout, why, ctx.Err())
 		}
 	}
 	switch {

@@ -50,7 +50,8 @@ type callTable struct {
 
 func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
-	if side == "served" && (c.Ret == ServerNoServantErr || c.Ret == ServerNoFuncErr) { // made-up names would add a row per call
+	// A served call's made-up names would add a row per call.
+	if side == "served" && (c.Ret == ServerNoServantErr || c.Ret == ServerNoFuncErr) {
 		if k.fn = "(unknown)"; c.Ret == ServerNoServantErr {
 			k.servant = "(unknown)"
 		}
@@ -200,7 +201,8 @@ func (a *App) appendProps(b []byte, tag uint8) []byte {
 			if p.n == 0 {
 				p.sample(v)
 			}
-			values = []string{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64), "Max", strconv.FormatInt(p.max, 10)}
+			values = []string{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64),
+				"Max", strconv.FormatInt(p.max, 10)}
 			p.sum, p.n, p.max = 0, 0, 0
 		}
 		b = appendStruct(b, 1, func(b []byte, tag uint8) []byte { // vector<StatPropInfo>
