@@ -14,9 +14,6 @@ import (
 	"time"
 )
 
-// ErrClientClosed is returned by calls on a closed Client.
-var ErrClientClosed = errors.New("tars: client closed")
-
 // CallError is a failed call: the server's non-zero return code, or a local
 // failure (InvokeTimeout, ProxyConnectErr, ClientDecodeErr, SendRequestErr).
 type CallError struct {
@@ -68,14 +65,14 @@ type Client struct {
 
 	mu     sync.Mutex
 	eps    map[string]*endpointConns // by dial address
-	cache  map[string]*resolved      // by servant
+	cache  map[string]resolved       // by servant
 	closed atomic.Bool
 	lastID atomic.Uint32
 }
 
 // NewClient returns a Client with opt.
 func NewClient(opt ClientOptions) *Client {
-	c := &Client{opt: opt, resolver: opt.Resolver, cache: make(map[string]*resolved)}
+	c := &Client{opt: opt, resolver: opt.Resolver, cache: make(map[string]resolved)}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	if opt.Resolver == nil && opt.Locator != "" {
 		query, err := c.Proxy(opt.Locator) // c.resolver is not set yet: the locator must have endpoints
@@ -89,7 +86,7 @@ func NewClient(opt ClientOptions) *Client {
 
 func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
-// Close closes every connection; calls in flight fail with ErrClientClosed.
+// Close closes every connection; calls in flight and later fail.
 func (c *Client) Close() error {
 	if c.stop != nil {
 		c.stop()
@@ -100,7 +97,7 @@ func (c *Client) Close() error {
 	c.closed.Store(true)
 	for _, ep := range c.eps {
 		if cc := ep.cc.Load(); cc != nil {
-			cc.fail(ErrClientClosed)
+			cc.fail(errClientClosed)
 		}
 	}
 	return nil
@@ -122,12 +119,10 @@ func (c *Client) Proxy(proxy string) (*ObjProxy, error) {
 	p, err := ParseProxy(proxy)
 	if err != nil {
 		return nil, err
-	}
-	if len(p.Endpoints) == 0 && c.resolver == nil {
+	} else if len(p.Endpoints) == 0 && c.resolver == nil {
 		return nil, fmt.Errorf("tars: proxy %q: no endpoints and no resolver to find them", proxy)
 	}
-	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints),
-		rr: new(atomic.Uint32)}, nil
+	return &ObjProxy{c: c, name: p.Name, version: VersionTars, static: c.targets(p.Endpoints), rr: new(atomic.Uint32)}, nil
 }
 
 // Name returns the servant name.
@@ -156,16 +151,14 @@ func (p *ObjProxy) Ping(ctx context.Context) error { return p.Invoke(ctx, PingFu
 func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out func(*Args) error) (err error) {
 	c, start := p.c, time.Now()
 	var peer net.Addr
+	var ret int32 // the code of a failure
 	if c.opt.OnCall != nil {
 		defer func() {
-			info := CallInfo{Servant: p.name, Func: fn, Duration: time.Since(start), Peer: peer, Err: err}
-			if ce, ok := err.(*CallError); ok {
-				info.Ret = ce.Code
-			}
-			c.opt.OnCall(info)
+			c.opt.OnCall(CallInfo{Servant: p.name, Func: fn, Ret: ret, Duration: time.Since(start), Peer: peer, Err: err})
 		}()
 	}
 	fail := func(code int32, desc string, cause error) error {
+		ret = code
 		return &CallError{Code: code, Desc: desc, Servant: p.name, Func: fn, Err: cause}
 	}
 	args := Results{version: p.version}
@@ -179,16 +172,14 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(SendRequestErr, "encode arguments", err)
 	}
 	timeout := cmp.Or(max(c.opt.SyncTimeout, 0), 3*time.Second)
-	cc, ep, err := p.conn(ctx, start.Add(timeout))
-	if err != nil {
-		if ctx.Err() != nil {
-			return fail(InvokeTimeout, "while connecting", ctx.Err())
-		}
+	cc, e, err := p.conn(ctx, start.Add(timeout))
+	if err != nil && ctx.Err() != nil {
+		return fail(InvokeTimeout, "while connecting", ctx.Err())
+	} else if err != nil {
 		return fail(ProxyConnectErr, err.Error(), err)
 	}
-	peer = cc.nc.RemoteAddr()
-	if ep.Timeout > 0 {
-		timeout = min(timeout, ep.Timeout)
+	if peer = cc.nc.RemoteAddr(); e.Timeout > 0 {
+		timeout = min(timeout, e.Timeout)
 	}
 	ctx, cancel := context.WithDeadline(ctx, start.Add(timeout)) // or the caller's, if earlier
 	defer cancel()
@@ -197,27 +188,26 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 		return fail(InvokeTimeout, "no time left to send", ctx.Err())
 	}
 	req.Timeout = int32(min(time.Until(deadline).Milliseconds()+1, 1<<31-1))
-	frame := newFrame()
-	*frame = req.AppendFrame(*frame)
 	call := callPool.Get().(chan reply)
 	defer callPool.Put(call)
 	if !cc.add(req.RequestID, call) {
-		freeFrame(frame)
 		return fail(SendRequestErr, "connection closed", net.ErrClosed)
 	}
+	frame := newFrame()
+	*frame = req.AppendFrame(*frame)
 	cc.w.send(frame) // if the connection dies, the reader fails every pending call
 	var rep reply
 	select {
 	case rep = <-call:
 	case <-ctx.Done():
-		if cc.settle(req.RequestID, nil) {
+		if !cc.settle(req.RequestID, nil) {
+			rep = <-call // the reply was being delivered
+		} else if ctx.Err() == context.Canceled {
+			return fail(InvokeTimeout, "call abandoned", ctx.Err())
+		} else {
 			why := fmt.Sprintf("no reply from %s within %v", peer, deadline.Sub(start).Round(time.Millisecond))
-			if ctx.Err() == context.Canceled {
-				why = "call abandoned"
-			}
 			return fail(InvokeTimeout, why, ctx.Err())
 		}
-		rep = <-call // the reply was being delivered
 	}
 	switch {
 	case rep.err != nil:
@@ -241,11 +231,11 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, Endpoint, error) {
 	ts := p.static
 	if ts == nil {
-		e, err := p.c.resolve(ctx, p.name)
+		r, err := p.c.resolve(ctx, p.name)
 		if err != nil {
 			return nil, Endpoint{}, fmt.Errorf("resolve %s: %w", p.name, err)
 		}
-		ts = e.ts
+		ts = r.ts
 	}
 	start := int(p.rr.Add(1) % uint32(len(ts)))
 	var errs []error
@@ -255,8 +245,7 @@ func (p *ObjProxy) conn(ctx context.Context, deadline time.Time) (*clientConn, E
 		if err == nil {
 			return cc, t.e, nil
 		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
+		if errs = append(errs, err); ctx.Err() != nil {
 			break
 		}
 	}

@@ -418,11 +418,11 @@ func TestClientOnCallAndClose(t *testing.T) {
 	go func() { _, _, err := pushByRoom(context.Background(), p, "slow", "m"); errc <- err }()
 	<-ts.started
 	c.Close()
-	if err := <-errc; !errors.Is(err, ErrClientClosed) {
+	if err := <-errc; !errors.Is(err, errClientClosed) {
 		t.Errorf("call in flight at Close: %v", err)
 	}
 	close(ts.release)
-	if err := p.Ping(context.Background()); !errors.Is(err, ErrClientClosed) {
+	if err := p.Ping(context.Background()); !errors.Is(err, errClientClosed) {
 		t.Errorf("call after Close: %v", err)
 	}
 }

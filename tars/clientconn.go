@@ -26,12 +26,10 @@ func (c *Client) targets(eps []Endpoint) (ts []target) {
 		c.eps = make(map[string]*endpointConns)
 	}
 	for _, e := range eps {
-		ep := c.eps[e.Addr()]
-		if ep == nil {
-			ep = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
-			c.eps[ep.addr] = ep
+		if c.eps[e.Addr()] == nil {
+			c.eps[e.Addr()] = &endpointConns{c: c, addr: e.Addr(), dial: make(chan struct{}, 1)}
 		}
-		ts = append(ts, target{e, ep})
+		ts = append(ts, target{e, c.eps[e.Addr()]})
 	}
 	return ts
 }
@@ -66,7 +64,7 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 	case cc != nil:
 		return cc, nil
 	case ep.c.closed.Load():
-		return nil, ErrClientClosed
+		return nil, errClientClosed
 	case time.Now().Before(ep.retryAt):
 		return nil, ep.lastErr
 	}
@@ -83,8 +81,8 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 	go cc.w.run()
 	go cc.read()
 	if ep.c.closed.Load() { // Close ran during the dial and may have missed cc
-		cc.fail(ErrClientClosed)
-		return nil, ErrClientClosed
+		cc.fail(errClientClosed)
+		return nil, errClientClosed
 	}
 	return cc, nil
 }
@@ -138,8 +136,8 @@ func (cc *clientConn) settle(id int32, rep *reply) bool {
 	return ok
 }
 
-// errAborted fails the calls waiting on a connection that Abort reset.
-var errAborted = errors.New("connection reset by the caller")
+// Calls fail with these on a closed Client and on a connection Abort reset.
+var errClientClosed, errAborted = errors.New("tars: client closed"), errors.New("connection reset by the caller")
 
 // Abort resets the connections to the endpoints of p's proxy string, discarding what they hold
 // unsent, and fails the calls waiting on them; the next call dials again. After a call that timed
@@ -172,9 +170,7 @@ func (cc *clientConn) read() {
 	fr := FrameReader{R: bufio.NewReaderSize(cc.nc, 16<<10), Max: cc.ep.c.opt.MaxPacket}
 	for {
 		body, err := fr.Next()
-		var rep reply
-		var fe *FrameError
-		bad := errors.As(err, &fe) // a bad frame or reply, not a lost connection
+		rep, bad := reply{}, errors.As(err, new(*FrameError)) // a bad frame or reply, not a lost connection
 		if err == nil {
 			rep, err = decodeReply(body)
 			bad = err != nil

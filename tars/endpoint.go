@@ -15,29 +15,24 @@ import (
 	"unicode/utf8"
 )
 
-// DefaultTimeout is an endpoint's timeout when its string has no -t option.
-const DefaultTimeout = 3000 * time.Millisecond
+// defaultTimeout is an endpoint's timeout when its string has no -t option.
+const defaultTimeout = 3000 * time.Millisecond
 
 // Endpoint is one address in Tars form; host "*" means all interfaces, and
 // Timeout is also the idle timeout of connections made or accepted on it:
 //
 //	tcp -h HOST [-p PORT] [-t TIMEOUT_MS] [-g GRID] [-q QOS] [-w WEIGHT] [-v WEIGHTTYPE] [-e AUTHTYPE]
 type Endpoint struct {
-	Proto      string // "tcp", "udp" or "ssl"
-	Host       string
-	Port       int
-	Timeout    time.Duration // whole milliseconds
-	Grid       int
-	Qos        int
-	Weight     int
-	WeightType int
-	AuthType   int
+	Proto                                   string // "tcp", "udp" or "ssl"
+	Host                                    string
+	Port                                    int
+	Timeout                                 time.Duration // whole milliseconds
+	Grid, Qos, Weight, WeightType, AuthType int           // 0 or a registry's -1: unset
 }
 
 // ParseEndpoint parses an endpoint string. An option's value is the next
 // token unless it starts with "-"; unknown options are ignored, as in C++.
 func ParseEndpoint(s string) (Endpoint, error) {
-	e := Endpoint{Timeout: DefaultTimeout}
 	bad := func(format string, args ...any) (Endpoint, error) {
 		return Endpoint{}, fmt.Errorf("tars: endpoint %q: %s", s, fmt.Sprintf(format, args...))
 	}
@@ -45,10 +40,10 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	if len(toks) == 0 {
 		return bad("empty")
 	}
-	if e.Proto = toks[0]; !slices.Contains(endpointProtos[:], e.Proto) {
-		return bad("unknown protocol %q (want tcp, udp or ssl)", toks[0])
+	e, timeout := Endpoint{Proto: toks[0]}, int(defaultTimeout.Milliseconds())
+	if !slices.Contains(endpointProtos[:], e.Proto) {
+		return bad("unknown protocol %q (want tcp, udp or ssl)", e.Proto)
 	}
-	timeout := -1
 	nums := [...]*int{&e.Port, &timeout, &e.Grid, &e.Qos, &e.Weight, &e.WeightType, &e.AuthType}
 	for i := 1; i < len(toks); i++ {
 		opt, val := toks[i], ""
@@ -56,39 +51,32 @@ func ParseEndpoint(s string) (Endpoint, error) {
 			return bad("unexpected %q (want an option such as -h, -p, -t)", opt)
 		}
 		if i+1 < len(toks) && !strings.HasPrefix(toks[i+1], "-") {
-			val = toks[i+1]
-			i++
+			val, i = toks[i+1], i+1
 		}
+		n, err := strconv.Atoi(val)
 		num := slices.Index(endpointOptions[:], opt)
 		switch {
 		case opt == "-h" && val == "":
 			return bad("-h needs a host")
 		case opt == "-h":
-			h, err := parseHost(val)
-			if err != nil {
+			if e.Host, err = parseHost(val); err != nil {
 				return bad("%v", err)
 			}
-			e.Host = h
 		case num < 0: // an unknown option (and its value, if any)
 		case val == "":
 			return bad("%s needs a value", opt)
+		case err != nil || n < 0 || n > math.MaxInt32: // the int32 fields of EndpointF
+			return bad("bad %s %q", optionNames[num], val)
+		case opt == "-p" && n > 65535:
+			return bad("bad port %q (out of range)", val)
 		default:
-			n, err := strconv.Atoi(val)
-			if err != nil || n < 0 || n > math.MaxInt32 { // the int32 fields of EndpointF
-				return bad("bad %s %q", optionNames[num], val)
-			}
-			if opt == "-p" && n > 65535 {
-				return bad("bad port %q (out of range)", val)
-			}
 			*nums[num] = n
 		}
 	}
 	if e.Host == "" {
 		return bad("no host (-h)")
 	}
-	if timeout >= 0 {
-		e.Timeout = time.Duration(timeout) * time.Millisecond
-	}
+	e.Timeout = time.Duration(timeout) * time.Millisecond
 	return e, nil
 }
 
@@ -103,8 +91,7 @@ var (
 // address, which keeps ':' free to separate the endpoints of a proxy string.
 func parseHost(h string) (string, error) {
 	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		h = h[1 : len(h)-1]
-		if !strings.Contains(h, ":") {
+		if h = h[1 : len(h)-1]; !strings.Contains(h, ":") {
 			return "", fmt.Errorf("bad host %q (brackets are for IPv6 addresses)", "["+h+"]")
 		}
 	}
@@ -141,11 +128,10 @@ func (e Endpoint) String() string {
 // Addr returns "host:port" for net.Listen and net.Dial, with IPv6 hosts in
 // brackets and "*" as the empty host (all interfaces).
 func (e Endpoint) Addr() string {
-	h := e.Host
-	if h == "*" {
-		h = ""
+	if e.Host == "*" {
+		e.Host = ""
 	}
-	return net.JoinHostPort(h, strconv.Itoa(e.Port))
+	return net.JoinHostPort(e.Host, strconv.Itoa(e.Port))
 }
 
 // Dialable returns e with a wildcard host ("*", "", 0.0.0.0 or ::) replaced
@@ -170,21 +156,26 @@ type Proxy struct {
 // separates endpoints only before a protocol word, so IPv6 hosts need no quoting.
 func ParseProxy(s string) (Proxy, error) {
 	name, rest, hasAt := strings.Cut(s, "@")
-	name = strings.TrimSpace(name)
-	if name == "" {
+	switch name = strings.TrimSpace(name); {
+	case name == "":
 		return Proxy{}, fmt.Errorf("tars: proxy %q: no servant name", s)
-	}
-	if strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+	case strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
 		return Proxy{}, fmt.Errorf("tars: proxy %q: bad servant name %q", s, name)
-	}
-	p := Proxy{Name: name}
-	if !hasAt {
-		return p, nil
-	}
-	if strings.TrimSpace(rest) == "" {
+	case !hasAt:
+		return Proxy{Name: name}, nil
+	case strings.TrimSpace(rest) == "":
 		return Proxy{}, fmt.Errorf("tars: proxy %q: no endpoints after '@'", s)
 	}
-	for i, part := range splitEndpoints(rest) {
+	var parts []string // cut at each ':' followed by a protocol word; others are within an IPv6 host
+	for i, part := range strings.Split(rest, ":") {
+		if f := strings.Fields(part); i > 0 && (len(f) == 0 || !slices.Contains(endpointProtos[:], f[0])) {
+			parts[len(parts)-1] += ":" + part
+		} else {
+			parts = append(parts, part)
+		}
+	}
+	p := Proxy{Name: name}
+	for i, part := range parts {
 		e, err := ParseEndpoint(part)
 		if err != nil {
 			return Proxy{}, fmt.Errorf("tars: proxy %q: endpoint %d: %w", s, i+1, err)
@@ -192,17 +183,4 @@ func ParseProxy(s string) (Proxy, error) {
 		p.Endpoints = append(p.Endpoints, e)
 	}
 	return p, nil
-}
-
-// splitEndpoints cuts s at each ':' followed by a protocol word.
-func splitEndpoints(s string) []string {
-	var parts []string
-	for i, p := range strings.Split(s, ":") {
-		if f := strings.Fields(p); i > 0 && (len(f) == 0 || !slices.Contains(endpointProtos[:], f[0])) {
-			parts[len(parts)-1] += ":" + p // within an IPv6 host
-		} else {
-			parts = append(parts, p)
-		}
-	}
-	return parts
 }

@@ -286,7 +286,7 @@ func FuzzParseProxy(f *testing.F) {
 }
 
 func TestEndpointStringSkipsUnsetWeight(t *testing.T) {
-	e := Endpoint{Proto: "tcp", Host: "127.0.0.1", Port: 10015, Timeout: DefaultTimeout, Weight: -1}
+	e := Endpoint{Proto: "tcp", Host: "127.0.0.1", Port: 10015, Timeout: defaultTimeout, Weight: -1}
 	got, err := ParseEndpoint(e.String())
 	if err != nil {
 		t.Fatalf("ParseEndpoint(%q): %v", e.String(), err)

@@ -1,6 +1,7 @@
 package tars
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,10 +47,8 @@ func OpenLogs(cfg *Config, w io.Writer) (*Logs, error) {
 			return nil, err
 		}
 		w = l.file
-	} else if w == nil {
-		w = os.Stderr
 	}
-	l.Logger = slog.New(newQuietHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: &l.level})))
+	l.Logger = slog.New(newQuietHandler(cmp.Or(w, io.Writer(os.Stderr)), &l.level))
 	return l, nil
 }
 
@@ -74,16 +74,14 @@ func (l *Logs) Level() string {
 
 // Close closes the log file; records logged later are dropped.
 func (l *Logs) Close() error {
-	if l.file == nil {
-		return nil
+	if w := l.file; w != nil {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.shut = true; w.f != nil {
+			return w.f.Close()
+		}
 	}
-	l.file.mu.Lock()
-	defer l.file.mu.Unlock()
-	l.file.shut = true
-	if l.file.f == nil {
-		return nil
-	}
-	return l.file.f.Close()
+	return nil
 }
 
 // rotatingFile is a log file rotated by size as TarsGo does: NAME.log
@@ -99,12 +97,9 @@ type rotatingFile struct {
 	shut bool
 }
 
-// path returns the name of the i-th file: 0 is the one being written.
+// path returns the name of the i-th file: NAME.log (0, the one being written), NAME1.log...
 func (w *rotatingFile) path(i int) string {
-	if i == 0 {
-		return w.base + ".log"
-	}
-	return fmt.Sprintf("%s%d.log", w.base, i)
+	return w.base + strings.TrimPrefix(strconv.Itoa(i), "0") + ".log"
 }
 
 func (w *rotatingFile) open(mode int) (err error) {
@@ -155,10 +150,9 @@ func Clip(s string) string {
 	return fmt.Sprintf("%s…(%d bytes)", s[:i], len(s))
 }
 
-// quietHandler guards the log against what clients choose: it clips every
-// string and error, and writes a WARN or ERROR message at most once per
-// quietInterval, the next one counting those suppressed, so a flood of
-// refusals cannot rotate older records away.
+// quietHandler guards the log against what clients choose: it clips every string and error, and
+// writes a WARN or ERROR message at most once per quietInterval, the next one counting those
+// suppressed, so a flood of refusals cannot rotate older records away.
 const (
 	quietInterval = 10 * time.Second
 	maxQuietKeys  = 256 // messages remembered
@@ -166,11 +160,7 @@ const (
 
 type quietHandler struct {
 	slog.Handler
-	*quiet // shared with the handlers made by WithAttrs and WithGroup
-}
-
-type quiet struct {
-	mu   sync.Mutex
+	mu   *sync.Mutex // mu and last are shared with the handlers made by WithAttrs and WithGroup
 	last map[string]*quietState
 }
 
@@ -179,64 +169,49 @@ type quietState struct {
 	suppressed int
 }
 
-func newQuietHandler(h slog.Handler) quietHandler {
-	return quietHandler{h, &quiet{last: make(map[string]*quietState)}}
+// newQuietHandler returns a text handler that writes to w the records at level and above.
+func newQuietHandler(w io.Writer, level slog.Leveler) quietHandler {
+	clip := func(_ []string, a slog.Attr) slog.Attr { // the message too
+		if err, ok := a.Value.Any().(error); ok {
+			a.Value = slog.StringValue(Clip(err.Error()))
+		} else if a.Value.Kind() == slog.KindString {
+			a.Value = slog.StringValue(Clip(a.Value.String()))
+		}
+		return a
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: clip})
+	return quietHandler{h, new(sync.Mutex), make(map[string]*quietState)}
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, Clip(r.Message), r.PC)
-	var prev *quietState
-	if r.Level >= slog.LevelWarn {
-		h.mu.Lock()
-		if prev = h.last[out.Message]; prev != nil && r.Time.Sub(prev.at) < quietInterval {
-			prev.suppressed++
-			h.mu.Unlock()
-			return nil
-		}
-		if len(h.last) >= maxQuietKeys {
-			clear(h.last)
-		}
-		h.last[out.Message] = &quietState{at: r.Time}
+	if r.Level < slog.LevelWarn {
+		return h.Handler.Handle(ctx, r)
+	}
+	msg := Clip(r.Message)
+	h.mu.Lock()
+	prev := h.last[msg]
+	if prev != nil && r.Time.Sub(prev.at) < quietInterval {
+		prev.suppressed++
 		h.mu.Unlock()
+		return nil
 	}
-	r.Attrs(func(a slog.Attr) bool {
-		out.AddAttrs(clipAttr(a))
-		return true
-	})
+	if len(h.last) >= maxQuietKeys {
+		clear(h.last)
+	}
+	h.last[msg] = &quietState{at: r.Time}
+	h.mu.Unlock()
 	if prev != nil && prev.suppressed > 0 {
-		out.AddAttrs(slog.Int("suppressed", prev.suppressed))
+		r.AddAttrs(slog.Int("suppressed", prev.suppressed))
 	}
-	return h.Handler.Handle(ctx, out)
-}
-
-func clipAttr(a slog.Attr) slog.Attr {
-	switch v := a.Value.Resolve(); v.Kind() {
-	case slog.KindString:
-		a.Value = slog.StringValue(Clip(v.String()))
-	case slog.KindAny:
-		if err, ok := v.Any().(error); ok {
-			a.Value = slog.StringValue(Clip(err.Error()))
-		}
-	case slog.KindGroup:
-		a.Value = slog.GroupValue(clipAttrs(v.Group())...)
-	}
-	return a
-}
-
-func clipAttrs(as []slog.Attr) []slog.Attr {
-	clipped := make([]slog.Attr, len(as))
-	for i, a := range as {
-		clipped[i] = clipAttr(a)
-	}
-	return clipped
+	return h.Handler.Handle(ctx, r)
 }
 
 func (h quietHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietHandler{h.Handler.WithAttrs(clipAttrs(as)), h.quiet}
+	return quietHandler{h.Handler.WithAttrs(as), h.mu, h.last}
 }
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
-	return quietHandler{h.Handler.WithGroup(name), h.quiet}
+	return quietHandler{h.Handler.WithGroup(name), h.mu, h.last}
 }
 
 // httpErrorLog passes net/http's error log to the server's log under one

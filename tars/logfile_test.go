@@ -195,7 +195,7 @@ func TestClip(t *testing.T) {
 
 func TestQuietLog(t *testing.T) {
 	var out syncBuffer
-	h := newQuietHandler(slog.NewTextHandler(&out, nil))
+	h := newQuietHandler(&out, nil)
 	l := slog.New(h)
 	for i := range 1000 {
 		l.Warn("refused", "n", i)
@@ -221,7 +221,7 @@ func TestQuietLog(t *testing.T) {
 	}
 	// Values from clients are clipped, whatever their kind.
 	out = syncBuffer{}
-	h = newQuietHandler(slog.NewTextHandler(&out, nil))
+	h = newQuietHandler(&out, nil)
 	l = slog.New(h)
 	long := strings.Repeat("o", 10000)
 	l.Error(long, "origin", long, "err", errors.New(long), slog.Group("g", "v", long))

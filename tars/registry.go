@@ -25,54 +25,43 @@ func (c *Client) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 }
 
 func (c *Client) resolve(ctx context.Context, obj string) (resolved, error) {
-	switch {
-	case c.resolveErr != nil:
-		return resolved{}, c.resolveErr
-	case c.resolver == nil:
-		return resolved{}, fmt.Errorf("tars: no locator or resolver to find %s", obj)
+	if c.resolver == nil || c.resolveErr != nil {
+		return resolved{}, cmp.Or(c.resolveErr, fmt.Errorf("tars: no locator or resolver to find %s", obj))
 	}
 	c.mu.Lock()
-	if e := c.cache[obj]; e != nil {
-		if !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), time.Minute) && c.ctx.Err() == nil {
-			e.refreshing = true
-			c.refreshes.Go(func() { c.refresh(obj, e) })
-		}
-		defer c.mu.Unlock()
-		return *e, nil
+	e, ok := c.cache[obj]
+	if ok && !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), time.Minute) && c.ctx.Err() == nil {
+		e.refreshing = true
+		c.cache[obj] = e
+		c.refreshes.Go(func() { c.fetch(c.ctx, obj, true) })
 	}
 	c.mu.Unlock()
-	fresh, err := c.fetch(ctx, obj)
-	if err == nil {
-		c.mu.Lock()
-		c.cache[obj] = &fresh // if another caller stored one meanwhile, either is fresh
-		c.mu.Unlock()
+	if ok {
+		return e, nil
 	}
-	return fresh, err
+	return c.fetch(ctx, obj, false)
 }
 
-// refresh fetches obj again for the cache entry e.
-func (c *Client) refresh(obj string, e *resolved) {
-	fresh, err := c.fetch(c.ctx, obj)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err == nil {
-		*e = fresh
-		return
-	}
-	e.refreshing, e.at = false, time.Now()
-	if c.ctx.Err() == nil {
-		c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
-			"servant", obj, "endpoints", len(e.eps), "err", err)
-	}
-}
-
-// fetch asks for the active endpoints of obj, without the cache.
-func (c *Client) fetch(ctx context.Context, obj string) (resolved, error) {
+// fetch asks for the active endpoints of obj and caches them. If a refresh fails, the cached list stays.
+func (c *Client) fetch(ctx context.Context, obj string, refresh bool) (resolved, error) {
 	eps, err := c.resolver.Resolve(ctx, obj)
 	if err == nil && len(eps) == 0 {
 		err = errors.New("no active endpoints")
 	}
-	return resolved{eps: eps, ts: c.targets(eps), at: time.Now()}, err
+	fresh := resolved{eps: eps, ts: c.targets(eps), at: time.Now()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil { // if another caller stored a list meanwhile, either is fresh
+		c.cache[obj] = fresh
+	} else if old := c.cache[obj]; refresh {
+		old.refreshing, old.at = false, fresh.at
+		c.cache[obj] = old
+		if c.ctx.Err() == nil {
+			c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
+				"servant", obj, "endpoints", len(old.eps), "err", err)
+		}
+	}
+	return fresh, err
 }
 
 // locator asks the Tars registry's QueryObj (QueryF.findObjectById4Any).
@@ -96,14 +85,12 @@ func (l locator) Resolve(ctx context.Context, obj string) ([]Endpoint, error) {
 		return nil, fmt.Errorf("registry %s: findObjectById4Any(%s): %w", name, obj, err)
 	case ret != 0:
 		return nil, fmt.Errorf("registry %s: findObjectById4Any(%s) returned %d: unknown servant", name, obj, ret)
-	case len(active) == 0:
-		return nil, fmt.Errorf("registry %s: no active endpoint of %s", name, obj)
 	}
 	return active, nil
 }
 
 // readEndpointFs reads a vector<EndpointF> (framework.tars). A timeout of 0
-// reads as DefaultTimeout, as an endpoint string without -t does.
+// reads as defaultTimeout, as an endpoint string without -t does.
 func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 	n, _, err := d.ReadListLen(tag, true)
 	if err != nil {
@@ -131,7 +118,7 @@ func readEndpointFs(d *Decoder, tag uint8) ([]Endpoint, error) {
 			return nil, fmt.Errorf("tars: EndpointF %d: bad address %q port %d", i, host, port)
 		}
 		eps = append(eps, Endpoint{Proto: endpointProtos[istcp], Host: host, Port: int(port),
-			Timeout: cmp.Or(max(time.Duration(timeout)*time.Millisecond, 0), DefaultTimeout), Grid: int(grid),
+			Timeout: cmp.Or(max(time.Duration(timeout)*time.Millisecond, 0), defaultTimeout), Grid: int(grid),
 			Qos: int(qos), Weight: int(weight), WeightType: int(weightType), AuthType: int(authType)})
 	}
 	return eps, nil

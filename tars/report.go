@@ -44,47 +44,40 @@ type callRow struct {
 type callTable struct {
 	mu     sync.Mutex
 	totals map[callKey]uint64
-	rows   map[callKey]*callRow
+	rows   map[callKey]callRow
 	byPeer bool // rows are kept only for a stat service
 }
 
 func (t *callTable) add(side string, c CallInfo) {
 	k := callKey{side: side, servant: c.Servant, fn: c.Func, ret: c.Ret}
-	var ip string
-	var port int32
-	if tcp, ok := c.Peer.(*net.TCPAddr); ok {
-		ip, port = tcp.IP.String(), int32(tcp.Port)
-	}
-	if side == "served" { // a port is new per connection; made-up names would add a row per call
-		port = 0
-		switch c.Ret {
-		case ServerNoServantErr:
-			k.servant, k.fn = "(unknown)", "(unknown)"
-		case ServerNoFuncErr:
-			k.fn = "(unknown)"
+	// A served call's made-up names would add a row per call.
+	if side == "served" && (c.Ret == ServerNoServantErr || c.Ret == ServerNoFuncErr) {
+		if k.fn = "(unknown)"; c.Ret == ServerNoServantErr {
+			k.servant = "(unknown)"
 		}
 	}
 	ms := int32(min(c.Duration.Milliseconds(), 1<<31-1))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.totals == nil {
-		t.totals, t.rows = map[callKey]uint64{}, map[callKey]*callRow{}
+		t.totals, t.rows = map[callKey]uint64{}, map[callKey]callRow{}
 	}
-	t.totals[k]++
-	if !t.byPeer {
+	if t.totals[k]++; !t.byPeer {
 		return
 	}
-	if k.ip, k.port = ip, port; t.rows[k] == nil {
-		t.rows[k] = &callRow{}
+	if tcp, ok := c.Peer.(*net.TCPAddr); ok {
+		k.ip, k.port = tcp.IP.String(), int32(tcp.Port)
 	}
-	switch r := t.rows[k]; c.Ret {
+	if side == "served" {
+		k.port = 0 // new per connection
+	}
+	r := t.rows[k]
+	switch c.Ret {
 	case Success:
 		if r.count == 0 || ms < r.min {
 			r.min = ms
 		}
-		r.count++
-		r.total += int64(ms)
-		r.max = max(r.max, ms)
+		r.count, r.total, r.max = r.count+1, r.total+int64(ms), max(r.max, ms)
 		if i := slices.IndexFunc(statBounds[:], func(b int32) bool { return ms < b }); i >= 0 {
 			r.intervals[i]++
 		}
@@ -93,6 +86,7 @@ func (t *callTable) add(side string, c CallInfo) {
 	default:
 		r.errors++
 	}
+	t.rows[k] = r
 }
 
 // take removes and returns the rows of side, in a fixed order.
@@ -101,7 +95,7 @@ func (t *callTable) take(side string) (keys []callKey, rows []callRow) {
 	defer t.mu.Unlock()
 	for _, k := range slices.SortedFunc(maps.Keys(t.rows), compareKeys) {
 		if k.side == side {
-			keys, rows = append(keys, k), append(rows, *t.rows[k])
+			keys, rows = append(keys, k), append(rows, t.rows[k])
 			delete(t.rows, k)
 		}
 	}
@@ -184,7 +178,7 @@ type property struct {
 	kind        PropertyKind
 	value       func() int64
 	sum, n, max int64 // Gauge: the samples since the last report
-	last        int64 // Sum: the counter at the last report
+	last        int64 // the counter at the last report
 }
 
 // Property reports value to the property service (client<property>) every
@@ -195,73 +189,67 @@ func (a *App) Property(name string, kind PropertyKind, value func() int64) {
 
 func (p *property) sample(v int64) { p.sum, p.n, p.max = p.sum+v, p.n+1, max(p.max, v) }
 
-// appendTake appends StatPropMsgBody, the values to report, and starts afresh.
-func (p *property) appendTake(b []byte, tag uint8) []byte {
-	var values [][2]string
-	if v := p.value(); p.kind == Sum {
-		values, p.last = [][2]string{{"Sum", strconv.FormatInt(v-p.last, 10)}}, v
-	} else {
-		if p.n == 0 {
-			p.sample(v)
+// appendProps appends map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2
+// as TarsGo sends, and starts the properties afresh.
+func (a *App) appendProps(b []byte, tag uint8) []byte {
+	b = AppendMapHead(b, tag, len(a.props))
+	for _, p := range a.props {
+		b = appendStruct(b, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
+		v := p.value()
+		values := []string{"Sum", strconv.FormatInt(v-p.last, 10)}
+		if p.last = v; p.kind == Gauge {
+			if p.n == 0 {
+				p.sample(v)
+			}
+			values = []string{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64),
+				"Max", strconv.FormatInt(p.max, 10)}
+			p.sum, p.n, p.max = 0, 0, 0
 		}
-		values = [][2]string{{"Avg", strconv.FormatFloat(float64(p.sum)/float64(p.n), 'f', -1, 64)},
-			{"Max", strconv.FormatInt(p.max, 10)}}
-		p.sum, p.n, p.max = 0, 0, 0
+		b = appendStruct(b, 1, func(b []byte, tag uint8) []byte { // vector<StatPropInfo>
+			b = AppendListHead(b, tag, len(values)/2)
+			for i := 0; i < len(values); i += 2 {
+				b = appendStruct(b, 0, values[i], values[i+1])
+			}
+			return b
+		})
 	}
-	return appendStruct(b, tag, func(b []byte, tag uint8) []byte {
-		b = AppendListHead(b, tag, len(values))
-		for _, v := range values {
-			b = appendStruct(b, 0, v[0], v[1])
-		}
-		return b
-	})
+	return b
 }
 
-// report sends call statistics (StatF reportMicMsg) and properties
-// (PropertyF reportPropMsg) every report-interval until ctx ends, then once
-// more within a second, so the last interval is not lost.
+// report sends call statistics (StatF reportMicMsg) and properties (PropertyF reportPropMsg) every
+// report-interval until ctx ends, then once more within a second, so the last interval is not lost.
 func (a *App) report(ctx context.Context, property *ObjProxy) {
 	interval := a.cfg.ReportInterval
 	tick, sample := time.NewTicker(interval), time.NewTicker(min(time.Second, interval))
 	defer tick.Stop()
 	defer sample.Stop()
-	send := func(ctx context.Context, timeout time.Duration) {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		for _, side := range []string{"made", "served"} {
-			if keys, rows := a.calls.take(side); len(keys) > 0 {
-				a.frameworkCall(ctx, a.stat, "reportMicMsg", func(in *Results) {
-					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
-					in.PutBool(2, "bFromClient", side == "made")
-				})
-			}
-		}
-		if property == nil || len(a.props) == 0 {
-			return
-		}
-		var msg []byte // map<StatPropMsgHead,StatPropMsgBody>, iPropertyVer 2 as TarsGo sends
-		for _, p := range a.props {
-			msg = appendStruct(msg, 0, a.cfg.ModuleName, a.cfg.LocalIP, p.name, nil, nil, nil, nil, int64(2))
-			msg = p.appendTake(msg, 1)
-		}
-		a.frameworkCall(ctx, property, "reportPropMsg", func(in *Results) {
-			in.Put(1, "statmsg", func(b []byte, tag uint8) []byte { return append(AppendMapHead(b, tag, len(a.props)), msg...) })
-		})
-	}
-	for {
+	for last := false; !last; {
+		sendCtx, timeout := ctx, interval
 		select {
 		case <-ctx.Done():
-			send(context.Background(), time.Second)
-			return
+			sendCtx, timeout, last = context.Background(), time.Second, true
 		case <-sample.C:
 			for _, p := range a.props {
 				if p.kind == Gauge {
 					p.sample(p.value())
 				}
 			}
+			continue
 		case <-tick.C:
-			send(ctx, interval)
 		}
+		sendCtx, cancel := context.WithTimeout(sendCtx, timeout)
+		for _, side := range []string{"made", "served"} {
+			if keys, rows := a.calls.take(side); len(keys) > 0 {
+				a.frameworkCall(sendCtx, a.stat, "reportMicMsg", func(in *Results) {
+					in.Put(1, "msg", func(b []byte, tag uint8) []byte { return a.appendStatMap(b, tag, keys, rows) })
+					in.PutBool(2, "bFromClient", side == "made")
+				})
+			}
+		}
+		if property != nil && len(a.props) > 0 {
+			a.frameworkCall(sendCtx, property, "reportPropMsg", func(in *Results) { in.Put(1, "statmsg", a.appendProps) })
+		}
+		cancel()
 	}
 }
 
@@ -280,17 +268,17 @@ func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func
 	}
 }
 
-// keepAlive tells tarsnode (ServerF) the server lives: reportVersion and
-// keepAlive("") at start, then every interval keepAlive("") and one per
-// adapter, each round bounded by the interval so a dead tarsnode costs
-// abandoned calls, never a stuck loop.
+// keepAlive tells tarsnode (ServerF) the server lives: reportVersion and keepAlive("") at start,
+// then every interval keepAlive("") and one per adapter, each round bounded by the interval so a
+// dead tarsnode costs abandoned calls, never a stuck loop.
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
-	round := func(first bool) {
-		ctx, cancel := context.WithTimeout(ctx, interval)
-		defer cancel()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		round, cancel := context.WithTimeout(ctx, interval)
 		var wg sync.WaitGroup
-		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(ctx, node, fn, in) }) }
+		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(round, node, fn, in) }) }
 		var beats []string
 		if first {
 			call("reportVersion", func(in *Results) {
@@ -311,16 +299,11 @@ func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
 			})
 		}
 		wg.Wait()
-	}
-	round(true)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			round(false)
 		}
 	}
 }
