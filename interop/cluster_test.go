@@ -182,10 +182,14 @@ func TestClusterFromRegistry(t *testing.T) {
 		members[i] = n.member(t, room)
 	}
 
+	// Each node's relay to the others carries a message first, so that
+	// every link is up (a node started before its peers retries its dial)
+	// when TarsGo's push counts the members.
 	nodes[0].httpPush(t, room, "A over HTTP")
+	nodes[1].httpPush(t, room, "B over HTTP")
 	members[2].send(`sendByRoom|{"roomNum":"cluster","message":"C over WebSocket"}`)
 	for i, m := range members {
-		m.expectAll("member on "+nodes[i].name, "A over HTTP", "C over WebSocket")
+		m.expectAll("member on "+nodes[i].name, "A over HTTP", "B over HTTP", "C over WebSocket")
 	}
 	var delivered int32
 	ret, err := pushProxy(nodes[1].Product, basef.TARSVERSION).PushByRoom(room, "B over TarsGo", &delivered)
