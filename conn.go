@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +42,14 @@ const (
 	opContinuation, opText, opBinary = 0x0, 0x1, 0x2
 	opClose, opPing, opPong          = 0x8, 0x9, 0xa
 )
+
+// closeError is why a connection is closed: the peer's input it cannot go on after, or stop's cause.
+type closeError struct {
+	Code   int
+	Reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %d)", e.Reason, e.Code) }
 
 // conn is one WebSocket connection: a reader goroutine and a bounded queue. Whoever queues onto an
 // idle connection writes it (flush); a writer goroutine runs only while the socket is full or
@@ -71,6 +84,44 @@ type conn struct {
 	quit     chan struct{} // closed to make the writer close the connection
 	readDone chan struct{} // closed when the reader has returned
 	done     chan struct{} // closed when the writer has returned
+}
+
+func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
+
+// checkID reports whether id looks like a connection id: "c<N>", then optionally "." and a tag
+// of lower-case letters and digits.
+func checkID(id string) error {
+	const digits = "0123456789"
+	num, tag, dotted := strings.Cut(id, ".")
+	if len(num) < 2 || num[0] != 'c' || strings.Trim(num[1:], digits) != "" || dotted && tag == "" ||
+		strings.Trim(tag, digits+"abcdefghijklmnopqrstuvwxyz") != "" {
+		return fmt.Errorf("bad connection id %q", id)
+	}
+	return nil
+}
+
+// pingLoop sends every connection a ping every d until the hub shuts down, written as flushAll
+// writes a push: no goroutine per connection.
+func (h *Hub) pingLoop(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-h.stopping:
+			return
+		}
+		h.mu.Lock()
+		conns := slices.Collect(maps.Keys(h.conns))
+		h.mu.Unlock()
+		flush := conns[:0]
+		for _, c := range conns {
+			if _, start := c.take(func() bool { c.ping = true; return true }); start {
+				flush = append(flush, c)
+			}
+		}
+		flushAll(flush)
+	}
 }
 
 // serveConn upgrades r (check judges the origin) and serves the connection on a goroutine of its
@@ -111,41 +162,6 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	}}.ServeHTTP(hj, r)
 	if hj.nc == nil || !hj.nc.kept {
 		done()
-	}
-}
-
-// serve reads and handles one message, then hands the connection to a fresh goroutine to wait for
-// the next: the stack a command grew goes with the old one, and a waiting connection holds the
-// least. Once the connection fails or closes, it takes it out of the hub.
-func (c *conn) serve(done func()) {
-	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
-	err := c.mr.wait()
-	if err == nil {
-		var msg []byte
-		if msg, err = c.mr.read(); err == nil {
-			if !c.closing.Load() { // commands are ignored once closing
-				c.handle(string(msg))
-			}
-			go c.serve(done)
-			return
-		}
-		c.readFailed(err)
-	}
-	close(c.readDone)
-	c.stop(closeNormal, "")
-	c.hub.unregister(c)
-	<-c.done
-	c.hub.serving.Done()
-	done()
-}
-
-// readFailed closes the connection after bad input, with the code it calls for.
-func (c *conn) readFailed(err error) {
-	if ce, ok := err.(*closeError); ok {
-		if c.stop(ce.Code, ce.Reason) {
-			c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
-		}
-		c.mr.discard()
 	}
 }
 

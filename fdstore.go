@@ -11,47 +11,26 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
 
 // roomStore is the durable history of every room, the one thing the server keeps under datapath:
 // history/messages.log, an append-only file of checksummed records, one per room message, oldest
-// first, read back at start. One writer goroutine takes every message gathered since its last
-// write, writes them and syncs once (group commit), then hands them back to the hub, which only
-// then delivers them: no one sees a message that a crash could take back, or that the disk
-// refused, so an offset is never handed out twice. Once the file has doubled since its last
-// compaction, it is rewritten atomically from the hub's history.
+// first, read back at start. The hub's commit loop has it write every message gathered since the
+// last write and sync once (group commit), and delivers them only then: no one sees a message that
+// a crash could take back, or that the disk refused, so an offset is never handed out twice. Once
+// the file has doubled since its last compaction, it is rewritten atomically from the hub's history.
 //
 // Record: uint32 length, uint32 CRC-32C of the payload, payload: uvarint offset, varint unix
 // milliseconds, then room, epoch, sender and text, each a uvarint length and its bytes, then the
 // sender's display name the same way if it has one (records written before names have none).
 type roomStore struct {
-	path      string
-	log       *slog.Logger
-	snapshot  func() ([]event, []*logItem) // the hub's history, and the pending items it holds
-	committed func([]*logItem)             // delivers items once written, drops those that failed
-
-	mu      sync.Mutex
-	pending []*logItem
-	closed  bool
-	wake    chan struct{}
-	done    chan struct{}
-
-	f          *os.File // the writer's
-	size, base int64    // bytes in the file; right after the last compaction
-	broken     error    // the file could not be cut back after a failed write: every write fails
-}
-
-// logItem is one message on its way to the disk; done is closed once it is delivered.
-type logItem struct {
-	f     frames
-	relay bool
-	ack   *peerAck
-	n     int
-	err   error
-	done  chan struct{}
+	path       string
+	log        *slog.Logger
+	f          *os.File
+	size, base int64 // bytes in the file; right after the last compaction
+	broken     error // the file could not be cut back after a failed write: every write fails
 }
 
 const (
@@ -64,8 +43,6 @@ const (
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-var errLogClosed = errors.New("history log: shutting down")
 
 // openRoomStore reads the log under dataDir, hands each valid record to restore, cuts a torn or
 // corrupt tail (with a warning) and opens the log for appending. It removes what an interrupted
@@ -80,8 +57,7 @@ func openRoomStore(dataDir string, s *Settings, log *slog.Logger, restore func(e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
 	}
-	l := &roomStore{path: filepath.Join(dir, logFileName), log: log,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &roomStore{path: filepath.Join(dir, logFileName), log: log}
 	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
@@ -126,12 +102,6 @@ func removeFiles(dir, ext string) (n int) {
 	return n
 }
 
-// start runs the writer.
-func (l *roomStore) start(snapshot func() ([]event, []*logItem), committed func([]*logItem)) {
-	l.snapshot, l.committed = snapshot, committed
-	go l.writer()
-}
-
 // checkRecord reports what makes a record from the log unacceptable with settings s: a record
 // within them but not these is skipped, one longer than all history can hold is corruption.
 func checkRecord(ev event, s *Settings) error {
@@ -150,73 +120,37 @@ func checkRecord(ev event, s *Settings) error {
 	return nil
 }
 
-// add queues an item for the writer; the hub calls it under its lock, so items keep their order.
-func (l *roomStore) add(it *logItem) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		it.err = errLogClosed
-		close(it.done)
-		return
+// write appends the items' records and syncs them (group commit). After a failed write the file
+// is cut back to its last good record; if it cannot be, every later write fails.
+func (l *roomStore) write(items []*logItem) error {
+	var buf []byte
+	for _, it := range items {
+		buf = appendRecord(buf, it.f.ev)
 	}
-	l.pending = append(l.pending, it)
-	notify(l.wake)
-}
-
-// take returns the pending items, and whether the log is closed.
-func (l *roomStore) take() ([]*logItem, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	items := l.pending
-	l.pending = nil
-	return items, l.closed
-}
-
-func (l *roomStore) writer() {
-	defer close(l.done)
-	for range l.wake {
-		for {
-			items, closed := l.take()
-			if len(items) == 0 {
-				if closed {
-					return
-				}
-				break
-			}
-			var buf []byte
-			for _, it := range items {
-				buf = appendRecord(buf, it.f.ev)
-			}
-			err := l.broken
-			if err == nil {
-				_, err = l.f.Write(buf)
-			}
-			if err == nil {
-				err = l.f.Sync()
-			}
-			if err != nil {
-				l.log.Error("history log: write failed; the messages are dropped, their pushes answered with the error", "err", err)
-				if l.broken == nil {
-					l.broken = errors.Join(l.f.Truncate(l.size), seek(l.f, l.size))
-				}
-				for _, it := range items {
-					it.err = fmt.Errorf("history log: %w", err)
-				}
-			} else {
-				l.size += int64(len(buf))
-			}
-			l.committed(items)
-			if l.size > max(2*l.base, compactFloor) {
-				l.compact()
-			}
+	err := l.broken
+	if err == nil {
+		_, err = l.f.Write(buf)
+	}
+	if err == nil {
+		err = l.f.Sync()
+	}
+	if err != nil {
+		l.log.Error("history log: write failed; the messages are dropped, their pushes answered with the error", "err", err)
+		if l.broken == nil {
+			l.broken = errors.Join(l.f.Truncate(l.size), seek(l.f, l.size))
 		}
+		return fmt.Errorf("history log: %w", err)
 	}
+	l.size += int64(len(buf))
+	return nil
 }
 
-// compact rewrites the log from the hub's history: write aside, sync, rename, sync the directory.
-// The items pending meanwhile are in the snapshot, so the new file commits them too.
-func (l *roomStore) compact() {
-	evs, items := l.snapshot()
+// due reports whether the file has doubled since its last compaction.
+func (l *roomStore) due() bool { return l.size > max(2*l.base, compactFloor) }
+
+// compact rewrites the log from evs, every room's history: write aside, sync, rename, sync the
+// directory. On failure the old file stays in use.
+func (l *roomStore) compact(evs []event) error {
 	var buf []byte
 	for _, ev := range evs {
 		buf = appendRecord(buf, ev)
@@ -237,34 +171,15 @@ func (l *roomStore) compact() {
 		if f != nil {
 			f.Close()
 		}
-		// The items go to the old file, as usual.
-		l.mu.Lock()
-		l.pending = append(items, l.pending...)
-		l.mu.Unlock()
-		notify(l.wake)
-		return
+		return err
 	}
 	l.f.Close()
 	l.f, l.size, l.base = f, int64(len(buf)), int64(len(buf))
-	l.committed(items)
+	return nil
 }
 
-// Close writes what is pending and closes the file. A nil log has nothing to close.
-func (l *roomStore) Close() error {
-	if l == nil {
-		return nil
-	}
-	l.mu.Lock()
-	already := l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if already {
-		return nil
-	}
-	notify(l.wake)
-	<-l.done
-	return l.f.Close()
-}
+// Close closes the file.
+func (l *roomStore) Close() error { return l.f.Close() }
 
 // appendRecord appends ev's record to b.
 func appendRecord(b []byte, ev event) []byte {

@@ -4,10 +4,19 @@ import (
 	"cmp"
 	clist "container/list"
 	"crypto/rand"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+)
+
+// History memory is bounded however many rooms receive messages: past these limits the history of
+// the rooms whose last message is the oldest is forgotten.
+const (
+	maxHistoryRooms      = 10000
+	maxHistoryBytes      = 64 << 20 // every field of every message, all rooms together
+	historyEntryOverhead = 128      // what a message costs besides its strings
 )
 
 // roomHistory is a room's recent messages in memory and where its offsets stand. All rooms'
@@ -70,7 +79,7 @@ func (h *Hub) gap(rooms []string) {
 		rh := h.roomHistory(room, "")
 		rh.last, rh.shown = last, last
 		if h.store != nil {
-			h.store.add(&logItem{f: frames{ev: event{Room: room, Epoch: rh.epoch, Offset: last, Time: time.Now()}}, done: make(chan struct{})})
+			h.queueLog(&logItem{f: frames{ev: event{Room: room, Epoch: rh.epoch, Offset: last, Time: time.Now()}}, done: make(chan struct{})})
 		}
 	}
 }
@@ -201,8 +210,8 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	return ep, last, len(frames), ok, nil
 }
 
-// snapshot returns every room's history, least recently written first, and takes the history
-// log's pending items: for a compaction, on the log's writer.
+// snapshot returns every room's history, least recently written first, and takes the items
+// pending for the commit loop: for a compaction.
 func (h *Hub) snapshot() ([]event, []*logItem) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -210,6 +219,50 @@ func (h *Hub) snapshot() ([]event, []*logItem) {
 	for e := h.recent.Back(); e != nil; e = e.Prev() {
 		evs = append(evs, e.Value.(*roomHistory).msgs...)
 	}
-	items, _ := h.store.take()
+	items := h.pending
+	h.pending = nil
 	return evs, items
+}
+
+// history sends the room's history paced by room in the queue, so that a long one never overflows it.
+func (c *conn) history(room string) {
+	hist := c.hub.History(room)
+	for _, ev := range hist {
+		ev.Kind = kindHistory
+		b := ev.encode(c.json.Load())
+		if !c.waitRoom(len(b)) {
+			return
+		}
+		c.enqueue(b)
+	}
+	c.reply(cmdHistory, room, fmt.Sprintf("History roomNum:%s count:%d success!", room, len(hist)), nil)
+}
+
+// recover answers subscribe or history with "since": the messages after it, then the usual reply,
+// which in json format adds the room's epoch, its last offset and whether nothing was missed.
+func (c *conn) recover(cmd, room string, since uint64, epoch string) {
+	ep, last, n, ok, err := c.hub.recover(c, room, since, epoch, cmd == cmdSubscribe)
+	text := "Subscribe roomNum:" + room + " success!"
+	if cmd == cmdHistory {
+		text = fmt.Sprintf("History roomNum:%s count:%d success!", room, n)
+	}
+	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Epoch: ep, Offset: last, Recovered: &ok}, err)
+}
+
+// waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
+// messages) or it is empty; false if the connection closes first.
+func (c *conn) waitRoom(n int) bool {
+	for {
+		c.qmu.Lock()
+		q, ok := c.queued, c.queued+n <= c.set.QueueBytes/2 && len(c.queue) < c.set.QueueMessages/2
+		c.qmu.Unlock()
+		if q == 0 || ok {
+			return !c.closing.Load()
+		}
+		select {
+		case <-c.drained:
+		case <-c.quit:
+			return false
+		}
+	}
 }

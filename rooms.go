@@ -10,19 +10,11 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
+
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-)
-
-// History memory is bounded however many rooms receive messages: past these limits the history of
-// the rooms whose last message is the oldest is forgotten.
-const (
-	maxHistoryRooms      = 10000
-	maxHistoryBytes      = 64 << 20 // every field of every message, all rooms together
-	historyEntryOverhead = 128      // what a message costs besides its strings
 )
 
 type hubOptions struct {
@@ -53,12 +45,16 @@ type Hub struct {
 	historyBytes int                       // by historyCost
 	outbox       []relayItem
 	closed       bool
+	pending      []*logItem      // for the commit loop
+	logClosed    bool            // the commit loop takes no more
 	interest     func(wait bool) // the cluster's: a room gained its first member here (wait) or lost its last
 
 	// The cluster's: who is in room on the other nodes.
 	peerPresence func(room string) (int, []roomMember, bool)
 
 	relayed  chan struct{} // has a token when the outbox has something
+	wake     chan struct{} // has a token when pending has something
+	logDone  chan struct{} // closed when the commit loop has returned
 	nextID   atomic.Uint64
 	serving  sync.WaitGroup // connections not yet out of their rooms
 	stopping chan struct{}  // closed when Shutdown starts
@@ -82,6 +78,8 @@ func newHub(o hubOptions) (*Hub, error) {
 		rooms:    make(map[string]map[*conn]uint64),
 		history:  make(map[string]*clist.Element),
 		relayed:  make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
+		logDone:  make(chan struct{}),
 		stopping: make(chan struct{}),
 	}
 	s := o.Live.get()
@@ -90,7 +88,7 @@ func newHub(o hubOptions) (*Hub, error) {
 		if h.store, err = openRoomStore(o.DataDir, s, h.log, h.restore); err != nil {
 			return nil, err
 		}
-		h.store.start(h.snapshot, h.committed)
+		go h.commitLoop()
 	}
 	if s.PingInterval > 0 {
 		go h.pingLoop(s.PingInterval)
@@ -104,20 +102,6 @@ func (h *Hub) useCluster(interest func(wait bool), presence func(room string) (i
 	h.mu.Lock()
 	h.interest, h.peerPresence = interest, presence
 	h.mu.Unlock()
-}
-
-func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
-
-// checkID reports whether id looks like a connection id: "c<N>", then optionally "." and a tag
-// of lower-case letters and digits.
-func checkID(id string) error {
-	const digits = "0123456789"
-	num, tag, dotted := strings.Cut(id, ".")
-	if len(num) < 2 || num[0] != 'c' || strings.Trim(num[1:], digits) != "" || dotted && tag == "" ||
-		strings.Trim(tag, digits+"abcdefghijklmnopqrstuvwxyz") != "" {
-		return fmt.Errorf("bad connection id %q", id)
-	}
-	return nil
 }
 
 func (h *Hub) register(c *conn) bool {
@@ -238,7 +222,7 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 		it.f.json = it.f.ev.encode(true)
 	}
 	if f.ev.Room != "" && h.store != nil {
-		h.store.add(it)
+		h.queueLog(it)
 		h.mu.Unlock()
 		return it
 	}
@@ -251,6 +235,66 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 	}
 	close(it.done)
 	return it
+}
+
+// logItem is one message on its way to its members; done is closed once it is delivered or refused.
+type logItem struct {
+	f     frames
+	relay bool
+	ack   *peerAck
+	n     int
+	err   error
+	done  chan struct{}
+}
+
+var errLogClosed = errors.New("history log: shutting down")
+
+// queueLog hands it to the commit loop; under h.mu, so that items keep the order of their offsets.
+func (h *Hub) queueLog(it *logItem) {
+	if h.logClosed {
+		it.err = errLogClosed
+		close(it.done)
+		return
+	}
+	h.pending = append(h.pending, it)
+	notify(h.wake)
+}
+
+// commitLoop is the history log's one writer: it has the store write every item gathered since its
+// last write and sync once (group commit), then delivers them. Once the file has doubled it is
+// compacted from the history; the items pending meanwhile are in it, so the new file commits them
+// too, and if compaction fails they go to the old file as usual. Once closed, it writes what is
+// pending and returns.
+func (h *Hub) commitLoop() {
+	defer close(h.logDone)
+	for {
+		h.mu.Lock()
+		items, closed := h.pending, h.logClosed
+		h.pending = nil
+		h.mu.Unlock()
+		if len(items) == 0 {
+			if closed {
+				return
+			}
+			<-h.wake
+			continue
+		}
+		err := h.store.write(items)
+		for _, it := range items {
+			it.err = err
+		}
+		h.committed(items)
+		if h.store.due() {
+			evs, items := h.snapshot()
+			if h.store.compact(evs) == nil {
+				h.committed(items)
+			} else {
+				h.mu.Lock()
+				h.pending = append(items, h.pending...)
+				h.mu.Unlock()
+			}
+		}
+	}
 }
 
 // committed delivers the items the history log has written, and takes those it failed to write
@@ -277,7 +321,7 @@ func (h *Hub) committed(items []*logItem) {
 	}
 	h.mu.Unlock()
 	if len(flush) > 0 {
-		go flushAll(flush) // the log's writer goes on to the next group meanwhile
+		go flushAll(flush) // the commit loop goes on to the next group meanwhile
 	}
 	for i, it := range items {
 		if drops[i] != nil {
@@ -391,30 +435,6 @@ func (h *Hub) Kick(room string, code int, reason string) (n int) {
 	return n
 }
 
-// pingLoop sends every connection a ping every d until the hub shuts down, written as flushAll
-// writes a push: no goroutine per connection.
-func (h *Hub) pingLoop(d time.Duration) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-h.stopping:
-			return
-		}
-		h.mu.Lock()
-		conns := slices.Collect(maps.Keys(h.conns))
-		h.mu.Unlock()
-		flush := conns[:0]
-		for _, c := range conns {
-			if _, start := c.take(func() bool { c.ping = true; return true }); start {
-				flush = append(flush, c)
-			}
-		}
-		flushAll(flush)
-	}
-}
-
 // Shutdown stops accepting connections, lets every writer flush its queue until ctx ends, closes
 // each with 1001 and closes the history log.
 func (h *Hub) Shutdown(ctx context.Context) error {
@@ -442,5 +462,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	if !late() {
 		err = ctx.Err()
 	}
-	return errors.Join(err, h.store.Close())
+	if h.store != nil {
+		h.mu.Lock()
+		h.logClosed = true
+		h.mu.Unlock()
+		notify(h.wake)
+		<-h.logDone
+		err = errors.Join(err, h.store.Close())
+	}
+	return err
 }
