@@ -17,10 +17,7 @@ import (
 
 // roomStore is the durable history of every room, the one thing the server keeps under datapath:
 // history/messages.log, an append-only file of checksummed records, one per room message, oldest
-// first, read back at start. The hub's commit loop has it write every message gathered since the
-// last write and sync once (group commit), and delivers them only then: no one sees a message that
-// a crash could take back, or that the disk refused, so an offset is never handed out twice. Once
-// the file has doubled since its last compaction, it is rewritten atomically from the hub's history.
+// first, read back at start. The hub's commit loop (rooms.go) has it write and sync each group.
 //
 // Record: uint32 length, uint32 CRC-32C of the payload, payload: uvarint offset, varint unix
 // milliseconds, then room, epoch, sender and text, each a uvarint length and its bytes, then the
@@ -57,32 +54,31 @@ func openRoomStore(dataDir string, s *Settings, log *slog.Logger, restore func(e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
 	}
-	l := &roomStore{path: filepath.Join(dir, logFileName), log: log}
-	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
+	path := filepath.Join(dir, logFileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644) // appends after a cut too
 	if err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
 	}
 	good, skipped, err := readLog(bufio.NewReader(f), maxHistoryBytes, func(ev event) bool {
-		if checkRecord(ev, s) != nil {
-			return false
+		ok := acceptable(ev, s)
+		if ok {
+			restore(ev)
 		}
-		restore(ev)
-		return true
+		return ok
 	})
 	if skipped > 0 {
-		log.Warn("history log: records that break the limits skipped", "file", l.path, "count", skipped)
+		log.Warn("history log: records that break the limits skipped", "file", path, "count", skipped)
 	}
 	fi, serr := f.Stat()
 	if serr == nil && fi.Size() > good {
-		log.Warn("history log: torn or corrupt tail cut", "file", l.path, "at", good, "bytes", fi.Size()-good, "err", err)
+		log.Warn("history log: torn or corrupt tail cut", "file", path, "at", good, "bytes", fi.Size()-good, "err", err)
 		serr = f.Truncate(good)
 	}
-	if serr = errors.Join(serr, seek(f, good)); serr != nil {
+	if serr != nil {
 		f.Close()
 		return nil, fmt.Errorf("history log: %w", serr)
 	}
-	l.f, l.size, l.base = f, good, good
-	return l, nil
+	return &roomStore{path: path, log: log, f: f, size: good, base: good}, nil
 }
 
 // removeFiles removes dir's temporary files and those ending in ext (none if ext is ""), then dir
@@ -102,26 +98,17 @@ func removeFiles(dir, ext string) (n int) {
 	return n
 }
 
-// checkRecord reports what makes a record from the log unacceptable with settings s: a record
-// within them but not these is skipped, one longer than all history can hold is corruption.
-func checkRecord(ev event, s *Settings) error {
-	switch {
-	case checkRoom(ev.Room, s) != nil:
-		return checkRoom(ev.Room, s)
-	case (ev.Text != "" || ev.From != "") && checkMessage(&ev.Text, s) != nil: // neither: a gap (Hub.gap)
-		return checkMessage(&ev.Text, s)
-	case ev.Name != "" && checkName(ev.Name) != nil:
-		return checkName(ev.Name)
-	case len(ev.From) > maxSavedFrom || !utf8.ValidString(ev.From) || len(ev.Epoch) > 32 || ev.Offset == 0:
-		return errors.New("bad sender, epoch or offset")
-	case ev.Time.After(time.Now().Add(24 * time.Hour)):
-		return fmt.Errorf("time %v out of range", ev.Time)
-	}
-	return nil
+// acceptable reports whether a record from the log keeps the limits of settings s: a record that
+// does not is skipped; one longer than all history can hold is corruption. No text and no sender:
+// a gap (Hub.gap).
+func acceptable(ev event, s *Settings) bool {
+	return checkRoom(ev.Room, s) == nil && (ev.Text == "" && ev.From == "" || checkMessage(&ev.Text, s) == nil) &&
+		(ev.Name == "" || checkName(ev.Name) == nil) && len(ev.From) <= maxSavedFrom && utf8.ValidString(ev.From) &&
+		len(ev.Epoch) <= 32 && ev.Offset != 0 && !ev.Time.After(time.Now().Add(24*time.Hour))
 }
 
-// write appends the items' records and syncs them (group commit). After a failed write the file
-// is cut back to its last good record; if it cannot be, every later write fails.
+// write appends the items' records and syncs them. A failed write is cut off the file; if it
+// cannot be, every later write fails.
 func (l *roomStore) write(items []*logItem) error {
 	var buf []byte
 	for _, it := range items {
@@ -137,7 +124,7 @@ func (l *roomStore) write(items []*logItem) error {
 	if err != nil {
 		l.log.Error("history log: write failed; the messages are dropped, their pushes answered with the error", "err", err)
 		if l.broken == nil {
-			l.broken = errors.Join(l.f.Truncate(l.size), seek(l.f, l.size))
+			l.broken = l.f.Truncate(l.size)
 		}
 		return fmt.Errorf("history log: %w", err)
 	}
@@ -210,7 +197,7 @@ func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, ski
 		if _, err = io.ReadFull(r, h[:]); err == io.EOF {
 			return good, skipped, nil
 		} else if err != nil {
-			return good, skipped, err
+			return
 		}
 		n := binary.LittleEndian.Uint32(h[:])
 		if n > uint32(maxPayload) {
@@ -219,16 +206,15 @@ func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, ski
 		// Read as far as the file goes: a torn length costs no more memory than the file holds.
 		if p, err = io.ReadAll(io.LimitReader(r, int64(n))); err == nil && len(p) < int(n) {
 			err = io.ErrUnexpectedEOF
+		} else if err == nil && crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(h[4:]) {
+			err = errors.New("checksum mismatch")
+		}
+		var ev event
+		if err == nil {
+			ev, err = decodeRecord(p)
 		}
 		if err != nil {
-			return good, skipped, err
-		}
-		if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(h[4:]) {
-			return good, skipped, errors.New("checksum mismatch")
-		}
-		ev, err := decodeRecord(p)
-		if err != nil {
-			return good, skipped, err
+			return
 		}
 		if !use(ev) {
 			skipped++
@@ -240,18 +226,13 @@ func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, ski
 // decodeRecord decodes a record's payload; every byte must belong to a field.
 func decodeRecord(p []byte) (event, error) {
 	bad := errors.New("malformed record")
-	ev := event{Kind: kindMessage}
 	off, n := binary.Uvarint(p)
-	if n <= 0 {
-		return ev, bad
+	ms, m := binary.Varint(p[max(n, 0):])
+	if n <= 0 || m <= 0 {
+		return event{}, bad
 	}
-	p = p[n:]
-	ms, n := binary.Varint(p)
-	if n <= 0 {
-		return ev, bad
-	}
-	p = p[n:]
-	ev.Offset, ev.Time = off, time.UnixMilli(ms)
+	p = p[n+m:]
+	ev := event{Kind: kindMessage, Offset: off, Time: time.UnixMilli(ms)}
 	for i, s := range []*string{&ev.Room, &ev.Epoch, &ev.From, &ev.Text, &ev.Name} {
 		if i == 4 && len(p) == 0 {
 			break // written before names
@@ -266,12 +247,6 @@ func decodeRecord(p []byte) (event, error) {
 		return ev, bad
 	}
 	return ev, nil
-}
-
-// seek moves f's offset to off.
-func seek(f *os.File, off int64) error {
-	_, err := f.Seek(off, io.SeekStart)
-	return err
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames it over path; durable
