@@ -124,6 +124,19 @@ func (h *Hub) pingLoop(d time.Duration) {
 	}
 }
 
+// queueDepth returns the frames and bytes waiting in every connection's outgoing queue.
+func (h *Hub) queueDepth() (frames, bytes int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.conns {
+		c.qmu.Lock()
+		frames += int64(len(c.queue))
+		bytes += int64(c.queued)
+		c.qmu.Unlock()
+	}
+	return frames, bytes
+}
+
 // serveConn upgrades r (check judges the origin) and serves the connection on a goroutine of its
 // own: net/http's goroutine, the stack the handshake grew and net/http's buffers go. done runs once
 // the connection has ended, or now if none started.
@@ -167,21 +180,17 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 
 // enqueue queues b and, when no writer runs, writes it now on the caller's goroutine without
 // blocking, so a connection that keeps up costs no goroutine. Not under the hub's lock: see post.
-func (c *conn) enqueue(b []byte) bool {
-	ok, start := c.add(b)
-	if start {
+func (c *conn) enqueue(b []byte) {
+	if _, start := c.add(b); start {
 		c.flush()
 	}
-	return ok
 }
 
 // post is enqueue for a caller holding the hub's lock: a writer goroutine does the writing.
-func (c *conn) post(b []byte) bool {
-	ok, start := c.add(b)
-	if start {
+func (c *conn) post(b []byte) {
+	if _, start := c.add(b); start {
 		go c.writeLoop()
 	}
-	return ok
 }
 
 // add queues b without blocking; start says that no writer runs, so the caller must flush (or
@@ -241,12 +250,8 @@ const flushChunk = 256
 // flushAll flushes connections that add said to, a chunk per goroutine, the last on the caller's.
 func flushAll(cs []*conn) {
 	for ; len(cs) > flushChunk; cs = cs[flushChunk:] {
-		go flushEach(cs[:flushChunk])
+		go flushAll(cs[:flushChunk])
 	}
-	flushEach(cs)
-}
-
-func flushEach(cs []*conn) {
 	for _, c := range cs {
 		c.flush()
 	}

@@ -35,17 +35,16 @@ func historyCost(ev event) int {
 	return len(ev.Room) + len(ev.From) + len(ev.Name) + len(ev.Text) + historyEntryOverhead
 }
 
-// remember appends ev to its room's history with the room's next offset, which it returns with the
-// epoch (new for a room without history). h.mu must be held.
-func (h *Hub) remember(ev event) (string, uint64) {
+// remember gives ev its room's next offset and the room's epoch (new for a room without history),
+// and appends it to the history. h.mu must be held.
+func (h *Hub) remember(ev *event) {
 	rh := h.roomHistory(ev.Room, "")
 	rh.last++
 	if h.store == nil {
 		rh.shown = rh.last
 	}
 	ev.Epoch, ev.Offset = rh.epoch, rh.last
-	h.keep(rh, ev)
-	return rh.epoch, rh.last
+	h.keep(rh, *ev)
 }
 
 // restore appends a message read from the log, offset and epoch as they were: a new epoch starts
@@ -136,12 +135,17 @@ func (h *Hub) drop(rh *roomHistory, i int) {
 	rh.msgs = slices.Delete(rh.msgs, i, i+1)
 }
 
-// unkeep removes the message at offset off from rh, if rh holds it. h.mu must be held.
-func (h *Hub) unkeep(rh *roomHistory, off uint64) {
-	if rh == nil {
+// settle marks ev delivered once the log has written it, or else takes it out of its room's
+// history: nobody sees a message the log did not take. h.mu must be held.
+func (h *Hub) settle(ev event, written bool) {
+	e := h.history[ev.Room]
+	if e == nil || e.Value.(*roomHistory).epoch != ev.Epoch {
 		return
 	}
-	if i, ok := slices.BinarySearchFunc(rh.msgs, off, byOffset); ok {
+	rh := e.Value.(*roomHistory)
+	if written {
+		rh.shown = max(rh.shown, ev.Offset)
+	} else if i, ok := slices.BinarySearchFunc(rh.msgs, ev.Offset, byOffset); ok {
 		h.drop(rh, i)
 	}
 }
@@ -210,18 +214,25 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	return ep, last, len(frames), ok, nil
 }
 
-// snapshot returns every room's history, least recently written first, and takes the items
-// pending for the commit loop: for a compaction.
-func (h *Hub) snapshot() ([]event, []*logItem) {
+// compact has the store rewrite the log from every room's history, least recently written first.
+// The history holds the items pending meanwhile, so the new file commits them too; should the
+// rewrite fail, they go to the old file as usual.
+func (h *Hub) compact() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	var evs []event
 	for e := h.recent.Back(); e != nil; e = e.Prev() {
 		evs = append(evs, e.Value.(*roomHistory).msgs...)
 	}
 	items := h.pending
 	h.pending = nil
-	return evs, items
+	h.mu.Unlock()
+	if h.store.compact(evs) == nil {
+		h.committed(items)
+		return
+	}
+	h.mu.Lock()
+	h.pending = append(items, h.pending...)
+	h.mu.Unlock()
 }
 
 // history sends the room's history paced by room in the queue, so that a long one never overflows it.

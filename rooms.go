@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +25,8 @@ type hubOptions struct {
 	Log     *slog.Logger
 }
 
-// Hub is the one index of rooms and connections. Under its lock the hub only queues: add never blocks, and the cluster takes the outbox.
+// Hub is the one index of rooms and connections. Under its lock it only queues: add never blocks,
+// and the cluster takes the outbox.
 type Hub struct {
 	live  *live
 	store *roomStore // nil: history in memory only
@@ -45,12 +45,10 @@ type Hub struct {
 	historyBytes int                       // by historyCost
 	outbox       []relayItem
 	closed       bool
-	pending      []*logItem      // for the commit loop
-	logClosed    bool            // the commit loop takes no more
-	interest     func(wait bool) // the cluster's: a room gained its first member here (wait) or lost its last
-
-	// The cluster's: who is in room on the other nodes.
-	peerPresence func(room string) (int, []roomMember, bool)
+	pending      []*logItem                                  // for the commit loop
+	logClosed    bool                                        // the commit loop takes no more
+	interest     func(wait bool)                             // the cluster's: a room gained its first member here (wait) or lost its last
+	peerPresence func(room string) (int, []roomMember, bool) // the cluster's: who is in room on the other nodes
 
 	relayed  chan struct{} // has a token when the outbox has something
 	wake     chan struct{} // has a token when pending has something
@@ -132,14 +130,12 @@ func (h *Hub) join(c *conn, room string) error {
 	return err
 }
 
-// joinLocked adds c to room and reports whether c is the room's first member here. h.mu must
-// be held.
+// joinLocked adds c to room and reports whether c is the room's first member here. h.mu held.
 func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 	_, in := c.rooms[room]
 	if max := h.live.get().MaxRooms; !in && len(c.rooms) >= max {
 		return false, fmt.Errorf("too many rooms (at most %d)", max)
 	}
-	first = !in && len(h.rooms[room]) == 0
 	if h.rooms[room] == nil {
 		h.rooms[room] = make(map[*conn]uint64)
 	}
@@ -149,7 +145,7 @@ func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 		h.rooms[room][c] = h.seq
 		h.announce(c, room, kindJoin)
 	}
-	return first, nil
+	return !in && len(h.rooms[room]) == 1, nil
 }
 
 // tellJoined waits, after a room's first join here, until the other nodes relay the room here,
@@ -198,15 +194,24 @@ func (h *Hub) PushAll(text, from string) int {
 	return n
 }
 
-// Deliver sends a message to the members of its room, and into its history, or to every
-// connection when the room is ""; with Relay also to the outbox, where ack waits for the other
-// nodes' counts. A room message gets the room's next offset and, with the history log, is
-// written to it before anyone gets it. Deliver returns how many connections on this node
-// accepted it, and an error if it could not be stored.
+// Deliver sends a message to the members of its room and into its history, or to every connection
+// when the room is ""; with Relay also to the outbox, where ack waits for the other nodes' counts.
+// A room message gets the room's next offset and, with the history log, is written to it first.
+// Deliver returns how many connections here accepted it, and an error if it could not be stored.
 func (h *Hub) Deliver(f frames, ack *peerAck) (int, error) { return h.deliver(f, h.relay, ack).wait() }
 
 // DeliverLocal is Deliver for a message from another node: never relayed. The caller waits.
 func (h *Hub) DeliverLocal(f frames) *logItem { return h.deliver(f, false, nil) }
+
+// logItem is one message on its way to its members; done is closed once it is delivered or refused.
+type logItem struct {
+	f     frames
+	relay bool
+	ack   *peerAck
+	n     int
+	err   error
+	done  chan struct{}
+}
 
 func (it *logItem) wait() (int, error) {
 	<-it.done
@@ -218,13 +223,13 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 	it := &logItem{f: f, relay: relay, ack: ack, done: make(chan struct{})}
 	h.mu.Lock()
 	if f.ev.Room != "" {
-		it.f.ev.Epoch, it.f.ev.Offset = h.remember(it.f.ev)
+		h.remember(&it.f.ev)
 		it.f.json = it.f.ev.encode(true)
-	}
-	if f.ev.Room != "" && h.store != nil {
-		h.queueLog(it)
-		h.mu.Unlock()
-		return it
+		if h.store != nil {
+			h.queueLog(it)
+			h.mu.Unlock()
+			return it
+		}
 	}
 	var flush []*conn
 	drop := h.send(it, &flush)
@@ -237,22 +242,10 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 	return it
 }
 
-// logItem is one message on its way to its members; done is closed once it is delivered or refused.
-type logItem struct {
-	f     frames
-	relay bool
-	ack   *peerAck
-	n     int
-	err   error
-	done  chan struct{}
-}
-
-var errLogClosed = errors.New("history log: shutting down")
-
-// queueLog hands it to the commit loop; under h.mu, so that items keep the order of their offsets.
+// queueLog hands it to the commit loop, under h.mu: items keep the order of their offsets.
 func (h *Hub) queueLog(it *logItem) {
 	if h.logClosed {
-		it.err = errLogClosed
+		it.err = errors.New("history log: shutting down")
 		close(it.done)
 		return
 	}
@@ -260,11 +253,10 @@ func (h *Hub) queueLog(it *logItem) {
 	notify(h.wake)
 }
 
-// commitLoop is the history log's one writer: it has the store write every item gathered since its
-// last write and sync once (group commit), then delivers them. Once the file has doubled it is
-// compacted from the history; the items pending meanwhile are in it, so the new file commits them
-// too, and if compaction fails they go to the old file as usual. Once closed, it writes what is
-// pending and returns.
+// commitLoop is the history log's one writer: it has the store write and sync every item queued
+// since its last write (group commit), and only then delivers them: no one sees a message that a
+// crash could take back or the disk refused, so an offset is never handed out twice. Once the
+// file has doubled it compacts it. Once closed, it writes what is pending and returns.
 func (h *Hub) commitLoop() {
 	defer close(h.logDone)
 	for {
@@ -285,39 +277,24 @@ func (h *Hub) commitLoop() {
 		}
 		h.committed(items)
 		if h.store.due() {
-			evs, items := h.snapshot()
-			if h.store.compact(evs) == nil {
-				h.committed(items)
-			} else {
-				h.mu.Lock()
-				h.pending = append(items, h.pending...)
-				h.mu.Unlock()
-			}
+			h.compact()
 		}
 	}
 }
 
-// committed delivers the items the history log has written, and takes those it failed to write
-// out of the history undelivered: nobody sees a message the log did not take, so no one can have
-// seen an offset that a restart hands out again.
+// committed delivers the items written, and takes those that failed out of the history.
 func (h *Hub) committed(items []*logItem) {
 	var drops []*peerAck
 	var flush []*conn
 	h.mu.Lock()
 	for _, it := range items {
-		var rh *roomHistory
-		if e := h.history[it.f.ev.Room]; e != nil && e.Value.(*roomHistory).epoch == it.f.ev.Epoch {
-			rh = e.Value.(*roomHistory)
+		ok := it.err == nil && it.f.ev.Text != "" // else failed, or a gap's record: nothing to deliver
+		h.settle(it.f.ev, ok)
+		ack := it.ack
+		if ok {
+			ack = h.send(it, &flush)
 		}
-		if it.err != nil || it.f.ev.Text == "" { // failed, or a gap's record: nothing to deliver
-			h.unkeep(rh, it.f.ev.Offset)
-			drops = append(drops, it.ack)
-			continue
-		}
-		if rh != nil {
-			rh.shown = max(rh.shown, it.f.ev.Offset)
-		}
-		drops = append(drops, h.send(it, &flush))
+		drops = append(drops, ack)
 	}
 	h.mu.Unlock()
 	if len(flush) > 0 {
@@ -331,9 +308,9 @@ func (h *Hub) committed(items []*logItem) {
 	}
 }
 
-// send queues it for the members of its room and the outbox; h.mu must be held. Members to flush
-// once the lock is released are added to flush. It returns an ack to answer with 0 then: not
-// relayed, or the oldest in a full outbox.
+// send queues it for the members of its room and the outbox, under h.mu, adding to flush the
+// members to flush once it is released. It returns an ack to answer with 0 then: not relayed, or
+// the oldest in a full outbox.
 func (h *Hub) send(it *logItem, flush *[]*conn) *peerAck {
 	members := h.conns
 	if it.f.ev.Room != "" {
@@ -409,19 +386,6 @@ func (h *Hub) Counts() hubCounts {
 	return st
 }
 
-// queueDepth returns the frames and bytes waiting in every connection's outgoing queue.
-func (h *Hub) queueDepth() (frames, bytes int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for c := range h.conns {
-		c.qmu.Lock()
-		frames += int64(len(c.queue))
-		bytes += int64(c.queued)
-		c.qmu.Unlock()
-	}
-	return frames, bytes
-}
-
 // Kick closes every member of room with code and reason; it returns how many.
 func (h *Hub) Kick(room string, code int, reason string) (n int) {
 	h.mu.Lock()
@@ -436,7 +400,7 @@ func (h *Hub) Kick(room string, code int, reason string) (n int) {
 }
 
 // Shutdown stops accepting connections, lets every writer flush its queue until ctx ends, closes
-// each with 1001 and closes the history log.
+// each with 1001, then writes what the history log has pending and closes it.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -447,11 +411,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	close(h.stopping)
 	conns := slices.Collect(maps.Keys(h.conns))
 	h.mu.Unlock()
-
 	for _, c := range conns {
 		c.stop(closeGoingAway, "")
 	}
-	// Wait until every connection has flushed, closed and left its rooms. Once ctx ends, closing the sockets fails any write and read.
+	// Wait until every connection has flushed, closed and left its rooms. Once ctx ends, closing
+	// the sockets fails any write and read.
 	late := context.AfterFunc(ctx, func() {
 		for _, c := range conns {
 			c.closeSocket()
