@@ -20,11 +20,9 @@ import (
 )
 
 const (
-	closeGrace        = time.Second // a closing connection waits this long for the peer's close frame
-	maxControlPayload = 125         // longest payload of a close, ping or pong frame
-	keepBuffer        = 4 << 10     // largest message buffer put back in the pool
-	maxPooledBatch    = 64 << 10    // largest batch buffer kept for reuse
-	abuseFactor       = 5           // bursts of refused commands before a connection is closed
+	closeGrace     = time.Second // a closing connection waits this long for the peer's close frame
+	maxPooledBatch = 64 << 10    // largest batch buffer kept for reuse
+	abuseFactor    = 5           // bursts of refused commands before a connection is closed
 )
 
 // Close codes the server sends (RFC 6455, section 7.4.1), and frame opcodes.

@@ -97,8 +97,8 @@ func parseCommand(frame string, s *Settings) (command, error) {
 }
 
 // serve reads and handles one message, then hands the connection to a fresh goroutine to wait for
-// the next: the stack a command grew goes with the old one, and a waiting connection holds the
-// least. Once the connection fails or closes, it takes it out of the hub.
+// the next: the stack a command grew goes with the old one. Once the connection fails or closes,
+// it takes it out of the hub.
 func (c *conn) serve(done func()) {
 	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
 	err := c.mr.wait()
@@ -228,21 +228,26 @@ func (c *conn) answer(ev event, err error) {
 
 var errPeerClosed = errors.New("websocket: closed by the peer")
 
-// msgPool holds the buffers messages are read into, so that a connection between messages holds none.
+const (
+	maxControlPayload = 125     // longest payload of a close, ping or pong frame
+	keepBuffer        = 4 << 10 // largest message buffer put back in the pool
+)
+
+// msgPool holds the buffers messages are read into: a connection between messages holds none.
 var msgPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // messageReader reads a client's frames straight from the connection (RFC 6455, section 5) and
 // reassembles its messages; pings go to ping, pongs are dropped.
 type messageReader struct {
-	src        io.Reader    // the connection
+	src        io.Reader
 	limit      int          // longest message, bytes
-	ping       func([]byte) // gets each ping's payload; may be nil
+	ping       func([]byte) // may be nil
 	buf        *[]byte      // the message being read, from msgPool; nil between messages
 	hdr        [14]byte     // the longest header: 2 bytes, a 64-bit length, a mask
 	mask       [4]byte      // the current frame's
 	left       int64        // payload bytes of the current frame not read yet
 	have       int          // bytes of the next frame's header in hdr, read by wait
-	peerClosed bool         // the peer's close frame has been read
+	peerClosed bool
 }
 
 // wait blocks until the next frame begins, and reads the first bytes of its header. Called between
@@ -265,15 +270,12 @@ func (r *messageReader) next() (fin bool, op byte, n int64, err error) {
 	if _, err := io.ReadFull(r.src, h[from:2]); err != nil {
 		return false, 0, 0, err
 	}
-	ext, mask := 0, 0
+	ext, mask := 0, int(h[1]>>7)*4
 	switch h[1] & 0x7f {
 	case 126:
 		ext = 2
 	case 127:
 		ext = 8
-	}
-	if h[1]&0x80 != 0 {
-		mask = 4
 	}
 	if _, err := io.ReadFull(r.src, h[2:2+ext+mask]); err != nil {
 		return false, 0, 0, err
