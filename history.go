@@ -194,9 +194,7 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	i, _ := slices.BinarySearchFunc(msgs, since+1, byOffset)
 	ok = ok && since <= last && (i > 0 || len(msgs) == 0 && since == last || len(msgs) > 0 && msgs[0].Offset == since+1)
 	jsonMode := c.json.Load()
-	c.qmu.Lock()
-	roomBytes, roomMsgs := c.set.QueueBytes/2-c.queued, c.set.QueueMessages/2-len(c.queue)
-	c.qmu.Unlock()
+	roomBytes, roomMsgs := c.historyRoom()
 	var frames [][]byte
 	for j := len(msgs) - 1; j >= i; j-- {
 		ev := msgs[j]
@@ -260,14 +258,19 @@ func (c *conn) recover(cmd, room string, since uint64, epoch string) {
 	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Epoch: ep, Offset: last, Recovered: &ok}, err)
 }
 
-// waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
-// messages) or it is empty; false if the connection closes first.
+// historyRoom returns the bytes and messages history may still queue: it fills at most half the
+// queue, the rest is for live messages.
+func (c *conn) historyRoom() (bytes, msgs int) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return c.set.QueueBytes/2 - c.queued, c.set.QueueMessages/2 - len(c.queue)
+}
+
+// waitRoom waits until history has room for n more bytes, or the queue is empty; false if the
+// connection closes first.
 func (c *conn) waitRoom(n int) bool {
 	for {
-		c.qmu.Lock()
-		q, ok := c.queued, c.queued+n <= c.set.QueueBytes/2 && len(c.queue) < c.set.QueueMessages/2
-		c.qmu.Unlock()
-		if q == 0 || ok {
+		if b, m := c.historyRoom(); b == c.set.QueueBytes/2 || n <= b && m > 0 {
 			return !c.closing.Load()
 		}
 		select {
