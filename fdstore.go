@@ -143,21 +143,16 @@ func (l *roomStore) compact(evs []event) error {
 		buf = appendRecord(buf, ev)
 	}
 	err := writeFileAtomic(l.path, buf, true)
+	if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
+		err = errors.Join(err, d.Sync())
+		d.Close()
+	}
 	var f *os.File
 	if err == nil {
 		f, err = os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0)
 	}
-	if err == nil {
-		if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
-			err = d.Sync()
-			d.Close()
-		}
-	}
 	if err != nil {
 		l.log.Error("history log: compaction failed", "err", err)
-		if f != nil {
-			f.Close()
-		}
 		return err
 	}
 	l.f.Close()
