@@ -212,10 +212,10 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	return ep, last, len(frames), ok, nil
 }
 
-// compact has the store rewrite the log from every room's history, least recently written first.
-// The history holds the items pending meanwhile, so the new file commits them too; should the
-// rewrite fail, they go to the old file as usual.
-func (h *Hub) compact() {
+// compact has the store rewrite the log from every room's history, least recently written first,
+// and returns the items that were pending: the history holds them, so the new file commits them
+// too. Should the rewrite fail, they stay pending, for the old file, and it returns none.
+func (h *Hub) compact() []*logItem {
 	h.mu.Lock()
 	var evs []event
 	for e := h.recent.Back(); e != nil; e = e.Prev() {
@@ -225,12 +225,12 @@ func (h *Hub) compact() {
 	h.pending = nil
 	h.mu.Unlock()
 	if h.store.compact(evs) == nil {
-		h.committed(items)
-		return
+		return items
 	}
 	h.mu.Lock()
 	h.pending = append(items, h.pending...)
 	h.mu.Unlock()
+	return nil
 }
 
 // history sends the room's history paced by room in the queue, so that a long one never overflows it.

@@ -277,7 +277,7 @@ func (h *Hub) commitLoop() {
 		}
 		h.committed(items)
 		if h.store.due() {
-			h.compact()
+			h.committed(h.compact())
 		}
 	}
 }
