@@ -84,8 +84,6 @@ type conn struct {
 	done     chan struct{} // closed when the writer has returned
 }
 
-func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
-
 // checkID reports whether id looks like a connection id: "c<N>", then optionally "." and a tag
 // of lower-case letters and digits.
 func checkID(id string) error {
@@ -143,7 +141,8 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	hj := &hijacker{ResponseWriter: w}
 	websocket.Server{Handshake: check, Handler: func(ws *websocket.Conn) {
 		c := &conn{
-			hub: h, set: s, id: h.newID(), nc: hj.nc.Conn,
+			hub: h, set: s, nc: hj.nc.Conn,
+			id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag,
 			drained:  make(chan struct{}, 1),
 			rooms:    make(map[string]struct{}),
 			budget:   newTokenBucket(float64(s.SendRate), s.QueueBytes/2),

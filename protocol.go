@@ -102,16 +102,22 @@ func parseCommand(frame string, s *Settings) (command, error) {
 func (c *conn) serve(done func()) {
 	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
 	err := c.mr.wait()
+	var msg []byte
 	if err == nil {
-		var msg []byte
-		if msg, err = c.mr.read(); err == nil {
-			if !c.closing.Load() { // commands are ignored once closing
-				c.handle(string(msg))
-			}
-			go c.serve(done)
-			return
+		msg, err = c.mr.read()
+	}
+	if err == nil {
+		if !c.closing.Load() { // commands are ignored once closing
+			c.handle(string(msg))
 		}
-		c.readFailed(err)
+		go c.serve(done)
+		return
+	}
+	if ce, ok := err.(*closeError); ok { // bad input: closed with the code it calls for
+		if c.stop(ce.Code, ce.Reason) {
+			c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
+		}
+		c.mr.discard()
 	}
 	close(c.readDone)
 	c.stop(closeNormal, "")
@@ -119,16 +125,6 @@ func (c *conn) serve(done func()) {
 	<-c.done
 	c.hub.serving.Done()
 	done()
-}
-
-// readFailed closes the connection after bad input, with the code it calls for.
-func (c *conn) readFailed(err error) {
-	if ce, ok := err.(*closeError); ok {
-		if c.stop(ce.Code, ce.Reason) {
-			c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
-		}
-		c.mr.discard()
-	}
 }
 
 // handle runs and answers one command; refusals are metered too, and a flood closes the connection.
