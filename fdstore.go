@@ -160,10 +160,8 @@ func (l *roomStore) compact(evs []event) error {
 	return nil
 }
 
-// Close closes the file.
 func (l *roomStore) Close() error { return l.f.Close() }
 
-// appendRecord appends ev's record to b.
 func appendRecord(b []byte, ev event) []byte {
 	start := len(b)
 	b = append(b, make([]byte, recordHeader)...)

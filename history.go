@@ -193,13 +193,12 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	}
 	i, _ := slices.BinarySearchFunc(msgs, since+1, byOffset)
 	ok = ok && since <= last && (i > 0 || len(msgs) == 0 && since == last || len(msgs) > 0 && msgs[0].Offset == since+1)
-	jsonMode := c.json.Load()
 	roomBytes, roomMsgs := c.historyRoom()
 	var frames [][]byte
 	for j := len(msgs) - 1; j >= i; j-- {
 		ev := msgs[j]
 		ev.Kind = kindHistory
-		b := ev.encode(jsonMode)
+		b := ev.encode(c.json.Load())
 		if roomBytes -= len(b); roomBytes < 0 || len(frames) >= roomMsgs {
 			ok = false
 			break
