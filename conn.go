@@ -208,8 +208,8 @@ func (c *conn) add(b []byte) (ok, start bool) {
 	return ok, start
 }
 
-// take runs put under the queue's lock; when put has added something, start says that the
-// caller has the writer's turn: no writer ran.
+// take runs put under the queue's lock; if put added something, start says no writer ran: the
+// caller has the writer's turn.
 func (c *conn) take(put func() bool) (ok, start bool) {
 	c.qmu.Lock()
 	if ok = put(); ok {

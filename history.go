@@ -19,8 +19,7 @@ const (
 	historyEntryOverhead = 128      // what a message costs besides its strings
 )
 
-// roomHistory is a room's recent messages in memory and where its offsets stand. All rooms'
-// history is bounded in bytes, the least recently written rooms forgotten first.
+// roomHistory is a room's recent messages in memory and where its offsets stand.
 type roomHistory struct {
 	room        string
 	epoch       string // new whenever the room's history starts afresh
@@ -84,7 +83,7 @@ func (h *Hub) gap(rooms []string) {
 }
 
 // roomHistory returns room's history, made the most recent; afresh if it has none or, with epoch
-// set, if its epoch differs. h.mu must be held.
+// set, another epoch.
 func (h *Hub) roomHistory(room, epoch string) *roomHistory {
 	if e := h.history[room]; e != nil && (epoch == "" || e.Value.(*roomHistory).epoch == epoch) {
 		h.recent.MoveToFront(e)
@@ -257,16 +256,14 @@ func (c *conn) recover(cmd, room string, since uint64, epoch string) {
 	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Epoch: ep, Offset: last, Recovered: &ok}, err)
 }
 
-// historyRoom returns the bytes and messages history may still queue: it fills at most half the
-// queue, the rest is for live messages.
+// historyRoom returns the bytes and messages history may still queue: half the queue is for live ones.
 func (c *conn) historyRoom() (bytes, msgs int) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
 	return c.set.QueueBytes/2 - c.queued, c.set.QueueMessages/2 - len(c.queue)
 }
 
-// waitRoom waits until history has room for n more bytes, or the queue is empty; false if the
-// connection closes first.
+// waitRoom waits until history has room for n more bytes, or the queue is empty; false on close.
 func (c *conn) waitRoom(n int) bool {
 	for {
 		if b, m := c.historyRoom(); b == c.set.QueueBytes/2 || n <= b && m > 0 {

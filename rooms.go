@@ -94,8 +94,7 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
-// useCluster has the hub tell the cluster when a room gains its first member here (wait) or loses
-// its last, and ask it who is in a room on the other nodes.
+// useCluster hands the hub the cluster's interest and peerPresence.
 func (h *Hub) useCluster(interest func(wait bool), presence func(room string) (int, []roomMember, bool)) {
 	h.mu.Lock()
 	h.interest, h.peerPresence = interest, presence
@@ -148,8 +147,7 @@ func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 	return !in && len(h.rooms[room]) == 1, nil
 }
 
-// tellJoined waits, after a room's first join here, until the other nodes relay the room here,
-// so that the join is answered only then. h.mu must not be held.
+// tellJoined waits, after a room's first join here, until the other nodes relay the room here.
 func (h *Hub) tellJoined(first bool) {
 	if first && h.interest != nil {
 		h.interest(true)
@@ -308,9 +306,8 @@ func (h *Hub) committed(items []*logItem) {
 	}
 }
 
-// send queues it for the members of its room and the outbox, under h.mu, adding to flush the
-// members to flush once it is released. It returns an ack to answer with 0 then: not relayed, or
-// the oldest in a full outbox.
+// send queues it for its room's members, to flush once h.mu is released, and the outbox. It
+// returns an ack to answer with 0 then: not relayed, or the oldest in a full outbox.
 func (h *Hub) send(it *logItem, flush *[]*conn) *peerAck {
 	members := h.conns
 	if it.f.ev.Room != "" {
@@ -373,8 +370,7 @@ type hubCounts struct {
 	Dropped     uint64         `json:"dropped"` // connections closed as too slow
 }
 
-// Counts returns the hub's counters: MessagesIn counts pushes from any source, MessagesOut frames
-// written.
+// Counts returns the hub's counters: MessagesIn counts pushes from any source, MessagesOut frames.
 func (h *Hub) Counts() hubCounts {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -414,8 +410,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.stop(closeGoingAway, "")
 	}
-	// Wait until every connection has flushed, closed and left its rooms. Once ctx ends, closing
-	// the sockets fails any write and read.
+	// Once ctx ends, closing the sockets fails any write and read.
 	late := context.AfterFunc(ctx, func() {
 		for _, c := range conns {
 			c.closeSocket()
