@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,11 +20,9 @@ import (
 )
 
 const (
-	closeGrace        = time.Second // a closing connection waits this long for the peer's close frame
-	maxControlPayload = 125         // longest payload of a close, ping or pong frame
-	keepBuffer        = 4 << 10     // largest message buffer put back in the pool
-	maxPooledBatch    = 64 << 10    // largest batch buffer kept for reuse
-	abuseFactor       = 5           // bursts of refused commands before a connection is closed
+	closeGrace     = time.Second // a closing connection waits this long for the peer's close frame
+	maxPooledBatch = 64 << 10    // largest batch buffer kept for reuse
+	abuseFactor    = 5           // bursts of refused commands before a connection is closed
 )
 
 // Close codes the server sends (RFC 6455, section 7.4.1), and frame opcodes.
@@ -37,6 +40,14 @@ const (
 	opContinuation, opText, opBinary = 0x0, 0x1, 0x2
 	opClose, opPing, opPong          = 0x8, 0x9, 0xa
 )
+
+// closeError is why a connection is closed: the peer's input it cannot go on after, or stop's cause.
+type closeError struct {
+	Code   int
+	Reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("websocket: %s (close %d)", e.Reason, e.Code) }
 
 // conn is one WebSocket connection: a reader goroutine and a bounded queue. Whoever queues onto an
 // idle connection writes it (flush); a writer goroutine runs only while the socket is full or
@@ -73,6 +84,55 @@ type conn struct {
 	done     chan struct{} // closed when the writer has returned
 }
 
+// checkID reports whether id looks like a connection id: "c<N>", then optionally "." and a tag
+// of lower-case letters and digits.
+func checkID(id string) error {
+	const digits = "0123456789"
+	num, tag, dotted := strings.Cut(id, ".")
+	if len(num) < 2 || num[0] != 'c' || strings.Trim(num[1:], digits) != "" || dotted && tag == "" ||
+		strings.Trim(tag, digits+"abcdefghijklmnopqrstuvwxyz") != "" {
+		return fmt.Errorf("bad connection id %q", id)
+	}
+	return nil
+}
+
+// pingLoop sends every connection a ping every d until the hub shuts down, written as flushAll
+// writes a push: no goroutine per connection.
+func (h *Hub) pingLoop(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-h.stopping:
+			return
+		}
+		h.mu.Lock()
+		conns := slices.Collect(maps.Keys(h.conns))
+		h.mu.Unlock()
+		flush := conns[:0]
+		for _, c := range conns {
+			if _, start := c.take(func() bool { c.ping = true; return true }); start {
+				flush = append(flush, c)
+			}
+		}
+		flushAll(flush)
+	}
+}
+
+// queueDepth returns the frames and bytes waiting in every connection's outgoing queue.
+func (h *Hub) queueDepth() (frames, bytes int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.conns {
+		c.qmu.Lock()
+		frames += int64(len(c.queue))
+		bytes += int64(c.queued)
+		c.qmu.Unlock()
+	}
+	return frames, bytes
+}
+
 // serveConn upgrades r (check judges the origin) and serves the connection on a goroutine of its
 // own: net/http's goroutine, the stack the handshake grew and net/http's buffers go. done runs once
 // the connection has ended, or now if none started.
@@ -81,7 +141,8 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	hj := &hijacker{ResponseWriter: w}
 	websocket.Server{Handshake: check, Handler: func(ws *websocket.Conn) {
 		c := &conn{
-			hub: h, set: s, id: h.newID(), nc: hj.nc.Conn,
+			hub: h, set: s, nc: hj.nc.Conn,
+			id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag,
 			drained:  make(chan struct{}, 1),
 			rooms:    make(map[string]struct{}),
 			budget:   newTokenBucket(float64(s.SendRate), s.QueueBytes/2),
@@ -114,58 +175,19 @@ func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*webso
 	}
 }
 
-// serve reads and handles one message, then hands the connection to a fresh goroutine to wait for
-// the next: the stack a command grew goes with the old one, and a waiting connection holds the
-// least. Once the connection fails or closes, it takes it out of the hub.
-func (c *conn) serve(done func()) {
-	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
-	err := c.mr.wait()
-	if err == nil {
-		var msg []byte
-		if msg, err = c.mr.read(); err == nil {
-			if !c.closing.Load() { // commands are ignored once closing
-				c.handle(string(msg))
-			}
-			go c.serve(done)
-			return
-		}
-		c.readFailed(err)
-	}
-	close(c.readDone)
-	c.stop(closeNormal, "")
-	c.hub.unregister(c)
-	<-c.done
-	c.hub.serving.Done()
-	done()
-}
-
-// readFailed closes the connection after bad input, with the code it calls for.
-func (c *conn) readFailed(err error) {
-	if ce, ok := err.(*closeError); ok {
-		if c.stop(ce.Code, ce.Reason) {
-			c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
-		}
-		c.mr.discard()
-	}
-}
-
 // enqueue queues b and, when no writer runs, writes it now on the caller's goroutine without
 // blocking, so a connection that keeps up costs no goroutine. Not under the hub's lock: see post.
-func (c *conn) enqueue(b []byte) bool {
-	ok, start := c.add(b)
-	if start {
+func (c *conn) enqueue(b []byte) {
+	if _, start := c.add(b); start {
 		c.flush()
 	}
-	return ok
 }
 
 // post is enqueue for a caller holding the hub's lock: a writer goroutine does the writing.
-func (c *conn) post(b []byte) bool {
-	ok, start := c.add(b)
-	if start {
+func (c *conn) post(b []byte) {
+	if _, start := c.add(b); start {
 		go c.writeLoop()
 	}
-	return ok
 }
 
 // add queues b without blocking; start says that no writer runs, so the caller must flush (or
@@ -186,8 +208,8 @@ func (c *conn) add(b []byte) (ok, start bool) {
 	return ok, start
 }
 
-// take runs put under the queue's lock; when put has added something, start says that the
-// caller has the writer's turn: no writer ran.
+// take runs put under the queue's lock; if put added something, start says no writer ran: the
+// caller has the writer's turn.
 func (c *conn) take(put func() bool) (ok, start bool) {
 	c.qmu.Lock()
 	if ok = put(); ok {
@@ -225,12 +247,8 @@ const flushChunk = 256
 // flushAll flushes connections that add said to, a chunk per goroutine, the last on the caller's.
 func flushAll(cs []*conn) {
 	for ; len(cs) > flushChunk; cs = cs[flushChunk:] {
-		go flushEach(cs[:flushChunk])
+		go flushAll(cs[:flushChunk])
 	}
-	flushEach(cs)
-}
-
-func flushEach(cs []*conn) {
 	for _, c := range cs {
 		c.flush()
 	}

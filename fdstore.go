@@ -11,47 +11,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
 
 // roomStore is the durable history of every room, the one thing the server keeps under datapath:
 // history/messages.log, an append-only file of checksummed records, one per room message, oldest
-// first, read back at start. One writer goroutine takes every message gathered since its last
-// write, writes them and syncs once (group commit), then hands them back to the hub, which only
-// then delivers them: no one sees a message that a crash could take back, or that the disk
-// refused, so an offset is never handed out twice. Once the file has doubled since its last
-// compaction, it is rewritten atomically from the hub's history.
+// first, read back at start. The hub's commit loop (rooms.go) has it write and sync each group.
 //
 // Record: uint32 length, uint32 CRC-32C of the payload, payload: uvarint offset, varint unix
 // milliseconds, then room, epoch, sender and text, each a uvarint length and its bytes, then the
 // sender's display name the same way if it has one (records written before names have none).
 type roomStore struct {
-	path      string
-	log       *slog.Logger
-	snapshot  func() ([]event, []*logItem) // the hub's history, and the pending items it holds
-	committed func([]*logItem)             // delivers items once written, drops those that failed
-
-	mu      sync.Mutex
-	pending []*logItem
-	closed  bool
-	wake    chan struct{}
-	done    chan struct{}
-
-	f          *os.File // the writer's
-	size, base int64    // bytes in the file; right after the last compaction
-	broken     error    // the file could not be cut back after a failed write: every write fails
-}
-
-// logItem is one message on its way to the disk; done is closed once it is delivered.
-type logItem struct {
-	f     frames
-	relay bool
-	ack   *peerAck
-	n     int
-	err   error
-	done  chan struct{}
+	path       string
+	log        *slog.Logger
+	f          *os.File
+	size, base int64 // bytes in the file; right after the last compaction
+	broken     error // the file could not be cut back after a failed write: every write fails
 }
 
 const (
@@ -64,8 +40,6 @@ const (
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-var errLogClosed = errors.New("history log: shutting down")
 
 // openRoomStore reads the log under dataDir, hands each valid record to restore, cuts a torn or
 // corrupt tail (with a warning) and opens the log for appending. It removes what an interrupted
@@ -80,33 +54,31 @@ func openRoomStore(dataDir string, s *Settings, log *slog.Logger, restore func(e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
 	}
-	l := &roomStore{path: filepath.Join(dir, logFileName), log: log,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
-	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
+	path := filepath.Join(dir, logFileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644) // appends after a cut too
 	if err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
 	}
 	good, skipped, err := readLog(bufio.NewReader(f), maxHistoryBytes, func(ev event) bool {
-		if checkRecord(ev, s) != nil {
-			return false
+		ok := acceptable(ev, s)
+		if ok {
+			restore(ev)
 		}
-		restore(ev)
-		return true
+		return ok
 	})
 	if skipped > 0 {
-		log.Warn("history log: records that break the limits skipped", "file", l.path, "count", skipped)
+		log.Warn("history log: records that break the limits skipped", "file", path, "count", skipped)
 	}
 	fi, serr := f.Stat()
 	if serr == nil && fi.Size() > good {
-		log.Warn("history log: torn or corrupt tail cut", "file", l.path, "at", good, "bytes", fi.Size()-good, "err", err)
+		log.Warn("history log: torn or corrupt tail cut", "file", path, "at", good, "bytes", fi.Size()-good, "err", err)
 		serr = f.Truncate(good)
 	}
-	if serr = errors.Join(serr, seek(f, good)); serr != nil {
+	if serr != nil {
 		f.Close()
 		return nil, fmt.Errorf("history log: %w", serr)
 	}
-	l.f, l.size, l.base = f, good, good
-	return l, nil
+	return &roomStore{path: path, log: log, f: f, size: good, base: good}, nil
 }
 
 // removeFiles removes dir's temporary files and those ending in ext (none if ext is ""), then dir
@@ -126,147 +98,70 @@ func removeFiles(dir, ext string) (n int) {
 	return n
 }
 
-// start runs the writer.
-func (l *roomStore) start(snapshot func() ([]event, []*logItem), committed func([]*logItem)) {
-	l.snapshot, l.committed = snapshot, committed
-	go l.writer()
+// acceptable reports whether a record from the log keeps the limits of settings s: a record that
+// does not is skipped; one longer than all history can hold is corruption. No text and no sender:
+// a gap (Hub.gap).
+func acceptable(ev event, s *Settings) bool {
+	return checkRoom(ev.Room, s) == nil && (ev.Text == "" && ev.From == "" || checkMessage(&ev.Text, s) == nil) &&
+		(ev.Name == "" || checkName(ev.Name) == nil) && len(ev.From) <= maxSavedFrom && utf8.ValidString(ev.From) &&
+		len(ev.Epoch) <= 32 && ev.Offset != 0 && !ev.Time.After(time.Now().Add(24*time.Hour))
 }
 
-// checkRecord reports what makes a record from the log unacceptable with settings s: a record
-// within them but not these is skipped, one longer than all history can hold is corruption.
-func checkRecord(ev event, s *Settings) error {
-	switch {
-	case checkRoom(ev.Room, s) != nil:
-		return checkRoom(ev.Room, s)
-	case (ev.Text != "" || ev.From != "") && checkMessage(&ev.Text, s) != nil: // neither: a gap (Hub.gap)
-		return checkMessage(&ev.Text, s)
-	case ev.Name != "" && checkName(ev.Name) != nil:
-		return checkName(ev.Name)
-	case len(ev.From) > maxSavedFrom || !utf8.ValidString(ev.From) || len(ev.Epoch) > 32 || ev.Offset == 0:
-		return errors.New("bad sender, epoch or offset")
-	case ev.Time.After(time.Now().Add(24 * time.Hour)):
-		return fmt.Errorf("time %v out of range", ev.Time)
+// write appends the items' records and syncs them. A failed write is cut off the file; if it
+// cannot be, every later write fails.
+func (l *roomStore) write(items []*logItem) error {
+	var buf []byte
+	for _, it := range items {
+		buf = appendRecord(buf, it.f.ev)
 	}
+	err := l.broken
+	if err == nil {
+		_, err = l.f.Write(buf)
+	}
+	if err == nil {
+		err = l.f.Sync()
+	}
+	if err != nil {
+		l.log.Error("history log: write failed; the messages are dropped, their pushes answered with the error", "err", err)
+		if l.broken == nil {
+			l.broken = l.f.Truncate(l.size)
+		}
+		return fmt.Errorf("history log: %w", err)
+	}
+	l.size += int64(len(buf))
 	return nil
 }
 
-// add queues an item for the writer; the hub calls it under its lock, so items keep their order.
-func (l *roomStore) add(it *logItem) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		it.err = errLogClosed
-		close(it.done)
-		return
-	}
-	l.pending = append(l.pending, it)
-	notify(l.wake)
-}
+// due reports whether the file has doubled since its last compaction.
+func (l *roomStore) due() bool { return l.size > max(2*l.base, compactFloor) }
 
-// take returns the pending items, and whether the log is closed.
-func (l *roomStore) take() ([]*logItem, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	items := l.pending
-	l.pending = nil
-	return items, l.closed
-}
-
-func (l *roomStore) writer() {
-	defer close(l.done)
-	for range l.wake {
-		for {
-			items, closed := l.take()
-			if len(items) == 0 {
-				if closed {
-					return
-				}
-				break
-			}
-			var buf []byte
-			for _, it := range items {
-				buf = appendRecord(buf, it.f.ev)
-			}
-			err := l.broken
-			if err == nil {
-				_, err = l.f.Write(buf)
-			}
-			if err == nil {
-				err = l.f.Sync()
-			}
-			if err != nil {
-				l.log.Error("history log: write failed; the messages are dropped, their pushes answered with the error", "err", err)
-				if l.broken == nil {
-					l.broken = errors.Join(l.f.Truncate(l.size), seek(l.f, l.size))
-				}
-				for _, it := range items {
-					it.err = fmt.Errorf("history log: %w", err)
-				}
-			} else {
-				l.size += int64(len(buf))
-			}
-			l.committed(items)
-			if l.size > max(2*l.base, compactFloor) {
-				l.compact()
-			}
-		}
-	}
-}
-
-// compact rewrites the log from the hub's history: write aside, sync, rename, sync the directory.
-// The items pending meanwhile are in the snapshot, so the new file commits them too.
-func (l *roomStore) compact() {
-	evs, items := l.snapshot()
+// compact rewrites the log from evs, every room's history: write aside, sync, rename, sync the
+// directory. On failure the old file stays in use.
+func (l *roomStore) compact(evs []event) error {
 	var buf []byte
 	for _, ev := range evs {
 		buf = appendRecord(buf, ev)
 	}
 	err := writeFileAtomic(l.path, buf, true)
+	if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
+		err = errors.Join(err, d.Sync())
+		d.Close()
+	}
 	var f *os.File
 	if err == nil {
 		f, err = os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0)
 	}
-	if err == nil {
-		if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
-			err = d.Sync()
-			d.Close()
-		}
-	}
 	if err != nil {
 		l.log.Error("history log: compaction failed", "err", err)
-		if f != nil {
-			f.Close()
-		}
-		// The items go to the old file, as usual.
-		l.mu.Lock()
-		l.pending = append(items, l.pending...)
-		l.mu.Unlock()
-		notify(l.wake)
-		return
+		return err
 	}
 	l.f.Close()
 	l.f, l.size, l.base = f, int64(len(buf)), int64(len(buf))
-	l.committed(items)
+	return nil
 }
 
-// Close writes what is pending and closes the file. A nil log has nothing to close.
-func (l *roomStore) Close() error {
-	if l == nil {
-		return nil
-	}
-	l.mu.Lock()
-	already := l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if already {
-		return nil
-	}
-	notify(l.wake)
-	<-l.done
-	return l.f.Close()
-}
+func (l *roomStore) Close() error { return l.f.Close() }
 
-// appendRecord appends ev's record to b.
 func appendRecord(b []byte, ev event) []byte {
 	start := len(b)
 	b = append(b, make([]byte, recordHeader)...)
@@ -295,7 +190,7 @@ func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, ski
 		if _, err = io.ReadFull(r, h[:]); err == io.EOF {
 			return good, skipped, nil
 		} else if err != nil {
-			return good, skipped, err
+			return
 		}
 		n := binary.LittleEndian.Uint32(h[:])
 		if n > uint32(maxPayload) {
@@ -304,16 +199,15 @@ func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, ski
 		// Read as far as the file goes: a torn length costs no more memory than the file holds.
 		if p, err = io.ReadAll(io.LimitReader(r, int64(n))); err == nil && len(p) < int(n) {
 			err = io.ErrUnexpectedEOF
+		} else if err == nil && crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(h[4:]) {
+			err = errors.New("checksum mismatch")
+		}
+		var ev event
+		if err == nil {
+			ev, err = decodeRecord(p)
 		}
 		if err != nil {
-			return good, skipped, err
-		}
-		if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(h[4:]) {
-			return good, skipped, errors.New("checksum mismatch")
-		}
-		ev, err := decodeRecord(p)
-		if err != nil {
-			return good, skipped, err
+			return
 		}
 		if !use(ev) {
 			skipped++
@@ -325,18 +219,13 @@ func readLog(r io.Reader, maxPayload int, use func(event) bool) (good int64, ski
 // decodeRecord decodes a record's payload; every byte must belong to a field.
 func decodeRecord(p []byte) (event, error) {
 	bad := errors.New("malformed record")
-	ev := event{Kind: kindMessage}
 	off, n := binary.Uvarint(p)
-	if n <= 0 {
-		return ev, bad
+	ms, m := binary.Varint(p[max(n, 0):])
+	if n <= 0 || m <= 0 {
+		return event{}, bad
 	}
-	p = p[n:]
-	ms, n := binary.Varint(p)
-	if n <= 0 {
-		return ev, bad
-	}
-	p = p[n:]
-	ev.Offset, ev.Time = off, time.UnixMilli(ms)
+	p = p[n+m:]
+	ev := event{Kind: kindMessage, Offset: off, Time: time.UnixMilli(ms)}
 	for i, s := range []*string{&ev.Room, &ev.Epoch, &ev.From, &ev.Text, &ev.Name} {
 		if i == 4 && len(p) == 0 {
 			break // written before names
@@ -351,12 +240,6 @@ func decodeRecord(p []byte) (event, error) {
 		return ev, bad
 	}
 	return ev, nil
-}
-
-// seek moves f's offset to off.
-func seek(f *os.File, off int64) error {
-	_, err := f.Seek(off, io.SeekStart)
-	return err
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames it over path; durable

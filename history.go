@@ -4,14 +4,22 @@ import (
 	"cmp"
 	clist "container/list"
 	"crypto/rand"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 )
 
-// roomHistory is a room's recent messages in memory and where its offsets stand. All rooms'
-// history is bounded in bytes, the least recently written rooms forgotten first.
+// History memory is bounded however many rooms receive messages: past these limits the history of
+// the rooms whose last message is the oldest is forgotten.
+const (
+	maxHistoryRooms      = 10000
+	maxHistoryBytes      = 64 << 20 // every field of every message, all rooms together
+	historyEntryOverhead = 128      // what a message costs besides its strings
+)
+
+// roomHistory is a room's recent messages in memory and where its offsets stand.
 type roomHistory struct {
 	room        string
 	epoch       string // new whenever the room's history starts afresh
@@ -26,17 +34,16 @@ func historyCost(ev event) int {
 	return len(ev.Room) + len(ev.From) + len(ev.Name) + len(ev.Text) + historyEntryOverhead
 }
 
-// remember appends ev to its room's history with the room's next offset, which it returns with the
-// epoch (new for a room without history). h.mu must be held.
-func (h *Hub) remember(ev event) (string, uint64) {
+// remember gives ev its room's next offset and the room's epoch (new for a room without history),
+// and appends it to the history. h.mu must be held.
+func (h *Hub) remember(ev *event) {
 	rh := h.roomHistory(ev.Room, "")
 	rh.last++
 	if h.store == nil {
 		rh.shown = rh.last
 	}
 	ev.Epoch, ev.Offset = rh.epoch, rh.last
-	h.keep(rh, ev)
-	return rh.epoch, rh.last
+	h.keep(rh, *ev)
 }
 
 // restore appends a message read from the log, offset and epoch as they were: a new epoch starts
@@ -70,13 +77,13 @@ func (h *Hub) gap(rooms []string) {
 		rh := h.roomHistory(room, "")
 		rh.last, rh.shown = last, last
 		if h.store != nil {
-			h.store.add(&logItem{f: frames{ev: event{Room: room, Epoch: rh.epoch, Offset: last, Time: time.Now()}}, done: make(chan struct{})})
+			h.queueLog(&logItem{f: frames{ev: event{Room: room, Epoch: rh.epoch, Offset: last, Time: time.Now()}}, done: make(chan struct{})})
 		}
 	}
 }
 
 // roomHistory returns room's history, made the most recent; afresh if it has none or, with epoch
-// set, if its epoch differs. h.mu must be held.
+// set, another epoch.
 func (h *Hub) roomHistory(room, epoch string) *roomHistory {
 	if e := h.history[room]; e != nil && (epoch == "" || e.Value.(*roomHistory).epoch == epoch) {
 		h.recent.MoveToFront(e)
@@ -127,12 +134,17 @@ func (h *Hub) drop(rh *roomHistory, i int) {
 	rh.msgs = slices.Delete(rh.msgs, i, i+1)
 }
 
-// unkeep removes the message at offset off from rh, if rh holds it. h.mu must be held.
-func (h *Hub) unkeep(rh *roomHistory, off uint64) {
-	if rh == nil {
+// settle marks ev delivered once the log has written it, or else takes it out of its room's
+// history: nobody sees a message the log did not take. h.mu must be held.
+func (h *Hub) settle(ev event, written bool) {
+	e := h.history[ev.Room]
+	if e == nil || e.Value.(*roomHistory).epoch != ev.Epoch {
 		return
 	}
-	if i, ok := slices.BinarySearchFunc(rh.msgs, off, byOffset); ok {
+	rh := e.Value.(*roomHistory)
+	if written {
+		rh.shown = max(rh.shown, ev.Offset)
+	} else if i, ok := slices.BinarySearchFunc(rh.msgs, ev.Offset, byOffset); ok {
 		h.drop(rh, i)
 	}
 }
@@ -180,15 +192,12 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	}
 	i, _ := slices.BinarySearchFunc(msgs, since+1, byOffset)
 	ok = ok && since <= last && (i > 0 || len(msgs) == 0 && since == last || len(msgs) > 0 && msgs[0].Offset == since+1)
-	jsonMode := c.json.Load()
-	c.qmu.Lock()
-	roomBytes, roomMsgs := c.set.QueueBytes/2-c.queued, c.set.QueueMessages/2-len(c.queue)
-	c.qmu.Unlock()
+	roomBytes, roomMsgs := c.historyRoom()
 	var frames [][]byte
 	for j := len(msgs) - 1; j >= i; j-- {
 		ev := msgs[j]
 		ev.Kind = kindHistory
-		b := ev.encode(jsonMode)
+		b := ev.encode(c.json.Load())
 		if roomBytes -= len(b); roomBytes < 0 || len(frames) >= roomMsgs {
 			ok = false
 			break
@@ -201,15 +210,69 @@ func (h *Hub) recover(c *conn, room string, since uint64, epoch string, join boo
 	return ep, last, len(frames), ok, nil
 }
 
-// snapshot returns every room's history, least recently written first, and takes the history
-// log's pending items: for a compaction, on the log's writer.
-func (h *Hub) snapshot() ([]event, []*logItem) {
+// compact has the store rewrite the log from every room's history, least recently written first,
+// and returns the items that were pending: the history holds them, so the new file commits them
+// too. Should the rewrite fail, they stay pending, for the old file, and it returns none.
+func (h *Hub) compact() []*logItem {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	var evs []event
 	for e := h.recent.Back(); e != nil; e = e.Prev() {
 		evs = append(evs, e.Value.(*roomHistory).msgs...)
 	}
-	items, _ := h.store.take()
-	return evs, items
+	items := h.pending
+	h.pending = nil
+	h.mu.Unlock()
+	if h.store.compact(evs) == nil {
+		return items
+	}
+	h.mu.Lock()
+	h.pending = append(items, h.pending...)
+	h.mu.Unlock()
+	return nil
+}
+
+// history sends the room's history paced by room in the queue, so that a long one never overflows it.
+func (c *conn) history(room string) {
+	hist := c.hub.History(room)
+	for _, ev := range hist {
+		ev.Kind = kindHistory
+		b := ev.encode(c.json.Load())
+		if !c.waitRoom(len(b)) {
+			return
+		}
+		c.enqueue(b)
+	}
+	c.reply(cmdHistory, room, fmt.Sprintf("History roomNum:%s count:%d success!", room, len(hist)), nil)
+}
+
+// recover answers subscribe or history with "since": the messages after it, then the usual reply,
+// which in json format adds the room's epoch, its last offset and whether nothing was missed.
+func (c *conn) recover(cmd, room string, since uint64, epoch string) {
+	ep, last, n, ok, err := c.hub.recover(c, room, since, epoch, cmd == cmdSubscribe)
+	text := "Subscribe roomNum:" + room + " success!"
+	if cmd == cmdHistory {
+		text = fmt.Sprintf("History roomNum:%s count:%d success!", room, n)
+	}
+	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Epoch: ep, Offset: last, Recovered: &ok}, err)
+}
+
+// historyRoom returns the bytes and messages history may still queue: half the queue is for live ones.
+func (c *conn) historyRoom() (bytes, msgs int) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return c.set.QueueBytes/2 - c.queued, c.set.QueueMessages/2 - len(c.queue)
+}
+
+// waitRoom waits until history has room for n more bytes, or the queue is empty; false on close.
+func (c *conn) waitRoom(n int) bool {
+	for {
+		if b, m := c.historyRoom(); b == c.set.QueueBytes/2 || n <= b && m > 0 {
+			return !c.closing.Load()
+		}
+		select {
+		case <-c.drained:
+		case <-c.quit:
+			return false
+		}
+	}
 }

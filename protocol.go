@@ -1,22 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"io"
+	"net"
+	"slices"
 	"strings"
+	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
-// The browser protocol: text frames "cmd|data", split at the first "|". Replies go to the sender
+// The browser protocol: frames read from the socket (messageReader), commands parsed and
+// answered. Text frames "cmd|data", split at the first "|". Replies go to the sender
 // only. subscribe, unsubscribe and history take a room name, or {"roomNum":"room1","token":"..."}
 // (any data starting with "{"), with a room token (RoomToken), and for subscribe and history
 // "since" and "epoch" to recover from; sendByRoom's object may carry a write token.
@@ -96,39 +96,36 @@ func parseCommand(frame string, s *Settings) (command, error) {
 	return cmd, err
 }
 
-// checkRoom reports what is wrong with a room name, if anything.
-func checkRoom(room string, s *Settings) error {
-	if room == "" {
-		return errors.New("empty room name")
+// serve reads and handles one message, then hands the connection to a fresh goroutine to wait for
+// the next: the stack a command grew goes with the old one. Once the connection fails or closes,
+// it takes it out of the hub.
+func (c *conn) serve(done func()) {
+	c.nc.SetReadDeadline(deadline(c.set.IdleTimeout))
+	err := c.mr.wait()
+	var msg []byte
+	if err == nil {
+		msg, err = c.mr.read()
 	}
-	return checkText("room name", room, s.MaxRoomName, unicode.IsControl, "a control character")
-}
-
-// checkMessage reports what is wrong with a pushed message, if anything.
-func checkMessage(msg *string, s *Settings) error {
-	if msg == nil || *msg == "" {
-		return errors.New("missing message")
+	if err == nil {
+		if !c.closing.Load() { // commands are ignored once closing
+			c.handle(string(msg))
+		}
+		go c.serve(done)
+		return
 	}
-	return checkText("message", *msg, s.MaxMessage, nil, "")
-}
-
-// checkText reports what is wrong with a text, if anything: longer than max, not UTF-8 (browsers
-// drop a connection sent that, RFC 6455), or holding a rune bad (if set) refuses, said by badText.
-func checkText(what, v string, max int, bad func(rune) bool, badText string) error {
-	switch {
-	case len(v) > max:
-		return fmt.Errorf("%s longer than %d bytes", what, max)
-	case !utf8.ValidString(v):
-		return fmt.Errorf("%s is not valid UTF-8", what)
-	case bad != nil && strings.ContainsFunc(v, bad):
-		return fmt.Errorf("%s contains %s", what, badText)
+	if ce, ok := err.(*closeError); ok { // bad input: closed with the code it calls for
+		if c.stop(ce.Code, ce.Reason) {
+			c.hub.log.Info("closing connection on bad input", "id", c.id, "code", ce.Code, "reason", ce.Reason)
+		}
+		c.mr.discard()
 	}
-	return nil
+	close(c.readDone)
+	c.stop(closeNormal, "")
+	c.hub.unregister(c)
+	<-c.done
+	c.hub.serving.Done()
+	done()
 }
-
-// maxFrame is the largest frame a message can make: JSON escaping grows a string at most 6 times
-// (a control character becomes \u00XX); 1024 bounds the field names, kind, time and sender id.
-func maxFrame(s Settings) int { return 6*(s.MaxMessage+s.MaxRoomName) + 1024 }
 
 // handle runs and answers one command; refusals are metered too, and a flood closes the connection.
 func (c *conn) handle(frame string) {
@@ -209,49 +206,6 @@ func (c *conn) handle(frame string) {
 	c.answer(ev, err)
 }
 
-// history sends the room's history paced by room in the queue, so that a long one never overflows it.
-func (c *conn) history(room string) {
-	hist := c.hub.History(room)
-	for _, ev := range hist {
-		ev.Kind = kindHistory
-		b := ev.encode(c.json.Load())
-		if !c.waitRoom(len(b)) {
-			return
-		}
-		c.enqueue(b)
-	}
-	c.reply(cmdHistory, room, fmt.Sprintf("History roomNum:%s count:%d success!", room, len(hist)), nil)
-}
-
-// recover answers subscribe or history with "since": the messages after it, then the usual reply,
-// which in json format adds the room's epoch, its last offset and whether nothing was missed.
-func (c *conn) recover(cmd, room string, since uint64, epoch string) {
-	ep, last, n, ok, err := c.hub.recover(c, room, since, epoch, cmd == cmdSubscribe)
-	text := "Subscribe roomNum:" + room + " success!"
-	if cmd == cmdHistory {
-		text = fmt.Sprintf("History roomNum:%s count:%d success!", room, n)
-	}
-	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text, Epoch: ep, Offset: last, Recovered: &ok}, err)
-}
-
-// waitRoom waits until n more bytes keep the queue at most half full (the rest is for live
-// messages) or it is empty; false if the connection closes first.
-func (c *conn) waitRoom(n int) bool {
-	for {
-		c.qmu.Lock()
-		q, ok := c.queued, c.queued+n <= c.set.QueueBytes/2 && len(c.queue) < c.set.QueueMessages/2
-		c.qmu.Unlock()
-		if q == 0 || ok {
-			return !c.closing.Load()
-		}
-		select {
-		case <-c.drained:
-		case <-c.quit:
-			return false
-		}
-	}
-}
-
 // reply answers a command on this connection only: text, or with err "Error: cmd: err".
 func (c *conn) reply(cmd, room, text string, err error) {
 	c.answer(event{Kind: kindReply, Cmd: cmd, Room: room, Text: text}, err)
@@ -268,129 +222,212 @@ func (c *conn) answer(ev event, err error) {
 	c.enqueue(ev.encode(c.json.Load()))
 }
 
-// Frame kinds in json format.
+var errPeerClosed = errors.New("websocket: closed by the peer")
+
 const (
-	kindMessage, kindHistory, kindReply, kindError = "message", "history", "reply", "error"
-	kindPresence, kindJoin, kindLeave              = "presence", "join", "leave"
+	maxControlPayload = 125     // longest payload of a close, ping or pong frame
+	keepBuffer        = 4 << 10 // largest message buffer put back in the pool
 )
 
-// event is one frame the server sends, before encoding.
-type event struct {
-	Kind string    `json:"kind"`
-	Room string    `json:"room"`
-	From string    `json:"from,omitempty"`
-	Cmd  string    `json:"cmd,omitempty"`
-	ID   string    `json:"id,omitempty"`
-	Text string    `json:"text"`
-	Time time.Time `json:"-"`
+// msgPool holds the buffers messages are read into: a connection between messages holds none.
+var msgPool = sync.Pool{New: func() any { return new([]byte) }}
 
-	Offset    uint64 `json:"offset,omitempty"` // message and history: the room's offset of it
-	Epoch     string `json:"epoch,omitempty"`
-	Recovered *bool  `json:"recovered,omitempty"` // reply to a recovery
-	To        string `json:"-"`                   // a message for this connection only (pushToConn)
-
-	Name    string        `json:"name,omitempty"`    // message, join, leave: the sender's display name
-	Count   *int          `json:"count,omitempty"`   // presence: members in the room
-	Members *[]roomMember `json:"members,omitempty"` // presence: at most maxPresence of them
-	Partial bool          `json:"partial,omitempty"` // presence: a node of the cluster did not answer; its members are left out
+// messageReader reads a client's frames straight from the connection (RFC 6455, section 5) and
+// reassembles its messages; pings go to ping, pongs are dropped.
+type messageReader struct {
+	src        io.Reader
+	limit      int          // longest message, bytes
+	ping       func([]byte) // may be nil
+	buf        *[]byte      // the message being read, from msgPool; nil between messages
+	hdr        [14]byte     // the longest header: 2 bytes, a 64-bit length, a mask
+	mask       [4]byte      // the current frame's
+	left       int64        // payload bytes of the current frame not read yet
+	have       int          // bytes of the next frame's header in hdr, read by wait
+	peerClosed bool
 }
 
-// Who sent a message that did not come from a WebSocket connection.
-const fromHTTP, fromTars = "http", "tars"
-
-// encode returns the frame for a connection in json or text format. Text format is the bare text,
-// as the demo's pages expect; it is made valid UTF-8, as json format is by the encoder. Json frames
-// leave <, > and & as they are: escaping them would make a frame six times longer for nothing.
-func (e event) encode(jsonFormat bool) []byte {
-	if !jsonFormat {
-		return []byte(strings.ToValidUTF8(e.Text, "\uFFFD"))
-	}
-	type wire struct {
-		event
-		Time string `json:"time"`
-	}
-	// Every field is a string, a number or a bool, so this cannot fail.
-	b, _ := marshalJSON(wire{e, e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")})
-	return b
-}
-
-// marshalJSON is json.Marshal leaving <, > and & as they are.
-func marshalJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(v)
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
-}
-
-// frames is one message encoded in both formats before it reaches the hub, however many receive it.
-type frames struct {
-	ev         event
-	text, json []byte
-}
-
-func newFrames(ev event) frames { return frames{ev, ev.encode(false), ev.encode(true)} }
-
-// tokenBucket allows rate events per second and burst at once (rate <= 0: all), on one goroutine.
-type tokenBucket struct {
-	rate, burst, tokens float64
-	last                time.Time
-}
-
-func newTokenBucket(rate float64, burst int) tokenBucket {
-	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
-}
-
-// take takes n tokens at time now, if there are so many.
-func (b *tokenBucket) take(now time.Time, n float64) bool {
-	if b.rate <= 0 {
-		return true
-	}
-	b.tokens, b.last = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate), now // full at first
-	ok := b.tokens >= n
-	if ok {
-		b.tokens -= n
-	}
-	return ok
-}
-
-// RoomToken returns a token that lets its holder join room and read its history until expiry, and
-// with write also send to it: "<expiry unix seconds>.<hex HMAC-SHA256(secret, room|expiry[|write])>".
-func RoomToken(secret, room string, expiry time.Time, write bool) string {
-	exp := strconv.FormatInt(expiry.Unix(), 10)
-	return exp + "." + hex.EncodeToString(roomMAC(secret, room, exp, write))
-}
-
-func roomMAC(secret, room, exp string, write bool) []byte {
-	if write {
-		exp += "|write"
-	}
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(room + "|" + exp))
-	return m.Sum(nil)
-}
-
-// checkRoomToken reports what is wrong with token as a pass to room at time now, if anything: any
-// token lets one read, only a write token lets one write.
-func checkRoomToken(secret, room, token string, now time.Time, write bool) error {
-	if token == "" {
-		return errors.New("room token required")
-	}
-	exp, sig, ok := strings.Cut(token, ".")
-	expiry, err := strconv.ParseInt(exp, 10, 64)
-	mac, herr := hex.DecodeString(sig)
-	if !ok || err != nil || herr != nil || len(mac) != sha256.Size {
-		return errors.New("malformed room token (want <expiry>.<hex HMAC-SHA256>)")
-	}
-	switch {
-	case hmac.Equal(mac, roomMAC(secret, room, exp, true)):
-	case !hmac.Equal(mac, roomMAC(secret, room, exp, false)):
-		return errors.New("wrong room token")
-	case write:
-		return errors.New("room token does not allow sending (want a write token)")
-	}
-	if now.Unix() >= expiry {
-		return errors.New("room token expired")
+// wait blocks until the next frame begins, and reads the first bytes of its header. Called between
+// messages from a shallow frame, it keeps a waiting connection's stack within the least a goroutine
+// starts with.
+func (r *messageReader) wait() error {
+	for r.have == 0 {
+		n, err := r.src.Read(r.hdr[:2])
+		if r.have = n; err != nil && n == 0 {
+			return err
+		}
 	}
 	return nil
+}
+
+// next reads the next frame's header.
+func (r *messageReader) next() (fin bool, op byte, n int64, err error) {
+	h, from := r.hdr[:], r.have
+	r.have = 0
+	if _, err := io.ReadFull(r.src, h[from:2]); err != nil {
+		return false, 0, 0, err
+	}
+	ext, mask := 0, int(h[1]>>7)*4
+	switch h[1] & 0x7f {
+	case 126:
+		ext = 2
+	case 127:
+		ext = 8
+	}
+	if _, err := io.ReadFull(r.src, h[2:2+ext+mask]); err != nil {
+		return false, 0, 0, err
+	}
+	switch n = int64(h[1] & 0x7f); ext {
+	case 2:
+		n = int64(binary.BigEndian.Uint16(h[2:]))
+	case 8:
+		n = int64(binary.BigEndian.Uint64(h[2:]) &^ (1 << 63))
+	}
+	r.left = n
+	copy(r.mask[:], h[2+ext:])
+	switch {
+	case ext == 8 && h[2]&0x80 != 0:
+		return false, 0, 0, &closeError{closeProtocolError, "64-bit frame length with the top bit set"}
+	case mask == 0:
+		return false, 0, 0, &closeError{closeProtocolError, "unmasked frame from a client"}
+	case h[0]&0x70 != 0:
+		return false, 0, 0, &closeError{closeProtocolError, "reserved bits set without an extension"}
+	}
+	return h[0]&0x80 != 0, h[0] & 0x0f, n, nil
+}
+
+// payload reads the current frame's payload, len(p) bytes, and unmasks it.
+func (r *messageReader) payload(p []byte) error {
+	if _, err := io.ReadFull(r.src, p); err != nil {
+		return err
+	}
+	for i := range p {
+		p[i] ^= r.mask[i&3]
+	}
+	r.left = 0
+	return nil
+}
+
+// read returns the next text message, valid until the next call. A *closeError says how to close
+// the connection; errPeerClosed that the peer closed it.
+func (r *messageReader) read() ([]byte, error) {
+	r.release()
+	var msg []byte
+	var op byte // opcode of the message being read; 0 between messages
+	for {
+		fin, opcode, n, err := r.next()
+		if err != nil {
+			return nil, err
+		}
+		switch opcode {
+		case opClose, opPing, opPong:
+			if !fin || n > maxControlPayload {
+				return nil, &closeError{closeProtocolError, "fragmented or long control frame"}
+			}
+			var p [maxControlPayload]byte
+			if err := r.payload(p[:n]); err != nil {
+				return nil, err
+			}
+			if opcode == opClose {
+				// Empty, or a code that may be sent and a UTF-8 reason (RFC 6455, 5.5.1 and 7.4).
+				r.peerClosed = true
+				code := uint16(closeNormal)
+				if n > 1 {
+					code = binary.BigEndian.Uint16(p[:])
+				}
+				switch {
+				case n == 1:
+					return nil, &closeError{closeProtocolError, "close frame with a 1-byte payload"}
+				case code < 1000, code >= 5000, code >= 1016 && code < 3000,
+					code == 1004, code == 1005, code == 1006, code == 1015:
+					return nil, &closeError{closeProtocolError, fmt.Sprintf("close code %d may not be sent", code)}
+				case n > 2 && !utf8.Valid(p[2:n]):
+					return nil, &closeError{closeBadData, "close reason is not valid UTF-8"}
+				}
+				return nil, errPeerClosed
+			}
+			if opcode == opPing && r.ping != nil {
+				r.ping(p[:n])
+			}
+			continue
+		case opContinuation:
+			if op == 0 {
+				return nil, &closeError{closeProtocolError, "continuation frame without a message"}
+			}
+		case opText, opBinary:
+			if op != 0 {
+				return nil, &closeError{closeProtocolError, "new message before the last one ended"}
+			}
+			if opcode == opBinary {
+				return nil, &closeError{closeUnsupported, "binary message: the protocol is text"}
+			}
+			op = opcode
+		default:
+			return nil, &closeError{closeProtocolError, fmt.Sprintf("reserved opcode %d", opcode)}
+		}
+		if n > int64(r.limit-len(msg)) {
+			return nil, &closeError{closeTooBig, fmt.Sprintf("message longer than %d bytes", r.limit)}
+		}
+		if r.buf == nil {
+			r.buf = msgPool.Get().(*[]byte)
+			msg = (*r.buf)[:0]
+		}
+		l := len(msg)
+		msg = slices.Grow(msg, int(n))[:l+int(n)]
+		*r.buf = msg
+		if err := r.payload(msg[l:]); err != nil {
+			return nil, err
+		}
+		switch {
+		case !fin:
+		case !utf8.Valid(msg):
+			return nil, &closeError{closeBadData, "text message is not valid UTF-8"}
+		default:
+			return msg, nil
+		}
+	}
+}
+
+// release puts the last message's buffer back in the pool, unless it grew past keepBuffer.
+func (r *messageReader) release() {
+	if r.buf != nil && cap(*r.buf) <= keepBuffer {
+		msgPool.Put(r.buf)
+	}
+	r.buf = nil
+}
+
+// discard drops the rest of the current frame and every frame after it until the peer's close
+// frame, which answers the one sent after a *closeError, or the connection fails.
+func (r *messageReader) discard() {
+	r.release()
+	for !r.peerClosed {
+		if _, err := io.CopyN(io.Discard, r.src, r.left); err != nil {
+			return
+		}
+		if _, op, _, err := r.next(); err != nil || op == opClose {
+			return
+		}
+	}
+}
+
+// idleReader reads the connection, after the bytes net/http read ahead of the frames; any byte read
+// moves the read deadline on: control frames are traffic.
+type idleReader struct {
+	nc    net.Conn
+	idle  time.Duration
+	ahead []byte
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	if len(r.ahead) > 0 {
+		n := copy(p, r.ahead)
+		if r.ahead = r.ahead[n:]; len(r.ahead) == 0 {
+			r.ahead = nil
+		}
+		return n, nil
+	}
+	n, err := r.nc.Read(p)
+	if n > 0 {
+		r.nc.SetReadDeadline(deadline(r.idle))
+	}
+	return n, err
 }

@@ -10,19 +10,10 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-)
-
-// History memory is bounded however many rooms receive messages: past these limits the history of
-// the rooms whose last message is the oldest is forgotten.
-const (
-	maxHistoryRooms      = 10000
-	maxHistoryBytes      = 64 << 20 // every field of every message, all rooms together
-	historyEntryOverhead = 128      // what a message costs besides its strings
 )
 
 type hubOptions struct {
@@ -34,7 +25,8 @@ type hubOptions struct {
 	Log     *slog.Logger
 }
 
-// Hub is the one index of rooms and connections. Under its lock the hub only queues: add never blocks, and the cluster takes the outbox.
+// Hub is the one index of rooms and connections. Under its lock it only queues: add never blocks,
+// and the cluster takes the outbox.
 type Hub struct {
 	live  *live
 	store *roomStore // nil: history in memory only
@@ -53,12 +45,14 @@ type Hub struct {
 	historyBytes int                       // by historyCost
 	outbox       []relayItem
 	closed       bool
-	interest     func(wait bool) // the cluster's: a room gained its first member here (wait) or lost its last
-
-	// The cluster's: who is in room on the other nodes.
-	peerPresence func(room string) (int, []roomMember, bool)
+	pending      []*logItem                                  // for the commit loop
+	logClosed    bool                                        // the commit loop takes no more
+	interest     func(wait bool)                             // the cluster's: a room gained its first member here (wait) or lost its last
+	peerPresence func(room string) (int, []roomMember, bool) // the cluster's: who is in room on the other nodes
 
 	relayed  chan struct{} // has a token when the outbox has something
+	wake     chan struct{} // has a token when pending has something
+	logDone  chan struct{} // closed when the commit loop has returned
 	nextID   atomic.Uint64
 	serving  sync.WaitGroup // connections not yet out of their rooms
 	stopping chan struct{}  // closed when Shutdown starts
@@ -82,6 +76,8 @@ func newHub(o hubOptions) (*Hub, error) {
 		rooms:    make(map[string]map[*conn]uint64),
 		history:  make(map[string]*clist.Element),
 		relayed:  make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
+		logDone:  make(chan struct{}),
 		stopping: make(chan struct{}),
 	}
 	s := o.Live.get()
@@ -90,7 +86,7 @@ func newHub(o hubOptions) (*Hub, error) {
 		if h.store, err = openRoomStore(o.DataDir, s, h.log, h.restore); err != nil {
 			return nil, err
 		}
-		h.store.start(h.snapshot, h.committed)
+		go h.commitLoop()
 	}
 	if s.PingInterval > 0 {
 		go h.pingLoop(s.PingInterval)
@@ -98,26 +94,11 @@ func newHub(o hubOptions) (*Hub, error) {
 	return h, nil
 }
 
-// useCluster has the hub tell the cluster when a room gains its first member here (wait) or loses
-// its last, and ask it who is in a room on the other nodes.
+// useCluster hands the hub the cluster's interest and peerPresence.
 func (h *Hub) useCluster(interest func(wait bool), presence func(room string) (int, []roomMember, bool)) {
 	h.mu.Lock()
 	h.interest, h.peerPresence = interest, presence
 	h.mu.Unlock()
-}
-
-func (h *Hub) newID() string { return "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag }
-
-// checkID reports whether id looks like a connection id: "c<N>", then optionally "." and a tag
-// of lower-case letters and digits.
-func checkID(id string) error {
-	const digits = "0123456789"
-	num, tag, dotted := strings.Cut(id, ".")
-	if len(num) < 2 || num[0] != 'c' || strings.Trim(num[1:], digits) != "" || dotted && tag == "" ||
-		strings.Trim(tag, digits+"abcdefghijklmnopqrstuvwxyz") != "" {
-		return fmt.Errorf("bad connection id %q", id)
-	}
-	return nil
 }
 
 func (h *Hub) register(c *conn) bool {
@@ -148,14 +129,12 @@ func (h *Hub) join(c *conn, room string) error {
 	return err
 }
 
-// joinLocked adds c to room and reports whether c is the room's first member here. h.mu must
-// be held.
+// joinLocked adds c to room and reports whether c is the room's first member here. h.mu held.
 func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 	_, in := c.rooms[room]
 	if max := h.live.get().MaxRooms; !in && len(c.rooms) >= max {
 		return false, fmt.Errorf("too many rooms (at most %d)", max)
 	}
-	first = !in && len(h.rooms[room]) == 0
 	if h.rooms[room] == nil {
 		h.rooms[room] = make(map[*conn]uint64)
 	}
@@ -165,11 +144,10 @@ func (h *Hub) joinLocked(c *conn, room string) (first bool, err error) {
 		h.rooms[room][c] = h.seq
 		h.announce(c, room, kindJoin)
 	}
-	return first, nil
+	return !in && len(h.rooms[room]) == 1, nil
 }
 
-// tellJoined waits, after a room's first join here, until the other nodes relay the room here,
-// so that the join is answered only then. h.mu must not be held.
+// tellJoined waits, after a room's first join here, until the other nodes relay the room here.
 func (h *Hub) tellJoined(first bool) {
 	if first && h.interest != nil {
 		h.interest(true)
@@ -214,15 +192,24 @@ func (h *Hub) PushAll(text, from string) int {
 	return n
 }
 
-// Deliver sends a message to the members of its room, and into its history, or to every
-// connection when the room is ""; with Relay also to the outbox, where ack waits for the other
-// nodes' counts. A room message gets the room's next offset and, with the history log, is
-// written to it before anyone gets it. Deliver returns how many connections on this node
-// accepted it, and an error if it could not be stored.
+// Deliver sends a message to the members of its room and into its history, or to every connection
+// when the room is ""; with Relay also to the outbox, where ack waits for the other nodes' counts.
+// A room message gets the room's next offset and, with the history log, is written to it first.
+// Deliver returns how many connections here accepted it, and an error if it could not be stored.
 func (h *Hub) Deliver(f frames, ack *peerAck) (int, error) { return h.deliver(f, h.relay, ack).wait() }
 
 // DeliverLocal is Deliver for a message from another node: never relayed. The caller waits.
 func (h *Hub) DeliverLocal(f frames) *logItem { return h.deliver(f, false, nil) }
+
+// logItem is one message on its way to its members; done is closed once it is delivered or refused.
+type logItem struct {
+	f     frames
+	relay bool
+	ack   *peerAck
+	n     int
+	err   error
+	done  chan struct{}
+}
 
 func (it *logItem) wait() (int, error) {
 	<-it.done
@@ -234,13 +221,13 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 	it := &logItem{f: f, relay: relay, ack: ack, done: make(chan struct{})}
 	h.mu.Lock()
 	if f.ev.Room != "" {
-		it.f.ev.Epoch, it.f.ev.Offset = h.remember(it.f.ev)
+		h.remember(&it.f.ev)
 		it.f.json = it.f.ev.encode(true)
-	}
-	if f.ev.Room != "" && h.store != nil {
-		h.store.add(it)
-		h.mu.Unlock()
-		return it
+		if h.store != nil {
+			h.queueLog(it)
+			h.mu.Unlock()
+			return it
+		}
 	}
 	var flush []*conn
 	drop := h.send(it, &flush)
@@ -253,31 +240,63 @@ func (h *Hub) deliver(f frames, relay bool, ack *peerAck) *logItem {
 	return it
 }
 
-// committed delivers the items the history log has written, and takes those it failed to write
-// out of the history undelivered: nobody sees a message the log did not take, so no one can have
-// seen an offset that a restart hands out again.
+// queueLog hands it to the commit loop, under h.mu: items keep the order of their offsets.
+func (h *Hub) queueLog(it *logItem) {
+	if h.logClosed {
+		it.err = errors.New("history log: shutting down")
+		close(it.done)
+		return
+	}
+	h.pending = append(h.pending, it)
+	notify(h.wake)
+}
+
+// commitLoop is the history log's one writer: it has the store write and sync every item queued
+// since its last write (group commit), and only then delivers them: no one sees a message that a
+// crash could take back or the disk refused, so an offset is never handed out twice. Once the
+// file has doubled it compacts it. Once closed, it writes what is pending and returns.
+func (h *Hub) commitLoop() {
+	defer close(h.logDone)
+	for {
+		h.mu.Lock()
+		items, closed := h.pending, h.logClosed
+		h.pending = nil
+		h.mu.Unlock()
+		if len(items) == 0 {
+			if closed {
+				return
+			}
+			<-h.wake
+			continue
+		}
+		err := h.store.write(items)
+		for _, it := range items {
+			it.err = err
+		}
+		h.committed(items)
+		if h.store.due() {
+			h.committed(h.compact())
+		}
+	}
+}
+
+// committed delivers the items written, and takes those that failed out of the history.
 func (h *Hub) committed(items []*logItem) {
 	var drops []*peerAck
 	var flush []*conn
 	h.mu.Lock()
 	for _, it := range items {
-		var rh *roomHistory
-		if e := h.history[it.f.ev.Room]; e != nil && e.Value.(*roomHistory).epoch == it.f.ev.Epoch {
-			rh = e.Value.(*roomHistory)
+		ok := it.err == nil && it.f.ev.Text != "" // else failed, or a gap's record: nothing to deliver
+		h.settle(it.f.ev, ok)
+		ack := it.ack
+		if ok {
+			ack = h.send(it, &flush)
 		}
-		if it.err != nil || it.f.ev.Text == "" { // failed, or a gap's record: nothing to deliver
-			h.unkeep(rh, it.f.ev.Offset)
-			drops = append(drops, it.ack)
-			continue
-		}
-		if rh != nil {
-			rh.shown = max(rh.shown, it.f.ev.Offset)
-		}
-		drops = append(drops, h.send(it, &flush))
+		drops = append(drops, ack)
 	}
 	h.mu.Unlock()
 	if len(flush) > 0 {
-		go flushAll(flush) // the log's writer goes on to the next group meanwhile
+		go flushAll(flush) // the commit loop goes on to the next group meanwhile
 	}
 	for i, it := range items {
 		if drops[i] != nil {
@@ -287,9 +306,8 @@ func (h *Hub) committed(items []*logItem) {
 	}
 }
 
-// send queues it for the members of its room and the outbox; h.mu must be held. Members to flush
-// once the lock is released are added to flush. It returns an ack to answer with 0 then: not
-// relayed, or the oldest in a full outbox.
+// send queues it for its room's members, to flush once h.mu is released, and the outbox. It
+// returns an ack to answer with 0 then: not relayed, or the oldest in a full outbox.
 func (h *Hub) send(it *logItem, flush *[]*conn) *peerAck {
 	members := h.conns
 	if it.f.ev.Room != "" {
@@ -352,8 +370,7 @@ type hubCounts struct {
 	Dropped     uint64         `json:"dropped"` // connections closed as too slow
 }
 
-// Counts returns the hub's counters: MessagesIn counts pushes from any source, MessagesOut frames
-// written.
+// Counts returns the hub's counters: MessagesIn counts pushes from any source, MessagesOut frames.
 func (h *Hub) Counts() hubCounts {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -363,19 +380,6 @@ func (h *Hub) Counts() hubCounts {
 		st.Rooms[room] = len(members)
 	}
 	return st
-}
-
-// queueDepth returns the frames and bytes waiting in every connection's outgoing queue.
-func (h *Hub) queueDepth() (frames, bytes int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for c := range h.conns {
-		c.qmu.Lock()
-		frames += int64(len(c.queue))
-		bytes += int64(c.queued)
-		c.qmu.Unlock()
-	}
-	return frames, bytes
 }
 
 // Kick closes every member of room with code and reason; it returns how many.
@@ -391,32 +395,8 @@ func (h *Hub) Kick(room string, code int, reason string) (n int) {
 	return n
 }
 
-// pingLoop sends every connection a ping every d until the hub shuts down, written as flushAll
-// writes a push: no goroutine per connection.
-func (h *Hub) pingLoop(d time.Duration) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-h.stopping:
-			return
-		}
-		h.mu.Lock()
-		conns := slices.Collect(maps.Keys(h.conns))
-		h.mu.Unlock()
-		flush := conns[:0]
-		for _, c := range conns {
-			if _, start := c.take(func() bool { c.ping = true; return true }); start {
-				flush = append(flush, c)
-			}
-		}
-		flushAll(flush)
-	}
-}
-
 // Shutdown stops accepting connections, lets every writer flush its queue until ctx ends, closes
-// each with 1001 and closes the history log.
+// each with 1001, then writes what the history log has pending and closes it.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -427,11 +407,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	close(h.stopping)
 	conns := slices.Collect(maps.Keys(h.conns))
 	h.mu.Unlock()
-
 	for _, c := range conns {
 		c.stop(closeGoingAway, "")
 	}
-	// Wait until every connection has flushed, closed and left its rooms. Once ctx ends, closing the sockets fails any write and read.
+	// Once ctx ends, closing the sockets fails any write and read.
 	late := context.AfterFunc(ctx, func() {
 		for _, c := range conns {
 			c.closeSocket()
@@ -442,5 +421,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	if !late() {
 		err = ctx.Err()
 	}
-	return errors.Join(err, h.store.Close())
+	if h.store != nil {
+		h.mu.Lock()
+		h.logClosed = true
+		h.mu.Unlock()
+		notify(h.wake)
+		<-h.logDone
+		err = errors.Join(err, h.store.Close())
+	}
+	return err
 }
