@@ -158,6 +158,7 @@ func TestPausedReaderGetsEverythingInOrder(t *testing.T) {
 	s.Store = "memory"
 	s.MaxMessage = 4 << 10
 	s.QueueMessages, s.QueueBytes = 1<<16, 64<<20
+	s.WriteTimeout = time.Minute // the pause outlasts 5 s on a loaded machine; stuck is not the point here
 	ts := startServer(t, s, t.TempDir())
 	paused, other := ts.dial(t), ts.dial(t)
 	paused.do("subscribe|room1", "Subscribe roomNum:room1 success!")
