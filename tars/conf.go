@@ -154,17 +154,14 @@ func (c *Conf) Lookup(path string) (string, bool) {
 // Get returns the value at a path, or "" if it is absent.
 func (c *Conf) Get(path string) string { v, _ := c.Lookup(path); return v }
 
-// Sections returns the names of a section's child sections in file order; nil if it is absent.
-func (c *Conf) Sections(path string) []string {
-	s := c.section(path)
-	if s == nil {
-		return nil
+// Sections returns the names of a section's child sections in file order.
+func (c *Conf) Sections(path string) (names []string) {
+	if s := c.section(path); s != nil {
+		for _, sub := range s.subs {
+			names = append(names, sub.name)
+		}
 	}
-	out := make([]string, len(s.subs))
-	for i, sub := range s.subs {
-		out[i] = sub.name
-	}
-	return out
+	return names
 }
 
 // Keys returns the keys of a section in file order.
@@ -244,12 +241,11 @@ func parseSize(s string) (int64, bool) {
 
 // IntSize reads a size below 2G.
 func (r *ConfReader) IntSize(path string, def int) int {
-	n := r.Size(path, int64(def))
-	if n > math.MaxInt32 {
-		r.Fail(path, r.C.Get(path), "a size below 2G")
-		return def
+	if n := r.Size(path, int64(def)); n <= math.MaxInt32 {
+		return int(n)
 	}
-	return int(n)
+	r.Fail(path, r.C.Get(path), "a size below 2G")
+	return def
 }
 
 // Proxy reads a proxy string, checked with ParseProxy.

@@ -36,23 +36,19 @@ const (
 	ServerEncodeErr    int32 = -2
 	ServerNoFuncErr    int32 = -3 // no such function
 	ServerNoServantErr int32 = -4 // no such servant
-	ServerResetGrid    int32 = -5
 	ServerQueueTimeout int32 = -6 // the request waited longer than its timeout
 	InvokeTimeout      int32 = -7
 	ProxyConnectErr    int32 = -8
-	ServerOverload     int32 = -9
-	AdapterNull        int32 = -10
-	InvokeByInvalidSet int32 = -11
 	ClientDecodeErr    int32 = -12
 	SendRequestErr     int32 = -13
 	ServerUnknownErr   int32 = -99 // sResultDesc carries the text
 )
 
-// codeTexts names the return codes in CallError messages.
+// codeTexts names the return codes in CallError messages, also those this package never sets.
 var codeTexts = map[int32]string{ServerDecodeErr: "server decode error", ServerEncodeErr: "server encode error",
-	ServerNoFuncErr: "no such function", ServerNoServantErr: "no such servant", ServerResetGrid: "reset grid",
+	ServerNoFuncErr: "no such function", ServerNoServantErr: "no such servant", -5: "reset grid",
 	ServerQueueTimeout: "server queue timeout", InvokeTimeout: "invoke timeout", ProxyConnectErr: "proxy connect error",
-	ServerOverload: "server overload", AdapterNull: "adapter null", InvokeByInvalidSet: "invoke by invalid set",
+	-9: "server overload", -10: "adapter null", -11: "invoke by invalid set",
 	ClientDecodeErr: "client decode error", SendRequestErr: "send request error", ServerUnknownErr: "unknown server error"}
 
 // RequestPacket is a call: the fields of tags 1 to 10, all required.
