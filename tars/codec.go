@@ -166,14 +166,10 @@ func (d *Decoder) take(tag int, n uint64, kind, what string) ([]byte, error) {
 	return d.buf[d.off-int(n) : d.off : d.off], nil
 }
 
-// number consumes the payload of a number of type typ: INT1 to DOUBLE, or ZERO.
-func (d *Decoder) number(tag int, typ byte) ([]byte, error) {
-	return d.take(tag, uint64(numberSize[typ]), typeNames[typ], "size")
-}
-
-// integer consumes the payload of a number of type typ, sign-extended (a FLOAT or DOUBLE gives its bits).
+// integer consumes the payload of a number of type typ, INT1 to DOUBLE or
+// ZERO, sign-extended (a FLOAT or DOUBLE gives its bits).
 func (d *Decoder) integer(tag int, typ byte) (int64, error) {
-	p, err := d.number(tag, typ)
+	p, err := d.take(tag, uint64(numberSize[typ]), typeNames[typ], "size")
 	var u uint64
 	for _, c := range p {
 		u = u<<8 | uint64(c)
@@ -209,7 +205,7 @@ func (d *Decoder) count(tag int, per uint64, what string) (int, error) {
 func (d *Decoder) skip(tag int, typ byte) (err error) {
 	switch typ {
 	case TypeInt1, TypeInt2, TypeInt4, TypeInt8, TypeFloat, TypeDouble, TypeZero:
-		_, err = d.number(tag, typ)
+		_, err = d.integer(tag, typ)
 		return err
 	case TypeString1, TypeString4:
 		_, err = d.str(tag, typ)

@@ -10,15 +10,14 @@ import (
 	"unique"
 )
 
-// Packet versions (iVersion): how sBuffer carries the arguments.
+// Packet versions (iVersion): how sBuffer carries the arguments; and a packet type.
 const (
 	VersionTars int16 = 1 // parameter i at tag i
 	VersionTUP  int16 = 3 // a map<string,vector<byte>> of named parameters at tag 0
 	VersionJSON int16 = 5 // a JSON object of named parameters
-)
 
-// PacketOneway is the packet type (cPacketType) of a call that gets no response; 0 is a normal one.
-const PacketOneway int8 = 1
+	PacketOneway int8 = 1 // the packet type (cPacketType) of a call that gets no response; 0 is a normal one
+)
 
 const (
 	// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
@@ -27,6 +26,7 @@ const (
 	// dyeing, a token); a packet whose maps exceed these does not decode.
 	MaxContextLen   = 64       // entries in each map
 	MaxContextBytes = 64 << 10 // bytes of keys and values in each map
+	maxName         = 64       // longer servant and function names are not interned
 )
 
 // Return codes (iRet).
@@ -111,8 +111,6 @@ func intern(b []byte) string {
 	}
 	return unique.Make(string(b)).Value()
 }
-
-const maxName = 64 // longer names are not interned
 
 // ResponsePacket is a reply to a call, or a push when RequestID is 0.
 type ResponsePacket struct {
