@@ -154,14 +154,17 @@ func (c *Conf) Lookup(path string) (string, bool) {
 // Get returns the value at a path, or "" if it is absent.
 func (c *Conf) Get(path string) string { v, _ := c.Lookup(path); return v }
 
-// Sections returns the names of a section's child sections in file order.
-func (c *Conf) Sections(path string) (names []string) {
-	if s := c.section(path); s != nil {
-		for _, sub := range s.subs {
-			names = append(names, sub.name)
-		}
+// Sections returns the names of a section's child sections in file order; nil if it is absent.
+func (c *Conf) Sections(path string) []string {
+	s := c.section(path)
+	if s == nil {
+		return nil
 	}
-	return names
+	out := make([]string, len(s.subs))
+	for i, sub := range s.subs {
+		out[i] = sub.name
+	}
+	return out
 }
 
 // Keys returns the keys of a section in file order.
