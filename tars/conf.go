@@ -197,14 +197,12 @@ func (r *ConfReader) Str(path, def string) string { return cmp.Or(r.C.Get(path),
 
 // read parses the value at path; a bad one is recorded and gives def.
 func read[T any](r *ConfReader, path string, def T, want string, parse func(string) (T, bool)) T {
-	v := r.Str(path, "")
-	if v == "" {
-		return def
+	if v := r.Str(path, ""); v != "" {
+		if n, ok := parse(v); ok {
+			return n
+		}
+		r.Fail(path, v, want)
 	}
-	if n, ok := parse(v); ok {
-		return n
-	}
-	r.Fail(path, v, want)
 	return def
 }
 
