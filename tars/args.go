@@ -193,12 +193,9 @@ type Results struct {
 // NewResults returns an empty Results for packet version.
 func NewResults(version int16) *Results { return &Results{version: version} }
 
-// Version returns the packet version being encoded.
-func (r *Results) Version() int16 { return cmp.Or(r.version, VersionTars) }
-
 // Put adds a struct, vector or map parameter that write appends at the tag given; not in JSON.
 func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []byte) {
-	switch v := r.Version(); {
+	switch v := cmp.Or(r.version, VersionTars); {
 	case v == VersionTars && int(tag) < r.last: // readers expect ascending tags
 		r.fail(tag, name, fmt.Errorf("put after tag %d: TARS fields go in ascending tag order", r.last-1))
 	case v == VersionTars:
@@ -218,7 +215,7 @@ func (r *Results) Put(tag uint8, name string, write func(b []byte, tag uint8) []
 
 // put adds v, encoded by app in TARS and TUP and by encoding/json in JSON.
 func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
-	if r.Version() == VersionJSON {
+	if r.version == VersionJSON {
 		r.PutJSON(tag, name, v)
 	} else {
 		r.Put(tag, name, func(b []byte, t uint8) []byte { return app(b, t, v) })
@@ -227,8 +224,8 @@ func put[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8,
 
 // PutJSON adds a parameter of a JSON (version 5) call, marshalled with encoding/json.
 func (r *Results) PutJSON(tag uint8, name string, v any) {
-	if r.Version() != VersionJSON {
-		r.fail(tag, name, fmt.Errorf("not JSON but packet version %d", r.Version()))
+	if r.version != VersionJSON {
+		r.fail(tag, name, fmt.Errorf("not JSON but packet version %d", cmp.Or(r.version, VersionTars)))
 		return
 	}
 	if r.json == nil {
@@ -255,8 +252,8 @@ func (r *Results) AppendTo(b []byte) ([]byte, error) {
 	if r.err != nil {
 		return b, r.err
 	}
-	switch r.Version() {
-	case VersionTars:
+	switch r.version {
+	case 0, VersionTars:
 		return append(b, r.buf...), nil
 	case VersionTUP:
 		return AppendTUP(b, r.tup), nil

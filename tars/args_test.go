@@ -57,7 +57,7 @@ func TestArgsRoundTrip(t *testing.T) {
 // putVia adds v with PutJSON in JSON and encoded by app otherwise, for the
 // types that have no Put method of their own.
 func putVia[T any](r *Results, tag uint8, name string, v T, app func([]byte, uint8, T) []byte) {
-	if r.Version() == VersionJSON {
+	if r.version == VersionJSON {
 		r.PutJSON(tag, name, v)
 		return
 	}

@@ -166,14 +166,10 @@ func (d *Decoder) take(tag int, n uint64, kind, what string) ([]byte, error) {
 	return d.buf[d.off-int(n) : d.off : d.off], nil
 }
 
-// number consumes the payload of a number of type typ: INT1 to DOUBLE, or ZERO.
-func (d *Decoder) number(tag int, typ byte) ([]byte, error) {
-	return d.take(tag, uint64(numberSize[typ]), typeNames[typ], "size")
-}
-
-// integer consumes the payload of an integer of type typ, ZERO or INT1 to INT8.
+// integer consumes the payload of a number of type typ, INT1 to DOUBLE or
+// ZERO, sign-extended (a FLOAT or DOUBLE gives its bits).
 func (d *Decoder) integer(tag int, typ byte) (int64, error) {
-	p, err := d.number(tag, typ)
+	p, err := d.take(tag, uint64(numberSize[typ]), typeNames[typ], "size")
 	var u uint64
 	for _, c := range p {
 		u = u<<8 | uint64(c)
@@ -208,8 +204,8 @@ func (d *Decoder) count(tag int, per uint64, what string) (int, error) {
 // skip consumes the payload of a value of type typ.
 func (d *Decoder) skip(tag int, typ byte) (err error) {
 	switch typ {
-	case TypeInt1, TypeInt2, TypeInt4, TypeInt8, TypeFloat, TypeDouble:
-		_, err = d.number(tag, typ)
+	case TypeInt1, TypeInt2, TypeInt4, TypeInt8, TypeFloat, TypeDouble, TypeZero:
+		_, err = d.integer(tag, typ)
 		return err
 	case TypeString1, TypeString4:
 		_, err = d.str(tag, typ)
@@ -217,7 +213,7 @@ func (d *Decoder) skip(tag int, typ byte) (err error) {
 	case TypeSimpleList:
 		_, err = d.simpleList(tag)
 		return err
-	case TypeZero, TypeStructEnd:
+	case TypeStructEnd:
 		return nil
 	case TypeMap, TypeList, TypeStructBegin:
 	default:

@@ -197,14 +197,12 @@ func (r *ConfReader) Str(path, def string) string { return cmp.Or(r.C.Get(path),
 
 // read parses the value at path; a bad one is recorded and gives def.
 func read[T any](r *ConfReader, path string, def T, want string, parse func(string) (T, bool)) T {
-	v := r.Str(path, "")
-	if v == "" {
-		return def
+	if v := r.Str(path, ""); v != "" {
+		if n, ok := parse(v); ok {
+			return n
+		}
+		r.Fail(path, v, want)
 	}
-	if n, ok := parse(v); ok {
-		return n
-	}
-	r.Fail(path, v, want)
 	return def
 }
 
@@ -244,12 +242,11 @@ func parseSize(s string) (int64, bool) {
 
 // IntSize reads a size below 2G.
 func (r *ConfReader) IntSize(path string, def int) int {
-	n := r.Size(path, int64(def))
-	if n > math.MaxInt32 {
-		r.Fail(path, r.C.Get(path), "a size below 2G")
-		return def
+	if n := r.Size(path, int64(def)); n <= math.MaxInt32 {
+		return int(n)
 	}
-	return int(n)
+	r.Fail(path, r.C.Get(path), "a size below 2G")
+	return def
 }
 
 // Proxy reads a proxy string, checked with ParseProxy.

@@ -2,7 +2,6 @@ package tars
 
 import (
 	"cmp"
-	"encoding/binary"
 	"math"
 )
 
@@ -65,20 +64,16 @@ func readNumber[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | float
 	if !ok {
 		return err
 	}
-	if typ == TypeFloat || typ == TypeDouble {
-		p, err := d.number(int(tag), typ)
-		if err == nil && typ == TypeFloat {
-			*v = T(math.Float32frombits(binary.BigEndian.Uint32(p)))
-		} else if err == nil {
-			*v = T(math.Float64frombits(binary.BigEndian.Uint64(p)))
-		}
-		return err
-	}
-	n, err := d.integer(int(tag), typ)
-	if err == nil && int64(T(n)) != n {
+	n, err := d.integer(int(tag), typ) // a float's bits
+	switch {
+	case err != nil:
+	case typ == TypeFloat:
+		*v = T(math.Float32frombits(uint32(n)))
+	case typ == TypeDouble:
+		*v = T(math.Float64frombits(uint64(n)))
+	case int64(T(n)) != n:
 		err = decodeErr(d.at, int(tag), "value %d out of range for %s", n, want)
-	}
-	if err == nil {
+	default:
 		*v = T(n)
 	}
 	return err

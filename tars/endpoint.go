@@ -47,15 +47,14 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	nums := [...]*int{&e.Port, &timeout, &e.Grid, &e.Qos, &e.Weight, &e.WeightType, &e.AuthType}
 	for i := 1; i < len(toks); i++ {
 		opt, val := toks[i], ""
-		if !strings.HasPrefix(opt, "-") {
-			return bad("unexpected %q (want an option such as -h, -p, -t)", opt)
-		}
 		if i+1 < len(toks) && !strings.HasPrefix(toks[i+1], "-") {
 			val, i = toks[i+1], i+1
 		}
 		n, err := strconv.Atoi(val)
 		num := slices.Index(endpointOptions[:], opt)
 		switch {
+		case !strings.HasPrefix(opt, "-"):
+			return bad("unexpected %q (want an option such as -h, -p, -t)", opt)
 		case opt == "-h" && val == "":
 			return bad("-h needs a host")
 		case opt == "-h":

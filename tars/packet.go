@@ -10,15 +10,14 @@ import (
 	"unique"
 )
 
-// Packet versions (iVersion): how sBuffer carries the arguments.
+// Packet versions (iVersion): how sBuffer carries the arguments; and a packet type.
 const (
 	VersionTars int16 = 1 // parameter i at tag i
 	VersionTUP  int16 = 3 // a map<string,vector<byte>> of named parameters at tag 0
 	VersionJSON int16 = 5 // a JSON object of named parameters
-)
 
-// PacketOneway is the packet type (cPacketType) of a call that gets no response; 0 is a normal one.
-const PacketOneway int8 = 1
+	PacketOneway int8 = 1 // the packet type (cPacketType) of a call that gets no response; 0 is a normal one
+)
 
 const (
 	// DefaultMaxPacket is the largest frame accepted by default, as in TarsGo.
@@ -27,6 +26,7 @@ const (
 	// dyeing, a token); a packet whose maps exceed these does not decode.
 	MaxContextLen   = 64       // entries in each map
 	MaxContextBytes = 64 << 10 // bytes of keys and values in each map
+	maxName         = 64       // longer servant and function names are not interned
 )
 
 // Return codes (iRet).
@@ -36,23 +36,19 @@ const (
 	ServerEncodeErr    int32 = -2
 	ServerNoFuncErr    int32 = -3 // no such function
 	ServerNoServantErr int32 = -4 // no such servant
-	ServerResetGrid    int32 = -5
 	ServerQueueTimeout int32 = -6 // the request waited longer than its timeout
 	InvokeTimeout      int32 = -7
 	ProxyConnectErr    int32 = -8
-	ServerOverload     int32 = -9
-	AdapterNull        int32 = -10
-	InvokeByInvalidSet int32 = -11
 	ClientDecodeErr    int32 = -12
 	SendRequestErr     int32 = -13
 	ServerUnknownErr   int32 = -99 // sResultDesc carries the text
 )
 
-// codeTexts names the return codes in CallError messages.
+// codeTexts names the return codes in CallError messages, also those this package never sets.
 var codeTexts = map[int32]string{ServerDecodeErr: "server decode error", ServerEncodeErr: "server encode error",
-	ServerNoFuncErr: "no such function", ServerNoServantErr: "no such servant", ServerResetGrid: "reset grid",
+	ServerNoFuncErr: "no such function", ServerNoServantErr: "no such servant", -5: "reset grid",
 	ServerQueueTimeout: "server queue timeout", InvokeTimeout: "invoke timeout", ProxyConnectErr: "proxy connect error",
-	ServerOverload: "server overload", AdapterNull: "adapter null", InvokeByInvalidSet: "invoke by invalid set",
+	-9: "server overload", -10: "adapter null", -11: "invoke by invalid set",
 	ClientDecodeErr: "client decode error", SendRequestErr: "send request error", ServerUnknownErr: "unknown server error"}
 
 // RequestPacket is a call: the fields of tags 1 to 10, all required.
@@ -115,8 +111,6 @@ func intern(b []byte) string {
 	}
 	return unique.Make(string(b)).Value()
 }
-
-const maxName = 64 // longer names are not interned
 
 // ResponsePacket is a reply to a call, or a push when RequestID is 0.
 type ResponsePacket struct {
