@@ -246,6 +246,8 @@ func TestProductPush(t *testing.T) {
 			a, b, outsider := dialWS(t, p.HTTP), dialWS(t, p.HTTP), dialWS(t, p.HTTP)
 			a.subscribe(room)
 			b.subscribe(room)
+			outsider.send("ping") // answered once the server has registered it
+			outsider.expect("pong")
 			push := pushProxy(p, v)
 
 			var delivered int32 = -1 // the client sends it; the server must not use it
