@@ -264,20 +264,18 @@ const reconnectDesc = "_reconnect_"
 
 // reply queues the reply to req in req's version.
 func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, sBuffer []byte) {
-	f := newFrame()
 	if req.Version == VersionTUP {
 		rsp := TUPReply(req, ret, desc, nil)
 		if ret == Success {
 			rsp.Buffer = sBuffer // already the encoded argument map
 		}
-		*f = rsp.AppendFrame(*f)
-	} else {
-		rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
-			MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
-		if req.Version == VersionJSON {
-			rsp.Version = VersionJSON
-		}
-		*f = rsp.AppendFrame(*f)
+		c.w.send(rsp.AppendFrame)
+		return
 	}
-	c.w.send(f)
+	rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
+		MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
+	if req.Version == VersionJSON {
+		rsp.Version = VersionJSON
+	}
+	c.w.send(rsp.AppendFrame)
 }
