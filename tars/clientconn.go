@@ -76,9 +76,8 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 		return nil, ep.lastErr
 	}
 	ep.backoff = 0
-	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]chan reply)}
+	cc := &clientConn{ep: ep, nc: nc, w: startWriter(nc, 0), pending: make(map[int32]chan reply)}
 	ep.cc.Store(cc)
-	go cc.w.run()
 	go cc.read()
 	if ep.c.closed.Load() { // Close ran during the dial and may have missed cc
 		cc.fail(errClientClosed)

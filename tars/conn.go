@@ -171,9 +171,11 @@ type frameWriter struct {
 	freed   chan struct{} // signalled when pending falls
 }
 
-func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
-	return &frameWriter{nc: nc, timeout: timeout, q: make(chan *[]byte, 256), quit: make(chan struct{}),
+func startWriter(nc net.Conn, timeout time.Duration) *frameWriter {
+	w := &frameWriter{nc: nc, timeout: timeout, q: make(chan *[]byte, 256), quit: make(chan struct{}),
 		dead: make(chan struct{}), freed: make(chan struct{}, 1)}
+	go w.run()
+	return w
 }
 
 func (w *frameWriter) release(n int) {

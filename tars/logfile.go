@@ -64,12 +64,10 @@ func (l *Logs) SetLevel(name string) error {
 
 // Level returns the current level's name.
 func (l *Logs) Level() string {
-	for name, v := range logLevels {
-		if v == l.level.Level() {
-			return name
-		}
+	if v := l.level.Level(); v != logLevels["NONE"] {
+		return v.String() // slog's names are those of logLevels
 	}
-	return l.level.Level().String()
+	return "NONE"
 }
 
 // Close closes the log file; records logged later are dropped.

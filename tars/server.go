@@ -134,12 +134,11 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 		case err == nil:
 			delay = 0
 			ctx, cancel := context.WithCancel(context.Background())
-			c := &serverConn{s: s, opt: opt, nc: nc, ctx: ctx, cancel: cancel, w: newFrameWriter(nc, opt.WriteTimeout)}
+			c := &serverConn{s: s, opt: opt, nc: nc, ctx: ctx, cancel: cancel, w: startWriter(nc, opt.WriteTimeout)}
 			if !track(s, &s.conns, c) {
-				nc.Close()
+				c.w.close() // and nc
 				continue
 			}
-			go c.w.run()
 			go c.serve()
 		case !track(s, &s.listeners, ln): // ln is listed until Shutdown
 			return ErrServerClosed
