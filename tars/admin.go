@@ -75,7 +75,7 @@ func (a *App) adminObj() {
 		for _, line := range a.status {
 			b.WriteString(line())
 		}
-		fmt.Fprintf(&b, "tars calls: %d\n", a.srv.Calls())
+		fmt.Fprintf(&b, "tars calls: %d\n", a.srv.calls.Load())
 		return b.String()
 	})
 	a.Command("tars.connection", "", "shows the connections open on each adapter", func(context.Context, []string) string {

@@ -101,7 +101,7 @@ func (a *App) framework(key, proxy string) *ObjProxy {
 func (a *App) Config() *Config                          { return a.cfg }
 func (a *App) Log() *slog.Logger                        { return a.log }
 func (a *App) Started() time.Time                       { return a.started }
-func (a *App) BadFrames() uint64                        { return a.srv.BadFrames() }
+func (a *App) BadFrames() uint64                        { return a.srv.badFrames.Load() }
 func (a *App) Client() *Client                          { return a.client } // the process's one client; its calls are counted
 func (a *App) Handle(servant, fn string, h HandlerFunc) { a.srv.Handle(servant, fn, h) }
 

@@ -120,12 +120,11 @@ func (cc *clientConn) settle(id int32, rep *reply) bool {
 	cc.mu.Lock()
 	call, ok := cc.pending[id]
 	delete(cc.pending, id)
-	cc.draining = cc.draining || id == 0 && rep != nil && rep.ResultDesc == reconnectDesc
-	draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
-	cc.mu.Unlock()
-	if draining {
+	if cc.draining = cc.draining || id == 0 && rep != nil && rep.ResultDesc == reconnectDesc; cc.draining {
 		cc.ep.cc.CompareAndSwap(cc, nil) // new calls go to a new connection
 	}
+	drained := cc.draining && len(cc.pending) == 0
+	cc.mu.Unlock()
 	if ok && rep != nil {
 		call <- *rep
 	}

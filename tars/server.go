@@ -70,7 +70,8 @@ type Server struct {
 	closed    bool
 	connsDone sync.WaitGroup
 
-	calls, badFrames atomic.Uint64
+	calls     atomic.Uint64 // requests dispatched
+	badFrames atomic.Uint64 // connections closed, or requests refused, for a bad frame or packet
 }
 
 // Handle registers h for function fn of servant; it may be called while
@@ -88,12 +89,6 @@ func (s *Server) Handle(servant, fn string, h HandlerFunc) {
 }
 
 func (s *Server) logger() *slog.Logger { return cmp.Or(s.Logger, slog.Default()) }
-
-// Calls returns the requests dispatched since the server started.
-func (s *Server) Calls() uint64 { return s.calls.Load() }
-
-// BadFrames returns the connections closed for a bad frame or packet.
-func (s *Server) BadFrames() uint64 { return s.badFrames.Load() }
 
 func (s *Server) serves(servant string) bool {
 	s.mu.RLock()
