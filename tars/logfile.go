@@ -108,8 +108,7 @@ func (w *rotatingFile) open(mode int) (err error) {
 	return nil
 }
 
-// Write writes one record, first starting a new file if the record would
-// take this one past its size.
+// Write writes one record, first starting a new file if the record would take this one past its size.
 func (w *rotatingFile) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

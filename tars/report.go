@@ -107,8 +107,7 @@ func compareKeys(x, y callKey) int {
 		cmp.Compare(x.ret, y.ret), cmp.Compare(x.ip, y.ip), cmp.Compare(x.port, y.port))
 }
 
-// Calls returns the calls served and made since the App started, by side,
-// servant, function and return code.
+// Calls returns the calls served and made since the App started, by side, servant, function and return code.
 func (a *App) Calls() []CallCount {
 	a.calls.mu.Lock()
 	defer a.calls.mu.Unlock()
