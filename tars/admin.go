@@ -14,8 +14,7 @@ import (
 	"time"
 )
 
-// AdminServant and AdminAdapter are the names tarsnode uses for the admin
-// servant on the local endpoint.
+// AdminServant and AdminAdapter are the names tarsnode uses for the admin servant on the local endpoint.
 const (
 	AdminServant = "AdminObj"
 	AdminAdapter = "AdminAdapter"
@@ -27,9 +26,8 @@ type command struct {
 	run         func(ctx context.Context, args []string) string
 }
 
-// Command adds an operator command to AdminObj.notify: name, usage (its
-// arguments, "" for none) and help (one line) are listed by tars.help, and
-// run answers the command split on spaces. Call it before Run.
+// Command adds an operator command to AdminObj.notify: name, usage (its arguments, "" for none) and help (one
+// line) are listed by tars.help, and run answers the command split on spaces. Call it before Run.
 func (a *App) Command(name, usage, help string, run func(ctx context.Context, args []string) string) {
 	a.commands[name] = command{strings.TrimSpace(name + " " + usage), help, run}
 }
@@ -75,7 +73,7 @@ func (a *App) adminObj() {
 		for _, line := range a.status {
 			b.WriteString(line())
 		}
-		fmt.Fprintf(&b, "tars calls: %d\n", a.srv.Calls())
+		fmt.Fprintf(&b, "tars calls: %d\n", a.srv.calls.Load())
 		return b.String()
 	})
 	a.Command("tars.connection", "", "shows the connections open on each adapter", func(context.Context, []string) string {
@@ -120,9 +118,8 @@ func checkConfigName(name string) error {
 	return nil
 }
 
-// pull fetches name from the config service (ConfigF loadConfig) and
-// writes it atomically under the base path; on any failure the file
-// already there is kept. A file that parses as a config is then given to
+// pull fetches name from the config service (ConfigF loadConfig) and writes it atomically under the base
+// path; on any failure the file already there is kept. A file that parses as a config is then given to
 // RunOptions.Apply, whose answer is added to the result.
 func (a *App) pull(ctx context.Context, name string) (res string, err error) {
 	defer func() {
@@ -190,8 +187,7 @@ func writeAtomic(dir, name, text string) error {
 	return err
 }
 
-// version returns Config.Version, or the module version the build stamped,
-// which holds the VCS revision.
+// version returns Config.Version, or the module version the build stamped, which holds the VCS revision.
 func (a *App) version() string {
 	if info, ok := debug.ReadBuildInfo(); ok && a.cfg.Version == "" {
 		return info.Main.Version

@@ -1,8 +1,7 @@
-// Package tars is a Tars runtime for Go servers, on the standard library
-// alone: the wire codec (TARS, TUP and JSON packets), a client (Client,
-// ObjProxy), a server for servants (Server), and App, the application object
-// of a server run by tarsnode: adapters behind one admission layer, AdminObj,
-// heartbeats, stat and property reports, config pulls and the Tars log layout.
+// Package tars is a Tars runtime for Go servers, on the standard library alone: the wire codec (TARS, TUP and
+// JSON packets), a client (Client, ObjProxy), a server for servants (Server), and App, the application object
+// of a server run by tarsnode: adapters behind one admission layer, AdminObj, heartbeats, stat and property
+// reports, config pulls and the Tars log layout.
 package tars
 
 import (
@@ -101,7 +100,7 @@ func (a *App) framework(key, proxy string) *ObjProxy {
 func (a *App) Config() *Config                          { return a.cfg }
 func (a *App) Log() *slog.Logger                        { return a.log }
 func (a *App) Started() time.Time                       { return a.started }
-func (a *App) BadFrames() uint64                        { return a.srv.BadFrames() }
+func (a *App) BadFrames() uint64                        { return a.srv.badFrames.Load() }
 func (a *App) Client() *Client                          { return a.client } // the process's one client; its calls are counted
 func (a *App) Handle(servant, fn string, h HandlerFunc) { a.srv.Handle(servant, fn, h) }
 
@@ -251,9 +250,8 @@ type RunOptions struct {
 	Drain func(ctx context.Context) error            // after the listeners stop, within deactivating-timeout
 }
 
-// Run serves every adapter and the framework services until ctx ends,
-// AdminObj asks for a shutdown or a listener fails. Then it drains (see
-// drain), sends the last reports and closes the client.
+// Run serves every adapter and the framework services until ctx ends, AdminObj asks for a shutdown or a
+// listener fails. Then it drains (see drain), sends the last reports and closes the client.
 func (a *App) Run(ctx context.Context, opt RunOptions) error {
 	a.apply = opt.Apply
 	// Heartbeats and pulls end before the drain, reports after it.

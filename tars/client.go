@@ -86,20 +86,20 @@ func NewClient(opt ClientOptions) *Client {
 
 func (c *Client) logger() *slog.Logger { return cmp.Or(c.opt.Logger, slog.Default()) }
 
-// Close closes every connection; calls in flight and later fail.
+// Close closes every connection and ends the background refreshes; calls in flight and later fail.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed.Store(true) // under mu: resolve starts no refresh from now on
 	if c.stop != nil {
 		c.stop()
-		c.refreshes.Wait()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed.Store(true)
 	for _, ep := range c.eps {
 		if cc := ep.cc.Load(); cc != nil {
 			cc.fail(errClientClosed)
 		}
 	}
+	c.mu.Unlock()
+	c.refreshes.Wait()
 	return nil
 }
 
@@ -193,9 +193,7 @@ func (p *ObjProxy) Invoke(ctx context.Context, fn string, in func(*Results), out
 	if !cc.add(req.RequestID, call) {
 		return fail(SendRequestErr, "connection closed", net.ErrClosed)
 	}
-	frame := newFrame()
-	*frame = req.AppendFrame(*frame)
-	cc.w.send(frame) // if the connection dies, the reader fails every pending call
+	cc.w.send(req.AppendFrame) // if the connection dies, the reader fails every pending call
 	var rep reply
 	select {
 	case rep = <-call:

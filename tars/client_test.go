@@ -138,7 +138,7 @@ func TestClientConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n, calls := ts.openConns(), ts.Calls(); n != 1 || calls != 200 {
+	if n, calls := ts.openConns(), ts.calls.Load(); n != 1 || calls != 200 {
 		t.Errorf("%d connections and %d calls, want 1 and 200", n, calls)
 	}
 }

@@ -76,9 +76,8 @@ func (ep *endpointConns) get(ctx context.Context, e Endpoint, deadline time.Time
 		return nil, ep.lastErr
 	}
 	ep.backoff = 0
-	cc := &clientConn{ep: ep, nc: nc, w: newFrameWriter(nc, 0), pending: make(map[int32]chan reply)}
+	cc := &clientConn{ep: ep, nc: nc, w: startWriter(nc, 0), pending: make(map[int32]chan reply)}
 	ep.cc.Store(cc)
-	go cc.w.run()
 	go cc.read()
 	if ep.c.closed.Load() { // Close ran during the dial and may have missed cc
 		cc.fail(errClientClosed)
@@ -121,12 +120,11 @@ func (cc *clientConn) settle(id int32, rep *reply) bool {
 	cc.mu.Lock()
 	call, ok := cc.pending[id]
 	delete(cc.pending, id)
-	cc.draining = cc.draining || id == 0 && rep != nil && rep.ResultDesc == reconnectDesc
-	draining, drained := cc.draining, cc.draining && len(cc.pending) == 0
-	cc.mu.Unlock()
-	if draining {
+	if cc.draining = cc.draining || id == 0 && rep != nil && rep.ResultDesc == reconnectDesc; cc.draining {
 		cc.ep.cc.CompareAndSwap(cc, nil) // new calls go to a new connection
 	}
+	drained := cc.draining && len(cc.pending) == 0
+	cc.mu.Unlock()
 	if ok && rep != nil {
 		call <- *rep
 	}

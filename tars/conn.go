@@ -32,14 +32,12 @@ func (c *serverConn) drain() {
 	if c.draining.Swap(true) {
 		return
 	}
-	f := newFrame()
+	push := (&ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}).AppendFrame
 	if c.tup.Load() { // TUP clients read every packet as a RequestPacket
-		*f = (&RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
-			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}).AppendFrame(*f)
-	} else {
-		*f = (&ResponsePacket{Version: VersionTars, ResultDesc: reconnectDesc}).AppendFrame(*f)
+		push = (&RequestPacket{Version: VersionTUP, Buffer: AppendTUP(nil, nil),
+			Status: map[string]string{StatusResultCode: "0", StatusResultDesc: reconnectDesc}}).AppendFrame
 	}
-	go c.w.send(f) // a courtesy: Shutdown never waits for a slow peer
+	go c.w.send(push) // a courtesy: Shutdown never waits for a slow peer
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -69,6 +67,12 @@ func (c *serverConn) read() (graceful bool) {
 	br := bufio.NewReaderSize(c.nc, 16<<10)
 	fr := FrameReader{R: br, Max: s.MaxPacket}
 	slots := make(chan struct{}, maxInflight)
+	bad := func(what string, err error) bool {
+		s.badFrames.Add(1)
+		log.Warn("tars: closing connection after "+what, "peer", peer, "err", err)
+		c.abort()
+		return false
+	}
 	for {
 		for c.w.pending.Load() >= maxPending {
 			select {
@@ -95,15 +99,8 @@ func (c *serverConn) read() (graceful bool) {
 		if err == nil {
 			body, err = fr.Next()
 		}
-		bad := func(what string, err error) bool {
-			s.badFrames.Add(1)
-			log.Warn("tars: closing connection after "+what, "peer", peer, "err", err)
-			c.abort()
-			return false
-		}
-		var fe *FrameError
 		switch {
-		case errors.As(err, &fe):
+		case errors.As(err, new(*FrameError)):
 			return bad("a bad frame", err)
 		case errors.Is(err, os.ErrDeadlineExceeded) && c.draining.Load():
 			return true
@@ -156,12 +153,6 @@ func (c *serverConn) read() (graceful bool) {
 // Frames being sent are pooled, as pointers so that Put does not allocate.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func newFrame() *[]byte {
-	f := bufPool.Get().(*[]byte)
-	*f = (*f)[:0]
-	return f
-}
-
 func freeFrame(f *[]byte) {
 	if cap(*f) <= 64<<10 {
 		bufPool.Put(f)
@@ -180,9 +171,11 @@ type frameWriter struct {
 	freed   chan struct{} // signalled when pending falls
 }
 
-func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
-	return &frameWriter{nc: nc, timeout: timeout, q: make(chan *[]byte, 256), quit: make(chan struct{}),
+func startWriter(nc net.Conn, timeout time.Duration) *frameWriter {
+	w := &frameWriter{nc: nc, timeout: timeout, q: make(chan *[]byte, 256), quit: make(chan struct{}),
 		dead: make(chan struct{}), freed: make(chan struct{}, 1)}
+	go w.run()
+	return w
 }
 
 func (w *frameWriter) release(n int) {
@@ -193,8 +186,10 @@ func (w *frameWriter) release(n int) {
 	}
 }
 
-// send queues a frame from newFrame, which the writer frees; false if the writer has stopped.
-func (w *frameWriter) send(f *[]byte) bool {
+// send queues the frame appendFrame writes; false if the writer has stopped.
+func (w *frameWriter) send(appendFrame func([]byte) []byte) bool {
+	f := bufPool.Get().(*[]byte)
+	*f = appendFrame((*f)[:0])
 	w.pending.Add(int64(len(*f)))
 	select {
 	case w.q <- f:

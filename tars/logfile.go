@@ -64,12 +64,10 @@ func (l *Logs) SetLevel(name string) error {
 
 // Level returns the current level's name.
 func (l *Logs) Level() string {
-	for name, v := range logLevels {
-		if v == l.level.Level() {
-			return name
-		}
+	if v := l.level.Level(); v != logLevels["NONE"] {
+		return v.String() // slog's names are those of logLevels
 	}
-	return l.level.Level().String()
+	return "NONE"
 }
 
 // Close closes the log file; records logged later are dropped.
@@ -110,8 +108,7 @@ func (w *rotatingFile) open(mode int) (err error) {
 	return nil
 }
 
-// Write writes one record, first starting a new file if the record would
-// take this one past its size.
+// Write writes one record, first starting a new file if the record would take this one past its size.
 func (w *rotatingFile) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -30,7 +30,7 @@ func (c *Client) resolve(ctx context.Context, obj string) (resolved, error) {
 	}
 	c.mu.Lock()
 	e, ok := c.cache[obj]
-	if ok && !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), time.Minute) && c.ctx.Err() == nil {
+	if ok && !e.refreshing && time.Since(e.at) >= cmp.Or(max(c.opt.Refresh, 0), time.Minute) && !c.closed.Load() {
 		e.refreshing = true
 		c.cache[obj] = e
 		c.refreshes.Go(func() { c.fetch(c.ctx, obj, true) })
@@ -56,7 +56,7 @@ func (c *Client) fetch(ctx context.Context, obj string, refresh bool) (resolved,
 	} else if old := c.cache[obj]; refresh {
 		old.refreshing, old.at = false, fresh.at
 		c.cache[obj] = old
-		if c.ctx.Err() == nil {
+		if !c.closed.Load() {
 			c.logger().Warn("tars: registry refresh failed; keeping the last endpoints",
 				"servant", obj, "endpoints", len(old.eps), "err", err)
 		}

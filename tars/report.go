@@ -107,8 +107,7 @@ func compareKeys(x, y callKey) int {
 		cmp.Compare(x.ret, y.ret), cmp.Compare(x.ip, y.ip), cmp.Compare(x.port, y.port))
 }
 
-// Calls returns the calls served and made since the App started, by side,
-// servant, function and return code.
+// Calls returns the calls served and made since the App started, by side, servant, function and return code.
 func (a *App) Calls() []CallCount {
 	a.calls.mu.Lock()
 	defer a.calls.mu.Unlock()
@@ -142,25 +141,22 @@ func appendStruct(b []byte, tag uint8, vals ...any) []byte {
 func (a *App) appendStatMap(b []byte, tag uint8, keys []callKey, rows []callRow) []byte {
 	b = AppendMapHead(b, tag, len(keys))
 	for i, k := range keys {
-		master, slave := "stat_from_server", a.cfg.App+"."+a.cfg.Server
-		masterIP, slaveIP, port := k.ip, a.cfg.LocalIP, int32(0)
-		if k.side == "made" {
-			master, slave, masterIP, slaveIP, port = a.cfg.ModuleName, k.servant, a.cfg.LocalIP, k.ip, k.port
+		master, slave, masterIP, slaveIP := "stat_from_server", a.cfg.App+"."+a.cfg.Server, k.ip, a.cfg.LocalIP
+		if k.side == "made" { // a served key has port 0
+			master, slave, masterIP, slaveIP = a.cfg.ModuleName, k.servant, a.cfg.LocalIP, k.ip
 			if j := strings.LastIndexByte(slave, '.'); j > 0 && strings.Count(slave, ".") >= 2 {
 				slave = slave[:j]
 			}
 		}
-		b = appendStruct(b, 0, master, slave, k.fn, masterIP, slaveIP, int64(port), int64(k.ret))
+		b = appendStruct(b, 0, master, slave, k.fn, masterIP, slaveIP, int64(k.port), int64(k.ret))
 		r := rows[i]
-		intervals := func(b []byte, tag uint8) []byte {
+		b = appendStruct(b, 1, int64(r.count), int64(r.timeouts), int64(r.errors), func(b []byte, tag uint8) []byte {
 			b = AppendMapHead(b, tag, len(statBounds))
 			for j, bound := range statBounds {
 				b = AppendInt(AppendInt(b, 0, int64(bound)), 1, int64(r.intervals[j]))
 			}
 			return b
-		}
-		b = appendStruct(b, 1, int64(r.count), int64(r.timeouts), int64(r.errors), intervals,
-			r.total, int64(r.max), int64(r.min))
+		}, r.total, int64(r.max), int64(r.min))
 	}
 	return b
 }
@@ -272,26 +268,24 @@ func (a *App) frameworkCall(ctx context.Context, p *ObjProxy, fn string, in func
 // then every interval keepAlive("") and one per adapter, each round bounded by the interval so a
 // dead tarsnode costs abandoned calls, never a stuck loop.
 func (a *App) keepAlive(ctx context.Context, node *ObjProxy) {
-	cfg, interval := a.cfg, a.cfg.KeepAliveInterval
+	cfg, interval, beats := a.cfg, a.cfg.KeepAliveInterval, []string{""}
+	for _, ad := range a.adapters {
+		beats = append(beats, ad.cfg.Name)
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	for first := true; ; first = false {
+	for n := 1; ; n = len(beats) {
 		round, cancel := context.WithTimeout(ctx, interval)
 		var wg sync.WaitGroup
 		call := func(fn string, in func(*Results)) { wg.Go(func() { a.frameworkCall(round, node, fn, in) }) }
-		var beats []string
-		if first {
+		if n == 1 {
 			call("reportVersion", func(in *Results) {
 				in.PutString(1, "app", cfg.App)
 				in.PutString(2, "serverName", cfg.Server)
 				in.PutString(3, "version", a.version())
 			})
-		} else {
-			for _, ad := range a.adapters {
-				beats = append(beats, ad.cfg.Name)
-			}
 		}
-		for _, name := range append(beats, "") {
+		for _, name := range beats[:n] {
 			call("keepAlive", func(in *Results) {
 				in.Put(1, "serverInfo", func(b []byte, tag uint8) []byte { // nodef::ServerInfo
 					return appendStruct(b, tag, cfg.App, cfg.Server, int64(os.Getpid()), name)

@@ -70,7 +70,8 @@ type Server struct {
 	closed    bool
 	connsDone sync.WaitGroup
 
-	calls, badFrames atomic.Uint64
+	calls     atomic.Uint64 // requests dispatched
+	badFrames atomic.Uint64 // connections closed, or requests refused, for a bad frame or packet
 }
 
 // Handle registers h for function fn of servant; it may be called while
@@ -88,12 +89,6 @@ func (s *Server) Handle(servant, fn string, h HandlerFunc) {
 }
 
 func (s *Server) logger() *slog.Logger { return cmp.Or(s.Logger, slog.Default()) }
-
-// Calls returns the requests dispatched since the server started.
-func (s *Server) Calls() uint64 { return s.calls.Load() }
-
-// BadFrames returns the connections closed for a bad frame or packet.
-func (s *Server) BadFrames() uint64 { return s.badFrames.Load() }
 
 func (s *Server) serves(servant string) bool {
 	s.mu.RLock()
@@ -134,12 +129,11 @@ func (s *Server) Serve(ln net.Listener, opt ListenOptions) error {
 		case err == nil:
 			delay = 0
 			ctx, cancel := context.WithCancel(context.Background())
-			c := &serverConn{s: s, opt: opt, nc: nc, ctx: ctx, cancel: cancel, w: newFrameWriter(nc, opt.WriteTimeout)}
+			c := &serverConn{s: s, opt: opt, nc: nc, ctx: ctx, cancel: cancel, w: startWriter(nc, opt.WriteTimeout)}
 			if !track(s, &s.conns, c) {
-				nc.Close()
+				c.w.close() // and nc
 				continue
 			}
-			go c.w.run()
 			go c.serve()
 		case !track(s, &s.listeners, ln): // ln is listed until Shutdown
 			return ErrServerClosed
@@ -264,20 +258,18 @@ const reconnectDesc = "_reconnect_"
 
 // reply queues the reply to req in req's version.
 func (c *serverConn) reply(req *RequestPacket, ret int32, desc string, sBuffer []byte) {
-	f := newFrame()
 	if req.Version == VersionTUP {
 		rsp := TUPReply(req, ret, desc, nil)
 		if ret == Success {
 			rsp.Buffer = sBuffer // already the encoded argument map
 		}
-		*f = rsp.AppendFrame(*f)
-	} else {
-		rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
-			MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
-		if req.Version == VersionJSON {
-			rsp.Version = VersionJSON
-		}
-		*f = rsp.AppendFrame(*f)
+		c.w.send(rsp.AppendFrame)
+		return
 	}
-	c.w.send(f)
+	rsp := ResponsePacket{Version: VersionTars, PacketType: req.PacketType, RequestID: req.RequestID,
+		MessageType: req.MessageType, Ret: ret, Buffer: sBuffer, ResultDesc: desc}
+	if req.Version == VersionJSON {
+		rsp.Version = VersionJSON
+	}
+	c.w.send(rsp.AppendFrame)
 }

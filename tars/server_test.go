@@ -390,7 +390,7 @@ func TestServerBadFrames(t *testing.T) {
 			t.Fatalf("%s: the other connection got %+v", name, rsp)
 		}
 	}
-	if n := ts.BadFrames(); n != 5 {
+	if n := ts.badFrames.Load(); n != 5 {
 		t.Errorf("BadFrames = %d, want 5", n)
 	}
 }
@@ -720,7 +720,7 @@ func TestServerPeerNotReading(t *testing.T) {
 		sent++
 	}
 	closed := time.Since(start)
-	calls := ts.Calls()
+	calls := ts.calls.Load()
 	t.Logf("sent %d requests of 1 MiB, %d read, closed after %v", sent, calls, closed.Round(time.Millisecond))
 	if closed > 8*time.Second {
 		t.Fatalf("a peer that never reads was still open after %v", closed)
