@@ -142,7 +142,7 @@ func (l *roomStore) compact(evs []event) error {
 	for _, ev := range evs {
 		buf = appendRecord(buf, ev)
 	}
-	err := writeFileAtomic(l.path, buf, true)
+	err := writeFileAtomic(l.path, buf)
 	if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
 		err = errors.Join(err, d.Sync())
 		d.Close()
@@ -242,15 +242,14 @@ func decodeRecord(p []byte) (event, error) {
 	return ev, nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path and renames it over path; durable
-// also syncs the data to disk before the rename.
-func writeFileAtomic(path string, data []byte, durable bool) error {
+// writeFileAtomic writes data to a temporary file next to path, syncs it and renames it over path.
+func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = tmp.Write(data)
-	if err == nil && durable {
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if err = errors.Join(err, tmp.Close()); err == nil {

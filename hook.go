@@ -83,26 +83,3 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	}
 	return "", errors.New("refused: the hook failed")
 }
-
-// registerHelloHook makes the demo's HelloObj a hook too: it refuses messages with demoWord in them.
-func registerHelloHook(s registrar, name string) {
-	for _, fn := range []string{"onSubscribe", "onPublish"} {
-		s.Handle(name, fn, func(_ context.Context, _ *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-			ret, reason := hookAllow, ""
-			if fn == "onPublish" {
-				text, err := in.String(4, "text")
-				if err != nil {
-					return 0, err
-				} else if strings.Contains(strings.ToLower(text), demoWord) {
-					ret, reason = hookRefuse, fmt.Sprintf("the word %q is not allowed here", demoWord)
-				}
-			}
-			out.PutInt32(0, "", ret)
-			out.PutString(5, "reason", reason)
-			if fn == "onPublish" {
-				out.PutString(6, "replacement", "")
-			}
-			return tars.Success, nil
-		})
-	}
-}

@@ -168,7 +168,6 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	}
 	registerPush(app, push, s.hub, s.live, s.cl)
 	registerHello(app, cfg.ServantName("HelloObj"), cfg.App+"."+cfg.Server)
-	registerHelloHook(app, cfg.ServantName("HelloObj"))
 	registerCommands(app, s.hub)
 	registerProperties(app, s.hub)
 	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), app.Log()), set.ReadTimeout)
