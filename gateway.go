@@ -53,10 +53,6 @@ type gateway struct {
 	proxies map[string]*tars.ObjProxy
 }
 
-func newGateway(client *tars.Client, local func(string) (tars.Endpoint, bool)) *gateway {
-	return &gateway{client: client, local: local, proxies: make(map[string]*tars.ObjProxy)}
-}
-
 func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
 	if g == nil {
 		return nil, errors.New("no Tars client")

@@ -78,7 +78,7 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	if s.HookFail == "open" {
 		return cmd.Text, nil
 	}
-	if ce := (*tars.CallError)(nil); errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+	if callCode(err) == tars.InvokeTimeout {
 		return "", fmt.Errorf("refused: the hook did not answer within %v", time.Since(start).Round(10*time.Millisecond))
 	}
 	return "", errors.New("refused: the hook failed")
