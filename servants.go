@@ -52,42 +52,38 @@ type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *t
 
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	o := &pushObj{s, name, hub, l, cl}
-	o.handle("pushByRoom", o.pusher("roomNum", "message"))
-	o.handle("pushAll", o.pusher("message"))
-	o.handle("pushToConn", o.pusher("connId", "message"))
-	o.handlePeer("peerPush", 2, o.peerPush)
-	o.handlePeer("peerInterest", 1, o.peerInterest)
-	o.handlePeer("peerPresence", 1, o.peerPresence)
+	o.handle("pushByRoom", 0, o.pusher("roomNum", "message"))
+	o.handle("pushAll", 0, o.pusher("message"))
+	o.handle("pushToConn", 0, o.pusher("connId", "message"))
+	o.handle("peerPush", 2, o.peerPush)
+	o.handle("peerInterest", 1, o.peerInterest)
+	o.handle("peerPresence", 1, o.peerPresence)
 }
 
-func (o *pushObj) handle(fn string, h pushFunc) {
+// handle registers fn. A call of another node (tokenTag > 0) is taken only from a peer's host with
+// the cluster secret as its argument token at tokenTag, checked before anything else is read, and
+// its refusals are logged.
+func (o *pushObj) handle(fn string, tokenTag uint8, h pushFunc) {
 	o.s.Handle(o.name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		out.PutInt32(0, "", 0)
-		if err := h(ctx, cur, in, out); err != nil {
-			if ce := (codeErr{}); errors.As(err, &ce) {
-				return ce.code, err
-			}
+		var err error
+		if tokenTag > 0 && (o.cl == nil || !o.cl.fromPeer(cur.RemoteAddr)) {
+			err = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", fn)}
+		} else if tokenTag > 0 {
+			err = peerToken(in, tokenTag, fn, o.live.get().ClusterSecret)
+		}
+		if err == nil {
+			err = h(ctx, cur, in, out)
+		}
+		if err != nil && tokenTag > 0 {
+			o.hub.log.Warn(fn+": call refused", "caller", cur.RemoteAddr.String(), "err", err)
+		}
+		if ce := (codeErr{}); errors.As(err, &ce) {
+			return ce.code, err
+		} else if err != nil {
 			return tars.ServerUnknownErr, err
 		}
 		return tars.Success, nil
-	})
-}
-
-// handlePeer registers fn, a call of another node: taken only from a peer's host with the
-// cluster secret as its argument token at tokenTag, checked before anything else is read. Every
-// refusal is logged.
-func (o *pushObj) handlePeer(fn string, tokenTag uint8, h pushFunc) {
-	o.handle(fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-		var err error = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", fn)}
-		if o.cl != nil && o.cl.fromPeer(cur.RemoteAddr) {
-			if err = peerToken(in, tokenTag, fn, o.live.get().ClusterSecret); err == nil {
-				err = h(ctx, cur, in, out)
-			}
-		}
-		if err != nil {
-			o.hub.log.Warn(fn+": call refused", "caller", cur.RemoteAddr.String(), "err", err)
-		}
-		return err
 	})
 }
 
