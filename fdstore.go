@@ -59,8 +59,12 @@ func openRoomStore(dataDir string, s *Settings, log *slog.Logger, restore func(e
 	if err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
 	}
+	// A record that breaks the limits of s is skipped; one longer than all history can hold is
+	// corruption. No text and no sender: a gap (Hub.gap).
 	good, skipped, err := readLog(bufio.NewReader(f), maxHistoryBytes, func(ev event) bool {
-		ok := acceptable(ev, s)
+		ok := checkRoom(ev.Room, s) == nil && (ev.Text == "" && ev.From == "" || checkMessage(&ev.Text, s) == nil) &&
+			(ev.Name == "" || checkName(ev.Name) == nil) && len(ev.From) <= maxSavedFrom && utf8.ValidString(ev.From) &&
+			len(ev.Epoch) <= 32 && ev.Offset != 0 && !ev.Time.After(time.Now().Add(24*time.Hour))
 		if ok {
 			restore(ev)
 		}
@@ -96,15 +100,6 @@ func removeFiles(dir, ext string) (n int) {
 		os.Remove(dir) // fails unless empty
 	}
 	return n
-}
-
-// acceptable reports whether a record from the log keeps the limits of settings s: a record that
-// does not is skipped; one longer than all history can hold is corruption. No text and no sender:
-// a gap (Hub.gap).
-func acceptable(ev event, s *Settings) bool {
-	return checkRoom(ev.Room, s) == nil && (ev.Text == "" && ev.From == "" || checkMessage(&ev.Text, s) == nil) &&
-		(ev.Name == "" || checkName(ev.Name) == nil) && len(ev.From) <= maxSavedFrom && utf8.ValidString(ev.From) &&
-		len(ev.Epoch) <= 32 && ev.Offset != 0 && !ev.Time.After(time.Now().Add(24*time.Hour))
 }
 
 // write appends the items' records and syncs them. A failed write is cut off the file; if it
