@@ -169,6 +169,7 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	registerPush(app, push, s.hub, s.live, s.cl)
 	registerHello(app, cfg.ServantName("HelloObj"), cfg.App+"."+cfg.Server)
 	registerCommands(app, s.hub)
+	registerProperties(app, s.hub)
 	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), app.Log()), set.ReadTimeout)
 	return s, nil
 }

@@ -12,6 +12,14 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
+func registerProperties(app *tars.App, hub *Hub) {
+	app.Property("ws.connections", tars.Gauge, func() int64 { return int64(hub.Counts().Connections) })
+	app.Property("ws.rooms", tars.Gauge, func() int64 { return int64(len(hub.Counts().Rooms)) })
+	app.Property("ws.messagesIn", tars.Sum, func() int64 { return int64(hub.Counts().MessagesIn) })
+	app.Property("ws.messagesOut", tars.Sum, func() int64 { return int64(hub.Counts().MessagesOut) })
+	app.Property("ws.dropped", tars.Sum, func() int64 { return int64(hub.Counts().Dropped) })
+}
+
 // newMetrics serves /metrics in the Prometheus text format 0.0.4: the hub's counters, app's adapters
 // and Tars calls, cl's peers (app, cl nil: none). It is open like /Index/stats: it shows counts,
 // never room names or message text; the adapter's allow list limits who scrapes.

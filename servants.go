@@ -320,8 +320,8 @@ func helloCaller(app *tars.App, proxy string) (func(ctx context.Context, name st
 	}, nil
 }
 
-// registerCommands adds the WebSocket server's operator commands to AdminObj, its lines to
-// tars.viewstatus and its properties to the reports.
+// registerCommands adds the WebSocket server's operator commands to AdminObj, and its lines to
+// tars.viewstatus.
 func registerCommands(app *tars.App, hub *Hub) {
 	app.Command("ws.rooms", "", "lists the rooms with their member counts", func(context.Context, []string) string {
 		rooms := hub.Counts().Rooms
@@ -346,9 +346,4 @@ func registerCommands(app *tars.App, hub *Hub) {
 	})
 	app.Status("websocket connections", func() any { return hub.Counts().Connections })
 	app.Status("rooms", func() any { return len(hub.Counts().Rooms) })
-	app.Property("ws.connections", tars.Gauge, func() int64 { return int64(hub.Counts().Connections) })
-	app.Property("ws.rooms", tars.Gauge, func() int64 { return int64(len(hub.Counts().Rooms)) })
-	app.Property("ws.messagesIn", tars.Sum, func() int64 { return int64(hub.Counts().MessagesIn) })
-	app.Property("ws.messagesOut", tars.Sum, func() int64 { return int64(hub.Counts().MessagesOut) })
-	app.Property("ws.dropped", tars.Sum, func() int64 { return int64(hub.Counts().Dropped) })
 }
