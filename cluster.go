@@ -43,15 +43,15 @@ type ClusterOptions struct {
 	Static     []tars.Endpoint // the peers key's endpoints
 	Secret     string          // cluster-secret, which the peers require
 	QueueBytes int             // bytes a peer's cursor may lag; 0: peerQueueBytes
-	Log        *slog.Logger
+	Log        *slog.Logger    // never nil
 }
 
 // Cluster passes the messages pushed here to the other nodes.
 type Cluster struct {
 	hub    *Hub
 	client *tars.Client
-	opt    ClusterOptions // Log never nil
-	origin string         // this node's name in PeerMessage.origin
+	opt    ClusterOptions
+	origin string // this node's name in PeerMessage.origin
 
 	mu      sync.Mutex // guards what follows and the peers' cursors, state and counts
 	peers   []*peer
@@ -98,7 +98,6 @@ type peer struct {
 
 // NewCluster returns a cluster that relays hub's pushes through client; Start finds the peers.
 func NewCluster(hub *Hub, client *tars.Client, opt ClusterOptions) *Cluster {
-	opt.Log = cmp.Or(opt.Log, slog.Default())
 	c := &Cluster{hub: hub, client: client, opt: opt, told: make(chan struct{})}
 	if len(opt.Self) > 0 {
 		c.origin = opt.Self[0]

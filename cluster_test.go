@@ -567,7 +567,10 @@ func FuzzPeerPush(f *testing.F) {
 		if err != nil {
 			return
 		}
-		msgs, err := readPeerPush(in, testClusterSecret)
+		if peerToken(in, 2, "peerPush", testClusterSecret) != nil {
+			return
+		}
+		msgs, err := readPeerPush(in)
 		if err != nil {
 			return
 		}

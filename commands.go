@@ -183,7 +183,7 @@ func writeTgz(path, name, bin string) error {
 		_, err = tw.Write(data)
 	}
 	if err = errors.Join(err, tw.Close(), gz.Close()); err == nil {
-		err = writeFileAtomic(path, buf.Bytes(), true)
+		err = writeFileAtomic(path, buf.Bytes())
 	}
 	if err == nil {
 		err = os.Chmod(path, 0o644)

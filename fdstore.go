@@ -59,8 +59,12 @@ func openRoomStore(dataDir string, s *Settings, log *slog.Logger, restore func(e
 	if err != nil {
 		return nil, fmt.Errorf("history log: %w", err)
 	}
+	// A record that breaks the limits of s is skipped; one longer than all history can hold is
+	// corruption. No text and no sender: a gap (Hub.gap).
 	good, skipped, err := readLog(bufio.NewReader(f), maxHistoryBytes, func(ev event) bool {
-		ok := acceptable(ev, s)
+		ok := checkRoom(ev.Room, s) == nil && (ev.Text == "" && ev.From == "" || checkMessage(&ev.Text, s) == nil) &&
+			(ev.Name == "" || checkName(ev.Name) == nil) && len(ev.From) <= maxSavedFrom && utf8.ValidString(ev.From) &&
+			len(ev.Epoch) <= 32 && ev.Offset != 0 && !ev.Time.After(time.Now().Add(24*time.Hour))
 		if ok {
 			restore(ev)
 		}
@@ -98,15 +102,6 @@ func removeFiles(dir, ext string) (n int) {
 	return n
 }
 
-// acceptable reports whether a record from the log keeps the limits of settings s: a record that
-// does not is skipped; one longer than all history can hold is corruption. No text and no sender:
-// a gap (Hub.gap).
-func acceptable(ev event, s *Settings) bool {
-	return checkRoom(ev.Room, s) == nil && (ev.Text == "" && ev.From == "" || checkMessage(&ev.Text, s) == nil) &&
-		(ev.Name == "" || checkName(ev.Name) == nil) && len(ev.From) <= maxSavedFrom && utf8.ValidString(ev.From) &&
-		len(ev.Epoch) <= 32 && ev.Offset != 0 && !ev.Time.After(time.Now().Add(24*time.Hour))
-}
-
 // write appends the items' records and syncs them. A failed write is cut off the file; if it
 // cannot be, every later write fails.
 func (l *roomStore) write(items []*logItem) error {
@@ -142,7 +137,7 @@ func (l *roomStore) compact(evs []event) error {
 	for _, ev := range evs {
 		buf = appendRecord(buf, ev)
 	}
-	err := writeFileAtomic(l.path, buf, true)
+	err := writeFileAtomic(l.path, buf)
 	if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
 		err = errors.Join(err, d.Sync())
 		d.Close()
@@ -242,15 +237,14 @@ func decodeRecord(p []byte) (event, error) {
 	return ev, nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path and renames it over path; durable
-// also syncs the data to disk before the rename.
-func writeFileAtomic(path string, data []byte, durable bool) error {
+// writeFileAtomic writes data to a temporary file next to path, syncs it and renames it over path.
+func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	_, err = tmp.Write(data)
-	if err == nil && durable {
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if err = errors.Join(err, tmp.Close()); err == nil {

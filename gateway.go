@@ -29,13 +29,6 @@ const (
 	maxCallID            = 64 // bytes of the id, a JSON number or string echoed back
 )
 
-type callRequest struct {
-	ID      json.RawMessage `json:"id"`
-	Servant string          `json:"servant"`
-	Func    string          `json:"func"`
-	Args    json.RawMessage `json:"args"`
-}
-
 type callAnswer struct {
 	Kind   string          `json:"kind"`
 	ID     json.RawMessage `json:"id,omitempty"`
@@ -51,10 +44,6 @@ type gateway struct {
 	local   func(servant string) (tars.Endpoint, bool) // a servant this process serves, on its adapter
 	mu      sync.Mutex
 	proxies map[string]*tars.ObjProxy
-}
-
-func newGateway(client *tars.Client, local func(string) (tars.Endpoint, bool)) *gateway {
-	return &gateway{client: client, local: local, proxies: make(map[string]*tars.ObjProxy)}
 }
 
 func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
@@ -79,7 +68,10 @@ func (g *gateway) proxy(servant string) (*tars.ObjProxy, error) {
 
 // call checks one call frame's data and calls on a goroutine of its own, so the reader goes on.
 func (c *conn) call(data string, s *Settings) {
-	var req callRequest
+	var req struct {
+		ID, Args      json.RawMessage
+		Servant, Func string
+	}
 	var args map[string]json.RawMessage
 	fail := func(code int32, err error) {
 		c.enqueue(encodeAnswer(callAnswer{Kind: kindError, ID: req.ID, Code: code, Error: err.Error()}))

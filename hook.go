@@ -78,31 +78,8 @@ func (c *conn) runHook(s *Settings, cmd command) (string, error) {
 	if s.HookFail == "open" {
 		return cmd.Text, nil
 	}
-	if ce := (*tars.CallError)(nil); errors.As(err, &ce) && ce.Code == tars.InvokeTimeout {
+	if callCode(err) == tars.InvokeTimeout {
 		return "", fmt.Errorf("refused: the hook did not answer within %v", time.Since(start).Round(10*time.Millisecond))
 	}
 	return "", errors.New("refused: the hook failed")
-}
-
-// registerHelloHook makes the demo's HelloObj a hook too: it refuses messages with demoWord in them.
-func registerHelloHook(s registrar, name string) {
-	for _, fn := range []string{"onSubscribe", "onPublish"} {
-		s.Handle(name, fn, func(_ context.Context, _ *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
-			ret, reason := hookAllow, ""
-			if fn == "onPublish" {
-				text, err := in.String(4, "text")
-				if err != nil {
-					return 0, err
-				} else if strings.Contains(strings.ToLower(text), demoWord) {
-					ret, reason = hookRefuse, fmt.Sprintf("the word %q is not allowed here", demoWord)
-				}
-			}
-			out.PutInt32(0, "", ret)
-			out.PutString(5, "reason", reason)
-			if fn == "onPublish" {
-				out.PutString(6, "replacement", "")
-			}
-			return tars.Success, nil
-		})
-	}
 }

@@ -126,13 +126,10 @@ func fits(rooms []string) bool {
 }
 
 // peerInterest records which rooms the calling peer has members in, and starts its rooms' gaps
-// here. The token goes first, then the short fields, then the room lists, each bounded
-// (peerInterestMax valid room names; gaps, which older nodes do not send, may hold "").
+// here. The short fields are read first, then the room lists, each bounded (peerInterestMax valid
+// room names; gaps, which older nodes do not send, may hold "").
 func (o *pushObj) peerInterest(_ context.Context, cur *tars.Current, in *tars.Args, _ *tars.Results) error {
 	set := o.live.get()
-	if err := peerToken(in, 1, "peerInterest", set.ClusterSecret); err != nil {
-		return err
-	}
 	a, err := readStrings(in, 2, "origin", "epoch")
 	if err != nil {
 		return err

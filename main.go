@@ -144,7 +144,7 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	app.UseTLS(tc)
 	s := &server{live: newLive(set)}
 	opt := hubOptions{Live: s.live, DataDir: cmp.Or(cfg.DataPath, "data"), Log: app.Log(), Relay: relay,
-		Gateway: newGateway(app.Client(), app.Reachable)}
+		Gateway: &gateway{client: app.Client(), local: app.Reachable, proxies: map[string]*tars.ObjProxy{}}}
 	if opt.Hello, err = helloCaller(app, set.Hello); err != nil {
 		return nil, err
 	}
@@ -168,7 +168,6 @@ func newServer(app *tars.App, set Settings) (*server, error) {
 	}
 	registerPush(app, push, s.hub, s.live, s.cl)
 	registerHello(app, cfg.ServantName("HelloObj"), cfg.App+"."+cfg.Server)
-	registerHelloHook(app, cfg.ServantName("HelloObj"))
 	registerCommands(app, s.hub)
 	registerProperties(app, s.hub)
 	app.ServeHTTP(newHandler(s.hub, s.live, s.cl, newMetrics(s.hub, app, s.cl), app.Log()), set.ReadTimeout)

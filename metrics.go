@@ -12,17 +12,6 @@ import (
 	"github.com/tarsws/websocketserver/tars"
 )
 
-// metrics serves /metrics in the Prometheus text format 0.0.4: the hub's counters and, with an
-// App, its adapters and Tars calls, and the cluster's peers. It is open like /Index/stats: it
-// shows counts, never room names or message text; the adapter's allow list limits who scrapes.
-type metrics struct {
-	hub *Hub
-	app *tars.App // nil: the hub's counters only
-	cl  *Cluster  // nil: no peers
-}
-
-func newMetrics(hub *Hub, app *tars.App, cl *Cluster) http.Handler { return &metrics{hub, app, cl} }
-
 func registerProperties(app *tars.App, hub *Hub) {
 	app.Property("ws.connections", tars.Gauge, func() int64 { return int64(hub.Counts().Connections) })
 	app.Property("ws.rooms", tars.Gauge, func() int64 { return int64(len(hub.Counts().Rooms)) })
@@ -31,57 +20,62 @@ func registerProperties(app *tars.App, hub *Hub) {
 	app.Property("ws.dropped", tars.Sum, func() int64 { return int64(hub.Counts().Dropped) })
 }
 
-func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "metrics: method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if r.Method == http.MethodHead {
-		return
-	}
-	var fams []*metricFamily
-	family := func(name, typ, help string) *metricFamily {
-		fams = append(fams, &metricFamily{name: name, typ: typ, help: help})
-		return fams[len(fams)-1]
-	}
-	st := m.hub.Counts()
-	frames, bytes := m.hub.queueDepth()
-	family("websocketserver_connections", "gauge", "WebSocket connections open now.").add(st.Connections)
-	family("websocketserver_rooms", "gauge", "Rooms with at least one member.").add(len(st.Rooms))
-	family("websocketserver_messages_in_total", "counter", "Messages pushed: sendByRoom, broadcast, HTTP triggers and PushObj.").add(st.MessagesIn)
-	family("websocketserver_messages_out_total", "counter", "Text frames written to WebSocket connections.").add(st.MessagesOut)
-	family("websocketserver_dropped_total", "counter", "Connections dropped by the server, by reason (slow: outgoing queue full, close code 4000).").
-		add(st.Dropped, "reason", "slow")
-	family("websocketserver_queued_frames", "gauge", "Frames waiting in the outgoing queues of all connections.").add(frames)
-	family("websocketserver_queued_bytes", "gauge", "Bytes waiting in the outgoing queues of all connections.").add(bytes)
-	if m.cl != nil {
-		peers := m.cl.View().Peers
-		for _, pm := range peerMetrics {
-			f := family("websocketserver_cluster_peer_"+pm.name, pm.typ, pm.help)
-			for _, p := range peers {
-				f.add(pm.value(p), "peer", p.Addr)
+// newMetrics serves /metrics in the Prometheus text format 0.0.4: the hub's counters, app's adapters
+// and Tars calls, cl's peers (app, cl nil: none). It is open like /Index/stats: it shows counts,
+// never room names or message text; the adapter's allow list limits who scrapes.
+func newMetrics(hub *Hub, app *tars.App, cl *Cluster) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "metrics: method "+r.Method+" not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		if r.Method == http.MethodHead {
+			return
+		}
+		var fams []*metricFamily
+		family := func(name, typ, help string) *metricFamily {
+			fams = append(fams, &metricFamily{name: name, typ: typ, help: help})
+			return fams[len(fams)-1]
+		}
+		st := hub.Counts()
+		frames, bytes := hub.queueDepth()
+		family("websocketserver_connections", "gauge", "WebSocket connections open now.").add(st.Connections)
+		family("websocketserver_rooms", "gauge", "Rooms with at least one member.").add(len(st.Rooms))
+		family("websocketserver_messages_in_total", "counter", "Messages pushed: sendByRoom, broadcast, HTTP triggers and PushObj.").add(st.MessagesIn)
+		family("websocketserver_messages_out_total", "counter", "Text frames written to WebSocket connections.").add(st.MessagesOut)
+		family("websocketserver_dropped_total", "counter", "Connections dropped by the server, by reason (slow: outgoing queue full, close code 4000).").
+			add(st.Dropped, "reason", "slow")
+		family("websocketserver_queued_frames", "gauge", "Frames waiting in the outgoing queues of all connections.").add(frames)
+		family("websocketserver_queued_bytes", "gauge", "Bytes waiting in the outgoing queues of all connections.").add(bytes)
+		if cl != nil {
+			peers := cl.View().Peers
+			for _, pm := range peerMetrics {
+				f := family("websocketserver_cluster_peer_"+pm.name, pm.typ, pm.help)
+				for _, p := range peers {
+					f.add(pm.value(p), "peer", p.Addr)
+				}
 			}
 		}
-	}
-	if a := m.app; a != nil {
-		calls := family("websocketserver_tars_calls_total", "counter", "Tars calls finished, by side (served or made), servant, function and return code.")
-		for _, c := range a.Calls() {
-			calls.add(c.N, "side", c.Side, "servant", c.Servant, "func", c.Func, "code", strconv.Itoa(int(c.Ret)))
+		if app != nil {
+			calls := family("websocketserver_tars_calls_total", "counter", "Tars calls finished, by side (served or made), servant, function and return code.")
+			for _, c := range app.Calls() {
+				calls.add(c.N, "side", c.Side, "servant", c.Servant, "func", c.Func, "code", strconv.Itoa(int(c.Ret)))
+			}
+			conns := family("websocketserver_adapter_connections", "gauge", "Connections open on each adapter.")
+			refused := family("websocketserver_adapter_refused_total", "counter", "Connections refused at accept, by adapter and reason (allow: not in the allow list; maxconns: adapter full).")
+			for _, ad := range app.Adapters() {
+				conns.add(ad.Conns, "adapter", ad.Name)
+				refused.add(ad.Denied, "adapter", ad.Name, "reason", "allow")
+				refused.add(ad.Refused, "adapter", ad.Name, "reason", "maxconns")
+			}
+			family("websocketserver_tars_bad_frames_total", "counter", "Tars connections closed for a malformed frame or packet.").add(app.BadFrames())
+			family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
+				add(strconv.FormatFloat(float64(app.Started().UnixMilli())/1000, 'f', -1, 64))
 		}
-		conns := family("websocketserver_adapter_connections", "gauge", "Connections open on each adapter.")
-		refused := family("websocketserver_adapter_refused_total", "counter", "Connections refused at accept, by adapter and reason (allow: not in the allow list; maxconns: adapter full).")
-		for _, ad := range a.Adapters() {
-			conns.add(ad.Conns, "adapter", ad.Name)
-			refused.add(ad.Denied, "adapter", ad.Name, "reason", "allow")
-			refused.add(ad.Refused, "adapter", ad.Name, "reason", "maxconns")
-		}
-		family("websocketserver_tars_bad_frames_total", "counter", "Tars connections closed for a malformed frame or packet.").add(a.BadFrames())
-		family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.").
-			add(strconv.FormatFloat(float64(a.Started().UnixMilli())/1000, 'f', -1, 64))
-	}
-	writeMetrics(w, fams)
+		writeMetrics(w, fams)
+	})
 }
 
 // peerMetrics are the families websocketserver_cluster_peer_NAME, with each peer's value.

@@ -90,9 +90,8 @@ func (p *peer) has(room string) bool {
 	return in || p.wants == nil
 }
 
-// missed notes that p will never get m (dropped, or lost in a call cut off): its next
-// peerInterest tells it, and its history of the room starts a new epoch, so that a page
-// recovering there across the gap learns recovered:false.
+// missed notes that p will never get m: its next peerInterest tells it, and its history of the
+// room starts a new epoch, so that a page recovering there across the gap learns recovered:false.
 func (p *peer) missed(m peerMessage) {
 	if m.Room != "" && m.To == "" { // the others are in no history
 		p.gap(m.Room)
@@ -101,16 +100,13 @@ func (p *peer) missed(m peerMessage) {
 
 // gap adds room to the gaps p is to be told of ("": every room, as past peerInterestMax).
 func (p *peer) gap(room string) {
-	if _, all := p.gaps[""]; all {
-		return
+	if _, all := p.gaps[""]; all || room == "" || len(p.gaps) >= peerInterestMax {
+		p.gaps = map[string]struct{}{"": {}}
+	} else if p.gaps == nil {
+		p.gaps = map[string]struct{}{room: {}}
+	} else {
+		p.gaps[room] = struct{}{}
 	}
-	if room == "" || len(p.gaps) >= peerInterestMax {
-		p.gaps, room = nil, ""
-	}
-	if p.gaps == nil {
-		p.gaps = make(map[string]struct{})
-	}
-	p.gaps[room] = struct{}{}
 }
 
 // send is p's sender: one batch at a time, each after the previous one was answered, which keeps

@@ -52,39 +52,38 @@ type pushFunc func(ctx context.Context, cur *tars.Current, in *tars.Args, out *t
 
 func registerPush(s registrar, name string, hub *Hub, l *live, cl *Cluster) {
 	o := &pushObj{s, name, hub, l, cl}
-	o.handle("pushByRoom", o.pusher("roomNum", "message"))
-	o.handle("pushAll", o.pusher("message"))
-	o.handle("pushToConn", o.pusher("connId", "message"))
-	o.handlePeer("peerPush", o.peerPush)
-	o.handlePeer("peerInterest", o.peerInterest)
-	o.handlePeer("peerPresence", o.peerPresence)
+	o.handle("pushByRoom", 0, o.pusher("roomNum", "message"))
+	o.handle("pushAll", 0, o.pusher("message"))
+	o.handle("pushToConn", 0, o.pusher("connId", "message"))
+	o.handle("peerPush", 2, o.peerPush)
+	o.handle("peerInterest", 1, o.peerInterest)
+	o.handle("peerPresence", 1, o.peerPresence)
 }
 
-func (o *pushObj) handle(fn string, h pushFunc) {
+// handle registers fn. A call of another node (tokenTag > 0) is taken only from a peer's host with
+// the cluster secret as its argument token at tokenTag, checked before anything else is read, and
+// its refusals are logged.
+func (o *pushObj) handle(fn string, tokenTag uint8, h pushFunc) {
 	o.s.Handle(o.name, fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		out.PutInt32(0, "", 0)
-		if err := h(ctx, cur, in, out); err != nil {
-			if ce := (codeErr{}); errors.As(err, &ce) {
-				return ce.code, err
-			}
+		var err error
+		if tokenTag > 0 && (o.cl == nil || !o.cl.fromPeer(cur.RemoteAddr)) {
+			err = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", fn)}
+		} else if tokenTag > 0 {
+			err = peerToken(in, tokenTag, fn, o.live.get().ClusterSecret)
+		}
+		if err == nil {
+			err = h(ctx, cur, in, out)
+		}
+		if err != nil && tokenTag > 0 {
+			o.hub.log.Warn(fn+": call refused", "caller", cur.RemoteAddr.String(), "err", err)
+		}
+		if ce := (codeErr{}); errors.As(err, &ce) {
+			return ce.code, err
+		} else if err != nil {
 			return tars.ServerUnknownErr, err
 		}
 		return tars.Success, nil
-	})
-}
-
-// handlePeer registers fn, a call of another node: taken only from a peer's host, and h checks
-// its token first. Every refusal is logged.
-func (o *pushObj) handlePeer(fn string, h pushFunc) {
-	o.handle(fn, func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
-		var err error = codeErr{pushDenied, fmt.Errorf("%s: the caller is not on a peer's host", fn)}
-		if o.cl != nil && o.cl.fromPeer(cur.RemoteAddr) {
-			err = h(ctx, cur, in, out)
-		}
-		if err != nil {
-			o.hub.log.Warn(fn+": call refused", "caller", cur.RemoteAddr.String(), "err", err)
-		}
-		return err
 	})
 }
 
@@ -144,7 +143,7 @@ func readStrings(in *tars.Args, from uint8, names ...string) (a []string, err er
 // peerPush delivers other nodes' messages here only, and answers each one's count (-1: refused).
 func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) error {
 	set := o.live.get()
-	msgs, err := readPeerPush(in, set.ClusterSecret)
+	msgs, err := readPeerPush(in)
 	if err != nil {
 		return err
 	}
@@ -182,12 +181,8 @@ func (o *pushObj) peerPush(_ context.Context, cur *tars.Current, in *tars.Args, 
 	return nil
 }
 
-// readPeerPush reads peerPush's arguments, the token first: a call without the cluster secret is
-// refused before its messages are decoded, and more than a batch before any is allocated.
-func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
-	if err := peerToken(in, 2, "peerPush", secret); err != nil {
-		return nil, err
-	}
+// readPeerPush reads peerPush's messages, refusing more than a batch before any is allocated.
+func readPeerPush(in *tars.Args) ([]peerMessage, error) {
 	var msgs []peerMessage
 	err := in.Value(1, "msgs", func(d *tars.Decoder, tag uint8) (err error) {
 		msgs, err = readList(d, tag, peerBatchMax, readPeerMessage)
@@ -199,18 +194,20 @@ func readPeerPush(in *tars.Args, secret string) ([]peerMessage, error) {
 	return msgs, err
 }
 
-// peerToken checks the cluster secret a peer call carries at tag, in constant time; an empty
-// secret matches nothing.
+// peerToken checks the cluster secret a peer call carries at tag; an empty secret matches nothing.
 func peerToken(in *tars.Args, tag uint8, fn, secret string) error {
 	token, err := in.String(tag, "token")
-	if err != nil {
-		return err
+	if err == nil && (secret == "" || !sameToken(secret, token)) {
+		err = codeErr{pushDenied, fmt.Errorf("%s: wrong cluster secret (argument token)", fn)}
 	}
-	w, g := sha256.Sum256([]byte(secret)), sha256.Sum256([]byte(token))
-	if secret == "" || subtle.ConstantTimeCompare(w[:], g[:]) != 1 {
-		return codeErr{pushDenied, fmt.Errorf("%s: wrong cluster secret (argument token)", fn)}
-	}
-	return nil
+	return err
+}
+
+// sameToken reports whether got is want. Comparing fixed-size digests keeps the time independent
+// of where, and whether in length, got differs.
+func sameToken(want, got string) bool {
+	w, g := sha256.Sum256([]byte(want)), sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(w[:], g[:]) == 1
 }
 
 // checkPeerMessage reports what is wrong with a message from a peer: every field is bounded, and
@@ -260,6 +257,7 @@ func (e codeErr) Unwrap() error { return e.err }
 
 // registerHello registers HelloObj (tars/hello.tars), string hello(int no, string name), under
 // name. The answer names the caller and this server: "hello ann, no 3, from TestApp.WebsocketServer".
+// The demo's HelloObj is a hook too (tars/Hook.tars): it refuses messages with demoWord in them.
 func registerHello(s registrar, name, server string) {
 	s.Handle(name, "hello", func(ctx context.Context, cur *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
 		no, err := in.Int32(1, "no")
@@ -270,6 +268,25 @@ func registerHello(s registrar, name, server string) {
 		out.PutString(0, "", fmt.Sprintf("hello %s, no %d, from %s", who, no, server))
 		return tars.Success, nil
 	})
+	for _, fn := range []string{"onSubscribe", "onPublish"} {
+		s.Handle(name, fn, func(_ context.Context, _ *tars.Current, in *tars.Args, out *tars.Results) (int32, error) {
+			ret, reason := hookAllow, ""
+			if fn == "onPublish" {
+				text, err := in.String(4, "text")
+				if err != nil {
+					return 0, err
+				} else if strings.Contains(strings.ToLower(text), demoWord) {
+					ret, reason = hookRefuse, fmt.Sprintf("the word %q is not allowed here", demoWord)
+				}
+			}
+			out.PutInt32(0, "", ret)
+			out.PutString(5, "reason", reason)
+			if fn == "onPublish" {
+				out.PutString(6, "replacement", "")
+			}
+			return tars.Success, nil
+		})
+	}
 }
 
 // helloCaller returns the hub's hello|NAME hook: it calls hello(no, name), numbering the calls
