@@ -133,13 +133,13 @@ func (h *Hub) queueDepth() (frames, bytes int64) {
 	return frames, bytes
 }
 
-// serveConn upgrades r (check judges the origin) and serves the connection on a goroutine of its
+// serveConn upgrades r (handlers.go has judged its origin) and serves the connection on a goroutine of its
 // own: net/http's goroutine, the stack the handshake grew and net/http's buffers go. done runs once
 // the connection has ended, or now if none started.
-func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, check func(*websocket.Config, *http.Request) error, done func()) {
+func serveConn(h *Hub, w http.ResponseWriter, r *http.Request, done func()) {
 	s := h.live.get()
 	hj := &hijacker{ResponseWriter: w}
-	websocket.Server{Handshake: check, Handler: func(ws *websocket.Conn) {
+	websocket.Server{Handler: func(ws *websocket.Conn) {
 		c := &conn{
 			hub: h, set: s, nc: hj.nc.Conn,
 			id:       "c" + strconv.FormatUint(h.nextID.Add(1), 10) + "." + h.idTag,

@@ -103,7 +103,7 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("too many connections from %s (at most %d)", ip, max), http.StatusTooManyRequests)
 		return
 	}
-	serveConn(h.hub, w, r, nil, func() {
+	serveConn(h.hub, w, r, func() {
 		h.mu.Lock()
 		if h.conns[ip]--; h.conns[ip] <= 0 {
 			delete(h.conns, ip)
