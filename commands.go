@@ -185,8 +185,5 @@ func writeTgz(path, name, bin string) error {
 	if err = errors.Join(err, tw.Close(), gz.Close()); err == nil {
 		err = writeFileAtomic(path, buf.Bytes())
 	}
-	if err == nil {
-		err = os.Chmod(path, 0o644)
-	}
 	return err
 }

@@ -237,7 +237,8 @@ func decodeRecord(p []byte) (event, error) {
 	return ev, nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path, syncs it and renames it over path.
+// writeFileAtomic writes data to a temporary file next to path, syncs it and renames it over path,
+// with the mode a file the server creates has (CreateTemp's is 0600).
 func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix)
 	if err != nil {
@@ -245,7 +246,7 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	_, err = tmp.Write(data)
 	if err == nil {
-		err = tmp.Sync()
+		err = errors.Join(tmp.Chmod(0o644), tmp.Sync())
 	}
 	if err = errors.Join(err, tmp.Close()); err == nil {
 		err = os.Rename(tmp.Name(), path)

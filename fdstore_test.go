@@ -402,3 +402,57 @@ func TestFullDiskDeliversNothingUnlogged(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactionKeepsHistory: a log past twice its compacted size is rewritten from the rooms'
+// history; the file shrinks, keeps the mode it was created with, and a restart reads back every
+// room's recent messages with their offsets and epochs.
+func TestCompactionKeepsHistory(t *testing.T) {
+	dir := t.TempDir()
+	s := testSettings()
+	s.History, s.MaxMessage = 20, 4<<10
+	const rooms, perRoom = 4, 250 // 1,000 messages of 3 KiB: 3 MB, past the 1 MiB floor
+	text := func(r, i int) string { return fmt.Sprintf("r%d-%03d-%s", r, i, strings.Repeat("x", 3<<10)) }
+	ts := startServer(t, s, dir)
+	for i := 1; i <= perRoom; i++ {
+		for r := range rooms {
+			if _, err := ts.hub.PushRoom(fmt.Sprint("room", r), text(r, i), fromHTTP); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read := func(ts *testServer, room string) []frame {
+		c := ts.dial(t)
+		c.do("format|json")
+		c.recv()
+		hist, _ := c.recoverFrom("history", room, 0, "")
+		return hist
+	}
+	before := make([][]frame, rooms)
+	for r := range rooms {
+		before[r] = read(ts, fmt.Sprint("room", r))
+	}
+	if err := ts.hub.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "history", logFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("log: %d bytes after %d bytes of messages", fi.Size(), rooms*perRoom*(3<<10))
+	if fi.Size() > 2<<20 || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("log after compaction: %d bytes, mode %v; want at most 2 MiB (compacted), 0644", fi.Size(), fi.Mode().Perm())
+	}
+	ts = startServer(t, s, dir)
+	for r := range rooms {
+		after := read(ts, fmt.Sprint("room", r))
+		if len(after) != s.History || fmt.Sprint(after) != fmt.Sprint(before[r]) {
+			t.Fatalf("room%d: %d messages after a restart, want the %d it held before", r, len(after), s.History)
+		}
+		for i, f := range after {
+			if n := perRoom - s.History + 1 + i; f.Offset != uint64(n) || f.Text != text(r, n) || f.Epoch != after[0].Epoch {
+				t.Fatalf("room%d message %d: offset %d, text %.8q, epoch %q; want offset %d, %.8q, one epoch",
+					r, i, f.Offset, f.Text, f.Epoch, n, text(r, n))
+			}
+		}
+	}
+}
