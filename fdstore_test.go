@@ -52,6 +52,15 @@ func (c *wsClient) recoverFrom(cmd, room string, since uint64, epoch string) ([]
 	}
 }
 
+// readHistory returns room's history as a new json-format page gets it.
+func readHistory(t *testing.T, ts *testServer, room string) []frame {
+	c := ts.dial(t)
+	c.do("format|json")
+	c.recv()
+	hist, _ := c.recoverFrom("history", room, 0, "")
+	return hist
+}
+
 // TestRecoverExactlyOnce: a page that drops and reconnects with since while messages keep arriving
 // gets every message once, in order, with growing offsets, over many reconnects.
 func TestRecoverExactlyOnce(t *testing.T) {
@@ -165,13 +174,6 @@ func TestNamesThroughTheLog(t *testing.T) {
 	}
 	s := testSettings()
 	s.History = 10
-	read := func(ts *testServer, room string) []frame {
-		c := ts.dial(t)
-		c.do("format|json")
-		c.recv()
-		hist, _ := c.recoverFrom("history", room, 0, "")
-		return hist
-	}
 	want := "[{history room1 one f6ojuswc  http 1} {history room1 two f6ojuswc  http 2} {history room1 three f6ojuswc  http 3} " +
 		"{history room1 from Ada f6ojuswc  c1.o45fm 4} {history room1 four f6ojuswc  http 5}]"
 	show := func(hist []frame) string {
@@ -182,10 +184,10 @@ func TestNamesThroughTheLog(t *testing.T) {
 		return "[" + strings.TrimPrefix(b.String(), " ") + "]"
 	}
 	ts := startServer(t, s, dir)
-	if got := show(read(ts, "room1")); got != want {
+	if got := show(readHistory(t, ts, "room1")); got != want {
 		t.Fatalf("old log read as\n%s\nwant\n%s", got, want)
 	}
-	if got := show(read(ts, "room2")); got != "[{history room2 elsewhere jztapsle  http 1}]" {
+	if got := show(readHistory(t, ts, "room2")); got != "[{history room2 elsewhere jztapsle  http 1}]" {
 		t.Fatalf("room2: %s", got)
 	}
 	c := ts.dial(t)
@@ -197,7 +199,7 @@ func TestNamesThroughTheLog(t *testing.T) {
 	}
 	ts = startServer(t, s, dir)
 	want = strings.TrimSuffix(want, "]") + " {history room1 from Bob f6ojuswc Bob " + bob + " 6}]"
-	if got := show(read(ts, "room1")); got != want {
+	if got := show(readHistory(t, ts, "room1")); got != want {
 		t.Fatalf("after a restart\n%s\nwant\n%s", got, want)
 	}
 }
@@ -420,16 +422,9 @@ func TestCompactionKeepsHistory(t *testing.T) {
 			}
 		}
 	}
-	read := func(ts *testServer, room string) []frame {
-		c := ts.dial(t)
-		c.do("format|json")
-		c.recv()
-		hist, _ := c.recoverFrom("history", room, 0, "")
-		return hist
-	}
 	before := make([][]frame, rooms)
 	for r := range rooms {
-		before[r] = read(ts, fmt.Sprint("room", r))
+		before[r] = readHistory(t, ts, fmt.Sprint("room", r))
 	}
 	if err := ts.hub.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -444,7 +439,7 @@ func TestCompactionKeepsHistory(t *testing.T) {
 	}
 	ts = startServer(t, s, dir)
 	for r := range rooms {
-		after := read(ts, fmt.Sprint("room", r))
+		after := readHistory(t, ts, fmt.Sprint("room", r))
 		if len(after) != s.History || fmt.Sprint(after) != fmt.Sprint(before[r]) {
 			t.Fatalf("room%d: %d messages after a restart, want the %d it held before", r, len(after), s.History)
 		}
